@@ -1,0 +1,69 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::recipe::Format;
+
+#[derive(Debug, Parser)]
+#[command(name = "candidate", version, about = "Build reproducible candidate images from pinned inputs")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The store [default: $XDG_CACHE_HOME/candidate, else ~/.cache/candidate].
+    #[arg(long, global = true, env = "CANDIDATE_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print nothing but data and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Print more about each step.
+    #[arg(long, short, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pin every input of a recipe in its lockfile.
+    Lock {
+        recipe: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        lockfile: Option<PathBuf>,
+        /// Exit 1 if the lockfile would change; write nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Download every locked input into the store.
+    Fetch {
+        recipe: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        lockfile: Option<PathBuf>,
+    },
+    /// Build a candidate from a recipe and its lockfile.
+    Build {
+        recipe: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        lockfile: Option<PathBuf>,
+        /// Where candidate folders are written.
+        #[arg(long, value_name = "DIR", default_value = "dist")]
+        out: PathBuf,
+        /// Never use the network (local paths and file:// inputs are still read).
+        #[arg(long)]
+        offline: bool,
+        /// Build this format instead of the recipe's `[output] formats` (repeatable).
+        #[arg(long = "format", value_name = "NAME", value_parser = parse_format)]
+        formats: Vec<Format>,
+    },
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+        format!("unknown format `{s}` (expected rootfs.tar, rootfs.tar.gz, rootfs.tar.xz or rootfs.tar.zst)")
+    })
+}

@@ -1,0 +1,219 @@
+//! Compression: detecting and decoding inputs, and encoding outputs with fixed settings.
+//!
+//! Decoding accepts gzip, xz, zstd and plain data, told apart by their magic bytes, never by
+//! a file name. Encoding is part of a candidate's identity (DESIGN.md, invariant 5): the
+//! compressed bytes are derived from the uncompressed tar by a pinned library version with
+//! the settings below, and both are recorded in the manifest ([`Codec::describe`]), so an
+//! auditor can rebuild them. The crate versions are pinned with `=` in `Cargo.toml`; a test
+//! checks that the versions recorded here match `Cargo.lock`.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+/// Versions of the libraries whose bytes end up in outputs. Checked against Cargo.lock by
+/// a test, so that a bump cannot silently change what the manifest claims.
+const ZSTD_CRATE: &str = "zstd-sys 2.0.16+zstd.1.5.7";
+const FLATE_CRATE: &str = "miniz_oxide 0.8.9";
+const XZ_CRATE: &str = "liblzma-sys 0.4.4";
+
+const ZSTD_LEVEL: i32 = 3;
+const GZIP_LEVEL: u32 = 6;
+const XZ_PRESET: u32 = 6;
+
+/// The encodings an input may arrive in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Plain,
+    Gzip,
+    Xz,
+    Zstd,
+}
+
+impl Encoding {
+    /// Detects the encoding from the first bytes of a stream.
+    pub fn sniff(head: &[u8]) -> Encoding {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Encoding::Gzip
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            Encoding::Xz
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Encoding::Zstd
+        } else {
+            Encoding::Plain
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Plain => "plain",
+            Encoding::Gzip => "gzip",
+            Encoding::Xz => "xz",
+            Encoding::Zstd => "zstd",
+        }
+    }
+}
+
+/// Wraps `reader` in the decoder its first bytes call for.
+pub fn decoder<'a, R: Read + 'a>(reader: R) -> io::Result<(Encoding, Box<dyn Read + 'a>)> {
+    let mut reader = BufReader::with_capacity(1 << 20, reader);
+    let encoding = Encoding::sniff(reader.fill_buf()?);
+    let decoded: Box<dyn Read> = match encoding {
+        Encoding::Plain => Box::new(reader),
+        // Multi-member gzip (as `pigz` and concatenation make) is one stream.
+        Encoding::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Encoding::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(reader)),
+        Encoding::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+    };
+    Ok((encoding, decoded))
+}
+
+/// An output codec, with its fixed settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Gzip,
+    Xz,
+    Zstd,
+}
+
+impl Codec {
+    /// Wraps `out` in this codec's encoder.
+    pub fn encoder<'a, W: Write + Send + 'a>(self, out: W) -> io::Result<Encoder<'a, W>> {
+        Ok(match self {
+            Codec::None => Encoder::None(out),
+            // mtime 0, no file name, OS byte "unknown": nothing from the build host.
+            Codec::Gzip => Encoder::Gzip(
+                flate2::GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(out, flate2::Compression::new(GZIP_LEVEL)),
+            ),
+            Codec::Xz => Encoder::Xz(liblzma::write::XzEncoder::new(out, XZ_PRESET)),
+            Codec::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
+                enc.include_checksum(true)?;
+                // Multithreaded zstd produces the same bytes for any number of workers >= 1
+                // (the job size depends on the level, not on the worker count), so we use
+                // every core and the output does not depend on the machine. A test checks it.
+                enc.multithread(workers())?;
+                Encoder::Zstd(enc)
+            }
+        })
+    }
+
+    /// What the manifest records about this codec: enough to reproduce its bytes.
+    pub fn describe(self) -> Option<serde_json::Value> {
+        let value = match self {
+            Codec::None => return None,
+            Codec::Gzip => serde_json::json!({
+                "name": "gzip", "library": FLATE_CRATE, "level": GZIP_LEVEL, "mtime": 0, "os": 255,
+            }),
+            Codec::Xz => serde_json::json!({
+                "name": "xz", "library": XZ_CRATE, "preset": XZ_PRESET, "check": "crc64", "threads": 1,
+            }),
+            Codec::Zstd => serde_json::json!({
+                "name": "zstd", "library": ZSTD_CRATE, "level": ZSTD_LEVEL, "checksum": true,
+                "multithreaded": true,
+            }),
+        };
+        Some(value)
+    }
+}
+
+fn workers() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32).max(1)
+}
+
+/// A running encoder; [`Encoder::finish`] writes the trailer and returns the inner writer.
+pub enum Encoder<'a, W: Write> {
+    None(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Xz(liblzma::write::XzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'a, W>),
+}
+
+impl<W: Write> Encoder<'_, W> {
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::None(w) => Ok(w),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Xz(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::None(w) => w.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Xz(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::None(w) => w.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Xz(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        // Compressible but not trivial: several MB so that zstd splits it into jobs.
+        (0..6_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8 & 0x1f).collect()
+    }
+
+    fn encode(codec: Codec, data: &[u8]) -> Vec<u8> {
+        let mut e = codec.encoder(Vec::new()).unwrap();
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn every_codec_round_trips_through_sniffing() {
+        let data = sample();
+        for codec in [Codec::None, Codec::Gzip, Codec::Xz, Codec::Zstd] {
+            let encoded = encode(codec, &data);
+            let (_, mut d) = decoder(&encoded[..]).unwrap();
+            let mut back = Vec::new();
+            d.read_to_end(&mut back).unwrap();
+            assert!(back == data, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn zstd_output_does_not_depend_on_the_worker_count() {
+        let data = sample();
+        let with = |workers: u32| {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL).unwrap();
+            e.include_checksum(true).unwrap();
+            e.multithread(workers).unwrap();
+            e.write_all(&data).unwrap();
+            e.finish().unwrap()
+        };
+        let one = with(1);
+        assert!(one == with(2) && one == with(5));
+        assert!(one == encode(Codec::Zstd, &data));
+    }
+
+    #[test]
+    fn recorded_library_versions_match_cargo_lock() {
+        let lock = include_str!("../Cargo.lock");
+        for recorded in [ZSTD_CRATE, FLATE_CRATE, XZ_CRATE] {
+            let (name, version) = recorded.split_once(' ').unwrap();
+            let needle = format!("name = \"{name}\"\nversion = \"{version}\"");
+            assert!(
+                lock.contains(&needle),
+                "Cargo.lock does not pin {recorded}: update compress.rs and the golden digests"
+            );
+        }
+    }
+}

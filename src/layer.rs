@@ -1,0 +1,361 @@
+//! Layers: one recipe `[[layer]]` becomes one deterministic tar in the store.
+//!
+//! A layer's entries are gathered into a [`Tree`] in a fixed order — `directories`, then
+//! `files`, then `tarballs`, then `symlinks`, each list in recipe order — under the
+//! within-layer rules of [`crate::tree`], then serialised by [`crate::tar::writer`]. The tar's
+//! sha256 is the layer's identity (its OCI `diff_id`).
+//!
+//! Tarball entries are parsed in memory and checked before they are placed: a path with a
+//! `..` component is refused; an absolute path (`/etc/x`) is normalised under the tarball's
+//! `to` like any other, as GNU tar does by default; device nodes and fifos are refused; a hard
+//! link must name an earlier regular file of the same tarball. Their content is never written
+//! to the host as files: a plain tarball's bytes are referenced in place in its store blob; a
+//! compressed one is decompressed once into an anonymous spool file.
+//!
+//! Layers are cached by an action key over everything that determines their bytes: the
+//! format version, `SOURCE_DATE_EPOCH`, the layer definition and the digests of its inputs.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compress::{self, Encoding};
+use crate::digest::{Digest, Hasher};
+use crate::local::{LocalKind, LocalTree};
+use crate::recipe::{ImagePath, Layer, Owner, TarballSpec};
+use crate::store::{Store, StoreError};
+use crate::tar::reader::{EntryType, Limits, ReadError, TarReader};
+use crate::tar::writer::write_tree;
+use crate::tree::{Content, Kind, Node, Tree, TreeError};
+
+/// Bumped whenever the bytes of a layer for the same inputs would change.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("tarball `{tarball}`, entry `{entry}`: {message}")]
+    Entry { tarball: String, entry: String, message: String },
+    #[error("tarball `{tarball}`: {source}")]
+    Tarball { tarball: String, source: ReadError },
+    #[error("layer `{layer}`: {source}")]
+    Tree { layer: String, source: TreeError },
+    #[error("layer `{layer}`: the local input `{}` changed while the layer was built: {source}", path.display())]
+    Local { layer: String, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A layer as built: its identity and shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    pub diff_id: Digest,
+    pub size: u64,
+    pub entries: u64,
+}
+
+/// A local `files` input, scanned and digested.
+pub struct FilesInput<'a> {
+    pub tree: &'a LocalTree,
+    pub digest: Digest,
+}
+
+/// A tarball input, held in the store.
+pub struct TarballInput {
+    pub origin: String,
+    pub blob: Digest,
+}
+
+/// The action-cache key of a layer.
+pub fn action_key(layer: &Layer, files: &[FilesInput<'_>], tarballs: &[TarballInput], sde: u64) -> Digest {
+    let mut h = Hasher::new();
+    h.field("candidate-layer").field(FORMAT_VERSION.to_le_bytes()).field(sde.to_le_bytes());
+    for d in &layer.directories {
+        h.field("dir").field(d.path.as_rel()).field(d.mode.0.to_le_bytes()).field(d.owner.to_string());
+    }
+    for (spec, input) in layer.files.iter().zip(files) {
+        h.field("files").field(spec.to.as_rel()).field(input.digest.as_bytes()).field(spec.owner.to_string());
+        h.field(spec.mode.map_or(String::new(), |m| format!("{:o}", m.0)));
+    }
+    for (spec, input) in layer.tarballs.iter().zip(tarballs) {
+        h.field("tarball")
+            .field(input.blob.as_bytes())
+            .field(spec.to.as_rel())
+            .field(spec.strip_components.to_le_bytes());
+        h.field(spec.owner.map_or(String::new(), |o| o.to_string()));
+    }
+    for s in &layer.symlinks {
+        h.field("symlink").field(s.path.as_rel()).field(&s.target).field(s.owner.to_string());
+    }
+    h.finish()
+}
+
+/// Returns the layer from the action cache, or builds and stores it.
+pub fn build(
+    store: &Store,
+    layer: &Layer,
+    files: &[FilesInput<'_>],
+    tarballs: &[TarballInput],
+    sde: u64,
+) -> Result<(LayerInfo, bool), LayerError> {
+    let key = action_key(layer, files, tarballs, sde);
+    if let Some(info) = store.action(&key).and_then(|bytes| serde_json::from_slice::<LayerInfo>(&bytes).ok()) {
+        if store.blob_size(&info.diff_id) == Some(info.size) {
+            return Ok((info, true));
+        }
+    }
+    let tree = gather(store, layer, files, tarballs, sde)?;
+    let mut writer = store.writer()?;
+    let written = write_tree(&tree, &mut writer).map_err(|source| {
+        // The only failures here are reading sources: a local file that changed, or the store.
+        LayerError::Local {
+            layer: layer.name.to_string(),
+            path: files.first().map(|f| f.tree.root.clone()).unwrap_or_default(),
+            source,
+        }
+    })?;
+    let (diff_id, size) = writer.commit()?;
+    let info = LayerInfo { diff_id, size, entries: written.entries };
+    store.put_action(&key, &serde_json::to_vec(&info).expect("layer info serialises"))?;
+    Ok((info, false))
+}
+
+fn gather(
+    store: &Store,
+    layer: &Layer,
+    files: &[FilesInput<'_>],
+    tarballs: &[TarballInput],
+    sde: u64,
+) -> Result<Tree, LayerError> {
+    let tree_error = |source| LayerError::Tree { layer: layer.name.to_string(), source };
+    let mut tree = Tree::new(sde);
+    let node = |kind, mode, owner: Owner| Node {
+        kind,
+        mode,
+        uid: owner.uid,
+        gid: owner.gid,
+        mtime: sde,
+        xattrs: Default::default(),
+    };
+
+    for d in &layer.directories {
+        tree.insert(d.path.as_rel(), node(Kind::Directory, d.mode.0, d.owner)).map_err(tree_error)?;
+    }
+    for (spec, input) in layer.files.iter().zip(files) {
+        for entry in &input.tree.entries {
+            let rel = ImagePath::from_rel(&entry.rel).expect("scanned paths have no `..`");
+            let dest = spec.to.join(&rel);
+            let n = match &entry.kind {
+                LocalKind::Directory => node(Kind::Directory, 0o755, spec.owner),
+                LocalKind::File { size, executable } => {
+                    let mode = spec.mode.map_or(if *executable { 0o755 } else { 0o644 }, |m| m.0);
+                    let content = Content::Host(Arc::new(input.tree.host_path(entry)));
+                    node(Kind::File { size: *size, content, link_group: None }, mode, spec.owner)
+                }
+                LocalKind::Symlink { target } => node(Kind::Symlink { target: target.clone() }, 0o777, spec.owner),
+            };
+            tree.insert(dest.as_rel(), n).map_err(tree_error)?;
+        }
+    }
+    for (spec, input) in layer.tarballs.iter().zip(tarballs) {
+        add_tarball(store, &mut tree, spec, input, sde)?;
+    }
+    for s in &layer.symlinks {
+        tree.insert(s.path.as_rel(), node(Kind::Symlink { target: s.target.clone() }, 0o777, s.owner))
+            .map_err(tree_error)?;
+    }
+    Ok(tree)
+}
+
+/// Where a tarball's file contents can be read back from.
+enum Backing {
+    /// The tarball is plain: content is read in place from its blob.
+    InPlace(Arc<File>),
+    /// Decompressed content is appended to an anonymous temporary file.
+    Spool { file: Arc<File>, writer: BufWriter<File>, len: u64 },
+}
+
+fn add_tarball(
+    store: &Store,
+    tree: &mut Tree,
+    spec: &TarballSpec,
+    input: &TarballInput,
+    sde: u64,
+) -> Result<(), LayerError> {
+    let tarball = input.origin.clone();
+    let io_error =
+        |source: std::io::Error| LayerError::Tarball { tarball: tarball.clone(), source: ReadError::Io(source) };
+    let blob = fs_err::File::open(store.blob_path(&input.blob)).map_err(io_error)?.into_parts().0;
+    let (encoding, decoded) = compress::decoder(blob.try_clone().map_err(io_error)?).map_err(io_error)?;
+    let mut backing = if encoding == Encoding::Plain {
+        Backing::InPlace(Arc::new(blob))
+    } else {
+        let spool = tempfile::tempfile_in(store.root().join("tmp")).map_err(io_error)?;
+        let writer = BufWriter::with_capacity(1 << 20, spool.try_clone().map_err(io_error)?);
+        Backing::Spool { file: Arc::new(spool), writer, len: 0 }
+    };
+    let mut reader = TarReader::new(BufReader::with_capacity(1 << 20, decoded), Limits::default());
+    // Regular files of this tarball by destination, for hard links: (size, content, group).
+    let mut files: std::collections::HashMap<String, (u64, Content, u64)> = Default::default();
+    let mut next_group = 0u64;
+
+    loop {
+        let entry = match reader.next_entry() {
+            Ok(Some(entry)) => entry,
+            Ok(None) => break,
+            Err(source) => return Err(LayerError::Tarball { tarball, source }),
+        };
+        let fail = |message: String| LayerError::Entry { tarball: tarball.clone(), entry: entry.path.clone(), message };
+        let Some(dest) = map_path(&entry.path, spec).map_err(&fail)? else { continue };
+        let owner = spec.owner.unwrap_or(Owner { uid: entry.uid, gid: entry.gid });
+        let kind = match entry.kind {
+            EntryType::Directory => Kind::Directory,
+            EntryType::Symlink => Kind::Symlink { target: entry.link.clone() },
+            EntryType::File => {
+                let content = match &mut backing {
+                    Backing::InPlace(file) => Content::Range { file: file.clone(), offset: entry.offset },
+                    Backing::Spool { file, writer, len } => {
+                        let offset = *len;
+                        reader
+                            .copy_content(entry.size, writer)
+                            .map_err(|source| LayerError::Tarball { tarball: tarball.clone(), source })?;
+                        *len += entry.size;
+                        Content::Range { file: file.clone(), offset }
+                    }
+                };
+                files.insert(dest.as_rel().to_owned(), (entry.size, content.clone(), u64::MAX));
+                Kind::File { size: entry.size, content, link_group: None }
+            }
+            EntryType::HardLink => {
+                let target = map_path(&entry.link, spec).map_err(&fail)?;
+                let found = target.as_ref().and_then(|t| files.get_mut(t.as_rel()));
+                let Some((size, content, group)) = found else {
+                    return Err(fail(format!(
+                        "hard link to `{}`, which is not an earlier regular file of this tarball",
+                        entry.link
+                    )));
+                };
+                if *group == u64::MAX {
+                    *group = next_group;
+                    next_group += 1;
+                    // Mark the target too, so that both names stay one inode.
+                    let target = target.expect("found above");
+                    if let Some(Node { kind: Kind::File { link_group, .. }, .. }) = tree.get_mut(target.as_rel()) {
+                        *link_group = Some(*group);
+                    }
+                }
+                Kind::File { size: *size, content: content.clone(), link_group: Some(*group) }
+            }
+            other => {
+                return Err(fail(format!(
+                    "it is a {}: device nodes and fifos are not allowed in tarballs",
+                    other.describe()
+                )))
+            }
+        };
+        let node = Node {
+            kind,
+            mode: entry.mode,
+            uid: owner.uid,
+            gid: owner.gid,
+            mtime: entry.mtime.min(sde),
+            xattrs: entry.xattrs.clone(),
+        };
+        tree.insert(dest.as_rel(), node).map_err(|e| fail(e.to_string()))?;
+    }
+    if let Backing::Spool { mut writer, .. } = backing {
+        writer.flush().map_err(io_error)?;
+    }
+    Ok(())
+}
+
+/// Maps a tarball member name to its place in the image: a leading `/` is dropped (absolute
+/// names are normalised under `to`), `..` is refused, `strip-components` applied. `None`
+/// when stripping leaves nothing (the entry is skipped, as tar does).
+fn map_path(name: &str, spec: &TarballSpec) -> Result<Option<ImagePath>, String> {
+    let rel = ImagePath::from_rel(name.trim_start_matches('/'))
+        .map_err(|_| "its path climbs with `..`; refusing it".to_owned())?;
+    let mut components = rel.as_rel().split('/').filter(|c| !c.is_empty());
+    for _ in 0..spec.strip_components {
+        if components.next().is_none() {
+            return Ok(None);
+        }
+    }
+    let rest: Vec<&str> = components.collect();
+    if rest.is_empty() && spec.strip_components > 0 {
+        return Ok(None);
+    }
+    let rest = ImagePath::from_rel(&rest.join("/")).expect("components of a normalised path");
+    Ok(Some(spec.to.join(&rest)))
+}
+
+/// Reads a stored layer back as a tree whose contents point into the layer's blob.
+pub fn read(store: &Store, info: &LayerInfo, link_offset: u64) -> Result<Tree, LayerError> {
+    let tarball = info.diff_id.to_string();
+    let io_error =
+        |source: std::io::Error| LayerError::Tarball { tarball: tarball.clone(), source: ReadError::Io(source) };
+    let blob = Arc::new(fs_err::File::open(store.blob_path(&info.diff_id)).map_err(io_error)?.into_parts().0);
+    let mut reader =
+        TarReader::new(BufReader::with_capacity(1 << 16, blob.try_clone().map_err(io_error)?), Limits::default());
+    let mut tree = Tree::new(0);
+    let mut groups: std::collections::HashMap<String, u64> = Default::default();
+    while let Some(entry) =
+        reader.next_entry().map_err(|source| LayerError::Tarball { tarball: tarball.clone(), source })?
+    {
+        let fail = |message: String| LayerError::Entry { tarball: tarball.clone(), entry: entry.path.clone(), message };
+        let path = ImagePath::from_rel(&entry.path).map_err(&fail)?;
+        let kind = match entry.kind {
+            EntryType::Directory => Kind::Directory,
+            EntryType::Symlink => Kind::Symlink { target: entry.link.clone() },
+            EntryType::File => Kind::File {
+                size: entry.size,
+                content: Content::Range { file: blob.clone(), offset: entry.offset },
+                link_group: None,
+            },
+            EntryType::HardLink => {
+                let target = ImagePath::from_rel(&entry.link).map_err(&fail)?;
+                let next = link_offset + groups.len() as u64;
+                let group = *groups.entry(target.as_rel().to_owned()).or_insert(next);
+                let Some(Node { kind: Kind::File { size, content, link_group }, .. }) = tree.get_mut(target.as_rel())
+                else {
+                    return Err(fail("hard link to a missing file".into()));
+                };
+                *link_group = Some(group);
+                Kind::File { size: *size, content: content.clone(), link_group: Some(group) }
+            }
+            other => return Err(fail(format!("unexpected {} in a layer", other.describe()))),
+        };
+        let node = Node {
+            kind,
+            mode: entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
+            mtime: entry.mtime,
+            xattrs: entry.xattrs.clone(),
+        };
+        tree.insert(path.as_rel(), node).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(strip: u32, to: &str) -> TarballSpec {
+        TarballSpec { url: "x.tar".into(), sha256: None, strip_components: strip, to: to.parse().unwrap(), owner: None }
+    }
+
+    #[test]
+    fn paths_map_under_the_destination() {
+        let s = spec(1, "/opt/app");
+        assert_eq!(map_path("app-1.0/bin/x", &s).unwrap().unwrap().as_rel(), "opt/app/bin/x");
+        assert_eq!(map_path("app-1.0/", &s).unwrap(), None);
+        assert_eq!(map_path("/etc/abs", &spec(0, "/opt")).unwrap().unwrap().as_rel(), "opt/etc/abs");
+        assert_eq!(map_path("./a/./b", &spec(0, "/")).unwrap().unwrap().as_rel(), "a/b");
+        assert!(map_path("../../etc/evil", &spec(0, "/")).is_err());
+        assert!(map_path("a/../../b", &spec(0, "/")).is_err());
+    }
+}

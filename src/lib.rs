@@ -1,0 +1,42 @@
+//! `candidate` turns a recipe into a bit-for-bit reproducible root filesystem template and a
+//! manifest that proves what went in and what came out.
+//!
+//! The pipeline, one module a stage:
+//!
+//! ```text
+//! recipe ──lock──▶ lockfile ──fetch──▶ store ──layer──▶ layers ──rootfs──▶ outputs + manifest
+//! ```
+//!
+//! * [`recipe`] — the typed recipe (`recipes/NAME.toml`): image, layers, outputs.
+//! * [`local`] — local inputs: scanning trees, tree digests, stat fingerprints.
+//! * [`lockfile`] — the lockfile schema (`lockfiles/NAME.lock`).
+//! * [`fetch`] — streaming inputs into the store, checked against their pins.
+//! * [`store`] — the content-addressed store: blobs, action cache, atomic writes.
+//! * [`tar`] — the strict reader of untrusted archives and the deterministic writer.
+//! * [`tree`] — the in-memory image tree and its placement rules.
+//! * [`layer`] — one recipe layer into one deterministic tar.
+//! * [`compress`] — input decoders and pinned output encoders.
+//! * [`rootfs`] — merging layers and writing the output archives.
+//! * [`manifest`] — the canonical `manifest.json`.
+//! * [`ops`] — the commands (`lock`, `fetch`, `build`), thin layers over the above.
+//! * [`digest`] — the sha256 type every identity is.
+//!
+//! The invariants every module keeps are in `DESIGN.md`: determinism, the hash chain, no host
+//! extraction of untrusted archives, an atomic shared store, identity by uncompressed bytes,
+//! and errors that name their culprit.
+
+pub mod cli;
+pub mod compress;
+pub mod digest;
+pub mod fetch;
+pub mod layer;
+pub mod local;
+pub mod lockfile;
+pub mod manifest;
+pub mod ops;
+pub mod printer;
+pub mod recipe;
+pub mod rootfs;
+pub mod store;
+pub mod tar;
+pub mod tree;

@@ -1,0 +1,314 @@
+//! Local inputs: files and folders on the build host.
+//!
+//! A local tree is scanned without following symlinks, in bytewise name order, and
+//! summarised by a **tree digest** over each entry's kind, relative path, size, executable
+//! bit, content sha256 and link target — exactly what a layer takes from it, and nothing the
+//! host varies (mtimes, owners, umask-dependent permission bits, inode order).
+//!
+//! Hashing a gigabyte on every build would make a no-op rebuild slow, so the store keeps a
+//! fingerprint per tree, as git's index does: for each file its size, mtime, ctime, inode and
+//! mode, and the sha256 they vouch for. A file whose stat matches is not read again. A file
+//! modified within the clock's granularity of the fingerprint being written could keep its
+//! old stat, so entries that recent are not recorded (git's "racy" rule).
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Digest, Hasher};
+use crate::store::Store;
+
+/// Entries modified this recently (seconds) are not fingerprinted.
+const RACY_SECONDS: i64 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("`{}` does not exist or cannot be read", path.display())]
+    Missing { path: PathBuf, source: std::io::Error },
+    #[error("failed to read `{}`", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("`{}` is a {kind}: only files, folders and symlinks can go into an image", path.display())]
+    Special { path: PathBuf, kind: &'static str },
+    #[error("`{}`: file names must be UTF-8", path.display())]
+    NotUtf8 { path: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalKind {
+    Directory,
+    File { size: u64, executable: bool },
+    Symlink { target: String },
+}
+
+/// One entry of a scanned tree.
+#[derive(Debug, Clone)]
+pub struct LocalEntry {
+    /// Relative to the tree's root, `/`-separated; empty for the root itself.
+    pub rel: String,
+    pub kind: LocalKind,
+    stat: Stat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Stat {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    ino: u64,
+    dev: u64,
+    mode: u32,
+}
+
+impl Stat {
+    fn of(m: &std::fs::Metadata) -> Self {
+        Stat {
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+            ino: m.ino(),
+            dev: m.dev(),
+            mode: m.mode(),
+        }
+    }
+}
+
+/// A scanned local input: a single file or a folder tree.
+#[derive(Debug, Clone)]
+pub struct LocalTree {
+    pub root: PathBuf,
+    pub entries: Vec<LocalEntry>,
+}
+
+impl LocalTree {
+    /// Scans `root` (a file or a folder). Symlinks are kept as symlinks, never followed.
+    pub fn scan(root: &Path) -> Result<Self, LocalError> {
+        let meta =
+            fs_err::symlink_metadata(root).map_err(|source| LocalError::Missing { path: root.to_owned(), source })?;
+        let mut entries = Vec::new();
+        if meta.is_dir() {
+            let walker =
+                walkdir::WalkDir::new(root).follow_links(false).sort_by(|a, b| a.file_name().cmp(b.file_name()));
+            for item in walker {
+                let item = item.map_err(|e| {
+                    let path = e.path().unwrap_or(root).to_owned();
+                    LocalError::Io { path, source: e.into() }
+                })?;
+                let rel = item.path().strip_prefix(root).expect("walkdir yields paths under its root");
+                let rel = rel.to_str().ok_or_else(|| LocalError::NotUtf8 { path: item.path().to_owned() })?.to_owned();
+                let meta =
+                    item.metadata().map_err(|e| LocalError::Io { path: item.path().to_owned(), source: e.into() })?;
+                entries.push(entry(item.path(), rel, &meta)?);
+            }
+            // walkdir sorts siblings; a full bytewise path sort is what the digest is over.
+            entries.sort_by(|a, b| a.rel.cmp(&b.rel));
+        } else {
+            entries.push(entry(root, String::new(), &meta)?);
+        }
+        Ok(LocalTree { root: root.to_owned(), entries })
+    }
+
+    /// The host path of an entry.
+    pub fn host_path(&self, entry: &LocalEntry) -> PathBuf {
+        if entry.rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(&entry.rel)
+        }
+    }
+
+    /// Total size of the regular files.
+    pub fn size(&self) -> u64 {
+        self.entries.iter().map(|e| if let LocalKind::File { size, .. } = e.kind { size } else { 0 }).sum()
+    }
+
+    pub fn file_count(&self) -> u64 {
+        self.entries.iter().filter(|e| matches!(e.kind, LocalKind::File { .. })).count() as u64
+    }
+
+    /// The tree digest, reading only the files the store's fingerprint cannot vouch for
+    /// (all of them without a store), hashed on every core. Updates the fingerprint.
+    pub fn digest(&self, store: Option<&Store>) -> Result<(Digest, Vec<Option<Digest>>), LocalError> {
+        let cache_path = store.map(|s| s.stat_path(&Digest::of(fingerprint_key(&self.root).as_bytes())));
+        let cached: HashMap<String, (Stat, Digest)> = cache_path
+            .as_ref()
+            .and_then(|p| fs_err::read(p).ok())
+            .and_then(|bytes| serde_json::from_slice::<Fingerprint>(&bytes).ok())
+            .map(|f| f.entries.into_iter().map(|(rel, stat, digest)| (rel, (stat, digest))).collect())
+            .unwrap_or_default();
+
+        let mut digests: Vec<Option<Digest>> = vec![None; self.entries.len()];
+        let mut todo = Vec::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            if let LocalKind::File { .. } = e.kind {
+                match cached.get(&e.rel) {
+                    Some((stat, digest)) if *stat == e.stat => digests[i] = Some(*digest),
+                    _ => todo.push(i),
+                }
+            }
+        }
+        if !todo.is_empty() {
+            self.hash_files(&todo, &mut digests)?;
+        }
+
+        let mut h = Hasher::new();
+        h.field("candidate-tree-v1");
+        for (e, digest) in self.entries.iter().zip(&digests) {
+            h.field(&e.rel);
+            match &e.kind {
+                LocalKind::Directory => h.field("d"),
+                LocalKind::File { size, executable } => {
+                    h.field("f").field(size.to_le_bytes()).field([u8::from(*executable)]);
+                    h.field(digest.expect("every file was hashed").as_bytes())
+                }
+                LocalKind::Symlink { target } => h.field("l").field(target),
+            };
+        }
+        let tree_digest = h.finish();
+
+        if let (Some(store), Some(path)) = (store, cache_path) {
+            if !todo.is_empty() {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+                let racy = |ns: i128| ns / 1_000_000_000 >= i128::from(now - RACY_SECONDS);
+                let entries = self
+                    .entries
+                    .iter()
+                    .zip(&digests)
+                    .filter_map(|(e, d)| Some((e.rel.clone(), e.stat, (*d)?)))
+                    .filter(|(_, stat, _)| !racy(stat.mtime_ns) && !racy(stat.ctime_ns))
+                    .collect();
+                let bytes = serde_json::to_vec(&Fingerprint { entries }).expect("fingerprints serialise");
+                // A fingerprint is only a cache: failing to save it costs time, not correctness.
+                let _ = store.write_atomic(&path, &bytes);
+            }
+        }
+        Ok((tree_digest, digests))
+    }
+
+    fn hash_files(&self, todo: &[usize], digests: &mut [Option<Digest>]) -> Result<(), LocalError> {
+        let next = AtomicUsize::new(0);
+        let results = Mutex::new(Vec::with_capacity(todo.len()));
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(todo.len());
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&i) = todo.get(k) else { break };
+                    let path = self.host_path(&self.entries[i]);
+                    let result = fs_err::File::open(&path)
+                        .and_then(Digest::of_reader)
+                        .map_err(|source| LocalError::Io { path: path.clone(), source });
+                    let stop = result.is_err();
+                    results.lock().expect("no hashing thread panics").push((i, result));
+                    if stop {
+                        next.store(todo.len(), Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        let mut results = results.into_inner().expect("no hashing thread panics");
+        // Report the first failure in path order, whichever thread met it first.
+        results.sort_by_key(|(i, _)| *i);
+        for (i, result) in results {
+            let (digest, len) = result?;
+            if let LocalKind::File { size, .. } = self.entries[i].kind {
+                if len != size {
+                    let path = self.host_path(&self.entries[i]);
+                    let source = std::io::Error::other("it changed size while being hashed");
+                    return Err(LocalError::Io { path, source });
+                }
+            }
+            digests[i] = Some(digest);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Fingerprint {
+    entries: Vec<(String, Stat, Digest)>,
+}
+
+fn fingerprint_key(root: &Path) -> String {
+    let absolute = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
+    format!("candidate-fingerprint-v1\0{}", absolute.display())
+}
+
+fn entry(path: &Path, rel: String, meta: &std::fs::Metadata) -> Result<LocalEntry, LocalError> {
+    let ft = meta.file_type();
+    let kind = if ft.is_dir() {
+        LocalKind::Directory
+    } else if ft.is_file() {
+        LocalKind::File { size: meta.len(), executable: meta.mode() & 0o111 != 0 }
+    } else if ft.is_symlink() {
+        let target = fs_err::read_link(path).map_err(|source| LocalError::Io { path: path.to_owned(), source })?;
+        let target =
+            target.into_os_string().into_string().map_err(|_| LocalError::NotUtf8 { path: path.to_owned() })?;
+        LocalKind::Symlink { target }
+    } else {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ft.is_fifo() {
+            "fifo"
+        } else if ft.is_socket() {
+            "socket"
+        } else {
+            "device node"
+        };
+        return Err(LocalError::Special { path: path.to_owned(), kind });
+    };
+    Ok(LocalEntry { rel, kind, stat: Stat::of(meta) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn make(dir: &Path) {
+        fs_err::create_dir_all(dir.join("a/b")).unwrap();
+        fs_err::write(dir.join("a/b/f"), b"one").unwrap();
+        fs_err::write(dir.join("x"), b"two").unwrap();
+        std::os::unix::fs::symlink("a/b/f", dir.join("link")).unwrap();
+    }
+
+    #[test]
+    fn the_digest_ignores_what_the_host_varies() {
+        let t1 = tempfile::tempdir().unwrap();
+        let t2 = tempfile::tempdir().unwrap();
+        make(t1.path());
+        make(t2.path());
+        fs_err::set_permissions(t2.path().join("x"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let d1 = LocalTree::scan(t1.path()).unwrap().digest(None).unwrap().0;
+        let d2 = LocalTree::scan(t2.path()).unwrap().digest(None).unwrap().0;
+        assert_eq!(d1, d2);
+        fs_err::set_permissions(t2.path().join("x"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_ne!(d1, LocalTree::scan(t2.path()).unwrap().digest(None).unwrap().0, "the executable bit counts");
+    }
+
+    #[test]
+    fn the_fingerprint_spares_reads_but_sees_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let s = tempfile::tempdir().unwrap();
+        let store = Store::open(s.path()).unwrap();
+        make(t.path());
+        let tree = LocalTree::scan(t.path()).unwrap();
+        let first = tree.digest(Some(&store)).unwrap().0;
+        assert_eq!(first, tree.digest(Some(&store)).unwrap().0);
+        fs_err::write(t.path().join("x"), b"three").unwrap();
+        let changed = LocalTree::scan(t.path()).unwrap().digest(Some(&store)).unwrap().0;
+        assert_ne!(first, changed);
+    }
+
+    #[test]
+    fn special_files_are_named() {
+        let t = tempfile::tempdir().unwrap();
+        let sock = t.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let err = LocalTree::scan(t.path()).unwrap_err().to_string();
+        assert!(err.contains("sock") && err.contains("socket"), "{err}");
+    }
+}

@@ -1,0 +1,66 @@
+//! The `candidate` binary: parse, dispatch, render the error, map the exit code.
+
+use std::process::ExitCode;
+
+use candidate::cli::{Cli, Command};
+use candidate::fetch::Network;
+use candidate::lockfile::LockMode;
+use candidate::ops::{self, build::BuildOptions, CheckFailed, Context};
+use candidate::printer::Printer;
+use candidate::store::Store;
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let (code, hint) = match err.downcast_ref::<CheckFailed>() {
+                Some(check) => (1, check.hint.clone()),
+                None => (2, None),
+            };
+            // A closed stdout (`candidate build … | head`) is not worth a message.
+            if err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::from(code);
+            }
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            if let Some(hint) = hint {
+                eprintln!("\nhint: {hint}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let printer = Printer::new(cli.global.quiet, cli.global.verbose);
+    let store_root = cli
+        .global
+        .store
+        .or_else(Store::default_root)
+        .ok_or_else(|| anyhow::anyhow!("no store: set `--store`, `XDG_CACHE_HOME` or `HOME`"))?;
+    let store = Store::open(&store_root)
+        .map_err(|e| anyhow::anyhow!(e).context(format!("cannot open store `{}`", store_root.display())))?;
+    let ctx = Context { store, printer };
+    match cli.command {
+        Command::Lock { recipe, lockfile, check } => {
+            let mode = if check { LockMode::Check } else { LockMode::Write };
+            ops::lock::lock(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), mode)?;
+        }
+        Command::Fetch { recipe, lockfile } => {
+            ops::build::fetch(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), Network::Allowed)?;
+        }
+        Command::Build { recipe, lockfile, out, offline, formats } => {
+            let network = if offline { Network::Offline } else { Network::Allowed };
+            let options = BuildOptions { out, network, formats: (!formats.is_empty()).then_some(formats) };
+            let (id, _) = ops::build::build(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), &options)?;
+            println!("{id}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! The candidate manifest: what went in and what came out.
+//!
+//! `manifest.json` is canonical JSON: object keys sorted bytewise, no insignificant
+//! whitespace, no trailing newline, integers only (no floats anywhere), UTF-8. This is the
+//! form `serde_json` gives a [`serde_json::Value`] whose maps are `BTreeMap`s (the crate's
+//! default, without `preserve_order`). The candidate's id is the sha256 of these bytes, so
+//! the same inputs must give the same bytes on every machine: nothing here comes from the
+//! host, the clock or the paths the build ran in.
+
+use serde_json::{json, Value};
+
+use crate::compress::Codec;
+use crate::digest::Digest;
+use crate::layer::{self, LayerInfo};
+use crate::lockfile::Lockfile;
+use crate::recipe::Recipe;
+use crate::rootfs::{self, Assembled};
+
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Everything the manifest states, gathered by the build.
+pub struct ManifestInput<'a> {
+    pub recipe: &'a Recipe,
+    pub lockfile: &'a Lockfile,
+    pub lockfile_digest: Digest,
+    pub layers: &'a [(String, LayerInfo)],
+    pub assembled: &'a Assembled,
+}
+
+/// The manifest's canonical bytes.
+pub fn render(input: &ManifestInput<'_>) -> Vec<u8> {
+    let image = &input.recipe.image;
+    let layer_json = |info: &LayerInfo| json!({ "diff_id": info.diff_id, "size": info.size, "entries": info.entries });
+    let compressors: Vec<Value> = [Codec::Gzip, Codec::Xz, Codec::Zstd]
+        .into_iter()
+        .filter(|c| input.assembled.outputs.iter().any(|o| rootfs::codec(o.format) == *c))
+        .filter_map(Codec::describe)
+        .collect();
+    let manifest = json!({
+        "manifest-version": MANIFEST_VERSION,
+        "tool": { "name": "candidate", "version": env!("CARGO_PKG_VERSION"), "layer-format": layer::FORMAT_VERSION },
+        "image": {
+            "name": image.name,
+            "version": image.version,
+            "architecture": image.architecture,
+            "os": image.os,
+            "release": image.release,
+            "description": image.description,
+        },
+        "source-date-epoch": image.source_date_epoch,
+        // The recipe is named by file name only: the folder it was built from is not an input.
+        "recipe": {
+            "name": input.recipe.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            "digest": input.lockfile.recipe,
+        },
+        "lockfile": { "digest": input.lockfile_digest, "version": input.lockfile.version },
+        "inputs": input.lockfile.inputs.iter().map(|i| {
+            let mut v = json!({ "layer": i.layer, "kind": i.kind.to_string(), "origin": i.origin, "size": i.size, "sha256": i.sha256 });
+            if let Some(files) = i.files {
+                v["files"] = json!(files);
+            }
+            v
+        }).collect::<Vec<_>>(),
+        "layers": input.layers.iter().map(|(name, info)| {
+            let mut v = layer_json(info);
+            v["name"] = json!(name);
+            v
+        }).collect::<Vec<_>>(),
+        "rootfs": layer_json(&input.assembled.rootfs),
+        "outputs": input.assembled.outputs.iter().map(|o| json!({
+            "name": o.format.file_name(),
+            "size": o.size,
+            "sha256": o.sha256,
+            "compression": rootfs::codec(o.format).describe().unwrap_or(Value::Null),
+        })).collect::<Vec<_>>(),
+        "compressors": compressors,
+    });
+    serde_json::to_vec(&manifest).expect("a JSON value serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_serialise_with_sorted_keys_and_no_whitespace() {
+        let v = serde_json::json!({ "b": 1, "a": { "d": [1, 2], "c": "x" } });
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"a":{"c":"x","d":[1,2]},"b":1}"#);
+    }
+}

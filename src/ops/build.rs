@@ -1,0 +1,185 @@
+//! `candidate fetch` and `candidate build`.
+//!
+//! `build` never resolves: it checks that the lockfile is the one the recipe calls for
+//! ([`super::lock::check`]), fetches what the store lacks (unless `--offline`, which forbids
+//! the network only), builds or reuses each layer, assembles the outputs, and publishes
+//! `OUT/NAME_VERSION_ARCH/` in one rename, so that a reader sees the old candidate or the new
+//! one and never a mix. Outputs are hard links to read-only store blobs (copies across
+//! filesystems): publishing a gigabyte candidate costs no copy, and a no-op rebuild whose
+//! candidate folder already holds those very blobs touches nothing.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use super::lock::{self, Resolved};
+use super::Context;
+use crate::digest::Digest;
+use crate::fetch::{self, Network, Pin};
+use crate::layer::{self, FilesInput, LayerInfo, TarballInput};
+use crate::lockfile::InputKind;
+use crate::manifest::{self, ManifestInput};
+use crate::recipe::{Format, Origin};
+use crate::rootfs::{self, Assembled};
+
+pub struct BuildOptions {
+    pub out: PathBuf,
+    pub network: Network,
+    /// Overrides the recipe's `[output] formats` for this build.
+    pub formats: Option<Vec<Format>>,
+}
+
+/// `candidate fetch`: makes sure the store holds every locked input.
+pub fn fetch(ctx: &Context, recipe_path: &Path, lockfile_path: &Path, network: Network) -> anyhow::Result<()> {
+    let (resolved, _) = lock::check(ctx, recipe_path, lockfile_path)?;
+    fetch_inputs(ctx, &resolved, network)?;
+    Ok(())
+}
+
+/// Fetches every tarball of the lockfile, per layer, checked against its pin.
+fn fetch_inputs(ctx: &Context, resolved: &Resolved, network: Network) -> anyhow::Result<Vec<Vec<TarballInput>>> {
+    let recipe = &resolved.recipe;
+    let mut out = Vec::new();
+    for layer in &recipe.layers {
+        let mut tarballs = Vec::new();
+        for spec in &layer.tarballs {
+            let locked = resolved
+                .lockfile
+                .inputs
+                .iter()
+                .find(|i| i.layer == layer.name.as_str() && i.kind == InputKind::Tarball && i.origin == spec.url)
+                .expect("a checked lockfile pins every tarball");
+            let origin = Origin::parse(&spec.url, &recipe.dir).map_err(anyhow::Error::msg)?;
+            let pin = Pin { sha256: locked.sha256, size: locked.size };
+            if !ctx.store.has_blob(&pin.sha256) {
+                ctx.printer.status("Fetching", &spec.url);
+            }
+            let bar = ctx.printer.bytes_bar(Some(pin.size), "Fetching".into());
+            fetch::fetch(&ctx.store, &origin, Some(pin), network, &|n| bar.set_position(n))
+                .with_context(|| format!("layer `{}`: cannot fetch tarball", layer.name))?;
+            bar.finish_and_clear();
+            tarballs.push(TarballInput { origin: spec.url.clone(), blob: pin.sha256 });
+        }
+        out.push(tarballs);
+    }
+    Ok(out)
+}
+
+/// `candidate build`: returns the candidate id and the folder it was written to.
+pub fn build(
+    ctx: &Context,
+    recipe_path: &Path,
+    lockfile_path: &Path,
+    options: &BuildOptions,
+) -> anyhow::Result<(Digest, PathBuf)> {
+    let (resolved, lockfile_digest) = lock::check(ctx, recipe_path, lockfile_path)?;
+    let tarballs = fetch_inputs(ctx, &resolved, options.network)?;
+    let recipe = &resolved.recipe;
+    let sde = recipe.image.source_date_epoch;
+
+    let mut layers: Vec<(String, LayerInfo)> = Vec::new();
+    for ((layer, files), tarballs) in recipe.layers.iter().zip(&resolved.files).zip(&tarballs) {
+        let files: Vec<FilesInput<'_>> = files.iter().map(|f| FilesInput { tree: &f.tree, digest: f.digest }).collect();
+        let spinner = ctx.printer.spinner(format!("layer {}", layer.name));
+        let (info, cached) = layer::build(&ctx.store, layer, &files, tarballs, sde)?;
+        spinner.finish_and_clear();
+        let verb = if cached { "Fresh" } else { "Built" };
+        ctx.printer.status(verb, format_args!("layer {} {} ({} entries)", layer.name, info.diff_id, info.entries));
+        layers.push((layer.name.to_string(), info));
+    }
+
+    let mut formats = options.formats.clone().unwrap_or_else(|| recipe.output.formats.clone());
+    formats.sort();
+    formats.dedup();
+    let spinner = ctx.printer.spinner("root filesystem".into());
+    let (assembled, cached) = rootfs::assemble(&ctx.store, &layers, &formats)?;
+    spinner.finish_and_clear();
+    ctx.printer.status(if cached { "Fresh" } else { "Assembled" }, format_args!("rootfs {}", assembled.rootfs.diff_id));
+
+    let manifest = manifest::render(&ManifestInput {
+        recipe,
+        lockfile: &resolved.lockfile,
+        lockfile_digest,
+        layers: &layers,
+        assembled: &assembled,
+    });
+    let dir = options.out.join(recipe.dist_name());
+    publish(ctx, &dir, &assembled, &manifest)?;
+    let id = Digest::of(&manifest);
+    ctx.printer.status("Finished", format_args!("{} {}", dir.display(), id));
+    Ok((id, dir))
+}
+
+/// Publishes the candidate folder: a fresh folder beside the final one, swapped in by rename.
+fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, manifest: &[u8]) -> anyhow::Result<()> {
+    if is_current(ctx, dir, assembled, manifest) {
+        return Ok(());
+    }
+    let parent = dir.parent().expect("a candidate folder has a parent");
+    let name = dir.file_name().expect("a candidate folder has a name").to_string_lossy().into_owned();
+    fs_err::create_dir_all(parent)?;
+    let staging = tempfile::Builder::new().prefix(&format!(".{name}.new-")).tempdir_in(parent)?;
+    for output in &assembled.outputs {
+        let blob = ctx.store.blob_path(&output.sha256);
+        let target = staging.path().join(output.format.file_name());
+        if fs_err::hard_link(&blob, &target).is_err() {
+            fs_err::copy(&blob, &target)?;
+        }
+    }
+    let manifest_path = staging.path().join("manifest.json");
+    fs_err::write(&manifest_path, manifest)?;
+    fs_err::File::open(&manifest_path)?.sync_all()?;
+    fs_err::File::open(staging.path())?.sync_all()?;
+
+    // Move any previous candidate aside, swap the new one in, then drop the old one. Two
+    // builds publishing the same folder at once may each see the other's folder appear;
+    // retry the swap a few times, since both are writing identical content.
+    let staging = staging.keep();
+    let mut attempt = 0;
+    loop {
+        let old = parent.join(format!(".{name}.old-{}-{attempt}", std::process::id()));
+        let moved_old = fs_err::rename(dir, &old).is_ok();
+        match fs_err::rename(&staging, dir) {
+            Ok(()) => {
+                if moved_old {
+                    fs_err::remove_dir_all(&old)?;
+                }
+                break;
+            }
+            Err(e) if attempt < 5 => {
+                if moved_old {
+                    let _ = fs_err::remove_dir_all(&old);
+                }
+                attempt += 1;
+                ctx.printer.detail("Retrying", format_args!("publishing {}: {e}", dir.display()));
+            }
+            Err(e) => {
+                let _ = fs_err::remove_dir_all(&staging);
+                return Err(e).with_context(|| format!("failed to publish `{}`", dir.display()));
+            }
+        }
+    }
+    crate::store::sync_parent(dir)?;
+    Ok(())
+}
+
+/// Whether `dir` already holds exactly this candidate: the same manifest, nothing else, and
+/// every output the very store blob (same inode). Anything less is republished.
+fn is_current(ctx: &Context, dir: &Path, assembled: &Assembled, manifest: &[u8]) -> bool {
+    if fs_err::read(dir.join("manifest.json")).ok().as_deref() != Some(manifest) {
+        return false;
+    }
+    let expected: usize = assembled.outputs.len() + 1;
+    if fs_err::read_dir(dir).map(|d| d.count()).unwrap_or(0) != expected {
+        return false;
+    }
+    assembled.outputs.iter().all(|o| {
+        let (Ok(have), Ok(blob)) =
+            (fs_err::metadata(dir.join(o.format.file_name())), fs_err::metadata(ctx.store.blob_path(&o.sha256)))
+        else {
+            return false;
+        };
+        (have.dev(), have.ino()) == (blob.dev(), blob.ino())
+    })
+}

@@ -1,0 +1,548 @@
+//! Recipes: what goes into a candidate.
+//!
+//! A recipe (`recipes/NAME.toml`) names the image and lists its layers in order; each layer
+//! gathers local files, tarballs, directories and symlinks. Parsing is strict: an unknown key
+//! is an error that names the key and its line (serde's `deny_unknown_fields`, with the TOML
+//! parser's span), and every value that has a shape — a digest, a mode, an owner, a path in
+//! the image — is parsed into its own type here, at the edge, so the rest of the pipeline never
+//! re-validates strings.
+//!
+//! Relative paths in a recipe (`files.from`, tarball `url`s without a scheme) are relative to
+//! the recipe file, so a checkout can live anywhere.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::digest::Digest;
+
+/// Why a recipe could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("failed to read recipe `{}`", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid recipe `{}`: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid recipe `{}`: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// A parsed recipe, with the bytes it was parsed from (they are part of the recipe digest).
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// Where the recipe was read from, as given on the command line.
+    pub path: PathBuf,
+    /// The folder relative paths in the recipe are resolved against.
+    pub dir: PathBuf,
+    pub bytes: Vec<u8>,
+    pub image: Image,
+    pub layers: Vec<Layer>,
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecipeFile {
+    image: Image,
+    #[serde(default, rename = "layer")]
+    layers: Vec<Layer>,
+    #[serde(default)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Image {
+    pub name: Name,
+    pub version: Version,
+    pub architecture: Architecture,
+    pub os: String,
+    pub release: String,
+    #[serde(default)]
+    pub description: String,
+    pub source_date_epoch: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Layer {
+    pub name: Name,
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    #[serde(default)]
+    pub tarballs: Vec<TarballSpec>,
+    #[serde(default)]
+    pub directories: Vec<DirectorySpec>,
+    #[serde(default)]
+    pub symlinks: Vec<SymlinkSpec>,
+}
+
+/// Local files or a local directory tree, copied into the image.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileSpec {
+    pub from: PathBuf,
+    pub to: ImagePath,
+    /// Mode of regular files; by default 0755 when the host file has any execute bit, else
+    /// 0644 (git's model: the only permission a checkout reliably carries is "executable").
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub owner: Owner,
+}
+
+/// A tarball, local or remote, unpacked (in memory, validated) under `to`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TarballSpec {
+    pub url: String,
+    #[serde(default, deserialize_with = "optional_hex_digest")]
+    pub sha256: Option<Digest>,
+    #[serde(default)]
+    pub strip_components: u32,
+    #[serde(default)]
+    pub to: ImagePath,
+    /// Replaces the owners recorded in the tarball, for vendor tarballs made as a build user.
+    pub owner: Option<Owner>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DirectorySpec {
+    pub path: ImagePath,
+    #[serde(default = "Mode::directory")]
+    pub mode: Mode,
+    #[serde(default)]
+    pub owner: Owner,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SymlinkSpec {
+    pub path: ImagePath,
+    pub target: String,
+    #[serde(default)]
+    pub owner: Owner,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Output {
+    #[serde(default = "Output::default_formats")]
+    pub formats: Vec<Format>,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Self { formats: Self::default_formats() }
+    }
+}
+
+impl Output {
+    fn default_formats() -> Vec<Format> {
+        vec![Format::RootfsTarZst]
+    }
+}
+
+/// An output format of a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+pub enum Format {
+    #[serde(rename = "rootfs.tar")]
+    RootfsTar,
+    #[serde(rename = "rootfs.tar.gz")]
+    RootfsTarGz,
+    #[serde(rename = "rootfs.tar.xz")]
+    RootfsTarXz,
+    #[serde(rename = "rootfs.tar.zst")]
+    RootfsTarZst,
+}
+
+impl Format {
+    /// The file name the format is written to in the candidate directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Format::RootfsTar => "rootfs.tar",
+            Format::RootfsTarGz => "rootfs.tar.gz",
+            Format::RootfsTarXz => "rootfs.tar.xz",
+            Format::RootfsTarZst => "rootfs.tar.zst",
+        }
+    }
+}
+
+impl Recipe {
+    pub fn load(path: &Path) -> Result<Self, RecipeError> {
+        let bytes = fs_err::read(path).map_err(|source| RecipeError::Read { path: path.to_owned(), source })?;
+        Self::parse(path, bytes)
+    }
+
+    pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Self, RecipeError> {
+        let parse_error = |message: String| RecipeError::Parse { path: path.to_owned(), message };
+        let text = std::str::from_utf8(&bytes).map_err(|e| parse_error(format!("not UTF-8: {e}")))?;
+        // The TOML error already says "at line L, column C" and quotes the offending line;
+        // trim its trailing newline so it sits well inside ours.
+        let file: RecipeFile = toml::from_str(text).map_err(|e| parse_error(e.to_string().trim_end().to_owned()))?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let recipe =
+            Recipe { path: path.to_owned(), dir, bytes, image: file.image, layers: file.layers, output: file.output };
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    fn validate(&self) -> Result<(), RecipeError> {
+        let invalid = |message: String| RecipeError::Invalid { path: self.path.clone(), message };
+        if self.layers.is_empty() {
+            return Err(invalid("it has no `[[layer]]`: a candidate needs at least one".into()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for layer in &self.layers {
+            if !names.insert(layer.name.as_str()) {
+                return Err(invalid(format!("layer name `{}` is used twice", layer.name)));
+            }
+            for tarball in &layer.tarballs {
+                Origin::parse(&tarball.url, &self.dir).map_err(|e| invalid(format!("layer `{}`: {e}", layer.name)))?;
+            }
+        }
+        if self.output.formats.is_empty() {
+            return Err(invalid("`[output] formats` is empty: name at least one format".into()));
+        }
+        let mut formats = self.output.formats.clone();
+        formats.sort();
+        if formats.windows(2).any(|w| w[0] == w[1]) {
+            return Err(invalid("`[output] formats` names a format twice".into()));
+        }
+        Ok(())
+    }
+
+    /// The directory name of this candidate's outputs: `NAME_VERSION_ARCH`.
+    pub fn dist_name(&self) -> String {
+        format!("{}_{}_{}", self.image.name, self.image.version, self.image.architecture)
+    }
+
+    /// A path from the recipe, resolved against the recipe's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.dir.join(path)
+    }
+}
+
+/// Where a tarball comes from. A location, not an identity: the lock pins the digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `http://` or `https://`.
+    Remote(String),
+    /// `file://` or a path (relative to the recipe).
+    Local(PathBuf),
+}
+
+impl Origin {
+    pub fn parse(url: &str, recipe_dir: &Path) -> Result<Self, String> {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(Origin::Remote(url.to_owned()))
+        } else if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!("`{url}`: a `file://` URL needs an absolute path (`file:///…`)"));
+            }
+            Ok(Origin::Local(PathBuf::from(path)))
+        } else if url.contains("://") {
+            Err(format!("`{url}`: unsupported URL scheme (use http://, https://, file:// or a path)"))
+        } else {
+            Ok(Origin::Local(recipe_dir.join(url)))
+        }
+    }
+
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Origin::Remote(_))
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Remote(url) => f.write_str(url),
+            Origin::Local(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+fn optional_hex_digest<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Digest>, D::Error> {
+    let s = String::deserialize(deserializer)?;
+    Digest::from_hex(&s).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Implements `Deserialize` through `FromStr`, so that a bad value is reported by the TOML
+/// parser with its line and column.
+macro_rules! deserialize_from_str {
+    ($ty:ty) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(deserializer)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// A name of an image or layer: it becomes part of file names, so it is kept plain.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Name(String);
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Name {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b));
+        if ok && s.len() <= 128 {
+            Ok(Name(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{s}` is not a valid name: use letters, digits, `-`, `.` and `+`, starting with a letter or digit"
+            ))
+        }
+    }
+}
+deserialize_from_str!(Name);
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An image version, as it appears in `NAME_VERSION_ARCH`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Version(String);
+
+impl FromStr for Version {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+~".contains(&b));
+        if ok && s.len() <= 128 {
+            Ok(Version(s.to_owned()))
+        } else {
+            Err(format!("`{s}` is not a valid version: use letters, digits, `.`, `+`, `~` and `-`"))
+        }
+    }
+}
+deserialize_from_str!(Version);
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Debian architecture name (`amd64`, `arm64`, `all` is not one: images have a real one).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Architecture(String);
+
+impl FromStr for Architecture {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s != "all"
+            && s != "any"
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Architecture(s.to_owned()))
+        } else {
+            Err(format!("`{s}` is not a Debian architecture name (like `amd64` or `arm64`)"))
+        }
+    }
+}
+deserialize_from_str!(Architecture);
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Permission bits, setuid, setgid and sticky included (`0o7777` at most).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Mode(pub u32);
+
+impl Mode {
+    pub fn directory() -> Self {
+        Mode(0o755)
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match u32::from_str_radix(s, 8) {
+            Ok(m) if m <= 0o7777 && !s.is_empty() => Ok(Mode(m)),
+            _ => Err(format!("`{s}` is not an octal mode like `0644` or `4755`")),
+        }
+    }
+}
+deserialize_from_str!(Mode);
+
+/// A numeric `uid:gid`. Names are never used: they would be looked up on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl FromStr for Owner {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parse = || -> Option<Owner> {
+            let (u, g) = s.split_once(':')?;
+            Some(Owner { uid: u.parse().ok()?, gid: g.parse().ok()? })
+        };
+        parse().ok_or_else(|| format!("`{s}` is not a numeric owner like `0:0` (names are not looked up)"))
+    }
+}
+deserialize_from_str!(Owner);
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.uid, self.gid)
+    }
+}
+
+/// An absolute path inside the image, normalised: no `.`, no empty components, no `..`.
+/// Stored without the leading `/`; the root is the empty path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ImagePath(String);
+
+impl ImagePath {
+    /// The path relative to the image root (`etc/passwd`; `` for the root).
+    pub fn as_rel(&self) -> &str {
+        &self.0
+    }
+
+    /// Normalises a relative path from an archive or a walk: `.` and empty components are
+    /// dropped, and a `..` is refused rather than resolved, since it could only be meant to
+    /// climb somewhere it should not.
+    pub fn from_rel(rel: &str) -> Result<Self, String> {
+        let mut out = String::with_capacity(rel.len());
+        for component in rel.split('/') {
+            match component {
+                "" | "." => {}
+                ".." => return Err(format!("`{rel}` contains a `..` component")),
+                c => {
+                    if c.contains('\0') {
+                        return Err(format!("`{rel}` contains a NUL byte"));
+                    }
+                    if !out.is_empty() {
+                        out.push('/');
+                    }
+                    out.push_str(c);
+                }
+            }
+        }
+        Ok(ImagePath(out))
+    }
+
+    pub fn join(&self, rel: &ImagePath) -> ImagePath {
+        match (self.0.is_empty(), rel.0.is_empty()) {
+            (true, _) => rel.clone(),
+            (_, true) => self.clone(),
+            _ => ImagePath(format!("{}/{}", self.0, rel.0)),
+        }
+    }
+}
+
+impl FromStr for ImagePath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(format!("`{s}` is not an absolute path in the image (start it with `/`)"));
+        }
+        ImagePath::from_rel(s)
+    }
+}
+deserialize_from_str!(ImagePath);
+
+impl fmt::Display for ImagePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[image]
+name = "demo"
+version = "1.0"
+architecture = "amd64"
+os = "debian"
+release = "bookworm"
+source-date-epoch = 1700000000
+
+[[layer]]
+name = "base"
+directories = [{ path = "/srv", mode = "0750" }]
+tarballs = [{ url = "https://example.invalid/a.tar.gz", sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", to = "/opt/a", strip-components = 1 }]
+"#;
+
+    fn parse(text: &str) -> Result<Recipe, RecipeError> {
+        Recipe::parse(Path::new("recipes/demo.toml"), text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn parses_a_minimal_recipe_with_defaults() {
+        let recipe = parse(MINIMAL).unwrap();
+        assert_eq!(recipe.dist_name(), "demo_1.0_amd64");
+        assert_eq!(recipe.output.formats, vec![Format::RootfsTarZst]);
+        let layer = &recipe.layers[0];
+        assert_eq!(layer.directories[0].mode, Mode(0o750));
+        assert_eq!(layer.directories[0].owner, Owner { uid: 0, gid: 0 });
+        assert_eq!(layer.tarballs[0].to.as_rel(), "opt/a");
+        assert_eq!(recipe.dir, Path::new("recipes"));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = MINIMAL.replace("release = \"bookworm\"", "release = \"bookworm\"\ncolour = \"blue\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+        assert!(err.contains("line 8"), "{err}");
+        assert!(err.contains("recipes/demo.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (from, to, culprit) in [
+            ("mode = \"0750\"", "mode = \"0980\"", "0980"),
+            ("to = \"/opt/a\"", "to = \"opt/a\"", "opt/a"),
+            ("to = \"/opt/a\"", "to = \"/opt/../a\"", ".."),
+            ("name = \"demo\"", "name = \"de mo\"", "de mo"),
+            ("sha256 = \"ba78", "sha256 = \"zz78", "zz78"),
+            ("https://example.invalid", "ftp://example.invalid", "ftp://"),
+        ] {
+            let err = parse(&MINIMAL.replace(from, to)).unwrap_err().to_string();
+            assert!(err.contains(culprit), "{culprit}: {err}");
+        }
+    }
+
+    #[test]
+    fn image_paths_normalise() {
+        assert_eq!("/a//b/./c/".parse::<ImagePath>().unwrap().as_rel(), "a/b/c");
+        assert_eq!("/".parse::<ImagePath>().unwrap().as_rel(), "");
+        assert!(ImagePath::from_rel("a/../../b").is_err());
+        assert_eq!(ImagePath::from_rel("./x/y").unwrap().join(&ImagePath::default()).as_rel(), "x/y");
+    }
+
+    #[test]
+    fn owners_are_numeric() {
+        assert_eq!("1000:50".parse::<Owner>().unwrap(), Owner { uid: 1000, gid: 50 });
+        assert!("root:root".parse::<Owner>().is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! The content-addressed store.
+//!
+//! Layout (the `v1` folder is the layout's version; a future layout lives beside it):
+//!
+//! ```text
+//! STORE/v1/blobs/sha256/<hex>   immutable objects: fetched inputs, layers, outputs
+//! STORE/v1/actions/<hex>        action cache: hash of a step's inputs -> its result (JSON)
+//! STORE/v1/stat/<hex>           fingerprints of local input trees (size, mtime, inode -> sha256)
+//! STORE/v1/tmp/                 objects being written
+//! ```
+//!
+//! Every object is written to `tmp/`, hashed while it is written, fsynced, then renamed to
+//! its final name, and the folder is fsynced: a build killed at any moment leaves at worst an
+//! orphan in `tmp/`, never a partial object under a name a later build would trust. Objects
+//! are named by their content, so two builds writing the same object race harmlessly: both
+//! renames put identical bytes in place. Action-cache entries point at blobs and are written
+//! the same way, after the blobs they name.
+
+use std::io::{self, BufWriter, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::digest::{Digest, HashingWriter};
+
+const LAYOUT: &str = "v1";
+
+/// Temporary files older than this are left over from killed builds and are removed when a
+/// store is opened. Long enough that no live build could still be writing one.
+const STALE_TEMP: Duration = Duration::from_secs(24 * 60 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O failed")]
+    Io(#[from] io::Error),
+    #[error("{what} does not match its pin: expected {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)")]
+    Mismatch { what: String, expected: Digest, expected_size: u64, actual: Digest, actual_size: u64 },
+}
+
+/// A handle on a store folder.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let store = Store { root: root.join(LAYOUT) };
+        for dir in ["blobs/sha256", "actions", "stat", "tmp"] {
+            fs_err::create_dir_all(store.root.join(dir))?;
+        }
+        store.remove_stale_temps();
+        Ok(store)
+    }
+
+    /// The default store: `$XDG_CACHE_HOME/candidate`, else `~/.cache/candidate`.
+    pub fn default_root() -> Option<PathBuf> {
+        std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+            .map(|cache| cache.join("candidate"))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// The size of a stored blob, if present.
+    pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        fs_err::metadata(self.blob_path(digest)).ok().map(|m| m.len())
+    }
+
+    /// A new object being written.
+    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
+        let temp = tempfile::Builder::new().prefix("blob-").tempfile_in(self.root.join("tmp"))?;
+        let file = temp.as_file().try_clone()?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, WritebackFile::new(file))),
+            temp,
+        })
+    }
+
+    /// Stores `bytes` as a blob.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let mut writer = self.writer()?;
+        writer.write_all(bytes)?;
+        Ok(writer.commit()?.0)
+    }
+
+    /// Reads an action-cache entry.
+    pub fn action(&self, key: &Digest) -> Option<Vec<u8>> {
+        fs_err::read(self.root.join("actions").join(key.hex())).ok()
+    }
+
+    /// Records an action-cache entry, atomically.
+    pub fn put_action(&self, key: &Digest, value: &[u8]) -> Result<(), StoreError> {
+        self.write_atomic(&self.root.join("actions").join(key.hex()), value)
+    }
+
+    /// The path of a local tree's fingerprint file.
+    pub fn stat_path(&self, key: &Digest) -> PathBuf {
+        self.root.join("stat").join(key.hex())
+    }
+
+    /// Writes `value` at `path` (inside the store) through a fsynced temporary file.
+    pub fn write_atomic(&self, path: &Path, value: &[u8]) -> Result<(), StoreError> {
+        let mut temp = tempfile::Builder::new().prefix("meta-").tempfile_in(self.root.join("tmp"))?;
+        temp.write_all(value)?;
+        temp.as_file().sync_all()?;
+        temp.persist(path).map_err(|e| e.error)?;
+        sync_parent(path)?;
+        Ok(())
+    }
+
+    fn remove_stale_temps(&self) {
+        let Ok(entries) = fs_err::read_dir(self.root.join("tmp")) else { return };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|mtime| now.duration_since(mtime).unwrap_or_default() > STALE_TEMP);
+            if stale {
+                let _ = fs_err::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Writes a new blob: hashes as it writes, and only [`BlobWriter::commit`] gives it a name.
+/// Dropped without a commit, the temporary file is removed.
+pub struct BlobWriter {
+    store: Store,
+    inner: HashingWriter<BufWriter<WritebackFile>>,
+    temp: tempfile::NamedTempFile,
+}
+
+impl BlobWriter {
+    /// The temporary file's path, readable before the commit (for reading back a layer
+    /// while its fsync runs).
+    pub fn temp_path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Makes the blob durable and gives it its name. Returns its digest and size.
+    pub fn commit(self) -> Result<(Digest, u64), StoreError> {
+        self.commit_checked(None)
+    }
+
+    /// Like [`BlobWriter::commit`], but refuses (and discards) content that does not match a
+    /// pinned digest and size. `what` names the input in the error.
+    pub fn commit_expecting(
+        self,
+        what: &str,
+        expected: Digest,
+        expected_size: u64,
+    ) -> Result<(Digest, u64), StoreError> {
+        self.commit_checked(Some((what, expected, expected_size)))
+    }
+
+    fn commit_checked(self, expected: Option<(&str, Digest, u64)>) -> Result<(Digest, u64), StoreError> {
+        let (digest, len, buffered) = self.inner.finish();
+        let file = buffered.into_inner().map_err(|e| e.into_error())?;
+        if let Some((what, expected, expected_size)) = expected {
+            if (digest, len) != (expected, expected_size) {
+                return Err(StoreError::Mismatch {
+                    what: what.to_owned(),
+                    expected,
+                    expected_size,
+                    actual: digest,
+                    actual_size: len,
+                });
+            }
+        }
+        // Objects are read-only: they are linked into `dist/`, and a tool that opened one
+        // there for writing would otherwise change the store's copy too.
+        file.file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
+        file.file.sync_all()?;
+        let target = self.store.blob_path(&digest);
+        // Objects are immutable: if another build already stored this one, keep it and let
+        // our temporary file go.
+        if !target.exists() {
+            self.temp.persist(&target).map_err(|e| e.error)?;
+            sync_parent(&target)?;
+        }
+        Ok((digest, len))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A file that asks the kernel to start writing back every few megabytes, so that the fsync
+/// at commit finds most of the data already on disk instead of stalling for all of it at
+/// once. The data written is unchanged; this only moves I/O earlier, overlapping it with the
+/// hashing and compression that produce it.
+struct WritebackFile {
+    file: std::fs::File,
+    written: u64,
+    flushed: u64,
+}
+
+const WRITEBACK_CHUNK: u64 = 8 << 20;
+
+impl WritebackFile {
+    fn new(file: std::fs::File) -> Self {
+        Self { file, written: 0, flushed: 0 }
+    }
+}
+
+impl Write for WritebackFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.flushed >= WRITEBACK_CHUNK {
+            // SAFETY: sync_file_range only reads its integer arguments; the descriptor is
+            // owned by `self.file` and open. Failure is harmless (fsync still follows), so
+            // the result is ignored.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.flushed as libc::off64_t,
+                    (self.written - self.flushed) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.flushed = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Fsyncs the folder holding `path`, so that a rename into it is durable.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs_err::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_named_by_content_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.put_bytes(b"hello").unwrap();
+        let b = store.put_bytes(b"hello").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, Digest::of(b"hello"));
+        assert_eq!(fs_err::read(store.blob_path(&a)).unwrap(), b"hello");
+        assert_eq!(fs_err::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_mismatch_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut w = store.writer().unwrap();
+        w.write_all(b"tampered").unwrap();
+        let err = w.commit_expecting("tarball `a.tar`", Digest::of(b"original"), 8).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&Digest::of(b"original").to_string()) && msg.contains(&Digest::of(b"tampered").to_string()),
+            "{msg}"
+        );
+        assert!(!store.has_blob(&Digest::of(b"tampered")));
+        assert_eq!(fs_err::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_uncommitted_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut w = store.writer().unwrap();
+        w.write_all(&vec![7u8; 3 << 20]).unwrap();
+        drop(w);
+        assert_eq!(fs_err::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+        assert_eq!(fs_err::read_dir(store.root().join("blobs/sha256")).unwrap().count(), 0);
+    }
+}

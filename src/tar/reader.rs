@@ -1,0 +1,491 @@
+//! A strict reader for untrusted tar archives.
+//!
+//! It reads ustar, PAX (`x` local records; `g` global records are skipped) and GNU
+//! long-name (`L`, `K`) archives from any [`Read`] — a decompressor or a file — and yields
+//! one [`Entry`] per member, with the offset of the member's content in the stream so that a
+//! caller holding a plain tar can point at the bytes instead of copying them. It checks every
+//! header's checksum, refuses entry types it cannot represent faithfully (sparse files,
+//! multi-volume parts), and insists on the end-of-archive marker, so that an archive cut at
+//! a block boundary is reported as truncated instead of read as shorter. Caps on the number
+//! of entries and on the total size bound what a decompression bomb can make us do.
+//!
+//! It does not interpret paths beyond decoding them: placing entries (and refusing `..`,
+//! escapes through symlinks, and so on) is the caller's job, done against the image tree.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+
+use super::BLOCK;
+
+/// Limits that bound the work an archive can demand.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_entries: u64,
+    pub max_total_size: u64,
+    /// The largest PAX or GNU long-name record read into memory.
+    pub max_metadata: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // Large enough for any real root filesystem (a full Debian desktop is ~300k entries
+        // and a few GB); small enough that a bomb stops long before it exhausts the disk.
+        Limits { max_entries: 2_000_000, max_total_size: 64 << 30, max_metadata: 1 << 20 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("failed to read the archive")]
+    Io(#[from] io::Error),
+    #[error("the archive is truncated (it ends {0})")]
+    Truncated(&'static str),
+    #[error("bad header at byte {offset}: {message}")]
+    BadHeader { offset: u64, message: String },
+    #[error("entry `{path}`: {message}")]
+    Unsupported { path: String, message: String },
+    #[error("the archive holds more than {0} entries; refusing it as a likely decompression bomb")]
+    TooManyEntries(u64),
+    #[error("the archive's content exceeds {0} bytes; refusing it as a likely decompression bomb")]
+    TooLarge(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryType {
+    File,
+    HardLink,
+    Symlink,
+    Directory,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+}
+
+impl EntryType {
+    pub fn describe(self) -> &'static str {
+        match self {
+            EntryType::File => "regular file",
+            EntryType::HardLink => "hard link",
+            EntryType::Symlink => "symlink",
+            EntryType::Directory => "directory",
+            EntryType::CharDevice => "character device",
+            EntryType::BlockDevice => "block device",
+            EntryType::Fifo => "fifo",
+        }
+    }
+}
+
+/// One archive member, as recorded (paths undecoded beyond PAX/GNU overrides).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub path: String,
+    pub kind: EntryType,
+    pub link: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u64,
+    pub size: u64,
+    /// Offset of the content in the (decompressed) stream.
+    pub offset: u64,
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+/// Reads members one by one. After [`TarReader::next_entry`], the caller either reads the
+/// content with [`TarReader::copy_content`] or lets the next call skip it.
+pub struct TarReader<R> {
+    inner: R,
+    pos: u64,
+    /// Content bytes of the current entry not yet consumed (plus padding).
+    pending: u64,
+    entries: u64,
+    total: u64,
+    limits: Limits,
+    done: bool,
+}
+
+impl<R: Read> TarReader<R> {
+    pub fn new(inner: R, limits: Limits) -> Self {
+        TarReader { inner, pos: 0, pending: 0, entries: 0, total: 0, limits, done: false }
+    }
+
+    /// The next member, or `None` at the end-of-archive marker.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>, ReadError> {
+        if self.done {
+            return Ok(None);
+        }
+        self.skip(self.pending)?;
+        self.pending = 0;
+        let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut gnu_name: Option<Vec<u8>> = None;
+        let mut gnu_link: Option<Vec<u8>> = None;
+        loop {
+            let offset = self.pos;
+            let mut block = [0u8; BLOCK];
+            if !self.read_block(&mut block)? {
+                return Err(ReadError::Truncated("without its end-of-archive marker"));
+            }
+            if block.iter().all(|&b| b == 0) {
+                if !pax.is_empty() || gnu_name.is_some() || gnu_link.is_some() {
+                    return Err(ReadError::Truncated("after an extended header, before its entry"));
+                }
+                // One zero block ends the archive (GNU tar accepts a lone one too); whatever
+                // follows is padding and is not read.
+                self.done = true;
+                return Ok(None);
+            }
+            let header = Header::parse(&block, offset)?;
+            match header.typeflag {
+                b'x' | b'g' | b'L' | b'K' => {
+                    if header.size > self.limits.max_metadata {
+                        return Err(ReadError::BadHeader {
+                            offset,
+                            message: format!("an extended header of {} bytes is larger than allowed", header.size),
+                        });
+                    }
+                    let data = self.read_data(header.size)?;
+                    match header.typeflag {
+                        b'x' => parse_pax(&data, offset, &mut pax)?,
+                        b'g' => {} // global records (git's `comment=`) carry nothing we keep.
+                        b'L' => gnu_name = Some(trim_nul(&data).to_vec()),
+                        _ => gnu_link = Some(trim_nul(&data).to_vec()),
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let path_bytes = pax.remove("path").or(gnu_name).unwrap_or(header.name);
+            let link_bytes = pax.remove("linkpath").or(gnu_link).unwrap_or(header.link);
+            let path = utf8(path_bytes, offset, "path")?;
+            let link = utf8(link_bytes, offset, "link target")?;
+            let kind = match header.typeflag {
+                b'0' | b'\0' | b'7' => EntryType::File,
+                b'1' => EntryType::HardLink,
+                b'2' => EntryType::Symlink,
+                b'3' => EntryType::CharDevice,
+                b'4' => EntryType::BlockDevice,
+                b'5' => EntryType::Directory,
+                b'6' => EntryType::Fifo,
+                other => {
+                    return Err(ReadError::Unsupported {
+                        path,
+                        message: format!(
+                            "unsupported entry type `{}` (sparse and multi-volume members are refused)",
+                            other as char
+                        ),
+                    })
+                }
+            };
+            if pax.keys().any(|k| k.starts_with("GNU.sparse")) {
+                return Err(ReadError::Unsupported { path, message: "sparse files are not supported".into() });
+            }
+            let num = |key: &str, fallback: u64| -> Result<u64, ReadError> {
+                match pax.get(key) {
+                    None => Ok(fallback),
+                    Some(v) => {
+                        // PAX times may carry a fraction (`1700000000.5`): keep whole seconds.
+                        let text = String::from_utf8_lossy(v);
+                        let whole = text.split('.').next().unwrap_or_default();
+                        if whole.starts_with('-') {
+                            return Ok(0);
+                        }
+                        whole.parse().map_err(|_| ReadError::BadHeader {
+                            offset,
+                            message: format!("bad PAX `{key}` value `{text}`"),
+                        })
+                    }
+                }
+            };
+            let size = match kind {
+                // Links, directories and devices have no content, whatever the header says
+                // (a hard link's size field may repeat its target's size).
+                EntryType::File => num("size", header.size)?,
+                _ => 0,
+            };
+            let as_u32 = |v: u64, what: &str| {
+                u32::try_from(v)
+                    .map_err(|_| ReadError::BadHeader { offset, message: format!("{what} {v} is out of range") })
+            };
+            let entry = Entry {
+                uid: as_u32(num("uid", header.uid)?, "uid")?,
+                gid: as_u32(num("gid", header.gid)?, "gid")?,
+                mtime: num("mtime", header.mtime)?,
+                mode: (header.mode & 0o7777) as u32,
+                size,
+                offset: self.pos,
+                xattrs: pax
+                    .iter()
+                    .filter_map(|(k, v)| k.strip_prefix("SCHILY.xattr.").map(|name| (name.to_owned(), v.clone())))
+                    .collect(),
+                path,
+                kind,
+                link,
+            };
+            // Only regular files are followed by data.
+            self.pending = padded(size);
+            self.entries += 1;
+            if self.entries > self.limits.max_entries {
+                return Err(ReadError::TooManyEntries(self.limits.max_entries));
+            }
+            self.total = self.total.saturating_add(size);
+            if self.total > self.limits.max_total_size {
+                return Err(ReadError::TooLarge(self.limits.max_total_size));
+            }
+            return Ok(Some(entry));
+        }
+    }
+
+    /// Copies the current entry's `size` content bytes to `out`.
+    pub fn copy_content(&mut self, size: u64, out: &mut impl Write) -> Result<(), ReadError> {
+        let mut limited = (&mut self.inner).take(size);
+        let n = io::copy(&mut limited, out)?;
+        self.pos += n;
+        if n != size {
+            return Err(ReadError::Truncated("in the middle of an entry's content"));
+        }
+        self.pending = self.pending.saturating_sub(size);
+        Ok(())
+    }
+
+    /// The position in the stream (bytes consumed).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    fn read_block(&mut self, block: &mut [u8; BLOCK]) -> Result<bool, ReadError> {
+        let mut filled = 0;
+        while filled < BLOCK {
+            let n = self.inner.read(&mut block[filled..])?;
+            if n == 0 {
+                if filled == 0 {
+                    return Ok(false);
+                }
+                return Err(ReadError::Truncated("inside a header block"));
+            }
+            filled += n;
+        }
+        self.pos += BLOCK as u64;
+        Ok(true)
+    }
+
+    fn read_data(&mut self, size: u64) -> Result<Vec<u8>, ReadError> {
+        let mut data = Vec::with_capacity(size as usize);
+        self.copy_content(size, &mut data)?;
+        self.skip(padded(size) - size)?;
+        self.pending = 0;
+        Ok(data)
+    }
+
+    fn skip(&mut self, n: u64) -> Result<(), ReadError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let skipped = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())?;
+        self.pos += skipped;
+        if skipped != n {
+            return Err(ReadError::Truncated("in the middle of an entry's content"));
+        }
+        Ok(())
+    }
+}
+
+fn padded(n: u64) -> u64 {
+    n.div_ceil(BLOCK as u64) * BLOCK as u64
+}
+
+fn trim_nul(data: &[u8]) -> &[u8] {
+    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    &data[..end]
+}
+
+fn utf8(bytes: Vec<u8>, offset: u64, what: &str) -> Result<String, ReadError> {
+    String::from_utf8(bytes).map_err(|e| ReadError::BadHeader {
+        offset,
+        message: format!("the {what} `{}` is not UTF-8", String::from_utf8_lossy(e.as_bytes())),
+    })
+}
+
+struct Header {
+    name: Vec<u8>,
+    link: Vec<u8>,
+    mode: u64,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: u64,
+    typeflag: u8,
+}
+
+impl Header {
+    fn parse(b: &[u8; BLOCK], offset: u64) -> Result<Self, ReadError> {
+        let bad = |message: String| ReadError::BadHeader { offset, message };
+        let recorded = parse_numeric(&b[148..156]).ok_or_else(|| bad("unreadable checksum".into()))?;
+        let unsigned: u64 =
+            b.iter().enumerate().map(|(i, &x)| if (148..156).contains(&i) { 32 } else { u64::from(x) }).sum();
+        let signed: i64 =
+            b.iter().enumerate().map(|(i, &x)| if (148..156).contains(&i) { 32 } else { i64::from(x as i8) }).sum();
+        if recorded != unsigned && recorded as i64 != signed {
+            return Err(bad(format!(
+                "checksum mismatch (recorded {recorded}, computed {unsigned}): not a tar archive, or corrupt"
+            )));
+        }
+        let field = |range: std::ops::Range<usize>, what: &str| {
+            parse_numeric(&b[range]).ok_or_else(|| bad(format!("unreadable {what} field")))
+        };
+        let ustar = &b[257..263] == b"ustar\0";
+        let mut name = trim_nul(&b[0..100]).to_vec();
+        let prefix = trim_nul(&b[345..500]);
+        if ustar && !prefix.is_empty() {
+            let mut full = prefix.to_vec();
+            full.push(b'/');
+            full.extend_from_slice(&name);
+            name = full;
+        }
+        Ok(Header {
+            name,
+            link: trim_nul(&b[157..257]).to_vec(),
+            mode: field(100..108, "mode")?,
+            uid: field(108..116, "uid")?,
+            gid: field(116..124, "gid")?,
+            size: field(124..136, "size")?,
+            mtime: field(136..148, "mtime")?,
+            typeflag: b[156],
+        })
+    }
+}
+
+/// Octal (NUL/space terminated) or GNU base-256 (high bit of the first byte set).
+fn parse_numeric(field: &[u8]) -> Option<u64> {
+    if field.first().is_some_and(|&b| b & 0x80 != 0) {
+        if field[0] & 0x40 != 0 {
+            return None; // negative
+        }
+        let mut v: u64 = u64::from(field[0] & 0x3f);
+        for &b in &field[1..] {
+            v = v.checked_mul(256)?.checked_add(u64::from(b))?;
+        }
+        return Some(v);
+    }
+    let text = std::str::from_utf8(field).ok()?;
+    let text = text.trim_matches(|c: char| c == '\0' || c == ' ');
+    if text.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(text, 8).ok()
+}
+
+fn parse_pax(data: &[u8], offset: u64, out: &mut BTreeMap<String, Vec<u8>>) -> Result<(), ReadError> {
+    let bad = |message: &str| ReadError::BadHeader { offset, message: format!("malformed PAX record: {message}") };
+    let mut rest = data;
+    while !rest.is_empty() {
+        let space = rest.iter().position(|&b| b == b' ').ok_or_else(|| bad("no length"))?;
+        let len: usize =
+            std::str::from_utf8(&rest[..space]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad length"))?;
+        if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err(bad("length does not match the record"));
+        }
+        let record = &rest[space + 1..len - 1];
+        let eq = record.iter().position(|&b| b == b'=').ok_or_else(|| bad("no `=`"))?;
+        let key = String::from_utf8(record[..eq].to_vec()).map_err(|_| bad("key is not UTF-8"))?;
+        out.insert(key, record[eq + 1..].to_vec());
+        rest = &rest[len..];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::{Content, Kind, Node, Tree};
+    use std::sync::Arc;
+
+    fn read_all(bytes: &[u8]) -> Result<Vec<(Entry, Vec<u8>)>, ReadError> {
+        let mut r = TarReader::new(bytes, Limits::default());
+        let mut out = Vec::new();
+        while let Some(e) = r.next_entry()? {
+            let mut data = Vec::new();
+            if e.kind == EntryType::File {
+                r.copy_content(e.size, &mut data)?;
+            }
+            out.push((e, data));
+        }
+        Ok(out)
+    }
+
+    fn sample() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs_err::write(&p, b"content").unwrap();
+        let mut tree = Tree::new(5);
+        let mut node = Node {
+            kind: Kind::File { size: 7, content: Content::Host(Arc::new(p)), link_group: None },
+            mode: 0o2755,
+            uid: 7,
+            gid: 8,
+            mtime: 9,
+            xattrs: BTreeMap::new(),
+        };
+        node.xattrs.insert("security.capability".into(), vec![0, 1, 2]);
+        tree.insert(&format!("deep/{}", "n".repeat(150)), node).unwrap();
+        let mut out = Vec::new();
+        crate::tar::writer::write_tree(&tree, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn reads_back_what_the_writer_wrote() {
+        let entries = read_all(&sample()).unwrap();
+        let paths: Vec<_> = entries.iter().map(|(e, _)| e.path.as_str()).collect();
+        assert_eq!(paths, ["./", "./deep/", &format!("./deep/{}", "n".repeat(150))]);
+        let (file, data) = &entries[2];
+        assert_eq!(data, b"content");
+        assert_eq!((file.mode, file.uid, file.gid, file.mtime), (0o2755, 7, 8, 9));
+        assert_eq!(file.xattrs["security.capability"], vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn truncation_anywhere_is_an_error() {
+        let bytes = sample();
+        // Cut inside the content, at a header boundary, and just before the end marker.
+        for cut in [BLOCK * 4 + 3, BLOCK * 3, BLOCK * 5] {
+            let err = read_all(&bytes[..cut]).unwrap_err();
+            assert!(matches!(err, ReadError::Truncated(_)), "cut {cut}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_header_is_named() {
+        let mut bytes = sample();
+        bytes[10] ^= 0x55;
+        assert!(matches!(read_all(&bytes), Err(ReadError::BadHeader { offset: 0, .. })));
+    }
+
+    #[test]
+    fn limits_stop_bombs() {
+        let bytes = sample();
+        let mut r = TarReader::new(&bytes[..], Limits { max_entries: 2, ..Limits::default() });
+        let mut result = Ok(());
+        while let Some(next) = r.next_entry().transpose() {
+            if let Err(e) = next {
+                result = Err(e);
+                break;
+            }
+        }
+        assert!(matches!(result, Err(ReadError::TooManyEntries(2))));
+    }
+
+    #[test]
+    fn numeric_fields() {
+        assert_eq!(parse_numeric(b"0000644\0"), Some(0o644));
+        assert_eq!(parse_numeric(b"     12 "), Some(0o12));
+        assert_eq!(parse_numeric(&[0x80, 0, 0, 0, 0, 0, 1, 0]), Some(256));
+        assert_eq!(parse_numeric(b"0008\0"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..4096)) {
+            let _ = read_all(&bytes);
+        }
+    }
+}

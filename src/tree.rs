@@ -1,0 +1,395 @@
+//! The in-memory image tree.
+//!
+//! Nothing from an input is written to the host as it is read: entries of tarballs and local
+//! trees become [`Node`]s in a [`Tree`], a sorted map from image path to metadata plus a
+//! reference to where the content can be read (a host file, or a byte range of a store blob
+//! or spool file). Every rule about what an entry may do is checked here, against this map:
+//!
+//! * **Within a layer** ([`Tree::insert`]): no entry may be written through a symlink made
+//!   by the same layer (the classic tarball escape: `link -> /etc`, then `link/passwd`); a
+//!   path cannot be a directory and a non-directory at once; missing parents are created as
+//!   `0755 0:0` directories; a later non-directory replaces an earlier one.
+//! * **Across layers** ([`Tree::merge`]): each path of the later layer is resolved in the
+//!   merged tree the way the kernel resolves it inside a chroot — symlinks followed, absolute
+//!   targets taken from the image root, `..` stopping at the root — so a layer that ships
+//!   `/bin/sh` over an image where `/bin -> usr/bin` lands in `/usr/bin/sh`, and nothing can
+//!   point outside the image. Then: a directory over a directory merges (later metadata wins);
+//!   a directory over a symlink to a directory keeps the symlink (dpkg's rule, which keeps
+//!   merged-/usr symlinks in place); anything else replaces what was there, and a
+//!   non-directory that replaces a directory removes the directory's whole subtree.
+//!
+//! Paths are kept relative to the image root without a leading `/` (the root is `""`), and
+//! the map is a `BTreeMap`, so iteration is bytewise path order: the order entries are
+//! written to every tar, and parents always come before their children.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Symlink hops allowed while resolving one path, as the kernel's `MAXSYMLINKS`.
+const MAX_SYMLINK_HOPS: usize = 40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("`/{path}` would be written through the symlink `/{link}`, which the same layer created")]
+    ThroughOwnSymlink { path: String, link: String },
+    #[error("`/{path}` needs `/{parent}` to be a directory, but it is a {kind}")]
+    ParentNotDirectory { path: String, parent: String, kind: &'static str },
+    #[error("`/{path}` is both a directory and a {kind} in the same layer")]
+    DirectoryConflict { path: String, kind: &'static str },
+    #[error("`/{path}`: the symlink `/{link}` leads to `/{target}`, which does not exist in the image")]
+    DanglingParent { path: String, link: String, target: String },
+    #[error("`/{path}`: too many levels of symbolic links")]
+    SymlinkLoop { path: String },
+}
+
+/// Where a regular file's bytes come from.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// A file on the host (local `files` inputs), read when the tar is written.
+    Host(Arc<PathBuf>),
+    /// A byte range of an open file: a store blob or a spool of decompressed content.
+    Range { file: Arc<File>, offset: u64 },
+}
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Directory,
+    File {
+        size: u64,
+        content: Content,
+        /// Files sharing a link group are one inode with several names (hard links).
+        link_group: Option<u64>,
+    },
+    Symlink {
+        target: String,
+    },
+}
+
+impl Kind {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Kind::Directory => "directory",
+            Kind::File { .. } => "file",
+            Kind::Symlink { .. } => "symlink",
+        }
+    }
+}
+
+/// One entry of the image, with every field that goes into its tar header.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub kind: Kind,
+    /// Permission bits with setuid, setgid and sticky (`0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds since the epoch, already clamped to the candidate's `SOURCE_DATE_EPOCH`.
+    pub mtime: u64,
+    /// Extended attributes (`security.capability` …), sorted by name.
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+impl Node {
+    /// A directory made implicitly (a missing parent): root-owned, 0755, at `mtime`.
+    pub fn implicit_directory(mtime: u64) -> Self {
+        Node { kind: Kind::Directory, mode: 0o755, uid: 0, gid: 0, mtime, xattrs: BTreeMap::new() }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        matches!(self.kind, Kind::Directory)
+    }
+}
+
+/// A set of image entries keyed by path, always holding the root directory.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    nodes: BTreeMap<String, Node>,
+    /// Metadata of implicitly created directories.
+    mtime: u64,
+}
+
+impl Tree {
+    /// An empty tree: just the root, `0755 0:0` at `mtime`.
+    pub fn new(mtime: u64) -> Self {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(String::new(), Node::implicit_directory(mtime));
+        Tree { nodes, mtime }
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    pub fn get_mut(&mut self, path: &str) -> Option<&mut Node> {
+        self.nodes.get_mut(path)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Entries in bytewise path order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
+        self.nodes.iter()
+    }
+
+    /// Adds an entry of the layer this tree is building (rules in the module docs).
+    pub fn insert(&mut self, path: &str, node: Node) -> Result<(), TreeError> {
+        // Every ancestor must be a directory of this layer; missing ones are created.
+        for (i, _) in path.match_indices('/') {
+            let parent = &path[..i];
+            match self.nodes.get(parent) {
+                None => {
+                    self.nodes.insert(parent.to_owned(), Node::implicit_directory(self.mtime));
+                }
+                Some(n) => match &n.kind {
+                    Kind::Directory => {}
+                    Kind::Symlink { .. } => {
+                        return Err(TreeError::ThroughOwnSymlink { path: path.to_owned(), link: parent.to_owned() })
+                    }
+                    kind => {
+                        return Err(TreeError::ParentNotDirectory {
+                            path: path.to_owned(),
+                            parent: parent.to_owned(),
+                            kind: kind.describe(),
+                        })
+                    }
+                },
+            }
+        }
+        match self.nodes.get_mut(path) {
+            Some(existing) if existing.is_dir() != node.is_dir() => {
+                let kind = if existing.is_dir() { node.kind.describe() } else { existing.kind.describe() };
+                Err(TreeError::DirectoryConflict { path: path.to_owned(), kind })
+            }
+            Some(existing) => {
+                *existing = node;
+                Ok(())
+            }
+            None => {
+                self.nodes.insert(path.to_owned(), node);
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies `layer` over this tree (rules in the module docs). Hard-link groups of
+    /// different layers must already be distinct.
+    pub fn merge(&mut self, layer: Tree) -> Result<(), TreeError> {
+        for (path, node) in layer.nodes {
+            if path.is_empty() {
+                // The layer's root directory: its metadata applies to the image root.
+                self.nodes.insert(path, node);
+                continue;
+            }
+            let (parent, name) = match path.rsplit_once('/') {
+                Some((parent, name)) => (parent, name),
+                None => ("", path.as_str()),
+            };
+            let parent = self.resolve_directory(parent, &path)?;
+            let target = if parent.is_empty() { name.to_owned() } else { format!("{parent}/{name}") };
+            match self.nodes.get(&target).map(|n| &n.kind) {
+                Some(Kind::Directory) if node.is_dir() => {
+                    self.nodes.insert(target, node);
+                }
+                Some(Kind::Symlink { .. }) if node.is_dir() && self.resolves_to_directory(&target) => {
+                    // Keep the symlink; the layer's children resolve through it.
+                }
+                Some(Kind::Directory) => {
+                    self.remove_subtree(&target);
+                    self.nodes.insert(target, node);
+                }
+                _ => {
+                    self.nodes.insert(target, node);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves `dir` to the path of an existing directory, following symlinks as a chroot
+    /// would. `for_path` names the entry being placed, for errors.
+    fn resolve_directory(&self, dir: &str, for_path: &str) -> Result<String, TreeError> {
+        let mut hops = 0;
+        let mut pending: Vec<String> = dir.split('/').filter(|c| !c.is_empty()).rev().map(str::to_owned).collect();
+        let mut current = String::new();
+        while let Some(component) = pending.pop() {
+            match component.as_str() {
+                "." => continue,
+                ".." => {
+                    // `..` at the root stays at the root, as in a chroot.
+                    current = current.rsplit_once('/').map(|(p, _)| p.to_owned()).unwrap_or_default();
+                    continue;
+                }
+                _ => {}
+            }
+            let candidate = if current.is_empty() { component } else { format!("{current}/{component}") };
+            match self.nodes.get(&candidate).map(|n| &n.kind) {
+                Some(Kind::Directory) => current = candidate,
+                Some(Kind::Symlink { target }) => {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err(TreeError::SymlinkLoop { path: for_path.to_owned() });
+                    }
+                    if target.starts_with('/') {
+                        current.clear();
+                    }
+                    // `current` stays the symlink's folder: relative targets start there.
+                    pending.extend(target.split('/').filter(|c| !c.is_empty()).rev().map(str::to_owned));
+                }
+                Some(kind) => {
+                    return Err(TreeError::ParentNotDirectory {
+                        path: for_path.to_owned(),
+                        parent: candidate,
+                        kind: kind.describe(),
+                    })
+                }
+                None => {
+                    return Err(TreeError::DanglingParent {
+                        path: for_path.to_owned(),
+                        link: dir.to_owned(),
+                        target: candidate,
+                    })
+                }
+            }
+        }
+        Ok(current)
+    }
+
+    fn resolves_to_directory(&self, path: &str) -> bool {
+        self.resolve_directory(path, path).is_ok()
+    }
+
+    fn remove_subtree(&mut self, dir: &str) {
+        let prefix = format!("{dir}/");
+        let doomed: Vec<String> = self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in doomed {
+            self.nodes.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> Node {
+        Node::implicit_directory(0)
+    }
+
+    fn symlink(target: &str) -> Node {
+        Node { kind: Kind::Symlink { target: target.into() }, ..dir() }
+    }
+
+    fn file(tag: u64) -> Node {
+        // A file's identity in these tests is its size.
+        let content = Content::Host(Arc::new(PathBuf::from("/nonexistent")));
+        Node { kind: Kind::File { size: tag, content, link_group: None }, mode: 0o644, ..dir() }
+    }
+
+    fn size_of(tree: &Tree, path: &str) -> Option<u64> {
+        match tree.get(path)?.kind {
+            Kind::File { size, .. } => Some(size),
+            _ => None,
+        }
+    }
+
+    fn paths(tree: &Tree) -> Vec<&str> {
+        tree.iter().map(|(p, _)| p.as_str()).collect()
+    }
+
+    #[test]
+    fn insert_creates_parents_and_refuses_own_symlinks() {
+        let mut t = Tree::new(0);
+        t.insert("a/b/c", file(1)).unwrap();
+        assert_eq!(paths(&t), ["", "a", "a/b", "a/b/c"]);
+        t.insert("link", symlink("/etc")).unwrap();
+        let err = t.insert("link/passwd", file(2)).unwrap_err();
+        assert!(matches!(err, TreeError::ThroughOwnSymlink { .. }), "{err}");
+        assert!(t.get("link/passwd").is_none());
+        assert!(matches!(t.insert("a/b/c/d", file(3)), Err(TreeError::ParentNotDirectory { .. })));
+        assert!(matches!(t.insert("a/b", file(3)), Err(TreeError::DirectoryConflict { .. })));
+        t.insert("a/b/c", file(4)).unwrap();
+        assert_eq!(size_of(&t, "a/b/c"), Some(4));
+    }
+
+    #[test]
+    fn merge_resolves_through_earlier_symlinks_inside_the_image() {
+        let mut base = Tree::new(0);
+        base.insert("usr/bin", dir()).unwrap();
+        base.insert("bin", symlink("usr/bin")).unwrap();
+        base.insert("escape", symlink("../../../../..")).unwrap();
+        base.insert("abs", symlink("/usr")).unwrap();
+
+        let mut layer = Tree::new(0);
+        layer.insert("bin/sh", file(7)).unwrap();
+        layer.insert("escape/etc-file", file(8)).unwrap();
+        layer.insert("abs/lib/x", file(9)).unwrap();
+        base.merge(layer).unwrap();
+
+        // The directory `bin` of the layer keeps the image's symlink (dpkg's rule).
+        assert!(matches!(base.get("bin").unwrap().kind, Kind::Symlink { .. }));
+        assert_eq!(size_of(&base, "usr/bin/sh"), Some(7));
+        // `..` cannot climb above the image root.
+        assert_eq!(size_of(&base, "etc-file"), Some(8));
+        assert_eq!(size_of(&base, "usr/lib/x"), Some(9));
+        assert!(base.get("bin/sh").is_none());
+    }
+
+    #[test]
+    fn a_file_over_a_directory_removes_the_subtree_and_back() {
+        let mut base = Tree::new(0);
+        base.insert("opt/app/bin/tool", file(1)).unwrap();
+        base.insert("opt/app-data", file(2)).unwrap();
+        let mut layer = Tree::new(0);
+        layer.insert("opt/app", file(3)).unwrap();
+        base.merge(layer).unwrap();
+        assert_eq!(paths(&base), ["", "opt", "opt/app", "opt/app-data"]);
+        assert_eq!(size_of(&base, "opt/app"), Some(3));
+
+        let mut layer = Tree::new(0);
+        layer.insert("opt/app/new", file(4)).unwrap();
+        base.merge(layer).unwrap();
+        assert!(base.get("opt/app").unwrap().is_dir());
+        assert_eq!(size_of(&base, "opt/app/new"), Some(4));
+    }
+
+    #[test]
+    fn a_directory_replaces_a_symlink_that_leads_nowhere() {
+        // Looping and dangling symlinks do not resolve to a directory, so a layer's
+        // directory replaces them (only a symlink to a directory is kept).
+        let mut base = Tree::new(0);
+        base.insert("a", symlink("b")).unwrap();
+        base.insert("b", symlink("a")).unwrap();
+        base.insert("d", symlink("/missing/dir")).unwrap();
+        let mut layer = Tree::new(0);
+        layer.insert("a/x", file(1)).unwrap();
+        layer.insert("d/y", file(2)).unwrap();
+        base.merge(layer).unwrap();
+        assert!(base.get("a").unwrap().is_dir() && base.get("d").unwrap().is_dir());
+        assert_eq!(size_of(&base, "a/x"), Some(1));
+        assert_eq!(size_of(&base, "d/y"), Some(2));
+        assert!(matches!(base.get("b").unwrap().kind, Kind::Symlink { .. }));
+    }
+
+    #[test]
+    fn resolution_reports_loops() {
+        let mut base = Tree::new(0);
+        base.insert("a", symlink("b")).unwrap();
+        base.insert("b", symlink("a")).unwrap();
+        base.insert("d", symlink("/missing/dir")).unwrap();
+        assert!(matches!(base.resolve_directory("a/x", "a/x/f"), Err(TreeError::SymlinkLoop { .. })));
+        assert!(matches!(base.resolve_directory("d", "d/f"), Err(TreeError::DanglingParent { .. })));
+    }
+}
