@@ -17,7 +17,6 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +25,7 @@ use crate::compress::{self, Encoding};
 use crate::digest::{Digest, Hasher};
 use crate::local::{LocalKind, LocalTree};
 use crate::recipe::{ImagePath, Layer, Owner, TarballSpec};
-use crate::store::{Store, StoreError};
+use crate::store::{PendingBlob, Store, StoreError};
 use crate::tar::reader::{EntryType, Limits, ReadError, TarReader};
 use crate::tar::writer::write_tree;
 use crate::tree::{Content, Kind, Node, Tree, TreeError};
@@ -38,12 +37,12 @@ pub const FORMAT_VERSION: u32 = 1;
 pub enum LayerError {
     #[error("tarball `{tarball}`, entry `{entry}`: {message}")]
     Entry { tarball: String, entry: String, message: String },
-    #[error("tarball `{tarball}`: {source}")]
+    #[error("tarball `{tarball}` cannot be read")]
     Tarball { tarball: String, source: ReadError },
     #[error("layer `{layer}`: {source}")]
     Tree { layer: String, source: TreeError },
-    #[error("layer `{layer}`: the local input `{}` changed while the layer was built: {source}", path.display())]
-    Local { layer: String, path: PathBuf, source: std::io::Error },
+    #[error("layer `{layer}`: failed to write the layer")]
+    Write { layer: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -92,34 +91,51 @@ pub fn action_key(layer: &Layer, files: &[FilesInput<'_>], tarballs: &[TarballIn
     h.finish()
 }
 
-/// Returns the layer from the action cache, or builds and stores it.
+/// A layer ready to be read: found in the action cache, or just built — in which case its
+/// blob may still be being made durable (see [`Built::finish`]).
+pub struct Built {
+    pub info: LayerInfo,
+    pub cached: bool,
+    /// The layer's bytes, readable whether or not the blob is named yet.
+    pub reader: Arc<File>,
+    pending: Option<(PendingBlob, Digest)>,
+}
+
+impl Built {
+    /// Waits for the blob to be durable, then records the action-cache entry that names it.
+    pub fn finish(self, store: &Store) -> Result<LayerInfo, LayerError> {
+        if let Some((blob, key)) = self.pending {
+            blob.wait()?;
+            store.put_action(&key, &serde_json::to_vec(&self.info).expect("layer info serialises"))?;
+        }
+        Ok(self.info)
+    }
+}
+
+/// Returns the layer from the action cache, or builds it.
 pub fn build(
     store: &Store,
     layer: &Layer,
     files: &[FilesInput<'_>],
     tarballs: &[TarballInput],
     sde: u64,
-) -> Result<(LayerInfo, bool), LayerError> {
+) -> Result<Built, LayerError> {
     let key = action_key(layer, files, tarballs, sde);
     if let Some(info) = store.action(&key).and_then(|bytes| serde_json::from_slice::<LayerInfo>(&bytes).ok()) {
-        if store.blob_size(&info.diff_id) == Some(info.size) {
-            return Ok((info, true));
+        if let Ok(file) = fs_err::File::open(store.blob_path(&info.diff_id)) {
+            let file = file.into_parts().0;
+            if file.metadata().is_ok_and(|m| m.len() == info.size) {
+                return Ok(Built { info, cached: true, reader: Arc::new(file), pending: None });
+            }
         }
     }
     let tree = gather(store, layer, files, tarballs, sde)?;
     let mut writer = store.writer()?;
-    let written = write_tree(&tree, &mut writer).map_err(|source| {
-        // The only failures here are reading sources: a local file that changed, or the store.
-        LayerError::Local {
-            layer: layer.name.to_string(),
-            path: files.first().map(|f| f.tree.root.clone()).unwrap_or_default(),
-            source,
-        }
-    })?;
-    let (diff_id, size) = writer.commit()?;
-    let info = LayerInfo { diff_id, size, entries: written.entries };
-    store.put_action(&key, &serde_json::to_vec(&info).expect("layer info serialises"))?;
-    Ok((info, false))
+    let written =
+        write_tree(&tree, &mut writer).map_err(|source| LayerError::Write { layer: layer.name.to_string(), source })?;
+    let blob = writer.commit_in_background()?;
+    let info = LayerInfo { diff_id: blob.digest, size: blob.size, entries: written.entries };
+    Ok(Built { info, cached: false, reader: blob.reader.clone(), pending: Some((blob, key)) })
 }
 
 fn gather(
@@ -291,14 +307,11 @@ fn map_path(name: &str, spec: &TarballSpec) -> Result<Option<ImagePath>, String>
     Ok(Some(spec.to.join(&rest)))
 }
 
-/// Reads a stored layer back as a tree whose contents point into the layer's blob.
-pub fn read(store: &Store, info: &LayerInfo, link_offset: u64) -> Result<Tree, LayerError> {
+/// Reads a layer back as a tree whose contents point into the layer's bytes.
+pub fn read(info: &LayerInfo, blob: &Arc<File>, link_offset: u64) -> Result<Tree, LayerError> {
     let tarball = info.diff_id.to_string();
-    let io_error =
-        |source: std::io::Error| LayerError::Tarball { tarball: tarball.clone(), source: ReadError::Io(source) };
-    let blob = Arc::new(fs_err::File::open(store.blob_path(&info.diff_id)).map_err(io_error)?.into_parts().0);
-    let mut reader =
-        TarReader::new(BufReader::with_capacity(1 << 16, blob.try_clone().map_err(io_error)?), Limits::default());
+    let reader = crate::tar::reader::ReadAt::new(blob.clone());
+    let mut reader = TarReader::new(BufReader::with_capacity(1 << 16, reader), Limits::default());
     let mut tree = Tree::new(0);
     let mut groups: std::collections::HashMap<String, u64> = Default::default();
     while let Some(entry) =

@@ -18,8 +18,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
 use crate::digest::{Digest, Hasher};
 use crate::store::Store;
 
@@ -54,7 +52,7 @@ pub struct LocalEntry {
     stat: Stat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stat {
     size: u64,
     mtime_ns: i128,
@@ -89,25 +87,11 @@ impl LocalTree {
     pub fn scan(root: &Path) -> Result<Self, LocalError> {
         let meta =
             fs_err::symlink_metadata(root).map_err(|source| LocalError::Missing { path: root.to_owned(), source })?;
-        let mut entries = Vec::new();
+        let mut entries = vec![entry(root, String::new(), &meta)?];
         if meta.is_dir() {
-            let walker =
-                walkdir::WalkDir::new(root).follow_links(false).sort_by(|a, b| a.file_name().cmp(b.file_name()));
-            for item in walker {
-                let item = item.map_err(|e| {
-                    let path = e.path().unwrap_or(root).to_owned();
-                    LocalError::Io { path, source: e.into() }
-                })?;
-                let rel = item.path().strip_prefix(root).expect("walkdir yields paths under its root");
-                let rel = rel.to_str().ok_or_else(|| LocalError::NotUtf8 { path: item.path().to_owned() })?.to_owned();
-                let meta =
-                    item.metadata().map_err(|e| LocalError::Io { path: item.path().to_owned(), source: e.into() })?;
-                entries.push(entry(item.path(), rel, &meta)?);
-            }
-            // walkdir sorts siblings; a full bytewise path sort is what the digest is over.
-            entries.sort_by(|a, b| a.rel.cmp(&b.rel));
-        } else {
-            entries.push(entry(root, String::new(), &meta)?);
+            entries.extend(scan_parallel(root)?);
+            // A full bytewise path sort is what the digest is over.
+            entries.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
         }
         Ok(LocalTree { root: root.to_owned(), entries })
     }
@@ -137,7 +121,7 @@ impl LocalTree {
         let cached: HashMap<String, (Stat, Digest)> = cache_path
             .as_ref()
             .and_then(|p| fs_err::read(p).ok())
-            .and_then(|bytes| serde_json::from_slice::<Fingerprint>(&bytes).ok())
+            .and_then(|bytes| Fingerprint::decode(&bytes))
             .map(|f| f.entries.into_iter().map(|(rel, stat, digest)| (rel, (stat, digest))).collect())
             .unwrap_or_default();
 
@@ -181,7 +165,7 @@ impl LocalTree {
                     .filter_map(|(e, d)| Some((e.rel.clone(), e.stat, (*d)?)))
                     .filter(|(_, stat, _)| !racy(stat.mtime_ns) && !racy(stat.ctime_ns))
                     .collect();
-                let bytes = serde_json::to_vec(&Fingerprint { entries }).expect("fingerprints serialise");
+                let bytes = Fingerprint { entries }.encode();
                 // A fingerprint is only a cache: failing to save it costs time, not correctness.
                 let _ = store.write_atomic(&path, &bytes);
             }
@@ -228,9 +212,134 @@ impl LocalTree {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// Walks the folders below `root` on every core: a no-op rebuild of a 50k-file input is
+/// dominated by one `lstat` per file, and those are independent. Each folder is read and its
+/// entries stat'ed relative to it (`DirEntry::metadata` is `fstatat` on the folder's
+/// descriptor, cheaper than resolving a full path each time). The order found is not the
+/// order used: the caller sorts.
+fn scan_parallel(root: &Path) -> Result<Vec<LocalEntry>, LocalError> {
+    struct Queue {
+        dirs: Vec<String>,
+        busy: usize,
+        failed: Option<LocalError>,
+    }
+    let queue = Mutex::new(Queue { dirs: vec![String::new()], busy: 0, failed: None });
+    let wake = std::sync::Condvar::new();
+    let found = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let read_dir = |rel: &str, out: &mut Vec<LocalEntry>, subdirs: &mut Vec<String>| -> Result<(), LocalError> {
+        let dir = if rel.is_empty() { root.to_owned() } else { root.join(rel) };
+        let io = |path: &Path, source| LocalError::Io { path: path.to_owned(), source };
+        for item in fs_err::read_dir(&dir).map_err(|e| io(&dir, e))? {
+            let item = item.map_err(|e| io(&dir, e))?;
+            let name = item.file_name();
+            let path = item.path();
+            let name = name.to_str().ok_or_else(|| LocalError::NotUtf8 { path: path.clone() })?;
+            let child = if rel.is_empty() { name.to_owned() } else { format!("{rel}/{name}") };
+            let meta = item.metadata().map_err(|e| io(&path, e))?;
+            if meta.is_dir() {
+                subdirs.push(child.clone());
+            }
+            out.push(entry(&path, child, &meta)?);
+        }
+        Ok(())
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut mine = Vec::new();
+                loop {
+                    let rel = {
+                        let mut q = queue.lock().expect("no scanning thread panics");
+                        loop {
+                            if q.failed.is_some() || (q.dirs.is_empty() && q.busy == 0) {
+                                wake.notify_all();
+                                break None;
+                            }
+                            if let Some(rel) = q.dirs.pop() {
+                                q.busy += 1;
+                                break Some(rel);
+                            }
+                            q = wake.wait(q).expect("no scanning thread panics");
+                        }
+                    };
+                    let Some(rel) = rel else { break };
+                    let mut subdirs = Vec::new();
+                    let result = read_dir(&rel, &mut mine, &mut subdirs);
+                    let mut q = queue.lock().expect("no scanning thread panics");
+                    q.busy -= 1;
+                    match result {
+                        Ok(()) => q.dirs.extend(subdirs),
+                        Err(e) => {
+                            q.failed.get_or_insert(e);
+                        }
+                    }
+                    wake.notify_all();
+                }
+                found.lock().expect("no scanning thread panics").append(&mut mine);
+            });
+        }
+    });
+    let queue = queue.into_inner().expect("no scanning thread panics");
+    match queue.failed {
+        Some(e) => Err(e),
+        None => Ok(found.into_inner().expect("no scanning thread panics")),
+    }
+}
+
+/// The stat fingerprint of a tree, in a small binary form: it is read on every build, and
+/// for 50k files JSON costs more to parse than the walk it saves.
 struct Fingerprint {
     entries: Vec<(String, Stat, Digest)>,
+}
+
+impl Fingerprint {
+    const MAGIC: &'static [u8] = b"candidate-fingerprint-1\n";
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Self::MAGIC.to_vec();
+        for (rel, st, digest) in &self.entries {
+            out.extend_from_slice(&(rel.len() as u32).to_le_bytes());
+            out.extend_from_slice(rel.as_bytes());
+            out.extend_from_slice(&st.size.to_le_bytes());
+            out.extend_from_slice(&st.mtime_ns.to_le_bytes());
+            out.extend_from_slice(&st.ctime_ns.to_le_bytes());
+            out.extend_from_slice(&st.ino.to_le_bytes());
+            out.extend_from_slice(&st.dev.to_le_bytes());
+            out.extend_from_slice(&st.mode.to_le_bytes());
+            out.extend_from_slice(digest.as_bytes());
+        }
+        out
+    }
+
+    /// `None` for anything unreadable: a fingerprint is a cache, and a bad one is a miss.
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (head, tail) = rest.split_at_checked(n)?;
+            *rest = tail;
+            Some(head)
+        }
+        fn array<const N: usize>(rest: &mut &[u8]) -> Option<[u8; N]> {
+            take(rest, N)?.try_into().ok()
+        }
+        let mut rest = bytes.strip_prefix(Self::MAGIC)?;
+        let mut entries = Vec::new();
+        while !rest.is_empty() {
+            let len = u32::from_le_bytes(array(&mut rest)?) as usize;
+            let rel = std::str::from_utf8(take(&mut rest, len)?).ok()?.to_owned();
+            let stat = Stat {
+                size: u64::from_le_bytes(array(&mut rest)?),
+                mtime_ns: i128::from_le_bytes(array(&mut rest)?),
+                ctime_ns: i128::from_le_bytes(array(&mut rest)?),
+                ino: u64::from_le_bytes(array(&mut rest)?),
+                dev: u64::from_le_bytes(array(&mut rest)?),
+                mode: u32::from_le_bytes(array(&mut rest)?),
+            };
+            let digest = Digest::from_bytes(array(&mut rest)?);
+            entries.push((rel, stat, digest));
+        }
+        Some(Fingerprint { entries })
+    }
 }
 
 fn fingerprint_key(root: &Path) -> String {

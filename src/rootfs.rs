@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::compress::{Codec, Encoder};
 use crate::digest::{Digest, Hasher, HashingWriter};
-use crate::layer::{self, LayerError, LayerInfo};
+use crate::layer::{self, Built, LayerError, LayerInfo};
 use crate::recipe::Format;
 use crate::store::{BlobWriter, Store, StoreError};
+use crate::tar::reader::ReadAt;
 use crate::tar::writer::write_tree;
 use crate::tree::{Tree, TreeError};
 
@@ -57,11 +58,11 @@ pub fn codec(format: Format) -> Codec {
     }
 }
 
-fn action_key(layers: &[(String, LayerInfo)], formats: &[Format]) -> Digest {
+fn action_key(layers: &[(String, Built)], formats: &[Format]) -> Digest {
     let mut h = Hasher::new();
     h.field("candidate-rootfs").field(layer::FORMAT_VERSION.to_le_bytes());
-    for (_, info) in layers {
-        h.field(info.diff_id.as_bytes());
+    for (_, layer) in layers {
+        h.field(layer.info.diff_id.as_bytes());
     }
     for format in formats {
         h.field(format.file_name());
@@ -73,7 +74,7 @@ fn action_key(layers: &[(String, LayerInfo)], formats: &[Format]) -> Digest {
 /// Merges `layers` and writes every format, or takes them from the action cache.
 pub fn assemble(
     store: &Store,
-    layers: &[(String, LayerInfo)],
+    layers: &[(String, Built)],
     formats: &[Format],
 ) -> Result<(Assembled, bool), RootfsError> {
     let key = action_key(layers, formats);
@@ -85,7 +86,7 @@ pub fn assemble(
 
     // Encoders for every format; `rootfs.tar` of a single layer is that layer's blob.
     let single = match layers {
-        [(_, only)] => Some(only.clone()),
+        [(_, only)] => Some(only),
         _ => None,
     };
     let mut sinks: Vec<(Format, Encoder<'static, BlobWriter>)> = Vec::new();
@@ -98,13 +99,13 @@ pub fn assemble(
     let mut fanout = Fanout(sinks);
 
     let rootfs = match &single {
-        Some(info) => {
-            let blob = fs_err::File::open(store.blob_path(&info.diff_id)).map_err(RootfsError::Write)?;
-            io::copy(&mut BufReader::with_capacity(1 << 20, blob), &mut fanout).map_err(RootfsError::Write)?;
-            info.clone()
+        Some(only) => {
+            let mut bytes = BufReader::with_capacity(1 << 20, ReadAt::new(only.reader.clone()));
+            io::copy(&mut bytes, &mut fanout).map_err(RootfsError::Write)?;
+            only.info.clone()
         }
         None => {
-            let tree = merge(store, layers)?;
+            let tree = merge(layers)?;
             let mut hashing = HashingWriter::new(&mut fanout);
             let written = write_tree(&tree, &mut hashing).map_err(RootfsError::Write)?;
             let (diff_id, size, _) = hashing.finish();
@@ -117,8 +118,8 @@ pub fn assemble(
         let (sha256, size) = encoder.finish().map_err(RootfsError::Write)?.commit()?;
         outputs.push(OutputFile { format, sha256, size });
     }
-    if let (Some(info), true) = (&single, formats.contains(&Format::RootfsTar)) {
-        outputs.push(OutputFile { format: Format::RootfsTar, sha256: info.diff_id, size: info.size });
+    if let (Some(only), true) = (single, formats.contains(&Format::RootfsTar)) {
+        outputs.push(OutputFile { format: Format::RootfsTar, sha256: only.info.diff_id, size: only.info.size });
     }
     outputs.sort_by_key(|o| o.format.file_name());
     let done = Assembled { rootfs, outputs };
@@ -126,12 +127,12 @@ pub fn assemble(
     Ok((done, false))
 }
 
-/// Merges stored layers in order into one tree.
-pub fn merge(store: &Store, layers: &[(String, LayerInfo)]) -> Result<Tree, RootfsError> {
+/// Merges layers in order into one tree.
+pub fn merge(layers: &[(String, Built)]) -> Result<Tree, RootfsError> {
     let mut tree = Tree::new(0);
-    for (i, (name, info)) in layers.iter().enumerate() {
+    for (i, (name, built)) in layers.iter().enumerate() {
         // Hard-link groups are numbered per layer; give each layer its own range.
-        let layer = layer::read(store, info, (i as u64) << 40)?;
+        let layer = layer::read(&built.info, &built.reader, (i as u64) << 40)?;
         tree.merge(layer).map_err(|source| RootfsError::Merge { layer: name.clone(), source })?;
     }
     Ok(tree)

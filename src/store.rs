@@ -170,6 +170,25 @@ impl BlobWriter {
     }
 
     fn commit_checked(self, expected: Option<(&str, Digest, u64)>) -> Result<(Digest, u64), StoreError> {
+        let (staged, digest, len) = self.stage(expected)?;
+        staged.publish()?;
+        Ok((digest, len))
+    }
+
+    /// Commits the blob on a background thread — the fsync of a large layer is disk-bound
+    /// and can overlap with the CPU-bound compression that reads it next — and returns at
+    /// once with its digest, size, and a read handle that stays valid across the rename.
+    /// [`PendingBlob::wait`] must be called before anything names the blob (an action-cache
+    /// entry) or hands it out.
+    pub fn commit_in_background(self) -> Result<PendingBlob, StoreError> {
+        let (staged, digest, size) = self.stage(None)?;
+        let reader = std::sync::Arc::new(staged.temp.reopen()?);
+        let handle = std::thread::spawn(move || staged.publish());
+        Ok(PendingBlob { digest, size, reader, handle })
+    }
+
+    /// Finishes writing and checks the pin; what is left is making it durable and named.
+    fn stage(self, expected: Option<(&str, Digest, u64)>) -> Result<(Staged, Digest, u64), StoreError> {
         let (digest, len, buffered) = self.inner.finish();
         let file = buffered.into_inner().map_err(|e| e.into_error())?;
         if let Some((what, expected, expected_size)) = expected {
@@ -183,18 +202,47 @@ impl BlobWriter {
                 });
             }
         }
+        let staged = Staged { file: file.file, temp: self.temp, target: self.store.blob_path(&digest) };
+        Ok((staged, digest, len))
+    }
+}
+
+/// A fully written temporary blob, not yet durable or named.
+struct Staged {
+    file: std::fs::File,
+    temp: tempfile::NamedTempFile,
+    target: PathBuf,
+}
+
+impl Staged {
+    fn publish(self) -> Result<(), StoreError> {
         // Objects are read-only: they are linked into `dist/`, and a tool that opened one
         // there for writing would otherwise change the store's copy too.
-        file.file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
-        file.file.sync_all()?;
-        let target = self.store.blob_path(&digest);
+        self.file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
+        self.file.sync_all()?;
         // Objects are immutable: if another build already stored this one, keep it and let
         // our temporary file go.
-        if !target.exists() {
-            self.temp.persist(&target).map_err(|e| e.error)?;
-            sync_parent(&target)?;
+        if !self.target.exists() {
+            self.temp.persist(&self.target).map_err(|e| e.error)?;
+            sync_parent(&self.target)?;
         }
-        Ok((digest, len))
+        Ok(())
+    }
+}
+
+/// A blob being made durable on another thread (see [`BlobWriter::commit_in_background`]).
+pub struct PendingBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// Reads the blob's bytes, before and after it is named.
+    pub reader: std::sync::Arc<std::fs::File>,
+    handle: std::thread::JoinHandle<Result<(), StoreError>>,
+}
+
+impl PendingBlob {
+    /// Waits until the blob is durable and named.
+    pub fn wait(self) -> Result<(), StoreError> {
+        self.handle.join().expect("the commit thread does not panic")
     }
 }
 

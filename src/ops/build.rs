@@ -78,15 +78,16 @@ pub fn build(
     let recipe = &resolved.recipe;
     let sde = recipe.image.source_date_epoch;
 
-    let mut layers: Vec<(String, LayerInfo)> = Vec::new();
+    let mut layers: Vec<(String, layer::Built)> = Vec::new();
     for ((layer, files), tarballs) in recipe.layers.iter().zip(&resolved.files).zip(&tarballs) {
         let files: Vec<FilesInput<'_>> = files.iter().map(|f| FilesInput { tree: &f.tree, digest: f.digest }).collect();
         let spinner = ctx.printer.spinner(format!("layer {}", layer.name));
-        let (info, cached) = layer::build(&ctx.store, layer, &files, tarballs, sde)?;
+        let built = layer::build(&ctx.store, layer, &files, tarballs, sde)?;
         spinner.finish_and_clear();
-        let verb = if cached { "Fresh" } else { "Built" };
+        let verb = if built.cached { "Fresh" } else { "Built" };
+        let info = &built.info;
         ctx.printer.status(verb, format_args!("layer {} {} ({} entries)", layer.name, info.diff_id, info.entries));
-        layers.push((layer.name.to_string(), info));
+        layers.push((layer.name.to_string(), built));
     }
 
     let mut formats = options.formats.clone().unwrap_or_else(|| recipe.output.formats.clone());
@@ -96,6 +97,9 @@ pub fn build(
     let (assembled, cached) = rootfs::assemble(&ctx.store, &layers, &formats)?;
     spinner.finish_and_clear();
     ctx.printer.status(if cached { "Fresh" } else { "Assembled" }, format_args!("rootfs {}", assembled.rootfs.diff_id));
+    // The layers' blobs were made durable while the outputs were compressed.
+    let layers: Vec<(String, LayerInfo)> =
+        layers.into_iter().map(|(name, built)| Ok((name, built.finish(&ctx.store)?))).collect::<anyhow::Result<_>>()?;
 
     let manifest = manifest::render(&ManifestInput {
         recipe,

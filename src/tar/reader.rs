@@ -40,6 +40,10 @@ pub enum ReadError {
     Io(#[from] io::Error),
     #[error("the archive is truncated (it ends {0})")]
     Truncated(&'static str),
+    #[error("entry `{entry}`: the archive ends in the middle of its content")]
+    TruncatedEntry { entry: String },
+    #[error("entry `{entry}`: cannot read its content")]
+    Content { entry: String, source: io::Error },
     #[error("bad header at byte {offset}: {message}")]
     BadHeader { offset: u64, message: String },
     #[error("entry `{path}`: {message}")]
@@ -102,11 +106,13 @@ pub struct TarReader<R> {
     total: u64,
     limits: Limits,
     done: bool,
+    /// The path of the entry whose content comes next, for errors.
+    current: String,
 }
 
 impl<R: Read> TarReader<R> {
     pub fn new(inner: R, limits: Limits) -> Self {
-        TarReader { inner, pos: 0, pending: 0, entries: 0, total: 0, limits, done: false }
+        TarReader { inner, pos: 0, pending: 0, entries: 0, total: 0, limits, done: false, current: String::new() }
     }
 
     /// The next member, or `None` at the end-of-archive marker.
@@ -143,6 +149,7 @@ impl<R: Read> TarReader<R> {
                             message: format!("an extended header of {} bytes is larger than allowed", header.size),
                         });
                     }
+                    self.current = format!("(extended header at byte {offset})");
                     let data = self.read_data(header.size)?;
                     match header.typeflag {
                         b'x' => parse_pax(&data, offset, &mut pax)?,
@@ -231,6 +238,7 @@ impl<R: Read> TarReader<R> {
             if self.total > self.limits.max_total_size {
                 return Err(ReadError::TooLarge(self.limits.max_total_size));
             }
+            self.current.clone_from(&entry.path);
             return Ok(Some(entry));
         }
     }
@@ -238,10 +246,11 @@ impl<R: Read> TarReader<R> {
     /// Copies the current entry's `size` content bytes to `out`.
     pub fn copy_content(&mut self, size: u64, out: &mut impl Write) -> Result<(), ReadError> {
         let mut limited = (&mut self.inner).take(size);
-        let n = io::copy(&mut limited, out)?;
+        let n =
+            io::copy(&mut limited, out).map_err(|source| ReadError::Content { entry: self.current.clone(), source })?;
         self.pos += n;
         if n != size {
-            return Err(ReadError::Truncated("in the middle of an entry's content"));
+            return Err(ReadError::TruncatedEntry { entry: self.current.clone() });
         }
         self.pending = self.pending.saturating_sub(size);
         Ok(())
@@ -280,12 +289,34 @@ impl<R: Read> TarReader<R> {
         if n == 0 {
             return Ok(());
         }
-        let skipped = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())?;
+        let skipped = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())
+            .map_err(|source| ReadError::Content { entry: self.current.clone(), source })?;
         self.pos += skipped;
         if skipped != n {
-            return Err(ReadError::Truncated("in the middle of an entry's content"));
+            return Err(ReadError::TruncatedEntry { entry: self.current.clone() });
         }
         Ok(())
+    }
+}
+
+/// Reads a shared file sequentially through positioned reads, so that several readers (and
+/// [`crate::tree::Content::Range`]s) can share one descriptor without sharing an offset.
+pub struct ReadAt {
+    file: std::sync::Arc<std::fs::File>,
+    pos: u64,
+}
+
+impl ReadAt {
+    pub fn new(file: std::sync::Arc<std::fs::File>) -> Self {
+        ReadAt { file, pos: 0 }
+    }
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(&*self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
@@ -449,7 +480,7 @@ mod tests {
         // Cut inside the content, at a header boundary, and just before the end marker.
         for cut in [BLOCK * 4 + 3, BLOCK * 3, BLOCK * 5] {
             let err = read_all(&bytes[..cut]).unwrap_err();
-            assert!(matches!(err, ReadError::Truncated(_)), "cut {cut}: {err}");
+            assert!(matches!(err, ReadError::Truncated(_) | ReadError::TruncatedEntry { .. }), "cut {cut}: {err}");
         }
     }
 
