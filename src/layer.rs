@@ -41,6 +41,8 @@ pub enum LayerError {
     Tarball { tarball: String, source: ReadError },
     #[error("layer `{layer}`: {source}")]
     Tree { layer: String, source: TreeError },
+    #[error("layer `{layer}`: the local input `{}` changed while the layer was built; build again", root.display())]
+    Changed { layer: String, root: std::path::PathBuf, source: Option<crate::local::LocalError> },
     #[error("layer `{layer}`: failed to write the layer")]
     Write { layer: String, source: std::io::Error },
     #[error(transparent)]
@@ -133,6 +135,13 @@ pub fn build(
     let mut writer = store.writer()?;
     let written =
         write_tree(&tree, &mut writer).map_err(|source| LayerError::Write { layer: layer.name.to_string(), source })?;
+    for input in files {
+        let changed =
+            |source| LayerError::Changed { layer: layer.name.to_string(), root: input.tree.root.clone(), source };
+        if !input.tree.unchanged().map_err(|e| changed(Some(e)))? {
+            return Err(changed(None));
+        }
+    }
     let blob = writer.commit_in_background()?;
     let info = LayerInfo { diff_id: blob.digest, size: blob.size, entries: written.entries };
     Ok(Built { info, cached: false, reader: blob.reader.clone(), pending: Some((blob, key)) })

@@ -96,6 +96,21 @@ impl LocalTree {
         Ok(LocalTree { root: root.to_owned(), entries })
     }
 
+    /// Whether the tree on disk is still the one scanned: same paths, kinds and stat
+    /// (size, mtime, ctime, inode). A layer is built from the files as they are when it is
+    /// written; checking afterwards that none changed since they were digested (ctime moves
+    /// on every write) is what ties the layer's bytes to the digest in the lockfile, at the
+    /// cost of a walk instead of a second read of every byte.
+    pub fn unchanged(&self) -> Result<bool, LocalError> {
+        let now = Self::scan(&self.root)?;
+        Ok(now.entries.len() == self.entries.len()
+            && now
+                .entries
+                .iter()
+                .zip(&self.entries)
+                .all(|(a, b)| a.rel == b.rel && a.kind == b.kind && a.stat == b.stat))
+    }
+
     /// The host path of an entry.
     pub fn host_path(&self, entry: &LocalEntry) -> PathBuf {
         if entry.rel.is_empty() {

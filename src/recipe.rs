@@ -285,6 +285,17 @@ macro_rules! deserialize_from_str {
     };
 }
 
+/// Displays a string newtype as its string.
+macro_rules! display_as_str {
+    ($ty:ty) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 /// A name of an image or layer: it becomes part of file names, so it is kept plain.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Name(String);
@@ -298,23 +309,21 @@ impl Name {
 impl FromStr for Name {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b));
-        if ok && s.len() <= 128 {
-            Ok(Name(s.to_owned()))
-        } else {
-            Err(format!(
-                "`{s}` is not a valid name: use letters, digits, `-`, `.` and `+`, starting with a letter or digit"
-            ))
-        }
+        plain_token(s, b"-.+").map(Name).ok_or_else(|| {
+            format!("`{s}` is not a valid name: use letters, digits, `-`, `.` and `+`, starting with a letter or digit")
+        })
     }
 }
 deserialize_from_str!(Name);
+display_as_str!(Name);
 
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// `s` if it is 1 to 128 ASCII letters, digits and `extra` bytes, starting with a letter or
+/// digit: safe in file names and folder names everywhere.
+fn plain_token(s: &str, extra: &[u8]) -> Option<String> {
+    let ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.len() <= 128
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
+    ok.then(|| s.to_owned())
 }
 
 /// An image version, as it appears in `NAME_VERSION_ARCH`.
@@ -324,22 +333,13 @@ pub struct Version(String);
 impl FromStr for Version {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+~".contains(&b));
-        if ok && s.len() <= 128 {
-            Ok(Version(s.to_owned()))
-        } else {
-            Err(format!("`{s}` is not a valid version: use letters, digits, `.`, `+`, `~` and `-`"))
-        }
+        plain_token(s, b"-.+~")
+            .map(Version)
+            .ok_or_else(|| format!("`{s}` is not a valid version: use letters, digits, `.`, `+`, `~` and `-`"))
     }
 }
 deserialize_from_str!(Version);
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+display_as_str!(Version);
 
 /// A Debian architecture name (`amd64`, `arm64`, `all` is not one: images have a real one).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -360,12 +360,7 @@ impl FromStr for Architecture {
     }
 }
 deserialize_from_str!(Architecture);
-
-impl fmt::Display for Architecture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+display_as_str!(Architecture);
 
 /// Permission bits, setuid, setgid and sticky included (`0o7777` at most).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
