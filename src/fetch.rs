@@ -28,7 +28,8 @@ pub enum FetchError {
 #[derive(Debug, Clone, Copy)]
 pub struct Pin {
     pub sha256: Digest,
-    pub size: u64,
+    /// Unknown when a recipe pins only a digest and the lockfile does not exist yet.
+    pub size: Option<u64>,
 }
 
 /// Network policy for a fetch.
@@ -49,8 +50,8 @@ pub fn fetch(
     progress: &dyn Fn(u64),
 ) -> Result<(Digest, u64), FetchError> {
     if let Some(pin) = pin {
-        if store.blob_size(&pin.sha256) == Some(pin.size) {
-            return Ok((pin.sha256, pin.size));
+        if let Some(size) = store.blob_size(&pin.sha256).filter(|&have| pin.size.is_none_or(|want| want == have)) {
+            return Ok((pin.sha256, size));
         }
     }
     let what = format!("`{origin}`");
@@ -80,7 +81,7 @@ pub fn fetch(
 /// Copies at most one byte more than the pinned size, so an endless or oversized response
 /// is cut off and then reported as a size mismatch.
 fn copy_limited(reader: impl Read, out: &mut impl Write, pin: Option<Pin>, progress: &dyn Fn(u64)) -> io::Result<u64> {
-    let limit = pin.map_or(u64::MAX, |p| p.size.saturating_add(1));
+    let limit = pin.and_then(|p| p.size).map_or(u64::MAX, |size| size.saturating_add(1));
     let mut reader = reader.take(limit);
     let mut buf = vec![0u8; 256 << 10];
     let mut total = 0;
@@ -108,11 +109,11 @@ mod tests {
         let file = dir.path().join("input");
         fs_err::write(&file, b"payload").unwrap();
         let origin = Origin::Local(file.clone());
-        let good = Pin { sha256: Digest::of(b"payload"), size: 7 };
+        let good = Pin { sha256: Digest::of(b"payload"), size: Some(7) };
         assert_eq!(fetch(&store, &origin, Some(good), Network::Offline, &|_| {}).unwrap(), (good.sha256, 7));
 
         fs_err::write(&file, b"payloaX").unwrap();
-        let other = Pin { sha256: Digest::of(b"other!!"), size: 7 };
+        let other = Pin { sha256: Digest::of(b"other!!"), size: Some(7) };
         let err = fetch(&store, &origin, Some(other), Network::Offline, &|_| {}).unwrap_err().to_string();
         assert!(err.contains(&other.sha256.to_string()) && err.contains(&Digest::of(b"payloaX").to_string()), "{err}");
         assert!(!store.has_blob(&Digest::of(b"payloaX")));

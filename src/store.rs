@@ -33,8 +33,8 @@ const STALE_TEMP: Duration = Duration::from_secs(24 * 60 * 60);
 pub enum StoreError {
     #[error("store I/O failed")]
     Io(#[from] io::Error),
-    #[error("{what} does not match its pin: expected {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)")]
-    Mismatch { what: String, expected: Digest, expected_size: u64, actual: Digest, actual_size: u64 },
+    #[error("{what} does not match its pin: expected {expected}{}, got {actual} ({actual_size} bytes)", expected_size.map(|n| format!(" ({n} bytes)")).unwrap_or_default())]
+    Mismatch { what: String, expected: Digest, expected_size: Option<u64>, actual: Digest, actual_size: u64 },
 }
 
 /// A handle on a store folder.
@@ -159,17 +159,17 @@ impl BlobWriter {
     }
 
     /// Like [`BlobWriter::commit`], but refuses (and discards) content that does not match a
-    /// pinned digest and size. `what` names the input in the error.
+    /// pinned digest and, when known, size. `what` names the input in the error.
     pub fn commit_expecting(
         self,
         what: &str,
         expected: Digest,
-        expected_size: u64,
+        expected_size: Option<u64>,
     ) -> Result<(Digest, u64), StoreError> {
         self.commit_checked(Some((what, expected, expected_size)))
     }
 
-    fn commit_checked(self, expected: Option<(&str, Digest, u64)>) -> Result<(Digest, u64), StoreError> {
+    fn commit_checked(self, expected: Option<(&str, Digest, Option<u64>)>) -> Result<(Digest, u64), StoreError> {
         let (staged, digest, len) = self.stage(expected)?;
         staged.publish()?;
         Ok((digest, len))
@@ -188,11 +188,11 @@ impl BlobWriter {
     }
 
     /// Finishes writing and checks the pin; what is left is making it durable and named.
-    fn stage(self, expected: Option<(&str, Digest, u64)>) -> Result<(Staged, Digest, u64), StoreError> {
+    fn stage(self, expected: Option<(&str, Digest, Option<u64>)>) -> Result<(Staged, Digest, u64), StoreError> {
         let (digest, len, buffered) = self.inner.finish();
         let file = buffered.into_inner().map_err(|e| e.into_error())?;
         if let Some((what, expected, expected_size)) = expected {
-            if (digest, len) != (expected, expected_size) {
+            if digest != expected || expected_size.is_some_and(|size| size != len) {
                 return Err(StoreError::Mismatch {
                     what: what.to_owned(),
                     expected,
@@ -330,7 +330,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let mut w = store.writer().unwrap();
         w.write_all(b"tampered").unwrap();
-        let err = w.commit_expecting("tarball `a.tar`", Digest::of(b"original"), 8).unwrap_err();
+        let err = w.commit_expecting("tarball `a.tar`", Digest::of(b"original"), Some(8)).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains(&Digest::of(b"original").to_string()) && msg.contains(&Digest::of(b"tampered").to_string()),

@@ -3,7 +3,7 @@
 //! `build` never resolves: it checks that the lockfile is the one the recipe calls for
 //! ([`super::lock::check`]), fetches what the store lacks (unless `--offline`, which forbids
 //! the network only), builds or reuses each layer, assembles the outputs, and publishes
-//! `OUT/NAME_VERSION_ARCH/` in one rename, so that a reader sees the old candidate or the new
+//! `OUT/NAME_VERSION_ARCH/` with one atomic exchange, so that a reader sees the old candidate or the new
 //! one and never a mix. Outputs are hard links to read-only store blobs (copies across
 //! filesystems): publishing a gigabyte candidate costs no copy, and a no-op rebuild whose
 //! candidate folder already holds those very blobs touches nothing.
@@ -51,11 +51,11 @@ fn fetch_inputs(ctx: &Context, resolved: &Resolved, network: Network) -> anyhow:
                 .find(|i| i.layer == layer.name.as_str() && i.kind == InputKind::Tarball && i.origin == spec.url)
                 .expect("a checked lockfile pins every tarball");
             let origin = Origin::parse(&spec.url, &recipe.dir).map_err(anyhow::Error::msg)?;
-            let pin = Pin { sha256: locked.sha256, size: locked.size };
+            let pin = Pin { sha256: locked.sha256, size: Some(locked.size) };
             if !ctx.store.has_blob(&pin.sha256) {
                 ctx.printer.status("Fetching", &spec.url);
             }
-            let bar = ctx.printer.bytes_bar(Some(pin.size), "Fetching".into());
+            let bar = ctx.printer.bytes_bar(pin.size, "Fetching".into());
             fetch::fetch(&ctx.store, &origin, Some(pin), network, &|n| bar.set_position(n))
                 .with_context(|| format!("layer `{}`: cannot fetch tarball", layer.name))?;
             bar.finish_and_clear();
@@ -136,25 +136,17 @@ fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, manifest: &[u8]) ->
     fs_err::File::open(&manifest_path)?.sync_all()?;
     fs_err::File::open(staging.path())?.sync_all()?;
 
-    // Move any previous candidate aside, swap the new one in, then drop the old one. Two
-    // builds publishing the same folder at once may each see the other's folder appear;
-    // retry the swap a few times, since both are writing identical content.
+    // Swap the new folder in with one atomic exchange (or a rename that refuses to replace,
+    // when there is nothing yet), so a reader always finds a whole candidate at `dir`. Two
+    // builds publishing the same folder race harmlessly: whichever lands, the content is the
+    // same, and the loser's exchange or rename is retried against the winner's folder.
     let staging = staging.keep();
     let mut attempt = 0;
     loop {
-        let old = parent.join(format!(".{name}.old-{}-{attempt}", std::process::id()));
-        let moved_old = fs_err::rename(dir, &old).is_ok();
-        match fs_err::rename(&staging, dir) {
-            Ok(()) => {
-                if moved_old {
-                    fs_err::remove_dir_all(&old)?;
-                }
-                break;
-            }
+        let result = if dir.exists() { exchange(&staging, dir) } else { rename_noreplace(&staging, dir) };
+        match result {
+            Ok(()) => break,
             Err(e) if attempt < 5 => {
-                if moved_old {
-                    let _ = fs_err::remove_dir_all(&old);
-                }
                 attempt += 1;
                 ctx.printer.detail("Retrying", format_args!("publishing {}: {e}", dir.display()));
             }
@@ -164,8 +156,36 @@ fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, manifest: &[u8]) ->
             }
         }
     }
+    // After an exchange, the staging path holds the previous candidate (or nothing).
+    if staging.exists() {
+        fs_err::remove_dir_all(&staging)?;
+    }
     crate::store::sync_parent(dir)?;
     Ok(())
+}
+
+/// Atomically exchanges two paths (`renameat2(RENAME_EXCHANGE)`).
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    renameat2(a, b, libc::RENAME_EXCHANGE)
+}
+
+/// Renames `from` to `to`, failing if `to` exists (`renameat2(RENAME_NOREPLACE)`).
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    renameat2(from, to, libc::RENAME_NOREPLACE)
+}
+
+fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, from_c.as_ptr(), libc::AT_FDCWD, to_c.as_ptr(), flags) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        let e = std::io::Error::last_os_error();
+        Err(std::io::Error::new(e.kind(), format!("cannot move `{}` to `{}`: {e}", from.display(), to.display())))
+    }
 }
 
 /// Whether `dir` already holds exactly this candidate: the same manifest, nothing else, and

@@ -147,7 +147,9 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
                 (Origin::Remote(_), _) => {
                     ctx.printer.status("Fetching", &spec.url);
                     let bar = ctx.printer.bytes_bar(None, "Downloading".into());
-                    let got = fetch::fetch(&ctx.store, &origin, None, Network::Allowed, &|n| bar.set_position(n))?;
+                    // With a recipe pin, bytes that do not match it never reach the store.
+                    let pin = spec.sha256.map(|sha256| fetch::Pin { sha256, size: None });
+                    let got = fetch::fetch(&ctx.store, &origin, pin, Network::Allowed, &|n| bar.set_position(n))?;
                     bar.finish_and_clear();
                     got
                 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::{copy_project, repo, snapshot};
+use super::{copy_project, repo, sha256, snapshot};
 
 /// The example candidate's id and outputs. Any change to an output byte must change one of
 /// these and fail here: update them only for a deliberate format change, and say so in the
@@ -16,10 +16,6 @@ const GOLDEN_OUTPUTS: &[(&str, &str)] = &[
     ("rootfs.tar.xz", "sha256:92153744cd967a32276e110f2e30820ec8e9c58d62dbceff13b6452a201af98b"),
     ("rootfs.tar.zst", "sha256:9980ea26bc3cc99d0a32e1353ae0b8c7d410a66164f97c3850e390ac93c0a01d"),
 ];
-
-fn sha256(bytes: &[u8]) -> String {
-    candidate::digest::Digest::of(bytes).to_string()
-}
 
 /// Builds the example in `project` with a fresh store and output folder under `scratch`,
 /// through `sh -c` so that the umask can be set; returns the candidate id and the files.

@@ -18,7 +18,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::BIN;
+use super::{fixture, walk, Run, BIN};
 
 /// Image name/version/architecture used by every recipe here, and the candidate folder they
 /// produce under `--out`.
@@ -28,46 +28,6 @@ const CANDIDATE_DIR: &str = "fixture_1.0_amd64";
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// What one run of the binary did.
-struct Run {
-    what: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-
-    /// For assertion messages.
-    fn describe(&self) -> String {
-        format!(
-            "`{}` exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        )
-    }
-
-    #[track_caller]
-    fn assert_ok(&self) -> &Self {
-        assert!(self.ok(), "expected success\n{}", self.describe());
-        self
-    }
-
-    #[track_caller]
-    fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, Some(code), "wrong exit code\n{}", self.describe());
-        self
-    }
-
-    #[track_caller]
-    fn assert_stderr_has(&self, needle: &str) -> &Self {
-        assert!(self.stderr.contains(needle), "stderr does not mention {needle:?}\n{}", self.describe());
-        self
-    }
-}
 
 /// A temporary folder with `recipes/`, a store and an output folder, and a way to run the
 /// binary against them.
@@ -132,16 +92,12 @@ impl Sandbox {
             .env("XDG_CACHE_HOME", self.root().join("xdg-cache"))
             .env_remove("SOURCE_DATE_EPOCH");
         let out = cmd.output().expect("failed to run the candidate binary");
-        Run {
-            what: format!(
-                "candidate --store {} {}",
-                self.store().display(),
-                args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
-            ),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let what = format!(
+            "candidate --store {} {}",
+            self.store().display(),
+            args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+        );
+        Run::new(what, out)
     }
 
     fn lock(&self, recipe: &Path) -> Run {
@@ -192,29 +148,6 @@ impl Sandbox {
             .collect();
         assert!(blobs.is_empty(), "a refused build left blobs other than its input in the store: {blobs:?}");
     }
-}
-
-/// Every path below `root` (not `root` itself), symlinks not followed; empty if missing.
-fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
-        for entry in entries {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(path.clone());
-            }
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
 }
 
 /// `sha256sum FILE`, as lowercase hex.

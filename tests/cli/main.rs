@@ -3,8 +3,10 @@
 
 mod determinism;
 mod hostile;
+mod store;
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_candidate");
 
@@ -51,4 +53,83 @@ pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
         }
     }
     out
+}
+
+/// Every path below `root` (not `root` itself), symlinks not followed; empty if missing.
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs_err::read_dir(&dir) else { continue };
+        for entry in entries {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A file under the repository's `fixtures/`.
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("fixtures").join(rel)
+}
+
+/// `sha256:HEX` of `bytes`, as candidate ids and manifests spell digests.
+pub fn sha256(bytes: &[u8]) -> String {
+    candidate::digest::Digest::of(bytes).to_string()
+}
+
+/// What one run of the binary did.
+pub struct Run {
+    pub what: String,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// `what` is the command line, for assertion messages.
+    pub fn new(what: String, output: Output) -> Self {
+        Run {
+            what,
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// For assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "`{}` exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.what, self.code, self.stdout, self.stderr
+        )
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Self {
+        assert!(self.ok(), "expected success\n{}", self.describe());
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "wrong exit code\n{}", self.describe());
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stderr_has(&self, needle: &str) -> &Self {
+        assert!(self.stderr.contains(needle), "stderr does not mention {needle:?}\n{}", self.describe());
+        self
+    }
 }
