@@ -16,7 +16,7 @@
 //! format version, `SOURCE_DATE_EPOCH`, the layer definition and the digests of its inputs.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Write};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,14 @@ impl Built {
     }
 }
 
+/// The layer from the action cache, if it is there and its blob is intact.
+pub fn lookup(store: &Store, key: &Digest) -> Option<Built> {
+    let info: LayerInfo = serde_json::from_slice(&store.action(key)?).ok()?;
+    let file = fs_err::File::open(store.blob_path(&info.diff_id)).ok()?.into_parts().0;
+    let intact = file.metadata().is_ok_and(|m| m.len() == info.size);
+    intact.then(|| Built { info, cached: true, reader: Arc::new(file), pending: None })
+}
+
 /// Returns the layer from the action cache, or builds it.
 pub fn build(
     store: &Store,
@@ -123,16 +131,26 @@ pub fn build(
     sde: u64,
 ) -> Result<Built, LayerError> {
     let key = action_key(layer, files, tarballs, sde);
-    if let Some(info) = store.action(&key).and_then(|bytes| serde_json::from_slice::<LayerInfo>(&bytes).ok()) {
-        if let Ok(file) = fs_err::File::open(store.blob_path(&info.diff_id)) {
-            let file = file.into_parts().0;
-            if file.metadata().is_ok_and(|m| m.len() == info.size) {
-                return Ok(Built { info, cached: true, reader: Arc::new(file), pending: None });
-            }
-        }
+    match lookup(store, &key) {
+        Some(built) => Ok(built),
+        None => write(store, layer, files, tarballs, sde, key, &mut io::sink()),
     }
+}
+
+/// Builds the layer (whose action key is `key`), streaming its tar to the store and to
+/// `tee` at once: a one-layer rootfs is its layer, so its outputs can be encoded in the same
+/// pass, with the layer's disk writes overlapping the encoders' work.
+pub fn write(
+    store: &Store,
+    layer: &Layer,
+    files: &[FilesInput<'_>],
+    tarballs: &[TarballInput],
+    sde: u64,
+    key: Digest,
+    tee: &mut dyn Write,
+) -> Result<Built, LayerError> {
     let tree = gather(store, layer, files, tarballs, sde)?;
-    let mut writer = store.writer()?;
+    let mut writer = Tee(store.writer()?, tee);
     let written =
         write_tree(&tree, &mut writer).map_err(|source| LayerError::Write { layer: layer.name.to_string(), source })?;
     for input in files {
@@ -142,9 +160,25 @@ pub fn build(
             return Err(changed(None));
         }
     }
-    let blob = writer.commit_in_background()?;
+    let blob = writer.0.commit_in_background()?;
     let info = LayerInfo { diff_id: blob.digest, size: blob.size, entries: written.entries };
     Ok(Built { info, cached: false, reader: blob.reader.clone(), pending: Some((blob, key)) })
+}
+
+/// Writes to a blob and a second sink.
+struct Tee<'a>(crate::store::BlobWriter, &'a mut dyn Write);
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.1.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
 }
 
 fn gather(

@@ -58,11 +58,11 @@ pub fn codec(format: Format) -> Codec {
     }
 }
 
-fn action_key(layers: &[(String, Built)], formats: &[Format]) -> Digest {
+fn action_key(diff_ids: &[Digest], formats: &[Format]) -> Digest {
     let mut h = Hasher::new();
     h.field("candidate-rootfs").field(layer::FORMAT_VERSION.to_le_bytes());
-    for (_, layer) in layers {
-        h.field(layer.info.diff_id.as_bytes());
+    for diff_id in diff_ids {
+        h.field(diff_id.as_bytes());
     }
     for format in formats {
         h.field(format.file_name());
@@ -71,59 +71,99 @@ fn action_key(layers: &[(String, Built)], formats: &[Format]) -> Digest {
     h.finish()
 }
 
+/// The outputs of the rootfs made of these layers, if the action cache has them.
+pub fn cached(store: &Store, diff_ids: &[Digest], formats: &[Format]) -> Option<Assembled> {
+    let done: Assembled = serde_json::from_slice(&store.action(&action_key(diff_ids, formats))?).ok()?;
+    done.outputs.iter().all(|o| store.blob_size(&o.sha256) == Some(o.size)).then_some(done)
+}
+
+/// Records the outputs of the rootfs made of these layers.
+pub fn record(store: &Store, diff_ids: &[Digest], formats: &[Format], done: &Assembled) -> Result<(), RootfsError> {
+    let bytes = serde_json::to_vec(done).expect("outputs serialise");
+    Ok(store.put_action(&action_key(diff_ids, formats), &bytes)?)
+}
+
+/// Every output encoder, fed one rootfs stream (a [`Write`]).
+pub struct Outputs {
+    sinks: Vec<(Format, Encoder<'static, BlobWriter>)>,
+    /// `rootfs.tar` was asked for but needs no encoder: the rootfs is one layer's blob.
+    plain_is_layer: bool,
+}
+
+impl Outputs {
+    /// Encoders for `formats`. When the rootfs is a single layer, its `rootfs.tar` is that
+    /// layer's blob and is not written again.
+    pub fn new(store: &Store, formats: &[Format], single_layer: bool) -> Result<Self, RootfsError> {
+        let mut sinks = Vec::new();
+        let plain_is_layer = single_layer && formats.contains(&Format::RootfsTar);
+        for &format in formats {
+            if format == Format::RootfsTar && plain_is_layer {
+                continue;
+            }
+            sinks.push((format, codec(format).encoder(store.writer()?).map_err(RootfsError::Write)?));
+        }
+        Ok(Outputs { sinks, plain_is_layer })
+    }
+
+    /// Finishes every encoder and stores its output; `rootfs` is what was streamed.
+    pub fn finish(self, rootfs: LayerInfo) -> Result<Assembled, RootfsError> {
+        let mut outputs = Vec::new();
+        for (format, encoder) in self.sinks {
+            let (sha256, size) = encoder.finish().map_err(RootfsError::Write)?.commit()?;
+            outputs.push(OutputFile { format, sha256, size });
+        }
+        if self.plain_is_layer {
+            outputs.push(OutputFile { format: Format::RootfsTar, sha256: rootfs.diff_id, size: rootfs.size });
+        }
+        outputs.sort_by_key(|o| o.format.file_name());
+        Ok(Assembled { rootfs, outputs })
+    }
+}
+
+impl Write for Outputs {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        for (_, sink) in &mut self.sinks {
+            sink.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    /// Deliberately nothing: flushing an encoder mid-stream ends a compressed block early,
+    /// so the output bytes would depend on where callers happen to flush. Each stream is
+    /// ended exactly once, by [`Outputs::finish`].
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Merges `layers` and writes every format, or takes them from the action cache.
 pub fn assemble(
     store: &Store,
     layers: &[(String, Built)],
     formats: &[Format],
 ) -> Result<(Assembled, bool), RootfsError> {
-    let key = action_key(layers, formats);
-    if let Some(done) = store.action(&key).and_then(|b| serde_json::from_slice::<Assembled>(&b).ok()) {
-        if done.outputs.iter().all(|o| store.blob_size(&o.sha256) == Some(o.size)) {
-            return Ok((done, true));
-        }
+    let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
+    if let Some(done) = cached(store, &diff_ids, formats) {
+        return Ok((done, true));
     }
-
-    // Encoders for every format; `rootfs.tar` of a single layer is that layer's blob.
-    let single = match layers {
-        [(_, only)] => Some(only),
-        _ => None,
-    };
-    let mut sinks: Vec<(Format, Encoder<'static, BlobWriter>)> = Vec::new();
-    for &format in formats {
-        if format == Format::RootfsTar && single.is_some() {
-            continue;
-        }
-        sinks.push((format, codec(format).encoder(store.writer()?).map_err(RootfsError::Write)?));
-    }
-    let mut fanout = Fanout(sinks);
-
-    let rootfs = match &single {
-        Some(only) => {
+    let mut outputs = Outputs::new(store, formats, layers.len() == 1)?;
+    let rootfs = match layers {
+        // A one-layer rootfs is that layer, byte for byte.
+        [(_, only)] => {
             let mut bytes = BufReader::with_capacity(1 << 20, ReadAt::new(only.reader.clone()));
-            io::copy(&mut bytes, &mut fanout).map_err(RootfsError::Write)?;
+            io::copy(&mut bytes, &mut outputs).map_err(RootfsError::Write)?;
             only.info.clone()
         }
-        None => {
+        _ => {
             let tree = merge(layers)?;
-            let mut hashing = HashingWriter::new(&mut fanout);
+            let mut hashing = HashingWriter::new(&mut outputs);
             let written = write_tree(&tree, &mut hashing).map_err(RootfsError::Write)?;
             let (diff_id, size, _) = hashing.finish();
             LayerInfo { diff_id, size, entries: written.entries }
         }
     };
-
-    let mut outputs = Vec::new();
-    for (format, encoder) in fanout.0 {
-        let (sha256, size) = encoder.finish().map_err(RootfsError::Write)?.commit()?;
-        outputs.push(OutputFile { format, sha256, size });
-    }
-    if let (Some(only), true) = (single, formats.contains(&Format::RootfsTar)) {
-        outputs.push(OutputFile { format: Format::RootfsTar, sha256: only.info.diff_id, size: only.info.size });
-    }
-    outputs.sort_by_key(|o| o.format.file_name());
-    let done = Assembled { rootfs, outputs };
-    store.put_action(&key, &serde_json::to_vec(&done).expect("outputs serialise"))?;
+    let done = outputs.finish(rootfs)?;
+    record(store, &diff_ids, formats, &done)?;
     Ok((done, false))
 }
 
@@ -136,23 +176,4 @@ pub fn merge(layers: &[(String, Built)]) -> Result<Tree, RootfsError> {
         tree.merge(layer).map_err(|source| RootfsError::Merge { layer: name.clone(), source })?;
     }
     Ok(tree)
-}
-
-/// Writes the same bytes to every encoder.
-struct Fanout(Vec<(Format, Encoder<'static, BlobWriter>)>);
-
-impl Write for Fanout {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        for (_, sink) in &mut self.0 {
-            sink.write_all(buf)?;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        for (_, sink) in &mut self.0 {
-            sink.flush()?;
-        }
-        Ok(())
-    }
 }
