@@ -59,6 +59,40 @@ pub enum Command {
         /// Build this format instead of the recipe's `[output] formats` (repeatable).
         #[arg(long = "format", value_name = "NAME", value_parser = parse_format)]
         formats: Vec<Format>,
+        /// Sign the candidate's provenance with this private key (repeatable).
+        #[arg(long = "sign", value_name = "KEY")]
+        sign: Vec<PathBuf>,
+    },
+    /// Manage signing keys.
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
+    /// Sign an existing candidate's provenance (adds to its signatures).
+    Sign {
+        candidate: PathBuf,
+        /// A private key (PKCS#8 PEM); repeatable.
+        #[arg(long = "key", value_name = "KEY", required = true)]
+        keys: Vec<PathBuf>,
+    },
+    /// Verify a candidate: signatures, every digest, and agreement of manifest, provenance and SBOM.
+    Verify {
+        candidate: PathBuf,
+        /// A trusted public key (SPKI PEM); repeatable.
+        #[arg(long = "key", value_name = "PUB", required = true)]
+        keys: Vec<PathBuf>,
+        /// How many distinct trusted keys must have signed.
+        #[arg(long, default_value_t = 1)]
+        threshold: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new ed25519 key pair: PREFIX.key (PKCS#8 PEM, 0600) and PREFIX.pub (SPKI PEM).
+    Generate {
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
     },
 }
 

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! recipe ──lock──▶ lockfile ──fetch──▶ store ──layer──▶ layers ──rootfs──▶ outputs + manifest
+//!        ──attest──▶ SBOM + signed provenance ──verify──▶ verdict
 //! ```
 //!
 //! * [`recipe`] — the typed recipe (`recipes/NAME.toml`): image, layers, outputs.
@@ -18,17 +19,24 @@
 //! * [`compress`] — input decoders and pinned output encoders.
 //! * [`rootfs`] — merging layers and writing the output archives.
 //! * [`manifest`] — the canonical `manifest.json`.
-//! * [`ops`] — the commands (`lock`, `fetch`, `build`), thin layers over the above.
+//! * [`sbom`] — the SPDX 2.3 SBOM (`sbom.spdx.json`).
+//! * [`keys`], [`dsse`], [`attest`] — ed25519 keys, DSSE envelopes, and the signed in-toto
+//!   SLSA provenance (`manifest.intoto.json`) that `verify` checks.
+//! * [`ops`] — the commands (`lock`, `fetch`, `build`, `key`, `sign`, `verify`), thin layers
+//!   over the above.
 //! * [`digest`] — the sha256 type every identity is.
 //!
 //! The invariants every module keeps are in `DESIGN.md`: determinism, the hash chain, no host
 //! extraction of untrusted archives, an atomic shared store, identity by uncompressed bytes,
 //! and errors that name their culprit.
 
+pub mod attest;
 pub mod cli;
 pub mod compress;
 pub mod digest;
+pub mod dsse;
 pub mod fetch;
+pub mod keys;
 pub mod layer;
 pub mod local;
 pub mod lockfile;
@@ -37,6 +45,7 @@ pub mod ops;
 pub mod printer;
 pub mod recipe;
 pub mod rootfs;
+pub mod sbom;
 pub mod store;
 pub mod tar;
 pub mod tree;

@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
-use candidate::cli::{Cli, Command};
+use candidate::cli::{Cli, Command, KeyCommand};
 use candidate::fetch::Network;
+use candidate::keys::PrivateKey;
 use candidate::lockfile::LockMode;
 use candidate::ops::{self, build::BuildOptions, CheckFailed, Context};
 use candidate::printer::Printer;
@@ -55,12 +56,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fetch { recipe, lockfile } => {
             ops::build::fetch(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), Network::Allowed)?;
         }
-        Command::Build { recipe, lockfile, out, offline, formats } => {
+        Command::Build { recipe, lockfile, out, offline, formats, sign } => {
             let network = if offline { Network::Offline } else { Network::Allowed };
-            let options = BuildOptions { out, network, formats: (!formats.is_empty()).then_some(formats) };
+            let sign = sign.iter().map(|k| PrivateKey::load(k)).collect::<Result<Vec<_>, _>>()?;
+            let options = BuildOptions { out, network, formats: (!formats.is_empty()).then_some(formats), sign };
             let (id, _) = ops::build::build(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), &options)?;
             println!("{id}");
         }
+        Command::Key { action: KeyCommand::Generate { out } } => ops::verify::generate_key(&ctx, &out)?,
+        Command::Sign { candidate, keys } => ops::verify::sign(&ctx, &candidate, &keys)?,
+        Command::Verify { candidate, keys, threshold } => ops::verify::verify(&ctx, &candidate, &keys, threshold)?,
     }
     Ok(())
 }

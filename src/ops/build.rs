@@ -14,16 +14,23 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::lock::{self, Resolved};
+use super::verify::{ENVELOPE, MANIFEST, SBOM};
 use super::Context;
+use crate::attest::{self, Subject};
 use crate::digest::Digest;
+use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::fetch::{self, Network, Pin};
+use crate::keys::PrivateKey;
 use crate::layer::{self, FilesInput, LayerInfo, TarballInput};
 use crate::lockfile::InputKind;
 use crate::manifest::{self, ManifestInput};
 use crate::recipe::{Format, Origin};
 use crate::rootfs::{self, Assembled};
+use crate::sbom;
 
 pub struct BuildOptions {
+    /// Keys that sign the candidate's provenance (`manifest.intoto.json`); none: unsigned.
+    pub sign: Vec<PrivateKey>,
     pub out: PathBuf,
     pub network: Network,
     /// Overrides the recipe's `[output] formats` for this build.
@@ -78,11 +85,30 @@ pub fn build(
     let recipe = &resolved.recipe;
     let sde = recipe.image.source_date_epoch;
 
+    let mut formats = options.formats.clone().unwrap_or_else(|| recipe.output.formats.clone());
+    formats.sort();
+    formats.dedup();
+
     let mut layers: Vec<(String, layer::Built)> = Vec::new();
+    // A one-layer rootfs is its layer: when that layer must be built, its tar streams to the
+    // output encoders in the same pass.
+    let mut streamed: Option<Assembled> = None;
     for ((layer, files), tarballs) in recipe.layers.iter().zip(&resolved.files).zip(&tarballs) {
         let files: Vec<FilesInput<'_>> = files.iter().map(|f| FilesInput { tree: &f.tree, digest: f.digest }).collect();
         let spinner = ctx.printer.spinner(format!("layer {}", layer.name));
-        let built = layer::build(&ctx.store, layer, &files, tarballs, sde)?;
+        let key = layer::action_key(layer, &files, tarballs, sde);
+        let built = match layer::lookup(&ctx.store, &key) {
+            Some(built) => built,
+            None if recipe.layers.len() == 1 => {
+                let mut outputs = rootfs::Outputs::new(&ctx.store, &formats, true)?;
+                let built = layer::write(&ctx.store, layer, &files, tarballs, sde, key, &mut outputs)?;
+                let done = outputs.finish(built.info.clone())?;
+                rootfs::record(&ctx.store, &[built.info.diff_id], &formats, &done)?;
+                streamed = Some(done);
+                built
+            }
+            None => layer::write(&ctx.store, layer, &files, tarballs, sde, key, &mut std::io::sink())?,
+        };
         spinner.finish_and_clear();
         let verb = if built.cached { "Fresh" } else { "Built" };
         let info = &built.info;
@@ -90,11 +116,11 @@ pub fn build(
         layers.push((layer.name.to_string(), built));
     }
 
-    let mut formats = options.formats.clone().unwrap_or_else(|| recipe.output.formats.clone());
-    formats.sort();
-    formats.dedup();
     let spinner = ctx.printer.spinner("root filesystem".into());
-    let (assembled, cached) = rootfs::assemble(&ctx.store, &layers, &formats)?;
+    let (assembled, cached) = match streamed {
+        Some(done) => (done, false),
+        None => rootfs::assemble(&ctx.store, &layers, &formats)?,
+    };
     spinner.finish_and_clear();
     ctx.printer.status(if cached { "Fresh" } else { "Assembled" }, format_args!("rootfs {}", assembled.rootfs.diff_id));
     // The layers' blobs were made durable while the outputs were compressed.
@@ -108,16 +134,34 @@ pub fn build(
         layers: &layers,
         assembled: &assembled,
     });
-    let dir = options.out.join(recipe.dist_name());
-    publish(ctx, &dir, &assembled, &manifest)?;
     let id = Digest::of(&manifest);
+    let manifest_value: serde_json::Value = serde_json::from_slice(&manifest).expect("the manifest is JSON");
+    let sbom = sbom::render(&manifest_value, &id);
+    let mut documents = vec![(MANIFEST, manifest), (SBOM, sbom)];
+    if !options.sign.is_empty() {
+        // The statement's subjects are every file of the folder but the envelope, by name:
+        // the same list `candidate sign` hashes from a published folder.
+        let mut subjects: Vec<Subject> = assembled
+            .outputs
+            .iter()
+            .map(|o| Subject { name: o.format.file_name().to_owned(), sha256: o.sha256 })
+            .chain(
+                documents.iter().map(|(name, bytes)| Subject { name: (*name).to_owned(), sha256: Digest::of(bytes) }),
+            )
+            .collect();
+        subjects.sort_by(|a, b| a.name.cmp(&b.name));
+        let payload = attest::statement(&manifest_value, &subjects);
+        documents.push((ENVELOPE, Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, &options.sign).to_json()));
+    }
+    let dir = options.out.join(recipe.dist_name());
+    publish(ctx, &dir, &assembled, &documents)?;
     ctx.printer.status("Finished", format_args!("{} {}", dir.display(), id));
     Ok((id, dir))
 }
 
 /// Publishes the candidate folder: a fresh folder beside the final one, swapped in by rename.
-fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, manifest: &[u8]) -> anyhow::Result<()> {
-    if is_current(ctx, dir, assembled, manifest) {
+fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&str, Vec<u8>)]) -> anyhow::Result<()> {
+    if is_current(ctx, dir, assembled, documents) {
         return Ok(());
     }
     let parent = dir.parent().expect("a candidate folder has a parent");
@@ -131,9 +175,11 @@ fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, manifest: &[u8]) ->
             fs_err::copy(&blob, &target)?;
         }
     }
-    let manifest_path = staging.path().join("manifest.json");
-    fs_err::write(&manifest_path, manifest)?;
-    fs_err::File::open(&manifest_path)?.sync_all()?;
+    for (name, bytes) in documents {
+        let path = staging.path().join(name);
+        fs_err::write(&path, bytes)?;
+        fs_err::File::open(&path)?.sync_all()?;
+    }
     fs_err::File::open(staging.path())?.sync_all()?;
 
     // Swap the new folder in with one atomic exchange (or a rename that refuses to replace,
@@ -188,13 +234,14 @@ fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()>
     }
 }
 
-/// Whether `dir` already holds exactly this candidate: the same manifest, nothing else, and
-/// every output the very store blob (same inode). Anything less is republished.
-fn is_current(ctx: &Context, dir: &Path, assembled: &Assembled, manifest: &[u8]) -> bool {
-    if fs_err::read(dir.join("manifest.json")).ok().as_deref() != Some(manifest) {
+/// Whether `dir` already holds exactly this candidate: the same documents (manifest, SBOM,
+/// envelope), nothing else, and every output the very store blob (same inode). Anything less
+/// is republished.
+fn is_current(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&str, Vec<u8>)]) -> bool {
+    if documents.iter().any(|(name, bytes)| fs_err::read(dir.join(name)).ok().as_ref() != Some(bytes)) {
         return false;
     }
-    let expected: usize = assembled.outputs.len() + 1;
+    let expected: usize = assembled.outputs.len() + documents.len();
     if fs_err::read_dir(dir).map(|d| d.count()).unwrap_or(0) != expected {
         return false;
     }

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod lock;
+pub mod verify;
 
 use std::path::PathBuf;
 

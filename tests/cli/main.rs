@@ -1,12 +1,14 @@
 //! End-to-end tests of the `candidate` binary: one integration test binary (cargo's shape),
 //! one module per area, sharing the small context below.
 
+mod attest;
 mod determinism;
 mod hostile;
 mod store;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_candidate");
 
@@ -132,4 +134,49 @@ impl Run {
         assert!(self.stderr.contains(needle), "stderr does not mention {needle:?}\n{}", self.describe());
         self
     }
+}
+
+/// `candidate` run in `dir`, with a private HOME and cache, no `CANDIDATE_STORE`,
+/// `SOURCE_DATE_EPOCH` or proxy (ureq reads `*_PROXY`, which would divert 127.0.0.1).
+pub fn candidate(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).env("HOME", dir.join("home")).env("XDG_CACHE_HOME", dir.join("xdg-cache"));
+    for var in [
+        "CANDIDATE_STORE",
+        "SOURCE_DATE_EPOCH",
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// `candidate --store STORE ARGS…` in `dir`.
+pub fn with_store<I, S>(dir: &Path, store: &Path, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = candidate(dir);
+    cmd.arg("--store").arg(store).args(args);
+    cmd
+}
+
+/// The command line, for assertion messages.
+pub fn command_line(cmd: &Command) -> String {
+    std::iter::once(OsStr::new("candidate"))
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn run(mut cmd: Command) -> Run {
+    let output = cmd.output().expect("failed to run the candidate binary");
+    Run::new(command_line(&cmd), output)
 }

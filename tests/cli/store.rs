@@ -18,56 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{copy_project, fixture, sha256, snapshot, walk, Run, BIN};
+use super::{candidate, command_line, copy_project, fixture, run, sha256, snapshot, walk, with_store, Run};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// `candidate` run in `dir`, with a private HOME and cache, no `CANDIDATE_STORE`,
-/// `SOURCE_DATE_EPOCH` or proxy (ureq reads `*_PROXY`, which would divert 127.0.0.1).
-fn candidate(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir).env("HOME", dir.join("home")).env("XDG_CACHE_HOME", dir.join("xdg-cache"));
-    for var in [
-        "CANDIDATE_STORE",
-        "SOURCE_DATE_EPOCH",
-        "ALL_PROXY",
-        "all_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-/// `candidate --store STORE ARGS…` in `dir`.
-fn with_store<I, S>(dir: &Path, store: &Path, args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = candidate(dir);
-    cmd.arg("--store").arg(store).args(args);
-    cmd
-}
-
-/// The command line, for assertion messages.
-fn command_line(cmd: &Command) -> String {
-    std::iter::once(OsStr::new("candidate"))
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn run(mut cmd: Command) -> Run {
-    let output = cmd.output().expect("failed to run the candidate binary");
-    Run::new(command_line(&cmd), output)
-}
 
 /// A started run, with its output piped.
 struct Running {
@@ -127,7 +82,8 @@ fn assert_complete(dir: &Path, id: &str, formats: &[&str]) {
     let mut present: Vec<String> =
         fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     present.sort();
-    let mut expected: Vec<String> = formats.iter().map(|f| f.to_string()).chain(["manifest.json".into()]).collect();
+    let mut expected: Vec<String> =
+        formats.iter().map(|f| f.to_string()).chain(["manifest.json".into(), "sbom.spdx.json".into()]).collect();
     expected.sort();
     assert_eq!(present, expected, "{}: unexpected files in the candidate folder", dir.display());
 }

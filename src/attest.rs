@@ -1,0 +1,98 @@
+//! Provenance: an in-toto Statement v1 with a SLSA provenance v1 predicate, signed in a DSSE
+//! envelope (`manifest.intoto.json`).
+//!
+//! Everything the statement says is derived from the candidate's `manifest.json` and the
+//! digests of its files, so an existing candidate can be signed later (`candidate sign`) and
+//! every signer of one candidate signs the very same payload. The payload is canonical JSON.
+//!
+//! How to read it (the `buildType` below names this description):
+//! * `subject`: every file of the candidate folder but the envelope, with its sha256;
+//! * `externalParameters.recipe` / `.lockfile`: the recipe's file name and digest (its bytes
+//!   plus every local input, see the lockfile docs) and the lockfile's sha256;
+//! * `internalParameters`: `SOURCE_DATE_EPOCH` and the layer format version;
+//! * `resolvedDependencies`: every locked input, by origin, with its sha256 (a tree digest
+//!   for local folders);
+//! * `runDetails.builder`: the tool and the compressor libraries that made the outputs;
+//! * `byproducts`: the layers and the merged rootfs, by `diff_id`.
+
+use serde_json::{json, Value};
+
+use crate::digest::Digest;
+
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub const SLSA_PROVENANCE: &str = "https://slsa.dev/provenance/v1";
+/// Our build type: a URI of ours, documented in the module docs and the README.
+pub const BUILD_TYPE: &str = "urn:candidate:build-type:rootfs:v1";
+pub const BUILDER_ID: &str = "urn:candidate:builder";
+
+/// A file of the candidate, as a statement subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub name: String,
+    pub sha256: Digest,
+}
+
+fn sha256_map(digest: &Digest) -> Value {
+    json!({ "sha256": digest.hex() })
+}
+
+/// The statement's canonical bytes for a candidate whose manifest is `manifest`.
+pub fn statement(manifest: &Value, subjects: &[Subject]) -> Vec<u8> {
+    let digest_of = |v: &Value| v.as_str().and_then(|s| s.parse::<Digest>().ok());
+    let described = |v: &Value| digest_of(v).map(|d| sha256_map(&d)).unwrap_or(Value::Null);
+    let inputs: Vec<Value> = manifest["inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let origin = i["origin"].as_str().unwrap_or_default();
+            let mut d = json!({
+                "name": format!("{}:{origin}", i["kind"].as_str().unwrap_or_default()),
+                "digest": described(&i["sha256"]),
+                "annotations": { "layer": i["layer"], "size": i["size"], "origin": origin },
+            });
+            // Only URLs are URIs; a path relative to the recipe stays an annotation.
+            if origin.contains("://") {
+                d["uri"] = json!(origin);
+            }
+            d
+        })
+        .collect();
+    let mut byproducts: Vec<Value> = manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| json!({ "name": format!("layer:{}", l["name"].as_str().unwrap_or_default()), "digest": described(&l["diff_id"]) }))
+        .collect();
+    byproducts.push(json!({ "name": "rootfs", "digest": described(&manifest["rootfs"]["diff_id"]) }));
+    let statement = json!({
+        "_type": STATEMENT_TYPE,
+        "subject": subjects.iter().map(|s| json!({ "name": s.name, "digest": sha256_map(&s.sha256) })).collect::<Vec<_>>(),
+        "predicateType": SLSA_PROVENANCE,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": {
+                    "recipe": { "name": manifest["recipe"]["name"], "digest": described(&manifest["recipe"]["digest"]) },
+                    "lockfile": { "digest": described(&manifest["lockfile"]["digest"]) },
+                },
+                "internalParameters": {
+                    "sourceDateEpoch": manifest["source-date-epoch"],
+                    "layerFormat": manifest["tool"]["layer-format"],
+                },
+                "resolvedDependencies": inputs,
+            },
+            "runDetails": {
+                "builder": {
+                    "id": BUILDER_ID,
+                    "version": { "candidate": manifest["tool"]["version"] },
+                    "builderDependencies": manifest["compressors"].as_array().into_iter().flatten().map(|c| json!({
+                        "name": c["name"], "annotations": c,
+                    })).collect::<Vec<_>>(),
+                },
+                "byproducts": byproducts,
+            },
+        },
+    });
+    serde_json::to_vec(&statement).expect("a JSON value serialises")
+}
