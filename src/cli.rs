@@ -84,6 +84,14 @@ pub enum Command {
         /// How many distinct trusted keys must have signed.
         #[arg(long, default_value_t = 1)]
         threshold: usize,
+        /// Also rebuild the candidate into a temporary store and compare it byte for byte.
+        #[arg(long)]
+        rebuild: bool,
+        /// The recipe to rebuild from [default: recipes/<the manifest's recipe name>].
+        #[arg(long, value_name = "PATH", requires = "rebuild")]
+        recipe: Option<PathBuf>,
+        #[arg(long, value_name = "PATH", requires = "rebuild")]
+        lockfile: Option<PathBuf>,
     },
 }
 

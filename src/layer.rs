@@ -150,9 +150,12 @@ pub fn write(
     tee: &mut dyn Write,
 ) -> Result<Built, LayerError> {
     let tree = gather(store, layer, files, tarballs, sde)?;
-    let mut writer = Tee(store.writer()?, tee);
-    let written =
-        write_tree(&tree, &mut writer).map_err(|source| LayerError::Write { layer: layer.name.to_string(), source })?;
+    // Tar headers and padding are small writes; batching them keeps the hashers and the
+    // encoders on large buffers (per-call overhead is real at 50k files).
+    let mut writer = io::BufWriter::with_capacity(1 << 20, Tee(store.writer()?, tee));
+    let write_error = |source| LayerError::Write { layer: layer.name.to_string(), source };
+    let written = write_tree(&tree, &mut writer).map_err(write_error)?;
+    let writer = writer.into_inner().map_err(|e| write_error(e.into_error()))?;
     for input in files {
         let changed =
             |source| LayerError::Changed { layer: layer.name.to_string(), root: input.tree.root.clone(), source };

@@ -65,7 +65,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Key { action: KeyCommand::Generate { out } } => ops::verify::generate_key(&ctx, &out)?,
         Command::Sign { candidate, keys } => ops::verify::sign(&ctx, &candidate, &keys)?,
-        Command::Verify { candidate, keys, threshold } => ops::verify::verify(&ctx, &candidate, &keys, threshold)?,
+        Command::Verify { candidate, keys, threshold, rebuild, recipe, lockfile } => {
+            let rebuild = rebuild.then_some(ops::verify::Rebuild { recipe, lockfile });
+            ops::verify::verify(&ctx, &candidate, &keys, threshold, rebuild.as_ref())?;
+        }
     }
     Ok(())
 }

@@ -156,9 +156,10 @@ pub fn assemble(
         }
         _ => {
             let tree = merge(layers)?;
-            let mut hashing = HashingWriter::new(&mut outputs);
+            let mut hashing = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &mut outputs));
             let written = write_tree(&tree, &mut hashing).map_err(RootfsError::Write)?;
-            let (diff_id, size, _) = hashing.finish();
+            let (diff_id, size, buffered) = hashing.finish();
+            buffered.into_inner().map_err(|e| RootfsError::Write(e.into_error()))?;
             LayerInfo { diff_id, size, entries: written.entries }
         }
     };

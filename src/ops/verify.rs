@@ -121,7 +121,20 @@ impl Report {
 }
 
 /// `candidate verify DIR --key PUB… [--threshold N]`.
-pub fn verify(ctx: &Context, dir: &Path, key_paths: &[PathBuf], threshold: usize) -> anyhow::Result<()> {
+/// Where `verify --rebuild` finds the recipe to rebuild from.
+pub struct Rebuild {
+    /// Default: `recipes/<the manifest's recipe name>` in the working directory.
+    pub recipe: Option<PathBuf>,
+    pub lockfile: Option<PathBuf>,
+}
+
+pub fn verify(
+    ctx: &Context,
+    dir: &Path,
+    key_paths: &[PathBuf],
+    threshold: usize,
+    rebuild: Option<&Rebuild>,
+) -> anyhow::Result<()> {
     if key_paths.is_empty() {
         bail!("name at least one trusted public key with `--key`");
     }
@@ -197,7 +210,123 @@ pub fn verify(ctx: &Context, dir: &Path, key_paths: &[PathBuf], threshold: usize
     } else {
         report.check(false, format_args!("{MANIFEST}: missing"));
     }
+    if let Some(rebuild) = rebuild {
+        rebuild_and_compare(ctx, &mut report, dir, rebuild, &actual)?;
+    }
     verdict(dir, report)
+}
+
+/// Rebuilds the candidate into a temporary store and folder and compares every file byte
+/// for byte; for an archive that differs, names the first tar entry that differs and how.
+fn rebuild_and_compare(
+    ctx: &Context,
+    report: &mut Report,
+    dir: &Path,
+    rebuild: &Rebuild,
+    actual: &BTreeMap<String, Digest>,
+) -> anyhow::Result<()> {
+    let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)?;
+    let recipe = match &rebuild.recipe {
+        Some(path) => path.clone(),
+        None => Path::new("recipes").join(manifest["recipe"]["name"].as_str().unwrap_or_default()),
+    };
+    let lockfile = super::lockfile_path(&recipe, rebuild.lockfile.clone());
+    let formats = manifest["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| serde_json::from_value(o["name"].clone()))
+        .collect::<Result<Vec<crate::recipe::Format>, _>>()
+        .context("the manifest names an output format this candidate does not know")?;
+    let scratch = tempfile::tempdir()?;
+    let rebuild_ctx =
+        Context { store: crate::store::Store::open(&scratch.path().join("store"))?, printer: ctx.printer };
+    ctx.printer.status("Rebuilding", format_args!("{} from {}", dir.display(), recipe.display()));
+    let options = super::build::BuildOptions {
+        sign: Vec::new(),
+        out: scratch.path().join("out"),
+        network: crate::fetch::Network::Allowed,
+        formats: Some(formats),
+    };
+    let (_, rebuilt) = super::build::build(&rebuild_ctx, &recipe, &lockfile, &options)
+        .with_context(|| format!("cannot rebuild `{}` from `{}`", dir.display(), recipe.display()))?;
+    let again: BTreeMap<String, Digest> = subjects(&rebuilt)?.into_iter().map(|s| (s.name, s.sha256)).collect();
+    for (name, theirs) in actual {
+        match again.get(name) {
+            Some(ours) if ours == theirs => report.check(true, format_args!("rebuild: {name} is identical")),
+            Some(ours) => {
+                let detail = match first_difference(&dir.join(name), &rebuilt.join(name)) {
+                    Ok(Some(d)) => d,
+                    Ok(None) => "the archives hold the same entries; only the encoding differs".to_owned(),
+                    Err(e) => format!("cannot compare entries: {e:#}"),
+                };
+                report.check(false, format_args!("rebuild: {name} differs ({theirs} here, {ours} rebuilt): {detail}"));
+            }
+            None => report.check(false, format_args!("rebuild: {name} is not produced by the rebuild")),
+        }
+    }
+    Ok(())
+}
+
+/// The first difference between two tar archives (any encoding), as `entry PATH: FIELD ...`,
+/// or `None` when every entry is the same.
+fn first_difference(ours: &Path, rebuilt: &Path) -> anyhow::Result<Option<String>> {
+    use crate::tar::reader::{Entry, Limits, TarReader};
+    use std::io::Read;
+    let open = |path: &Path| -> anyhow::Result<TarReader<Box<dyn Read>>> {
+        let (_, decoded) = crate::compress::decoder(fs_err::File::open(path)?)?;
+        Ok(TarReader::new(decoded, Limits::default()))
+    };
+    let (mut a, mut b) = (open(ours)?, open(rebuilt)?);
+    let next = |r: &mut TarReader<Box<dyn Read>>| -> anyhow::Result<Option<(Entry, Option<Digest>)>> {
+        let Some(entry) = r.next_entry()? else { return Ok(None) };
+        let mut hashing = crate::digest::HashingWriter::new(std::io::sink());
+        let digest = if entry.kind == crate::tar::reader::EntryType::File {
+            r.copy_content(entry.size, &mut hashing)?;
+            Some(hashing.finish().0)
+        } else {
+            None
+        };
+        Ok(Some((entry, digest)))
+    };
+    loop {
+        let (x, y) = (next(&mut a)?, next(&mut b)?);
+        let ((ea, da), (eb, db)) = match (x, y) {
+            (None, None) => return Ok(None),
+            (Some((e, _)), None) => return Ok(Some(format!("entry `{}` is only in this candidate", e.path))),
+            (None, Some((e, _))) => return Ok(Some(format!("entry `{}` is only in the rebuild", e.path))),
+            (Some(x), Some(y)) => (x, y),
+        };
+        if ea.path != eb.path {
+            let (first, which) =
+                if ea.path < eb.path { (&ea.path, "this candidate") } else { (&eb.path, "the rebuild") };
+            return Ok(Some(format!("entry `{first}` is only in {which}")));
+        }
+        let field = |name: &str, x: String, y: String| {
+            Some(format!("entry `{}`: {name} differs ({x} here, {y} rebuilt)", ea.path))
+        };
+        let difference = if ea.kind != eb.kind {
+            field("type", ea.kind.describe().into(), eb.kind.describe().into())
+        } else if da != db {
+            let show = |d: Option<Digest>| d.map_or("none".to_owned(), |d| d.to_string());
+            field("content", show(da), show(db))
+        } else if ea.mode != eb.mode {
+            field("mode", format!("{:o}", ea.mode), format!("{:o}", eb.mode))
+        } else if (ea.uid, ea.gid) != (eb.uid, eb.gid) {
+            field("owner", format!("{}:{}", ea.uid, ea.gid), format!("{}:{}", eb.uid, eb.gid))
+        } else if ea.mtime != eb.mtime {
+            field("mtime", ea.mtime.to_string(), eb.mtime.to_string())
+        } else if ea.link != eb.link {
+            field("link target", ea.link.clone(), eb.link.clone())
+        } else if ea.xattrs != eb.xattrs {
+            field("xattrs", format!("{:?}", ea.xattrs.keys()), format!("{:?}", eb.xattrs.keys()))
+        } else {
+            None
+        };
+        if difference.is_some() {
+            return Ok(difference);
+        }
+    }
 }
 
 fn cross_check(

@@ -233,3 +233,31 @@ fn the_sbom_passes_an_independent_spdx_validator() {
         Err(_) => eprintln!("skipping the SPDX validator: install it with `pip install spdx-tools`"),
     }
 }
+
+#[test]
+fn verify_rebuild_passes_and_names_an_altered_entry() {
+    let s = Signed::new(&["ci"]);
+    let candidate = s.candidate();
+    let candidate = candidate.to_str().unwrap();
+    let ok = s.cmd(&["verify", candidate, "--key", "ci.pub", "--rebuild"]);
+    ok.assert_ok();
+    assert!(ok.stdout.contains("ok      rebuild: rootfs.tar.zst is identical"), "{}", ok.describe());
+
+    // Alter one file's content inside rootfs.tar.gz, recompress, and re-sign: the signature
+    // holds, but the rebuild does not match, and the entry is named.
+    let dir = s.copy("altered");
+    let gz = fs::read(dir.join("rootfs.tar.gz")).unwrap();
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut tar).unwrap();
+    let at = tar.windows(7).position(|w| w == b"Welcome").expect("the motd is in the rootfs");
+    tar[at] = b'w';
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, &tar).unwrap();
+    fs::write(dir.join("rootfs.tar.gz"), encoder.finish().unwrap()).unwrap();
+    s.cmd(&["sign", dir.to_str().unwrap(), "--key", "ci.key"]).assert_ok();
+    let altered = s.cmd(&["verify", dir.to_str().unwrap(), "--key", "ci.pub", "--rebuild"]);
+    assert_fails_naming(
+        &altered,
+        &["ok      signatures", "rebuild: rootfs.tar.gz differs", "entry `./etc/motd`: content differs"],
+    );
+}
