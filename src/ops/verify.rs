@@ -363,6 +363,27 @@ fn cross_check(
         Some(sbom) => {
             let namespace = sbom["documentNamespace"].as_str().unwrap_or_default();
             report.check(namespace.ends_with(&id.hex()), format_args!("{SBOM}: describes candidate {id}"));
+            // Its package checksums are exactly the manifest's tarball inputs.
+            let mut listed: Vec<String> = sbom["packages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|p| p["checksums"].as_array().into_iter().flatten())
+                .filter_map(|c| c["checksumValue"].as_str().map(str::to_owned))
+                .collect();
+            let mut inputs: Vec<String> = manifest["inputs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|i| i["kind"] == "tarball")
+                .filter_map(|i| i["sha256"].as_str()?.strip_prefix("sha256:").map(str::to_owned))
+                .collect();
+            listed.sort();
+            inputs.sort();
+            report.check(
+                listed == inputs,
+                format_args!("{SBOM}: lists the manifest's {} tarball input(s)", inputs.len()),
+            );
         }
         None => report.check(false, format_args!("{SBOM}: missing or not JSON")),
     }
