@@ -33,6 +33,10 @@ use crate::tree::{Content, Kind, Node, Tree, TreeError};
 /// Bumped whenever the bytes of a layer for the same inputs would change.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Bumped whenever what the action cache records about a layer changes (not its bytes), so
+/// that older entries are not misread.
+const CACHE_VERSION: u32 = 2;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
     #[error("tarball `{tarball}`, entry `{entry}`: {message}")]
@@ -55,6 +59,11 @@ pub struct LayerInfo {
     pub diff_id: Digest,
     pub size: u64,
     pub entries: u64,
+    /// Directories the layer holds only because something was placed inside them. The tar
+    /// records them like any directory (extractors need parents); this list, kept in the
+    /// action cache beside the blob, lets a merge know they change nothing that exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub implicit: Vec<String>,
 }
 
 /// A local `files` input, scanned and digested.
@@ -72,7 +81,8 @@ pub struct TarballInput {
 /// The action-cache key of a layer.
 pub fn action_key(layer: &Layer, files: &[FilesInput<'_>], tarballs: &[TarballInput], sde: u64) -> Digest {
     let mut h = Hasher::new();
-    h.field("candidate-layer").field(FORMAT_VERSION.to_le_bytes()).field(sde.to_le_bytes());
+    h.field("candidate-layer").field(FORMAT_VERSION.to_le_bytes()).field(CACHE_VERSION.to_le_bytes());
+    h.field(sde.to_le_bytes());
     for d in &layer.directories {
         h.field("dir").field(d.path.as_rel()).field(d.mode.0.to_le_bytes()).field(d.owner.to_string());
     }
@@ -164,7 +174,8 @@ pub fn write(
         }
     }
     let blob = writer.0.commit_in_background()?;
-    let info = LayerInfo { diff_id: blob.digest, size: blob.size, entries: written.entries };
+    let implicit = tree.iter().filter(|(_, n)| n.implicit).map(|(p, _)| p.clone()).collect();
+    let info = LayerInfo { diff_id: blob.digest, size: blob.size, entries: written.entries, implicit };
     Ok(Built { info, cached: false, reader: blob.reader.clone(), pending: Some((blob, key)) })
 }
 
@@ -194,6 +205,7 @@ fn gather(
     let tree_error = |source| LayerError::Tree { layer: layer.name.to_string(), source };
     let mut tree = Tree::new(sde);
     let node = |kind, mode, owner: Owner| Node {
+        implicit: false,
         kind,
         mode,
         uid: owner.uid,
@@ -318,6 +330,7 @@ fn add_tarball(
             }
         };
         let node = Node {
+            implicit: false,
             kind,
             mode: entry.mode,
             uid: owner.uid,
@@ -387,6 +400,7 @@ pub fn read(info: &LayerInfo, blob: &Arc<File>, link_offset: u64) -> Result<Tree
             other => return Err(fail(format!("unexpected {} in a layer", other.describe()))),
         };
         let node = Node {
+            implicit: false,
             kind,
             mode: entry.mode,
             uid: entry.uid,
@@ -395,6 +409,11 @@ pub fn read(info: &LayerInfo, blob: &Arc<File>, link_offset: u64) -> Result<Tree
             xattrs: entry.xattrs.clone(),
         };
         tree.insert(path.as_rel(), node).map_err(|e| fail(e.to_string()))?;
+    }
+    for path in &info.implicit {
+        if let Some(node) = tree.get_mut(path) {
+            node.implicit = node.is_dir();
+        }
     }
     Ok(tree)
 }

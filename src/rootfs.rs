@@ -136,11 +136,13 @@ impl Write for Outputs {
     }
 }
 
-/// Merges `layers` and writes every format, or takes them from the action cache.
+/// Merges `layers` and writes every format, or takes them from the action cache. `sde`
+/// dates the image root when no layer declares it.
 pub fn assemble(
     store: &Store,
     layers: &[(String, Built)],
     formats: &[Format],
+    sde: u64,
 ) -> Result<(Assembled, bool), RootfsError> {
     let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
     if let Some(done) = cached(store, &diff_ids, formats) {
@@ -155,12 +157,12 @@ pub fn assemble(
             only.info.clone()
         }
         _ => {
-            let tree = merge(layers)?;
+            let tree = merge(layers, sde)?;
             let mut hashing = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &mut outputs));
             let written = write_tree(&tree, &mut hashing).map_err(RootfsError::Write)?;
             let (diff_id, size, buffered) = hashing.finish();
             buffered.into_inner().map_err(|e| RootfsError::Write(e.into_error()))?;
-            LayerInfo { diff_id, size, entries: written.entries }
+            LayerInfo { diff_id, size, entries: written.entries, implicit: Vec::new() }
         }
     };
     let done = outputs.finish(rootfs)?;
@@ -168,9 +170,9 @@ pub fn assemble(
     Ok((done, false))
 }
 
-/// Merges layers in order into one tree.
-pub fn merge(layers: &[(String, Built)]) -> Result<Tree, RootfsError> {
-    let mut tree = Tree::new(0);
+/// Merges layers in order into one tree, over an empty root dated `sde`.
+pub fn merge(layers: &[(String, Built)], sde: u64) -> Result<Tree, RootfsError> {
+    let mut tree = Tree::new(sde);
     for (i, (name, built)) in layers.iter().enumerate() {
         // Hard-link groups are numbered per layer; give each layer its own range.
         let layer = layer::read(&built.info, &built.reader, (i as u64) << 40)?;

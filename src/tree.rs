@@ -13,7 +13,8 @@
 //!   merged tree the way the kernel resolves it inside a chroot — symlinks followed, absolute
 //!   targets taken from the image root, `..` stopping at the root — so a layer that ships
 //!   `/bin/sh` over an image where `/bin -> usr/bin` lands in `/usr/bin/sh`, and nothing can
-//!   point outside the image. Then: a directory over a directory merges (later metadata wins);
+//!   point outside the image. Then: a directory over a directory merges (the later metadata
+//!   wins if the later layer declared the directory; an implicit one changes nothing);
 //!   a directory over a symlink to a directory keeps the symlink (dpkg's rule, which keeps
 //!   merged-/usr symlinks in place); anything else replaces what was there, and a
 //!   non-directory that replaces a directory removes the directory's whole subtree.
@@ -89,12 +90,16 @@ pub struct Node {
     pub mtime: u64,
     /// Extended attributes (`security.capability` …), sorted by name.
     pub xattrs: BTreeMap<String, Vec<u8>>,
+    /// A directory nobody declared, made because something was placed inside it. Over an
+    /// existing directory it changes nothing: a layer that writes `/tmp/x` must not reset
+    /// the `1777` an earlier layer gave `/tmp`.
+    pub implicit: bool,
 }
 
 impl Node {
     /// A directory made implicitly (a missing parent): root-owned, 0755, at `mtime`.
     pub fn implicit_directory(mtime: u64) -> Self {
-        Node { kind: Kind::Directory, mode: 0o755, uid: 0, gid: 0, mtime, xattrs: BTreeMap::new() }
+        Node { kind: Kind::Directory, mode: 0o755, uid: 0, gid: 0, mtime, xattrs: BTreeMap::new(), implicit: true }
     }
 
     pub fn is_dir(&self) -> bool {
@@ -168,6 +173,9 @@ impl Tree {
                 let kind = if existing.is_dir() { node.kind.describe() } else { existing.kind.describe() };
                 Err(TreeError::DirectoryConflict { path: path.to_owned(), kind })
             }
+            // A declared directory over an implicit one gives it metadata; an implicit one
+            // over anything already there changes nothing.
+            Some(_) if node.implicit && node.is_dir() => Ok(()),
             Some(existing) => {
                 *existing = node;
                 Ok(())
@@ -184,8 +192,10 @@ impl Tree {
     pub fn merge(&mut self, layer: Tree) -> Result<(), TreeError> {
         for (path, node) in layer.nodes {
             if path.is_empty() {
-                // The layer's root directory: its metadata applies to the image root.
-                self.nodes.insert(path, node);
+                // The layer's root directory: if declared, its metadata applies to the image root.
+                if !node.implicit {
+                    self.nodes.insert(path, node);
+                }
                 continue;
             }
             let (parent, name) = match path.rsplit_once('/') {
@@ -196,7 +206,9 @@ impl Tree {
             let target = if parent.is_empty() { name.to_owned() } else { format!("{parent}/{name}") };
             match self.nodes.get(&target).map(|n| &n.kind) {
                 Some(Kind::Directory) if node.is_dir() => {
-                    self.nodes.insert(target, node);
+                    if !node.implicit {
+                        self.nodes.insert(target, node);
+                    }
                 }
                 Some(Kind::Symlink { .. }) if node.is_dir() && self.resolves_to_directory(&target) => {
                     // Keep the symlink; the layer's children resolve through it.
@@ -285,7 +297,7 @@ mod tests {
     use super::*;
 
     fn dir() -> Node {
-        Node::implicit_directory(0)
+        Node { implicit: false, ..Node::implicit_directory(0) }
     }
 
     fn symlink(target: &str) -> Node {
@@ -363,6 +375,20 @@ mod tests {
         base.merge(layer).unwrap();
         assert!(base.get("opt/app").unwrap().is_dir());
         assert_eq!(size_of(&base, "opt/app/new"), Some(4));
+    }
+
+    #[test]
+    fn implicit_directories_keep_what_an_earlier_layer_declared() {
+        let mut base = Tree::new(0);
+        base.insert("tmp", Node { mode: 0o1777, implicit: false, ..dir() }).unwrap();
+        let mut layer = Tree::new(0);
+        layer.insert("tmp/x", file(1)).unwrap();
+        base.merge(layer).unwrap();
+        assert_eq!(base.get("tmp").unwrap().mode, 0o1777);
+        let mut layer = Tree::new(0);
+        layer.insert("tmp", Node { mode: 0o700, implicit: false, ..dir() }).unwrap();
+        base.merge(layer).unwrap();
+        assert_eq!(base.get("tmp").unwrap().mode, 0o700, "a declared directory's metadata wins");
     }
 
     #[test]

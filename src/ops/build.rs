@@ -119,7 +119,7 @@ pub fn build(
     let spinner = ctx.printer.spinner("root filesystem".into());
     let (assembled, cached) = match streamed {
         Some(done) => (done, false),
-        None => rootfs::assemble(&ctx.store, &layers, &formats)?,
+        None => rootfs::assemble(&ctx.store, &layers, &formats, sde)?,
     };
     spinner.finish_and_clear();
     ctx.printer.status(if cached { "Fresh" } else { "Assembled" }, format_args!("rootfs {}", assembled.rootfs.diff_id));

@@ -449,6 +449,7 @@ mod tests {
         fs_err::write(&p, b"content").unwrap();
         let mut tree = Tree::new(5);
         let mut node = Node {
+            implicit: false,
             kind: Kind::File { size: 7, content: Content::Host(Arc::new(p)), link_group: None },
             mode: 0o2755,
             uid: 7,

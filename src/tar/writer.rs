@@ -260,6 +260,7 @@ mod tests {
         let mut tree = Tree::new(1_700_000_000);
         let long = format!("opt/{}/file", "x".repeat(120));
         let file = |group| Node {
+            implicit: false,
             kind: Kind::File { size: 6, content: Content::Host(Arc::new(data.clone())), link_group: group },
             mode: 0o4755,
             uid: 1000,

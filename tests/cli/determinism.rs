@@ -144,3 +144,50 @@ fn streamed_and_stored_layers_encode_to_the_same_bytes() {
         assert!(a == b, "{name} differs between the streamed and the stored path");
     }
 }
+
+/// A later layer that writes inside a directory an earlier layer declared leaves that
+/// directory's metadata alone, whether the layers were just built or come from the cache.
+#[test]
+fn declared_directories_survive_later_layers() {
+    let t = tempfile::tempdir().unwrap();
+    fs_err::create_dir_all(t.path().join("recipes")).unwrap();
+    fs_err::write(t.path().join("note"), "x").unwrap();
+    fs_err::write(
+        t.path().join("recipes/dirs.toml"),
+        "[image]\nname = \"dirs\"\nversion = \"1\"\narchitecture = \"amd64\"\nos = \"debian\"\nrelease = \"bookworm\"\n\
+         source-date-epoch = 1700000000\n\
+         [[layer]]\nname = \"base\"\ndirectories = [{ path = \"/tmp\", mode = \"1777\" }, { path = \"/srv\", mode = \"0750\", owner = \"0:33\" }]\n\
+         [[layer]]\nname = \"more\"\nfiles = [{ from = \"../note\", to = \"/tmp/note\" }, { from = \"../note\", to = \"/srv/www/note\" }]\n",
+    )
+    .unwrap();
+    let store = t.path().join("store");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(super::BIN)
+            .args(["--quiet", "--store"])
+            .arg(&store)
+            .args(args)
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["lock", "recipes/dirs.toml"]);
+    run(&["build", "recipes/dirs.toml", "--out", "a", "--format", "rootfs.tar"]);
+    run(&["build", "recipes/dirs.toml", "--out", "b", "--format", "rootfs.tar.gz"]);
+    for archive in ["a/dirs_1_amd64/rootfs.tar", "b/dirs_1_amd64/rootfs.tar.gz"] {
+        let listing = std::process::Command::new("tar")
+            .args(["--numeric-owner", "-tvf", archive])
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        let listing = String::from_utf8(listing.stdout).unwrap();
+        assert!(
+            listing.lines().any(|l| l.starts_with("drwxrwxrwt 0/0") && l.ends_with(" ./tmp/")),
+            "{archive}:\n{listing}"
+        );
+        assert!(
+            listing.lines().any(|l| l.starts_with("drwxr-x--- 0/33") && l.ends_with(" ./srv/")),
+            "{archive}:\n{listing}"
+        );
+    }
+}
