@@ -67,7 +67,8 @@ pub fn decoder<'a, R: Read + 'a>(reader: R) -> io::Result<(Encoding, Box<dyn Rea
 }
 
 /// An output codec, with its fixed settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Codec {
     None,
     Gzip,

@@ -14,7 +14,7 @@ use crate::digest::Digest;
 use crate::layer::{self, LayerInfo};
 use crate::lockfile::Lockfile;
 use crate::recipe::Recipe;
-use crate::rootfs::{self, Assembled};
+use crate::rootfs::Assembled;
 
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -33,7 +33,7 @@ pub fn render(input: &ManifestInput<'_>) -> Vec<u8> {
     let layer_json = |info: &LayerInfo| json!({ "diff_id": info.diff_id, "size": info.size, "entries": info.entries });
     let compressors: Vec<Value> = [Codec::Gzip, Codec::Xz, Codec::Zstd]
         .into_iter()
-        .filter(|c| input.assembled.outputs.iter().any(|o| rootfs::codec(o.format) == *c))
+        .filter(|c| input.assembled.outputs.iter().any(|o| o.codec == *c))
         .filter_map(Codec::describe)
         .collect();
     let manifest = json!({
@@ -68,10 +68,10 @@ pub fn render(input: &ManifestInput<'_>) -> Vec<u8> {
         }).collect::<Vec<_>>(),
         "rootfs": layer_json(&input.assembled.rootfs),
         "outputs": input.assembled.outputs.iter().map(|o| json!({
-            "name": o.format.file_name(),
+            "name": o.name,
             "size": o.size,
             "sha256": o.sha256,
-            "compression": rootfs::codec(o.format).describe().unwrap_or(Value::Null),
+            "compression": o.codec.describe().unwrap_or(Value::Null),
         })).collect::<Vec<_>>(),
         "compressors": compressors,
     });

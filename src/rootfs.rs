@@ -42,11 +42,14 @@ pub struct Assembled {
     pub outputs: Vec<OutputFile>,
 }
 
+/// One file of a candidate folder (`name` may have folders: `oci/blobs/sha256/…`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputFile {
-    pub format: Format,
+    pub name: String,
     pub sha256: Digest,
     pub size: u64,
+    /// How the file was compressed, for the manifest (`None` for plain files).
+    pub codec: Codec,
 }
 
 pub fn codec(format: Format) -> Codec {
@@ -110,12 +113,13 @@ impl Outputs {
         let mut outputs = Vec::new();
         for (format, encoder) in self.sinks {
             let (sha256, size) = encoder.finish().map_err(RootfsError::Write)?.commit()?;
-            outputs.push(OutputFile { format, sha256, size });
+            outputs.push(OutputFile { name: format.file_name().to_owned(), sha256, size, codec: codec(format) });
         }
         if self.plain_is_layer {
-            outputs.push(OutputFile { format: Format::RootfsTar, sha256: rootfs.diff_id, size: rootfs.size });
+            let name = Format::RootfsTar.file_name().to_owned();
+            outputs.push(OutputFile { name, sha256: rootfs.diff_id, size: rootfs.size, codec: Codec::None });
         }
-        outputs.sort_by_key(|o| o.format.file_name());
+        outputs.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Assembled { rootfs, outputs })
     }
 }

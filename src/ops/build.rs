@@ -144,7 +144,7 @@ pub fn build(
         let mut subjects: Vec<Subject> = assembled
             .outputs
             .iter()
-            .map(|o| Subject { name: o.format.file_name().to_owned(), sha256: o.sha256 })
+            .map(|o| Subject { name: o.name.clone(), sha256: o.sha256 })
             .chain(
                 documents.iter().map(|(name, bytes)| Subject { name: (*name).to_owned(), sha256: Digest::of(bytes) }),
             )
@@ -170,7 +170,10 @@ fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&str,
     let staging = tempfile::Builder::new().prefix(&format!(".{name}.new-")).tempdir_in(parent)?;
     for output in &assembled.outputs {
         let blob = ctx.store.blob_path(&output.sha256);
-        let target = staging.path().join(output.format.file_name());
+        let target = staging.path().join(&output.name);
+        if let Some(parent) = target.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
         if fs_err::hard_link(&blob, &target).is_err() {
             fs_err::copy(&blob, &target)?;
         }
@@ -242,12 +245,14 @@ fn is_current(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&s
         return false;
     }
     let expected: usize = assembled.outputs.len() + documents.len();
-    if fs_err::read_dir(dir).map(|d| d.count()).unwrap_or(0) != expected {
+    let present =
+        walkdir::WalkDir::new(dir).into_iter().filter(|e| e.as_ref().is_ok_and(|e| !e.file_type().is_dir())).count();
+    if present != expected {
         return false;
     }
     assembled.outputs.iter().all(|o| {
         let (Ok(have), Ok(blob)) =
-            (fs_err::metadata(dir.join(o.format.file_name())), fs_err::metadata(ctx.store.blob_path(&o.sha256)))
+            (fs_err::metadata(dir.join(&o.name)), fs_err::metadata(ctx.store.blob_path(&o.sha256)))
         else {
             return false;
         };

@@ -37,16 +37,18 @@ pub fn generate_key(ctx: &Context, prefix: &Path) -> anyhow::Result<()> {
 /// The statement subjects of a candidate folder: every file but the envelope, hashed.
 pub fn subjects(dir: &Path) -> anyhow::Result<Vec<Subject>> {
     let mut names = Vec::new();
-    for entry in fs_err::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|n| anyhow::anyhow!("`{}`: file names must be UTF-8", n.to_string_lossy()))?;
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot read `{}`", dir.display()))?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(dir).expect("walkdir stays under its root");
+        let name = rel.to_str().ok_or_else(|| anyhow::anyhow!("`{}`: file names must be UTF-8", rel.display()))?;
         if name != ENVELOPE {
-            names.push(name);
+            names.push(name.to_owned());
         }
     }
+    // Bytewise order of the relative paths, the order the statement lists them in.
     names.sort();
     let digests = hash_files(&names.iter().map(|n| dir.join(n)).collect::<Vec<_>>())?;
     Ok(names.into_iter().zip(digests).map(|(name, sha256)| Subject { name, sha256 }).collect())
