@@ -19,6 +19,7 @@
 //! * [`compress`] — input decoders and pinned output encoders.
 //! * [`rootfs`] — merging layers and writing the output archives.
 //! * [`manifest`] — the canonical `manifest.json`.
+//! * [`oci`] — the OCI image layout, one layer per recipe layer.
 //! * [`sbom`] — the SPDX 2.3 SBOM (`sbom.spdx.json`).
 //! * [`keys`], [`dsse`], [`attest`] — ed25519 keys, DSSE envelopes, and the signed in-toto
 //!   SLSA provenance (`manifest.intoto.json`) that `verify` checks.
@@ -41,6 +42,7 @@ pub mod layer;
 pub mod local;
 pub mod lockfile;
 pub mod manifest;
+pub mod oci;
 pub mod ops;
 pub mod printer;
 pub mod recipe;

@@ -40,6 +40,7 @@ pub struct Recipe {
     pub image: Image,
     pub layers: Vec<Layer>,
     pub output: Output,
+    pub oci: OciConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +51,27 @@ struct RecipeFile {
     layers: Vec<Layer>,
     #[serde(default)]
     output: Output,
+    #[serde(default)]
+    oci: OciConfig,
+}
+
+/// What the OCI image's config says beyond the filesystem (`[oci]`).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OciConfig {
+    /// The `org.opencontainers.image.ref.name` of the image in `index.json` (default: the
+    /// image version).
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,6 +178,9 @@ pub enum Format {
     RootfsTarXz,
     #[serde(rename = "rootfs.tar.zst")]
     RootfsTarZst,
+    /// An OCI image layout in `oci/`, one layer per recipe layer.
+    #[serde(rename = "oci")]
+    Oci,
 }
 
 impl Format {
@@ -166,6 +191,7 @@ impl Format {
             Format::RootfsTarGz => "rootfs.tar.gz",
             Format::RootfsTarXz => "rootfs.tar.xz",
             Format::RootfsTarZst => "rootfs.tar.zst",
+            Format::Oci => "oci",
         }
     }
 }
@@ -186,8 +212,15 @@ impl Recipe {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        let recipe =
-            Recipe { path: path.to_owned(), dir, bytes, image: file.image, layers: file.layers, output: file.output };
+        let recipe = Recipe {
+            path: path.to_owned(),
+            dir,
+            bytes,
+            image: file.image,
+            layers: file.layers,
+            output: file.output,
+            oci: file.oci,
+        };
         recipe.validate()?;
         Ok(recipe)
     }

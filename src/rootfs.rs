@@ -52,12 +52,14 @@ pub struct OutputFile {
     pub codec: Codec,
 }
 
-pub fn codec(format: Format) -> Codec {
+/// The codec of a rootfs archive format; `None` for formats that are not one rootfs archive.
+pub fn codec(format: Format) -> Option<Codec> {
     match format {
-        Format::RootfsTar => Codec::None,
-        Format::RootfsTarGz => Codec::Gzip,
-        Format::RootfsTarXz => Codec::Xz,
-        Format::RootfsTarZst => Codec::Zstd,
+        Format::RootfsTar => Some(Codec::None),
+        Format::RootfsTarGz => Some(Codec::Gzip),
+        Format::RootfsTarXz => Some(Codec::Xz),
+        Format::RootfsTarZst => Some(Codec::Zstd),
+        Format::Oci => None,
     }
 }
 
@@ -69,7 +71,7 @@ fn action_key(diff_ids: &[Digest], formats: &[Format]) -> Digest {
     }
     for format in formats {
         h.field(format.file_name());
-        h.field(codec(*format).describe().map(|d| d.to_string()).unwrap_or_default());
+        h.field(codec(*format).and_then(Codec::describe).map(|d| d.to_string()).unwrap_or_default());
     }
     h.finish()
 }
@@ -100,10 +102,11 @@ impl Outputs {
         let mut sinks = Vec::new();
         let plain_is_layer = single_layer && formats.contains(&Format::RootfsTar);
         for &format in formats {
+            let Some(codec) = codec(format) else { continue };
             if format == Format::RootfsTar && plain_is_layer {
                 continue;
             }
-            sinks.push((format, codec(format).encoder(store.writer()?).map_err(RootfsError::Write)?));
+            sinks.push((format, codec.encoder(store.writer()?).map_err(RootfsError::Write)?));
         }
         Ok(Outputs { sinks, plain_is_layer })
     }
@@ -113,7 +116,8 @@ impl Outputs {
         let mut outputs = Vec::new();
         for (format, encoder) in self.sinks {
             let (sha256, size) = encoder.finish().map_err(RootfsError::Write)?.commit()?;
-            outputs.push(OutputFile { name: format.file_name().to_owned(), sha256, size, codec: codec(format) });
+            let codec = codec(format).expect("only archive formats have encoders");
+            outputs.push(OutputFile { name: format.file_name().to_owned(), sha256, size, codec });
         }
         if self.plain_is_layer {
             let name = Format::RootfsTar.file_name().to_owned();

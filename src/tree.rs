@@ -190,10 +190,19 @@ impl Tree {
     /// Applies `layer` over this tree (rules in the module docs). Hard-link groups of
     /// different layers must already be distinct.
     pub fn merge(&mut self, layer: Tree) -> Result<(), TreeError> {
+        self.merge_recording(layer, &mut |_, _| {})
+    }
+
+    /// Like [`Tree::merge`], telling `placed` every entry the layer changed, at the path it
+    /// landed on: the layer as an image runtime must apply it (an OCI layer) to reach the
+    /// same tree. Entries that change nothing — an implicit directory over an existing one,
+    /// a directory kept as an earlier symlink — are not told.
+    pub fn merge_recording(&mut self, layer: Tree, placed: &mut dyn FnMut(&str, &Node)) -> Result<(), TreeError> {
         for (path, node) in layer.nodes {
             if path.is_empty() {
                 // The layer's root directory: if declared, its metadata applies to the image root.
                 if !node.implicit {
+                    placed(&path, &node);
                     self.nodes.insert(path, node);
                 }
                 continue;
@@ -205,24 +214,28 @@ impl Tree {
             let parent = self.resolve_directory(parent, &path)?;
             let target = if parent.is_empty() { name.to_owned() } else { format!("{parent}/{name}") };
             match self.nodes.get(&target).map(|n| &n.kind) {
-                Some(Kind::Directory) if node.is_dir() => {
-                    if !node.implicit {
-                        self.nodes.insert(target, node);
-                    }
-                }
+                Some(Kind::Directory) if node.is_dir() && node.implicit => {}
                 Some(Kind::Symlink { .. }) if node.is_dir() && self.resolves_to_directory(&target) => {
                     // Keep the symlink; the layer's children resolve through it.
                 }
-                Some(Kind::Directory) => {
+                Some(Kind::Directory) if !node.is_dir() => {
                     self.remove_subtree(&target);
+                    placed(&target, &node);
                     self.nodes.insert(target, node);
                 }
                 _ => {
+                    placed(&target, &node);
                     self.nodes.insert(target, node);
                 }
             }
         }
         Ok(())
+    }
+
+    /// A tree of exactly these entries: no root or parents are implied (an OCI layer holds
+    /// only what it changes).
+    pub fn from_entries(entries: impl IntoIterator<Item = (String, Node)>) -> Self {
+        Tree { nodes: entries.into_iter().collect(), mtime: 0 }
     }
 
     /// Resolves `dir` to the path of an existing directory, following symlinks as a chroot

@@ -123,6 +123,12 @@ pub fn build(
     };
     spinner.finish_and_clear();
     ctx.printer.status(if cached { "Fresh" } else { "Assembled" }, format_args!("rootfs {}", assembled.rootfs.diff_id));
+    let mut assembled = assembled;
+    if formats.contains(&Format::Oci) {
+        assembled.outputs.extend(crate::oci::write(&ctx.store, recipe, &layers)?);
+        assembled.outputs.sort_by(|a, b| a.name.cmp(&b.name));
+        ctx.printer.status("Assembled", "OCI image layout");
+    }
     // The layers' blobs were made durable while the outputs were compressed.
     let layers: Vec<(String, LayerInfo)> =
         layers.into_iter().map(|(name, built)| Ok((name, built.finish(&ctx.store)?))).collect::<anyhow::Result<_>>()?;

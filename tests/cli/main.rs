@@ -3,6 +3,7 @@
 
 mod attest;
 mod determinism;
+mod formats;
 mod hostile;
 mod store;
 
