@@ -20,6 +20,7 @@
 //! * [`rootfs`] — merging layers and writing the output archives.
 //! * [`manifest`] — the canonical `manifest.json`.
 //! * [`oci`] — the OCI image layout, one layer per recipe layer.
+//! * [`lxc`] — LXC and LXD/Incus metadata beside `rootfs.tar.xz`.
 //! * [`sbom`] — the SPDX 2.3 SBOM (`sbom.spdx.json`).
 //! * [`keys`], [`dsse`], [`attest`] — ed25519 keys, DSSE envelopes, and the signed in-toto
 //!   SLSA provenance (`manifest.intoto.json`) that `verify` checks.
@@ -41,6 +42,7 @@ pub mod keys;
 pub mod layer;
 pub mod local;
 pub mod lockfile;
+pub mod lxc;
 pub mod manifest;
 pub mod oci;
 pub mod ops;

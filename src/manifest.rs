@@ -25,6 +25,8 @@ pub struct ManifestInput<'a> {
     pub lockfile_digest: Digest,
     pub layers: &'a [(String, LayerInfo)],
     pub assembled: &'a Assembled,
+    /// The formats built (one may make several files, and files may serve several formats).
+    pub formats: &'a [crate::recipe::Format],
 }
 
 /// The manifest's canonical bytes.
@@ -67,6 +69,7 @@ pub fn render(input: &ManifestInput<'_>) -> Vec<u8> {
             v
         }).collect::<Vec<_>>(),
         "rootfs": layer_json(&input.assembled.rootfs),
+        "formats": input.formats.iter().map(|f| f.file_name()).collect::<Vec<_>>(),
         "outputs": input.assembled.outputs.iter().map(|o| json!({
             "name": o.name,
             "size": o.size,

@@ -41,6 +41,47 @@ pub struct Recipe {
     pub layers: Vec<Layer>,
     pub output: Output,
     pub oci: OciConfig,
+    pub lxc: LxcConfig,
+}
+
+/// What the LXC and LXD/Incus metadata say (`[lxc]`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LxcConfig {
+    /// Files in which `LXC_NAME` is replaced by the container's name (LXC), or which are
+    /// rendered from a template with the instance name (LXD/Incus).
+    #[serde(default = "LxcConfig::default_templates")]
+    pub templates: Vec<ImagePath>,
+    /// Seconds since the epoch after which LXC considers the image expired.
+    pub expiry: Option<u64>,
+    /// The image variant LXD/Incus shows (`default`, `cloud` …).
+    #[serde(default = "LxcConfig::default_variant")]
+    pub variant: String,
+}
+
+impl Default for LxcConfig {
+    fn default() -> Self {
+        LxcConfig { templates: Self::default_templates(), expiry: None, variant: Self::default_variant() }
+    }
+}
+
+impl LxcConfig {
+    fn default_templates() -> Vec<ImagePath> {
+        vec![
+            ImagePath::from_rel("etc/hostname").expect("a plain path"),
+            ImagePath::from_rel("etc/hosts").expect("a plain path"),
+        ]
+    }
+
+    fn default_variant() -> String {
+        "default".to_owned()
+    }
+}
+
+impl serde::Serialize for ImagePath {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +94,8 @@ struct RecipeFile {
     output: Output,
     #[serde(default)]
     oci: OciConfig,
+    #[serde(default)]
+    lxc: LxcConfig,
 }
 
 /// What the OCI image's config says beyond the filesystem (`[oci]`).
@@ -181,6 +224,15 @@ pub enum Format {
     /// An OCI image layout in `oci/`, one layer per recipe layer.
     #[serde(rename = "oci")]
     Oci,
+    /// The Proxmox VE template name for the zstd rootfs: `OS-RELEASE-NAME_VERSION_ARCH.tar.zst`.
+    #[serde(rename = "proxmox")]
+    Proxmox,
+    /// LXC's `lxc-create -t local` pair: `meta.tar.xz` and `rootfs.tar.xz`.
+    #[serde(rename = "lxc")]
+    Lxc,
+    /// The LXD/Incus split image: `incus.meta.tar.xz` and `rootfs.tar.xz`.
+    #[serde(rename = "incus")]
+    Incus,
 }
 
 impl Format {
@@ -192,6 +244,9 @@ impl Format {
             Format::RootfsTarXz => "rootfs.tar.xz",
             Format::RootfsTarZst => "rootfs.tar.zst",
             Format::Oci => "oci",
+            Format::Proxmox => "proxmox",
+            Format::Lxc => "lxc",
+            Format::Incus => "incus",
         }
     }
 }
@@ -213,6 +268,7 @@ impl Recipe {
             _ => PathBuf::from("."),
         };
         let recipe = Recipe {
+            lxc: file.lxc,
             path: path.to_owned(),
             dir,
             bytes,
@@ -248,6 +304,12 @@ impl Recipe {
             return Err(invalid("`[output] formats` names a format twice".into()));
         }
         Ok(())
+    }
+
+    /// The Proxmox VE template file name: `OS-RELEASE-NAME_VERSION_ARCH.tar.zst`.
+    pub fn proxmox_name(&self) -> String {
+        let i = &self.image;
+        format!("{}-{}-{}_{}_{}.tar.zst", i.os, i.release, i.name, i.version, i.architecture)
     }
 
     /// The directory name of this candidate's outputs: `NAME_VERSION_ARCH`.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::compress::{Codec, Encoder};
 use crate::digest::{Digest, Hasher, HashingWriter};
 use crate::layer::{self, Built, LayerError, LayerInfo};
-use crate::recipe::Format;
+use crate::recipe::{Format, Recipe};
 use crate::store::{BlobWriter, Store, StoreError};
 use crate::tar::reader::ReadAt;
 use crate::tar::writer::write_tree;
@@ -52,78 +52,99 @@ pub struct OutputFile {
     pub codec: Codec,
 }
 
-/// The codec of a rootfs archive format; `None` for formats that are not one rootfs archive.
-pub fn codec(format: Format) -> Option<Codec> {
-    match format {
-        Format::RootfsTar => Some(Codec::None),
-        Format::RootfsTarGz => Some(Codec::Gzip),
-        Format::RootfsTarXz => Some(Codec::Xz),
-        Format::RootfsTarZst => Some(Codec::Zstd),
-        Format::Oci => None,
-    }
+/// A rootfs archive to write: its file name in the candidate folder and its codec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    pub name: String,
+    pub codec: Codec,
 }
 
-fn action_key(diff_ids: &[Digest], formats: &[Format]) -> Digest {
+/// The rootfs archives `formats` call for. Formats that share an encoding share one encoder
+/// (`lxc` and `incus` both use `rootfs.tar.xz`; `proxmox` is the zstd rootfs under its own
+/// name).
+pub fn archives(formats: &[Format], recipe: &Recipe) -> Vec<Archive> {
+    let mut out: Vec<Archive> = Vec::new();
+    for format in formats {
+        let (name, codec) = match format {
+            Format::RootfsTar => ("rootfs.tar".to_owned(), Codec::None),
+            Format::RootfsTarGz => ("rootfs.tar.gz".to_owned(), Codec::Gzip),
+            Format::RootfsTarXz | Format::Lxc | Format::Incus => ("rootfs.tar.xz".to_owned(), Codec::Xz),
+            Format::RootfsTarZst => ("rootfs.tar.zst".to_owned(), Codec::Zstd),
+            Format::Proxmox => (recipe.proxmox_name(), Codec::Zstd),
+            Format::Oci => continue,
+        };
+        if !out.iter().any(|a| a.name == name) {
+            out.push(Archive { name, codec });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn action_key(diff_ids: &[Digest], archives: &[Archive]) -> Digest {
     let mut h = Hasher::new();
     h.field("candidate-rootfs").field(layer::FORMAT_VERSION.to_le_bytes());
     for diff_id in diff_ids {
         h.field(diff_id.as_bytes());
     }
-    for format in formats {
-        h.field(format.file_name());
-        h.field(codec(*format).and_then(Codec::describe).map(|d| d.to_string()).unwrap_or_default());
+    for archive in archives {
+        h.field(&archive.name);
+        h.field(archive.codec.describe().map(|d| d.to_string()).unwrap_or_default());
     }
     h.finish()
 }
 
 /// The outputs of the rootfs made of these layers, if the action cache has them.
-pub fn cached(store: &Store, diff_ids: &[Digest], formats: &[Format]) -> Option<Assembled> {
-    let done: Assembled = serde_json::from_slice(&store.action(&action_key(diff_ids, formats))?).ok()?;
+pub fn cached(store: &Store, diff_ids: &[Digest], archives: &[Archive]) -> Option<Assembled> {
+    let done: Assembled = serde_json::from_slice(&store.action(&action_key(diff_ids, archives))?).ok()?;
     done.outputs.iter().all(|o| store.blob_size(&o.sha256) == Some(o.size)).then_some(done)
 }
 
 /// Records the outputs of the rootfs made of these layers.
-pub fn record(store: &Store, diff_ids: &[Digest], formats: &[Format], done: &Assembled) -> Result<(), RootfsError> {
+pub fn record(store: &Store, diff_ids: &[Digest], archives: &[Archive], done: &Assembled) -> Result<(), RootfsError> {
     let bytes = serde_json::to_vec(done).expect("outputs serialise");
-    Ok(store.put_action(&action_key(diff_ids, formats), &bytes)?)
+    Ok(store.put_action(&action_key(diff_ids, archives), &bytes)?)
 }
 
-/// Every output encoder, fed one rootfs stream (a [`Write`]).
+/// One encoder per codec, fed one rootfs stream (a [`Write`]).
 pub struct Outputs {
-    sinks: Vec<(Format, Encoder<'static, BlobWriter>)>,
-    /// `rootfs.tar` was asked for but needs no encoder: the rootfs is one layer's blob.
-    plain_is_layer: bool,
+    archives: Vec<Archive>,
+    sinks: Vec<(Codec, Encoder<'static, BlobWriter>)>,
+    /// The rootfs is one layer's tar, so an uncompressed archive is that layer's blob.
+    single_layer: bool,
 }
 
 impl Outputs {
-    /// Encoders for `formats`. When the rootfs is a single layer, its `rootfs.tar` is that
-    /// layer's blob and is not written again.
-    pub fn new(store: &Store, formats: &[Format], single_layer: bool) -> Result<Self, RootfsError> {
-        let mut sinks = Vec::new();
-        let plain_is_layer = single_layer && formats.contains(&Format::RootfsTar);
-        for &format in formats {
-            let Some(codec) = codec(format) else { continue };
-            if format == Format::RootfsTar && plain_is_layer {
+    /// Encoders for `archives`. When the rootfs is a single layer, its uncompressed archive
+    /// is that layer's blob and is not written again.
+    pub fn new(store: &Store, archives: &[Archive], single_layer: bool) -> Result<Self, RootfsError> {
+        let mut sinks: Vec<(Codec, Encoder<'static, BlobWriter>)> = Vec::new();
+        for archive in archives {
+            if (archive.codec == Codec::None && single_layer) || sinks.iter().any(|(c, _)| *c == archive.codec) {
                 continue;
             }
-            sinks.push((format, codec.encoder(store.writer()?).map_err(RootfsError::Write)?));
+            sinks.push((archive.codec, archive.codec.encoder(store.writer()?).map_err(RootfsError::Write)?));
         }
-        Ok(Outputs { sinks, plain_is_layer })
+        Ok(Outputs { archives: archives.to_vec(), sinks, single_layer })
     }
 
     /// Finishes every encoder and stores its output; `rootfs` is what was streamed.
     pub fn finish(self, rootfs: LayerInfo) -> Result<Assembled, RootfsError> {
-        let mut outputs = Vec::new();
-        for (format, encoder) in self.sinks {
-            let (sha256, size) = encoder.finish().map_err(RootfsError::Write)?.commit()?;
-            let codec = codec(format).expect("only archive formats have encoders");
-            outputs.push(OutputFile { name: format.file_name().to_owned(), sha256, size, codec });
+        let mut encoded = Vec::new();
+        for (codec, encoder) in self.sinks {
+            encoded.push((codec, encoder.finish().map_err(RootfsError::Write)?.commit()?));
         }
-        if self.plain_is_layer {
-            let name = Format::RootfsTar.file_name().to_owned();
-            outputs.push(OutputFile { name, sha256: rootfs.diff_id, size: rootfs.size, codec: Codec::None });
+        if self.single_layer {
+            encoded.push((Codec::None, (rootfs.diff_id, rootfs.size)));
         }
-        outputs.sort_by(|a, b| a.name.cmp(&b.name));
+        let outputs = self
+            .archives
+            .into_iter()
+            .filter_map(|a| {
+                let &(_, (sha256, size)) = encoded.iter().find(|(c, _)| *c == a.codec)?;
+                Some(OutputFile { name: a.name, sha256, size, codec: a.codec })
+            })
+            .collect();
         Ok(Assembled { rootfs, outputs })
     }
 }
@@ -149,14 +170,14 @@ impl Write for Outputs {
 pub fn assemble(
     store: &Store,
     layers: &[(String, Built)],
-    formats: &[Format],
+    archives: &[Archive],
     sde: u64,
 ) -> Result<(Assembled, bool), RootfsError> {
     let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
-    if let Some(done) = cached(store, &diff_ids, formats) {
+    if let Some(done) = cached(store, &diff_ids, archives) {
         return Ok((done, true));
     }
-    let mut outputs = Outputs::new(store, formats, layers.len() == 1)?;
+    let mut outputs = Outputs::new(store, archives, layers.len() == 1)?;
     let rootfs = match layers {
         // A one-layer rootfs is that layer, byte for byte.
         [(_, only)] => {
@@ -174,7 +195,7 @@ pub fn assemble(
         }
     };
     let done = outputs.finish(rootfs)?;
-    record(store, &diff_ids, formats, &done)?;
+    record(store, &diff_ids, archives, &done)?;
     Ok((done, false))
 }
 

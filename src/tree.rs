@@ -52,6 +52,8 @@ pub enum Content {
     Host(Arc<PathBuf>),
     /// A byte range of an open file: a store blob or a spool of decompressed content.
     Range { file: Arc<File>, offset: u64 },
+    /// Bytes we generated (image metadata), held in memory.
+    Bytes(Arc<[u8]>),
 }
 
 #[derive(Debug, Clone)]

@@ -88,6 +88,7 @@ pub fn build(
     let mut formats = options.formats.clone().unwrap_or_else(|| recipe.output.formats.clone());
     formats.sort();
     formats.dedup();
+    let archives = rootfs::archives(&formats, recipe);
 
     let mut layers: Vec<(String, layer::Built)> = Vec::new();
     // A one-layer rootfs is its layer: when that layer must be built, its tar streams to the
@@ -100,10 +101,10 @@ pub fn build(
         let built = match layer::lookup(&ctx.store, &key) {
             Some(built) => built,
             None if recipe.layers.len() == 1 => {
-                let mut outputs = rootfs::Outputs::new(&ctx.store, &formats, true)?;
+                let mut outputs = rootfs::Outputs::new(&ctx.store, &archives, true)?;
                 let built = layer::write(&ctx.store, layer, &files, tarballs, sde, key, &mut outputs)?;
                 let done = outputs.finish(built.info.clone())?;
-                rootfs::record(&ctx.store, &[built.info.diff_id], &formats, &done)?;
+                rootfs::record(&ctx.store, &[built.info.diff_id], &archives, &done)?;
                 streamed = Some(done);
                 built
             }
@@ -119,7 +120,7 @@ pub fn build(
     let spinner = ctx.printer.spinner("root filesystem".into());
     let (assembled, cached) = match streamed {
         Some(done) => (done, false),
-        None => rootfs::assemble(&ctx.store, &layers, &formats, sde)?,
+        None => rootfs::assemble(&ctx.store, &layers, &archives, sde)?,
     };
     spinner.finish_and_clear();
     ctx.printer.status(if cached { "Fresh" } else { "Assembled" }, format_args!("rootfs {}", assembled.rootfs.diff_id));
@@ -129,6 +130,12 @@ pub fn build(
         assembled.outputs.sort_by(|a, b| a.name.cmp(&b.name));
         ctx.printer.status("Assembled", "OCI image layout");
     }
+    for (format, flavour) in [(Format::Lxc, crate::lxc::Flavour::Lxc), (Format::Incus, crate::lxc::Flavour::Incus)] {
+        if formats.contains(&format) {
+            assembled.outputs.push(crate::lxc::metadata(&ctx.store, recipe, flavour)?);
+        }
+    }
+    assembled.outputs.sort_by(|a, b| a.name.cmp(&b.name));
     // The layers' blobs were made durable while the outputs were compressed.
     let layers: Vec<(String, LayerInfo)> =
         layers.into_iter().map(|(name, built)| Ok((name, built.finish(&ctx.store)?))).collect::<anyhow::Result<_>>()?;
@@ -139,6 +146,7 @@ pub fn build(
         lockfile_digest,
         layers: &layers,
         assembled: &assembled,
+        formats: &formats,
     });
     let id = Digest::of(&manifest);
     let manifest_value: serde_json::Value = serde_json::from_slice(&manifest).expect("the manifest is JSON");

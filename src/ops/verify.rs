@@ -233,13 +233,13 @@ fn rebuild_and_compare(
         None => Path::new("recipes").join(manifest["recipe"]["name"].as_str().unwrap_or_default()),
     };
     let lockfile = super::lockfile_path(&recipe, rebuild.lockfile.clone());
-    let formats = manifest["outputs"]
+    let formats = manifest["formats"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|o| serde_json::from_value(o["name"].clone()))
+        .map(|f| serde_json::from_value(f.clone()))
         .collect::<Result<Vec<crate::recipe::Format>, _>>()
-        .context("the manifest names an output format this candidate does not know")?;
+        .context("the manifest names a format this candidate does not know")?;
     let scratch = tempfile::tempdir()?;
     let rebuild_ctx =
         Context { store: crate::store::Store::open(&scratch.path().join("store"))?, printer: ctx.printer };

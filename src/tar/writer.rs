@@ -154,6 +154,12 @@ impl<W: Write> Writer<'_, W> {
                     done += n as u64;
                 }
             }
+            Content::Bytes(bytes) => {
+                if bytes.len() as u64 != size {
+                    return Err(changed("has another size"));
+                }
+                self.write(bytes)?;
+            }
         }
         self.pad()
     }

@@ -58,16 +58,21 @@ impl Signed {
         self.cmd(&args)
     }
 
-    /// A copy of the signed candidate folder to tamper with.
+    /// A copy of the signed candidate folder to tamper with (writable, unlike the original,
+    /// whose files are links to read-only store blobs).
     fn copy(&self, name: &str) -> PathBuf {
         let to = self.path().join(name);
-        fs::create_dir_all(&to).unwrap();
-        for entry in fs::read_dir(self.candidate()).unwrap() {
+        for entry in walkdir::WalkDir::new(self.candidate()) {
             let entry = entry.unwrap();
-            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-            let mut perms = fs::metadata(to.join(entry.file_name())).unwrap().permissions();
+            let target = to.join(entry.path().strip_prefix(self.candidate()).unwrap());
+            if entry.file_type().is_dir() {
+                fs::create_dir_all(&target).unwrap();
+                continue;
+            }
+            fs::copy(entry.path(), &target).unwrap();
+            let mut perms = fs::metadata(&target).unwrap().permissions();
             std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
-            fs::set_permissions(to.join(entry.file_name()), perms).unwrap();
+            fs::set_permissions(&target, perms).unwrap();
         }
         to
     }

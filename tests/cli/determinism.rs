@@ -6,15 +6,24 @@ use std::time::{Duration, SystemTime};
 
 use super::{copy_project, repo, sha256, snapshot};
 
-/// The example candidate's id and outputs. Any change to an output byte must change one of
-/// these and fail here: update them only for a deliberate format change, and say so in the
+/// The example candidate's id and outputs, one per format (`oci/index.json` pins the OCI
+/// manifest, config and layers through their digests), and the SBOM. Any change to an output
+/// byte must change one of these and fail here: update them only for a deliberate format change, and say so in the
 /// commit.
-const GOLDEN_ID: &str = "sha256:fe75a9b3674a88c32789a6652e7967a0da72afba15aad0bbcf302e6723343898";
-const GOLDEN_ROOTFS: &str = "sha256:c3820a5818b937227b93455dd462cec0d15cb000edd18a10a469e3d8518d5fbd";
+const GOLDEN_ID: &str = "sha256:f321d4f4279fa439e40e01dd0b4f048bddc6d87df795fd8292f4c0a5bf8064de";
+const GOLDEN_ROOTFS: &str = "sha256:71cab328afc0b4cbd965d866118d099f947c4f0d3c57dba448fb77713d50fd28";
 const GOLDEN_OUTPUTS: &[(&str, &str)] = &[
-    ("rootfs.tar.gz", "sha256:6717b0d2cb71ced616061481e9fab7c27f9d0170ea35932d3336762c1d9c936c"),
-    ("rootfs.tar.xz", "sha256:92153744cd967a32276e110f2e30820ec8e9c58d62dbceff13b6452a201af98b"),
-    ("rootfs.tar.zst", "sha256:2b33fe8e844a92e2f105b18de2e860f880a40e29f0ba188255ac59dad8b126be"),
+    (
+        "debian-bookworm-example_1.0_amd64.tar.zst",
+        "sha256:d622d0bb3693b6d981c992233ce16c23821af84465b41cbd657237ec625593db",
+    ),
+    ("incus.meta.tar.xz", "sha256:a0c978645ae957b17ca8a52f7f2a9e5e70dd1d7e8c5033a6bee36b7343db4a97"),
+    ("meta.tar.xz", "sha256:5a98cba3cfa64c3d2b3691895cf08dc6c45b199ad82db2f0a40daf59252790f0"),
+    ("oci/index.json", "sha256:5b24e0fe7f63916082c5f6daa567da0fc8b1b80dd71a9ffadb97d0e810ac02bc"),
+    ("rootfs.tar.gz", "sha256:3e367821574fb5c922be711254490cb8fe4a7931b885832bfb683ed4bc533491"),
+    ("rootfs.tar.xz", "sha256:69c3e323fb3d533aaadef1687411f223a11a84e50e034b0ac98c1f5f553a913a"),
+    ("rootfs.tar.zst", "sha256:d622d0bb3693b6d981c992233ce16c23821af84465b41cbd657237ec625593db"),
+    ("sbom.spdx.json", "sha256:170b2dace6905cc07d009371599ce9c600deef74b3d9398581120b3efbd95174"),
 ];
 
 /// Builds the example in `project` with a fresh store and output folder under `scratch`,

@@ -24,7 +24,8 @@ fn require(tool: &str, package: &str) -> bool {
 }
 
 #[track_caller]
-fn ok(cmd: &mut Command) -> String {
+fn ok(mut cmd: impl std::borrow::BorrowMut<Command>) -> String {
+    let cmd = cmd.borrow_mut();
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -106,40 +107,56 @@ fn the_oci_layout_validates_and_unpacks_to_the_rootfs() {
     }
 }
 
+/// A tiny bootable-enough image: a static busybox, a merged-/usr skeleton, `/etc/hostname`
+/// and `/etc/hosts` holding `LXC_NAME` for LXC's templating. `None` (a skip) without busybox.
+fn busybox_project(dir: &Path) -> Option<PathBuf> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.exists() {
+        assert!(std::env::var_os("CI").is_none(), "/bin/busybox is missing under CI: install `busybox-static`");
+        eprintln!("skipping: /bin/busybox is not installed (Debian package `busybox-static`)");
+        return None;
+    }
+    fs::create_dir_all(dir.join("recipes")).unwrap();
+    fs::create_dir_all(dir.join("files/etc")).unwrap();
+    fs::write(dir.join("files/etc/hostname"), "LXC_NAME\n").unwrap();
+    fs::write(dir.join("files/etc/hosts"), "127.0.0.1 localhost\n127.0.1.1 LXC_NAME\n").unwrap();
+    let applets: Vec<String> = ["sh", "cat", "sleep", "echo", "hostname"]
+        .iter()
+        .map(|a| format!("{{ path = \"/usr/bin/{a}\", target = \"busybox\" }}"))
+        .collect();
+    let recipe = format!(
+        "[image]\nname = \"box\"\nversion = \"1\"\narchitecture = \"amd64\"\nos = \"debian\"\nrelease = \"bookworm\"\n\
+         description = \"busybox test image\"\nsource-date-epoch = 1700000000\n\
+         [[layer]]\nname = \"base\"\n\
+         directories = [{{ path = \"/usr/bin\" }}, {{ path = \"/usr/sbin\" }}, {{ path = \"/tmp\", mode = \"1777\" }}, \
+         {{ path = \"/proc\" }}, {{ path = \"/sys\" }}, {{ path = \"/dev\" }}, {{ path = \"/run\" }}, {{ path = \"/root\", mode = \"0700\" }}]\n\
+         symlinks = [{{ path = \"/bin\", target = \"usr/bin\" }}, {{ path = \"/sbin\", target = \"usr/sbin\" }}]\n\
+         files = [{{ from = \"../files/etc\", to = \"/etc\" }}]\n\
+         [[layer]]\nname = \"busybox\"\nfiles = [{{ from = \"{}\", to = \"/bin/busybox\", mode = \"0755\" }}]\n\
+         symlinks = [{}]\n\
+         [oci]\ncmd = [\"/bin/sh\", \"-c\", \"echo hello from candidate\"]\n\
+         [output]\nformats = [\"oci\", \"lxc\", \"incus\", \"proxmox\"]\n",
+        busybox.display(),
+        applets.join(", ")
+    );
+    let path = dir.join("recipes/box.toml");
+    fs::write(&path, recipe).unwrap();
+    run(with_store(dir, &dir.join("store"), ["lock", "recipes/box.toml"])).assert_ok();
+    run(with_store(dir, &dir.join("store"), ["build", "recipes/box.toml", "--out", "out"])).assert_ok();
+    Some(dir.join("out/box_1_amd64"))
+}
+
 #[test]
 fn runc_runs_a_command_in_our_oci_image() {
     if !(require("umoci", "umoci") && require("runc", "runc")) {
         return;
     }
-    let busybox = Path::new("/bin/busybox");
-    if !busybox.exists() {
-        assert!(std::env::var_os("CI").is_none(), "/bin/busybox is missing under CI: install `busybox-static`");
-        eprintln!("skipping: /bin/busybox is not installed (Debian package `busybox-static`)");
-        return;
-    }
     let t = tempfile::tempdir().unwrap();
-    fs::create_dir_all(t.path().join("recipes")).unwrap();
-    fs::write(
-        t.path().join("recipes/box.toml"),
-        format!(
-            "[image]\nname = \"box\"\nversion = \"1\"\narchitecture = \"amd64\"\nos = \"busybox\"\nrelease = \"1\"\n\
-             source-date-epoch = 1700000000\n\
-             [[layer]]\nname = \"base\"\ndirectories = [{{ path = \"/usr/bin\" }}, {{ path = \"/tmp\", mode = \"1777\" }}]\n\
-             symlinks = [{{ path = \"/bin\", target = \"usr/bin\" }}]\n\
-             [[layer]]\nname = \"busybox\"\nfiles = [{{ from = \"{}\", to = \"/bin/busybox\", mode = \"0755\" }}]\n\
-             symlinks = [{{ path = \"/usr/bin/sh\", target = \"busybox\" }}]\n\
-             [oci]\ncmd = [\"/bin/sh\", \"-c\", \"echo hello from $(cat /etc/os-name 2>/dev/null || echo candidate)\"]\n\
-             [output]\nformats = [\"oci\"]\n",
-            busybox.display()
-        ),
-    )
-    .unwrap();
-    run(with_store(t.path(), &t.path().join("store"), ["lock", "recipes/box.toml"])).assert_ok();
-    run(with_store(t.path(), &t.path().join("store"), ["build", "recipes/box.toml", "--out", "out"])).assert_ok();
+    let Some(candidate) = busybox_project(t.path()) else { return };
     let bundle = t.path().join("bundle");
     ok(Command::new("umoci")
         .args(["unpack", "--image"])
-        .arg(format!("{}:1", t.path().join("out/box_1_amd64/oci").display()))
+        .arg(format!("{}:1", candidate.join("oci").display()))
         .arg(&bundle));
     // The command comes from our image config; only the terminal is switched off for a test.
     let config_path = bundle.join("config.json");
@@ -152,4 +169,253 @@ fn runc_runs_a_command_in_our_oci_image() {
     let _ = Command::new("runc").args(["delete", "--force", &id]).output();
     assert!(out.status.success(), "runc failed: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello from candidate");
+}
+
+/// A process the test started, stopped by its PID when dropped.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port (bound, then released for the daemon to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `http://127.0.0.1:port/path` until it answers 200, for up to 10 s.
+fn wait_http(port: u16, path: &str) {
+    use std::io::{Read, Write};
+    for _ in 0..100 {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
+                return;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nothing answered on 127.0.0.1:{port}{path}");
+}
+
+#[test]
+fn a_registry_round_trip_keeps_the_manifest_digest() {
+    if !(require("docker-registry", "docker-registry") && require("skopeo", "skopeo")) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    copy_project(t.path(), false);
+    let dir = build_example(t.path(), "out", &["oci"]);
+    let port = free_port();
+    let config = t.path().join("registry.yml");
+    fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            t.path().join("registry").display()
+        ),
+    )
+    .unwrap();
+    let _registry = Daemon(Command::new("docker-registry").arg("serve").arg(&config).spawn().unwrap());
+    wait_http(port, "/v2/");
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("oci/index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let remote = format!("docker://127.0.0.1:{port}/candidate/example:1.0");
+    ok(Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:1.0", dir.join("oci").display()))
+        .arg(&remote));
+    let inspect = ok(Command::new("skopeo").args(["inspect", "--tls-verify=false", &remote]));
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect["Digest"], digest.as_str(), "the registry holds another manifest");
+    let pulled = t.path().join("pulled");
+    ok(Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", &remote])
+        .arg(format!("oci:{}:1.0", pulled.display())));
+    let back: serde_json::Value = serde_json::from_slice(&fs::read(pulled.join("index.json")).unwrap()).unwrap();
+    assert_eq!(back["manifests"][0]["digest"], digest.as_str(), "the manifest digest changed on the way back");
+}
+
+#[test]
+fn podman_runs_our_image_without_network() {
+    if !(require("podman", "podman") && require("runc", "runc")) {
+        return;
+    }
+    // podman names an `oci:` image after its path, and names must be lowercase: tempfile's
+    // random names are not, so this test makes (and removes) its own folder.
+    struct Scratch(PathBuf);
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let scratch = Scratch(std::env::temp_dir().join(format!("candidate-podman-{}", std::process::id())));
+    let t = scratch.0.as_path();
+    fs::create_dir_all(t).unwrap();
+    let Some(candidate) = busybox_project(t) else { return };
+    let conf = t.join("containers.conf");
+    fs::write(
+        &conf,
+        "[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+         [containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n",
+    )
+    .unwrap();
+    let podman = |args: &[&str]| {
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_CONF", &conf)
+            .arg("--root")
+            .arg(t.join("podman-root"))
+            .arg("--runroot")
+            .arg(t.join("podman-runroot"))
+            .args(["--storage-driver", "vfs"])
+            .args(args);
+        cmd
+    };
+    let layout = format!("oci:{}:1", candidate.join("oci").display());
+    let id = ok(&mut podman(&["pull", "-q", &layout])).trim().to_owned();
+    let out = ok(&mut podman(&["run", "--rm", "--network", "none", &id]));
+    assert_eq!(out.trim(), "hello from candidate");
+    let _ = podman(&["rmi", "-af"]).output();
+}
+
+/// Runs `f` with `root:100000:65536` in /etc/subuid and /etc/subgid, putting them back after.
+fn with_subids<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(Vec<(PathBuf, Vec<u8>)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            for (path, bytes) in &self.0 {
+                let _ = fs::write(path, bytes);
+            }
+        }
+    }
+    let mut saved = Vec::new();
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let path = PathBuf::from(file);
+        let before = fs::read(&path).unwrap_or_default();
+        let mut after = before.clone();
+        after.extend_from_slice(b"root:100000:65536\n");
+        fs::write(&path, after).unwrap();
+        saved.push((path, before));
+    }
+    let _restore = Restore(saved);
+    f()
+}
+
+#[test]
+fn lxc_creates_and_starts_our_template_privileged_and_unprivileged() {
+    if !require("lxc-create", "lxc") {
+        return;
+    }
+    if !Path::new("/usr/share/lxc/config/debian.common.conf").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "LXC's distribution configs are missing under CI: install `lxc-templates`"
+        );
+        eprintln!("skipping: LXC's distribution configs are not installed (Debian package `lxc-templates`)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let Some(candidate) = busybox_project(t.path()) else { return };
+    let extra = "lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\nlxc.init.cmd = /bin/sleep 600\n";
+    let lxcpath = t.path().join("lxc");
+    fs::create_dir_all(&lxcpath).unwrap();
+    let lxc = |tool: &str, name: &str, args: &[&str]| {
+        let mut cmd = Command::new(tool);
+        cmd.arg("-P").arg(&lxcpath).args(["-n", name]).args(args);
+        cmd
+    };
+    for (mode, idmap) in
+        [("privileged", ""), ("unprivileged", "lxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n")]
+    {
+        let name = format!("cand-{mode}-{}", std::process::id());
+        let conf = t.path().join(format!("{mode}.conf"));
+        fs::write(&conf, format!("{extra}{idmap}")).unwrap();
+        let check = || {
+            let meta = candidate.join("meta.tar.xz");
+            let rootfs = candidate.join("rootfs.tar.xz");
+            ok(lxc(
+                "lxc-create",
+                &name,
+                &[
+                    "-t",
+                    "local",
+                    "-f",
+                    conf.to_str().unwrap(),
+                    "--",
+                    "-m",
+                    meta.to_str().unwrap(),
+                    "-f",
+                    rootfs.to_str().unwrap(),
+                ],
+            ));
+            ok(lxc("lxc-start", &name, &["-d"]));
+            ok(lxc("lxc-wait", &name, &["-s", "RUNNING", "-t", "10"]));
+            let hostname = ok(lxc("lxc-attach", &name, &["--clear-env", "--", "/bin/cat", "/etc/hostname"]));
+            let _ = lxc("lxc-stop", &name, &["-k"]).output();
+            ok(lxc("lxc-destroy", &name, &[]));
+            hostname
+        };
+        let hostname = if idmap.is_empty() { check() } else { with_subids(check) };
+        assert_eq!(hostname.trim(), name, "{mode}: LXC did not template /etc/hostname");
+    }
+}
+
+#[test]
+fn lxd_imports_launches_and_templates_the_hostname() {
+    if !require("lxd", "lxd") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let Some(candidate) = busybox_project(t.path()) else { return };
+    let lxd_dir = t.path().join("lxd");
+    fs::create_dir_all(&lxd_dir).unwrap();
+    let client = |args: &[&str]| {
+        let mut cmd = Command::new("lxc");
+        cmd.env("LXD_DIR", &lxd_dir).args(args);
+        cmd
+    };
+    let daemon = Daemon(Command::new("lxd").args(["--group", "root"]).env("LXD_DIR", &lxd_dir).spawn().unwrap());
+    ok(Command::new("lxd").args(["waitready", "--timeout", "60"]).env("LXD_DIR", &lxd_dir));
+    let mut init = Command::new("lxd")
+        .args(["init", "--preseed"])
+        .env("LXD_DIR", &lxd_dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        init.stdin.as_mut().unwrap(),
+        b"config: {}\nnetworks: []\nstorage_pools:\n- name: default\n  driver: dir\nprofiles:\n- name: default\n  devices:\n    root:\n      path: /\n      pool: default\n      type: disk\n",
+    )
+    .unwrap();
+    assert!(init.wait().unwrap().success(), "lxd init --preseed failed");
+    let result = std::panic::catch_unwind(|| {
+        let meta = candidate.join("incus.meta.tar.xz");
+        let rootfs = candidate.join("rootfs.tar.xz");
+        ok(&mut client(&["image", "import", meta.to_str().unwrap(), rootfs.to_str().unwrap(), "--alias", "box"]));
+        ok(&mut client(&["launch", "box", "c1", "-c", "raw.lxc=lxc.init.cmd = /bin/sleep 600"]));
+        let hostname = ok(&mut client(&["exec", "c1", "--", "/bin/cat", "/etc/hostname"]));
+        let _ = client(&["delete", "--force", "c1"]).output();
+        let _ = client(&["image", "delete", "box"]).output();
+        hostname
+    });
+    let _ = Command::new("lxd").args(["shutdown", "--timeout", "60"]).env("LXD_DIR", &lxd_dir).output();
+    drop(daemon);
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(lxd_dir.to_str().unwrap()), "LXD left mounts under {}", lxd_dir.display());
+    let hostname = result.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert_eq!(hostname.trim(), "c1", "LXD did not template /etc/hostname");
+}
+
+#[test]
+fn the_proxmox_template_is_the_zstd_rootfs_under_its_own_name() {
+    let t = tempfile::tempdir().unwrap();
+    copy_project(t.path(), false);
+    let dir = build_example(t.path(), "out", &["proxmox", "rootfs.tar.zst"]);
+    let proxmox = fs::read(dir.join("debian-bookworm-example_1.0_amd64.tar.zst")).unwrap();
+    assert!(proxmox == fs::read(dir.join("rootfs.tar.zst")).unwrap());
 }
