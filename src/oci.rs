@@ -7,8 +7,8 @@
 //! earlier symlink is not in it at all, so extraction cannot replace that symlink. Applying
 //! the layers in order gives the candidate's rootfs.
 //!
-//! Every JSON document is canonical (sorted keys, no whitespace); layers are gzip with the
-//! pinned settings of [`crate::compress`]; dates come from `SOURCE_DATE_EPOCH`. Each blob is
+//! Every JSON document is canonical (sorted keys, no whitespace); layers are gzip (or zstd,
+//! with `[oci] layer-compression = "zstd"`) with the pinned settings of [`crate::compress`]; dates come from `SOURCE_DATE_EPOCH`. Each blob is
 //! a store blob, linked into `oci/blobs/sha256/`.
 
 use std::io::{self, Write};
@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::compress::Codec;
 use crate::digest::{Digest, Hasher, HashingWriter};
 use crate::layer::{self, Built};
-use crate::recipe::Recipe;
+use crate::recipe::{LayerCompression, Recipe};
 use crate::rootfs::OutputFile;
 use crate::sbom::rfc3339;
 use crate::store::{Store, StoreError};
@@ -29,7 +29,8 @@ use crate::tree::{Node, Tree, TreeError};
 pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-pub const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
@@ -81,6 +82,10 @@ pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Resu
 
     let mut files = Vec::new();
     let blob = |digest: &Digest| format!("oci/blobs/sha256/{}", digest.hex());
+    let (layer_codec, layer_type) = match recipe.oci.layer_compression {
+        LayerCompression::Gzip => (Codec::Gzip, LAYER_GZIP),
+        LayerCompression::Zstd => (Codec::Zstd, LAYER_ZSTD),
+    };
     let mut merged = Tree::new(sde);
     let mut descriptors = Vec::new();
     let mut diff_ids = Vec::new();
@@ -98,8 +103,8 @@ pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Resu
         let (diff_id, _, buffered) = writer.finish();
         let encoder = buffered.into_inner().map_err(|e| e.into_error())?;
         let (digest, size) = encoder.finish()?.commit()?;
-        files.push(OutputFile { name: blob(&digest), sha256: digest, size, codec: Codec::Gzip });
-        descriptors.push(json!({ "mediaType": LAYER_TYPE, "digest": digest, "size": size }));
+        files.push(OutputFile { name: blob(&digest), sha256: digest, size, codec: layer_codec });
+        descriptors.push(json!({ "mediaType": layer_type, "digest": digest, "size": size }));
         diff_ids.push(diff_id);
         history.push(json!({ "created": rfc3339(sde), "created_by": format!("candidate layer {name}") }));
     }

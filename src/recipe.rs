@@ -115,6 +115,17 @@ pub struct OciConfig {
     pub labels: std::collections::BTreeMap<String, String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// How OCI layers are compressed: `gzip` (the default, read everywhere) or `zstd`.
+    #[serde(default)]
+    pub layer_compression: LayerCompression,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerCompression {
+    #[default]
+    Gzip,
+    Zstd,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -109,7 +109,7 @@ fn the_oci_layout_validates_and_unpacks_to_the_rootfs() {
 
 /// A tiny bootable-enough image: a static busybox, a merged-/usr skeleton, `/etc/hostname`
 /// and `/etc/hosts` holding `LXC_NAME` for LXC's templating. `None` (a skip) without busybox.
-fn busybox_project(dir: &Path) -> Option<PathBuf> {
+fn busybox_project(dir: &Path, oci_extra: &str) -> Option<PathBuf> {
     let busybox = Path::new("/bin/busybox");
     if !busybox.exists() {
         assert!(std::env::var_os("CI").is_none(), "/bin/busybox is missing under CI: install `busybox-static`");
@@ -134,10 +134,11 @@ fn busybox_project(dir: &Path) -> Option<PathBuf> {
          files = [{{ from = \"../files/etc\", to = \"/etc\" }}]\n\
          [[layer]]\nname = \"busybox\"\nfiles = [{{ from = \"{}\", to = \"/bin/busybox\", mode = \"0755\" }}]\n\
          symlinks = [{}]\n\
-         [oci]\ncmd = [\"/bin/sh\", \"-c\", \"echo hello from candidate\"]\n\
+         [oci]\ncmd = [\"/bin/sh\", \"-c\", \"echo hello from candidate\"]\n{}\n\
          [output]\nformats = [\"oci\", \"lxc\", \"incus\", \"proxmox\"]\n",
         busybox.display(),
-        applets.join(", ")
+        applets.join(", "),
+        oci_extra
     );
     let path = dir.join("recipes/box.toml");
     fs::write(&path, recipe).unwrap();
@@ -152,7 +153,7 @@ fn runc_runs_a_command_in_our_oci_image() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let Some(candidate) = busybox_project(t.path()) else { return };
+    let Some(candidate) = busybox_project(t.path(), "") else { return };
     let bundle = t.path().join("bundle");
     ok(Command::new("umoci")
         .args(["unpack", "--image"])
@@ -257,7 +258,12 @@ fn podman_runs_our_image_without_network() {
     let scratch = Scratch(std::env::temp_dir().join(format!("candidate-podman-{}", std::process::id())));
     let t = scratch.0.as_path();
     fs::create_dir_all(t).unwrap();
-    let Some(candidate) = busybox_project(t) else { return };
+    // Layers compressed with zstd, which podman reads (umoci and oci-image-tool here do not).
+    let Some(candidate) = busybox_project(t, "layer-compression = \"zstd\"") else { return };
+    let index = fs::read_to_string(candidate.join("oci").join("index.json")).unwrap();
+    let manifest_digest = index.split("sha256:").nth(1).unwrap()[..64].to_owned();
+    let manifest = fs::read_to_string(candidate.join("oci/blobs/sha256").join(manifest_digest)).unwrap();
+    assert!(manifest.contains("application/vnd.oci.image.layer.v1.tar+zstd"), "{manifest}");
     let conf = t.join("containers.conf");
     fs::write(
         &conf,
@@ -320,7 +326,7 @@ fn lxc_creates_and_starts_our_template_privileged_and_unprivileged() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let Some(candidate) = busybox_project(t.path()) else { return };
+    let Some(candidate) = busybox_project(t.path(), "") else { return };
     let extra = "lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\nlxc.init.cmd = /bin/sleep 600\n";
     let lxcpath = t.path().join("lxc");
     fs::create_dir_all(&lxcpath).unwrap();
@@ -371,7 +377,7 @@ fn lxd_imports_launches_and_templates_the_hostname() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let Some(candidate) = busybox_project(t.path()) else { return };
+    let Some(candidate) = busybox_project(t.path(), "") else { return };
     let lxd_dir = t.path().join("lxd");
     fs::create_dir_all(&lxd_dir).unwrap();
     let client = |args: &[&str]| {
