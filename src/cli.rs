@@ -23,6 +23,12 @@ pub struct GlobalArgs {
     /// Print nothing but data and errors.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Where channel logs live [default: the store's `channels/`].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub channels: Option<PathBuf>,
+    /// The release policy [default: `channels.toml` in the working directory].
+    #[arg(long, global = true, value_name = "PATH", default_value = "channels.toml")]
+    pub policy: PathBuf,
     /// Print more about each step.
     #[arg(long, short, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
@@ -63,6 +69,31 @@ pub enum Command {
         #[arg(long = "sign", value_name = "KEY")]
         sign: Vec<PathBuf>,
     },
+    /// List the candidates this store has built, with the channels they are in.
+    List,
+    /// Promote a candidate (a folder or an id prefix) to a channel, as the policy allows.
+    Promote {
+        candidate: String,
+        #[arg(long)]
+        channel: String,
+        /// The promoter's private key.
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Inspect or verify a channel.
+    Channel {
+        #[command(subcommand)]
+        action: ChannelCommand,
+    },
+    /// What changed between two candidates (folders or id prefixes).
+    Diff {
+        a: String,
+        b: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage signing keys.
     Key {
         #[command(subcommand)]
@@ -93,6 +124,18 @@ pub enum Command {
         #[arg(long, value_name = "PATH", requires = "rebuild")]
         lockfile: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// The history of a channel, newest first, and its current candidate.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every record of a channel: signatures, hash chain, no gap, no rollback, expiry.
+    Verify { name: String },
 }
 
 #[derive(Debug, Subcommand)]

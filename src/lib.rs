@@ -24,6 +24,7 @@
 //! * [`sbom`] — the SPDX 2.3 SBOM (`sbom.spdx.json`).
 //! * [`keys`], [`dsse`], [`attest`] — ed25519 keys, DSSE envelopes, and the signed in-toto
 //!   SLSA provenance (`manifest.intoto.json`) that `verify` checks.
+//! * [`channel`] — channels: signed, hash-chained promotion logs, and their policy.
 //! * [`ops`] — the commands (`lock`, `fetch`, `build`, `key`, `sign`, `verify`), thin layers
 //!   over the above.
 //! * [`digest`] — the sha256 type every identity is.
@@ -33,6 +34,7 @@
 //! and errors that name their culprit.
 
 pub mod attest;
+pub mod channel;
 pub mod cli;
 pub mod compress;
 pub mod digest;

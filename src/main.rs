@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use candidate::cli::{Cli, Command, KeyCommand};
+use candidate::cli::{ChannelCommand, Cli, Command, KeyCommand};
 use candidate::fetch::Network;
 use candidate::keys::PrivateKey;
 use candidate::lockfile::LockMode;
@@ -48,6 +48,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let store = Store::open(&store_root)
         .map_err(|e| anyhow::anyhow!(e).context(format!("cannot open store `{}`", store_root.display())))?;
     let ctx = Context { store, printer };
+    let channels = cli.global.channels.as_deref();
+    let policy = cli.global.policy.as_path();
     match cli.command {
         Command::Lock { recipe, lockfile, check } => {
             let mode = if check { LockMode::Check } else { LockMode::Write };
@@ -63,6 +65,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (id, _) = ops::build::build(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), &options)?;
             println!("{id}");
         }
+        Command::List => ops::release::list(&ctx, channels)?,
+        Command::Promote { candidate, channel, key, note } => {
+            ops::release::promote(&ctx, &candidate, &channel, &key, note.as_deref(), policy, channels)?;
+        }
+        Command::Channel { action: ChannelCommand::Show { name, json } } => {
+            ops::release::show_channel(&ctx, &name, policy, channels, json)?;
+        }
+        Command::Channel { action: ChannelCommand::Verify { name } } => {
+            ops::release::verify_channel(&ctx, &name, policy, channels)?;
+        }
+        Command::Diff { a, b, json } => ops::diff::diff(&ctx, &a, &b, json)?,
         Command::Key { action: KeyCommand::Generate { out } } => ops::verify::generate_key(&ctx, &out)?,
         Command::Sign { candidate, keys } => ops::verify::sign(&ctx, &candidate, &keys)?,
         Command::Verify { candidate, keys, threshold, rebuild, recipe, lockfile } => {

@@ -7,6 +7,9 @@
 //! STORE/v1/actions/<hex>        action cache: hash of a step's inputs -> its result (JSON)
 //! STORE/v1/stat/<hex>           fingerprints of local input trees (size, mtime, inode -> sha256)
 //! STORE/v1/tmp/                 objects being written
+//! STORE/v1/candidates/<hex>.json the candidates built with this store (id, name, folder)
+//! STORE/v1/channels/<name>/      channel logs (unless `--channels` puts them elsewhere)
+//! STORE/v1/seen/<name>           the highest sequence verified per channel (rollback guard)
 //! ```
 //!
 //! Every object is written to `tmp/`, hashed while it is written, fsynced, then renamed to
@@ -47,7 +50,7 @@ impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let store = Store { root: root.join(LAYOUT) };
-        for dir in ["blobs/sha256", "actions", "stat", "tmp"] {
+        for dir in ["blobs/sha256", "actions", "stat", "tmp", "candidates", "channels", "seen"] {
             fs_err::create_dir_all(store.root.join(dir))?;
         }
         store.remove_stale_temps();

@@ -169,6 +169,7 @@ pub fn build(
     }
     let dir = options.out.join(recipe.dist_name());
     publish(ctx, &dir, &assembled, &documents)?;
+    super::release::register(ctx, &id, &dir, &manifest_value)?;
     ctx.printer.status("Finished", format_args!("{} {}", dir.display(), id));
     Ok((id, dir))
 }

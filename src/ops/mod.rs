@@ -1,7 +1,9 @@
 //! The commands, each a thin layer over the library (cargo's `ops`).
 
 pub mod build;
+pub mod diff;
 pub mod lock;
+pub mod release;
 pub mod verify;
 
 use std::path::PathBuf;

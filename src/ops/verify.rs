@@ -106,23 +106,33 @@ pub fn sign(ctx: &Context, dir: &Path, key_paths: &[PathBuf]) -> anyhow::Result<
     Ok(())
 }
 
-/// One line of a verification report.
-struct Report {
-    failures: usize,
+/// The lines of a verification: printed as they come (the `verify` command), or only
+/// collected (a promotion that must refuse a candidate failing verification).
+pub struct Report {
+    print: bool,
+    /// Every failed check, as printed.
+    pub failures: Vec<String>,
 }
 
 impl Report {
+    pub fn new(print: bool) -> Self {
+        Report { print, failures: Vec::new() }
+    }
+
     fn check(&mut self, ok: bool, what: impl std::fmt::Display) {
-        if ok {
-            println!("ok      {what}");
-        } else {
-            self.failures += 1;
-            println!("FAILED  {what}");
+        match (ok, self.print) {
+            (true, true) => println!("ok      {what}"),
+            (true, false) => {}
+            (false, print) => {
+                if print {
+                    println!("FAILED  {what}");
+                }
+                self.failures.push(what.to_string());
+            }
         }
     }
 }
 
-/// `candidate verify DIR --key PUB… [--threshold N]`.
 /// Where `verify --rebuild` finds the recipe to rebuild from.
 pub struct Rebuild {
     /// Default: `recipes/<the manifest's recipe name>` in the working directory.
@@ -130,6 +140,7 @@ pub struct Rebuild {
     pub lockfile: Option<PathBuf>,
 }
 
+/// `candidate verify DIR --key PUB… [--threshold N] [--rebuild]`.
 pub fn verify(
     ctx: &Context,
     dir: &Path,
@@ -141,23 +152,37 @@ pub fn verify(
         bail!("name at least one trusted public key with `--key`");
     }
     let keys = key_paths.iter().map(|p| PublicKey::load(p)).collect::<Result<Vec<_>, _>>()?;
+    let mut report = Report::new(true);
+    check(ctx, dir, &keys, threshold, rebuild, &mut report)?;
+    verdict(dir, report)
+}
+
+/// Runs every check of a candidate folder into `report`. Errors are for checks that could
+/// not run (a missing envelope, an unreadable file), not for checks that failed.
+pub fn check(
+    ctx: &Context,
+    dir: &Path,
+    keys: &[PublicKey],
+    threshold: usize,
+    rebuild: Option<&Rebuild>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let envelope_path = dir.join(ENVELOPE);
     let bytes =
         fs_err::read(&envelope_path).with_context(|| format!("`{}` is not a signed candidate", dir.display()))?;
-    let mut report = Report { failures: 0 };
 
     let envelope = match Envelope::parse(&bytes) {
         Ok(e) => e,
         Err(e) => {
             report.check(false, format_args!("{ENVELOPE}: {e}"));
-            return verdict(dir, report);
+            return Ok(());
         }
     };
-    let verified = match envelope.verify(IN_TOTO_PAYLOAD_TYPE, &keys, threshold) {
+    let verified = match envelope.verify(IN_TOTO_PAYLOAD_TYPE, keys, threshold) {
         Ok(v) => v,
         Err(e) => {
             report.check(false, format_args!("signatures: {e}"));
-            return verdict(dir, report);
+            return Ok(());
         }
     };
     let signers: Vec<String> = verified.signers.iter().map(|k| k.to_string()[..16].to_owned()).collect();
@@ -176,7 +201,7 @@ pub fn verify(
         Ok(v) => v,
         Err(e) => {
             report.check(false, format_args!("statement: not JSON ({e})"));
-            return verdict(dir, report);
+            return Ok(());
         }
     };
     let well_formed =
@@ -206,16 +231,16 @@ pub fn verify(
     // The manifest, the statement and the SBOM must describe the same candidate.
     if let (Some(manifest_digest), Ok(manifest)) = (actual.get(MANIFEST), fs_err::read(dir.join(MANIFEST))) {
         match serde_json::from_slice::<Value>(&manifest) {
-            Ok(m) => cross_check(ctx, &mut report, &m, manifest_digest, &statement, dir, &actual),
+            Ok(m) => cross_check(ctx, report, &m, manifest_digest, &statement, dir, &actual),
             Err(e) => report.check(false, format_args!("{MANIFEST}: not JSON ({e})")),
         }
     } else {
         report.check(false, format_args!("{MANIFEST}: missing"));
     }
     if let Some(rebuild) = rebuild {
-        rebuild_and_compare(ctx, &mut report, dir, rebuild, &actual)?;
+        rebuild_and_compare(ctx, report, dir, rebuild, &actual)?;
     }
-    verdict(dir, report)
+    Ok(())
 }
 
 /// Rebuilds the candidate into a temporary store and folder and compares every file byte
@@ -413,11 +438,14 @@ fn cross_check(
 }
 
 fn verdict(dir: &Path, report: Report) -> anyhow::Result<()> {
-    if report.failures == 0 {
+    if report.failures.is_empty() {
         println!("verified {}", dir.display());
         Ok(())
     } else {
-        Err(CheckFailed { message: format!("{} check(s) failed for `{}`", report.failures, dir.display()), hint: None }
-            .into())
+        Err(CheckFailed {
+            message: format!("{} check(s) failed for `{}`", report.failures.len(), dir.display()),
+            hint: None,
+        }
+        .into())
     }
 }

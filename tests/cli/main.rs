@@ -5,6 +5,7 @@ mod attest;
 mod determinism;
 mod formats;
 mod hostile;
+mod release;
 mod store;
 
 use std::ffi::OsStr;
