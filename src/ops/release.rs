@@ -264,6 +264,20 @@ fn check_required_attestation(
     Err(refuse(format!("required attestation `{predicate_type}` is missing or failed ({detail})")))
 }
 
+/// A channel's records, verified against the policy (a bad log is a refusal naming the
+/// first bad record).
+fn verified_log(
+    ctx: &Context,
+    channel_name: &str,
+    policy_path: &Path,
+    channels: Option<&Path>,
+) -> anyhow::Result<Vec<Record>> {
+    let policy = Policy::load(policy_path)?;
+    let rules = policy.channel(channel_name)?;
+    let dir = channels_dir(ctx, channels).join(channel_name);
+    channel::verify_log(&dir, channel_name, rules).map_err(|e| refuse(format!("channel `{channel_name}`: {e}")))
+}
+
 /// `candidate channel verify NAME`.
 pub fn verify_channel(
     ctx: &Context,
@@ -271,11 +285,7 @@ pub fn verify_channel(
     policy_path: &Path,
     channels: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let policy = Policy::load(policy_path)?;
-    let rules = policy.channel(channel_name)?;
-    let dir = channels_dir(ctx, channels).join(channel_name);
-    let records =
-        channel::verify_log(&dir, channel_name, rules).map_err(|e| refuse(format!("channel `{channel_name}`: {e}")))?;
+    let records = verified_log(ctx, channel_name, policy_path, channels)?;
     let seen_path = ctx.store.root().join("seen").join(channel_name);
     let seen: u64 = fs_err::read_to_string(&seen_path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     let head = records.last();
@@ -310,11 +320,7 @@ pub fn show_channel(
     channels: Option<&Path>,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let policy = Policy::load(policy_path)?;
-    let rules = policy.channel(channel_name)?;
-    let dir = channels_dir(ctx, channels).join(channel_name);
-    let records =
-        channel::verify_log(&dir, channel_name, rules).map_err(|e| refuse(format!("channel `{channel_name}`: {e}")))?;
+    let records = verified_log(ctx, channel_name, policy_path, channels)?;
     if as_json {
         let history: Vec<Value> = records
             .iter()

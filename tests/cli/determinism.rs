@@ -123,15 +123,7 @@ fn streamed_and_stored_layers_encode_to_the_same_bytes() {
     .unwrap();
     let store = t.path().join("store");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(super::BIN)
-            .arg("--quiet")
-            .arg("--store")
-            .arg(&store)
-            .args(args)
-            .current_dir(t.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        super::run(super::with_store(t.path(), &store, args)).assert_ok();
     };
     run(&["lock", "recipes/one.toml"]);
     run(&["build", "recipes/one.toml", "--out", "a", "--format", "rootfs.tar.zst", "--format", "rootfs.tar.gz"]);
@@ -171,14 +163,7 @@ fn declared_directories_survive_later_layers() {
     .unwrap();
     let store = t.path().join("store");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(super::BIN)
-            .args(["--quiet", "--store"])
-            .arg(&store)
-            .args(args)
-            .current_dir(t.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        super::run(super::with_store(t.path(), &store, args)).assert_ok();
     };
     run(&["lock", "recipes/dirs.toml"]);
     run(&["build", "recipes/dirs.toml", "--out", "a", "--format", "rootfs.tar"]);
