@@ -9,6 +9,7 @@
 //! ```
 //!
 //! * [`recipe`] — the typed recipe (`recipes/NAME.toml`): image, layers, outputs.
+//! * [`debian`] — Debian archive formats (versions, control stanzas, .deb), for archives.
 //! * [`local`] — local inputs: scanning trees, tree digests, stat fingerprints.
 //! * [`lockfile`] — the lockfile schema (`lockfiles/NAME.lock`).
 //! * [`fetch`] — streaming inputs into the store, checked against their pins.
@@ -37,6 +38,7 @@ pub mod attest;
 pub mod channel;
 pub mod cli;
 pub mod compress;
+pub mod debian;
 pub mod digest;
 pub mod dsse;
 pub mod fetch;

@@ -1,0 +1,12 @@
+//! Debian archives (issue #3, in progress): the pieces that read what an apt archive serves.
+//!
+//! * [`version`] — Debian version numbers, compared exactly as dpkg compares them.
+//! * [`control`] — deb822 control stanzas (`Packages`, `Release`, a package's `control`).
+//! * [`deb`] — a strict reader of the deb(5) ar container.
+//!
+//! Not yet wired into recipes: the signed-index chain (InRelease → Packages), the resolver
+//! and package layers come next.
+
+pub mod control;
+pub mod deb;
+pub mod version;
