@@ -118,10 +118,25 @@ impl Built {
     pub fn finish(self, store: &Store) -> Result<LayerInfo, LayerError> {
         if let Some((blob, key)) = self.pending {
             blob.wait()?;
-            store.put_action(&key, &serde_json::to_vec(&self.info).expect("layer info serialises"))?;
+            let bytes = serde_json::to_vec(&self.info).expect("layer info serialises");
+            store.write_atomic(&info_path(store, &self.info.diff_id), &bytes)?;
+            store.put_action(&key, &bytes)?;
         }
         Ok(self.info)
     }
+}
+
+/// Where the store keeps what it knows of a layer by its `diff_id` (its implicit
+/// directories, which its tar alone does not say), so a layer named in a manifest can be
+/// read back as it was merged.
+fn info_path(store: &Store, diff_id: &Digest) -> std::path::PathBuf {
+    store.root().join("layers").join(format!("{}.json", diff_id.hex()))
+}
+
+/// A stored layer's info by `diff_id`, if the store built it and still holds its blob.
+pub fn stored(store: &Store, diff_id: &Digest) -> Option<LayerInfo> {
+    let info: LayerInfo = serde_json::from_slice(&fs_err::read(info_path(store, diff_id)).ok()?).ok()?;
+    (store.blob_size(diff_id) == Some(info.size)).then_some(info)
 }
 
 /// The layer from the action cache, if it is there and its blob is intact.

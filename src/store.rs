@@ -5,6 +5,7 @@
 //! ```text
 //! STORE/v1/blobs/sha256/<hex>   immutable objects: fetched inputs, layers, outputs
 //! STORE/v1/actions/<hex>        action cache: hash of a step's inputs -> its result (JSON)
+//! STORE/v1/layers/<hex>.json    what a layer's tar does not say (its implicit folders)
 //! STORE/v1/stat/<hex>           fingerprints of local input trees (size, mtime, inode -> sha256)
 //! STORE/v1/tmp/                 objects being written
 //! STORE/v1/candidates/<hex>.json the candidates built with this store (id, name, folder)
@@ -50,7 +51,7 @@ impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let store = Store { root: root.join(LAYOUT) };
-        for dir in ["blobs/sha256", "actions", "stat", "tmp", "candidates", "channels", "seen"] {
+        for dir in ["blobs/sha256", "actions", "stat", "tmp", "candidates", "channels", "seen", "layers"] {
             fs_err::create_dir_all(store.root.join(dir))?;
         }
         store.remove_stale_temps();

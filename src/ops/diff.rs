@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 use super::{CheckFailed, Context};
 use crate::digest::{Digest, HashingWriter};
 use crate::tar::reader::{EntryType, Limits, TarReader};
+use crate::tree::{Content, Kind, Node};
+use std::sync::Arc;
 
 /// What the diff compares of one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +64,104 @@ fn rootfs_entries(dir: &Path, manifest: &Value) -> anyhow::Result<BTreeMap<Strin
         );
     }
     Ok(entries)
+}
+
+/// The merged rootfs of a candidate built from its layers in the store, with contents left
+/// as references into the layer blobs (`blobs` opens each layer once, so two candidates that
+/// share a layer share its references). `None` when the store lacks a layer.
+fn layered_tree(
+    ctx: &Context,
+    manifest: &Value,
+    blobs: &mut BTreeMap<Digest, Arc<std::fs::File>>,
+) -> anyhow::Result<Option<crate::tree::Tree>> {
+    let sde = manifest["source-date-epoch"].as_u64().unwrap_or_default();
+    let mut tree = crate::tree::Tree::new(sde);
+    for (i, layer) in manifest["layers"].as_array().into_iter().flatten().enumerate() {
+        let Some(diff_id) = layer["diff_id"].as_str().and_then(|d| d.parse::<Digest>().ok()) else { return Ok(None) };
+        let Some(info) = crate::layer::stored(&ctx.store, &diff_id) else { return Ok(None) };
+        let blob = match blobs.get(&diff_id) {
+            Some(blob) => blob.clone(),
+            None => {
+                let file = Arc::new(fs_err::File::open(ctx.store.blob_path(&diff_id))?.into_parts().0);
+                blobs.insert(diff_id, file.clone());
+                file
+            }
+        };
+        let layer = crate::layer::read(&info, &blob, (i as u64) << 40)?;
+        tree.merge(layer)?;
+    }
+    Ok(Some(tree))
+}
+
+/// The facts of a tree node; content is hashed only when `hash` says so.
+fn node_facts(node: &Node, hash: bool) -> anyhow::Result<EntryFacts> {
+    let (kind, size, content, link) = match &node.kind {
+        Kind::Directory => ("directory", 0, None, String::new()),
+        Kind::Symlink { target } => ("symlink", 0, None, target.clone()),
+        Kind::File { size, content, .. } => {
+            let digest = if hash { Some(hash_content(content, *size)?) } else { None };
+            ("regular file", *size, digest, String::new())
+        }
+    };
+    Ok(EntryFacts {
+        kind,
+        mode: node.mode,
+        owner: (node.uid, node.gid),
+        size,
+        content,
+        link,
+        xattrs: node.xattrs.clone(),
+    })
+}
+
+fn hash_content(content: &Content, size: u64) -> anyhow::Result<Digest> {
+    let mut hashing = HashingWriter::new(std::io::sink());
+    match content {
+        Content::Range { file, offset } => {
+            let mut reader = crate::tar::reader::ReadAt::new(file.clone());
+            std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(*offset))?;
+            std::io::copy(&mut std::io::Read::take(reader, size), &mut hashing)?;
+        }
+        Content::Bytes(bytes) => std::io::Write::write_all(&mut hashing, bytes)?,
+        Content::Host(path) => {
+            std::io::copy(&mut fs_err::File::open(path.as_path())?, &mut hashing)?;
+        }
+    }
+    Ok(hashing.finish().0)
+}
+
+/// Whether two contents are the same bytes of the same stored layer (no need to read them).
+fn same_source(a: &Node, b: &Node) -> bool {
+    match (&a.kind, &b.kind) {
+        (
+            Kind::File { content: Content::Range { file: fa, offset: oa }, .. },
+            Kind::File { content: Content::Range { file: fb, offset: ob }, .. },
+        ) => Arc::ptr_eq(fa, fb) && oa == ob,
+        _ => false,
+    }
+}
+
+/// Entry changes between two merged trees: only contents that do not come from the same
+/// place in a shared layer are read, so the cost follows the layers that changed.
+fn diff_trees(a: &crate::tree::Tree, b: &crate::tree::Tree) -> anyhow::Result<Vec<Value>> {
+    let paths: BTreeSet<&String> = a.iter().map(|(p, _)| p).chain(b.iter().map(|(p, _)| p)).collect();
+    let mut changes = Vec::new();
+    for path in paths {
+        let shown = format!("/{path}");
+        match (a.get(path), b.get(path)) {
+            (Some(_), None) => changes.push(json!({ "path": shown, "change": "removed" })),
+            (None, Some(_)) => changes.push(json!({ "path": shown, "change": "added" })),
+            (Some(x), Some(y)) => {
+                let hash = !same_source(x, y);
+                let (fx, fy) = (node_facts(x, hash)?, node_facts(y, hash)?);
+                if fx != fy {
+                    changes.push(json!({ "path": shown, "change": "changed", "fields": changed_fields(&fx, &fy) }));
+                }
+            }
+            (None, None) => unreachable!("the path came from one of the trees"),
+        }
+    }
+    Ok(changes)
 }
 
 fn changed_fields(a: &EntryFacts, b: &EntryFacts) -> Vec<Value> {
@@ -134,19 +234,25 @@ pub fn diff(ctx: &Context, a: &str, b: &str, as_json: bool) -> anyhow::Result<()
         }
     }
 
-    // The root filesystems, entry by entry (skipped when their diff_ids agree).
+    // The root filesystems, entry by entry (skipped when their diff_ids agree): from the
+    // layers in the store when it has them all, else from the rootfs archives.
     let mut entry_changes = Vec::new();
     if ma["rootfs"]["diff_id"] != mb["rootfs"]["diff_id"] {
-        let (ea, eb) = (rootfs_entries(&dir_a, &ma)?, rootfs_entries(&dir_b, &mb)?);
-        let paths: BTreeSet<&String> = ea.keys().chain(eb.keys()).collect();
-        for path in paths {
-            match (ea.get(path), eb.get(path)) {
-                (Some(_), None) => entry_changes.push(json!({ "path": path, "change": "removed" })),
-                (None, Some(_)) => entry_changes.push(json!({ "path": path, "change": "added" })),
-                (Some(x), Some(y)) if x != y => {
-                    entry_changes.push(json!({ "path": path, "change": "changed", "fields": changed_fields(x, y) }))
+        let mut blobs = BTreeMap::new();
+        match (layered_tree(ctx, &ma, &mut blobs)?, layered_tree(ctx, &mb, &mut blobs)?) {
+            (Some(ta), Some(tb)) => entry_changes = diff_trees(&ta, &tb)?,
+            _ => {
+                let (ea, eb) = (rootfs_entries(&dir_a, &ma)?, rootfs_entries(&dir_b, &mb)?);
+                let paths: BTreeSet<&String> = ea.keys().chain(eb.keys()).collect();
+                for path in paths {
+                    match (ea.get(path), eb.get(path)) {
+                        (Some(_), None) => entry_changes.push(json!({ "path": path, "change": "removed" })),
+                        (None, Some(_)) => entry_changes.push(json!({ "path": path, "change": "added" })),
+                        (Some(x), Some(y)) if x != y => entry_changes
+                            .push(json!({ "path": path, "change": "changed", "fields": changed_fields(x, y) })),
+                        _ => {}
+                    }
                 }
-                _ => {}
             }
         }
     }

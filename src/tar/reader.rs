@@ -320,6 +320,21 @@ impl Read for ReadAt {
     }
 }
 
+impl io::Seek for ReadAt {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let base = match to {
+            io::SeekFrom::Start(n) => {
+                self.pos = n;
+                return Ok(n);
+            }
+            io::SeekFrom::Current(delta) => (self.pos, delta),
+            io::SeekFrom::End(delta) => (self.file.metadata()?.len(), delta),
+        };
+        self.pos = base.0.checked_add_signed(base.1).ok_or_else(|| io::Error::other("seek out of range"))?;
+        Ok(self.pos)
+    }
+}
+
 fn padded(n: u64) -> u64 {
     n.div_ceil(BLOCK as u64) * BLOCK as u64
 }

@@ -275,6 +275,16 @@ fn diff_names_exactly_the_changed_input_and_file() {
             "unexpected change {change} {path}"
         );
     }
+    // Read from the layers in the store, or (another store, without them) from the rootfs
+    // archives: the same answer.
+    let elsewhere = run(with_store(
+        r.path(),
+        &r.path().join("empty-store"),
+        ["diff", DIR, b.join(DIR).to_str().unwrap(), "--json"],
+    ));
+    elsewhere.assert_code(1);
+    let e: serde_json::Value = serde_json::from_str(&elsewhere.stdout).unwrap();
+    assert_eq!(e["rootfs"], d["rootfs"], "the layered and archive diffs disagree");
     let motd = d["rootfs"]["entries"].as_array().unwrap().iter().find(|e| e["path"] == "/etc/motd").unwrap();
     let fields: Vec<&str> = motd["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["content", "size"]);
