@@ -3,10 +3,14 @@
 //! * [`version`] — Debian version numbers, compared exactly as dpkg compares them.
 //! * [`control`] — deb822 control stanzas (`Packages`, `Release`, a package's `control`).
 //! * [`deb`] — a strict reader of the deb(5) ar container.
+//! * [`release`] — `InRelease` verified against a pinned OpenPGP keyring, and its `Release` fields.
+//! * [`packages`] — `Packages` index entries and package relationships (`Depends`, `Provides`, …).
 //!
-//! Not yet wired into recipes: the signed-index chain (InRelease → Packages), the resolver
-//! and package layers come next.
+//! Not yet wired into recipes: the chain from a verified `InRelease` to its `Packages`
+//! indexes, the resolver, and package layers come next.
 
 pub mod control;
 pub mod deb;
+pub mod packages;
+pub mod release;
 pub mod version;
