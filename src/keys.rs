@@ -50,12 +50,7 @@ pub struct PublicKey {
 
 impl PublicKey {
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = fs_err::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
-        let key = VerifyingKey::from_public_key_pem(&text).map_err(|e| KeyError::Parse {
-            path: path.to_owned(),
-            what: "public",
-            message: e.to_string(),
-        })?;
+        let key = read_pem(path, "public", VerifyingKey::from_public_key_pem)?;
         Ok(Self::new(key, path.display().to_string()))
     }
 
@@ -83,12 +78,7 @@ pub struct PrivateKey {
 
 impl PrivateKey {
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = fs_err::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
-        let key = SigningKey::from_pkcs8_pem(&text).map_err(|e| KeyError::Parse {
-            path: path.to_owned(),
-            what: "private (PKCS#8)",
-            message: e.to_string(),
-        })?;
+        let key = read_pem(path, "private (PKCS#8)", SigningKey::from_pkcs8_pem)?;
         Ok(Self::new(key, path.display().to_string()))
     }
 
@@ -145,6 +135,16 @@ impl PrivateKey {
         let body = base64::engine::general_purpose::STANDARD.encode(&der);
         format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")
     }
+}
+
+/// Reads a PEM key file with `parse`; errors name the file and the kind of key expected.
+fn read_pem<T, E: fmt::Display>(
+    path: &Path,
+    what: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, KeyError> {
+    let text = fs_err::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
+    parse(&text).map_err(|e| KeyError::Parse { path: path.to_owned(), what, message: e.to_string() })
 }
 
 fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {

@@ -265,4 +265,11 @@ fn verify_rebuild_passes_and_names_an_altered_entry() {
         &altered,
         &["ok      signatures", "rebuild: rootfs.tar.gz differs", "entry `./etc/motd`: content differs"],
     );
+    // Re-signing made the statement agree with the altered file, but the manifest does not.
+    assert!(
+        altered.stdout.contains("FAILED  manifest.json: lists output rootfs.tar.gz as sha256:"),
+        "{}",
+        altered.describe()
+    );
+    assert!(!altered.stdout.contains("every listed output matches"), "{}", altered.describe());
 }
