@@ -29,6 +29,10 @@ pub struct GlobalArgs {
     /// The release policy [default: `channels.toml` in the working directory].
     #[arg(long, global = true, value_name = "PATH", default_value = "channels.toml")]
     pub policy: PathBuf,
+    /// Read archive NAME from URL instead of the recipe's `url` (repeatable; also
+    /// `CANDIDATE_MIRROR_NAME`). A mirror is a location, not an input: the lockfile pins hashes.
+    #[arg(long = "mirror", global = true, value_name = "NAME=URL", value_parser = parse_mirror)]
+    pub mirrors: Vec<(String, String)>,
     /// Print more about each step.
     #[arg(long, short, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
@@ -44,6 +48,9 @@ pub enum Command {
         /// Exit 1 if the lockfile would change; write nothing.
         #[arg(long)]
         check: bool,
+        /// Accept an archive `InRelease` older than one this store has already seen.
+        #[arg(long)]
+        allow_rollback: bool,
     },
     /// Download every locked input into the store.
     Fetch {
@@ -145,6 +152,13 @@ pub enum KeyCommand {
         #[arg(long, value_name = "PREFIX")]
         out: PathBuf,
     },
+}
+
+fn parse_mirror(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, url)) if !name.is_empty() && !url.is_empty() => Ok((name.to_owned(), url.to_owned())),
+        _ => Err(format!("`{s}` is not `NAME=URL`")),
+    }
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {

@@ -47,13 +47,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no store: set `--store`, `XDG_CACHE_HOME` or `HOME`"))?;
     let store = Store::open(&store_root)
         .map_err(|e| anyhow::anyhow!(e).context(format!("cannot open store `{}`", store_root.display())))?;
-    let ctx = Context { store, printer };
+    let mirrors = cli.global.mirrors.into_iter().collect();
+    let ctx = Context { store, printer, mirrors };
     let channels = cli.global.channels.as_deref();
     let policy = cli.global.policy.as_path();
     match cli.command {
-        Command::Lock { recipe, lockfile, check } => {
+        Command::Lock { recipe, lockfile, check, allow_rollback } => {
             let mode = if check { LockMode::Check } else { LockMode::Write };
-            ops::lock::lock(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), mode)?;
+            ops::lock::lock(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), mode, allow_rollback)?;
         }
         Command::Fetch { recipe, lockfile } => {
             ops::build::fetch(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), Network::Allowed)?;

@@ -42,6 +42,22 @@ pub struct Recipe {
     pub output: Output,
     pub oci: OciConfig,
     pub lxc: LxcConfig,
+    /// Debian archives the `packages` of layers are resolved from, by name.
+    pub archives: std::collections::BTreeMap<Name, ArchiveSpec>,
+}
+
+/// An apt archive (`[archive.NAME]`). The URL is a location, not an input: the lockfile pins
+/// the signed `InRelease` and every index and package by hash, and `--mirror NAME=URL` may
+/// point at any other copy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ArchiveSpec {
+    /// `http(s)://`, `file://`, or a path relative to the recipe.
+    pub url: String,
+    pub suite: String,
+    pub components: Vec<String>,
+    /// OpenPGP public keys (armored or binary), relative to the recipe. The only trust root.
+    pub keyring: PathBuf,
 }
 
 /// What the LXC and LXD/Incus metadata say (`[lxc]`).
@@ -96,6 +112,8 @@ struct RecipeFile {
     oci: OciConfig,
     #[serde(default)]
     lxc: LxcConfig,
+    #[serde(default, rename = "archive")]
+    archives: std::collections::BTreeMap<Name, ArchiveSpec>,
 }
 
 /// What the OCI image's config says beyond the filesystem (`[oci]`).
@@ -138,7 +156,31 @@ pub struct Image {
     pub release: String,
     #[serde(default)]
     pub description: String,
+    /// Seconds since the epoch; `"archive"` in the recipe takes the newest locked `InRelease`
+    /// `Date` (filled in when the lockfile is read; `sde_from_archive` says so).
+    #[serde(deserialize_with = "source_date_epoch")]
     pub source_date_epoch: u64,
+    #[serde(skip)]
+    pub sde_from_archive: bool,
+    /// Other architectures whose packages may be installed (`dpkg --add-architecture`).
+    #[serde(default)]
+    pub foreign_architectures: Vec<Architecture>,
+}
+
+/// `source-date-epoch`: a number, or `"archive"` (recorded as `u64::MAX` until the lockfile
+/// says which date; [`Recipe::parse`] turns it into `sde_from_archive`).
+fn source_date_epoch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Word(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Seconds(s) if s < u64::MAX => Ok(s),
+        Raw::Word(w) if w == "archive" => Ok(u64::MAX),
+        _ => Err(serde::de::Error::custom("expected seconds since the epoch, or \"archive\"")),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +195,31 @@ pub struct Layer {
     pub directories: Vec<DirectorySpec>,
     #[serde(default)]
     pub symlinks: Vec<SymlinkSpec>,
+    /// Debian packages: `"bash"`, `"python3 (>= 3.11)"`, `"libc6:i386"`, resolved with their
+    /// dependencies from the recipe's archives.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// `"required"`: every package of that priority, as debootstrap's and mmdebstrap's minbase.
+    pub priority: Option<PrioritySelection>,
+    /// Every `Essential: yes` package.
+    #[serde(default)]
+    pub essential: bool,
+    /// Packages never to install; a dependency only they could meet is an error.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl Layer {
+    /// Whether the layer installs Debian packages.
+    pub fn has_packages(&self) -> bool {
+        !self.packages.is_empty() || self.priority.is_some() || self.essential
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrioritySelection {
+    Required,
 }
 
 /// Local files or a local directory tree, copied into the image.
@@ -287,7 +354,13 @@ impl Recipe {
             layers: file.layers,
             output: file.output,
             oci: file.oci,
+            archives: file.archives,
         };
+        let mut recipe = recipe;
+        if recipe.image.source_date_epoch == u64::MAX {
+            recipe.image.sde_from_archive = true;
+            recipe.image.source_date_epoch = 0;
+        }
         recipe.validate()?;
         Ok(recipe)
     }
@@ -304,6 +377,43 @@ impl Recipe {
             }
             for tarball in &layer.tarballs {
                 Origin::parse(&tarball.url, &self.dir).map_err(|e| invalid(format!("layer `{}`: {e}", layer.name)))?;
+            }
+            if layer.has_packages() {
+                let mixed = !(layer.files.is_empty()
+                    && layer.tarballs.is_empty()
+                    && layer.directories.is_empty()
+                    && layer.symlinks.is_empty());
+                if mixed {
+                    return Err(invalid(format!(
+                        "layer `{}` has both packages and files, tarballs, directories or symlinks: put them in two layers",
+                        layer.name
+                    )));
+                }
+                if self.archives.is_empty() {
+                    return Err(invalid(format!("layer `{}` installs packages, but the recipe has no `[archive.NAME]`", layer.name)));
+                }
+                for text in &layer.packages {
+                    package_request(text).map_err(|e| invalid(format!("layer `{}`: {e}", layer.name)))?;
+                }
+                for name in &layer.exclude {
+                    name.parse::<crate::debian::packages::PackageName>()
+                        .map_err(|e| invalid(format!("layer `{}`: exclude `{name}`: {e}", layer.name)))?;
+                }
+            } else if !layer.exclude.is_empty() {
+                return Err(invalid(format!("layer `{}` has `exclude` but installs no packages", layer.name)));
+            }
+        }
+        if self.image.sde_from_archive && self.archives.is_empty() {
+            return Err(invalid("`source-date-epoch = \"archive\"` needs an `[archive.NAME]`".into()));
+        }
+        for (name, archive) in &self.archives {
+            Origin::parse(&archive.url, &self.dir).map_err(|e| invalid(format!("archive `{name}`: {e}")))?;
+            if archive.components.is_empty() {
+                return Err(invalid(format!("archive `{name}` lists no `components`")));
+            }
+            let plain = |s: &str| !s.is_empty() && !s.contains("..") && !s.starts_with('/') && !s.contains(char::is_whitespace);
+            if !plain(&archive.suite) || !archive.components.iter().all(|c| plain(c)) {
+                return Err(invalid(format!("archive `{name}`: `suite` and `components` must be plain names")));
             }
         }
         if self.output.formats.is_empty() {
@@ -334,6 +444,15 @@ impl Recipe {
     }
 }
 
+/// A `packages` entry: exactly one relation (`name[:arch] [(op version)]`), no alternatives.
+pub fn package_request(text: &str) -> Result<crate::debian::packages::Relation, String> {
+    let relations = crate::debian::packages::Relations::parse("packages", text).map_err(|e| e.to_string())?;
+    match relations.as_slice() {
+        [one] if one.as_slice().len() == 1 => Ok(one.first().clone()),
+        _ => Err(format!("package `{text}` must name one package, without `,` or `|`")),
+    }
+}
+
 /// Where a tarball comes from. A location, not an identity: the lock pins the digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -361,6 +480,15 @@ impl Origin {
 
     pub fn is_remote(&self) -> bool {
         matches!(self, Origin::Remote(_))
+    }
+
+    /// A path below this location (an archive root): `rel` must already be checked to stay
+    /// inside it (archive `Filename`s are, by the `Packages` parser).
+    pub fn join(&self, rel: &str) -> Origin {
+        match self {
+            Origin::Remote(url) => Origin::Remote(format!("{}/{rel}", url.trim_end_matches('/'))),
+            Origin::Local(path) => Origin::Local(path.join(rel)),
+        }
     }
 }
 

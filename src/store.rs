@@ -51,7 +51,7 @@ impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let store = Store { root: root.join(LAYOUT) };
-        for dir in ["blobs/sha256", "actions", "stat", "tmp", "candidates", "channels", "seen", "layers"] {
+        for dir in ["blobs/sha256", "actions", "stat", "tmp", "candidates", "channels", "seen", "layers", "archives"] {
             fs_err::create_dir_all(store.root.join(dir))?;
         }
         store.remove_stale_temps();

@@ -9,8 +9,10 @@
 //! Not yet wired into recipes: the chain from a verified `InRelease` to its `Packages`
 //! indexes, the resolver, and package layers come next.
 
+pub mod archive;
 pub mod control;
 pub mod deb;
 pub mod packages;
 pub mod release;
+pub mod resolve;
 pub mod version;

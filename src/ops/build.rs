@@ -47,6 +47,10 @@ pub fn fetch(ctx: &Context, recipe_path: &Path, lockfile_path: &Path, network: N
 /// Fetches every tarball of the lockfile, per layer, checked against its pin.
 fn fetch_inputs(ctx: &Context, resolved: &Resolved, network: Network) -> anyhow::Result<Vec<Vec<TarballInput>>> {
     let recipe = &resolved.recipe;
+    if !recipe.archives.is_empty() {
+        super::packages::check_locked(ctx, recipe, &resolved.keyrings, &resolved.lockfile, network)?;
+        super::packages::fetch_packages(ctx, recipe, &resolved.lockfile, network)?;
+    }
     let mut out = Vec::new();
     for layer in &recipe.layers {
         let mut tarballs = Vec::new();

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
+use super::packages::Keyrings;
 use super::{CheckFailed, Context};
 use crate::digest::{Digest, Hasher};
 use crate::fetch::{self, Network};
@@ -24,15 +25,17 @@ pub struct ScannedFiles {
 
 /// A recipe with the lockfile it calls for and its scanned local inputs, per layer.
 pub struct Resolved {
+    /// The recipe, its `source-date-epoch` settled (an `"archive"` one from the lockfile).
     pub recipe: Recipe,
     pub lockfile: Lockfile,
     pub files: Vec<Vec<ScannedFiles>>,
+    pub keyrings: Keyrings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
-    /// Writing a lockfile: remote inputs may be downloaded.
-    Lock,
+    /// Writing a lockfile: remote inputs may be downloaded, archives are read as they are now.
+    Lock { allow_rollback: bool },
     /// Checking one: never download.
     Check,
 }
@@ -45,12 +48,18 @@ pub enum LockOutcome {
 }
 
 /// `candidate lock RECIPE [--check]`.
-pub fn lock(ctx: &Context, recipe_path: &Path, lockfile_path: &Path, mode: LockMode) -> anyhow::Result<LockOutcome> {
+pub fn lock(
+    ctx: &Context,
+    recipe_path: &Path,
+    lockfile_path: &Path,
+    mode: LockMode,
+    allow_rollback: bool,
+) -> anyhow::Result<LockOutcome> {
     let recipe = Recipe::load(recipe_path)?;
     let existing_text = read_existing(lockfile_path)?;
     let existing = existing_text.as_deref().map(|t| Lockfile::parse(lockfile_path, t)).transpose()?;
     ctx.printer.status("Locking", recipe_path.display());
-    let resolved = resolve(ctx, recipe, existing.as_ref(), Purpose::Lock)?;
+    let resolved = resolve(ctx, recipe, existing.as_ref(), Purpose::Lock { allow_rollback })?;
     let text = resolved.lockfile.render();
     if existing_text.as_deref() == Some(text.as_str()) {
         ctx.printer.status("Unchanged", lockfile_path.display());
@@ -109,6 +118,21 @@ pub fn check(ctx: &Context, recipe_path: &Path, lockfile_path: &Path) -> anyhow:
 struct Unpinned(String);
 
 fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: Purpose) -> anyhow::Result<Resolved> {
+    let mut recipe = recipe;
+    let keyrings = Keyrings::load(&recipe)?;
+    let (archives, packages) = match (purpose, existing) {
+        (Purpose::Lock { allow_rollback }, _) => super::packages::lock(ctx, &recipe, &keyrings, allow_rollback)?,
+        // The build never resolves: it takes the pinned packages, which `build` then checks
+        // against the signed indexes.
+        (Purpose::Check, Some(existing)) => (existing.archives.clone(), existing.packages.clone()),
+        (Purpose::Check, None) => (Vec::new(), Vec::new()),
+    };
+    if purpose == Purpose::Check && !recipe.archives.is_empty() && archives.is_empty() {
+        return Err(Unpinned("the recipe's archives are not locked in it".into()).into());
+    }
+    if recipe.image.sde_from_archive {
+        recipe.image.source_date_epoch = super::packages::newest_date(&archives);
+    }
     let mut inputs = Vec::new();
     let mut files = Vec::new();
     for layer in &recipe.layers {
@@ -182,16 +206,17 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
             });
         }
     }
-    let recipe_digest = recipe_digest(&recipe, &inputs);
-    let lockfile = Lockfile { version: VERSION, recipe: recipe_digest, inputs };
-    Ok(Resolved { recipe, lockfile, files })
+    let recipe_digest = recipe_digest(&recipe, &inputs, &keyrings);
+    let lockfile = Lockfile { version: VERSION, recipe: recipe_digest, archives, inputs, packages };
+    Ok(Resolved { recipe, lockfile, files, keyrings })
 }
 
 /// The recipe digest: its bytes and the digest of every local input it includes (remote
 /// inputs are pinned by the lockfile's own entries).
-fn recipe_digest(recipe: &Recipe, inputs: &[LockedInput]) -> Digest {
+fn recipe_digest(recipe: &Recipe, inputs: &[LockedInput], keyrings: &Keyrings) -> Digest {
     let mut h = Hasher::new();
     h.field("candidate-recipe-v1").field(&recipe.bytes);
+    keyrings.digest_into(&mut h);
     for input in inputs {
         let local = match input.kind {
             InputKind::Files => true,
@@ -206,6 +231,25 @@ fn recipe_digest(recipe: &Recipe, inputs: &[LockedInput]) -> Digest {
 
 /// Says what differs between a lockfile and the one the recipe now calls for.
 fn explain(old: &Lockfile, new: &Lockfile) -> String {
+    if old.version != new.version {
+        return format!("it has schema version {}; this candidate writes version {}", old.version, new.version);
+    }
+    let package = |p: &crate::lockfile::LockedPackage| (p.layer.clone(), p.name.clone(), p.architecture.clone());
+    for n in &new.packages {
+        match old.packages.iter().find(|o| package(o) == package(n)) {
+            None => return format!("package `{}` ({}) of layer `{}` is not in it", n.name, n.version, n.layer),
+            Some(o) if o.version != n.version || o.sha256 != n.sha256 => {
+                return format!("package `{}` of layer `{}` changed: locked {}, now {}", n.name, n.layer, o.version, n.version)
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(o) = old.packages.iter().find(|o| !new.packages.iter().any(|n| package(n) == package(o))) {
+        return format!("package `{}` of layer `{}` is no longer needed", o.name, o.layer);
+    }
+    if old.archives != new.archives {
+        return "an archive's signed index changed since it was locked".to_owned();
+    }
     let key = |i: &LockedInput| (i.layer.clone(), i.kind, i.origin.clone());
     for n in &new.inputs {
         match old.inputs.iter().find(|o| key(o) == key(n)) {

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod diff;
 pub mod lock;
+pub mod packages;
 pub mod release;
 pub mod verify;
 
@@ -15,6 +16,8 @@ use crate::store::Store;
 pub struct Context {
     pub store: Store,
     pub printer: Printer,
+    /// `--mirror NAME=URL`: where to read an archive from instead of the recipe's `url`.
+    pub mirrors: std::collections::BTreeMap<String, String>,
 }
 
 /// A check that failed (exit code 1), as opposed to an error (exit code 2).

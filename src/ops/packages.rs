@@ -1,0 +1,235 @@
+//! The Debian side of `lock`, `fetch` and `build`: archives read through their trust chain,
+//! packages resolved into the lockfile at lock time, and re-checked against the signed
+//! indexes (never re-resolved) at build time.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context as _};
+
+use super::Context;
+use crate::debian::archive::{self, Freshness, Source};
+use crate::debian::packages::{Architecture, PackageName};
+use crate::debian::release::Keyring;
+use crate::debian::resolve::{self, Reason, Request, Requested, Universe};
+use crate::digest::{Digest, Hasher};
+use crate::fetch::{self, Network, Pin};
+use crate::lockfile::{LockedArchive, LockedPackage, Lockfile};
+use crate::recipe::{Origin, Recipe};
+
+/// Where each archive of a recipe is read from in this run: `--mirror NAME=URL`, else
+/// `CANDIDATE_MIRROR_NAME` (upper case, `-`, `.` and `+` as `_`), else the recipe's `url`.
+pub fn archive_root(ctx: &Context, recipe: &Recipe, name: &str) -> anyhow::Result<Origin> {
+    let spec = &recipe.archives.iter().find(|(n, _)| n.as_str() == name).expect("a recipe archive").1;
+    let env_name = format!("CANDIDATE_MIRROR_{}", name.to_uppercase().replace(['-', '.', '+'], "_"));
+    let url = match ctx.mirrors.get(name) {
+        Some(url) => url.clone(),
+        None => std::env::var(&env_name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| spec.url.clone()),
+    };
+    Origin::parse(&url, &recipe.dir).map_err(|e| anyhow::anyhow!("archive `{name}`: {e}"))
+}
+
+/// The keyrings of a recipe's archives, by archive name, with their digests.
+pub struct Keyrings(BTreeMap<String, (Keyring, Digest)>);
+
+impl Keyrings {
+    pub fn load(recipe: &Recipe) -> anyhow::Result<Self> {
+        let mut out = BTreeMap::new();
+        for (name, spec) in &recipe.archives {
+            let loaded =
+                archive::keyring(&recipe.resolve(&spec.keyring)).with_context(|| format!("archive `{name}`"))?;
+            out.insert(name.to_string(), loaded);
+        }
+        Ok(Keyrings(out))
+    }
+
+    /// Adds every keyring's digest to a recipe digest: a keyring is a local input.
+    pub fn digest_into(&self, h: &mut Hasher) {
+        for (name, (_, digest)) in &self.0 {
+            h.field("keyring").field(name).field(digest.as_bytes());
+        }
+    }
+
+    fn source<'a>(&'a self, ctx: &Context, recipe: &'a Recipe, name: &'a str) -> anyhow::Result<Source<'a>> {
+        let spec = &recipe.archives.iter().find(|(n, _)| n.as_str() == name).expect("a recipe archive").1;
+        let (keyring, keyring_digest) = &self.0[name];
+        Ok(Source { name, spec, root: archive_root(ctx, recipe, name)?, keyring, keyring_digest: *keyring_digest })
+    }
+}
+
+/// The architectures a recipe installs packages for: the image's, then its foreign ones.
+fn architectures(recipe: &Recipe) -> Vec<String> {
+    let mut out = vec![recipe.image.architecture.to_string()];
+    out.extend(recipe.image.foreign_architectures.iter().map(|a| a.to_string()));
+    out
+}
+
+/// Locks a recipe's archives and resolves its package layers against them, in layer order:
+/// each layer's request is resolved with the packages of the layers below it installed.
+pub fn lock(
+    ctx: &Context,
+    recipe: &Recipe,
+    keyrings: &Keyrings,
+    allow_rollback: bool,
+) -> anyhow::Result<(Vec<LockedArchive>, Vec<LockedPackage>)> {
+    if recipe.archives.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let freshness = Freshness { now, allow_rollback };
+    let archs = architectures(recipe);
+    let native: Architecture = archs[0].parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let foreign =
+        archs[1..].iter().map(|a| a.parse::<Architecture>().map_err(|e| anyhow::anyhow!("{e}"))).collect::<Result<_, _>>()?;
+    let mut universe = Universe::new(native, foreign);
+    let mut archives = Vec::new();
+    let names: Vec<String> = recipe.archives.keys().map(|n| n.to_string()).collect();
+    for (index, name) in names.iter().enumerate() {
+        let source = keyrings.source(ctx, recipe, name)?;
+        ctx.printer.status("Reading", format_args!("archive {name} ({})", source.root));
+        let read = archive::lock(&ctx.store, &source, &archs, &freshness, Network::Allowed)?;
+        ctx.printer.detail("Verified", format_args!("{name}: {} packages", read.packages.len()));
+        universe.add(index, read.packages);
+        archives.push(read.locked);
+    }
+
+    let mut installed = Vec::new();
+    let mut packages = Vec::new();
+    for layer in recipe.layers.iter().filter(|l| l.has_packages()) {
+        let request = Request {
+            packages: layer
+                .packages
+                .iter()
+                .map(|text| Requested::parse(text).map_err(|e| anyhow::anyhow!("layer `{}`: {e}", layer.name)))
+                .collect::<anyhow::Result<_>>()?,
+            priority_required: layer.priority.is_some(),
+            essential: layer.essential,
+            exclude: layer
+                .exclude
+                .iter()
+                .map(|n| n.parse::<PackageName>().map_err(|e| anyhow::anyhow!("{e}")))
+                .collect::<anyhow::Result<_>>()?,
+        };
+        let resolution = resolve::resolve(&universe, &installed, &request)
+            .with_context(|| format!("layer `{}`: cannot resolve its packages", layer.name))?;
+        ctx.printer.status("Resolved", format_args!("layer {}: {} packages", layer.name, resolution.chosen.len()));
+        for chosen in &resolution.chosen {
+            let p = universe.package(chosen.id);
+            packages.push(LockedPackage {
+                name: p.name.to_string(),
+                version: p.version.to_string(),
+                architecture: p.architecture.to_string(),
+                archive: names[universe.archive_of(chosen.id)].clone(),
+                layer: layer.name.to_string(),
+                filename: p.filename.clone(),
+                size: p.size,
+                sha256: p.sha256,
+                reason: describe(&chosen.reason),
+            });
+            installed.push(chosen.id);
+        }
+    }
+    Ok((archives, packages))
+}
+
+fn describe(reason: &Reason) -> String {
+    match reason {
+        Reason::Requested(text) => format!("requested: {text}"),
+        Reason::Essential => "essential".to_owned(),
+        Reason::Priority => "priority: required".to_owned(),
+        Reason::Dependency { of, relation } => format!("{of} depends on {relation}"),
+    }
+}
+
+/// Checks a lockfile's archives and packages at build time, without resolving: every
+/// pinned `InRelease` verifies (as of its `Date`) with the recipe's keyring, every pinned
+/// index is the one it lists, and every pinned package is an entry of those indexes with the
+/// same name, version, architecture, file, size and sha256. A passing check is remembered
+/// in the action cache, so a warm build does not parse the indexes again.
+pub fn check_locked(
+    ctx: &Context,
+    recipe: &Recipe,
+    keyrings: &Keyrings,
+    lockfile: &Lockfile,
+    network: Network,
+) -> anyhow::Result<()> {
+    let names: Vec<String> = recipe.archives.keys().map(|n| n.to_string()).collect();
+    let locked_names: Vec<&str> = lockfile.archives.iter().map(|a| a.name.as_str()).collect();
+    if names.iter().map(String::as_str).ne(locked_names.iter().copied()) {
+        bail!("the lockfile's archives ({}) are not the recipe's ({})", locked_names.join(", "), names.join(", "));
+    }
+    let key = check_key(keyrings, lockfile);
+    if ctx.store.action(&key).is_some() {
+        return Ok(());
+    }
+    for locked in &lockfile.archives {
+        let source = keyrings.source(ctx, recipe, &locked.name)?;
+        let read = archive::load_locked(&ctx.store, &source, locked, network)?;
+        let mut index: BTreeMap<(&str, &str, &str), &crate::debian::packages::Package> = BTreeMap::new();
+        for p in &read.packages {
+            index.insert((p.name.as_str(), p.architecture.as_str(), p.filename.as_str()), p);
+        }
+        for pinned in lockfile.packages.iter().filter(|p| p.archive == locked.name) {
+            let found = index.get(&(pinned.name.as_str(), pinned.architecture.as_str(), pinned.filename.as_str()));
+            let vouched = found.is_some_and(|p| {
+                p.version.to_string() == pinned.version && p.size == pinned.size && p.sha256 == pinned.sha256
+            });
+            if !vouched {
+                bail!(
+                    "package `{}` {} ({}) is pinned to {} ({} bytes), which no signed index of archive `{}` vouches for; the lockfile was altered\n\nhint: run `candidate lock` to pin what the archive serves",
+                    pinned.name,
+                    pinned.version,
+                    pinned.architecture,
+                    pinned.sha256,
+                    pinned.size,
+                    locked.name
+                );
+            }
+        }
+    }
+    ctx.store.put_action(&key, b"verified")?;
+    Ok(())
+}
+
+fn check_key(keyrings: &Keyrings, lockfile: &Lockfile) -> Digest {
+    let mut h = Hasher::new();
+    h.field("candidate-archive-check-v1");
+    keyrings.digest_into(&mut h);
+    for a in &lockfile.archives {
+        h.field(&a.name).field(a.inrelease.as_bytes()).field(a.date.to_le_bytes());
+        for i in &a.indexes {
+            h.field(&i.path).field(i.sha256.as_bytes());
+        }
+    }
+    for p in &lockfile.packages {
+        h.field(&p.archive).field(&p.name).field(&p.version).field(&p.architecture).field(&p.filename);
+        h.field(p.size.to_le_bytes()).field(p.sha256.as_bytes());
+    }
+    h.finish()
+}
+
+/// Makes sure the store holds every locked package, fetched by its pin.
+pub fn fetch_packages(ctx: &Context, recipe: &Recipe, lockfile: &Lockfile, network: Network) -> anyhow::Result<()> {
+    let missing: Vec<&LockedPackage> = lockfile.packages.iter().filter(|p| !ctx.store.has_blob(&p.sha256)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let total: u64 = missing.iter().map(|p| p.size).sum();
+    ctx.printer.status("Fetching", format_args!("{} packages ({} bytes)", missing.len(), total));
+    let mut roots = BTreeMap::new();
+    for p in missing {
+        if !roots.contains_key(&p.archive) {
+            roots.insert(p.archive.clone(), archive_root(ctx, recipe, &p.archive)?);
+        }
+        let origin = roots[&p.archive].join(&p.filename);
+        let pin = Pin { sha256: p.sha256, size: Some(p.size) };
+        fetch::fetch(&ctx.store, &origin, Some(pin), network, &|_| {})
+            .with_context(|| format!("package `{}` {} ({})", p.name, p.version, p.architecture))?;
+    }
+    Ok(())
+}
+
+/// The newest `Date` of the locked archives: the candidate's `SOURCE_DATE_EPOCH` when the
+/// recipe says `source-date-epoch = "archive"`.
+pub fn newest_date(archives: &[LockedArchive]) -> u64 {
+    archives.iter().map(|a| a.date.max(0) as u64).max().unwrap_or(0)
+}
