@@ -5,6 +5,7 @@
 //! * [`deb`] — a strict reader of the deb(5) ar container.
 //! * [`release`] — `InRelease` verified against a pinned OpenPGP keyring, and its `Release` fields.
 //! * [`packages`] — `Packages` index entries and package relationships (`Depends`, `Provides`, …).
+//! * [`unpack`] — a `.deb` unpacked into an image tree and its control metadata, running nothing.
 //!
 //! Not yet wired into recipes: the chain from a verified `InRelease` to its `Packages`
 //! indexes, the resolver, and package layers come next.
@@ -13,4 +14,5 @@ pub mod control;
 pub mod deb;
 pub mod packages;
 pub mod release;
+pub mod unpack;
 pub mod version;
