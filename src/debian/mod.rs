@@ -5,6 +5,7 @@
 //! * [`deb`] — a strict reader of the deb(5) ar container.
 //! * [`release`] — `InRelease` verified against a pinned OpenPGP keyring, and its `Release` fields.
 //! * [`packages`] — `Packages` index entries and package relationships (`Depends`, `Provides`, …).
+//! * [`dpkgdb`] — the dpkg database (`/var/lib/dpkg`) for packages we unpacked.
 //! * [`unpack`] — a `.deb` unpacked into an image tree and its control metadata, running nothing.
 //!
 //! Not yet wired into recipes: the chain from a verified `InRelease` to its `Packages`
@@ -12,6 +13,7 @@
 
 pub mod control;
 pub mod deb;
+pub mod dpkgdb;
 pub mod packages;
 pub mod release;
 pub mod unpack;
