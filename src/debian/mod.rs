@@ -1,18 +1,24 @@
-//! Debian archives (issue #3, in progress): the pieces that read what an apt archive serves.
+//! Debian archives : the pieces that read what an apt archive serves.
 //!
 //! * [`version`] — Debian version numbers, compared exactly as dpkg compares them.
 //! * [`control`] — deb822 control stanzas (`Packages`, `Release`, a package's `control`).
 //! * [`deb`] — a strict reader of the deb(5) ar container.
 //! * [`release`] — `InRelease` verified against a pinned OpenPGP keyring, and its `Release` fields.
 //! * [`packages`] — `Packages` index entries and package relationships (`Depends`, `Provides`, …).
+//! * [`dpkgdb`] — the dpkg database (`/var/lib/dpkg`) for packages we unpacked.
+//! * [`unpack`] — a `.deb` unpacked into an image tree and its control metadata, running nothing.
 //!
-//! Not yet wired into recipes: the chain from a verified `InRelease` to its `Packages`
-//! indexes, the resolver, and package layers come next.
+//! * [`archive`] — the trust chain: `InRelease` → `Packages` indexes, with rollback records.
+//! * [`resolve`] — the dependency resolver that picks what apt would.
+//! * [`install`] — extract-only installation of pinned packages into a layer.
 
 pub mod archive;
 pub mod control;
 pub mod deb;
+pub mod dpkgdb;
+pub mod install;
 pub mod packages;
 pub mod release;
 pub mod resolve;
+pub mod unpack;
 pub mod version;

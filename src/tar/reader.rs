@@ -261,6 +261,13 @@ impl<R: Read> TarReader<R> {
         self.pos
     }
 
+    /// The underlying reader, positioned after the last block read (after the
+    /// end-of-archive marker, once [`TarReader::next_entry`] has returned `None`), so a
+    /// caller can check what follows.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     fn read_block(&mut self, block: &mut [u8; BLOCK]) -> Result<bool, ReadError> {
         let mut filled = 0;
         while filled < BLOCK {

@@ -1,0 +1,430 @@
+//! The dpkg database (`/var/lib/dpkg`) for packages we unpacked ourselves, so that dpkg
+//! inside the image (`dpkg -l`, `dpkg -L`, `dpkg --verify`, and a later `apt-get install`)
+//! sees them as dpkg would have left them.
+//!
+//! The texts are what dpkg itself writes, byte for byte, because dpkg rewrites `status` on
+//! its next run and an image whose database changes shape when first touched is not what
+//! we built:
+//!
+//! * A `status` stanza lists the package's control fields in dpkg's own order (the
+//!   `fieldinfos[]` table of dpkg's `lib/dpkg/parse.c`, checked against a Debian 12
+//!   `/var/lib/dpkg/status`), with `Status:` after `Protected` and `Conffiles:` before
+//!   `Description`, then the fields dpkg does not know, in their original order. Known
+//!   fields are written the way dpkg's writers write them: canonical names, `Essential: no`
+//!   and `Multi-Arch: no` and empty fields left out, relationship fields reformatted
+//!   (`a (>= 1), b | c`) as dpkg prints its parsed relations.
+//! * Stanzas are sorted by package name, then architecture, and each ends with an empty
+//!   line, as `writedb` leaves them.
+//! * `info/NAME.list` holds `/.` and then every path in archive order; `info/` files are
+//!   named `NAME:ARCH` for `Multi-Arch: same` packages and `NAME` otherwise.
+//!
+//! Fields that only dpkg may set (`Status`, `Config-Version`, `Conffiles`, triggers state)
+//! and `Packages`-index fields (`Filename`, `Size`, `MD5sum`) are refused in a control file:
+//! a package that ships them is trying to write the database itself.
+
+use super::control::{self, ControlError, Dialect, Stanza};
+use super::packages::{Provide, Relations};
+
+/// One package as recorded in the database.
+#[derive(Debug, Clone)]
+pub struct DbPackage<'a> {
+    /// The package's `control` file.
+    pub control: &'a str,
+    /// `want ok state`: `install ok unpacked` for a package unpacked but not configured.
+    pub status: &'a str,
+    /// Conffiles and their hashes (`newconffile` is what dpkg records before configuring).
+    pub conffiles: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("control file of `{package}`: {source}")]
+    Control { package: String, source: ControlError },
+    #[error("control file of `{package}`, field `{field}`: {message}")]
+    Field { package: String, field: String, message: String },
+    #[error("package `{package}`: {message}")]
+    Package { package: String, message: String },
+}
+
+/// dpkg's field order (`fieldinfos[]`). `Filename`, `Size`, `MD5sum` and `MSDOS-Filename`
+/// sit between `Conffiles` and `Description` there but are written to `available` only.
+const ORDER: &[&str] = &[
+    "Package",
+    "Essential",
+    "Protected",
+    "Status",
+    "Priority",
+    "Section",
+    "Installed-Size",
+    "Origin",
+    "Maintainer",
+    "Bugs",
+    "Architecture",
+    "Multi-Arch",
+    "Source",
+    "Version",
+    "Config-Version",
+    "Replaces",
+    "Provides",
+    "Depends",
+    "Pre-Depends",
+    "Recommends",
+    "Suggests",
+    "Breaks",
+    "Conflicts",
+    "Enhances",
+    "Conffiles",
+    "Description",
+    "Triggers-Pending",
+    "Triggers-Awaited",
+];
+
+/// Fields a package's control file may not carry (see the module docs).
+const RESERVED: &[&str] = &[
+    "Status",
+    "Config-Version",
+    "Conffiles",
+    "Triggers-Pending",
+    "Triggers-Awaited",
+    "Filename",
+    "Size",
+    "MD5sum",
+    "MSDOS-Filename",
+];
+
+/// Relationship fields, reformatted as dpkg prints them.
+const RELATIONS: &[&str] =
+    &["Replaces", "Depends", "Pre-Depends", "Recommends", "Suggests", "Breaks", "Conflicts", "Enhances"];
+
+/// The `/var/lib/dpkg/status` text for these packages.
+pub fn status(packages: &[DbPackage<'_>]) -> Result<String, DbError> {
+    let mut stanzas = Vec::with_capacity(packages.len());
+    for p in packages {
+        let stanza = parse(p.control)?;
+        let name = package_name(&stanza)?;
+        let arch = required(&stanza, &name, "Architecture")?.to_owned();
+        stanzas.push((name, arch, status_stanza(p)?));
+    }
+    stanzas.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    for pair in stanzas.windows(2) {
+        if (&pair[0].0, &pair[0].1) == (&pair[1].0, &pair[1].1) {
+            let message = format!("listed twice for architecture `{}`", pair[0].1);
+            return Err(DbError::Package { package: pair[0].0.clone(), message });
+        }
+    }
+    Ok(stanzas.into_iter().map(|(_, _, s)| s).collect())
+}
+
+/// One status stanza, ending with its empty line.
+pub fn status_stanza(p: &DbPackage<'_>) -> Result<String, DbError> {
+    let stanza = parse(p.control)?;
+    let package = package_name(&stanza)?;
+    let bad = |field: &str, message: String| DbError::Field { package: package.clone(), field: field.into(), message };
+    for field in stanza.fields() {
+        if let Some(reserved) = RESERVED.iter().find(|r| r.eq_ignore_ascii_case(field.name())) {
+            return Err(bad(reserved, "only dpkg may set this field; a package's control file may not".into()));
+        }
+    }
+    if p.status.split(' ').count() != 3 || p.status.split(' ').any(str::is_empty) {
+        return Err(DbError::Package { package, message: format!("status `{}` is not `want flag state`", p.status) });
+    }
+    for (path, hash) in &p.conffiles {
+        let plain = |s: &str| !s.is_empty() && !s.contains(char::is_whitespace);
+        if !path.starts_with('/') || !plain(path) || !plain(hash) {
+            return Err(bad("Conffiles", format!("`{path} {hash}` is not an absolute path and a hash")));
+        }
+    }
+
+    let mut out = String::new();
+    for &name in ORDER {
+        match name {
+            "Status" => out.push_str(&format!("Status: {}\n", p.status)),
+            "Conffiles" if !p.conffiles.is_empty() => {
+                out.push_str("Conffiles:\n");
+                for (path, hash) in &p.conffiles {
+                    out.push_str(&format!(" {path} {hash}\n"));
+                }
+            }
+            _ => {
+                let Some(value) = stanza.get(name) else { continue };
+                let value = value.trim_end();
+                let written = match name {
+                    "Essential" | "Protected" => match value {
+                        "yes" => value.to_owned(),
+                        "no" => continue,
+                        _ => return Err(bad(name, format!("`{value}` is neither `yes` nor `no`"))),
+                    },
+                    "Multi-Arch" => match value {
+                        "same" | "foreign" | "allowed" => value.to_owned(),
+                        "no" => continue,
+                        _ => return Err(bad(name, format!("unknown value `{value}`"))),
+                    },
+                    "Provides" => {
+                        let list = Provide::parse_list(name, value).map_err(|e| bad(name, e.to_string()))?;
+                        list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    }
+                    _ if RELATIONS.contains(&name) => {
+                        Relations::parse(name, value).map_err(|e| bad(name, e.to_string()))?.to_string()
+                    }
+                    _ => value.to_owned(),
+                };
+                if written.is_empty() {
+                    continue;
+                }
+                push_field(&mut out, name, &written);
+            }
+        }
+    }
+    for field in stanza.fields() {
+        if !ORDER.iter().any(|known| known.eq_ignore_ascii_case(field.name())) {
+            push_field(&mut out, field.name(), field.value());
+        }
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+fn push_field(out: &mut String, name: &str, value: &str) {
+    out.push_str(name);
+    out.push(':');
+    // A value whose first line is empty starts with its newline.
+    if !value.starts_with('\n') {
+        out.push(' ');
+    }
+    out.push_str(value);
+    out.push('\n');
+}
+
+/// The `info/` file name prefix for a package: `NAME:ARCH` if it is `Multi-Arch: same`.
+pub fn info_name(control: &str) -> Result<String, DbError> {
+    let stanza = parse(control)?;
+    let name = package_name(&stanza)?;
+    let arch = required(&stanza, &name, "Architecture")?;
+    match stanza.get("Multi-Arch").map(str::trim) {
+        Some("same") if arch == "all" => Err(DbError::Field {
+            package: name,
+            field: "Multi-Arch".into(),
+            message: "`same` with architecture `all`, which dpkg refuses".into(),
+        }),
+        Some("same") => Ok(format!("{name}:{arch}")),
+        _ => Ok(name),
+    }
+}
+
+/// The `info/NAME.list` text: `/.`, then `paths` (`/a/b` form, archive order).
+pub fn list_file(paths: &[String]) -> String {
+    let mut out = String::from("/.\n");
+    for path in paths {
+        out.push_str(path);
+        out.push('\n');
+    }
+    out
+}
+
+/// The fixed part of an admin directory that dpkg expects besides `status` and `info/`
+/// files: paths relative to the image root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skeleton {
+    pub directories: Vec<&'static str>,
+    pub files: Vec<(&'static str, String)>,
+}
+
+/// The admin directory's skeleton. `arch` lists the native architecture, then the foreign
+/// ones (what `dpkg --add-architecture` records); `info/format` says the database uses the
+/// multiarch layout (`NAME:ARCH` info files), as dpkg ≥ 1.16.2 writes it.
+pub fn skeleton(native: &str, foreign: &[&str]) -> Skeleton {
+    let mut arch = format!("{native}\n");
+    for f in foreign {
+        arch.push_str(f);
+        arch.push('\n');
+    }
+    Skeleton {
+        directories: vec![
+            "var/lib/dpkg",
+            "var/lib/dpkg/alternatives",
+            "var/lib/dpkg/info",
+            "var/lib/dpkg/parts",
+            "var/lib/dpkg/triggers",
+            "var/lib/dpkg/updates",
+        ],
+        files: vec![
+            ("var/lib/dpkg/arch", arch),
+            ("var/lib/dpkg/available", String::new()),
+            ("var/lib/dpkg/diversions", String::new()),
+            ("var/lib/dpkg/info/format", "1\n".into()),
+            ("var/lib/dpkg/statoverride", String::new()),
+        ],
+    }
+}
+
+fn parse(control: &str) -> Result<Stanza<'_>, DbError> {
+    control::parse_one(control, Dialect::Archive)
+        .map_err(|source| DbError::Control { package: guess_name(control), source })
+}
+
+/// The package name for an error about a control file that may not parse.
+fn guess_name(control: &str) -> String {
+    control.lines().find_map(|l| l.strip_prefix("Package:")).map_or("(unnamed)".into(), |n| n.trim().to_owned())
+}
+
+fn package_name(stanza: &Stanza<'_>) -> Result<String, DbError> {
+    let name = stanza.require("Package").map_err(|source| DbError::Control { package: "(unnamed)".into(), source })?;
+    name.trim().parse::<super::packages::PackageName>().map(|n| n.to_string()).map_err(|e| DbError::Field {
+        package: name.trim().into(),
+        field: "Package".into(),
+        message: e.to_string(),
+    })
+}
+
+fn required<'s>(stanza: &'s Stanza<'_>, package: &str, field: &str) -> Result<&'s str, DbError> {
+    stanza.require(field).map(str::trim).map_err(|source| DbError::Control { package: package.into(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    const SCRAMBLED: &str = "\
+Description: greets
+ The classic.
+ .
+ Really.
+Depends: libc6 (>=2.36),  libfoo | libbar (<< 2)
+Version: 1.0-1
+Homepage: https://example.org/hello
+Essential: no
+Maintainer: M <m@example.org>
+Package: hello
+Built-Using: gcc (= 12)
+Multi-Arch: no
+Architecture: amd64
+Provides: greeter (=1.0)
+Installed-Size: 12
+Priority: optional
+Section: misc
+";
+
+    fn pkg(control: &str) -> DbPackage<'_> {
+        DbPackage { control, status: "install ok unpacked", conffiles: vec![] }
+    }
+
+    #[test]
+    fn stanzas_follow_dpkgs_field_order() {
+        let p = DbPackage { conffiles: vec![("/etc/hello.conf".into(), "newconffile".into())], ..pkg(SCRAMBLED) };
+        assert_eq!(
+            status_stanza(&p).unwrap(),
+            "\
+Package: hello
+Status: install ok unpacked
+Priority: optional
+Section: misc
+Installed-Size: 12
+Maintainer: M <m@example.org>
+Architecture: amd64
+Version: 1.0-1
+Provides: greeter (= 1.0)
+Depends: libc6 (>= 2.36), libfoo | libbar (<< 2)
+Conffiles:
+ /etc/hello.conf newconffile
+Description: greets
+ The classic.
+ .
+ Really.
+Homepage: https://example.org/hello
+Built-Using: gcc (= 12)
+
+"
+        );
+    }
+
+    #[test]
+    fn status_sorts_by_name_then_architecture_and_refuses_reserved_fields() {
+        let b = "Package: bb\nVersion: 1\nArchitecture: amd64\n";
+        let a_i386 = "Package: aa\nVersion: 1\nArchitecture: i386\nMulti-Arch: same\n";
+        let a_amd64 = "Package: aa\nVersion: 1\nArchitecture: amd64\nMulti-Arch: same\n";
+        let text = status(&[pkg(b), pkg(a_i386), pkg(a_amd64)]).unwrap();
+        let order: Vec<&str> = text.lines().filter(|l| l.starts_with("Architecture")).collect();
+        assert!(text.starts_with("Package: aa\n") && text.contains("\n\nPackage: bb\n"), "{text}");
+        assert_eq!(order, ["Architecture: amd64", "Architecture: i386", "Architecture: amd64"]);
+        assert!(status(&[pkg(b), pkg(b)]).unwrap_err().to_string().contains("twice"));
+        let sneaky = "Package: aa\nVersion: 1\nArchitecture: all\nStatus: hold ok installed\n";
+        let e = status_stanza(&pkg(sneaky)).unwrap_err().to_string();
+        assert!(e.contains("`aa`") && e.contains("Status"), "{e}");
+    }
+
+    #[test]
+    fn multi_arch_same_packages_are_named_with_their_architecture() {
+        assert_eq!(info_name("Package: libc6\nArchitecture: amd64\nMulti-Arch: same\n").unwrap(), "libc6:amd64");
+        assert_eq!(info_name("Package: bash\nArchitecture: amd64\nMulti-Arch: foreign\n").unwrap(), "bash");
+        assert_eq!(info_name("Package: base-files\nArchitecture: amd64\n").unwrap(), "base-files");
+        assert_eq!(info_name("Package: tzdata\nArchitecture: all\nMulti-Arch: foreign\n").unwrap(), "tzdata");
+        assert!(info_name("Package: odd\nArchitecture: all\nMulti-Arch: same\n").is_err());
+    }
+
+    #[test]
+    fn list_files_start_at_the_root() {
+        assert_eq!(list_file(&["/etc".into(), "/etc/x".into()]), "/.\n/etc\n/etc/x\n");
+        let s = skeleton("amd64", &["i386"]);
+        assert!(s.files.contains(&("var/lib/dpkg/arch", "amd64\ni386\n".into())));
+    }
+
+    fn dpkg(root: &std::path::Path, args: &[&str]) -> String {
+        let out = Command::new("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .args(args)
+            .env("COLUMNS", "120")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dpkg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The real dpkg reads a database we wrote.
+    #[test]
+    fn dpkg_reads_the_database() {
+        if Command::new("dpkg").arg("--version").output().is_err() {
+            eprintln!("dpkg not installed; skipping");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let skeleton = skeleton("amd64", &[]);
+        for d in &skeleton.directories {
+            fs_err::create_dir_all(root.join(d)).unwrap();
+        }
+        for (path, text) in &skeleton.files {
+            fs_err::write(root.join(path), text).unwrap();
+        }
+        fs_err::create_dir_all(root.join("etc")).unwrap();
+        fs_err::create_dir_all(root.join("usr/bin")).unwrap();
+        fs_err::write(root.join("usr/bin/hello"), "hello\n").unwrap();
+        fs_err::write(root.join("etc/hello.conf"), "a=1\n").unwrap();
+        let conf_md5 = format!("{:x}", <md5::Md5 as md5::Digest>::digest(b"a=1\n"));
+
+        let control =
+            "Package: hello\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: M <m@example.org>\nDescription: greets\n";
+        let p = DbPackage { conffiles: vec![("/etc/hello.conf".into(), conf_md5)], ..pkg(control) };
+        fs_err::write(root.join("var/lib/dpkg/status"), status(&[p]).unwrap()).unwrap();
+        let name = info_name(control).unwrap();
+        let paths: Vec<String> =
+            ["/etc", "/etc/hello.conf", "/usr", "/usr/bin", "/usr/bin/hello"].map(String::from).into();
+        fs_err::write(root.join(format!("var/lib/dpkg/info/{name}.list")), list_file(&paths)).unwrap();
+        fs_err::write(
+            root.join(format!("var/lib/dpkg/info/{name}.md5sums")),
+            "b1946ac92492d2347c6235b4d2611184  usr/bin/hello\n",
+        )
+        .unwrap();
+
+        let listed = dpkg(root, &["-l"]);
+        let row = listed.lines().find(|l| l.contains("hello")).unwrap_or_else(|| panic!("{listed}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[..4], ["iU", "hello", "1.0-1", "amd64"], "{listed}");
+        assert_eq!(dpkg(root, &["-L", "hello"]), "/.\n/etc\n/etc/hello.conf\n/usr\n/usr/bin\n/usr/bin/hello\n");
+        assert_eq!(dpkg(root, &["--verify", "hello"]), "");
+
+        fs_err::write(root.join("usr/bin/hello"), "tampered\n").unwrap();
+        fs_err::write(root.join("etc/hello.conf"), "a=2\n").unwrap();
+        assert_eq!(dpkg(root, &["--verify", "hello"]), "??5?????? c /etc/hello.conf\n??5??????   /usr/bin/hello\n");
+    }
+}
