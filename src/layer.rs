@@ -175,19 +175,36 @@ pub fn write(
     tee: &mut dyn Write,
 ) -> Result<Built, LayerError> {
     let tree = gather(store, layer, files, tarballs, sde)?;
+    let unchanged = || {
+        for input in files {
+            let changed =
+                |source| LayerError::Changed { layer: layer.name.to_string(), root: input.tree.root.clone(), source };
+            if !input.tree.unchanged().map_err(|e| changed(Some(e)))? {
+                return Err(changed(None));
+            }
+        }
+        Ok(())
+    };
+    write_tree_blob(store, layer.name.as_str(), &tree, key, tee, &unchanged)
+}
+
+/// Serialises a layer's tree into the store (and `tee`), checking `unchanged` between the
+/// last byte and the commit (local inputs must not have changed while they were read).
+pub fn write_tree_blob(
+    store: &Store,
+    layer: &str,
+    tree: &Tree,
+    key: Digest,
+    tee: &mut dyn Write,
+    unchanged: &dyn Fn() -> Result<(), LayerError>,
+) -> Result<Built, LayerError> {
     // Tar headers and padding are small writes; batching them keeps the hashers and the
     // encoders on large buffers (per-call overhead is real at 50k files).
     let mut writer = io::BufWriter::with_capacity(1 << 20, Tee(store.writer()?, tee));
-    let write_error = |source| LayerError::Write { layer: layer.name.to_string(), source };
-    let written = write_tree(&tree, &mut writer).map_err(write_error)?;
+    let write_error = |source| LayerError::Write { layer: layer.to_owned(), source };
+    let written = write_tree(tree, &mut writer).map_err(write_error)?;
     let writer = writer.into_inner().map_err(|e| write_error(e.into_error()))?;
-    for input in files {
-        let changed =
-            |source| LayerError::Changed { layer: layer.name.to_string(), root: input.tree.root.clone(), source };
-        if !input.tree.unchanged().map_err(|e| changed(Some(e)))? {
-            return Err(changed(None));
-        }
-    }
+    unchanged()?;
     let blob = writer.0.commit_in_background()?;
     let implicit = tree.iter().filter(|(_, n)| n.implicit).map(|(p, _)| p.clone()).collect();
     let info = LayerInfo { diff_id: blob.digest, size: blob.size, entries: written.entries, implicit };

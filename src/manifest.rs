@@ -27,6 +27,8 @@ pub struct ManifestInput<'a> {
     pub assembled: &'a Assembled,
     /// The formats built (one may make several files, and files may serve several formats).
     pub formats: &'a [crate::recipe::Format],
+    /// Files one package took over from another by `Replaces`: (path, by, from).
+    pub replaced: &'a [(String, String, String)],
 }
 
 /// The manifest's canonical bytes.
@@ -78,6 +80,27 @@ pub fn render(input: &ManifestInput<'_>) -> Vec<u8> {
         })).collect::<Vec<_>>(),
         "compressors": compressors,
     });
+    let mut manifest = manifest;
+    if !input.lockfile.archives.is_empty() {
+        let lock = input.lockfile;
+        manifest["archives"] = json!(lock.archives.iter().map(|a| json!({
+            "name": a.name, "suite": a.suite, "inrelease": a.inrelease, "date": a.date, "keyring": a.keyring,
+            "indexes": a.indexes.iter().map(|i| json!({ "path": i.path, "size": i.size, "sha256": i.sha256 })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>());
+        manifest["packages"] = json!(lock
+            .packages
+            .iter()
+            .map(|p| json!({
+                "name": p.name, "version": p.version, "architecture": p.architecture, "archive": p.archive,
+                "layer": p.layer, "filename": p.filename, "size": p.size, "sha256": p.sha256,
+            }))
+            .collect::<Vec<_>>());
+        manifest["file-conflicts"] = json!({
+            "rule": "a file shipped by two packages is an error unless the later declares Replaces on the earlier",
+            "replaced": input.replaced.iter().map(|(path, by, from)| json!({ "path": path, "by": by, "from": from })).collect::<Vec<_>>(),
+        });
+        manifest["mode"] = json!("extract-only");
+    }
     serde_json::to_vec(&manifest).expect("a JSON value serialises")
 }
 

@@ -390,7 +390,10 @@ impl Recipe {
                     )));
                 }
                 if self.archives.is_empty() {
-                    return Err(invalid(format!("layer `{}` installs packages, but the recipe has no `[archive.NAME]`", layer.name)));
+                    return Err(invalid(format!(
+                        "layer `{}` installs packages, but the recipe has no `[archive.NAME]`",
+                        layer.name
+                    )));
                 }
                 for text in &layer.packages {
                     package_request(text).map_err(|e| invalid(format!("layer `{}`: {e}", layer.name)))?;
@@ -411,7 +414,8 @@ impl Recipe {
             if archive.components.is_empty() {
                 return Err(invalid(format!("archive `{name}` lists no `components`")));
             }
-            let plain = |s: &str| !s.is_empty() && !s.contains("..") && !s.starts_with('/') && !s.contains(char::is_whitespace);
+            let plain =
+                |s: &str| !s.is_empty() && !s.contains("..") && !s.starts_with('/') && !s.contains(char::is_whitespace);
             if !plain(&archive.suite) || !archive.components.iter().all(|c| plain(c)) {
                 return Err(invalid(format!("archive `{name}`: `suite` and `components` must be plain names")));
             }

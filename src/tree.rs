@@ -43,6 +43,8 @@ pub enum TreeError {
     DanglingParent { path: String, link: String, target: String },
     #[error("`/{path}`: too many levels of symbolic links")]
     SymlinkLoop { path: String },
+    #[error("`/{path}`: {message}")]
+    Refused { path: String, message: String },
 }
 
 /// Where a regular file's bytes come from.
@@ -200,11 +202,26 @@ impl Tree {
     /// same tree. Entries that change nothing — an implicit directory over an existing one,
     /// a directory kept as an earlier symlink — are not told.
     pub fn merge_recording(&mut self, layer: Tree, placed: &mut dyn FnMut(&str, &Node)) -> Result<(), TreeError> {
+        self.merge_checked(layer, &mut |_, path, node, _| {
+            placed(path, node);
+            Ok(true)
+        })
+    }
+
+    /// Like [`Tree::merge_recording`], showing `place` each entry's path in the layer, where it
+    /// lands, and what it replaces there (`None` when the path is new) before it is placed:
+    /// `place` says whether to place it (`false` keeps
+    /// what is there), and its error stops the merge. Package layers use it to enforce dpkg's
+    /// rules on files two packages ship.
+    pub fn merge_checked(
+        &mut self,
+        layer: Tree,
+        place: &mut dyn FnMut(&str, &str, &Node, Option<&Node>) -> Result<bool, TreeError>,
+    ) -> Result<(), TreeError> {
         for (path, node) in layer.nodes {
             if path.is_empty() {
                 // The layer's root directory: if declared, its metadata applies to the image root.
-                if !node.implicit {
-                    placed(&path, &node);
+                if !node.implicit && place(&path, &path, &node, self.nodes.get(&path))? {
                     self.nodes.insert(path, node);
                 }
                 continue;
@@ -221,13 +238,15 @@ impl Tree {
                     // Keep the symlink; the layer's children resolve through it.
                 }
                 Some(Kind::Directory) if !node.is_dir() => {
-                    self.remove_subtree(&target);
-                    placed(&target, &node);
-                    self.nodes.insert(target, node);
+                    if place(&path, &target, &node, self.nodes.get(&target))? {
+                        self.remove_subtree(&target);
+                        self.nodes.insert(target, node);
+                    }
                 }
                 _ => {
-                    placed(&target, &node);
-                    self.nodes.insert(target, node);
+                    if place(&path, &target, &node, self.nodes.get(&target))? {
+                        self.nodes.insert(target, node);
+                    }
                 }
             }
         }

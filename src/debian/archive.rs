@@ -160,7 +160,11 @@ fn verified_release(
         .with_context(|| format!("archive `{name}`: the locked `InRelease` is not trustworthy"))?;
     let release = verified.release().with_context(|| format!("archive `{name}`: the locked `InRelease`"))?;
     if release.date != locked.date {
-        bail!("archive `{name}`: the lockfile says `Date` {}, the locked `InRelease` says {}", locked.date, release.date);
+        bail!(
+            "archive `{name}`: the lockfile says `Date` {}, the locked `InRelease` says {}",
+            locked.date,
+            release.date
+        );
     }
     Ok(release)
 }

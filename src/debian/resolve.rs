@@ -51,7 +51,8 @@ pub enum Reason {
 pub fn resolve(u: &Universe, _installed: &[PackageId], r: &Request) -> anyhow::Result<Resolution> {
     let mut chosen = Vec::new();
     for q in &r.packages {
-        let i = u.packages.iter().position(|(_, p)| p.name == q.relation.name).ok_or_else(|| anyhow::anyhow!("none"))?;
+        let i =
+            u.packages.iter().position(|(_, p)| p.name == q.relation.name).ok_or_else(|| anyhow::anyhow!("none"))?;
         chosen.push(Chosen { id: PackageId(i as u32), reason: Reason::Requested(q.text.clone()) });
     }
     Ok(Resolution { chosen })

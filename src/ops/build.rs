@@ -98,22 +98,38 @@ pub fn build(
     // A one-layer rootfs is its layer: when that layer must be built, its tar streams to the
     // output encoders in the same pass.
     let mut streamed: Option<Assembled> = None;
+    let mut packages = super::packages::PackageLayers::new(&resolved.lockfile);
     for ((layer, files), tarballs) in recipe.layers.iter().zip(&resolved.files).zip(&tarballs) {
-        let files: Vec<FilesInput<'_>> = files.iter().map(|f| FilesInput { tree: &f.tree, digest: f.digest }).collect();
         let spinner = ctx.printer.spinner(format!("layer {}", layer.name));
-        let key = layer::action_key(layer, &files, tarballs, sde);
-        let built = match layer::lookup(&ctx.store, &key) {
-            Some(built) => built,
-            None if recipe.layers.len() == 1 => {
-                let mut outputs = rootfs::Outputs::new(&ctx.store, &archives, true)?;
-                let built = layer::write(&ctx.store, layer, &files, tarballs, sde, key, &mut outputs)?;
-                let done = outputs.finish(built.info.clone())?;
-                rootfs::record(&ctx.store, &[built.info.diff_id], &archives, &done)?;
-                streamed = Some(done);
-                built
+        let single = recipe.layers.len() == 1;
+        let mut outputs = if single { Some(rootfs::Outputs::new(&ctx.store, &archives, true)?) } else { None };
+        let built = if layer.has_packages() {
+            let tee: &mut dyn std::io::Write = match &mut outputs {
+                Some(outputs) => outputs,
+                None => &mut std::io::sink(),
+            };
+            packages.build(ctx, recipe, layer, &layers, tee)?
+        } else {
+            let files: Vec<FilesInput<'_>> =
+                files.iter().map(|f| FilesInput { tree: &f.tree, digest: f.digest }).collect();
+            let key = layer::action_key(layer, &files, tarballs, sde);
+            match layer::lookup(&ctx.store, &key) {
+                Some(built) => built,
+                None => {
+                    let tee: &mut dyn std::io::Write = match &mut outputs {
+                        Some(outputs) => outputs,
+                        None => &mut std::io::sink(),
+                    };
+                    layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee)?
+                }
             }
-            None => layer::write(&ctx.store, layer, &files, tarballs, sde, key, &mut std::io::sink())?,
         };
+        // A one-layer rootfs just built was encoded in the same pass.
+        if let (Some(outputs), false) = (outputs, built.cached) {
+            let done = outputs.finish(built.info.clone())?;
+            rootfs::record(&ctx.store, &[built.info.diff_id], &archives, &done)?;
+            streamed = Some(done);
+        }
         spinner.finish_and_clear();
         let verb = if built.cached { "Fresh" } else { "Built" };
         let info = &built.info;
@@ -145,6 +161,7 @@ pub fn build(
         layers.into_iter().map(|(name, built)| Ok((name, built.finish(&ctx.store)?))).collect::<anyhow::Result<_>>()?;
 
     let manifest = manifest::render(&ManifestInput {
+        replaced: &packages.replaced,
         recipe,
         lockfile: &resolved.lockfile,
         lockfile_digest,

@@ -239,7 +239,10 @@ fn explain(old: &Lockfile, new: &Lockfile) -> String {
         match old.packages.iter().find(|o| package(o) == package(n)) {
             None => return format!("package `{}` ({}) of layer `{}` is not in it", n.name, n.version, n.layer),
             Some(o) if o.version != n.version || o.sha256 != n.sha256 => {
-                return format!("package `{}` of layer `{}` changed: locked {}, now {}", n.name, n.layer, o.version, n.version)
+                return format!(
+                    "package `{}` of layer `{}` changed: locked {}, now {}",
+                    n.name, n.layer, o.version, n.version
+                )
             }
             Some(_) => {}
         }

@@ -78,8 +78,10 @@ pub fn lock(
     let freshness = Freshness { now, allow_rollback };
     let archs = architectures(recipe);
     let native: Architecture = archs[0].parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let foreign =
-        archs[1..].iter().map(|a| a.parse::<Architecture>().map_err(|e| anyhow::anyhow!("{e}"))).collect::<Result<_, _>>()?;
+    let foreign = archs[1..]
+        .iter()
+        .map(|a| a.parse::<Architecture>().map_err(|e| anyhow::anyhow!("{e}")))
+        .collect::<Result<_, _>>()?;
     let mut universe = Universe::new(native, foreign);
     let mut archives = Vec::new();
     let names: Vec<String> = recipe.archives.keys().map(|n| n.to_string()).collect();
@@ -232,4 +234,98 @@ pub fn fetch_packages(ctx: &Context, recipe: &Recipe, lockfile: &Lockfile, netwo
 /// recipe says `source-date-epoch = "archive"`.
 pub fn newest_date(archives: &[LockedArchive]) -> u64 {
     archives.iter().map(|a| a.date.max(0) as u64).max().unwrap_or(0)
+}
+
+/// Builds the package layers of a recipe, in order, carrying what each needs from the ones
+/// below it: their packages (for the dpkg status file) and who owns which file.
+pub struct PackageLayers<'a> {
+    lockfile: &'a Lockfile,
+    below: Vec<&'a LockedPackage>,
+    owners: BTreeMap<String, (String, String)>,
+    /// Files taken over by `Replaces`: (path, by, from). Recorded in the manifest.
+    pub replaced: Vec<(String, String, String)>,
+}
+
+/// What the cache keeps beside a package layer: what the next layers and the manifest need.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LayerRecord {
+    owners: BTreeMap<String, (String, String)>,
+    replaced: Vec<(String, String, String)>,
+}
+
+impl<'a> PackageLayers<'a> {
+    pub fn new(lockfile: &'a Lockfile) -> Self {
+        PackageLayers { lockfile, below: Vec::new(), owners: BTreeMap::new(), replaced: Vec::new() }
+    }
+
+    /// The layer's tar, from the cache or installed now (streamed to `tee` as it is written).
+    pub fn build(
+        &mut self,
+        ctx: &Context,
+        recipe: &Recipe,
+        layer: &crate::recipe::Layer,
+        layers_below: &[(String, crate::layer::Built)],
+        tee: &mut dyn std::io::Write,
+    ) -> anyhow::Result<crate::layer::Built> {
+        let sde = recipe.image.source_date_epoch;
+        let this: Vec<&LockedPackage> =
+            self.lockfile.packages.iter().filter(|p| p.layer == layer.name.as_str()).collect();
+        let archs = architectures(recipe);
+        let mut h = Hasher::new();
+        h.field("candidate-package-layer").field(crate::layer::FORMAT_VERSION.to_le_bytes()).field(sde.to_le_bytes());
+        for arch in &archs {
+            h.field(arch);
+        }
+        for (_, built) in layers_below {
+            h.field("below").field(built.info.diff_id.as_bytes());
+        }
+        for p in &self.below {
+            h.field("installed").field(p.sha256.as_bytes());
+        }
+        for p in &this {
+            h.field("package").field(p.sha256.as_bytes());
+        }
+        let key = h.finish();
+        let record_key = {
+            let mut h = Hasher::new();
+            h.field("candidate-package-layer-record").field(key.as_bytes());
+            h.finish()
+        };
+        let record: Option<LayerRecord> = ctx.store.action(&record_key).and_then(|b| serde_json::from_slice(&b).ok());
+        if let (Some(built), Some(record)) = (crate::layer::lookup(&ctx.store, &key), record) {
+            self.accept(this, record);
+            return Ok(built);
+        }
+
+        use crate::debian::install;
+        let mut debs = install::deb_layers(&ctx.store, &this, sde)?;
+        let mut debs_below = install::deb_layers(&ctx.store, &self.below, sde)?;
+        let image = crate::rootfs::merge(layers_below, sde)?;
+        let installed = install::install(
+            image,
+            install::LayerInstall {
+                packages: &debs,
+                below: &debs_below,
+                owners: self.owners.clone(),
+                native: &archs[0],
+                foreign: &archs[1..],
+                sde,
+            },
+        )
+        .with_context(|| format!("layer `{}`", layer.name))?;
+        install::finish_debs(&ctx.store, &mut debs)?;
+        install::finish_debs(&ctx.store, &mut debs_below)?;
+        let built =
+            crate::layer::write_tree_blob(&ctx.store, layer.name.as_str(), &installed.tree, key, tee, &|| Ok(()))?;
+        let record = LayerRecord { owners: installed.owners, replaced: installed.replaced };
+        ctx.store.put_action(&record_key, &serde_json::to_vec(&record).expect("serialises"))?;
+        self.accept(this, record);
+        Ok(built)
+    }
+
+    fn accept(&mut self, this: Vec<&'a LockedPackage>, record: LayerRecord) {
+        self.below.extend(this);
+        self.owners = record.owners;
+        self.replaced.extend(record.replaced);
+    }
 }

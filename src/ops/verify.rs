@@ -266,12 +266,11 @@ fn rebuild_and_compare(
         .collect::<Result<Vec<crate::recipe::Format>, _>>()
         .context("the manifest names a format this candidate does not know")?;
     let scratch = tempfile::tempdir()?;
-    let rebuild_ctx =
-        Context {
-            store: crate::store::Store::open(&scratch.path().join("store"))?,
-            printer: ctx.printer,
-            mirrors: ctx.mirrors.clone(),
-        };
+    let rebuild_ctx = Context {
+        store: crate::store::Store::open(&scratch.path().join("store"))?,
+        printer: ctx.printer,
+        mirrors: ctx.mirrors.clone(),
+    };
     ctx.printer.status("Rebuilding", format_args!("{} from {}", dir.display(), recipe.display()));
     let options = super::build::BuildOptions {
         sign: Vec::new(),

@@ -1,0 +1,413 @@
+//! Extract-only installation: pinned `.deb` files become one layer of the image.
+//!
+//! Two levels of cache, both content-addressed:
+//!
+//! * **Per package** ([`deb_layer`]): a `.deb`'s `data.tar` is validated and re-serialised
+//!   into a deterministic tar blob, keyed by the `.deb`'s sha256 (and `SOURCE_DATE_EPOCH`,
+//!   which clamps its mtimes); its control data (the `control` file, the paths as shipped,
+//!   conffiles, md5sums, maintainer scripts) is kept beside it in the action cache. The
+//!   blobs of one build are made durable together (one `syncfs`), not one fsync each.
+//! * **Per layer**: the recipe layer's tar, keyed by its packages and the layers below it.
+//!
+//! Installing a layer merges its packages, in a fixed order, into the image as the layers
+//! below left it, resolving each path the way dpkg resolves it in a chroot (a package's
+//! `/bin/sh` lands in `/usr/bin/sh` when `/bin` is the image's symlink to `usr/bin`), in the
+//! in-memory tree, never on the host. What the packages placed, plus the dpkg database, is
+//! the layer. dpkg's rules on shared paths apply: a file shipped by two packages is an error
+//! unless the later one declares `Replaces` on the earlier (identical files of one
+//! `Multi-Arch: same` package in several architectures excepted), and a package may not
+//! replace a directory with a file.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use super::control::{self, Dialect};
+use super::dpkgdb::{self, DbPackage};
+use super::packages::Relations;
+use super::unpack::{self, UnpackLimits};
+use super::version::Version;
+use crate::digest::{Digest, Hasher};
+use crate::layer::{self, LayerInfo};
+use crate::lockfile::LockedPackage;
+use crate::store::{BatchedBlob, Store};
+use crate::tar::writer::write_tree;
+use crate::tree::{Content, Kind, Node, Tree, TreeError};
+
+/// Bumped whenever what a package layer holds, or what is cached about it, changes.
+const DEB_CACHE_VERSION: u32 = 1;
+
+/// The status dpkg gives a package unpacked but not configured.
+pub const STATUS_UNPACKED: &str = "install ok unpacked";
+
+/// What the cache keeps about one `.deb`, beside its data tar blob.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DebMeta {
+    pub info: LayerInfo,
+    pub control: String,
+    pub paths: Vec<String>,
+    pub conffiles: Vec<String>,
+    pub md5sums: String,
+    /// Control members other than `control`, `md5sums` and `conffiles`, base64.
+    pub scripts: BTreeMap<String, String>,
+}
+
+/// A package's data tar, ready to merge.
+pub struct DebLayer {
+    pub meta: DebMeta,
+    pub blob: Arc<std::fs::File>,
+    pending: Option<(BatchedBlob, Digest)>,
+}
+
+fn deb_key(deb: &Digest, sde: u64) -> Digest {
+    let mut h = Hasher::new();
+    h.field("candidate-deb").field(layer::FORMAT_VERSION.to_le_bytes()).field(DEB_CACHE_VERSION.to_le_bytes());
+    h.field(deb.as_bytes()).field(sde.to_le_bytes());
+    h.finish()
+}
+
+/// The package's data tar from the cache, or unpacked from the `.deb` blob now.
+pub fn deb_layer(store: &Store, package: &LockedPackage, sde: u64) -> anyhow::Result<DebLayer> {
+    let key = deb_key(&package.sha256, sde);
+    if let Some(meta) = store.action(&key).and_then(|b| serde_json::from_slice::<DebMeta>(&b).ok()) {
+        if store.blob_size(&meta.info.diff_id) == Some(meta.info.size) {
+            let blob = fs_err::File::open(store.blob_path(&meta.info.diff_id))?.into_parts().0;
+            return Ok(DebLayer { meta, blob: Arc::new(blob), pending: None });
+        }
+    }
+    let label = package.filename.rsplit('/').next().unwrap_or(&package.filename).to_owned();
+    let deb = fs_err::File::open(store.blob_path(&package.sha256))?.into_parts().0;
+    let unpacked = unpack::unpack(&deb, &label, &store.root().join("tmp"), sde, UnpackLimits::default())?;
+    if unpacked.name.as_str() != package.name || unpacked.version.to_string() != package.version {
+        bail!(
+            "package `{label}`: its control file says `{} {}`, the index said `{} {}`",
+            unpacked.name,
+            unpacked.version,
+            package.name,
+            package.version
+        );
+    }
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, store.writer()?);
+    let written = write_tree(&unpacked.tree, &mut writer).with_context(|| format!("package `{label}`"))?;
+    let blob = writer.into_inner().map_err(|e| e.into_error())?.commit_batched()?;
+    let implicit = unpacked.tree.iter().filter(|(_, n)| n.implicit).map(|(p, _)| p.clone()).collect();
+    let info = LayerInfo { diff_id: blob.digest, size: blob.size, entries: written.entries, implicit };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let meta = DebMeta {
+        info,
+        control: unpacked.control,
+        paths: unpacked.paths,
+        conffiles: unpacked.conffiles,
+        md5sums: unpacked.md5sums,
+        scripts: unpacked.scripts.iter().map(|(k, v)| (k.clone(), b64.encode(v))).collect(),
+    };
+    Ok(DebLayer { meta, blob: blob.reader.clone(), pending: Some((blob, key)) })
+}
+
+/// Unpacks (or finds) every package, on all cores, in the given order.
+pub fn deb_layers(store: &Store, packages: &[&LockedPackage], sde: u64) -> anyhow::Result<Vec<DebLayer>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(packages.len().max(1));
+    let mut slots: Vec<Option<anyhow::Result<DebLayer>>> = (0..packages.len()).map(|_| None).collect();
+    let results = std::sync::Mutex::new(&mut slots);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(package) = packages.get(i) else { break };
+                let result = deb_layer(store, package, sde);
+                results.lock().expect("no panics while holding it")[i] = Some(result);
+            });
+        }
+    });
+    let layers: Vec<DebLayer> =
+        slots.into_iter().map(|r| r.expect("every package was done")).collect::<Result<_, _>>()?;
+    Ok(layers)
+}
+
+/// Makes the new package blobs durable (together) and records them in the cache.
+pub fn finish_debs(store: &Store, layers: &mut [DebLayer]) -> anyhow::Result<()> {
+    let pending: Vec<(BatchedBlob, Digest, Vec<u8>)> = layers
+        .iter_mut()
+        .filter_map(|l| {
+            let (blob, key) = l.pending.take()?;
+            Some((blob, key, serde_json::to_vec(&l.meta).expect("serialises")))
+        })
+        .collect();
+    let mut records = Vec::new();
+    let mut blobs = Vec::new();
+    for (blob, key, value) in pending {
+        blobs.push(blob);
+        records.push((key, value));
+    }
+    store.publish_batch(blobs)?;
+    for (key, value) in records {
+        store.put_action(&key, &value)?;
+    }
+    Ok(())
+}
+
+/// What installing a layer's packages gives.
+pub struct Installed {
+    /// The layer: every entry the packages and the dpkg database placed.
+    pub tree: Tree,
+    /// Files one package took over from another by `Replaces`: (path, winner, loser).
+    pub replaced: Vec<(String, String, String)>,
+    /// Which package owns each non-directory path of the image after this layer, and the
+    /// path it ships it as: (package, shipped path).
+    pub owners: BTreeMap<String, (String, String)>,
+}
+
+/// One package being installed: its identity and relationships, read from its control file.
+struct Unit<'a> {
+    name: String,
+    arch: String,
+    version: Version,
+    multi_arch_same: bool,
+    replaces: Relations,
+    layer: &'a DebLayer,
+}
+
+impl<'a> Unit<'a> {
+    fn new(layer: &'a DebLayer) -> anyhow::Result<Self> {
+        let stanza = control::parse_one(&layer.meta.control, Dialect::Archive)?;
+        let field = |name: &str| stanza.get(name).unwrap_or_default().to_owned();
+        let name = field("Package");
+        let replaces = Relations::parse("Replaces", &field("Replaces"))
+            .or_else(|e| if field("Replaces").trim().is_empty() { Ok(Relations::default()) } else { Err(e) })
+            .with_context(|| format!("package `{name}`"))?;
+        Ok(Unit {
+            version: field("Version").parse().with_context(|| format!("package `{name}`: Version"))?,
+            arch: field("Architecture"),
+            multi_arch_same: field("Multi-Arch") == "same",
+            replaces,
+            name,
+            layer,
+        })
+    }
+
+    fn label(&self) -> String {
+        format!("{}:{}", self.name, self.arch)
+    }
+
+    /// Whether this package's `Replaces` names `other` at its version.
+    fn replaces(&self, other: &Unit<'_>) -> bool {
+        self.replaces
+            .iter()
+            .flat_map(|alternatives| alternatives.iter())
+            .any(|r| r.name.as_str() == other.name && r.version_satisfied_by(&other.version))
+    }
+
+    /// Whether it ships symlinks at the top of the image (`/bin -> usr/bin`): such packages
+    /// go first, so that the others' paths resolve through the links rather than making
+    /// real folders the links would then have to replace.
+    fn ships_top_symlinks(&self) -> bool {
+        self.layer.meta.paths.iter().any(|p| p.matches('/').count() == 1)
+            && self.layer.meta.info.entries > 0
+            && self.top_symlink()
+    }
+
+    fn top_symlink(&self) -> bool {
+        // Read from the data tree when needed; cheap for the few packages that qualify.
+        layer::read(&self.layer.meta.info, &self.layer.blob, 0)
+            .map(|t| t.iter().any(|(p, n)| !p.contains('/') && !p.is_empty() && matches!(n.kind, Kind::Symlink { .. })))
+            .unwrap_or(false)
+    }
+}
+
+/// The install of one layer's packages.
+pub struct LayerInstall<'a> {
+    /// The packages of this layer, and of every layer below it (for the status file).
+    pub packages: &'a [DebLayer],
+    pub below: &'a [DebLayer],
+    /// Who owns what after the layers below: path → (package, shipped path).
+    pub owners: BTreeMap<String, (String, String)>,
+    pub native: &'a str,
+    pub foreign: &'a [String],
+    pub sde: u64,
+}
+
+/// Installs `install.packages` over `image` (the layers below, merged).
+pub fn install(mut image: Tree, install: LayerInstall<'_>) -> anyhow::Result<Installed> {
+    let mut units: Vec<Unit<'_>> = install.packages.iter().map(Unit::new).collect::<anyhow::Result<_>>()?;
+    units.sort_by(|a, b| (a.name.as_str(), a.arch.as_str()).cmp(&(b.name.as_str(), b.arch.as_str())));
+    units.sort_by_key(|u| !u.ships_top_symlinks());
+    let below: Vec<Unit<'_>> = install.below.iter().map(Unit::new).collect::<anyhow::Result<_>>()?;
+
+    let mut owners = install.owners;
+    let mut placed: BTreeMap<String, Node> = BTreeMap::new();
+    let mut replaced = Vec::new();
+    // Paths each package no longer owns (shipped form), dropped from its `.list`/`md5sums`
+    // as dpkg does when another package takes a file over.
+    let mut disowned: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut link_offset = 1 << 32;
+    for (index, unit) in units.iter().enumerate() {
+        let tree = layer::read(&unit.layer.meta.info, &unit.layer.blob, link_offset)
+            .with_context(|| format!("package `{}`", unit.label()))?;
+        link_offset += 1 << 20;
+        let mut refusal: Option<anyhow::Error> = None;
+        let result = image.merge_checked(tree, &mut |source, path, node, existing| {
+            let shipped = format!("/{source}");
+            if let (Some(existing), false) = (existing, node.is_dir()) {
+                if existing.is_dir() {
+                    return Err(TreeError::Refused {
+                        path: path.to_owned(),
+                        message: format!("package `{}` would replace a directory with a {}", unit.label(), node.kind.describe()),
+                    });
+                }
+                if let Some((owner, owner_path)) = owners.get(path) {
+                    let other = units[..index].iter().chain(&below).find(|u| &u.label() == owner);
+                    match other {
+                        Some(other) if unit.replaces(other) => {
+                            replaced.push((format!("/{path}"), unit.label(), other.label()));
+                            disowned.entry(other.label()).or_default().insert(owner_path.clone());
+                        }
+                        // The owner replaces the newcomer: its file stays, whichever came first.
+                        Some(other) if other.replaces(unit) => {
+                            replaced.push((format!("/{path}"), other.label(), unit.label()));
+                            disowned.entry(unit.label()).or_default().insert(shipped);
+                            return Ok(false);
+                        }
+                        Some(other)
+                            if unit.multi_arch_same
+                                && other.multi_arch_same
+                                && other.name == unit.name
+                                && same_content(existing, node) => {}
+                        _ => {
+                            refusal = Some(anyhow::anyhow!(
+                                "`/{path}` is shipped by both `{owner}` and `{}`, and `{}` does not declare `Replaces: {}`",
+                                unit.label(),
+                                unit.name,
+                                owner.split(':').next().unwrap_or(owner)
+                            ));
+                            return Err(TreeError::Refused { path: path.to_owned(), message: "file conflict".into() });
+                        }
+                    }
+                }
+            }
+            if !node.is_dir() {
+                owners.insert(path.to_owned(), (unit.label(), shipped));
+            }
+            placed.insert(path.to_owned(), node.clone());
+            Ok(true)
+        });
+        if let Err(e) = result {
+            return Err(refusal.unwrap_or_else(|| anyhow::Error::new(e)))
+                .with_context(|| format!("cannot install package `{}`", unit.label()));
+        }
+    }
+
+    let database = database(&units, &below, &disowned, install.native, install.foreign, install.sde)?;
+    image
+        .merge_checked(database, &mut |_, path, node, _| {
+            placed.insert(path.to_owned(), node.clone());
+            Ok(true)
+        })
+        .context("cannot write the dpkg database")?;
+
+    let mut tree = Tree::new(install.sde);
+    for (path, node) in placed {
+        tree.insert(&path, node)?;
+    }
+    Ok(Installed { tree, replaced, owners })
+}
+
+/// Whether two files hold the same bytes (Multi-Arch: same packages may share such files).
+fn same_content(a: &Node, b: &Node) -> bool {
+    let (Kind::File { size: sa, content: ca, .. }, Kind::File { size: sb, content: cb, .. }) = (&a.kind, &b.kind)
+    else {
+        return false;
+    };
+    sa == sb && a.mode == b.mode && read_content(ca, *sa).ok() == read_content(cb, *sb).ok()
+}
+
+fn read_content(content: &Content, size: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0; size as usize];
+    match content {
+        Content::Range { file, offset } => file.read_exact_at(&mut buf, *offset)?,
+        Content::Bytes(bytes) => buf.copy_from_slice(bytes),
+        Content::Host(path) => buf = fs_err::read(path.as_path())?,
+    }
+    Ok(buf)
+}
+
+/// The dpkg database entries for the packages of this layer, and the status of every
+/// package so far.
+fn database(
+    units: &[Unit<'_>],
+    below: &[Unit<'_>],
+    disowned: &BTreeMap<String, std::collections::BTreeSet<String>>,
+    native: &str,
+    foreign: &[String],
+    sde: u64,
+) -> anyhow::Result<Tree> {
+    let mut tree = Tree::new(sde);
+    let file = |bytes: Vec<u8>, mode: u32| Node {
+        kind: Kind::File { size: bytes.len() as u64, content: Content::Bytes(bytes.into()), link_group: None },
+        mode,
+        uid: 0,
+        gid: 0,
+        mtime: sde,
+        xattrs: Default::default(),
+        implicit: false,
+    };
+    let dir = Node { implicit: false, ..Node::implicit_directory(sde) };
+    let foreign: Vec<&str> = foreign.iter().map(String::as_str).collect();
+    let skeleton = dpkgdb::skeleton(native, &foreign);
+    for d in ["var", "var/lib"].iter().chain(&skeleton.directories) {
+        tree.insert(d, dir.clone())?;
+    }
+    for (path, text) in skeleton.files {
+        tree.insert(path, file(text.into_bytes(), 0o644))?;
+    }
+    let all: Vec<&Unit<'_>> = below.iter().chain(units).collect();
+    let db: Vec<DbPackage<'_>> = all
+        .iter()
+        .map(|u| DbPackage {
+            control: &u.layer.meta.control,
+            status: STATUS_UNPACKED,
+            // dpkg records `newconffile` for a conffile unpacked but never configured.
+            conffiles: u.layer.meta.conffiles.iter().map(|c| (c.clone(), "newconffile".to_owned())).collect(),
+        })
+        .collect();
+    tree.insert("var/lib/dpkg/status", file(dpkgdb::status(&db)?.into_bytes(), 0o644))?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let empty = Default::default();
+    // This layer's packages, and those below that lost files to them (their lists change).
+    for (unit, ours) in units
+        .iter()
+        .map(|u| (u, true))
+        .chain(below.iter().filter(|u| disowned.contains_key(&u.label())).map(|u| (u, false)))
+    {
+        let meta = &unit.layer.meta;
+        let gone: &std::collections::BTreeSet<String> = disowned.get(&unit.label()).unwrap_or(&empty);
+        let name = dpkgdb::info_name(&meta.control)?;
+        let info = |ext: &str| format!("var/lib/dpkg/info/{name}.{ext}");
+        let paths: Vec<String> = meta.paths.iter().filter(|p| !gone.contains(*p)).cloned().collect();
+        let md5sums: String = meta
+            .md5sums
+            .lines()
+            .filter(|l| l.split_once("  ").is_none_or(|(_, p)| !gone.contains(&format!("/{p}"))))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        tree.insert(&info("list"), file(dpkgdb::list_file(&paths).into_bytes(), 0o644))?;
+        tree.insert(&info("md5sums"), file(md5sums.into_bytes(), 0o644))?;
+        if !ours {
+            continue;
+        }
+        if !meta.conffiles.is_empty() {
+            let text: String = meta.conffiles.iter().map(|c| format!("{c}\n")).collect();
+            tree.insert(&info("conffiles"), file(text.into_bytes(), 0o644))?;
+        }
+        for (script, data) in &meta.scripts {
+            let bytes = b64.decode(data).context("a cached maintainer script")?;
+            let executable = matches!(script.as_str(), "preinst" | "postinst" | "prerm" | "postrm" | "config");
+            tree.insert(&info(script), file(bytes, if executable { 0o755 } else { 0o644 }))?;
+        }
+    }
+    Ok(tree)
+}
