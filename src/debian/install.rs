@@ -252,6 +252,10 @@ pub fn install(mut image: Tree, install: LayerInstall<'_>) -> anyhow::Result<Ins
         let mut refusal: Option<anyhow::Error> = None;
         let result = image.merge_checked(tree, &mut |source, path, node, existing| {
             let shipped = format!("/{source}");
+            // dpkg never changes an existing directory's metadata.
+            if node.is_dir() && existing.is_some_and(Node::is_dir) {
+                return Ok(false);
+            }
             if let (Some(existing), false) = (existing, node.is_dir()) {
                 if existing.is_dir() {
                     return Err(TreeError::Refused {

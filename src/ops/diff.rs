@@ -234,6 +234,8 @@ pub fn diff(ctx: &Context, a: &str, b: &str, as_json: bool) -> anyhow::Result<()
         }
     }
 
+    let package_changes = package_changes(&ma, &mb);
+
     // The root filesystems, entry by entry (skipped when their diff_ids agree): from the
     // layers in the store when it has them all, else from the rootfs archives.
     let mut entry_changes = Vec::new();
@@ -293,6 +295,7 @@ pub fn diff(ctx: &Context, a: &str, b: &str, as_json: bool) -> anyhow::Result<()
         let report = json!({
             "a": id_a, "b": id_b, "identical": identical,
             "inputs": input_changes,
+            "packages": package_changes,
             "rootfs": { "summary": per_top, "entries": entry_changes },
             "layers": {
                 "shared": shared.iter().map(|l| json!({ "name": l.0, "diff_id": l.1, "size": l.2 })).collect::<Vec<_>>(),
@@ -327,6 +330,22 @@ pub fn diff(ctx: &Context, a: &str, b: &str, as_json: bool) -> anyhow::Result<()
                 }
             }
         }
+        for c in &package_changes {
+            let field = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            let versions = match (c["a"].as_str(), c["b"].as_str()) {
+                (Some(a), Some(b)) => format!("{a} -> {b}"),
+                (Some(a), None) => a.to_owned(),
+                (None, b) => b.unwrap_or_default().to_owned(),
+            };
+            println!(
+                "package {:<10} {}:{} {versions} (archive {}, layer {})",
+                field("change"),
+                field("name"),
+                field("architecture"),
+                field("archive"),
+                field("layer")
+            );
+        }
         for (top, counts) in &per_top {
             let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
             println!("rootfs {top}: {}", counts.join(", "));
@@ -348,12 +367,57 @@ pub fn diff(ctx: &Context, a: &str, b: &str, as_json: bool) -> anyhow::Result<()
     } else {
         Err(CheckFailed {
             message: format!(
-                "the candidates differ ({} input(s), {} rootfs entr(ies))",
+                "the candidates differ ({} input(s), {} package(s), {} rootfs entr(ies))",
                 input_changes.len(),
+                package_changes.len(),
                 entry_changes.len()
             ),
             hint: None,
         }
         .into())
     }
+}
+
+/// Debian packages added, removed, upgraded or downgraded (dpkg version order), by
+/// (name, architecture), with the archive and layer they came from.
+fn package_changes(a: &Value, b: &Value) -> Vec<Value> {
+    let packages = |m: &Value| -> BTreeMap<(String, String), Value> {
+        m["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let key = (
+                    p["name"].as_str().unwrap_or_default().to_owned(),
+                    p["architecture"].as_str().unwrap_or_default().to_owned(),
+                );
+                (key, p.clone())
+            })
+            .collect()
+    };
+    let (pa, pb) = (packages(a), packages(b));
+    let version = |p: &Value| p["version"].as_str().unwrap_or_default().parse::<crate::debian::version::Version>().ok();
+    let mut out = Vec::new();
+    let keys: BTreeSet<&(String, String)> = pa.keys().chain(pb.keys()).collect();
+    for key in keys {
+        let (x, y) = (pa.get(key), pb.get(key));
+        let change = match (x, y) {
+            (Some(_), None) => "removed",
+            (None, Some(_)) => "added",
+            (Some(x), Some(y)) if x["sha256"] == y["sha256"] => continue,
+            (Some(x), Some(y)) => match (version(x), version(y)) {
+                (Some(vx), Some(vy)) if vy > vx => "upgraded",
+                (Some(vx), Some(vy)) if vy < vx => "downgraded",
+                _ => "rebuilt",
+            },
+            (None, None) => continue,
+        };
+        let from = y.or(x).expect("one side has it");
+        out.push(json!({
+            "change": change, "name": key.0, "architecture": key.1,
+            "a": x.map(|p| p["version"].clone()), "b": y.map(|p| p["version"].clone()),
+            "archive": from["archive"], "layer": from["layer"],
+        }));
+    }
+    out
 }

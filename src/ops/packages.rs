@@ -188,7 +188,7 @@ pub fn check_locked(
             }
         }
     }
-    ctx.store.put_action(&key, b"verified")?;
+    ctx.store.put_action(&key, br#"{"verified":true}"#)?;
     Ok(())
 }
 

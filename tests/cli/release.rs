@@ -288,5 +288,55 @@ fn diff_names_exactly_the_changed_input_and_file() {
     let motd = d["rootfs"]["entries"].as_array().unwrap().iter().find(|e| e["path"] == "/etc/motd").unwrap();
     let fields: Vec<&str> = motd["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["content", "size"]);
-    assert_eq!(d["layers"]["shared"].as_array().unwrap().len(), 0, "both layers changed");
+    let shared: Vec<&str> =
+        d["layers"]["shared"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(shared, ["base"], "only the package layer is shared");
+    assert_eq!(d["packages"].as_array().unwrap().len(), 0, "no package changed");
+}
+
+#[test]
+fn diff_of_one_package_version_and_one_file_names_exactly_those() {
+    let root = tempfile::tempdir().unwrap();
+    let store = root.path().join("store");
+    let build = |name: &str, hello: &str, motd: &str| -> PathBuf {
+        let dir = root.path().join(name);
+        copy_project(&dir, false);
+        fs::write(dir.join("fixtures/example/etc/motd"), motd).unwrap();
+        let recipe = fs::read_to_string(dir.join("recipes/example.toml")).unwrap();
+        let recipe = recipe.replace("packages = [\"web\"]", &format!("packages = [\"web\", \"{hello}\"]"));
+        fs::write(dir.join("recipes/example.toml"), recipe).unwrap();
+        run(with_store(&dir, &store, ["lock", "recipes/example.toml"])).assert_ok();
+        run(with_store(&dir, &store, ["build", "recipes/example.toml", "--out", "out"])).assert_ok();
+        dir.join(DIR)
+    };
+    let a = build("a", "hello (= 1.0-1)", "Welcome.\n");
+    let b = build("b", "hello", "Welcome to the new one.\n");
+    let diff = run(with_store(root.path(), &store, ["diff", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]));
+    diff.assert_code(1);
+    let d: serde_json::Value = serde_json::from_str(&diff.stdout).unwrap();
+    let packages: Vec<(String, String, String, String)> = d["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let s = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+            (s("change"), s("name"), s("a"), s("b"))
+        })
+        .collect();
+    assert_eq!(packages, [("upgraded".into(), "hello".into(), "1.0-1".into(), "1.1-1".into())]);
+    let inputs: Vec<&str> = d["inputs"].as_array().unwrap().iter().map(|i| i["origin"].as_str().unwrap()).collect();
+    assert_eq!(inputs, ["../fixtures/example/etc"], "only the configuration files changed");
+    let paths: Vec<&str> =
+        d["rootfs"]["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert!(paths.contains(&"/etc/motd") && paths.contains(&"/usr/share/doc/hello/changelog"), "{paths:?}");
+    for path in &paths {
+        let expected = *path == "/etc/motd"
+            || path.starts_with("/usr/bin/hello")
+            || path.starts_with("/usr/share/doc/hello/")
+            || path.starts_with("/var/lib/dpkg/");
+        assert!(expected, "unexpected change at {path} ({paths:?})");
+    }
+    // In the text form, as a release manager reads it.
+    let text = run(with_store(root.path(), &store, ["diff", a.to_str().unwrap(), b.to_str().unwrap()]));
+    assert!(text.stdout.contains("package upgraded   hello:amd64 1.0-1 -> 1.1-1"), "{}", text.stdout);
 }

@@ -1,0 +1,83 @@
+#!/bin/bash
+# debian-minbase.sh — the Debian 12 minbase set, side by side in one run (interleaved rounds):
+#   lock      candidate lock: InRelease verify + full bookworm main index (63k) parse + resolve
+#   cold      candidate build, extract only; the store holds the .debs, the layer cache is cold
+#   warm      candidate build again
+#   floor     dpkg-deb --fsys-tarfile of every .deb (2 jobs) + zstd -3 -T0 of the rootfs tar
+#   mm-extract  mmdebstrap --variant=extract of the same package set, to .tar
+#   mm-minbase  mmdebstrap --variant=minbase, to .tar
+# Needs the mirrors of ../shared/bench (make-local-mirror.sh, make-signed-mirror.sh); their
+# location is the first argument (default /tmp/bench). WORK (default: $BENCH/candidate-bench)
+# is where builds run: put it on tmpfs to compare with the tmpfs figures.
+# Usage: benches/debian-minbase.sh [BENCH] ; RUNS=5 by default. Prints a table of medians.
+set -euo pipefail
+BENCH=${1:-/tmp/bench}
+RUNS=${RUNS:-5}
+WORK=${WORK:-$BENCH/candidate-bench}
+BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/candidate}
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+[ -d "$BENCH/mirror-signed/dists" ] || { echo "no $BENCH/mirror-signed: run ../shared/bench/make-local-mirror.sh and make-signed-mirror.sh" >&2; exit 1; }
+rm -rf "$WORK"; mkdir -p "$WORK/recipes"
+cat > "$WORK/recipes/minbase.toml" <<EOF
+[image]
+name = "minbase"
+version = "1"
+architecture = "amd64"
+os = "debian"
+release = "bookworm"
+source-date-epoch = "archive"
+
+[archive.debian]
+url = "file://$BENCH/mirror-signed"
+suite = "bookworm"
+components = ["main"]
+keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+[[layer]]
+name = "base"
+priority = "required"
+packages = ["apt"]
+EOF
+cd "$WORK"
+STORE=$WORK/store
+"$BIN" -q --store "$STORE" lock recipes/minbase.toml
+"$BIN" -q --store "$STORE" fetch recipes/minbase.toml
+# the same .debs, in the lock's order, for the floor and for mmdebstrap --variant=extract
+awk -F' = ' '/^filename/{gsub(/"/,"",$2); print $2}' lockfiles/minbase.lock > debs.txt
+PKGS=$(awk -F' = ' '/^\[\[package/{p=1} p&&/^name/{gsub(/"/,"",$2); printf "%s,", $2; p=0}' lockfiles/minbase.lock)
+MIRROR="deb [trusted=yes] file://$BENCH/mirror ./"
+
+t() { # name command...: runs, appends "name seconds maxrss_kb" to times.tsv
+  local name=$1; shift
+  /usr/bin/time -f "$name %e %M" -a -o times.tsv "$@" >/dev/null 2>>log.txt
+}
+floor() {
+  rm -rf floor; mkdir floor
+  (cd "$BENCH/mirror-signed" && xargs -P2 -I{} sh -c 'dpkg-deb --fsys-tarfile "{}" > "'"$WORK"'/floor/$(basename {}).tar"' < "$WORK/debs.txt")
+  cat floor/*.tar | zstd -3 -T0 -q -f -o floor.tar.zst
+}
+: > times.tsv
+for i in $(seq "$RUNS"); do
+  sync; t lock "$BIN" -q --store "$STORE" lock recipes/minbase.toml
+  rm -rf "$STORE/v1/actions" dist; mkdir -p "$STORE/v1/actions"; sync
+  t cold "$BIN" -q --store "$STORE" build recipes/minbase.toml
+  t warm "$BIN" -q --store "$STORE" build recipes/minbase.toml
+  sync; t floor bash -c "$(declare -f floor); WORK=$WORK BENCH=$BENCH floor"
+  if command -v mmdebstrap >/dev/null; then
+    sync; t mm-extract mmdebstrap --quiet --mode=root --variant=extract --include="$PKGS" bookworm mm-extract.tar "$MIRROR"
+    sync; t mm-minbase mmdebstrap --quiet --mode=root --variant=minbase bookworm mm-minbase.tar "$MIRROR"
+  fi
+done
+python3 - "$WORK/times.tsv" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+names = list(dict.fromkeys(r[0] for r in rows))
+med = {n: statistics.median(float(r[1]) for r in rows if r[0] == n) for n in names}
+print(f"{'step':<12}{'median s':>10}{'min-max':>16}{'peak RSS MB':>13}{'vs floor':>10}")
+for n in names:
+    t = [float(r[1]) for r in rows if r[0] == n]; m = [int(r[2]) for r in rows if r[0] == n]
+    ratio = f"{med[n]/med['floor']:.2f}x" if 'floor' in med else ""
+    print(f"{n:<12}{med[n]:>10.2f}{min(t):>8.2f}-{max(t):<7.2f}{max(m)/1024:>13.0f}{ratio:>10}")
+if 'mm-minbase' in med:
+    print(f"cold build is {med['mm-minbase']/med['cold']:.1f}x faster than mmdebstrap --variant=minbase")
+PY
