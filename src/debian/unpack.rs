@@ -965,3 +965,95 @@ mod tests {
         }
     }
 }
+
+/// Checks against real packages, when a folder of them is at hand:
+/// `CANDIDATE_DEB_DIR=/some/debs cargo test --lib real_packages -- --ignored`.
+#[cfg(test)]
+mod real {
+    use super::*;
+    use crate::debian::dpkgdb;
+    use std::process::Command;
+
+    #[test]
+    #[ignore = "needs CANDIDATE_DEB_DIR"]
+    fn real_packages_match_dpkg() {
+        let Ok(dir) = std::env::var("CANDIDATE_DEB_DIR") else { return };
+        let installed = fs_err::read_to_string("/var/lib/dpkg/status").unwrap_or_default();
+        let spool = tempfile::tempdir().unwrap();
+        let (mut debs, mut compared) = (0, 0);
+        for entry in walkdir::WalkDir::new(&dir).sort_by_file_name() {
+            let path = entry.unwrap().into_path();
+            if path.extension().is_none_or(|e| e != "deb") {
+                continue;
+            }
+            debs += 1;
+            let label = path.file_name().unwrap().to_string_lossy().into_owned();
+            let file = fs_err::File::open(&path).unwrap().into_parts().0;
+            let u = unpack(&file, &label, spool.path(), 1_700_000_000, UnpackLimits::default()).unwrap();
+            // Paths as dpkg-deb lists them.
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("dpkg-deb --fsys-tarfile '{}' | tar -t", path.display()))
+                .output()
+                .unwrap();
+            let listed: Vec<String> = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| format!("/{}", l.trim_start_matches("./").trim_end_matches('/')))
+                .filter(|l| l != "/")
+                .collect();
+            assert_eq!(u.paths, listed, "{label}");
+            // The contents we spooled hash to what the package's own md5sums says.
+            for line in u.md5sums.lines() {
+                let (md5, rel) = line.split_once("  ").unwrap();
+                let Some(Node { kind: Kind::File { size, content: Content::Range { file, offset }, .. }, .. }) =
+                    u.tree.get(rel)
+                else {
+                    panic!("{label}: md5sums names `{rel}`, which is not a regular file")
+                };
+                let mut buf = vec![0u8; *size as usize];
+                std::os::unix::fs::FileExt::read_exact_at(&**file, &mut buf, *offset).unwrap();
+                assert_eq!(format!("{:x}", Md5::digest(&buf)), md5, "{label}: {rel}");
+            }
+            // The status stanza, if this machine has the same version installed.
+            let name = u.name.as_str();
+            let arch = u.architecture.as_str();
+            let stanza = installed.split("\n\n").find(|s| {
+                s.starts_with(&format!("Package: {name}\n"))
+                    && s.contains(&format!("\nVersion: {}\n", u.version))
+                    && s.contains(&format!("\nArchitecture: {arch}\n"))
+            });
+            if let Some(real) = stanza {
+                let conffiles = real
+                    .split("\nConffiles:\n")
+                    .nth(1)
+                    .map(|rest| {
+                        rest.lines()
+                            .take_while(|l| l.starts_with(' '))
+                            .map(|l| {
+                                let mut w = l.split_whitespace();
+                                (w.next().unwrap().to_owned(), w.next().unwrap().to_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let p = dpkgdb::DbPackage { control: &u.control, status: "install ok installed", conffiles };
+                // Installers record the archive's override Priority and Section, which may
+                // differ from the package's own: compare those fields by name only.
+                let normalise = |text: &str| -> Vec<String> {
+                    text.lines()
+                        .map(|l| match l.split_once(':') {
+                            Some((name @ ("Priority" | "Section"), _)) => name.to_owned(),
+                            _ => l.to_owned(),
+                        })
+                        .collect()
+                };
+                let ours = dpkgdb::status_stanza(&p).unwrap();
+                let ours = ours.strip_suffix("\n\n").expect("a stanza ends with an empty line");
+                assert_eq!(normalise(ours), normalise(real.trim_end_matches('\n')), "{label}");
+                compared += 1;
+            }
+        }
+        eprintln!("{debs} packages unpacked, {compared} status stanzas compared");
+    }
+}
