@@ -163,6 +163,11 @@ pub fn status_stanza(p: &DbPackage<'_>) -> Result<String, DbError> {
                         let list = Provide::parse_list(name, value).map_err(|e| bad(name, e.to_string()))?;
                         list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                     }
+                    // dpkg prints an epoch only when it is not 0 or the version needs it.
+                    "Version" => match value.strip_prefix("0:") {
+                        Some(rest) if !rest.contains(':') => rest.to_owned(),
+                        _ => value.to_owned(),
+                    },
                     _ if RELATIONS.contains(&name) => {
                         Relations::parse(name, value).map_err(|e| bad(name, e.to_string()))?.to_string()
                     }
@@ -354,6 +359,17 @@ Built-Using: gcc (= 12)
     }
 
     #[test]
+    fn a_zero_epoch_is_dropped_as_dpkg_does() {
+        let stanza = |version: &str| {
+            let control = format!("Package: aa\nVersion: {version}\nArchitecture: all\n");
+            status_stanza(&pkg(&control)).unwrap()
+        };
+        assert!(stanza("0:1.0-1").contains("\nVersion: 1.0-1\n"));
+        assert!(stanza("0:1:2").contains("\nVersion: 0:1:2\n"));
+        assert!(stanza("2:1.0").contains("\nVersion: 2:1.0\n"));
+    }
+
+    #[test]
     fn multi_arch_same_packages_are_named_with_their_architecture() {
         assert_eq!(info_name("Package: libc6\nArchitecture: amd64\nMulti-Arch: same\n").unwrap(), "libc6:amd64");
         assert_eq!(info_name("Package: bash\nArchitecture: amd64\nMulti-Arch: foreign\n").unwrap(), "bash");
@@ -426,5 +442,92 @@ Built-Using: gcc (= 12)
         fs_err::write(root.join("usr/bin/hello"), "tampered\n").unwrap();
         fs_err::write(root.join("etc/hello.conf"), "a=2\n").unwrap();
         assert_eq!(dpkg(root, &["--verify", "hello"]), "??5?????? c /etc/hello.conf\n??5??????   /usr/bin/hello\n");
+    }
+
+    /// A package built by dpkg-deb, unpacked by us into a root with its database: dpkg
+    /// finds every file it expects, unchanged.
+    #[test]
+    fn dpkg_accepts_what_we_unpack() {
+        let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+        if !(have("dpkg") && have("dpkg-deb") && have("tar")) {
+            eprintln!("dpkg, dpkg-deb or tar not installed; skipping");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        for d in ["DEBIAN", "etc/hello", "usr/bin", "usr/share/doc/hello"] {
+            fs_err::create_dir_all(src.join(d)).unwrap();
+        }
+        let control = "Package: hello\nVersion: 0:2.0-1\nArchitecture: amd64\nMulti-Arch: same\n\
+                       Maintainer: M <m@example.org>\nDescription: greets\n";
+        fs_err::write(src.join("DEBIAN/control"), control).unwrap();
+        fs_err::write(src.join("DEBIAN/conffiles"), "/etc/hello/hello.conf\n").unwrap();
+        fs_err::write(src.join("etc/hello/hello.conf"), "a=1\n").unwrap();
+        fs_err::write(src.join("usr/bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
+        fs_err::write(src.join("usr/share/doc/hello/README"), "read me\n").unwrap();
+        std::os::unix::fs::symlink("hello", src.join("usr/bin/hi")).unwrap();
+        let deb = tmp.path().join("hello.deb");
+        let built =
+            Command::new("dpkg-deb").args(["--build", "--root-owner-group", "-Zzstd"]).arg(&src).arg(&deb).output();
+        let built = built.unwrap();
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+        let file = fs_err::File::open(&deb).unwrap().into_parts().0;
+        let u =
+            super::super::unpack::unpack(&file, "hello.deb", tmp.path(), 1_700_000_000, Default::default()).unwrap();
+        let root = tmp.path().join("root");
+        fs_err::create_dir_all(&root).unwrap();
+        let tar = tmp.path().join("layer.tar");
+        crate::tar::writer::write_tree(&u.tree, &mut fs_err::File::create(&tar).unwrap()).unwrap();
+        let x = Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&root).output().unwrap();
+        assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+
+        let s = skeleton("amd64", &[]);
+        for d in &s.directories {
+            fs_err::create_dir_all(root.join(d)).unwrap();
+        }
+        for (path, text) in &s.files {
+            fs_err::write(root.join(path), text).unwrap();
+        }
+        let conffiles = u
+            .conffiles
+            .iter()
+            .map(|c| {
+                let line = u.md5sums.lines().find(|l| l.ends_with(&format!("  {}", &c[1..]))).unwrap();
+                (c.clone(), line[..32].to_owned())
+            })
+            .collect();
+        let p = DbPackage { control: &u.control, status: "install ok unpacked", conffiles };
+        fs_err::write(root.join("var/lib/dpkg/status"), status(&[p]).unwrap()).unwrap();
+        let name = info_name(&u.control).unwrap();
+        assert_eq!(name, "hello:amd64");
+        let info = root.join("var/lib/dpkg/info");
+        fs_err::write(info.join(format!("{name}.list")), list_file(&u.paths)).unwrap();
+        fs_err::write(info.join(format!("{name}.md5sums")), &u.md5sums).unwrap();
+
+        let row = dpkg(&root, &["-l", "hello"]);
+        assert!(row.lines().any(|l| l.split_whitespace().take(4).eq(["iU", "hello:amd64", "2.0-1", "amd64"])), "{row}");
+        let listed = dpkg(&root, &["-L", "hello"]);
+        assert_eq!(
+            listed.lines().collect::<Vec<_>>(),
+            [
+                "/.",
+                "/etc",
+                "/etc/hello",
+                "/etc/hello/hello.conf",
+                "/usr",
+                "/usr/bin",
+                "/usr/bin/hello",
+                "/usr/share",
+                "/usr/share/doc",
+                "/usr/share/doc/hello",
+                "/usr/share/doc/hello/README",
+                // dpkg-deb puts symlinks after everything else; the list keeps archive order.
+                "/usr/bin/hi",
+            ]
+        );
+        assert_eq!(dpkg(&root, &["--verify"]), "");
+        fs_err::write(root.join("usr/share/doc/hello/README"), "changed\n").unwrap();
+        assert_eq!(dpkg(&root, &["--verify"]), "??5??????   /usr/share/doc/hello/README\n");
     }
 }
