@@ -18,12 +18,20 @@
 //! * `info/NAME.list` holds `/.` and then every path in archive order; `info/` files are
 //!   named `NAME:ARCH` for `Multi-Arch: same` packages and `NAME` otherwise.
 //!
+//! A test runs the real `dpkg --unpack` on the same package and compares: `status`, every
+//! `info/` file and the extracted files agree byte for byte, with one difference that is
+//! the caller's to settle: dpkg leaves a new conffile at `PATH.dpkg-new` (and records its
+//! hash as `newconffile`) until `dpkg --configure` moves it into place. An image that
+//! records `install ok unpacked` should do the same; one that places conffiles at their
+//! final paths should record their real md5 (as dpkg does once it has configured them).
+//!
 //! Fields that only dpkg may set (`Status`, `Config-Version`, `Conffiles`, triggers state)
 //! and `Packages`-index fields (`Filename`, `Size`, `MD5sum`) are refused in a control file:
 //! a package that ships them is trying to write the database itself.
 
 use super::control::{self, ControlError, Dialect, Stanza};
 use super::packages::{Provide, Relations};
+use super::unpack::Unpacked;
 
 /// One package as recorded in the database.
 #[derive(Debug, Clone)]
@@ -224,6 +232,27 @@ pub fn list_file(paths: &[String]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The files dpkg keeps in `info/` for an unpacked package, named relative to `info/`:
+/// `NAME.list`, `NAME.md5sums`, `NAME.conffiles` (if any), and every other control member
+/// (`NAME.postinst`, `NAME.triggers`, `NAME.shlibs` …) as shipped, as `dpkg --unpack`
+/// leaves them.
+pub fn info_files(unpacked: &Unpacked) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+    let name = info_name(&unpacked.control)?;
+    let mut files = vec![(format!("{name}.list"), list_file(&unpacked.paths).into_bytes())];
+    if !unpacked.md5sums.is_empty() {
+        files.push((format!("{name}.md5sums"), unpacked.md5sums.clone().into_bytes()));
+    }
+    if !unpacked.conffiles.is_empty() {
+        let text: String = unpacked.conffiles.iter().map(|c| format!("{c}\n")).collect();
+        files.push((format!("{name}.conffiles"), text.into_bytes()));
+    }
+    for (member, content) in &unpacked.scripts {
+        files.push((format!("{name}.{member}"), content.clone()));
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// The fixed part of an admin directory that dpkg expects besides `status` and `info/`
@@ -442,6 +471,105 @@ Built-Using: gcc (= 12)
         fs_err::write(root.join("usr/bin/hello"), "tampered\n").unwrap();
         fs_err::write(root.join("etc/hello.conf"), "a=2\n").unwrap();
         assert_eq!(dpkg(root, &["--verify", "hello"]), "??5?????? c /etc/hello.conf\n??5??????   /usr/bin/hello\n");
+    }
+
+    /// What we write for a package is what `dpkg --unpack` itself writes: the status file,
+    /// every `info/` file, and the files with their modes, owners, sizes and link targets.
+    #[test]
+    fn we_write_what_dpkg_unpack_writes() {
+        let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+        // `dpkg --unpack` must chown, so it needs root.
+        if !(have("dpkg") && have("dpkg-deb") && have("tar")) || unsafe { libc::geteuid() } != 0 {
+            eprintln!("needs root, dpkg, dpkg-deb and tar; skipping");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        for d in ["DEBIAN", "etc", "usr/bin", "usr/lib/hello"] {
+            fs_err::create_dir_all(src.join(d)).unwrap();
+        }
+        let control = "Package: hello\nVersion: 0:2.0-1\nDescription: greets\n more\nArchitecture: amd64\n\
+                       Depends: libc6 (>=2.36)|libc7\nMulti-Arch: same\nMaintainer: M <m@example.org>\n\
+                       Homepage: https://example.org/\nEssential: no\nPriority: optional\n";
+        fs_err::write(src.join("DEBIAN/control"), control).unwrap();
+        fs_err::write(src.join("DEBIAN/conffiles"), "/etc/hello.conf\n").unwrap();
+        fs_err::write(src.join("DEBIAN/postrm"), "#!/bin/sh\nexit 0\n").unwrap();
+        fs_err::write(src.join("etc/hello.conf"), "a=1\n").unwrap();
+        fs_err::write(src.join("usr/bin/hello"), "hi\n").unwrap();
+        fs_err::hard_link(src.join("usr/bin/hello"), src.join("usr/bin/hello2")).unwrap();
+        std::os::unix::fs::symlink("hello", src.join("usr/bin/hi")).unwrap();
+        std::os::unix::fs::symlink("/etc/hello.conf", src.join("usr/lib/hello/conf")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        for (p, mode) in [("DEBIAN/postrm", 0o755), ("usr/bin/hello", 0o4755), ("usr/lib/hello", 0o2775)] {
+            fs_err::set_permissions(src.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let deb = tmp.path().join("hello.deb");
+        let built = Command::new("dpkg-deb").args(["--build", "--root-owner-group"]).arg(&src).arg(&deb).output();
+        let built = built.unwrap();
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+        // dpkg's own result.
+        let theirs = tmp.path().join("theirs");
+        fs_err::create_dir_all(theirs.join("var/lib/dpkg/info")).unwrap();
+        fs_err::create_dir_all(theirs.join("var/lib/dpkg/updates")).unwrap();
+        fs_err::write(theirs.join("var/lib/dpkg/status"), "").unwrap();
+        let out = Command::new("dpkg")
+            .arg(format!("--root={}", theirs.display()))
+            .args(["--force-all", "--unpack"])
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+        // Ours.
+        let file = fs_err::File::open(&deb).unwrap().into_parts().0;
+        let u = super::super::unpack::unpack(&file, "hello.deb", tmp.path(), u64::MAX, Default::default()).unwrap();
+        let conffiles = u.conffiles.iter().map(|c| (c.clone(), "newconffile".to_owned())).collect();
+        let p = DbPackage { control: &u.control, status: "install ok unpacked", conffiles };
+        let db = theirs.join("var/lib/dpkg");
+        assert_eq!(status(&[p]).unwrap(), fs_err::read_to_string(db.join("status")).unwrap());
+        let ours = info_files(&u).unwrap();
+        let mut dpkgs: Vec<String> = fs_err::read_dir(db.join("info"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "format")
+            .collect();
+        dpkgs.sort();
+        assert_eq!(ours.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), dpkgs);
+        for (name, content) in &ours {
+            assert_eq!(content, &fs_err::read(db.join("info").join(name)).unwrap(), "info/{name}");
+        }
+
+        // The files, extracted from our tree by tar, against dpkg's.
+        let mine = tmp.path().join("mine");
+        fs_err::create_dir_all(&mine).unwrap();
+        let tar = tmp.path().join("layer.tar");
+        crate::tar::writer::write_tree(&u.tree, &mut fs_err::File::create(&tar).unwrap()).unwrap();
+        let x = Command::new("tar")
+            .args(["--same-permissions", "--same-owner", "-xf"])
+            .arg(&tar)
+            .arg("-C")
+            .arg(&mine)
+            .output();
+        assert!(x.unwrap().status.success());
+        let shape = |root: &std::path::Path| {
+            let out = Command::new("find")
+                .arg(root)
+                .args(["-path", "*/var/lib/dpkg", "-prune", "-o", "-printf", "%P %y %m %U %G %s %l %n\\n"])
+                .output()
+                .unwrap();
+            let mut lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+            // Not compared: the root (dpkg's holds `var/`) and the admin directory. dpkg
+            // leaves a new conffile as `.dpkg-new` until it configures the package.
+            lines.retain(|l| !l.starts_with("var") && !l.starts_with(' '));
+            let lines = lines.iter().map(|l| l.replacen(".dpkg-new ", " ", 1));
+            let mut lines: Vec<String> = lines.collect();
+            lines.sort();
+            lines
+        };
+        let (theirs_shape, mine_shape) = (shape(&theirs), shape(&mine));
+        assert!(theirs_shape.iter().any(|l| l.starts_with("usr/bin/hello f 4755 0 0 3  2")), "{theirs_shape:#?}");
+        assert_eq!(mine_shape, theirs_shape);
     }
 
     /// A package built by dpkg-deb, unpacked by us into a root with its database: dpkg
