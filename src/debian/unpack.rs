@@ -267,7 +267,7 @@ fn read_control<R: Read>(
                 return Err(fail(&format!("a {} in the control archive, which holds only files", other.describe())))
             }
         }
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0', '\n']) {
             return Err(fail("not a plain file name at the top of the control archive"));
         }
         let mut content = Vec::new();
@@ -323,6 +323,10 @@ fn read_data<R: Read>(
         let path =
             ImagePath::from_rel(&entry.path).map_err(|_| fail("its path climbs with `..`; refusing it".into()))?;
         let rel = path.as_rel().to_owned();
+        // dpkg's `.list` and `md5sums` are line-based: dpkg-deb refuses such names, and so do we.
+        if rel.contains('\n') || entry.link.contains('\n') {
+            return Err(fail("a newline in its path or link target; dpkg's file lists cannot hold it".into()));
+        }
         if rel.is_empty() {
             if entry.kind != EntryType::Directory {
                 return Err(fail(format!("the image root cannot be a {}", entry.kind.describe())));
@@ -826,6 +830,8 @@ mod tests {
         assert!(e.contains("`./etc/passwd`") && e.contains("symlink"), "{e}");
         let e = with(&|t| entry(t, "./usr/bin/hi", b'1', 0o644, b"", "./etc/shadow", &[]));
         assert!(e.contains("not an earlier regular file"), "{e}");
+        let e = with(&|t| file(t, "./usr/bin/evil\nname", b"x"));
+        assert!(e.contains("newline"), "{e}");
         let e = with(&|t| {
             file(t, "./a", b"1");
             file(t, "./a", b"2");
