@@ -156,16 +156,22 @@ pub fn status_stanza(p: &DbPackage<'_>) -> Result<String, DbError> {
             _ => {
                 let Some(value) = stanza.get(name) else { continue };
                 let value = value.trim_end();
+                // dpkg reads these keywords ignoring case and writes its own spelling.
+                let keyword = value.to_ascii_lowercase();
                 let written = match name {
-                    "Essential" | "Protected" => match value {
-                        "yes" => value.to_owned(),
+                    "Essential" | "Protected" => match keyword.as_str() {
+                        "yes" => keyword,
                         "no" => continue,
                         _ => return Err(bad(name, format!("`{value}` is neither `yes` nor `no`"))),
                     },
-                    "Multi-Arch" => match value {
-                        "same" | "foreign" | "allowed" => value.to_owned(),
+                    "Multi-Arch" => match keyword.as_str() {
+                        "same" | "foreign" | "allowed" => keyword,
                         "no" => continue,
                         _ => return Err(bad(name, format!("unknown value `{value}`"))),
+                    },
+                    "Priority" => match keyword.as_str() {
+                        "required" | "important" | "standard" | "optional" | "extra" => keyword,
+                        _ => value.to_owned(),
                     },
                     "Provides" => {
                         let list = Provide::parse_list(name, value).map_err(|e| bad(name, e.to_string()))?;
@@ -213,7 +219,7 @@ pub fn info_name(control: &str) -> Result<String, DbError> {
     let stanza = parse(control)?;
     let name = package_name(&stanza)?;
     let arch = required(&stanza, &name, "Architecture")?;
-    match stanza.get("Multi-Arch").map(str::trim) {
+    match stanza.get("Multi-Arch").map(|m| m.trim().to_ascii_lowercase()).as_deref() {
         Some("same") if arch == "all" => Err(DbError::Field {
             package: name,
             field: "Multi-Arch".into(),
@@ -396,6 +402,18 @@ Built-Using: gcc (= 12)
         assert!(stanza("0:1.0-1").contains("\nVersion: 1.0-1\n"));
         assert!(stanza("0:1:2").contains("\nVersion: 0:1:2\n"));
         assert!(stanza("2:1.0").contains("\nVersion: 2:1.0\n"));
+    }
+
+    #[test]
+    fn keywords_are_written_in_dpkgs_spelling() {
+        let control =
+            "Package: aa\nVersion: 1\nArchitecture: amd64\nEssential: Yes\nMulti-Arch: Same\nPriority: Optional\n";
+        let text = status_stanza(&pkg(control)).unwrap();
+        assert!(text.contains("\nEssential: yes\n") && text.contains("\nMulti-Arch: same\n"), "{text}");
+        assert!(text.contains("\nPriority: optional\n"), "{text}");
+        assert_eq!(info_name(control).unwrap(), "aa:amd64");
+        let control = "Package: aa\nVersion: 1\nArchitecture: amd64\nEssential: maybe\n";
+        assert!(status_stanza(&pkg(control)).unwrap_err().to_string().contains("Essential"));
     }
 
     #[test]
