@@ -30,7 +30,7 @@
 //! a package that ships them is trying to write the database itself.
 
 use super::control::{self, ControlError, Dialect, Stanza};
-use super::packages::{Provide, Relations};
+use super::packages::{Alternatives, ArchQualifier, Operator, Provide, Relation, Relations};
 use super::unpack::Unpacked;
 
 /// One package as recorded in the database.
@@ -175,15 +175,23 @@ pub fn status_stanza(p: &DbPackage<'_>) -> Result<String, DbError> {
                     },
                     "Provides" => {
                         let list = Provide::parse_list(name, value).map_err(|e| bad(name, e.to_string()))?;
-                        list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                        let item = |p: &Provide| {
+                            let version = p.version.as_ref().map(|v| (Operator::Equal, v.to_string()));
+                            relation_text(p.name.as_str(), p.arch.as_ref(), version)
+                        };
+                        list.iter().map(item).collect::<Vec<_>>().join(", ")
                     }
-                    // dpkg prints an epoch only when it is not 0 or the version needs it.
-                    "Version" => match value.strip_prefix("0:") {
-                        Some(rest) if !rest.contains(':') => rest.to_owned(),
-                        _ => value.to_owned(),
-                    },
+                    "Version" => nonambiguous(value).to_owned(),
                     _ if RELATIONS.contains(&name) => {
-                        Relations::parse(name, value).map_err(|e| bad(name, e.to_string()))?.to_string()
+                        let relations = Relations::parse(name, value).map_err(|e| bad(name, e.to_string()))?;
+                        let alternatives = |a: &Alternatives| {
+                            let item = |r: &Relation| {
+                                let version = r.version.as_ref().map(|c| (c.op, c.version.to_string()));
+                                relation_text(r.name.as_str(), r.arch.as_ref(), version)
+                            };
+                            a.iter().map(item).collect::<Vec<_>>().join(" | ")
+                        };
+                        relations.iter().map(alternatives).collect::<Vec<_>>().join(", ")
                     }
                     _ => value.to_owned(),
                 };
@@ -201,6 +209,27 @@ pub fn status_stanza(p: &DbPackage<'_>) -> Result<String, DbError> {
     }
     out.push('\n');
     Ok(out)
+}
+
+/// A version as dpkg prints it (`vdew_nonambig`): the epoch only when it is not 0, or when
+/// the rest holds a `:` and needs it.
+fn nonambiguous(version: &str) -> &str {
+    match version.strip_prefix("0:") {
+        Some(rest) if !rest.contains(':') => rest,
+        _ => version,
+    }
+}
+
+/// One relation as dpkg prints it: `name[:arch] [(op version)]`, the version nonambiguous.
+fn relation_text(name: &str, arch: Option<&ArchQualifier>, version: Option<(Operator, String)>) -> String {
+    let mut out = name.to_owned();
+    if let Some(arch) = arch {
+        out.push_str(&format!(":{arch}"));
+    }
+    if let Some((op, version)) = version {
+        out.push_str(&format!(" ({op} {})", nonambiguous(&version)));
+    }
+    out
 }
 
 fn push_field(out: &mut String, name: &str, value: &str) {
@@ -402,6 +431,14 @@ Built-Using: gcc (= 12)
         assert!(stanza("0:1.0-1").contains("\nVersion: 1.0-1\n"));
         assert!(stanza("0:1:2").contains("\nVersion: 0:1:2\n"));
         assert!(stanza("2:1.0").contains("\nVersion: 2:1.0\n"));
+        // The same in relations, as `dpkg --unpack` writes them.
+        let control = "Package: aa\nVersion: 1\nArchitecture: all\nProvides: xx (=0:1)\n\
+                       Depends: foo (>= 0:1.0), bar (< 2), baz:any, qux (>>3), ee (= 2:1)\n";
+        let text = status_stanza(&pkg(control)).unwrap();
+        assert!(
+            text.contains("\nProvides: xx (= 1)\nDepends: foo (>= 1.0), bar (<= 2), baz:any, qux (>> 3), ee (= 2:1)\n"),
+            "{text}"
+        );
     }
 
     #[test]
