@@ -918,6 +918,19 @@ mod tests {
         assert!(e.contains("follow the end"), "{e}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        /// A corrupted package is refused, never a panic: uncompressed members put most bytes
+        /// in ar and tar headers, control text and paths.
+        #[test]
+        fn mutated_packages_never_panic(at in 0usize..8192, byte in proptest::num::u8::ANY) {
+            let mut bytes = ar(&[("debian-binary", b"2.0\n"), ("control.tar", &control_tar(&[("conffiles", b"/etc/hello.conf\n")])), ("data.tar", &data_tar())]);
+            let at = at % bytes.len();
+            bytes[at] = byte;
+            let _ = unpack_bytes(&bytes, UnpackLimits::default());
+        }
+    }
+
     /// A package as dpkg-deb builds it, when dpkg-deb is installed.
     #[test]
     fn reads_what_dpkg_deb_builds() {
