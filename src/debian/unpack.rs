@@ -155,13 +155,6 @@ pub fn unpack(
     let MemberKind::Control(compression) = member.kind else { unreachable!("deb reader yields control first") };
     let mut files = read_control(&mut ar, label, &member.name, compression, limits)?;
 
-    let member = ar.next_member().map_err(deb_error)?.expect("deb reader yields a data member or fails");
-    let MemberKind::Data(compression) = member.kind else { unreachable!("deb reader yields data second") };
-    let data = read_data(&mut ar, label, &member.name, compression, spool_dir, sde, limits)?;
-    if ar.next_member().map_err(deb_error)?.is_some() {
-        unreachable!("deb reader yields nothing after the data member");
-    }
-
     let control_error =
         |file: &str, message: String| UnpackError::Control { label: label.to_owned(), file: file.to_owned(), message };
     let text = |file: &str, bytes: Vec<u8>| {
@@ -185,6 +178,15 @@ pub fn unpack(
         field("Version")?.parse().map_err(|e| control_error("control", format!("invalid `Version`: {e}")))?;
     let architecture: Architecture =
         field("Architecture")?.parse().map_err(|e| control_error("control", format!("{e}")))?;
+
+    // The control file is checked before the data is read: a package whose control is
+    // wrong is refused without decompressing what may be gigabytes.
+    let member = ar.next_member().map_err(deb_error)?.expect("deb reader yields a data member or fails");
+    let MemberKind::Data(compression) = member.kind else { unreachable!("deb reader yields data second") };
+    let data = read_data(&mut ar, label, &member.name, compression, spool_dir, sde, limits)?;
+    if ar.next_member().map_err(deb_error)?.is_some() {
+        unreachable!("deb reader yields nothing after the data member");
+    }
 
     let conffiles = match files.remove("conffiles") {
         None => Vec::new(),
