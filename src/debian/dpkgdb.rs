@@ -18,12 +18,20 @@
 //! * `info/NAME.list` holds `/.` and then every path in archive order; `info/` files are
 //!   named `NAME:ARCH` for `Multi-Arch: same` packages and `NAME` otherwise.
 //!
+//! A test runs the real `dpkg --unpack` on the same package and compares: `status`, every
+//! `info/` file and the extracted files agree byte for byte, with one difference that is
+//! the caller's to settle: dpkg leaves a new conffile at `PATH.dpkg-new` (and records its
+//! hash as `newconffile`) until `dpkg --configure` moves it into place. An image that
+//! records `install ok unpacked` should do the same; one that places conffiles at their
+//! final paths should record their real md5 (as dpkg does once it has configured them).
+//!
 //! Fields that only dpkg may set (`Status`, `Config-Version`, `Conffiles`, triggers state)
 //! and `Packages`-index fields (`Filename`, `Size`, `MD5sum`) are refused in a control file:
 //! a package that ships them is trying to write the database itself.
 
 use super::control::{self, ControlError, Dialect, Stanza};
-use super::packages::{Provide, Relations};
+use super::packages::{Alternatives, ArchQualifier, Operator, Provide, Relation, Relations};
+use super::unpack::Unpacked;
 
 /// One package as recorded in the database.
 #[derive(Debug, Clone)]
@@ -148,23 +156,42 @@ pub fn status_stanza(p: &DbPackage<'_>) -> Result<String, DbError> {
             _ => {
                 let Some(value) = stanza.get(name) else { continue };
                 let value = value.trim_end();
+                // dpkg reads these keywords ignoring case and writes its own spelling.
+                let keyword = value.to_ascii_lowercase();
                 let written = match name {
-                    "Essential" | "Protected" => match value {
-                        "yes" => value.to_owned(),
+                    "Essential" | "Protected" => match keyword.as_str() {
+                        "yes" => keyword,
                         "no" => continue,
                         _ => return Err(bad(name, format!("`{value}` is neither `yes` nor `no`"))),
                     },
-                    "Multi-Arch" => match value {
-                        "same" | "foreign" | "allowed" => value.to_owned(),
+                    "Multi-Arch" => match keyword.as_str() {
+                        "same" | "foreign" | "allowed" => keyword,
                         "no" => continue,
                         _ => return Err(bad(name, format!("unknown value `{value}`"))),
                     },
+                    "Priority" => match keyword.as_str() {
+                        "required" | "important" | "standard" | "optional" | "extra" => keyword,
+                        _ => value.to_owned(),
+                    },
                     "Provides" => {
                         let list = Provide::parse_list(name, value).map_err(|e| bad(name, e.to_string()))?;
-                        list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                        let item = |p: &Provide| {
+                            let version = p.version.as_ref().map(|v| (Operator::Equal, v.to_string()));
+                            relation_text(p.name.as_str(), p.arch.as_ref(), version)
+                        };
+                        list.iter().map(item).collect::<Vec<_>>().join(", ")
                     }
+                    "Version" => nonambiguous(value).to_owned(),
                     _ if RELATIONS.contains(&name) => {
-                        Relations::parse(name, value).map_err(|e| bad(name, e.to_string()))?.to_string()
+                        let relations = Relations::parse(name, value).map_err(|e| bad(name, e.to_string()))?;
+                        let alternatives = |a: &Alternatives| {
+                            let item = |r: &Relation| {
+                                let version = r.version.as_ref().map(|c| (c.op, c.version.to_string()));
+                                relation_text(r.name.as_str(), r.arch.as_ref(), version)
+                            };
+                            a.iter().map(item).collect::<Vec<_>>().join(" | ")
+                        };
+                        relations.iter().map(alternatives).collect::<Vec<_>>().join(", ")
                     }
                     _ => value.to_owned(),
                 };
@@ -184,6 +211,27 @@ pub fn status_stanza(p: &DbPackage<'_>) -> Result<String, DbError> {
     Ok(out)
 }
 
+/// A version as dpkg prints it (`vdew_nonambig`): the epoch only when it is not 0, or when
+/// the rest holds a `:` and needs it.
+fn nonambiguous(version: &str) -> &str {
+    match version.strip_prefix("0:") {
+        Some(rest) if !rest.contains(':') => rest,
+        _ => version,
+    }
+}
+
+/// One relation as dpkg prints it: `name[:arch] [(op version)]`, the version nonambiguous.
+fn relation_text(name: &str, arch: Option<&ArchQualifier>, version: Option<(Operator, String)>) -> String {
+    let mut out = name.to_owned();
+    if let Some(arch) = arch {
+        out.push_str(&format!(":{arch}"));
+    }
+    if let Some((op, version)) = version {
+        out.push_str(&format!(" ({op} {})", nonambiguous(&version)));
+    }
+    out
+}
+
 fn push_field(out: &mut String, name: &str, value: &str) {
     out.push_str(name);
     out.push(':');
@@ -200,7 +248,7 @@ pub fn info_name(control: &str) -> Result<String, DbError> {
     let stanza = parse(control)?;
     let name = package_name(&stanza)?;
     let arch = required(&stanza, &name, "Architecture")?;
-    match stanza.get("Multi-Arch").map(str::trim) {
+    match stanza.get("Multi-Arch").map(|m| m.trim().to_ascii_lowercase()).as_deref() {
         Some("same") if arch == "all" => Err(DbError::Field {
             package: name,
             field: "Multi-Arch".into(),
@@ -219,6 +267,27 @@ pub fn list_file(paths: &[String]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The files dpkg keeps in `info/` for an unpacked package, named relative to `info/`:
+/// `NAME.list`, `NAME.md5sums`, `NAME.conffiles` (if any), and every other control member
+/// (`NAME.postinst`, `NAME.triggers`, `NAME.shlibs` …) as shipped, as `dpkg --unpack`
+/// leaves them.
+pub fn info_files(unpacked: &Unpacked) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+    let name = info_name(&unpacked.control)?;
+    let mut files = vec![(format!("{name}.list"), list_file(&unpacked.paths).into_bytes())];
+    if !unpacked.md5sums.is_empty() {
+        files.push((format!("{name}.md5sums"), unpacked.md5sums.clone().into_bytes()));
+    }
+    if !unpacked.conffiles.is_empty() {
+        let text: String = unpacked.conffiles.iter().map(|c| format!("{c}\n")).collect();
+        files.push((format!("{name}.conffiles"), text.into_bytes()));
+    }
+    for (member, content) in &unpacked.scripts {
+        files.push((format!("{name}.{member}"), content.clone()));
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// The fixed part of an admin directory that dpkg expects besides `status` and `info/`
@@ -354,6 +423,37 @@ Built-Using: gcc (= 12)
     }
 
     #[test]
+    fn a_zero_epoch_is_dropped_as_dpkg_does() {
+        let stanza = |version: &str| {
+            let control = format!("Package: aa\nVersion: {version}\nArchitecture: all\n");
+            status_stanza(&pkg(&control)).unwrap()
+        };
+        assert!(stanza("0:1.0-1").contains("\nVersion: 1.0-1\n"));
+        assert!(stanza("0:1:2").contains("\nVersion: 0:1:2\n"));
+        assert!(stanza("2:1.0").contains("\nVersion: 2:1.0\n"));
+        // The same in relations, as `dpkg --unpack` writes them.
+        let control = "Package: aa\nVersion: 1\nArchitecture: all\nProvides: xx (=0:1)\n\
+                       Depends: foo (>= 0:1.0), bar (< 2), baz:any, qux (>>3), ee (= 2:1)\n";
+        let text = status_stanza(&pkg(control)).unwrap();
+        assert!(
+            text.contains("\nProvides: xx (= 1)\nDepends: foo (>= 1.0), bar (<= 2), baz:any, qux (>> 3), ee (= 2:1)\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn keywords_are_written_in_dpkgs_spelling() {
+        let control =
+            "Package: aa\nVersion: 1\nArchitecture: amd64\nEssential: Yes\nMulti-Arch: Same\nPriority: Optional\n";
+        let text = status_stanza(&pkg(control)).unwrap();
+        assert!(text.contains("\nEssential: yes\n") && text.contains("\nMulti-Arch: same\n"), "{text}");
+        assert!(text.contains("\nPriority: optional\n"), "{text}");
+        assert_eq!(info_name(control).unwrap(), "aa:amd64");
+        let control = "Package: aa\nVersion: 1\nArchitecture: amd64\nEssential: maybe\n";
+        assert!(status_stanza(&pkg(control)).unwrap_err().to_string().contains("Essential"));
+    }
+
+    #[test]
     fn multi_arch_same_packages_are_named_with_their_architecture() {
         assert_eq!(info_name("Package: libc6\nArchitecture: amd64\nMulti-Arch: same\n").unwrap(), "libc6:amd64");
         assert_eq!(info_name("Package: bash\nArchitecture: amd64\nMulti-Arch: foreign\n").unwrap(), "bash");
@@ -426,5 +526,191 @@ Built-Using: gcc (= 12)
         fs_err::write(root.join("usr/bin/hello"), "tampered\n").unwrap();
         fs_err::write(root.join("etc/hello.conf"), "a=2\n").unwrap();
         assert_eq!(dpkg(root, &["--verify", "hello"]), "??5?????? c /etc/hello.conf\n??5??????   /usr/bin/hello\n");
+    }
+
+    /// What we write for a package is what `dpkg --unpack` itself writes: the status file,
+    /// every `info/` file, and the files with their modes, owners, sizes and link targets.
+    #[test]
+    fn we_write_what_dpkg_unpack_writes() {
+        let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+        // `dpkg --unpack` must chown, so it needs root.
+        if !(have("dpkg") && have("dpkg-deb") && have("tar")) || unsafe { libc::geteuid() } != 0 {
+            eprintln!("needs root, dpkg, dpkg-deb and tar; skipping");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        for d in ["DEBIAN", "etc", "usr/bin", "usr/lib/hello"] {
+            fs_err::create_dir_all(src.join(d)).unwrap();
+        }
+        let control = "Package: hello\nVersion: 0:2.0-1\nDescription: greets\n more\nArchitecture: amd64\n\
+                       Depends: libc6 (>=2.36)|libc7\nMulti-Arch: same\nMaintainer: M <m@example.org>\n\
+                       Homepage: https://example.org/\nEssential: no\nPriority: optional\n";
+        fs_err::write(src.join("DEBIAN/control"), control).unwrap();
+        fs_err::write(src.join("DEBIAN/conffiles"), "/etc/hello.conf\n").unwrap();
+        fs_err::write(src.join("DEBIAN/postrm"), "#!/bin/sh\nexit 0\n").unwrap();
+        fs_err::write(src.join("etc/hello.conf"), "a=1\n").unwrap();
+        fs_err::write(src.join("usr/bin/hello"), "hi\n").unwrap();
+        fs_err::hard_link(src.join("usr/bin/hello"), src.join("usr/bin/hello2")).unwrap();
+        std::os::unix::fs::symlink("hello", src.join("usr/bin/hi")).unwrap();
+        std::os::unix::fs::symlink("/etc/hello.conf", src.join("usr/lib/hello/conf")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        for (p, mode) in [("DEBIAN/postrm", 0o755), ("usr/bin/hello", 0o4755), ("usr/lib/hello", 0o2775)] {
+            fs_err::set_permissions(src.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let deb = tmp.path().join("hello.deb");
+        let built = Command::new("dpkg-deb").args(["--build", "--root-owner-group"]).arg(&src).arg(&deb).output();
+        let built = built.unwrap();
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+        // dpkg's own result.
+        let theirs = tmp.path().join("theirs");
+        fs_err::create_dir_all(theirs.join("var/lib/dpkg/info")).unwrap();
+        fs_err::create_dir_all(theirs.join("var/lib/dpkg/updates")).unwrap();
+        fs_err::write(theirs.join("var/lib/dpkg/status"), "").unwrap();
+        let out = Command::new("dpkg")
+            .arg(format!("--root={}", theirs.display()))
+            .args(["--force-all", "--unpack"])
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+        // Ours.
+        let file = fs_err::File::open(&deb).unwrap().into_parts().0;
+        let u = super::super::unpack::unpack(&file, "hello.deb", tmp.path(), u64::MAX, Default::default()).unwrap();
+        let conffiles = u.conffiles.iter().map(|c| (c.clone(), "newconffile".to_owned())).collect();
+        let p = DbPackage { control: &u.control, status: "install ok unpacked", conffiles };
+        let db = theirs.join("var/lib/dpkg");
+        assert_eq!(status(&[p]).unwrap(), fs_err::read_to_string(db.join("status")).unwrap());
+        let ours = info_files(&u).unwrap();
+        let mut dpkgs: Vec<String> = fs_err::read_dir(db.join("info"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "format")
+            .collect();
+        dpkgs.sort();
+        assert_eq!(ours.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), dpkgs);
+        for (name, content) in &ours {
+            assert_eq!(content, &fs_err::read(db.join("info").join(name)).unwrap(), "info/{name}");
+        }
+
+        // The files, extracted from our tree by tar, against dpkg's.
+        let mine = tmp.path().join("mine");
+        fs_err::create_dir_all(&mine).unwrap();
+        let tar = tmp.path().join("layer.tar");
+        crate::tar::writer::write_tree(&u.tree, &mut fs_err::File::create(&tar).unwrap()).unwrap();
+        let x = Command::new("tar")
+            .args(["--same-permissions", "--same-owner", "-xf"])
+            .arg(&tar)
+            .arg("-C")
+            .arg(&mine)
+            .output();
+        assert!(x.unwrap().status.success());
+        let shape = |root: &std::path::Path| {
+            let out = Command::new("find")
+                .arg(root)
+                .args(["-path", "*/var/lib/dpkg", "-prune", "-o", "-printf", "%P %y %m %U %G %s %l %n\\n"])
+                .output()
+                .unwrap();
+            let mut lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+            // Not compared: the root (dpkg's holds `var/`) and the admin directory. dpkg
+            // leaves a new conffile as `.dpkg-new` until it configures the package.
+            lines.retain(|l| !l.starts_with("var") && !l.starts_with(' '));
+            let lines = lines.iter().map(|l| l.replacen(".dpkg-new ", " ", 1));
+            let mut lines: Vec<String> = lines.collect();
+            lines.sort();
+            lines
+        };
+        let (theirs_shape, mine_shape) = (shape(&theirs), shape(&mine));
+        assert!(theirs_shape.iter().any(|l| l.starts_with("usr/bin/hello f 4755 0 0 3  2")), "{theirs_shape:#?}");
+        assert_eq!(mine_shape, theirs_shape);
+    }
+
+    /// A package built by dpkg-deb, unpacked by us into a root with its database: dpkg
+    /// finds every file it expects, unchanged.
+    #[test]
+    fn dpkg_accepts_what_we_unpack() {
+        let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+        if !(have("dpkg") && have("dpkg-deb") && have("tar")) {
+            eprintln!("dpkg, dpkg-deb or tar not installed; skipping");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        for d in ["DEBIAN", "etc/hello", "usr/bin", "usr/share/doc/hello"] {
+            fs_err::create_dir_all(src.join(d)).unwrap();
+        }
+        let control = "Package: hello\nVersion: 0:2.0-1\nArchitecture: amd64\nMulti-Arch: same\n\
+                       Maintainer: M <m@example.org>\nDescription: greets\n";
+        fs_err::write(src.join("DEBIAN/control"), control).unwrap();
+        fs_err::write(src.join("DEBIAN/conffiles"), "/etc/hello/hello.conf\n").unwrap();
+        fs_err::write(src.join("etc/hello/hello.conf"), "a=1\n").unwrap();
+        fs_err::write(src.join("usr/bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
+        fs_err::write(src.join("usr/share/doc/hello/README"), "read me\n").unwrap();
+        std::os::unix::fs::symlink("hello", src.join("usr/bin/hi")).unwrap();
+        let deb = tmp.path().join("hello.deb");
+        let built =
+            Command::new("dpkg-deb").args(["--build", "--root-owner-group", "-Zzstd"]).arg(&src).arg(&deb).output();
+        let built = built.unwrap();
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+        let file = fs_err::File::open(&deb).unwrap().into_parts().0;
+        let u =
+            super::super::unpack::unpack(&file, "hello.deb", tmp.path(), 1_700_000_000, Default::default()).unwrap();
+        let root = tmp.path().join("root");
+        fs_err::create_dir_all(&root).unwrap();
+        let tar = tmp.path().join("layer.tar");
+        crate::tar::writer::write_tree(&u.tree, &mut fs_err::File::create(&tar).unwrap()).unwrap();
+        let x = Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&root).output().unwrap();
+        assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+
+        let s = skeleton("amd64", &[]);
+        for d in &s.directories {
+            fs_err::create_dir_all(root.join(d)).unwrap();
+        }
+        for (path, text) in &s.files {
+            fs_err::write(root.join(path), text).unwrap();
+        }
+        let conffiles = u
+            .conffiles
+            .iter()
+            .map(|c| {
+                let line = u.md5sums.lines().find(|l| l.ends_with(&format!("  {}", &c[1..]))).unwrap();
+                (c.clone(), line[..32].to_owned())
+            })
+            .collect();
+        let p = DbPackage { control: &u.control, status: "install ok unpacked", conffiles };
+        fs_err::write(root.join("var/lib/dpkg/status"), status(&[p]).unwrap()).unwrap();
+        let name = info_name(&u.control).unwrap();
+        assert_eq!(name, "hello:amd64");
+        let info = root.join("var/lib/dpkg/info");
+        fs_err::write(info.join(format!("{name}.list")), list_file(&u.paths)).unwrap();
+        fs_err::write(info.join(format!("{name}.md5sums")), &u.md5sums).unwrap();
+
+        let row = dpkg(&root, &["-l", "hello"]);
+        assert!(row.lines().any(|l| l.split_whitespace().take(4).eq(["iU", "hello:amd64", "2.0-1", "amd64"])), "{row}");
+        let listed = dpkg(&root, &["-L", "hello"]);
+        assert_eq!(
+            listed.lines().collect::<Vec<_>>(),
+            [
+                "/.",
+                "/etc",
+                "/etc/hello",
+                "/etc/hello/hello.conf",
+                "/usr",
+                "/usr/bin",
+                "/usr/bin/hello",
+                "/usr/share",
+                "/usr/share/doc",
+                "/usr/share/doc/hello",
+                "/usr/share/doc/hello/README",
+                // dpkg-deb puts symlinks after everything else; the list keeps archive order.
+                "/usr/bin/hi",
+            ]
+        );
+        assert_eq!(dpkg(&root, &["--verify"]), "");
+        fs_err::write(root.join("usr/share/doc/hello/README"), "changed\n").unwrap();
+        assert_eq!(dpkg(&root, &["--verify"]), "??5??????   /usr/share/doc/hello/README\n");
     }
 }

@@ -155,13 +155,6 @@ pub fn unpack(
     let MemberKind::Control(compression) = member.kind else { unreachable!("deb reader yields control first") };
     let mut files = read_control(&mut ar, label, &member.name, compression, limits)?;
 
-    let member = ar.next_member().map_err(deb_error)?.expect("deb reader yields a data member or fails");
-    let MemberKind::Data(compression) = member.kind else { unreachable!("deb reader yields data second") };
-    let data = read_data(&mut ar, label, &member.name, compression, spool_dir, sde, limits)?;
-    if ar.next_member().map_err(deb_error)?.is_some() {
-        unreachable!("deb reader yields nothing after the data member");
-    }
-
     let control_error =
         |file: &str, message: String| UnpackError::Control { label: label.to_owned(), file: file.to_owned(), message };
     let text = |file: &str, bytes: Vec<u8>| {
@@ -185,6 +178,15 @@ pub fn unpack(
         field("Version")?.parse().map_err(|e| control_error("control", format!("invalid `Version`: {e}")))?;
     let architecture: Architecture =
         field("Architecture")?.parse().map_err(|e| control_error("control", format!("{e}")))?;
+
+    // The control file is checked before the data is read: a package whose control is
+    // wrong is refused without decompressing what may be gigabytes.
+    let member = ar.next_member().map_err(deb_error)?.expect("deb reader yields a data member or fails");
+    let MemberKind::Data(compression) = member.kind else { unreachable!("deb reader yields data second") };
+    let data = read_data(&mut ar, label, &member.name, compression, spool_dir, sde, limits)?;
+    if ar.next_member().map_err(deb_error)?.is_some() {
+        unreachable!("deb reader yields nothing after the data member");
+    }
 
     let conffiles = match files.remove("conffiles") {
         None => Vec::new(),
@@ -267,7 +269,7 @@ fn read_control<R: Read>(
                 return Err(fail(&format!("a {} in the control archive, which holds only files", other.describe())))
             }
         }
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0', '\n']) {
             return Err(fail("not a plain file name at the top of the control archive"));
         }
         let mut content = Vec::new();
@@ -323,6 +325,10 @@ fn read_data<R: Read>(
         let path =
             ImagePath::from_rel(&entry.path).map_err(|_| fail("its path climbs with `..`; refusing it".into()))?;
         let rel = path.as_rel().to_owned();
+        // dpkg's `.list` and `md5sums` are line-based: dpkg-deb refuses such names, and so do we.
+        if rel.contains('\n') || entry.link.contains('\n') {
+            return Err(fail("a newline in its path or link target; dpkg's file lists cannot hold it".into()));
+        }
         if rel.is_empty() {
             if entry.kind != EntryType::Directory {
                 return Err(fail(format!("the image root cannot be a {}", entry.kind.describe())));
@@ -826,6 +832,8 @@ mod tests {
         assert!(e.contains("`./etc/passwd`") && e.contains("symlink"), "{e}");
         let e = with(&|t| entry(t, "./usr/bin/hi", b'1', 0o644, b"", "./etc/shadow", &[]));
         assert!(e.contains("not an earlier regular file"), "{e}");
+        let e = with(&|t| file(t, "./usr/bin/evil\nname", b"x"));
+        assert!(e.contains("newline"), "{e}");
         let e = with(&|t| {
             file(t, "./a", b"1");
             file(t, "./a", b"2");
@@ -912,6 +920,19 @@ mod tests {
         assert!(e.contains("follow the end"), "{e}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        /// A corrupted package is refused, never a panic: uncompressed members put most bytes
+        /// in ar and tar headers, control text and paths.
+        #[test]
+        fn mutated_packages_never_panic(at in 0usize..8192, byte in proptest::num::u8::ANY) {
+            let mut bytes = ar(&[("debian-binary", b"2.0\n"), ("control.tar", &control_tar(&[("conffiles", b"/etc/hello.conf\n")])), ("data.tar", &data_tar())]);
+            let at = at % bytes.len();
+            bytes[at] = byte;
+            let _ = unpack_bytes(&bytes, UnpackLimits::default());
+        }
+    }
+
     /// A package as dpkg-deb builds it, when dpkg-deb is installed.
     #[test]
     fn reads_what_dpkg_deb_builds() {
@@ -963,5 +984,97 @@ mod tests {
         if let Ok(md5sum) = md5sum {
             assert_eq!(u.md5sums, String::from_utf8(md5sum.stdout).unwrap());
         }
+    }
+}
+
+/// Checks against real packages, when a folder of them is at hand:
+/// `CANDIDATE_DEB_DIR=/some/debs cargo test --lib real_packages -- --ignored`.
+#[cfg(test)]
+mod real {
+    use super::*;
+    use crate::debian::dpkgdb;
+    use std::process::Command;
+
+    #[test]
+    #[ignore = "needs CANDIDATE_DEB_DIR"]
+    fn real_packages_match_dpkg() {
+        let Ok(dir) = std::env::var("CANDIDATE_DEB_DIR") else { return };
+        let installed = fs_err::read_to_string("/var/lib/dpkg/status").unwrap_or_default();
+        let spool = tempfile::tempdir().unwrap();
+        let (mut debs, mut compared) = (0, 0);
+        for entry in walkdir::WalkDir::new(&dir).sort_by_file_name() {
+            let path = entry.unwrap().into_path();
+            if path.extension().is_none_or(|e| e != "deb") {
+                continue;
+            }
+            debs += 1;
+            let label = path.file_name().unwrap().to_string_lossy().into_owned();
+            let file = fs_err::File::open(&path).unwrap().into_parts().0;
+            let u = unpack(&file, &label, spool.path(), 1_700_000_000, UnpackLimits::default()).unwrap();
+            // Paths as dpkg-deb lists them.
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("dpkg-deb --fsys-tarfile '{}' | tar -t", path.display()))
+                .output()
+                .unwrap();
+            let listed: Vec<String> = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| format!("/{}", l.trim_start_matches("./").trim_end_matches('/')))
+                .filter(|l| l != "/")
+                .collect();
+            assert_eq!(u.paths, listed, "{label}");
+            // The contents we spooled hash to what the package's own md5sums says.
+            for line in u.md5sums.lines() {
+                let (md5, rel) = line.split_once("  ").unwrap();
+                let Some(Node { kind: Kind::File { size, content: Content::Range { file, offset }, .. }, .. }) =
+                    u.tree.get(rel)
+                else {
+                    panic!("{label}: md5sums names `{rel}`, which is not a regular file")
+                };
+                let mut buf = vec![0u8; *size as usize];
+                std::os::unix::fs::FileExt::read_exact_at(&**file, &mut buf, *offset).unwrap();
+                assert_eq!(format!("{:x}", Md5::digest(&buf)), md5, "{label}: {rel}");
+            }
+            // The status stanza, if this machine has the same version installed.
+            let name = u.name.as_str();
+            let arch = u.architecture.as_str();
+            let stanza = installed.split("\n\n").find(|s| {
+                s.starts_with(&format!("Package: {name}\n"))
+                    && s.contains(&format!("\nVersion: {}\n", u.version))
+                    && s.contains(&format!("\nArchitecture: {arch}\n"))
+            });
+            if let Some(real) = stanza {
+                let conffiles = real
+                    .split("\nConffiles:\n")
+                    .nth(1)
+                    .map(|rest| {
+                        rest.lines()
+                            .take_while(|l| l.starts_with(' '))
+                            .map(|l| {
+                                let mut w = l.split_whitespace();
+                                (w.next().unwrap().to_owned(), w.next().unwrap().to_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let p = dpkgdb::DbPackage { control: &u.control, status: "install ok installed", conffiles };
+                // Installers record the archive's override Priority and Section, which may
+                // differ from the package's own: compare those fields by name only.
+                let normalise = |text: &str| -> Vec<String> {
+                    text.lines()
+                        .map(|l| match l.split_once(':') {
+                            Some((name @ ("Priority" | "Section"), _)) => name.to_owned(),
+                            _ => l.to_owned(),
+                        })
+                        .collect()
+                };
+                let ours = dpkgdb::status_stanza(&p).unwrap();
+                let ours = ours.strip_suffix("\n\n").expect("a stanza ends with an empty line");
+                assert_eq!(normalise(ours), normalise(real.trim_end_matches('\n')), "{label}");
+                compared += 1;
+            }
+        }
+        eprintln!("{debs} packages unpacked, {compared} status stanzas compared");
     }
 }
