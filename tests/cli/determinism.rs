@@ -10,20 +10,20 @@ use super::{copy_project, repo, sha256, snapshot};
 /// manifest, config and layers through their digests), and the SBOM. Any change to an output
 /// byte must change one of these and fail here: update them only for a deliberate format change, and say so in the
 /// commit.
-const GOLDEN_ID: &str = "sha256:f321d4f4279fa439e40e01dd0b4f048bddc6d87df795fd8292f4c0a5bf8064de";
-const GOLDEN_ROOTFS: &str = "sha256:71cab328afc0b4cbd965d866118d099f947c4f0d3c57dba448fb77713d50fd28";
+const GOLDEN_ID: &str = "sha256:f74c3a1e81872d7c85c5b327846635e6b03346854afd1278035d4ef062e6733b";
+const GOLDEN_ROOTFS: &str = "sha256:c54cc2c0ea5dd514a1d52e9f72c954c0447ecda1b0c15a8b233855158851f7bb";
 const GOLDEN_OUTPUTS: &[(&str, &str)] = &[
     (
         "debian-bookworm-example_1.0_amd64.tar.zst",
-        "sha256:d622d0bb3693b6d981c992233ce16c23821af84465b41cbd657237ec625593db",
+        "sha256:9c872d4cf4825ef6f0b6708723f265a528e8b7f46526db1fbeca2a048f21c0d4",
     ),
-    ("incus.meta.tar.xz", "sha256:a0c978645ae957b17ca8a52f7f2a9e5e70dd1d7e8c5033a6bee36b7343db4a97"),
+    ("incus.meta.tar.xz", "sha256:1ea1ade644122d9494b76dc649c61337cbc2ad5d5dc6ba051436d47ffc49d668"),
     ("meta.tar.xz", "sha256:5a98cba3cfa64c3d2b3691895cf08dc6c45b199ad82db2f0a40daf59252790f0"),
-    ("oci/index.json", "sha256:5b24e0fe7f63916082c5f6daa567da0fc8b1b80dd71a9ffadb97d0e810ac02bc"),
-    ("rootfs.tar.gz", "sha256:3e367821574fb5c922be711254490cb8fe4a7931b885832bfb683ed4bc533491"),
-    ("rootfs.tar.xz", "sha256:69c3e323fb3d533aaadef1687411f223a11a84e50e034b0ac98c1f5f553a913a"),
-    ("rootfs.tar.zst", "sha256:d622d0bb3693b6d981c992233ce16c23821af84465b41cbd657237ec625593db"),
-    ("sbom.spdx.json", "sha256:170b2dace6905cc07d009371599ce9c600deef74b3d9398581120b3efbd95174"),
+    ("oci/index.json", "sha256:de96b5ab0c5b4614c1492b36a5c463946c654de548b6ed172bdfee9fbe539848"),
+    ("rootfs.tar.gz", "sha256:8014ac7253c49e6186f864ac9620c7059b0c918720f67a18b31bb80279b03beb"),
+    ("rootfs.tar.xz", "sha256:9e65902431dd6ca90911105a3ce4f7d774a41cb44103d4e587ea739d6d0cda40"),
+    ("rootfs.tar.zst", "sha256:9c872d4cf4825ef6f0b6708723f265a528e8b7f46526db1fbeca2a048f21c0d4"),
+    ("sbom.spdx.json", "sha256:a01845acb06756401b41bef51589017a4261cc0654c57778306219ce7ba7851e"),
 ];
 
 /// Builds the example in `project` with a fresh store and output folder under `scratch`,
