@@ -9,7 +9,8 @@
 //! ```
 //!
 //! * [`recipe`] — the typed recipe (`recipes/NAME.toml`): image, layers, outputs.
-//! * [`debian`] — Debian archive formats (versions, control stanzas, .deb), for archives.
+//! * [`debian`] — Debian archives: the signed index chain, the resolver, `.deb` unpacking and
+//!   the dpkg database (package layers are built by `ops::packages` through `debian::install`).
 //! * [`local`] — local inputs: scanning trees, tree digests, stat fingerprints.
 //! * [`lockfile`] — the lockfile schema (`lockfiles/NAME.lock`).
 //! * [`fetch`] — streaming inputs into the store, checked against their pins.
