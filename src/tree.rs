@@ -111,6 +111,10 @@ impl Node {
     }
 }
 
+/// Decides, for [`Tree::merge_checked`], whether an entry is placed: given its path in the
+/// layer, the path it lands on, the entry, and what is there now.
+pub type Placer<'a> = dyn FnMut(&str, &str, &Node, Option<&Node>) -> Result<bool, TreeError> + 'a;
+
 /// A set of image entries keyed by path, always holding the root directory.
 #[derive(Debug, Clone)]
 pub struct Tree {
@@ -213,11 +217,7 @@ impl Tree {
     /// `place` says whether to place it (`false` keeps
     /// what is there), and its error stops the merge. Package layers use it to enforce dpkg's
     /// rules on files two packages ship.
-    pub fn merge_checked(
-        &mut self,
-        layer: Tree,
-        place: &mut dyn FnMut(&str, &str, &Node, Option<&Node>) -> Result<bool, TreeError>,
-    ) -> Result<(), TreeError> {
+    pub fn merge_checked(&mut self, layer: Tree, place: &mut Placer<'_>) -> Result<(), TreeError> {
         for (path, node) in layer.nodes {
             if path.is_empty() {
                 // The layer's root directory: if declared, its metadata applies to the image root.
