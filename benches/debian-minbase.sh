@@ -45,7 +45,7 @@ STORE=$WORK/store
 # the same .debs, in the lock's order, for the floor and for mmdebstrap --variant=extract
 awk -F' = ' '/^filename/{gsub(/"/,"",$2); print $2}' lockfiles/minbase.lock > debs.txt
 PKGS=$(awk -F' = ' '/^\[\[package/{p=1} p&&/^name/{gsub(/"/,"",$2); printf "%s,", $2; p=0}' lockfiles/minbase.lock)
-MIRROR="deb [trusted=yes] file://$BENCH/mirror ./"
+MIRROR="deb [trusted=yes] copy://$BENCH/mirror ./"
 
 t() { # name command...: runs, appends "name seconds maxrss_kb" to times.tsv
   local name=$1; shift

@@ -20,7 +20,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 
-use super::packages::{parse_index, Package};
+use super::control::{Dialect, Stanzas};
+use super::packages::Package;
 use super::release::{verify_inrelease, Keyring, Release};
 use crate::digest::{Digest, Hasher};
 use crate::fetch::{self, Network, Pin};
@@ -98,7 +99,7 @@ pub fn lock(
             indexes.push(pick_index(source, &release, component, arch)?);
         }
     }
-    let packages = read_indexes(store, source, &indexes, network)?;
+    let packages = read_indexes(store, source, &indexes, network, &|_| true)?;
     let locked = LockedArchive {
         name: source.name.to_owned(),
         suite: source.spec.suite.clone(),
@@ -118,6 +119,7 @@ pub fn load_locked(
     source: &Source<'_>,
     locked: &LockedArchive,
     network: Network,
+    wanted: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<Read> {
     let name = source.name;
     if locked.keyring != source.keyring_digest {
@@ -138,7 +140,7 @@ pub fn load_locked(
             ),
         }
     }
-    let packages = read_indexes(store, source, &locked.indexes, network)?;
+    let packages = read_indexes(store, source, &locked.indexes, network, wanted)?;
     Ok(Read { locked: locked.clone(), packages })
 }
 
@@ -184,12 +186,15 @@ fn pick_index(source: &Source<'_>, release: &Release, component: &str, arch: &st
     )
 }
 
-/// Fetches each index by its pin, then decompresses and parses it.
+/// Fetches each index by its pin, then decompresses and parses the entries whose package
+/// name `wanted` accepts (a build checks a few hundred pins against 63k entries: it need not
+/// hold them all).
 fn read_indexes(
     store: &Store,
     source: &Source<'_>,
     indexes: &[LockedIndex],
     network: Network,
+    wanted: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<Vec<Package>> {
     let mut packages = Vec::new();
     for index in indexes {
@@ -199,8 +204,13 @@ fn read_indexes(
             .with_context(|| format!("archive `{}`: index `{path}`", source.name))?;
         let text = decompress_index(store, &index.sha256)
             .with_context(|| format!("archive `{}`: index `{path}`", source.name))?;
-        let parsed = parse_index(&text).with_context(|| format!("archive `{}`: index `{path}`", source.name))?;
-        packages.extend(parsed);
+        let context = || format!("archive `{}`: index `{path}`", source.name);
+        for stanza in Stanzas::new(&text, Dialect::Archive) {
+            let stanza = stanza.with_context(context)?;
+            if wanted(stanza.get("Package").unwrap_or_default()) {
+                packages.push(Package::from_stanza(&stanza).with_context(context)?);
+            }
+        }
     }
     Ok(packages)
 }

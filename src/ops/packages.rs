@@ -165,7 +165,9 @@ pub fn check_locked(
     }
     for locked in &lockfile.archives {
         let source = keyrings.source(ctx, recipe, &locked.name)?;
-        let read = archive::load_locked(&ctx.store, &source, locked, network)?;
+        let pinned: std::collections::BTreeSet<&str> =
+            lockfile.packages.iter().filter(|p| p.archive == locked.name).map(|p| p.name.as_str()).collect();
+        let read = archive::load_locked(&ctx.store, &source, locked, network, &|name| pinned.contains(name))?;
         let mut index: BTreeMap<(&str, &str, &str), &crate::debian::packages::Package> = BTreeMap::new();
         for p in &read.packages {
             index.insert((p.name.as_str(), p.architecture.as_str(), p.filename.as_str()), p);
