@@ -5,12 +5,14 @@
 //! * [`deb`] — a strict reader of the deb(5) ar container.
 //! * [`release`] — `InRelease` verified against a pinned OpenPGP keyring, and its `Release` fields.
 //! * [`packages`] — `Packages` index entries and package relationships (`Depends`, `Provides`, …).
+//! * [`resolve`] — which packages `apt-get install --no-install-recommends` would pick.
 //!
-//! Not yet wired into recipes: the chain from a verified `InRelease` to its `Packages`
-//! indexes, the resolver, and package layers come next.
+//! Not yet wired into recipes; the chain from a verified `InRelease` to its `Packages`
+//! indexes and the package layers come next.
 
 pub mod control;
 pub mod deb;
 pub mod packages;
 pub mod release;
+pub mod resolve;
 pub mod version;
