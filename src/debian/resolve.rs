@@ -127,9 +127,17 @@ impl Universe {
     /// once per index; a version already present stays the candidate on a tie.
     pub fn add(&mut self, archive: usize, packages: Vec<Package>) {
         self.packages.reserve(packages.len());
+        self.archives.reserve(packages.len());
+        self.candidate.reserve(packages.len());
+        self.names.reserve(packages.len());
         for package in packages {
             let id = PackageId(u32::try_from(self.packages.len()).expect("fewer than 2^32 packages"));
-            let entry = self.names.entry(package.name.as_str().to_owned()).or_default();
+            // Look up before inserting: most names are new, but allocating a key for every
+            // package only to drop it for the rest costs more than the second hash.
+            let entry = match self.names.get_mut(package.name.as_str()) {
+                Some(entry) => entry,
+                None => self.names.entry(package.name.as_str().to_owned()).or_default(),
+            };
             entry.versions.push(id);
             let same_arch =
                 entry.candidates.iter_mut().find(|c| self.packages[c.index()].architecture == package.architecture);
@@ -146,7 +154,10 @@ impl Universe {
                 }
             };
             for provide in &package.provides {
-                self.providers.entry(provide.name.as_str().to_owned()).or_default().push(id);
+                match self.providers.get_mut(provide.name.as_str()) {
+                    Some(list) => list.push(id),
+                    None => drop(self.providers.insert(provide.name.as_str().to_owned(), vec![id])),
+                }
             }
             self.packages.push(package);
             self.archives.push(archive);
@@ -1444,5 +1455,55 @@ Package: tzdata\nArchitecture: all\nPriority: required\n";
                 prop_assert_eq!(resolve(&u, &installed, &req).unwrap(), r);
             }
         }
+    }
+
+    /// Resolves a minbase (`Priority: required` plus `apt`) against a full Debian 12 amd64
+    /// index and prints how it differs from mmdebstrap's list for the same archive.
+    /// Run with `cargo test --release --lib -- --ignored --nocapture full_index_minbase`.
+    #[test]
+    #[ignore = "needs a full Packages index and mmdebstrap's package list on this machine"]
+    fn full_index_minbase() {
+        let index_path = "/tmp/bench/mirror-full/dists/bookworm/main/binary-amd64/Packages";
+        let list_path = "/tmp/bench/pkglists/mmdebstrap-minbase.txt";
+        let text = fs_err::read_to_string(index_path).unwrap();
+        let start = std::time::Instant::now();
+        let packages = parse_index(&text).unwrap();
+        let parsed = start.elapsed();
+        let count = packages.len();
+        let start = std::time::Instant::now();
+        let mut u = Universe::new("amd64".parse().unwrap(), vec![]);
+        u.add(0, packages);
+        let indexed = start.elapsed();
+        let start = std::time::Instant::now();
+        let mut req = request(&["apt"]);
+        req.priority_required = true;
+        let r = resolve(&u, &[], &req).unwrap_or_else(|ee| panic!("{ee}"));
+        let resolved = start.elapsed();
+        eprintln!(
+            "{count} packages: parsed in {parsed:?}, indexed in {indexed:?}, resolved {} packages in {resolved:?}",
+            r.chosen.len()
+        );
+        let ours: std::collections::BTreeSet<String> = names(&u, &r).into_iter().collect();
+        let theirs: std::collections::BTreeSet<String> = match fs_err::read_to_string(list_path) {
+            Ok(list) => list.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+            Err(ee) => {
+                eprintln!("no comparison: {ee}");
+                return;
+            }
+        };
+        for line in ours.difference(&theirs) {
+            let name = line.split(' ').next().unwrap();
+            let why = r.chosen.iter().find(|c| u.package(c.id).name.as_str() == name).map(|c| c.reason.to_string());
+            eprintln!("only ours:      {line} ({})", why.unwrap_or_default());
+        }
+        for line in theirs.difference(&ours) {
+            eprintln!("only mmdebstrap: {line}");
+        }
+        eprintln!(
+            "{} in common, {} only ours, {} only mmdebstrap's",
+            ours.intersection(&theirs).count(),
+            ours.difference(&theirs).count(),
+            theirs.difference(&ours).count()
+        );
     }
 }
