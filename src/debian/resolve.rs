@@ -69,6 +69,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::packages::{
     Alternatives, ArchQualifier, Architecture, MultiArch, Package, PackageName, Priority, Relation, Relations,
@@ -95,10 +96,37 @@ pub struct Universe {
     /// Whether the package is the candidate of its `(name, architecture)`.
     candidate: Vec<bool>,
     /// Package name → every version of it (all architectures) and the candidates among them.
-    names: HashMap<String, NameEntry>,
+    names: NameMap<NameEntry>,
     /// Virtual name → every package (any version) that provides it. Filtered to candidates when
     /// used, because candidates may change as archives are added.
-    providers: HashMap<String, Vec<PackageId>>,
+    providers: NameMap<Vec<PackageId>>,
+}
+
+/// A map keyed by package name, hashed with FNV-1a: names are short, and SipHash's
+/// flood resistance buys nothing for names that come from signed, pinned archives, while its cost
+/// is most of the time spent indexing a full archive. Lookup only, never iterated.
+type NameMap<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
+
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = self.0;
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -118,31 +146,34 @@ impl Universe {
             packages: Vec::new(),
             archives: Vec::new(),
             candidate: Vec::new(),
-            names: HashMap::new(),
-            providers: HashMap::new(),
+            names: NameMap::default(),
+            providers: NameMap::default(),
         }
     }
 
     /// Adds the packages of one index of archive `archive`. May be called once per archive or
     /// once per index; a version already present stays the candidate on a tie.
     pub fn add(&mut self, archive: usize, packages: Vec<Package>) {
-        self.packages.reserve(packages.len());
+        let base = self.packages.len();
         self.archives.reserve(packages.len());
         self.candidate.reserve(packages.len());
         self.names.reserve(packages.len());
-        for package in packages {
-            let id = PackageId(u32::try_from(self.packages.len()).expect("fewer than 2^32 packages"));
-            // Look up before inserting: most names are new, but allocating a key for every
-            // package only to drop it for the rest costs more than the second hash.
+        // Index from the caller's vector, then append it whole: moving 60k large `Package`s one
+        // by one costs as much as all the indexing.
+        let existing = &self.packages;
+        let get = |id: PackageId| if id.index() < base { &existing[id.index()] } else { &packages[id.index() - base] };
+        for (i, package) in packages.iter().enumerate() {
+            let id = PackageId(u32::try_from(base + i).expect("fewer than 2^32 packages"));
+            // Look up before inserting: allocating a key for every package only to drop it
+            // when the name is known costs more than the second hash.
             let entry = match self.names.get_mut(package.name.as_str()) {
                 Some(entry) => entry,
                 None => self.names.entry(package.name.as_str().to_owned()).or_default(),
             };
             entry.versions.push(id);
-            let same_arch =
-                entry.candidates.iter_mut().find(|c| self.packages[c.index()].architecture == package.architecture);
+            let same_arch = entry.candidates.iter_mut().find(|c| get(**c).architecture == package.architecture);
             let is_candidate = match same_arch {
-                Some(current) if self.packages[current.index()].version < package.version => {
+                Some(current) if get(*current).version < package.version => {
                     self.candidate[current.index()] = false;
                     *current = id;
                     true
@@ -159,9 +190,13 @@ impl Universe {
                     None => drop(self.providers.insert(provide.name.as_str().to_owned(), vec![id])),
                 }
             }
-            self.packages.push(package);
             self.archives.push(archive);
             self.candidate.push(is_candidate);
+        }
+        if self.packages.is_empty() {
+            self.packages = packages;
+        } else {
+            self.packages.extend(packages);
         }
     }
 
