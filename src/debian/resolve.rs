@@ -1492,14 +1492,13 @@ Package: tzdata\nArchitecture: all\nPriority: required\n";
         }
     }
 
-    /// Resolves a minbase (`Priority: required` plus `apt`) against a full Debian 12 amd64
-    /// index and prints how it differs from mmdebstrap's list for the same archive.
+    /// Resolves the essential, apt and minbase sets against a full Debian 12 amd64 index and
+    /// prints how they differ from mmdebstrap's (and debootstrap's) lists for the same archive.
     /// Run with `cargo test --release --lib -- --ignored --nocapture full_index_minbase`.
     #[test]
-    #[ignore = "needs a full Packages index and mmdebstrap's package list on this machine"]
+    #[ignore = "needs a full Packages index and mmdebstrap's package lists on this machine"]
     fn full_index_minbase() {
         let index_path = "/tmp/bench/mirror-full/dists/bookworm/main/binary-amd64/Packages";
-        let list_path = "/tmp/bench/pkglists/mmdebstrap-minbase.txt";
         let text = fs_err::read_to_string(index_path).unwrap();
         let start = std::time::Instant::now();
         let packages = parse_index(&text).unwrap();
@@ -1509,36 +1508,48 @@ Package: tzdata\nArchitecture: all\nPriority: required\n";
         let mut u = Universe::new("amd64".parse().unwrap(), vec![]);
         u.add(0, packages);
         let indexed = start.elapsed();
-        let start = std::time::Instant::now();
-        let mut req = request(&["apt"]);
-        req.priority_required = true;
-        let r = resolve(&u, &[], &req).unwrap_or_else(|ee| panic!("{ee}"));
-        let resolved = start.elapsed();
-        eprintln!(
-            "{count} packages: parsed in {parsed:?}, indexed in {indexed:?}, resolved {} packages in {resolved:?}",
-            r.chosen.len()
-        );
-        let ours: std::collections::BTreeSet<String> = names(&u, &r).into_iter().collect();
-        let theirs: std::collections::BTreeSet<String> = match fs_err::read_to_string(list_path) {
-            Ok(list) => list.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
-            Err(ee) => {
-                eprintln!("no comparison: {ee}");
-                return;
+        eprintln!("{count} packages: parsed in {parsed:?}, indexed in {indexed:?}");
+        let cases: [(&str, &[&str], bool, bool); 4] = [
+            ("mmdebstrap-minbase", &["apt"], true, false),
+            ("debootstrap-minbase", &["apt"], true, false),
+            ("mmdebstrap-essential", &[], false, true),
+            ("mmdebstrap-apt", &["apt"], false, true),
+        ];
+        for (list, items, priority_required, essential) in cases {
+            let mut req = request(items);
+            req.priority_required = priority_required;
+            req.essential = essential;
+            let start = std::time::Instant::now();
+            let r = resolve(&u, &[], &req).unwrap_or_else(|ee| panic!("{ee}"));
+            eprintln!("{list}: resolved {} packages in {:?}", r.chosen.len(), start.elapsed());
+            let theirs: std::collections::BTreeSet<String> =
+                match fs_err::read_to_string(format!("/tmp/bench/pkglists/{list}.txt")) {
+                    Ok(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+                    Err(ee) => {
+                        eprintln!("  no comparison: {ee}");
+                        continue;
+                    }
+                };
+            // Some lists hold names only (debootstrap's); compare what they hold.
+            let names_only = theirs.iter().all(|line| !line.contains(' '));
+            let ours: std::collections::BTreeSet<String> = names(&u, &r)
+                .into_iter()
+                .map(|line| if names_only { line.split(' ').next().unwrap().to_owned() } else { line })
+                .collect();
+            for line in ours.difference(&theirs) {
+                let name = line.split(' ').next().unwrap();
+                let why = r.chosen.iter().find(|c| u.package(c.id).name.as_str() == name).map(|c| c.reason.to_string());
+                eprintln!("  only ours:       {line} ({})", why.unwrap_or_default());
             }
-        };
-        for line in ours.difference(&theirs) {
-            let name = line.split(' ').next().unwrap();
-            let why = r.chosen.iter().find(|c| u.package(c.id).name.as_str() == name).map(|c| c.reason.to_string());
-            eprintln!("only ours:      {line} ({})", why.unwrap_or_default());
+            for line in theirs.difference(&ours) {
+                eprintln!("  only in the list: {line}");
+            }
+            eprintln!(
+                "  {} in common, {} only ours, {} only in the list",
+                ours.intersection(&theirs).count(),
+                ours.difference(&theirs).count(),
+                theirs.difference(&ours).count()
+            );
         }
-        for line in theirs.difference(&ours) {
-            eprintln!("only mmdebstrap: {line}");
-        }
-        eprintln!(
-            "{} in common, {} only ours, {} only mmdebstrap's",
-            ours.intersection(&theirs).count(),
-            ours.difference(&theirs).count(),
-            theirs.difference(&ours).count()
-        );
     }
 }
