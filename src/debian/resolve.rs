@@ -23,7 +23,9 @@
 //!   sorted by name and architecture) — without its dependencies, as `apt-get install` marks all
 //!   command-line packages before it auto-installs dependencies. Then each seed's dependencies are
 //!   resolved in that same order, depth-first in the order of the `Pre-Depends` field followed by
-//!   the `Depends` field, as apt's `MarkInstall` recurses.
+//!   the `Depends` field, as apt's `MarkInstall` recurses. Like `MarkInstall`, each package's
+//!   dependencies that leave no choice (one relation, met by a real package) are marked before
+//!   any of them is recursed into, so that a deeper alternatives group sees them as chosen.
 //! * **Alternatives** (`a | b`): nothing is done when any alternative is already met by a chosen
 //!   or installed package. Otherwise the targets of each alternative are tried in turn: the first
 //!   whose installation (with its own dependencies, recursively) succeeds is kept. A failed try is
@@ -69,6 +71,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::packages::{
     Alternatives, ArchQualifier, Architecture, MultiArch, Package, PackageName, Priority, Relation, Relations,
@@ -95,10 +98,37 @@ pub struct Universe {
     /// Whether the package is the candidate of its `(name, architecture)`.
     candidate: Vec<bool>,
     /// Package name → every version of it (all architectures) and the candidates among them.
-    names: HashMap<String, NameEntry>,
+    names: NameMap<NameEntry>,
     /// Virtual name → every package (any version) that provides it. Filtered to candidates when
     /// used, because candidates may change as archives are added.
-    providers: HashMap<String, Vec<PackageId>>,
+    providers: NameMap<Vec<PackageId>>,
+}
+
+/// A map keyed by package name, hashed with FNV-1a: names are short, and SipHash's
+/// flood resistance buys nothing for names that come from signed, pinned archives, while its cost
+/// is most of the time spent indexing a full archive. Lookup only, never iterated.
+type NameMap<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
+
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = self.0;
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -118,23 +148,34 @@ impl Universe {
             packages: Vec::new(),
             archives: Vec::new(),
             candidate: Vec::new(),
-            names: HashMap::new(),
-            providers: HashMap::new(),
+            names: NameMap::default(),
+            providers: NameMap::default(),
         }
     }
 
     /// Adds the packages of one index of archive `archive`. May be called once per archive or
     /// once per index; a version already present stays the candidate on a tie.
     pub fn add(&mut self, archive: usize, packages: Vec<Package>) {
-        self.packages.reserve(packages.len());
-        for package in packages {
-            let id = PackageId(u32::try_from(self.packages.len()).expect("fewer than 2^32 packages"));
-            let entry = self.names.entry(package.name.as_str().to_owned()).or_default();
+        let base = self.packages.len();
+        self.archives.reserve(packages.len());
+        self.candidate.reserve(packages.len());
+        self.names.reserve(packages.len());
+        // Index from the caller's vector, then append it whole: moving 60k large `Package`s one
+        // by one costs as much as all the indexing.
+        let existing = &self.packages;
+        let get = |id: PackageId| if id.index() < base { &existing[id.index()] } else { &packages[id.index() - base] };
+        for (i, package) in packages.iter().enumerate() {
+            let id = PackageId(u32::try_from(base + i).expect("fewer than 2^32 packages"));
+            // Look up before inserting: allocating a key for every package only to drop it
+            // when the name is known costs more than the second hash.
+            let entry = match self.names.get_mut(package.name.as_str()) {
+                Some(entry) => entry,
+                None => self.names.entry(package.name.as_str().to_owned()).or_default(),
+            };
             entry.versions.push(id);
-            let same_arch =
-                entry.candidates.iter_mut().find(|c| self.packages[c.index()].architecture == package.architecture);
+            let same_arch = entry.candidates.iter_mut().find(|c| get(**c).architecture == package.architecture);
             let is_candidate = match same_arch {
-                Some(current) if self.packages[current.index()].version < package.version => {
+                Some(current) if get(*current).version < package.version => {
                     self.candidate[current.index()] = false;
                     *current = id;
                     true
@@ -146,11 +187,18 @@ impl Universe {
                 }
             };
             for provide in &package.provides {
-                self.providers.entry(provide.name.as_str().to_owned()).or_default().push(id);
+                match self.providers.get_mut(provide.name.as_str()) {
+                    Some(list) => list.push(id),
+                    None => drop(self.providers.insert(provide.name.as_str().to_owned(), vec![id])),
+                }
             }
-            self.packages.push(package);
             self.archives.push(archive);
             self.candidate.push(is_candidate);
+        }
+        if self.packages.is_empty() {
+            self.packages = packages;
+        } else {
+            self.packages.extend(packages);
         }
     }
 
@@ -805,12 +853,51 @@ impl<'u> Solver<'u> {
     }
 
     /// Meets every `Pre-Depends` and `Depends` item of chosen package `id`, in field order.
+    ///
+    /// Like apt's `MarkInstall`, this first marks the targets of the items that leave no
+    /// choice (one relation, met by a real package), without their dependencies, and only then
+    /// recurses item by item. Without that, an alternatives group deeper down could pick a
+    /// package that conflicts with one of these direct dependencies: `libreoffice-base` depends
+    /// on `libreoffice-core` and on `libreoffice-base-core`, which depends on
+    /// `libreoffice-core-nogui | libreoffice-core`; apt takes `libreoffice-core` for both.
     fn resolve_dependencies(&mut self, id: PackageId) -> Attempt {
         let p = self.package(id);
-        for alternatives in p.pre_depends.iter().chain(p.depends.iter()) {
-            self.satisfy(id, alternatives)?;
+        let from = self.universe.effective_arch(p);
+        let items: Vec<&'u Alternatives> = p.pre_depends.iter().chain(p.depends.iter()).collect();
+        let mut marked: Vec<Option<PackageId>> = vec![None; items.len()];
+        for (slot, alternatives) in marked.iter_mut().zip(&items) {
+            let [relation] = alternatives.as_slice() else { continue };
+            if self.satisfied(from, relation) {
+                continue;
+            }
+            let (targets, _) = self.targets(from, relation);
+            let Some(&target) = targets.first() else { continue };
+            if self.package(target).name != relation.name {
+                continue;
+            }
+            let why = self.dependency_why(id, alternatives);
+            // A failure here is left for the item-by-item pass to report (or work around).
+            if let Ok(true) = self.mark(target, why) {
+                *slot = Some(target);
+            }
+        }
+        for (alternatives, marked) in items.into_iter().zip(marked) {
+            match marked {
+                Some(target) => self.resolve_dependencies(target)?,
+                None => self.satisfy(id, alternatives)?,
+            }
         }
         Ok(())
+    }
+
+    fn dependency_why(&self, parent: PackageId, alternatives: &Alternatives) -> Why {
+        Why {
+            reason: Some(Reason::Dependency {
+                of: self.package(parent).name.clone(),
+                relation: alternatives.to_string(),
+            }),
+            parent: Some(parent),
+        }
     }
 
     /// Meets one dependency item of `parent`, trying alternatives and their targets in order.
@@ -829,13 +916,7 @@ impl<'u> Solver<'u> {
             }
             for target in targets {
                 let mark = self.trail.len();
-                let why = Why {
-                    reason: Some(Reason::Dependency {
-                        of: u.package(parent).name.clone(),
-                        relation: alternatives.to_string(),
-                    }),
-                    parent: Some(parent),
-                };
+                let why = self.dependency_why(parent, alternatives);
                 match self.install(target, why) {
                     Ok(()) => return Ok(()),
                     Err(e) => {
@@ -1013,6 +1094,22 @@ mod tests {
              Package: bb\n",
         );
         assert_eq!(ok(&u, &["yy", "xx"]), ["bb", "xx", "yy"]);
+    }
+
+    #[test]
+    fn direct_dependencies_are_marked_before_deeper_alternatives() {
+        // libreoffice-base's shape: the deeper `nogui | core` must not pick `nogui`, which
+        // conflicts with the `core` that base needs directly.
+        let u = universe(
+            "Package: base\nDepends: base-core, core\n\n\
+             Package: base-core\nDepends: core-nogui | core\n\n\
+             Package: core\nConflicts: core-nogui\n\n\
+             Package: core-nogui\nConflicts: core\n",
+        );
+        let r = resolve(&u, &[], &request(&["base"])).unwrap();
+        assert_eq!(short(&u, &r), ["base", "base-core", "core"]);
+        let dep = |of: &str, relation: &str| Reason::Dependency { of: of.parse().unwrap(), relation: relation.into() };
+        assert_eq!(r.chosen[2].reason, dep("base", "core"));
     }
 
     #[test]
@@ -1443,6 +1540,69 @@ Package: tzdata\nArchitecture: all\nPriority: required\n";
                 }
                 prop_assert_eq!(resolve(&u, &installed, &req).unwrap(), r);
             }
+        }
+    }
+
+    /// Resolves the essential, apt and minbase sets against a full Debian 12 amd64 index and
+    /// prints how they differ from mmdebstrap's (and debootstrap's) lists for the same archive.
+    /// Run with `cargo test --release --lib -- --ignored --nocapture full_index_minbase`.
+    #[test]
+    #[ignore = "needs a full Packages index and mmdebstrap's package lists on this machine"]
+    fn full_index_minbase() {
+        let index_path = "/tmp/bench/mirror-full/dists/bookworm/main/binary-amd64/Packages";
+        let text = fs_err::read_to_string(index_path).unwrap();
+        let start = std::time::Instant::now();
+        let packages = parse_index(&text).unwrap();
+        let parsed = start.elapsed();
+        let count = packages.len();
+        let start = std::time::Instant::now();
+        let mut u = Universe::new("amd64".parse().unwrap(), vec![]);
+        u.add(0, packages);
+        let indexed = start.elapsed();
+        eprintln!("{count} packages: parsed in {parsed:?}, indexed in {indexed:?}");
+        let cases: [(&str, &[&str], bool, bool); 5] = [
+            // No list: shows the time and recursion depth of a large desktop request are fine.
+            ("large", &["gnome-core", "libreoffice", "texlive-full", "apt"], true, false),
+            ("mmdebstrap-minbase", &["apt"], true, false),
+            ("debootstrap-minbase", &["apt"], true, false),
+            ("mmdebstrap-essential", &[], false, true),
+            ("mmdebstrap-apt", &["apt"], false, true),
+        ];
+        for (list, items, priority_required, essential) in cases {
+            let mut req = request(items);
+            req.priority_required = priority_required;
+            req.essential = essential;
+            let start = std::time::Instant::now();
+            let r = resolve(&u, &[], &req).unwrap_or_else(|ee| panic!("{ee}"));
+            eprintln!("{list}: resolved {} packages in {:?}", r.chosen.len(), start.elapsed());
+            let theirs: std::collections::BTreeSet<String> =
+                match fs_err::read_to_string(format!("/tmp/bench/pkglists/{list}.txt")) {
+                    Ok(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+                    Err(ee) => {
+                        eprintln!("  no comparison: {ee}");
+                        continue;
+                    }
+                };
+            // Some lists hold names only (debootstrap's); compare what they hold.
+            let names_only = theirs.iter().all(|line| !line.contains(' '));
+            let ours: std::collections::BTreeSet<String> = names(&u, &r)
+                .into_iter()
+                .map(|line| if names_only { line.split(' ').next().unwrap().to_owned() } else { line })
+                .collect();
+            for line in ours.difference(&theirs) {
+                let name = line.split(' ').next().unwrap();
+                let why = r.chosen.iter().find(|c| u.package(c.id).name.as_str() == name).map(|c| c.reason.to_string());
+                eprintln!("  only ours:       {line} ({})", why.unwrap_or_default());
+            }
+            for line in theirs.difference(&ours) {
+                eprintln!("  only in the list: {line}");
+            }
+            eprintln!(
+                "  {} in common, {} only ours, {} only in the list",
+                ours.intersection(&theirs).count(),
+                ours.difference(&theirs).count(),
+                theirs.difference(&ours).count()
+            );
         }
     }
 }
