@@ -320,6 +320,32 @@ pub fn install(mut image: Tree, install: LayerInstall<'_>) -> anyhow::Result<Ins
     Ok(Installed { tree, replaced, owners })
 }
 
+/// Each conffile with the md5 of the content we placed at its final path. (dpkg itself would
+/// leave an unconfigured conffile at `PATH.dpkg-new`, recorded as `newconffile`; an extract-only
+/// image puts it in place, so its status records the real hash, and `dpkg --verify` in the
+/// image checks it.)
+fn conffile_sums(unit: &Unit<'_>) -> anyhow::Result<Vec<(String, String)>> {
+    use md5::Digest as _;
+    let meta = &unit.layer.meta;
+    if meta.conffiles.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tree = layer::read(&meta.info, &unit.layer.blob, 0)?;
+    meta.conffiles
+        .iter()
+        .map(|path| {
+            let node = tree
+                .get(path.trim_start_matches('/'))
+                .with_context(|| format!("package `{}`: conffile `{path}` is not in its data", unit.label()))?;
+            let Kind::File { size, content, .. } = &node.kind else {
+                bail!("package `{}`: conffile `{path}` is not a regular file", unit.label());
+            };
+            let bytes = read_content(content, *size)?;
+            Ok((path.clone(), hex::encode(md5::Md5::digest(&bytes))))
+        })
+        .collect()
+}
+
 /// Whether two files hold the same bytes (Multi-Arch: same packages may share such files).
 fn same_content(a: &Node, b: &Node) -> bool {
     let (Kind::File { size: sa, content: ca, .. }, Kind::File { size: sb, content: cb, .. }) = (&a.kind, &b.kind)
@@ -371,13 +397,10 @@ fn database(
     let all: Vec<&Unit<'_>> = below.iter().chain(units).collect();
     let db: Vec<DbPackage<'_>> = all
         .iter()
-        .map(|u| DbPackage {
-            control: &u.layer.meta.control,
-            status: STATUS_UNPACKED,
-            // dpkg records `newconffile` for a conffile unpacked but never configured.
-            conffiles: u.layer.meta.conffiles.iter().map(|c| (c.clone(), "newconffile".to_owned())).collect(),
+        .map(|u| {
+            Ok(DbPackage { control: &u.layer.meta.control, status: STATUS_UNPACKED, conffiles: conffile_sums(u)? })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     tree.insert("var/lib/dpkg/status", file(dpkgdb::status(&db)?.into_bytes(), 0o644))?;
     let b64 = base64::engine::general_purpose::STANDARD;
     let empty = Default::default();

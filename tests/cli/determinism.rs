@@ -10,20 +10,20 @@ use super::{copy_project, repo, sha256, snapshot};
 /// manifest, config and layers through their digests), and the SBOM. Any change to an output
 /// byte must change one of these and fail here: update them only for a deliberate format change, and say so in the
 /// commit.
-const GOLDEN_ID: &str = "sha256:f74c3a1e81872d7c85c5b327846635e6b03346854afd1278035d4ef062e6733b";
-const GOLDEN_ROOTFS: &str = "sha256:c54cc2c0ea5dd514a1d52e9f72c954c0447ecda1b0c15a8b233855158851f7bb";
+const GOLDEN_ID: &str = "sha256:831a1f61575292f2ab6135e1f5cdd9b017eb6e45ae9859243ef0d1b0b014097e";
+const GOLDEN_ROOTFS: &str = "sha256:60049863c0e874c302dfc73b2654e2e8a626274452ce8d67912b7f6ff75d32f8";
 const GOLDEN_OUTPUTS: &[(&str, &str)] = &[
     (
         "debian-bookworm-example_1.0_amd64.tar.zst",
-        "sha256:9c872d4cf4825ef6f0b6708723f265a528e8b7f46526db1fbeca2a048f21c0d4",
+        "sha256:c81b444907cd8f3f8635e85dc37973e5a1eba5dd0e7fedb9c3245b541d295cea",
     ),
     ("incus.meta.tar.xz", "sha256:1ea1ade644122d9494b76dc649c61337cbc2ad5d5dc6ba051436d47ffc49d668"),
     ("meta.tar.xz", "sha256:5a98cba3cfa64c3d2b3691895cf08dc6c45b199ad82db2f0a40daf59252790f0"),
-    ("oci/index.json", "sha256:de96b5ab0c5b4614c1492b36a5c463946c654de548b6ed172bdfee9fbe539848"),
-    ("rootfs.tar.gz", "sha256:8014ac7253c49e6186f864ac9620c7059b0c918720f67a18b31bb80279b03beb"),
-    ("rootfs.tar.xz", "sha256:9e65902431dd6ca90911105a3ce4f7d774a41cb44103d4e587ea739d6d0cda40"),
-    ("rootfs.tar.zst", "sha256:9c872d4cf4825ef6f0b6708723f265a528e8b7f46526db1fbeca2a048f21c0d4"),
-    ("sbom.spdx.json", "sha256:a01845acb06756401b41bef51589017a4261cc0654c57778306219ce7ba7851e"),
+    ("oci/index.json", "sha256:23d516e9f531feca1cdf4722a0ad1a9a8dccb7d0cff60dc515ab03aa256a0bda"),
+    ("rootfs.tar.gz", "sha256:b43682290a28f21dd8abe286843ddcd6e468db86ee2bcea8a5c8fe2b084952d5"),
+    ("rootfs.tar.xz", "sha256:0bd4c24292aa9c21b9360c39cf07a15ceea8c1db239d7269d680ba6b67e57447"),
+    ("rootfs.tar.zst", "sha256:c81b444907cd8f3f8635e85dc37973e5a1eba5dd0e7fedb9c3245b541d295cea"),
+    ("sbom.spdx.json", "sha256:2043541af8897742c944eac50a740bc6a02ce9a6554c600ea311a83212168bdd"),
 ];
 
 /// Builds the example in `project` with a fresh store and output folder under `scratch`,
