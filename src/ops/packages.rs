@@ -274,7 +274,9 @@ impl<'a> PackageLayers<'a> {
             self.lockfile.packages.iter().filter(|p| p.layer == layer.name.as_str()).collect();
         let archs = architectures(recipe);
         let mut h = Hasher::new();
-        h.field("candidate-package-layer-v2").field(crate::layer::FORMAT_VERSION.to_le_bytes()).field(sde.to_le_bytes());
+        h.field("candidate-package-layer-v2")
+            .field(crate::layer::FORMAT_VERSION.to_le_bytes())
+            .field(sde.to_le_bytes());
         for arch in &archs {
             h.field(arch);
         }
