@@ -40,7 +40,7 @@ pub fn render(input: &ManifestInput<'_>) -> Vec<u8> {
         .filter(|c| input.assembled.outputs.iter().any(|o| o.codec == *c))
         .filter_map(Codec::describe)
         .collect();
-    let manifest = json!({
+    let mut manifest = json!({
         "manifest-version": MANIFEST_VERSION,
         "tool": { "name": "candidate", "version": env!("CARGO_PKG_VERSION"), "layer-format": layer::FORMAT_VERSION },
         "image": {
@@ -80,7 +80,6 @@ pub fn render(input: &ManifestInput<'_>) -> Vec<u8> {
         })).collect::<Vec<_>>(),
         "compressors": compressors,
     });
-    let mut manifest = manifest;
     if !input.lockfile.archives.is_empty() {
         let lock = input.lockfile;
         manifest["archives"] = json!(lock.archives.iter().map(|a| json!({

@@ -396,7 +396,8 @@ impl Recipe {
                     )));
                 }
                 for text in &layer.packages {
-                    package_request(text).map_err(|e| invalid(format!("layer `{}`: {e}", layer.name)))?;
+                    crate::debian::resolve::Requested::parse(text)
+                        .map_err(|e| invalid(format!("layer `{}`: package `{text}`: {e}", layer.name)))?;
                 }
                 for name in &layer.exclude {
                     name.parse::<crate::debian::packages::PackageName>()
@@ -445,15 +446,6 @@ impl Recipe {
     /// A path from the recipe, resolved against the recipe's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         self.dir.join(path)
-    }
-}
-
-/// A `packages` entry: exactly one relation (`name[:arch] [(op version)]`), no alternatives.
-pub fn package_request(text: &str) -> Result<crate::debian::packages::Relation, String> {
-    let relations = crate::debian::packages::Relations::parse("packages", text).map_err(|e| e.to_string())?;
-    match relations.as_slice() {
-        [one] if one.as_slice().len() == 1 => Ok(one.first().clone()),
-        _ => Err(format!("package `{text}` must name one package, without `,` or `|`")),
     }
 }
 
@@ -554,6 +546,13 @@ impl FromStr for Name {
 }
 deserialize_from_str!(Name);
 display_as_str!(Name);
+
+/// So that maps keyed by name (`[archive.NAME]`) can be looked up with a `&str`.
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
 
 /// `s` if it is 1 to 128 ASCII letters, digits and `extra` bytes, starting with a letter or
 /// digit: safe in file names and folder names everywhere.

@@ -80,17 +80,10 @@ pub fn lock(
     freshness: &Freshness,
     network: Network,
 ) -> anyhow::Result<Read> {
-    let path = source.dists("InRelease");
-    let origin = source.origin(&path);
-    let (inrelease, inrelease_size) = fetch::fetch(store, &origin, None, network, &|_| {})
-        .with_context(|| format!("archive `{}`: cannot fetch `{path}`", source.name))?;
-    let bytes = fs_err::read(store.blob_path(&inrelease))?;
-    let verified = verify_inrelease(&bytes, source.keyring, Some(freshness.now))
-        .with_context(|| format!("archive `{}`: `{origin}` is not trustworthy", source.name))?;
-    let release = verified.release().with_context(|| format!("archive `{}`: `{origin}`", source.name))?;
+    let (inrelease, inrelease_size, release) = read_inrelease(store, source, None, Some(freshness.now), network)?;
     release
         .check_freshness(freshness.now, DATE_SKEW_SECONDS)
-        .with_context(|| format!("archive `{}`: `{origin}` is not fresh", source.name))?;
+        .with_context(|| format!("archive `{}`: its `InRelease` is not fresh", source.name))?;
     check_rollback(store, source, &release, inrelease, freshness.allow_rollback)?;
 
     let mut indexes = Vec::new();
@@ -152,23 +145,37 @@ fn verified_release(
     locked: &LockedArchive,
     network: Network,
 ) -> anyhow::Result<Release> {
-    let name = source.name;
-    let path = source.dists("InRelease");
     let pin = Pin { sha256: locked.inrelease, size: Some(locked.inrelease_size) };
-    fetch::fetch(store, &source.origin(&path), Some(pin), network, &|_| {})
-        .with_context(|| format!("archive `{name}`: cannot fetch the locked `{path}`"))?;
-    let bytes = fs_err::read(store.blob_path(&locked.inrelease))?;
-    let verified = verify_inrelease(&bytes, source.keyring, None)
-        .with_context(|| format!("archive `{name}`: the locked `InRelease` is not trustworthy"))?;
-    let release = verified.release().with_context(|| format!("archive `{name}`: the locked `InRelease`"))?;
+    let (_, _, release) = read_inrelease(store, source, Some(pin), None, network)?;
     if release.date != locked.date {
         bail!(
-            "archive `{name}`: the lockfile says `Date` {}, the locked `InRelease` says {}",
+            "archive `{}`: the lockfile says `Date` {}, the locked `InRelease` says {}",
+            source.name,
             locked.date,
             release.date
         );
     }
     Ok(release)
+}
+
+/// Fetches `InRelease` (the current one, or the pinned one), verifies it against the
+/// keyring — key validity at the signature's time and, given `now`, today — and parses it.
+fn read_inrelease(
+    store: &Store,
+    source: &Source<'_>,
+    pin: Option<Pin>,
+    now: Option<i64>,
+    network: Network,
+) -> anyhow::Result<(Digest, u64, Release)> {
+    let path = source.dists("InRelease");
+    let origin = source.origin(&path);
+    let context = |what: &str| format!("archive `{}`: `{origin}` {what}", source.name);
+    let (digest, size) =
+        fetch::fetch(store, &origin, pin, network, &|_| {}).with_context(|| context("cannot be fetched"))?;
+    let bytes = fs_err::read(store.blob_path(&digest))?;
+    let verified = verify_inrelease(&bytes, source.keyring, now).with_context(|| context("is not trustworthy"))?;
+    let release = verified.release().with_context(|| context("is not a valid `Release`"))?;
+    Ok((digest, size, release))
 }
 
 /// The first form of `COMPONENT/binary-ARCH/Packages` the `Release` lists.
@@ -271,6 +278,5 @@ fn check_rollback(
 /// Loads the keyring a recipe names, with the digest of its bytes.
 pub fn keyring(path: &Path) -> anyhow::Result<(Keyring, Digest)> {
     let bytes = fs_err::read(path).with_context(|| format!("cannot read keyring `{}`", path.display()))?;
-    let keyring = Keyring::load(path)?;
-    Ok((keyring, Digest::of(&bytes)))
+    Ok((Keyring::parse(path, &bytes)?, Digest::of(&bytes)))
 }

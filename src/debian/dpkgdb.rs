@@ -29,6 +29,8 @@
 //! and `Packages`-index fields (`Filename`, `Size`, `MD5sum`) are refused in a control file:
 //! a package that ships them is trying to write the database itself.
 
+use std::collections::BTreeMap;
+
 use super::control::{self, ControlError, Dialect, Stanza};
 use super::packages::{Alternatives, ArchQualifier, Operator, Provide, Relation, Relations};
 use super::unpack::Unpacked;
@@ -269,26 +271,56 @@ pub fn list_file(paths: &[String]) -> String {
     out
 }
 
+/// What a package's `info/` files are made of.
+pub struct InfoSource<'a> {
+    /// The `control` file.
+    pub control: &'a str,
+    /// The paths it owns, `/a/b` form, archive order.
+    pub paths: &'a [String],
+    /// `md5sums` text.
+    pub md5sums: &'a str,
+    /// Conffile paths.
+    pub conffiles: &'a [String],
+    /// Every other control member by name (`postinst`, `triggers` …).
+    pub scripts: &'a BTreeMap<String, Vec<u8>>,
+}
+
+impl<'a> From<&'a Unpacked> for InfoSource<'a> {
+    fn from(u: &'a Unpacked) -> Self {
+        InfoSource {
+            control: &u.control,
+            paths: &u.paths,
+            md5sums: &u.md5sums,
+            conffiles: &u.conffiles,
+            scripts: &u.scripts,
+        }
+    }
+}
+
 /// The files dpkg keeps in `info/` for an unpacked package, named relative to `info/`:
 /// `NAME.list`, `NAME.md5sums`, `NAME.conffiles` (if any), and every other control member
 /// (`NAME.postinst`, `NAME.triggers`, `NAME.shlibs` …) as shipped, as `dpkg --unpack`
-/// leaves them.
-pub fn info_files(unpacked: &Unpacked) -> Result<Vec<(String, Vec<u8>)>, DbError> {
-    let name = info_name(&unpacked.control)?;
-    let mut files = vec![(format!("{name}.list"), list_file(&unpacked.paths).into_bytes())];
-    if !unpacked.md5sums.is_empty() {
-        files.push((format!("{name}.md5sums"), unpacked.md5sums.clone().into_bytes()));
+/// leaves them; with the mode dpkg gives each (maintainer scripts are executable).
+pub fn info_files(info: &InfoSource<'_>) -> Result<Vec<(String, Vec<u8>, u32)>, DbError> {
+    let name = info_name(info.control)?;
+    let mut files = vec![(format!("{name}.list"), list_file(info.paths).into_bytes(), 0o644)];
+    if !info.md5sums.is_empty() {
+        files.push((format!("{name}.md5sums"), info.md5sums.as_bytes().to_vec(), 0o644));
     }
-    if !unpacked.conffiles.is_empty() {
-        let text: String = unpacked.conffiles.iter().map(|c| format!("{c}\n")).collect();
-        files.push((format!("{name}.conffiles"), text.into_bytes()));
+    if !info.conffiles.is_empty() {
+        let text: String = info.conffiles.iter().map(|c| format!("{c}\n")).collect();
+        files.push((format!("{name}.conffiles"), text.into_bytes(), 0o644));
     }
-    for (member, content) in &unpacked.scripts {
-        files.push((format!("{name}.{member}"), content.clone()));
+    for (member, content) in info.scripts {
+        let executable = MAINTAINER_SCRIPTS.contains(&member.as_str());
+        files.push((format!("{name}.{member}"), content.clone(), if executable { 0o755 } else { 0o644 }));
     }
     files.sort();
     Ok(files)
 }
+
+/// The control members dpkg runs, and so keeps executable.
+const MAINTAINER_SCRIPTS: [&str; 5] = ["preinst", "postinst", "prerm", "postrm", "config"];
 
 /// The fixed part of an admin directory that dpkg expects besides `status` and `info/`
 /// files: paths relative to the image root.
@@ -583,15 +615,15 @@ Built-Using: gcc (= 12)
         let p = DbPackage { control: &u.control, status: "install ok unpacked", conffiles };
         let db = theirs.join("var/lib/dpkg");
         assert_eq!(status(&[p]).unwrap(), fs_err::read_to_string(db.join("status")).unwrap());
-        let ours = info_files(&u).unwrap();
+        let ours = info_files(&(&u).into()).unwrap();
         let mut dpkgs: Vec<String> = fs_err::read_dir(db.join("info"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n != "format")
             .collect();
         dpkgs.sort();
-        assert_eq!(ours.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), dpkgs);
-        for (name, content) in &ours {
+        assert_eq!(ours.iter().map(|(n, _, _)| n.clone()).collect::<Vec<_>>(), dpkgs);
+        for (name, content, _) in &ours {
             assert_eq!(content, &fs_err::read(db.join("info").join(name)).unwrap(), "info/{name}");
         }
 

@@ -18,18 +18,17 @@
 //! `Multi-Arch: same` package in several architectures excepted), and a package may not
 //! replace a directory with a file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::control::{self, Dialect};
-use super::dpkgdb::{self, DbPackage};
+use super::dpkgdb::{self, DbPackage, InfoSource};
 use super::packages::Relations;
-use super::unpack::{self, UnpackLimits};
+use super::unpack::{self, UnpackLimits, Unpacked};
 use super::version::Version;
 use crate::digest::{Digest, Hasher};
 use crate::layer::{self, LayerInfo};
@@ -39,7 +38,11 @@ use crate::tar::writer::write_tree;
 use crate::tree::{Content, Kind, Node, Tree, TreeError};
 
 /// Bumped whenever what a package layer holds, or what is cached about it, changes.
-const DEB_CACHE_VERSION: u32 = 1;
+const DEB_CACHE_VERSION: u32 = 2;
+
+/// Bumped whenever the bytes of a package layer for the same packages would change (the
+/// install rules or the dpkg database format).
+pub const LAYER_VERSION: u32 = 3;
 
 /// The status dpkg gives a package unpacked but not configured.
 pub const STATUS_UNPACKED: &str = "install ok unpacked";
@@ -51,9 +54,61 @@ pub struct DebMeta {
     pub control: String,
     pub paths: Vec<String>,
     pub conffiles: Vec<String>,
+    /// The md5 of each conffile's content, in `conffiles` order. dpkg would leave an
+    /// unconfigured conffile at `PATH.dpkg-new`, recorded as `newconffile`; an extract-only
+    /// image puts it in place, so its status records the real hash (and `dpkg --verify` in
+    /// the image checks it).
+    pub conffile_md5s: Vec<String>,
     pub md5sums: String,
-    /// Control members other than `control`, `md5sums` and `conffiles`, base64.
-    pub scripts: BTreeMap<String, String>,
+    /// Control members other than `control`, `md5sums` and `conffiles`.
+    #[serde(with = "base64_map")]
+    pub scripts: BTreeMap<String, Vec<u8>>,
+}
+
+impl DebMeta {
+    fn new(info: LayerInfo, unpacked: Unpacked) -> anyhow::Result<Self> {
+        use md5::Digest as _;
+        let conffile_md5s = unpacked
+            .conffiles
+            .iter()
+            .map(|path| match unpacked.tree.get(path.trim_start_matches('/')).map(|n| &n.kind) {
+                // The unpacker checked that each conffile is a regular file of the data.
+                Some(Kind::File { size, content, .. }) => {
+                    Ok(hex::encode(md5::Md5::digest(read_content(content, *size)?)))
+                }
+                _ => bail!("package `{}`: conffile `{path}` is not a regular file of its data", unpacked.name),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(DebMeta {
+            info,
+            control: unpacked.control,
+            paths: unpacked.paths,
+            conffiles: unpacked.conffiles,
+            conffile_md5s,
+            md5sums: unpacked.md5sums,
+            scripts: unpacked.scripts,
+        })
+    }
+}
+
+/// Maintainer scripts are bytes; the cache record is JSON, so they are kept there as base64.
+mod base64_map {
+    use std::collections::BTreeMap;
+
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<String, Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(map.iter().map(|(k, v)| (k, STANDARD.encode(v))))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
+        BTreeMap::<String, String>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| Ok((k, STANDARD.decode(v).map_err(serde::de::Error::custom)?)))
+            .collect()
+    }
 }
 
 /// A package's data tar, ready to merge.
@@ -96,15 +151,7 @@ pub fn deb_layer(store: &Store, package: &LockedPackage, sde: u64) -> anyhow::Re
     let blob = writer.into_inner().map_err(|e| e.into_error())?.commit_batched()?;
     let implicit = unpacked.tree.iter().filter(|(_, n)| n.implicit).map(|(p, _)| p.clone()).collect();
     let info = LayerInfo { diff_id: blob.digest, size: blob.size, entries: written.entries, implicit };
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let meta = DebMeta {
-        info,
-        control: unpacked.control,
-        paths: unpacked.paths,
-        conffiles: unpacked.conffiles,
-        md5sums: unpacked.md5sums,
-        scripts: unpacked.scripts.iter().map(|(k, v)| (k.clone(), b64.encode(v))).collect(),
-    };
+    let meta = DebMeta::new(info, unpacked)?;
     Ok(DebLayer { meta, blob: blob.reader.clone(), pending: Some((blob, key)) })
 }
 
@@ -124,26 +171,18 @@ pub fn deb_layers(store: &Store, packages: &[&LockedPackage], sde: u64) -> anyho
             });
         }
     });
-    let layers: Vec<DebLayer> =
-        slots.into_iter().map(|r| r.expect("every package was done")).collect::<Result<_, _>>()?;
-    Ok(layers)
+    slots.into_iter().map(|r| r.expect("every package was done")).collect()
 }
 
-/// Makes the new package blobs durable (together) and records them in the cache.
+/// Makes the new package blobs durable (together), then records them in the cache.
 pub fn finish_debs(store: &Store, layers: &mut [DebLayer]) -> anyhow::Result<()> {
-    let pending: Vec<(BatchedBlob, Digest, Vec<u8>)> = layers
+    let (blobs, records): (Vec<BatchedBlob>, Vec<(Digest, Vec<u8>)>) = layers
         .iter_mut()
         .filter_map(|l| {
             let (blob, key) = l.pending.take()?;
-            Some((blob, key, serde_json::to_vec(&l.meta).expect("serialises")))
+            Some((blob, (key, serde_json::to_vec(&l.meta).expect("serialises"))))
         })
-        .collect();
-    let mut records = Vec::new();
-    let mut blobs = Vec::new();
-    for (blob, key, value) in pending {
-        blobs.push(blob);
-        records.push((key, value));
-    }
+        .unzip();
     store.publish_batch(blobs)?;
     for (key, value) in records {
         store.put_action(&key, &value)?;
@@ -177,9 +216,10 @@ impl<'a> Unit<'a> {
         let stanza = control::parse_one(&layer.meta.control, Dialect::Archive)?;
         let field = |name: &str| stanza.get(name).unwrap_or_default().to_owned();
         let name = field("Package");
-        let replaces = Relations::parse("Replaces", &field("Replaces"))
-            .or_else(|e| if field("Replaces").trim().is_empty() { Ok(Relations::default()) } else { Err(e) })
-            .with_context(|| format!("package `{name}`"))?;
+        let replaces = match stanza.get("Replaces") {
+            Some(text) => Relations::parse("Replaces", text).with_context(|| format!("package `{name}`"))?,
+            None => Relations::default(),
+        };
         Ok(Unit {
             version: field("Version").parse().with_context(|| format!("package `{name}`: Version"))?,
             arch: field("Architecture"),
@@ -201,22 +241,6 @@ impl<'a> Unit<'a> {
             .flat_map(|alternatives| alternatives.iter())
             .any(|r| r.name.as_str() == other.name && r.version_satisfied_by(&other.version))
     }
-
-    /// Whether it ships symlinks at the top of the image (`/bin -> usr/bin`): such packages
-    /// go first, so that the others' paths resolve through the links rather than making
-    /// real folders the links would then have to replace.
-    fn ships_top_symlinks(&self) -> bool {
-        self.layer.meta.paths.iter().any(|p| p.matches('/').count() == 1)
-            && self.layer.meta.info.entries > 0
-            && self.top_symlink()
-    }
-
-    fn top_symlink(&self) -> bool {
-        // Read from the data tree when needed; cheap for the few packages that qualify.
-        layer::read(&self.layer.meta.info, &self.layer.blob, 0)
-            .map(|t| t.iter().any(|(p, n)| !p.contains('/') && !p.is_empty() && matches!(n.kind, Kind::Symlink { .. })))
-            .unwrap_or(false)
-    }
 }
 
 /// The install of one layer's packages.
@@ -233,9 +257,23 @@ pub struct LayerInstall<'a> {
 
 /// Installs `install.packages` over `image` (the layers below, merged).
 pub fn install(mut image: Tree, install: LayerInstall<'_>) -> anyhow::Result<Installed> {
-    let mut units: Vec<Unit<'_>> = install.packages.iter().map(Unit::new).collect::<anyhow::Result<_>>()?;
-    units.sort_by(|a, b| (a.name.as_str(), a.arch.as_str()).cmp(&(b.name.as_str(), b.arch.as_str())));
-    units.sort_by_key(|u| !u.ships_top_symlinks());
+    // Each package's tree is read once. Hard-link groups get a range per package, apart
+    // from the layers' below (numbered from 0 by `rootfs::merge`).
+    let mut units = Vec::new();
+    for (i, deb) in install.packages.iter().enumerate() {
+        let unit = Unit::new(deb)?;
+        let tree = layer::read(&deb.meta.info, &deb.blob, (1 << 32) + ((i as u64) << 20))
+            .with_context(|| format!("package `{}`", unit.label()))?;
+        units.push((unit, tree));
+    }
+    // Name order, except that packages shipping symlinks at the top of the image (`/bin ->
+    // usr/bin`) go first, so that the others' paths resolve through the links rather than
+    // making real folders that the links could not replace.
+    let top_symlink = |tree: &Tree| {
+        tree.iter().any(|(p, n)| !p.is_empty() && !p.contains('/') && matches!(n.kind, Kind::Symlink { .. }))
+    };
+    units.sort_by_cached_key(|(u, tree)| (!top_symlink(tree), u.name.clone(), u.arch.clone()));
+    let (units, trees): (Vec<Unit<'_>>, Vec<Tree>) = units.into_iter().unzip();
     let below: Vec<Unit<'_>> = install.below.iter().map(Unit::new).collect::<anyhow::Result<_>>()?;
 
     let mut owners = install.owners;
@@ -243,66 +281,56 @@ pub fn install(mut image: Tree, install: LayerInstall<'_>) -> anyhow::Result<Ins
     let mut replaced = Vec::new();
     // Paths each package no longer owns (shipped form), dropped from its `.list`/`md5sums`
     // as dpkg does when another package takes a file over.
-    let mut disowned: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    let mut link_offset = 1 << 32;
-    for (index, unit) in units.iter().enumerate() {
-        let tree = layer::read(&unit.layer.meta.info, &unit.layer.blob, link_offset)
-            .with_context(|| format!("package `{}`", unit.label()))?;
-        link_offset += 1 << 20;
-        let mut refusal: Option<anyhow::Error> = None;
-        let result = image.merge_checked(tree, &mut |source, path, node, existing| {
-            let shipped = format!("/{source}");
-            // dpkg never changes an existing directory's metadata.
-            if node.is_dir() && existing.is_some_and(Node::is_dir) {
-                return Ok(false);
-            }
-            if let (Some(existing), false) = (existing, node.is_dir()) {
-                if existing.is_dir() {
-                    return Err(TreeError::Refused {
-                        path: path.to_owned(),
-                        message: format!("package `{}` would replace a directory with a {}", unit.label(), node.kind.describe()),
-                    });
-                }
-                if let Some((owner, owner_path)) = owners.get(path) {
-                    let other = units[..index].iter().chain(&below).find(|u| &u.label() == owner);
-                    match other {
-                        Some(other) if unit.replaces(other) => {
-                            replaced.push((format!("/{path}"), unit.label(), other.label()));
-                            disowned.entry(other.label()).or_default().insert(owner_path.clone());
-                        }
-                        // The owner replaces the newcomer: its file stays, whichever came first.
-                        Some(other) if other.replaces(unit) => {
-                            replaced.push((format!("/{path}"), other.label(), unit.label()));
-                            disowned.entry(unit.label()).or_default().insert(shipped);
-                            return Ok(false);
-                        }
-                        Some(other)
-                            if unit.multi_arch_same
-                                && other.multi_arch_same
-                                && other.name == unit.name
-                                && same_content(existing, node) => {}
-                        _ => {
-                            refusal = Some(anyhow::anyhow!(
-                                "`/{path}` is shipped by both `{owner}` and `{}`, and `{}` does not declare `Replaces: {}`",
-                                unit.label(),
-                                unit.name,
-                                owner.split(':').next().unwrap_or(owner)
-                            ));
-                            return Err(TreeError::Refused { path: path.to_owned(), message: "file conflict".into() });
+    let mut disowned: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (index, (unit, tree)) in units.iter().zip(trees).enumerate() {
+        image
+            .merge_checked(tree, &mut |source, path, node, existing| {
+                let shipped = format!("/{source}");
+                let refuse = |message: String| Err(TreeError::Refused { path: path.to_owned(), message });
+                match existing {
+                    // dpkg never changes an existing directory's metadata.
+                    Some(existing) if existing.is_dir() && node.is_dir() => return Ok(false),
+                    Some(existing) if existing.is_dir() => {
+                        return refuse(format!("a {} would replace a directory", node.kind.describe()));
+                    }
+                    Some(existing) if !node.is_dir() => {
+                        if let Some((owner, owner_path)) = owners.get(path) {
+                            let other = units[..index].iter().chain(&below).find(|u| &u.label() == owner);
+                            match other {
+                                Some(other) if unit.replaces(other) => {
+                                    replaced.push((format!("/{path}"), unit.label(), other.label()));
+                                    disowned.entry(other.label()).or_default().insert(owner_path.clone());
+                                }
+                                // The owner replaces the newcomer: its file stays, whichever came first.
+                                Some(other) if other.replaces(unit) => {
+                                    replaced.push((format!("/{path}"), other.label(), unit.label()));
+                                    disowned.entry(unit.label()).or_default().insert(shipped);
+                                    return Ok(false);
+                                }
+                                Some(other)
+                                    if unit.multi_arch_same
+                                        && other.multi_arch_same
+                                        && other.name == unit.name
+                                        && same_content(existing, node) => {}
+                                _ => {
+                                    let owner_name = owner.split(':').next().unwrap_or(owner);
+                                    return refuse(format!(
+                                        "shipped by `{owner}` too, and `{}` does not declare `Replaces: {owner_name}`",
+                                        unit.name
+                                    ));
+                                }
+                            }
                         }
                     }
+                    _ => {}
                 }
-            }
-            if !node.is_dir() {
-                owners.insert(path.to_owned(), (unit.label(), shipped));
-            }
-            placed.insert(path.to_owned(), node.clone());
-            Ok(true)
-        });
-        if let Err(e) = result {
-            return Err(refusal.unwrap_or_else(|| anyhow::Error::new(e)))
-                .with_context(|| format!("cannot install package `{}`", unit.label()));
-        }
+                if !node.is_dir() {
+                    owners.insert(path.to_owned(), (unit.label(), shipped));
+                }
+                placed.insert(path.to_owned(), node.clone());
+                Ok(true)
+            })
+            .with_context(|| format!("cannot install package `{}`", unit.label()))?;
     }
 
     let database = database(&units, &below, &disowned, install.native, install.foreign, install.sde)?;
@@ -318,32 +346,6 @@ pub fn install(mut image: Tree, install: LayerInstall<'_>) -> anyhow::Result<Ins
         tree.insert(&path, node)?;
     }
     Ok(Installed { tree, replaced, owners })
-}
-
-/// Each conffile with the md5 of the content we placed at its final path. (dpkg itself would
-/// leave an unconfigured conffile at `PATH.dpkg-new`, recorded as `newconffile`; an extract-only
-/// image puts it in place, so its status records the real hash, and `dpkg --verify` in the
-/// image checks it.)
-fn conffile_sums(unit: &Unit<'_>) -> anyhow::Result<Vec<(String, String)>> {
-    use md5::Digest as _;
-    let meta = &unit.layer.meta;
-    if meta.conffiles.is_empty() {
-        return Ok(Vec::new());
-    }
-    let tree = layer::read(&meta.info, &unit.layer.blob, 0)?;
-    meta.conffiles
-        .iter()
-        .map(|path| {
-            let node = tree
-                .get(path.trim_start_matches('/'))
-                .with_context(|| format!("package `{}`: conffile `{path}` is not in its data", unit.label()))?;
-            let Kind::File { size, content, .. } = &node.kind else {
-                bail!("package `{}`: conffile `{path}` is not a regular file", unit.label());
-            };
-            let bytes = read_content(content, *size)?;
-            Ok((path.clone(), hex::encode(md5::Md5::digest(&bytes))))
-        })
-        .collect()
 }
 
 /// Whether two files hold the same bytes (Multi-Arch: same packages may share such files).
@@ -365,12 +367,12 @@ fn read_content(content: &Content, size: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// The dpkg database entries for the packages of this layer, and the status of every
-/// package so far.
+/// The dpkg database entries for the packages of this layer (and of packages below that
+/// lost files to them), and the status of every package so far.
 fn database(
     units: &[Unit<'_>],
     below: &[Unit<'_>],
-    disowned: &BTreeMap<String, std::collections::BTreeSet<String>>,
+    disowned: &BTreeMap<String, BTreeSet<String>>,
     native: &str,
     foreign: &[String],
     sde: u64,
@@ -394,26 +396,21 @@ fn database(
     for (path, text) in skeleton.files {
         tree.insert(path, file(text.into_bytes(), 0o644))?;
     }
-    let all: Vec<&Unit<'_>> = below.iter().chain(units).collect();
-    let db: Vec<DbPackage<'_>> = all
+    let db: Vec<DbPackage<'_>> = below
         .iter()
+        .chain(units)
         .map(|u| {
-            Ok(DbPackage { control: &u.layer.meta.control, status: STATUS_UNPACKED, conffiles: conffile_sums(u)? })
+            let meta = &u.layer.meta;
+            let conffiles = meta.conffiles.iter().cloned().zip(meta.conffile_md5s.iter().cloned()).collect();
+            DbPackage { control: &meta.control, status: STATUS_UNPACKED, conffiles }
         })
-        .collect::<anyhow::Result<_>>()?;
+        .collect();
     tree.insert("var/lib/dpkg/status", file(dpkgdb::status(&db)?.into_bytes(), 0o644))?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let empty = Default::default();
-    // This layer's packages, and those below that lost files to them (their lists change).
-    for (unit, ours) in units
-        .iter()
-        .map(|u| (u, true))
-        .chain(below.iter().filter(|u| disowned.contains_key(&u.label())).map(|u| (u, false)))
-    {
+    let empty = BTreeSet::new();
+    let losers = below.iter().filter(|u| disowned.contains_key(&u.label()));
+    for unit in units.iter().chain(losers) {
         let meta = &unit.layer.meta;
-        let gone: &std::collections::BTreeSet<String> = disowned.get(&unit.label()).unwrap_or(&empty);
-        let name = dpkgdb::info_name(&meta.control)?;
-        let info = |ext: &str| format!("var/lib/dpkg/info/{name}.{ext}");
+        let gone = disowned.get(&unit.label()).unwrap_or(&empty);
         let paths: Vec<String> = meta.paths.iter().filter(|p| !gone.contains(*p)).cloned().collect();
         let md5sums: String = meta
             .md5sums
@@ -421,19 +418,15 @@ fn database(
             .filter(|l| l.split_once("  ").is_none_or(|(_, p)| !gone.contains(&format!("/{p}"))))
             .map(|l| format!("{l}\n"))
             .collect();
-        tree.insert(&info("list"), file(dpkgdb::list_file(&paths).into_bytes(), 0o644))?;
-        tree.insert(&info("md5sums"), file(md5sums.into_bytes(), 0o644))?;
-        if !ours {
-            continue;
-        }
-        if !meta.conffiles.is_empty() {
-            let text: String = meta.conffiles.iter().map(|c| format!("{c}\n")).collect();
-            tree.insert(&info("conffiles"), file(text.into_bytes(), 0o644))?;
-        }
-        for (script, data) in &meta.scripts {
-            let bytes = b64.decode(data).context("a cached maintainer script")?;
-            let executable = matches!(script.as_str(), "preinst" | "postinst" | "prerm" | "postrm" | "config");
-            tree.insert(&info(script), file(bytes, if executable { 0o755 } else { 0o644 }))?;
+        let source = InfoSource {
+            control: &meta.control,
+            paths: &paths,
+            md5sums: &md5sums,
+            conffiles: &meta.conffiles,
+            scripts: &meta.scripts,
+        };
+        for (name, bytes, mode) in dpkgdb::info_files(&source)? {
+            tree.insert(&format!("var/lib/dpkg/info/{name}"), file(bytes, mode))?;
         }
     }
     Ok(tree)

@@ -157,7 +157,12 @@ impl Keyring {
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ReleaseError> {
         let path = path.as_ref();
         let bytes = fs_err::read(path).map_err(|source| ReleaseError::KeyringRead { path: path.to_owned(), source })?;
-        Self::from_bytes(&bytes).map_err(|e| match e {
+        Self::parse(path, &bytes)
+    }
+
+    /// Reads a keyring already read from `path` (named in errors).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, ReleaseError> {
+        Self::from_bytes(bytes).map_err(|e| match e {
             KeyringError::Parse(source) => ReleaseError::KeyringParse { path: path.to_owned(), source },
             KeyringError::Secret(fingerprint) => ReleaseError::KeyringSecret { path: path.to_owned(), fingerprint },
             KeyringError::Empty => ReleaseError::KeyringEmpty { path: path.to_owned() },

@@ -99,37 +99,24 @@ pub fn build(
     // output encoders in the same pass.
     let mut streamed: Option<Assembled> = None;
     let mut packages = super::packages::PackageLayers::new(&resolved.lockfile);
+    let single = recipe.layers.len() == 1;
     for ((layer, files), tarballs) in recipe.layers.iter().zip(&resolved.files).zip(&tarballs) {
         let spinner = ctx.printer.spinner(format!("layer {}", layer.name));
-        let single = recipe.layers.len() == 1;
-        let mut outputs = if single { Some(rootfs::Outputs::new(&ctx.store, &archives, true)?) } else { None };
+        let mut streaming = Streaming { ctx, archives: &archives, single, streamed: &mut streamed };
         let built = if layer.has_packages() {
-            let tee: &mut dyn std::io::Write = match &mut outputs {
-                Some(outputs) => outputs,
-                None => &mut std::io::sink(),
-            };
-            packages.build(ctx, recipe, layer, &layers, tee)?
+            match packages.lookup(ctx, recipe, layer, &layers)? {
+                Ok(built) => built,
+                Err(pending) => streaming.write(|tee| packages.build(ctx, recipe, pending, &layers, tee))?,
+            }
         } else {
             let files: Vec<FilesInput<'_>> =
                 files.iter().map(|f| FilesInput { tree: &f.tree, digest: f.digest }).collect();
             let key = layer::action_key(layer, &files, tarballs, sde);
             match layer::lookup(&ctx.store, &key) {
                 Some(built) => built,
-                None => {
-                    let tee: &mut dyn std::io::Write = match &mut outputs {
-                        Some(outputs) => outputs,
-                        None => &mut std::io::sink(),
-                    };
-                    layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee)?
-                }
+                None => streaming.write(|tee| Ok(layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee)?))?,
             }
         };
-        // A one-layer rootfs just built was encoded in the same pass.
-        if let (Some(outputs), false) = (outputs, built.cached) {
-            let done = outputs.finish(built.info.clone())?;
-            rootfs::record(&ctx.store, &[built.info.diff_id], &archives, &done)?;
-            streamed = Some(done);
-        }
         spinner.finish_and_clear();
         let verb = if built.cached { "Fresh" } else { "Built" };
         let info = &built.info;
@@ -193,6 +180,32 @@ pub fn build(
     super::release::register(ctx, &id, &dir, &manifest_value)?;
     ctx.printer.status("Finished", format_args!("{} {}", dir.display(), id));
     Ok((id, dir))
+}
+
+/// Where a layer being written also streams: nowhere, or — when the rootfs is that one
+/// layer — the output encoders, whose result is recorded.
+struct Streaming<'a> {
+    ctx: &'a Context,
+    archives: &'a [rootfs::Archive],
+    single: bool,
+    streamed: &'a mut Option<Assembled>,
+}
+
+impl Streaming<'_> {
+    fn write(
+        &mut self,
+        write_layer: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<layer::Built>,
+    ) -> anyhow::Result<layer::Built> {
+        if !self.single {
+            return write_layer(&mut std::io::sink());
+        }
+        let mut outputs = rootfs::Outputs::new(&self.ctx.store, self.archives, true)?;
+        let built = write_layer(&mut outputs)?;
+        let done = outputs.finish(built.info.clone())?;
+        rootfs::record(&self.ctx.store, &[built.info.diff_id], self.archives, &done)?;
+        *self.streamed = Some(done);
+        Ok(built)
+    }
 }
 
 /// Publishes the candidate folder: a fresh folder beside the final one, swapped in by rename.

@@ -19,7 +19,7 @@ use crate::recipe::{Origin, Recipe};
 /// Where each archive of a recipe is read from in this run: `--mirror NAME=URL`, else
 /// `CANDIDATE_MIRROR_NAME` (upper case, `-`, `.` and `+` as `_`), else the recipe's `url`.
 pub fn archive_root(ctx: &Context, recipe: &Recipe, name: &str) -> anyhow::Result<Origin> {
-    let spec = &recipe.archives.iter().find(|(n, _)| n.as_str() == name).expect("a recipe archive").1;
+    let spec = &recipe.archives[name];
     let env_name = format!("CANDIDATE_MIRROR_{}", name.to_uppercase().replace(['-', '.', '+'], "_"));
     let url = match ctx.mirrors.get(name) {
         Some(url) => url.clone(),
@@ -50,7 +50,7 @@ impl Keyrings {
     }
 
     fn source<'a>(&'a self, ctx: &Context, recipe: &'a Recipe, name: &'a str) -> anyhow::Result<Source<'a>> {
-        let spec = &recipe.archives.iter().find(|(n, _)| n.as_str() == name).expect("a recipe archive").1;
+        let spec = &recipe.archives[name];
         let (keyring, keyring_digest) = &self.0[name];
         Ok(Source { name, spec, root: archive_root(ctx, recipe, name)?, keyring, keyring_digest: *keyring_digest })
     }
@@ -248,6 +248,14 @@ pub struct PackageLayers<'a> {
     pub replaced: Vec<(String, String, String)>,
 }
 
+/// A package layer the cache does not hold: what [`PackageLayers::build`] needs.
+pub struct PendingLayer<'a> {
+    layer: &'a crate::recipe::Layer,
+    this: Vec<&'a LockedPackage>,
+    key: Digest,
+    record_key: Digest,
+}
+
 /// What the cache keeps beside a package layer: what the next layers and the manifest need.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct LayerRecord {
@@ -260,31 +268,26 @@ impl<'a> PackageLayers<'a> {
         PackageLayers { lockfile, below: Vec::new(), owners: BTreeMap::new(), replaced: Vec::new() }
     }
 
-    /// The layer's tar, from the cache or installed now (streamed to `tee` as it is written).
-    pub fn build(
+    /// The layer from the cache, or what it takes to build it ([`PackageLayers::build`]).
+    pub fn lookup(
         &mut self,
         ctx: &Context,
         recipe: &Recipe,
-        layer: &crate::recipe::Layer,
+        layer: &'a crate::recipe::Layer,
         layers_below: &[(String, crate::layer::Built)],
-        tee: &mut dyn std::io::Write,
-    ) -> anyhow::Result<crate::layer::Built> {
-        let sde = recipe.image.source_date_epoch;
+    ) -> anyhow::Result<Result<crate::layer::Built, PendingLayer<'a>>> {
         let this: Vec<&LockedPackage> =
             self.lockfile.packages.iter().filter(|p| p.layer == layer.name.as_str()).collect();
-        let archs = architectures(recipe);
         let mut h = Hasher::new();
-        h.field("candidate-package-layer-v2")
+        h.field("candidate-package-layer")
             .field(crate::layer::FORMAT_VERSION.to_le_bytes())
-            .field(sde.to_le_bytes());
-        for arch in &archs {
+            .field(crate::debian::install::LAYER_VERSION.to_le_bytes())
+            .field(recipe.image.source_date_epoch.to_le_bytes());
+        for arch in architectures(recipe) {
             h.field(arch);
         }
         for (_, built) in layers_below {
             h.field("below").field(built.info.diff_id.as_bytes());
-        }
-        for p in &self.below {
-            h.field("installed").field(p.sha256.as_bytes());
         }
         for p in &this {
             h.field("package").field(p.sha256.as_bytes());
@@ -298,10 +301,24 @@ impl<'a> PackageLayers<'a> {
         let record: Option<LayerRecord> = ctx.store.action(&record_key).and_then(|b| serde_json::from_slice(&b).ok());
         if let (Some(built), Some(record)) = (crate::layer::lookup(&ctx.store, &key), record) {
             self.accept(this, record);
-            return Ok(built);
+            return Ok(Ok(built));
         }
+        Ok(Err(PendingLayer { layer, this, key, record_key }))
+    }
 
+    /// Installs the layer's packages, streaming its tar to `tee` as it is written.
+    pub fn build(
+        &mut self,
+        ctx: &Context,
+        recipe: &Recipe,
+        pending: PendingLayer<'a>,
+        layers_below: &[(String, crate::layer::Built)],
+        tee: &mut dyn std::io::Write,
+    ) -> anyhow::Result<crate::layer::Built> {
         use crate::debian::install;
+        let PendingLayer { layer, this, key, record_key } = pending;
+        let sde = recipe.image.source_date_epoch;
+        let archs = architectures(recipe);
         let mut debs = install::deb_layers(&ctx.store, &this, sde)?;
         let mut debs_below = install::deb_layers(&ctx.store, &self.below, sde)?;
         let image = crate::rootfs::merge(layers_below, sde)?;

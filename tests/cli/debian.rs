@@ -803,3 +803,46 @@ sys.stdout.buffer.write(i.tobuf(tarfile.USTAR_FORMAT))' && head -c {} /dev/zero"
     let sb = assert_hostile_refused(&[("evil-bomb", deb)], &["evil-bomb", "4294967296", "decompression bomb"]);
     drop(sb);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Files shipped by two packages
+// ---------------------------------------------------------------------------------------------
+
+/// `tools-new` declares `Replaces: tools-old`; both ship `/usr/bin/tool`. Whichever order they
+/// are merged in, the replacing package's file wins, the manifest records it, and the loser's
+/// `.list`/`md5sums` no longer claim the file (dpkg's own bookkeeping).
+#[test]
+fn replaces_lets_a_package_take_a_file_over() {
+    let sb = Sandbox::new();
+    let recipe = sb.recipe("replaces", &["base-files", "tools-new", "tools-old"]);
+    sb.lock(&recipe).assert_ok();
+    sb.build(&recipe).assert_ok();
+    let dir = sb.candidate_dir();
+    let names = tar_names(&dir.join("rootfs.tar"));
+    let extract = |path: &str| {
+        let out = Command::new("tar").arg("-xOf").arg(dir.join("rootfs.tar")).arg(path).output().unwrap();
+        assert!(out.status.success(), "{path} is not in the rootfs");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(extract("./usr/bin/tool").contains("tools-new"), "the replaced file won: {}", extract("./usr/bin/tool"));
+    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["file-conflicts"]["replaced"],
+        serde_json::json!([{ "path": "/usr/bin/tool", "by": "tools-new:amd64", "from": "tools-old:amd64" }])
+    );
+    assert!(!extract("./var/lib/dpkg/info/tools-old.list").contains("/usr/bin/tool"));
+    // tools-old ships nothing else, so its md5sums is left empty, and then not written at all.
+    let md5sums = "./var/lib/dpkg/info/tools-old.md5sums";
+    assert!(!names.iter().any(|n| n == md5sums) || !extract(md5sums).contains("usr/bin/tool"));
+    assert!(extract("./var/lib/dpkg/info/tools-new.list").contains("/usr/bin/tool"));
+}
+
+/// `clash` ships `/usr/bin/tool` too, without `Replaces`: refused, naming the path and both
+/// packages, and nothing is published.
+#[test]
+fn a_file_shipped_twice_without_replaces_is_refused() {
+    let sb = Sandbox::new();
+    let recipe = sb.recipe("clash", &["base-files", "clash", "tools-old"]);
+    sb.lock(&recipe).assert_ok();
+    sb.assert_build_refused(&recipe, &["/usr/bin/tool", "clash", "tools-old", "Replaces"]);
+}
