@@ -26,6 +26,8 @@
 //! * [`sbom`] — the SPDX 2.3 SBOM (`sbom.spdx.json`).
 //! * [`keys`], [`dsse`], [`attest`] — ed25519 keys, DSSE envelopes, and the signed in-toto
 //!   SLSA provenance (`manifest.intoto.json`) that `verify` checks.
+//! * [`instance`], [`sandbox`] — a tree written onto a host folder, and a namespace sandbox
+//!   that runs a command in it (`candidate test`, the configure mode).
 //! * [`channel`] — channels: signed, hash-chained promotion logs, and their policy.
 //! * [`ops`] — the commands (`lock`, `fetch`, `build`, `key`, `sign`, `verify`), thin layers
 //!   over the above.
@@ -43,6 +45,7 @@ pub mod debian;
 pub mod digest;
 pub mod dsse;
 pub mod fetch;
+pub mod instance;
 pub mod keys;
 pub mod layer;
 pub mod local;
@@ -54,6 +57,7 @@ pub mod ops;
 pub mod printer;
 pub mod recipe;
 pub mod rootfs;
+pub mod sandbox;
 pub mod sbom;
 pub mod store;
 pub mod tar;
