@@ -87,6 +87,8 @@ pub fn materialize(tree: &Tree, dir: &Path) -> Result<Written, InstanceError> {
             }
             Kind::File { size, content, link_group } => w.file(path, node, *size, content, *link_group)?,
             Kind::Symlink { target } => w.symlink(path, node, target)?,
+            // A merged image holds no whiteouts; a layer's own would mean nothing here.
+            Kind::Whiteout => {}
         }
     }
     // Deepest first: reverse path order puts every child before its parent.

@@ -413,6 +413,18 @@ pub fn read(info: &LayerInfo, blob: &Arc<File>, link_offset: u64) -> Result<Tree
         let kind = match entry.kind {
             EntryType::Directory => Kind::Directory,
             EntryType::Symlink => Kind::Symlink { target: entry.link.clone() },
+            // Layers are our own tars, where only a whiteout carries a `.wh.` name (inputs
+            // with one are refused when gathered).
+            EntryType::File
+                if entry.size == 0
+                    && path
+                        .as_rel()
+                        .rsplit('/')
+                        .next()
+                        .is_some_and(|n| n.starts_with(crate::tree::WHITEOUT_PREFIX)) =>
+            {
+                Kind::Whiteout
+            }
             EntryType::File => Kind::File {
                 size: entry.size,
                 content: Content::Range { file: blob.clone(), offset: entry.offset },

@@ -70,7 +70,14 @@ pub enum Kind {
     Symlink {
         target: String,
     },
+    /// An OCI whiteout: the layer deletes what an earlier layer put at this name. Kept in the
+    /// tree at its tar name (`dir/.wh.NAME`), so that a layer's tar is its OCI layer as is;
+    /// a merge removes `dir/NAME` (and its subtree) and never places the whiteout itself.
+    Whiteout,
 }
+
+/// The prefix OCI gives a whiteout's name (image-spec, "Whiteouts").
+pub const WHITEOUT_PREFIX: &str = ".wh.";
 
 impl Kind {
     pub fn describe(&self) -> &'static str {
@@ -78,6 +85,7 @@ impl Kind {
             Kind::Directory => "directory",
             Kind::File { .. } => "file",
             Kind::Symlink { .. } => "symlink",
+            Kind::Whiteout => "whiteout",
         }
     }
 }
@@ -154,6 +162,19 @@ impl Tree {
 
     /// Adds an entry of the layer this tree is building (rules in the module docs).
     pub fn insert(&mut self, path: &str, node: Node) -> Result<(), TreeError> {
+        // `.wh.` names mean deletion to every OCI runtime: only a whiteout may carry one.
+        let whiteout_name = path.rsplit('/').next().is_some_and(|name| name.starts_with(WHITEOUT_PREFIX));
+        if whiteout_name != matches!(node.kind, Kind::Whiteout) {
+            let message = if whiteout_name {
+                format!(
+                    "names beginning with `{WHITEOUT_PREFIX}` are OCI whiteouts; refusing this {}",
+                    node.kind.describe()
+                )
+            } else {
+                format!("a whiteout must be named `{WHITEOUT_PREFIX}NAME`")
+            };
+            return Err(TreeError::Refused { path: path.to_owned(), message });
+        }
         // Every ancestor must be a directory of this layer; missing ones are created.
         for (i, _) in path.match_indices('/') {
             let parent = &path[..i];
@@ -231,7 +252,18 @@ impl Tree {
                 None => ("", path.as_str()),
             };
             let parent = self.resolve_directory(parent, &path)?;
-            let target = if parent.is_empty() { name.to_owned() } else { format!("{parent}/{name}") };
+            let join = |name: &str| if parent.is_empty() { name.to_owned() } else { format!("{parent}/{name}") };
+            if let Kind::Whiteout = node.kind {
+                // Deletes what is there (nothing to do if nothing is); the placer is told at
+                // the whiteout's own landed name, as an OCI layer must carry it.
+                let deleted = join(&name[WHITEOUT_PREFIX.len()..]);
+                if self.nodes.contains_key(&deleted) && place(&path, &join(name), &node, self.nodes.get(&deleted))? {
+                    self.remove_subtree(&deleted);
+                    self.nodes.remove(&deleted);
+                }
+                continue;
+            }
+            let target = join(name);
             match self.nodes.get(&target).map(|n| &n.kind) {
                 Some(Kind::Directory) if node.is_dir() && node.implicit => {}
                 Some(Kind::Symlink { .. }) if node.is_dir() && self.resolves_to_directory(&target) => {
@@ -451,5 +483,38 @@ mod tests {
         base.insert("d", symlink("/missing/dir")).unwrap();
         assert!(matches!(base.resolve_directory("a/x", "a/x/f"), Err(TreeError::SymlinkLoop { .. })));
         assert!(matches!(base.resolve_directory("d", "d/f"), Err(TreeError::DanglingParent { .. })));
+    }
+
+    fn whiteout() -> Node {
+        Node { kind: Kind::Whiteout, ..file(0) }
+    }
+
+    #[test]
+    fn whiteouts_delete_through_earlier_symlinks_and_are_never_placed() {
+        let mut base = Tree::new(0);
+        base.insert("usr/bin/x", file(1)).unwrap();
+        base.insert("usr/share/doc/x/a", file(2)).unwrap();
+        base.insert("bin", symlink("usr/bin")).unwrap();
+        let mut layer = Tree::new(0);
+        layer.insert("bin/.wh.x", whiteout()).unwrap();
+        layer.insert("usr/share/doc/.wh.x", whiteout()).unwrap();
+        layer.insert("usr/.wh.nothing-there", whiteout()).unwrap();
+        let mut told = Vec::new();
+        base.merge_recording(layer, &mut |path, node| told.push((path.to_owned(), node.kind.describe()))).unwrap();
+        assert_eq!(paths(&base), ["", "bin", "usr", "usr/bin", "usr/share", "usr/share/doc"]);
+        // What an OCI layer must carry: the whiteouts at the paths they landed on, and only
+        // those that deleted something.
+        assert!(told.contains(&("usr/bin/.wh.x".to_owned(), "whiteout")), "{told:?}");
+        assert!(told.contains(&("usr/share/doc/.wh.x".to_owned(), "whiteout")), "{told:?}");
+        assert!(!told.iter().any(|(p, _)| p.contains("nothing-there")));
+    }
+
+    #[test]
+    fn only_whiteouts_may_carry_whiteout_names() {
+        let mut tree = Tree::new(0);
+        let refused = tree.insert("etc/.wh.passwd", file(1)).unwrap_err();
+        assert!(refused.to_string().contains("OCI whiteouts"), "{refused}");
+        assert!(tree.insert("etc/passwd", whiteout()).is_err());
+        tree.insert("etc/.wh.passwd", whiteout()).unwrap();
     }
 }

@@ -98,6 +98,8 @@ fn node_facts(node: &Node, hash: bool) -> anyhow::Result<EntryFacts> {
     let (kind, size, content, link) = match &node.kind {
         Kind::Directory => ("directory", 0, None, String::new()),
         Kind::Symlink { target } => ("symlink", 0, None, target.clone()),
+        // A merged tree holds none; a whiteout only ever deletes.
+        Kind::Whiteout => ("whiteout", 0, None, String::new()),
         Kind::File { size, content, .. } => {
             let digest = if hash { Some(hash_content(content, *size)?) } else { None };
             ("regular file", *size, digest, String::new())

@@ -45,6 +45,8 @@ pub fn write_tree(tree: &Tree, out: &mut impl Write) -> io::Result<Written> {
         match &node.kind {
             Kind::Directory => w.header(&name, node, b'5', 0, "")?,
             Kind::Symlink { target } => w.header(&name, node, b'2', 0, target)?,
+            // OCI's whiteout: an empty regular file named `.wh.NAME` (the tree's own name).
+            Kind::Whiteout => w.header(&name, node, b'0', 0, "")?,
             Kind::File { size, content, link_group } => {
                 if let Some(group) = link_group {
                     if let Some(first) = first_of_group.get(group) {
