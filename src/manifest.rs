@@ -98,7 +98,7 @@ pub fn render(input: &ManifestInput<'_>) -> Vec<u8> {
             "rule": "a file shipped by two packages is an error unless the later declares Replaces on the earlier",
             "replaced": input.replaced.iter().map(|(path, by, from)| json!({ "path": path, "by": by, "from": from })).collect::<Vec<_>>(),
         });
-        manifest["mode"] = json!("extract-only");
+        manifest["mode"] = json!(if input.recipe.configure.maintainer_scripts { "configure" } else { "extract-only" });
     }
     serde_json::to_vec(&manifest).expect("a JSON value serialises")
 }

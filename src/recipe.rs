@@ -44,6 +44,19 @@ pub struct Recipe {
     pub lxc: LxcConfig,
     /// Debian archives the `packages` of layers are resolved from, by name.
     pub archives: std::collections::BTreeMap<Name, ArchiveSpec>,
+    pub configure: ConfigureConfig,
+}
+
+/// Whether the packages' maintainer scripts run (`[configure]`). Off, the image is extract
+/// only: files in place, packages `unpacked`. On, the image's own dpkg configures them in a
+/// sandbox and what that changed becomes the `configure` layer, on top of every recipe layer.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigureConfig {
+    #[serde(default)]
+    pub maintainer_scripts: bool,
+    /// Seconds the whole configure run may take before it is killed (default 1800).
+    pub timeout: Option<u64>,
 }
 
 /// An apt archive (`[archive.NAME]`). The URL is a location, not an input: the lockfile pins
@@ -114,6 +127,8 @@ struct RecipeFile {
     lxc: LxcConfig,
     #[serde(default, rename = "archive")]
     archives: std::collections::BTreeMap<Name, ArchiveSpec>,
+    #[serde(default)]
+    configure: ConfigureConfig,
 }
 
 /// What the OCI image's config says beyond the filesystem (`[oci]`).
@@ -355,6 +370,7 @@ impl Recipe {
             output: file.output,
             oci: file.oci,
             archives: file.archives,
+            configure: file.configure,
         };
         let mut recipe = recipe;
         if recipe.image.source_date_epoch == u64::MAX {
@@ -406,6 +422,17 @@ impl Recipe {
             } else if !layer.exclude.is_empty() {
                 return Err(invalid(format!("layer `{}` has `exclude` but installs no packages", layer.name)));
             }
+        }
+        if self.configure.maintainer_scripts && !self.layers.iter().any(Layer::has_packages) {
+            return Err(invalid(
+                "`[configure] maintainer-scripts = true` needs a layer that installs Debian packages".into(),
+            ));
+        }
+        if self.layers.iter().any(|l| l.name.as_str() == crate::debian::configure::LAYER_NAME) {
+            return Err(invalid(format!(
+                "the layer name `{}` is reserved for what the maintainer scripts change",
+                crate::debian::configure::LAYER_NAME
+            )));
         }
         if self.image.sde_from_archive && self.archives.is_empty() {
             return Err(invalid("`source-date-epoch = \"archive\"` needs an `[archive.NAME]`".into()));

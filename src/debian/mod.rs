@@ -13,6 +13,7 @@
 //! * [`install`] — extract-only installation of pinned packages into a layer.
 
 pub mod archive;
+pub mod configure;
 pub mod control;
 pub mod deb;
 pub mod dpkgdb;

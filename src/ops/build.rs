@@ -17,6 +17,7 @@ use super::lock::{self, Resolved};
 use super::verify::{ENVELOPE, MANIFEST, SBOM};
 use super::Context;
 use crate::attest::{self, Subject};
+use crate::debian::configure::{self, LAYER_NAME};
 use crate::digest::Digest;
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::fetch::{self, Network, Pin};
@@ -99,7 +100,7 @@ pub fn build(
     // output encoders in the same pass.
     let mut streamed: Option<Assembled> = None;
     let mut packages = super::packages::PackageLayers::new(&resolved.lockfile);
-    let single = recipe.layers.len() == 1;
+    let single = recipe.layers.len() == 1 && !recipe.configure.maintainer_scripts;
     for ((layer, files), tarballs) in recipe.layers.iter().zip(&resolved.files).zip(&tarballs) {
         let spinner = ctx.printer.spinner(format!("layer {}", layer.name));
         let mut streaming = Streaming { ctx, archives: &archives, single, streamed: &mut streamed };
@@ -122,6 +123,13 @@ pub fn build(
         let info = &built.info;
         ctx.printer.status(verb, format_args!("layer {} {} ({} entries)", layer.name, info.diff_id, info.entries));
         layers.push((layer.name.to_string(), built));
+    }
+    if recipe.configure.maintainer_scripts {
+        let built = configure_layer(ctx, recipe, &layers)?;
+        let verb = if built.cached { "Fresh" } else { "Configured" };
+        let info = &built.info;
+        ctx.printer.status(verb, format_args!("layer {LAYER_NAME} {} ({} entries)", info.diff_id, info.entries));
+        layers.push((LAYER_NAME.to_owned(), built));
     }
 
     let spinner = ctx.printer.spinner("root filesystem".into());
@@ -180,6 +188,35 @@ pub fn build(
     super::release::register(ctx, &id, &dir, &manifest_value)?;
     ctx.printer.status("Finished", format_args!("{} {}", dir.display(), id));
     Ok((id, dir))
+}
+
+/// The `configure` layer over `layers`: from the action cache, or by running the image's
+/// maintainer scripts in a sandbox (see [`crate::debian::configure`]).
+fn configure_layer(
+    ctx: &Context,
+    recipe: &crate::recipe::Recipe,
+    layers: &[(String, layer::Built)],
+) -> anyhow::Result<layer::Built> {
+    let sde = recipe.image.source_date_epoch;
+    let architecture = recipe.image.architecture.to_string();
+    let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
+    let key = configure::action_key(&diff_ids, sde, &architecture);
+    if let Some(built) = layer::lookup(&ctx.store, &key) {
+        return Ok(built);
+    }
+    let spinner = ctx.printer.spinner("maintainer scripts".into());
+    let image = rootfs::merge(layers, sde)?;
+    let scratch = configure::scratch_dir(&image, &ctx.store.root().join("tmp"));
+    let instance = configure::instance_dir(&scratch)?;
+    let timeout = std::time::Duration::from_secs(recipe.configure.timeout.unwrap_or(1800));
+    let foreign: Vec<String> = recipe.image.foreign_architectures.iter().map(|a| a.to_string()).collect();
+    let run = configure::Run { scratch: &scratch, architecture: &architecture, foreign: &foreign, sde, timeout };
+    let tree = configure::configure(&image, &run, instance.path())?;
+    let built = layer::write_tree_blob(&ctx.store, LAYER_NAME, &tree, key, &mut std::io::sink(), &|| Ok(()))?;
+    // The layer's bytes are in the store now; the instance goes.
+    instance.close().with_context(|| format!("cannot remove the configure instance under `{}`", scratch.display()))?;
+    spinner.finish_and_clear();
+    Ok(built)
 }
 
 /// Where a layer being written also streams: nowhere, or — when the rootfs is that one

@@ -1,0 +1,652 @@
+//! Configure mode: the image's own `dpkg` runs the maintainer scripts in a sandbox, and what
+//! they changed becomes the `configure` layer.
+//!
+//! The merged image (every recipe layer) is written to a fresh directory under the store's
+//! `tmp/` ([`crate::sandbox::materialize`]: our own validated tree, never an archive
+//! unpacked by someone else's code), then [`crate::sandbox::run`] runs, inside new mount,
+//! PID, UTS, IPC and network namespaces with a fixed environment and hostname, a driver
+//! script that installs a `policy-rc.d` (no service starts), runs each package's `preinst
+//! install` in the order apt would (essential packages and `Pre-Depends` first, every
+//! package after what it depends on), then `dpkg --configure -a`.
+//!
+//! The change is read back by comparing trees: an entry whose inode changed after a marker
+//! taken just before the run (its `ctime`, which no script can set back) is read again and
+//! compared with what was written; entries that are gone become OCI whiteouts. Then it is
+//! normalised: mtimes clamped to `SOURCE_DATE_EPOCH`, logs and caches known to vary
+//! ([`VARYING`]) left out, `/etc/machine-id` emptied (systemd makes one at first boot). What
+//! still differs between two runs is a bug to fix where it comes from, not a file to add to
+//! that list.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::CString;
+use std::io::Read as _;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+
+use super::control;
+use super::packages::Relations;
+use crate::digest::{Digest, Hasher};
+use crate::sandbox::{self, Bind, Exit, Spec};
+use crate::tree::{Content, Kind, Node, Tree, WHITEOUT_PREFIX};
+
+/// The layer's name in manifests and OCI history (recipes may not use it).
+pub const LAYER_NAME: &str = "configure";
+
+/// Bumped whenever the configure run or its normalisation changes.
+const VERSION: u32 = 1;
+
+/// The hostname the scripts see.
+pub const HOSTNAME: &str = "candidate";
+
+/// Where the driver script is bound inside the sandbox (a tmpfs, not the image).
+const DRIVER: &str = "/run/candidate/configure.sh";
+
+/// Paths (image-relative; a `*` matches any part of one name) that vary from run
+/// to run for reasons that are no part of the system: logs, caches and backups.
+pub const VARYING: &[&str] = &[
+    "var/log/dpkg.log",
+    "var/log/alternatives.log",
+    "var/log/apt/*",
+    "var/log/bootstrap.log",
+    "var/cache/ldconfig/aux-cache",
+    "var/cache/debconf/*-old",
+    "var/lib/dpkg/*-old",
+    "var/cache/apt/*.bin",
+];
+
+/// Emptied rather than dropped: an empty `/etc/machine-id` tells systemd to make one at boot.
+const EMPTIED: &[&str] = &["etc/machine-id"];
+
+fn varying(path: &str) -> bool {
+    VARYING.iter().any(|pattern| match pattern.split_once('*') {
+        Some((prefix, suffix)) => {
+            path.len() >= prefix.len() + suffix.len()
+                && path.starts_with(prefix)
+                && path.ends_with(suffix)
+                && !path[prefix.len()..path.len() - suffix.len()].contains('/')
+        }
+        None => path == *pattern,
+    })
+}
+
+/// The action-cache key of the configure layer over these layers.
+pub fn action_key(diff_ids: &[Digest], sde: u64, architecture: &str) -> Digest {
+    let mut h = Hasher::new();
+    h.field("candidate-configure").field(crate::layer::FORMAT_VERSION.to_le_bytes()).field(VERSION.to_le_bytes());
+    h.field(sde.to_le_bytes()).field(architecture);
+    for diff_id in diff_ids {
+        h.field(diff_id.as_bytes());
+    }
+    h.finish()
+}
+
+/// The dpkg architecture of the machine we run on, if we know its name.
+pub fn host_architecture() -> Option<&'static str> {
+    Some(match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "i386",
+        "aarch64" => "arm64",
+        "arm" => "armhf",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64el",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        "mips64" if cfg!(target_endian = "little") => "mips64el",
+        _ => return None,
+    })
+}
+
+/// Settings of one configure run.
+pub struct Run<'a> {
+    /// Where instance directories are made (the store's `tmp/`).
+    pub scratch: &'a Path,
+    pub architecture: &'a str,
+    pub foreign: &'a [String],
+    pub sde: u64,
+    pub timeout: std::time::Duration,
+}
+
+/// Runs the maintainer scripts over `image` (every recipe layer, merged) and returns the
+/// configure layer: what they changed, normalised. The tree's contents point into `instance`,
+/// which must outlive the layer's serialisation.
+pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result<Tree> {
+    match host_architecture() {
+        Some(host) if host == run.architecture && run.foreign.is_empty() => {}
+        host => bail!(
+            "configure mode runs the image's own dpkg, so the image must be for this machine's architecture \
+             ({}), with no foreign architectures; this recipe is for `{}`{}: build it extract-only (drop \
+             `[configure] maintainer-scripts`) or on a `{}` machine",
+            host.unwrap_or("unknown"),
+            run.architecture,
+            if run.foreign.is_empty() { String::new() } else { format!(" plus {}", run.foreign.join(", ")) },
+            run.architecture,
+        ),
+    }
+    for (path, what) in [("usr/bin/dpkg", "dpkg"), ("bin/sh", "a shell at /bin/sh")] {
+        if !resolves_to_file(image, path) {
+            bail!("configure mode runs the image's own dpkg, but the image has no {what} (`/{path}`): install it in a layer");
+        }
+    }
+    let status = match image.get("var/lib/dpkg/status").map(|n| &n.kind) {
+        Some(Kind::File { size, content, .. }) => {
+            String::from_utf8(read_content(content, *size)?).context("the image's /var/lib/dpkg/status is not UTF-8")?
+        }
+        _ => bail!("the image has no /var/lib/dpkg/status: configure mode needs Debian packages installed"),
+    };
+    let driver = driver_script(&status, image.get("usr/sbin/policy-rc.d").is_none())?;
+
+    crate::instance::materialize(image, instance)
+        .with_context(|| format!("cannot write the image to `{}` for its maintainer scripts", instance.display()))?;
+    let marker = change_marker(run.scratch)?;
+    let driver_file = tempfile::NamedTempFile::new_in(run.scratch)?;
+    fs_err::write(driver_file.path(), driver.as_bytes())?;
+    let spec = Spec {
+        root: instance,
+        argv: vec!["/bin/sh".into(), DRIVER.into()],
+        env: sandbox::default_env(run.sde),
+        hostname: HOSTNAME.into(),
+        binds: vec![Bind { source: driver_file.path().to_owned(), target: DRIVER.into(), read_only: true }],
+        timeout: run.timeout,
+        output_limit: 64 << 10,
+    };
+    let outcome = sandbox::run(&spec).context("cannot run the maintainer scripts in a sandbox")?;
+    let tail = || {
+        let text = String::from_utf8_lossy(&outcome.output);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    };
+    match outcome.exit {
+        Exit::Code(0) => {}
+        Exit::Code(code) => bail!("the maintainer scripts failed (exit code {code}); their last lines:\n{}", tail()),
+        Exit::Signal(signal) => {
+            bail!("the maintainer scripts were killed by signal {signal}; their last lines:\n{}", tail())
+        }
+        Exit::TimedOut => bail!(
+            "the maintainer scripts did not finish within {} s and were killed; their last lines:\n{}",
+            run.timeout.as_secs(),
+            tail()
+        ),
+    }
+    changes(image, instance, marker, run.sde)
+}
+
+/// Whether `path` leads (through the image's symlinks) to a regular file.
+fn resolves_to_file(image: &Tree, path: &str) -> bool {
+    let mut current = path.to_owned();
+    for _ in 0..40 {
+        // Resolve the parents one component at a time, as a chroot would.
+        let mut resolved = String::new();
+        let mut components: Vec<String> = current.split('/').filter(|c| !c.is_empty()).map(str::to_owned).collect();
+        components.reverse();
+        let mut restart = None;
+        while let Some(component) = components.pop() {
+            let candidate = if resolved.is_empty() { component.clone() } else { format!("{resolved}/{component}") };
+            match image.get(&candidate).map(|n| &n.kind) {
+                Some(Kind::Symlink { target }) => {
+                    let base = if target.starts_with('/') { String::new() } else { resolved.clone() };
+                    let mut rest: Vec<String> = components.iter().rev().cloned().collect();
+                    rest.insert(0, target.trim_start_matches('/').to_owned());
+                    let joined = rest.join("/");
+                    restart = Some(normalise(&if base.is_empty() { joined } else { format!("{base}/{joined}") }));
+                    break;
+                }
+                Some(Kind::File { .. }) if components.is_empty() => return true,
+                Some(Kind::Directory) => resolved = candidate,
+                _ => return false,
+            }
+        }
+        match restart {
+            Some(next) => current = next,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// `a/./b/../c` → `a/c`, `..` stopping at the root.
+fn normalise(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
+/// One installed package, as the status file says.
+struct Installed {
+    /// The `info/` prefix (`NAME` or `NAME:ARCH`).
+    info: String,
+    name: String,
+    arch: String,
+    essential: bool,
+    pre_depends: Vec<Vec<String>>,
+    depends: Vec<Vec<String>>,
+}
+
+/// The packages of a dpkg status file, in the order their `preinst` would run: essential
+/// packages first, then the rest; within each, every package after what it pre-depends and
+/// depends on (the first alternative that is installed), ties by name; cycles broken by name.
+fn preinst_order(status: &str) -> anyhow::Result<Vec<Installed>> {
+    let mut packages = Vec::new();
+    for stanza in control::parse_stanzas(status).context("cannot read the image's /var/lib/dpkg/status")? {
+        let field = |name: &str| stanza.get(name).unwrap_or_default().trim().to_owned();
+        let name = field("Package");
+        let relations = |field: &str| -> anyhow::Result<Vec<Vec<String>>> {
+            let Some(text) = stanza.get(field) else { return Ok(Vec::new()) };
+            let relations = Relations::parse(field, text).with_context(|| format!("package `{name}`: {field}"))?;
+            Ok(relations.iter().map(|alts| alts.iter().map(|r| r.name.as_str().to_owned()).collect()).collect())
+        };
+        let arch = field("Architecture");
+        let info = if field("Multi-Arch") == "same" { format!("{name}:{arch}") } else { name.clone() };
+        packages.push(Installed {
+            info,
+            essential: field("Essential") == "yes",
+            pre_depends: relations("Pre-Depends")?,
+            depends: relations("Depends")?,
+            name,
+            arch,
+        });
+    }
+    packages.sort_by(|a, b| (!a.essential, &a.name, &a.arch).cmp(&(!b.essential, &b.name, &b.arch)));
+    let index: HashMap<&str, Vec<usize>> = packages.iter().enumerate().fold(HashMap::new(), |mut m, (i, p)| {
+        m.entry(p.name.as_str()).or_default().push(i);
+        m
+    });
+    // Depth-first, dependencies before dependents, over the essential set and then the rest.
+    let mut order = Vec::new();
+    let mut state = vec![0u8; packages.len()]; // 0 new, 1 in progress, 2 done
+    fn visit(
+        i: usize,
+        packages: &[Installed],
+        index: &HashMap<&str, Vec<usize>>,
+        state: &mut [u8],
+        order: &mut Vec<usize>,
+    ) {
+        if state[i] != 0 {
+            return;
+        }
+        state[i] = 1;
+        for alternatives in packages[i].pre_depends.iter().chain(&packages[i].depends) {
+            if let Some(deps) = alternatives.iter().find_map(|name| index.get(name.as_str())) {
+                for &d in deps {
+                    visit(d, packages, index, state, order);
+                }
+            }
+        }
+        state[i] = 2;
+        order.push(i);
+    }
+    for i in 0..packages.len() {
+        visit(i, &packages, &index, &mut state, &mut order);
+    }
+    let mut slots: Vec<Option<Installed>> = packages.into_iter().map(Some).collect();
+    Ok(order.into_iter().map(|i| slots[i].take().expect("each visited once")).collect())
+}
+
+/// The shell script the sandbox runs: `policy-rc.d` (unless the image has one), each
+/// `preinst install` in order, `dpkg --configure -a`, then `policy-rc.d` removed again.
+fn driver_script(status: &str, own_policy_rc_d: bool) -> anyhow::Result<String> {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut script = String::from("#!/bin/sh\n# Written by candidate: configures the image's packages.\nset -e\n");
+    if own_policy_rc_d {
+        script.push_str("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d\nchmod 0755 /usr/sbin/policy-rc.d\n");
+    }
+    for p in preinst_order(status)? {
+        let preinst = format!("/var/lib/dpkg/info/{}.preinst", p.info);
+        script.push_str(&format!(
+            "if [ -x {q} ]; then echo \"candidate: preinst install {name}\"; DPKG_MAINTSCRIPT_PACKAGE={name} \
+             DPKG_MAINTSCRIPT_ARCH={arch} DPKG_MAINTSCRIPT_NAME=preinst DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 \
+             DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT= {q} install; fi\n",
+            q = quote(&preinst),
+            name = quote(&p.name),
+            arch = quote(&p.arch),
+        ));
+    }
+    script.push_str("echo 'candidate: dpkg --configure -a'\ndpkg --configure -a\n");
+    if own_policy_rc_d {
+        script.push_str("rm -f /usr/sbin/policy-rc.d\n");
+    }
+    Ok(script)
+}
+
+/// A ctime every later change of an inode on this filesystem is newer than: a file touched
+/// now, with a pause on both sides of it longer than the kernel's timestamp granularity.
+fn change_marker(dir: &Path) -> anyhow::Result<(i64, i64)> {
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let marker = tempfile::NamedTempFile::new_in(dir)?;
+    let meta = marker.as_file().metadata()?;
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    Ok((meta.ctime(), meta.ctime_nsec()))
+}
+
+/// What the run changed under `root` relative to `before`, normalised, as a layer.
+pub fn changes(before: &Tree, root: &Path, marker: (i64, i64), sde: u64) -> anyhow::Result<Tree> {
+    let mut layer = Tree::new(sde);
+    // Every path there is now, and whether it is a directory.
+    let mut seen: HashMap<String, bool> = HashMap::new();
+    // Regular files of the layer by inode, for hard links among them.
+    let mut inodes: HashMap<(u64, u64), Vec<String>> = HashMap::new();
+    let mut pending = vec![String::new()];
+    while let Some(dir) = pending.pop() {
+        let host_dir = if dir.is_empty() { root.to_owned() } else { root.join(&dir) };
+        let mut names: Vec<_> =
+            fs_err::read_dir(&host_dir)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+        names.sort();
+        for name in names {
+            let Some(name) = name.to_str() else {
+                bail!("the maintainer scripts made `/{dir}/{}`, whose name is not UTF-8", name.to_string_lossy());
+            };
+            let path = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
+            let host = root.join(&path);
+            let meta = fs_err::symlink_metadata(&host)?;
+            if meta.is_dir() {
+                pending.push(path.clone());
+            }
+            seen.insert(path.clone(), meta.is_dir());
+            if varying(&path) {
+                continue;
+            }
+            let old = before.get(&path);
+            let touched = (meta.ctime(), meta.ctime_nsec()) > marker;
+            if old.is_some() && !touched {
+                continue;
+            }
+            let mut node = scan(&host, &path, &meta, sde)?;
+            if EMPTIED.contains(&path.as_str()) {
+                if let Kind::File { size, content, .. } = &mut node.kind {
+                    *size = 0;
+                    *content = Content::Bytes(Arc::from(&[][..]));
+                }
+            }
+            if old.is_some_and(|old| same(old, &node).unwrap_or(false)) {
+                continue;
+            }
+            if matches!(node.kind, Kind::File { .. }) && meta.nlink() > 1 {
+                inodes.entry((meta.dev(), meta.ino())).or_default().push(path.clone());
+            }
+            layer.insert(&path, node).with_context(|| format!("the maintainer scripts' change at `/{path}`"))?;
+        }
+    }
+    for (group, paths) in inodes.into_values().filter(|paths| paths.len() > 1).enumerate() {
+        for path in paths {
+            if let Some(Node { kind: Kind::File { link_group, .. }, .. }) = layer.get_mut(&path) {
+                *link_group = Some(group as u64);
+            }
+        }
+    }
+    // What is gone: a whiteout for each topmost missing path, unless its parent is no longer a
+    // directory (usrmerge turns `/bin` into a link): a non-directory over a directory removes
+    // the whole subtree when layers merge, and when an OCI runtime extracts them.
+    let mut gone: Vec<&String> = Vec::new();
+    for (path, _) in before.iter() {
+        if path.is_empty() || seen.contains_key(path) || varying(path) {
+            continue;
+        }
+        if gone.last().is_some_and(|g| path.starts_with(&format!("{g}/"))) {
+            continue;
+        }
+        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+        if !parent.is_empty() && seen.get(parent) != Some(&true) {
+            continue;
+        }
+        gone.push(path);
+    }
+    for path in gone {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let whiteout = if parent.is_empty() {
+            format!("{WHITEOUT_PREFIX}{name}")
+        } else {
+            format!("{parent}/{WHITEOUT_PREFIX}{name}")
+        };
+        let node = Node {
+            kind: Kind::Whiteout,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: sde,
+            xattrs: BTreeMap::new(),
+            implicit: false,
+        };
+        // The parent still exists (the path is the topmost one gone), so it is implicit here.
+        layer.insert(&whiteout, node)?;
+    }
+    Ok(layer)
+}
+
+/// A node for a host entry the scripts made or changed.
+fn scan(host: &Path, path: &str, meta: &std::fs::Metadata, sde: u64) -> anyhow::Result<Node> {
+    let file_type = meta.file_type();
+    let kind = if file_type.is_dir() {
+        Kind::Directory
+    } else if file_type.is_symlink() {
+        let target = fs_err::read_link(host)?;
+        let target = target
+            .to_str()
+            .with_context(|| format!("the maintainer scripts made `/{path}`, a symlink whose target is not UTF-8"))?
+            .to_owned();
+        Kind::Symlink { target }
+    } else if file_type.is_file() {
+        Kind::File { size: meta.len(), content: Content::Host(Arc::new(host.to_owned())), link_group: None }
+    } else {
+        let what = if file_type.is_fifo() {
+            "fifo"
+        } else if file_type.is_socket() {
+            "socket"
+        } else {
+            "device node"
+        };
+        bail!("the maintainer scripts left a {what} at `/{path}`; an image may hold none outside /dev, /run and /tmp");
+    };
+    Ok(Node {
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime: u64::try_from(meta.mtime()).unwrap_or(0).min(sde),
+        xattrs: xattrs(host).with_context(|| format!("cannot read the extended attributes of `/{path}`"))?,
+        implicit: false,
+    })
+}
+
+/// Whether a rescanned entry is what was written before it (the mtime aside: one clamped to
+/// `SOURCE_DATE_EPOCH` tells nothing).
+fn same(old: &Node, new: &Node) -> std::io::Result<bool> {
+    if (old.mode, old.uid, old.gid, &old.xattrs) != (new.mode, new.uid, new.gid, &new.xattrs) {
+        return Ok(false);
+    }
+    match (&old.kind, &new.kind) {
+        (Kind::Directory, Kind::Directory) => Ok(true),
+        (Kind::Symlink { target: a }, Kind::Symlink { target: b }) => Ok(a == b),
+        (Kind::File { size: sa, content: ca, .. }, Kind::File { size: sb, content: cb, .. }) => {
+            Ok(sa == sb && read_content(ca, *sa)? == read_content(cb, *sb)?)
+        }
+        _ => Ok(false),
+    }
+}
+
+fn read_content(content: &Content, size: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buf = vec![0; size as usize];
+    match content {
+        Content::Range { file, offset } => file.read_exact_at(&mut buf, *offset)?,
+        Content::Bytes(bytes) => buf.copy_from_slice(bytes),
+        Content::Host(path) => {
+            buf.clear();
+            fs_err::File::open(path.as_path())?.read_to_end(&mut buf)?;
+        }
+    }
+    Ok(buf)
+}
+
+/// The extended attributes of a host entry (not following symlinks), but the host's own
+/// SELinux label.
+fn xattrs(path: &Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let mut names = vec![0u8; 4096];
+    // SAFETY: the path is NUL-terminated and the buffer's length is passed with it.
+    let len = unsafe { libc::llistxattr(c_path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if len < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENOTSUP) { Ok(BTreeMap::new()) } else { Err(e) };
+    }
+    names.truncate(len as usize);
+    let mut out = BTreeMap::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name_str = String::from_utf8_lossy(name).into_owned();
+        if name_str == "security.selinux" {
+            continue;
+        }
+        let c_name = CString::new(name).map_err(std::io::Error::other)?;
+        let mut value = vec![0u8; 65536];
+        // SAFETY: both strings are NUL-terminated and the buffer's length is passed with it.
+        let n = unsafe { libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        value.truncate(n as usize);
+        out.insert(name_str, value);
+    }
+    Ok(out)
+}
+
+/// Where to make the instance: `/dev/shm` when it is a tmpfs with room for the image twice
+/// over, else `fallback` (the store's `tmp/`). The instance is thrown away, and dpkg syncs
+/// its database after every package: on a disk those syncs are most of a configure run.
+pub fn scratch_dir(image: &Tree, fallback: &Path) -> std::path::PathBuf {
+    let bytes: u64 = image.iter().map(|(_, n)| if let Kind::File { size, .. } = n.kind { size } else { 0 }).sum();
+    let shm = Path::new("/dev/shm");
+    let Ok(c_path) = CString::new("/dev/shm") else { return fallback.to_owned() };
+    // SAFETY: a NUL-terminated path and a zeroed struct the call fills in.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::statfs(c_path.as_ptr(), &mut fs) } == 0;
+    let free = (fs.f_bavail as u64).saturating_mul(fs.f_bsize as u64);
+    if ok && fs.f_type == libc::TMPFS_MAGIC && free / 2 > bytes + (256 << 20) && shm.is_dir() {
+        shm.to_owned()
+    } else {
+        fallback.to_owned()
+    }
+}
+
+/// A fresh, empty instance directory under `scratch`, removed when dropped.
+pub fn instance_dir(scratch: &Path) -> anyhow::Result<tempfile::TempDir> {
+    Ok(tempfile::Builder::new().prefix("configure-").tempdir_in(scratch)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "Package: web\nStatus: install ok unpacked\nArchitecture: amd64\nVersion: 1\n\
+Depends: libc6, mawk | gawk\n\nPackage: libc6\nStatus: install ok unpacked\nArchitecture: amd64\n\
+Multi-Arch: same\nVersion: 2\n\nPackage: dash\nEssential: yes\nStatus: install ok unpacked\n\
+Architecture: amd64\nVersion: 1\nPre-Depends: libc6 (>= 2)\n\nPackage: mawk\nStatus: install ok unpacked\n\
+Architecture: amd64\nVersion: 1\nDepends: libc6\n";
+
+    #[test]
+    fn preinst_runs_essential_first_and_dependencies_before_dependents() {
+        let order: Vec<String> = preinst_order(STATUS).unwrap().into_iter().map(|p| p.info).collect();
+        assert_eq!(order, ["libc6:amd64", "dash", "mawk", "web"]);
+    }
+
+    #[test]
+    fn the_driver_quotes_and_runs_dpkg_last() {
+        let script = driver_script(STATUS, true).unwrap();
+        assert!(script.contains("'/var/lib/dpkg/info/libc6:amd64.preinst' install"), "{script}");
+        let dpkg = script.find("dpkg --configure -a\n").unwrap();
+        assert!(script.find("web.preinst").unwrap() < dpkg);
+        assert!(script.trim_end().ends_with("rm -f /usr/sbin/policy-rc.d"));
+        assert!(!driver_script(STATUS, false).unwrap().contains("policy-rc.d"));
+    }
+
+    #[test]
+    fn varying_paths_match_their_folder_only() {
+        assert!(varying("var/log/dpkg.log"));
+        assert!(varying("var/lib/dpkg/status-old"));
+        assert!(varying("var/log/apt/history.log"));
+        assert!(!varying("var/lib/dpkg/status"));
+        assert!(!varying("var/lib/dpkg/info/x-old/y"));
+    }
+
+    #[test]
+    fn shell_resolution_follows_merged_usr_links() {
+        let mut tree = Tree::new(0);
+        let node =
+            |kind| Node { kind, mode: 0o755, uid: 0, gid: 0, mtime: 0, xattrs: BTreeMap::new(), implicit: false };
+        tree.insert("usr/bin", node(Kind::Directory)).unwrap();
+        tree.insert("bin", node(Kind::Symlink { target: "usr/bin".into() })).unwrap();
+        let file = Kind::File { size: 0, content: Content::Bytes(Arc::from(&[][..])), link_group: None };
+        tree.insert("usr/bin/dash", node(file)).unwrap();
+        tree.insert("usr/bin/sh", node(Kind::Symlink { target: "dash".into() })).unwrap();
+        assert!(resolves_to_file(&tree, "bin/sh"));
+        assert!(!resolves_to_file(&tree, "bin/bash"));
+    }
+
+    #[test]
+    fn changes_finds_new_changed_and_deleted_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut before = Tree::new(100);
+        let node =
+            |kind, mode| Node { kind, mode, uid: 0, gid: 0, mtime: 50, xattrs: BTreeMap::new(), implicit: false };
+        let bytes =
+            |b: &[u8]| Kind::File { size: b.len() as u64, content: Content::Bytes(Arc::from(b)), link_group: None };
+        for (path, kind, mode) in [
+            ("etc", Kind::Directory, 0o755),
+            ("etc/keep", bytes(b"same"), 0o644),
+            ("etc/edit", bytes(b"old"), 0o644),
+            ("etc/gone", Kind::Directory, 0o755),
+            ("etc/gone/inner", bytes(b"x"), 0o644),
+            ("etc/chmod", bytes(b"c"), 0o644),
+        ] {
+            before.insert(path, node(kind, mode)).unwrap();
+            let host = root.join(path);
+            match &before.get(path).unwrap().kind {
+                Kind::Directory => fs_err::create_dir(&host).unwrap(),
+                Kind::File { content: Content::Bytes(b), .. } => fs_err::write(&host, b).unwrap(),
+                _ => unreachable!(),
+            }
+            use std::os::unix::fs::PermissionsExt as _;
+            fs_err::set_permissions(&host, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let marker = change_marker(dir.path().parent().unwrap()).unwrap();
+        fs_err::write(root.join("etc/edit"), b"new").unwrap();
+        fs_err::write(root.join("etc/keep"), b"same").unwrap(); // rewritten, unchanged
+        fs_err::remove_dir_all(root.join("etc/gone")).unwrap();
+        fs_err::write(root.join("etc/machine-id"), b"0123\n").unwrap();
+        fs_err::create_dir_all(root.join("var/log")).unwrap();
+        fs_err::write(root.join("var/log/dpkg.log"), b"noise").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        fs_err::set_permissions(root.join("etc/chmod"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let layer = changes(&before, root, marker, 100).unwrap();
+        let paths: Vec<(&str, &str)> = layer.iter().map(|(p, n)| (p.as_str(), n.kind.describe())).collect();
+        assert_eq!(
+            paths,
+            [
+                ("", "directory"),
+                ("etc", "directory"),
+                ("etc/.wh.gone", "whiteout"),
+                ("etc/chmod", "file"),
+                ("etc/edit", "file"),
+                ("etc/machine-id", "file"),
+                ("var", "directory"),
+                ("var/log", "directory"),
+            ]
+        );
+        assert!(matches!(layer.get("etc/machine-id").unwrap().kind, Kind::File { size: 0, .. }));
+        assert_eq!(layer.get("etc/chmod").unwrap().mode, 0o600);
+        // Merged over the image, the whiteout deletes the folder and its contents.
+        let mut merged = before.clone();
+        merged.merge(layer).unwrap();
+        assert!(merged.get("etc/gone").is_none() && merged.get("etc/gone/inner").is_none());
+        assert!(merged.get("etc/.wh.gone").is_none());
+    }
+}
