@@ -1,0 +1,365 @@
+//! Configure mode (`[configure] maintainer-scripts = true`) end to end.
+//!
+//! The refusals run against the fixture archive (synthetic packages: no dpkg to run). The
+//! real runs need a local Debian 12 mirror made with `../shared/bench` (`make-local-mirror.sh`
+//! and `make-signed-mirror.sh`; `CANDIDATE_DEBIAN_MIRROR`, default `/tmp/bench/mirror-signed`)
+//! and are `#[ignore]`d: `.ci/run` makes the mirror and runs them with `--ignored real_`.
+//! The boot test also adds systemd-sysv's packages to that mirror's pool
+//! (`benches/extend-mirror.sh`, the machine's apt configuration).
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fs_err as fs;
+
+use super::{fixture, repo, run, with_store};
+
+fn recipe(dir: &Path, name: &str, body: &str) -> PathBuf {
+    fs::create_dir_all(dir.join("recipes")).unwrap();
+    let path = dir.join("recipes").join(format!("{name}.toml"));
+    fs::write(&path, body).unwrap();
+    path
+}
+
+fn fixture_archive() -> String {
+    format!(
+        "[archive.test]\nurl = \"{}\"\nsuite = \"stable\"\ncomponents = [\"main\"]\nkeyring = \"{}\"\n",
+        fixture("apt/archive").display(),
+        fixture("apt/keys/test-archive.gpg").display()
+    )
+}
+
+/// What is left under the store's `tmp/` and in `/dev/shm` from configure runs.
+fn leftovers(store: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in [store.join("v1/tmp"), PathBuf::from("/dev/shm")] {
+        if let Ok(entries) = fs::read_dir(&dir) {
+            out.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("configure-"))),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn configure_refuses_an_image_without_dpkg_and_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[image]\nname = \"c\"\nversion = \"1\"\narchitecture = \"amd64\"\nos = \"debian\"\nrelease = \"bookworm\"\nsource-date-epoch = \"archive\"\n\n{}\n\
+         [[layer]]\nname = \"base\"\npackages = [\"web\"]\n\n[configure]\nmaintainer-scripts = true\n",
+        fixture_archive()
+    );
+    let path = recipe(t.path(), "c", &body);
+    let store = t.path().join("store");
+    run(with_store(t.path(), &store, ["lock".as_ref(), path.as_os_str()])).assert_ok();
+    run(with_store(t.path(), &store, ["build".as_ref(), path.as_os_str()]))
+        .assert_code(2)
+        .assert_stderr_has("the image has no dpkg (`/usr/bin/dpkg`)");
+    assert!(!t.path().join("dist/c_1_amd64").exists(), "no candidate folder after a refusal");
+    assert_eq!(leftovers(&store), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn configure_is_for_the_host_architecture_only() {
+    let t = tempfile::tempdir().unwrap();
+    // The fixture archive's i386 index holds libc6 and an `all` package.
+    let body = format!(
+        "[image]\nname = \"c\"\nversion = \"1\"\narchitecture = \"i386\"\nos = \"debian\"\nrelease = \"bookworm\"\nsource-date-epoch = \"archive\"\n\n{}\n\
+         [[layer]]\nname = \"base\"\npackages = [\"libc6\"]\n\n[configure]\nmaintainer-scripts = true\n",
+        fixture_archive()
+    );
+    let path = recipe(t.path(), "c", &body);
+    let store = t.path().join("store");
+    run(with_store(t.path(), &store, ["lock".as_ref(), path.as_os_str()])).assert_ok();
+    run(with_store(t.path(), &store, ["build".as_ref(), path.as_os_str()]))
+        .assert_code(2)
+        .assert_stderr_has("this recipe is for `i386`")
+        .assert_stderr_has("build it extract-only");
+}
+
+#[test]
+fn configure_needs_packages_and_reserves_its_layer_name() {
+    let t = tempfile::tempdir().unwrap();
+    let path = recipe(
+        t.path(),
+        "c",
+        "[image]\nname = \"c\"\nversion = \"1\"\narchitecture = \"amd64\"\nos = \"debian\"\nrelease = \"bookworm\"\nsource-date-epoch = 1\n\
+         [[layer]]\nname = \"configure\"\ndirectories = [{ path = \"/x\" }]\n[configure]\nmaintainer-scripts = true\n",
+    );
+    let store = t.path().join("store");
+    run(with_store(t.path(), &store, ["lock".as_ref(), path.as_os_str()]))
+        .assert_code(2)
+        .assert_stderr_has("needs a layer that installs Debian packages");
+    let path = recipe(
+        t.path(),
+        "d",
+        &format!(
+            "[image]\nname = \"d\"\nversion = \"1\"\narchitecture = \"amd64\"\nos = \"debian\"\nrelease = \"bookworm\"\nsource-date-epoch = 1\n\n{}\n\
+             [[layer]]\nname = \"configure\"\npackages = [\"web\"]\n",
+            fixture_archive()
+        ),
+    );
+    run(with_store(t.path(), &store, ["lock".as_ref(), path.as_os_str()]))
+        .assert_code(2)
+        .assert_stderr_has("the layer name `configure` is reserved");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against a real Debian 12 mirror (ignored by default)
+// ---------------------------------------------------------------------------------------------
+
+fn mirror() -> PathBuf {
+    let mirror =
+        PathBuf::from(std::env::var_os("CANDIDATE_DEBIAN_MIRROR").unwrap_or_else(|| "/tmp/bench/mirror-signed".into()));
+    assert!(
+        mirror.join("dists/bookworm/InRelease").is_file(),
+        "no signed Debian 12 mirror at {}: run ../shared/bench/make-local-mirror.sh and make-signed-mirror.sh",
+        mirror.display()
+    );
+    mirror
+}
+
+fn real_recipe(dir: &Path, name: &str, packages: &str, formats: &str) -> PathBuf {
+    recipe(
+        dir,
+        name,
+        &format!(
+            "[image]\nname = \"{name}\"\nversion = \"1\"\narchitecture = \"amd64\"\nos = \"debian\"\nrelease = \"bookworm\"\n\
+             source-date-epoch = \"archive\"\n\n[archive.debian]\nurl = \"file://{}\"\nsuite = \"bookworm\"\n\
+             components = [\"main\"]\nkeyring = \"/usr/share/keyrings/debian-archive-keyring.gpg\"\n\n\
+             [[layer]]\nname = \"base\"\npriority = \"required\"\npackages = [{packages}]\n\n\
+             [configure]\nmaintainer-scripts = true\n\n[output]\nformats = [{formats}]\n",
+            mirror().display()
+        ),
+    )
+}
+
+#[track_caller]
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn extract(archive: &Path, into: &Path) {
+    fs::create_dir_all(into).unwrap();
+    sh(Command::new("tar").arg("--zstd").arg("-xpf").arg(archive).arg("-C").arg(into).args([
+        "--xattrs",
+        "--xattrs-include=*",
+        "--numeric-owner",
+    ]));
+}
+
+/// Builds the configured Debian 12 minbase set twice — different build path, store, umask,
+/// TZ and hostname — and checks the outputs are byte-identical and the image configured:
+/// every package `ii`, `dpkg --audit` silent, `apt-get check` passing.
+#[test]
+#[ignore = "needs a local Debian 12 mirror (../shared/bench); .ci/run runs it"]
+fn real_configured_minbase_is_reproducible_and_fully_configured() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::Builder::new().prefix("elsewhere-").tempdir().unwrap();
+    let formats = "\"rootfs.tar.zst\", \"oci\"";
+    let (ra, rb) =
+        (real_recipe(a.path(), "minbase", "\"apt\"", formats), real_recipe(b.path(), "minbase", "\"apt\"", formats));
+    let (sa, sb) = (a.path().join("store"), b.path().join("store"));
+    run(with_store(a.path(), &sa, ["lock".as_ref(), ra.as_os_str()])).assert_ok();
+    fs::create_dir_all(b.path().join("lockfiles")).unwrap();
+    fs::copy(a.path().join("lockfiles/minbase.lock"), b.path().join("lockfiles/minbase.lock")).unwrap();
+
+    let mut first = with_store(a.path(), &sa, ["build".as_ref(), ra.as_os_str()]);
+    first.env("TZ", "UTC");
+    unsafe_umask(&mut first, 0o022);
+    let first = run(first);
+    first.assert_ok();
+    assert!(first.stderr.contains("Configured layer configure"), "{}", first.describe());
+    // The second build: another path and store, umask 077, another TZ, and another hostname
+    // (in a UTS namespace of its own).
+    let mut second = with_store(b.path(), &sb, ["build".as_ref(), rb.as_os_str()]);
+    second.env("TZ", "Pacific/Auckland").env("LC_ALL", "C");
+    unsafe_umask(&mut second, 0o077);
+    unsafe {
+        second.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWUTS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let name = b"some-other-host";
+            if libc::sethostname(name.as_ptr().cast(), name.len()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    run(second).assert_ok();
+    let (da, db) = (a.path().join("dist/minbase_1_amd64"), b.path().join("dist/minbase_1_amd64"));
+    for file in ["manifest.json", "rootfs.tar.zst", "oci/index.json"] {
+        assert_eq!(
+            fs::read(da.join(file)).unwrap(),
+            fs::read(db.join(file)).unwrap(),
+            "{file} differs between the builds"
+        );
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(da.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["mode"], "configure");
+    let layers: Vec<&str> =
+        manifest["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(layers, ["base", "configure"]);
+
+    // Warm: the configure step is not run again.
+    let warm = run(with_store(a.path(), &sa, ["build".as_ref(), ra.as_os_str()]));
+    warm.assert_ok();
+    assert!(warm.stderr.contains("Fresh layer configure"), "{}", warm.describe());
+
+    let root = a.path().join("root");
+    extract(&da.join("rootfs.tar.zst"), &root);
+    let statuses =
+        sh(Command::new("chroot").arg(&root).args(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Package}\n"]));
+    let not_installed: Vec<&str> = statuses.lines().filter(|l| !l.starts_with("ii ")).collect();
+    assert!(not_installed.is_empty(), "packages not installed: {not_installed:?}");
+    assert!(statuses.lines().count() >= 90, "{statuses}");
+    assert_eq!(sh(Command::new("chroot").arg(&root).args(["dpkg", "--audit"])), "");
+    sh(Command::new("chroot").arg(&root).args(["apt-get", "check", "-q"]));
+    // Normalised: no dpkg log, no aux-cache, no policy-rc.d left behind.
+    for gone in ["var/log/dpkg.log", "var/cache/ldconfig/aux-cache", "usr/sbin/policy-rc.d", "var/lib/dpkg/status-old"]
+    {
+        assert!(!root.join(gone).exists(), "/{gone} is in the image");
+    }
+    assert_eq!(leftovers(&sa), Vec::<PathBuf>::new());
+    assert_eq!(leftovers(&sb), Vec::<PathBuf>::new());
+}
+
+fn unsafe_umask(cmd: &mut Command, mask: libc::mode_t) {
+    // SAFETY: umask is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask);
+            Ok(())
+        });
+    }
+}
+
+/// Polls `systemctl is-system-running` through `probe` until it says `running` (or 60 s).
+fn wait_running(mut probe: impl FnMut() -> String) -> String {
+    let start = Instant::now();
+    let mut state = String::new();
+    while start.elapsed() < Duration::from_secs(60) {
+        state = probe().trim().to_owned();
+        if state == "running" || state == "degraded" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    state
+}
+
+/// The configured minbase set plus systemd-sysv boots: in LXC (`lxc-create -t local` from the
+/// candidate's own `lxc` format, `lxc-start`) and under `systemd-nspawn -b`, systemd reaching
+/// `running`, with `dpkg --audit` silent inside.
+#[test]
+#[ignore = "needs a local Debian 12 mirror (../shared/bench) and apt access to add systemd; .ci/run runs it"]
+fn real_configured_image_with_systemd_boots_in_lxc_and_nspawn() {
+    let t = tempfile::tempdir().unwrap();
+    let path = real_recipe(t.path(), "boot", "\"apt\", \"systemd-sysv\"", "\"rootfs.tar.zst\", \"lxc\"");
+    let store = t.path().join("store");
+    run(with_store(t.path(), &store, ["lock".as_ref(), path.as_os_str()])).assert_ok();
+    sh(Command::new(repo().join("benches/extend-mirror.sh")).arg(t.path().join("lockfiles/boot.lock")).arg(mirror()));
+    run(with_store(t.path(), &store, ["build".as_ref(), path.as_os_str()])).assert_ok();
+    let dist = t.path().join("dist/boot_1_amd64");
+
+    // LXC, privileged, from the candidate's meta.tar.xz + rootfs.tar.xz.
+    let lxcpath = t.path().join("lxc");
+    fs::create_dir_all(&lxcpath).unwrap();
+    let conf = t.path().join("extra.conf");
+    fs::write(&conf, "lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n").unwrap();
+    let name = format!("cand-boot-{}", std::process::id());
+    let lxc = |tool: &str, args: &[&str]| {
+        let mut cmd = Command::new(tool);
+        cmd.arg("-P").arg(&lxcpath).args(["-n", &name]).args(args);
+        cmd
+    };
+    let (meta, rootfs) = (dist.join("meta.tar.xz"), dist.join("rootfs.tar.xz"));
+    sh(&mut lxc(
+        "lxc-create",
+        &[
+            "-t",
+            "local",
+            "-f",
+            conf.to_str().unwrap(),
+            "--",
+            "-m",
+            meta.to_str().unwrap(),
+            "-f",
+            rootfs.to_str().unwrap(),
+        ],
+    ));
+    let booted = (|| {
+        sh(&mut lxc("lxc-start", &["-d"]));
+        sh(&mut lxc("lxc-wait", &["-s", "RUNNING", "-t", "20"]));
+        let attach = |args: &[&str]| {
+            let mut a = vec!["--clear-env", "--"];
+            a.extend_from_slice(args);
+            let out = lxc("lxc-attach", &a).stdin(Stdio::null()).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let state = wait_running(|| attach(&["/bin/systemctl", "is-system-running"]));
+        (state, attach(&["/usr/bin/dpkg", "--audit"]), attach(&["/bin/systemctl", "--failed", "--no-legend"]))
+    })();
+    let _ = lxc("lxc-stop", &["-k"]).output();
+    sh(&mut lxc("lxc-destroy", &["-f"]));
+    assert_eq!(booted.0, "running", "LXC: systemd did not reach `running`; failed units:\n{}", booted.2);
+    assert_eq!(booted.1, "", "LXC: dpkg --audit");
+
+    // systemd-nspawn -b on the extracted rootfs; stopped with one SIGTERM.
+    let root = t.path().join("nspawn-root");
+    extract(&dist.join("rootfs.tar.zst"), &root);
+    let mut nspawn = Command::new("systemd-nspawn")
+        .args(["-q", "--register=no", "--keep-unit", "--private-network", "--console=pipe", "-b", "-D"])
+        .arg(&root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-nspawn (Debian package systemd-container) runs");
+    let pid = nspawn.id();
+    let init = (0..100)
+        .find_map(|_| {
+            let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+            let init = children.split_whitespace().next().map(str::to_owned);
+            if init.is_none() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            init
+        })
+        .expect("nspawn started the container's init");
+    let nsenter = |args: &[&str]| {
+        let out = Command::new("nsenter").args(["-t", &init, "-a"]).args(args).stdin(Stdio::null()).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let state = wait_running(|| nsenter(&["/bin/systemctl", "is-system-running"]));
+    let audit = nsenter(&["/usr/bin/dpkg", "--audit"]);
+    let failed = nsenter(&["/bin/systemctl", "--failed", "--no-legend"]);
+    // SAFETY: a plain signal to the child we started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nspawn.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = nspawn.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = nspawn.wait();
+    assert_eq!(state, "running", "nspawn: systemd did not reach `running`; failed units:\n{failed}");
+    assert_eq!(audit, "", "nspawn: dpkg --audit");
+    assert_eq!(leftovers(&store), Vec::<PathBuf>::new());
+}
