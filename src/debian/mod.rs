@@ -11,6 +11,8 @@
 //! * [`archive`] — the trust chain: `InRelease` → `Packages` indexes, with rollback records.
 //! * [`resolve`] — the dependency resolver that picks what apt would.
 //! * [`install`] — extract-only installation of pinned packages into a layer.
+//! * [`configure`] — configure mode: the image's own dpkg runs the maintainer scripts in the
+//!   namespace sandbox, and what they changed becomes the `configure` layer.
 
 pub mod archive;
 pub mod configure;

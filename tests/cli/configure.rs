@@ -234,6 +234,21 @@ fn real_configured_minbase_is_reproducible_and_fully_configured() {
     {
         assert!(!root.join(gone).exists(), "/{gone} is in the image");
     }
+    // The OCI layers (the configure layer's whiteouts, and usrmerge's `/bin` link over the
+    // base layer's directory) applied by a real runtime give exactly the rootfs.
+    let unpacked = a.path().join("umoci");
+    sh(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:1", da.join("oci").display())).arg(&unpacked));
+    let listing = |root: &Path| {
+        sh(Command::new("find")
+            .arg(".")
+            .args(["-mindepth", "1", "-printf", "%p %y %m %U:%G %l\n"])
+            .current_dir(root))
+        .lines()
+        .filter(|l| !l.starts_with("./dev/") && !l.starts_with("./proc/"))
+        .map(str::to_owned)
+        .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(listing(&unpacked.join("rootfs")), listing(&root), "umoci unpack differs from the rootfs");
     assert_eq!(leftovers(&sa), Vec::<PathBuf>::new());
     assert_eq!(leftovers(&sb), Vec::<PathBuf>::new());
 }
