@@ -10,7 +10,7 @@ use fs_err as fs;
 use super::{copy_project, run, with_store};
 
 /// Whether `tool` can run here; under CI its absence is a failure naming `package`.
-fn require(tool: &str, package: &str) -> bool {
+pub fn require(tool: &str, package: &str) -> bool {
     let found =
         Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
     if !found {

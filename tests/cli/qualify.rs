@@ -346,3 +346,27 @@ fn materialize_reproduces_what_gnu_tar_extracts() {
     assert_eq!(meta("opt/caps/bin/su").ino(), meta("opt/caps/bin/su-link").ino());
     assert_eq!(meta("opt/caps/bin/ping").uid(), 1000);
 }
+
+#[test]
+fn scripts_run_in_a_real_lxc_container_too() {
+    if !super::formats::require("lxc-create", "lxc") {
+        return;
+    }
+    let Some(q) = Qualify::new() else { return };
+    let pass = q.script(
+        "lxc-pass.sh",
+        "set -e\ntest \"$(hostname)\" = candidate-test\ntest \"$TZ\" = UTC\ntest -r /run/candidate/lxc-pass.sh\n\
+         if echo x >> /run/candidate/lxc-pass.sh; then exit 1; fi\necho in lxc\n",
+    );
+    let hang = q.script("lxc-hang.sh", "sleep 1017 &\nsleep 1017\n");
+    let t = q.test(&[&pass, &hang], &["--runtime", "lxc", "--timeout", "3", "--sign", "keys/ci.key"]);
+    t.assert_code(1);
+    assert!(t.stdout.contains("PASSED  lxc-pass.sh  exit code 0"), "{}", t.describe());
+    assert!(t.stdout.contains("FAILED  lxc-hang.sh  killed at the 3 s time limit"), "{}", t.describe());
+    assert!(processes(&["sleep", "1017"]).is_empty(), "a `sleep` outlived its container");
+    q.assert_torn_down();
+    let predicate = q.statement()["predicate"].clone();
+    assert_eq!(predicate["configuration"][0]["annotations"]["runtime"], "lxc");
+    assert_eq!(predicate["passedTests"], serde_json::json!(["lxc-pass.sh"]));
+    assert!(predicate["configuration"][0]["annotations"]["output"].as_str().unwrap().ends_with("in lxc"));
+}
