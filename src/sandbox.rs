@@ -753,7 +753,8 @@ fn watch(
     output: &OwnedFd,
     started: Instant,
 ) -> Result<(bool, Vec<u8>, Vec<u8>), SandboxError> {
-    let deadline = started + spec.timeout;
+    // A limit too far to represent (`--timeout` of u64::MAX seconds) is no limit.
+    let deadline = started.checked_add(spec.timeout).unwrap_or(started + Duration::from_secs(100 * 365 * 86_400));
     let mut tail = Tail { bytes: Vec::new(), limit: spec.output_limit };
     let mut messages = Vec::new();
     let (mut report_open, mut output_open, mut exited, mut timed_out) = (true, true, false, false);

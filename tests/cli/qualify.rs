@@ -196,6 +196,37 @@ fn a_passing_script_is_attested_verified_and_promotable() {
     verify.assert_code(1);
     assert!(verify.stdout.contains("FAILED  attestation example_1.0_amd64.test.intoto.json"), "{}", verify.describe());
     q.assert_torn_down();
+
+    // One about another candidate (made with openssl, as release.rs does) is a failure too.
+    q.test(&[&script], &["--sign", "keys/ci.key"]).assert_ok();
+    q.cmd(&["verify", DIR, "--key", "keys/ci.pub"]).assert_ok();
+    super::release::write_test_attestation(q.path(), &format!("sha256:{}", "0".repeat(64)), "PASSED");
+    let verify = q.cmd(&["verify", DIR, "--key", "keys/ci.pub"]);
+    verify.assert_code(1);
+    assert!(
+        verify
+            .stdout
+            .contains("FAILED  attestation example_1.0_amd64.test-result.intoto.json: it is not about this candidate"),
+        "{}",
+        verify.describe()
+    );
+}
+
+#[test]
+fn an_image_without_a_shell_is_an_error() {
+    if !sandbox_available() {
+        return;
+    }
+    // The example alone: its `/bin/sh` (the fixture archive's dash) is not a real program.
+    let t = tempfile::tempdir().unwrap();
+    copy_project(t.path(), false);
+    let store = t.path().join("store");
+    run(with_store(t.path(), &store, ["build", "recipes/example.toml", "--out", "out"])).assert_ok();
+    fs::write(t.path().join("check.sh"), "true\n").unwrap();
+    let test = run(with_store(t.path(), &store, ["test", DIR, "--script", "check.sh"]));
+    test.assert_code(2).assert_stderr_has("no usable `/bin/sh`").assert_stderr_has("check.sh");
+    let left = fs::read_dir(store.join("v1/tmp")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+    assert_eq!(left, 0, "an instance was left behind");
 }
 
 #[test]
