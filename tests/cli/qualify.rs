@@ -30,6 +30,16 @@ fn sandbox_available() -> bool {
     false
 }
 
+/// A copy of the project in a temporary folder, or `None` (a skip) without the sandbox.
+fn project_copy() -> Option<tempfile::TempDir> {
+    if !sandbox_available() {
+        return None;
+    }
+    let t = tempfile::tempdir().unwrap();
+    copy_project(t.path(), false);
+    Some(t)
+}
+
 /// The example project plus a busybox layer, built and signed by `ci`, with a policy whose
 /// `qualified` channel requires a passing test attestation.
 struct Qualify {
@@ -38,12 +48,7 @@ struct Qualify {
 
 impl Qualify {
     fn new() -> Option<Self> {
-        if !sandbox_available() {
-            return None;
-        }
-        let root = tempfile::tempdir().unwrap();
-        copy_project(root.path(), false);
-        let q = Qualify { root };
+        let q = Qualify { root: project_copy()? };
         fs::create_dir_all(q.path().join("keys")).unwrap();
         for key in ["ci", "stranger"] {
             q.cmd(&["key", "generate", "--out", &format!("keys/{key}")]).assert_ok();
@@ -214,12 +219,8 @@ fn a_passing_script_is_attested_verified_and_promotable() {
 
 #[test]
 fn an_image_without_a_shell_is_an_error() {
-    if !sandbox_available() {
-        return;
-    }
     // The example alone: its `/bin/sh` (the fixture archive's dash) is not a real program.
-    let t = tempfile::tempdir().unwrap();
-    copy_project(t.path(), false);
+    let Some(t) = project_copy() else { return };
     let store = t.path().join("store");
     run(with_store(t.path(), &store, ["build", "recipes/example.toml", "--out", "out"])).assert_ok();
     fs::write(t.path().join("check.sh"), "true\n").unwrap();
@@ -314,11 +315,7 @@ fn describe(dir: &Path) -> (String, String) {
 
 #[test]
 fn materialize_reproduces_what_gnu_tar_extracts() {
-    if !sandbox_available() {
-        return;
-    }
-    let t = tempfile::tempdir().unwrap();
-    copy_project(t.path(), false);
+    let Some(t) = project_copy() else { return };
     // A tarball made by GNU tar with what a real image holds: a file capability, setuid and
     // setgid files, a sticky folder, foreign owners, hard links, symlinks.
     let src = t.path().join("src");
