@@ -932,6 +932,28 @@ mod tests {
     }
 
     #[test]
+    fn init_reaps_orphans_and_takes_the_rest_down_with_the_command() {
+        let Some(root) = busybox_root() else { return };
+        // `true` is orphaned (its subshell does not wait): PID 1 must reap it, or it would
+        // show as a zombie. The background `sleep` dies with the namespace when the command
+        // exits, and the run does not wait for it.
+        let script = "(true &); sleep 0.3; cat /proc/[0-9]*/stat; sleep 1021 & exit 5";
+        let started = Instant::now();
+        let outcome = run(&spec(root.path(), script)).unwrap();
+        let text = String::from_utf8_lossy(&outcome.output);
+        assert_eq!(outcome.exit, Exit::Code(5), "{text}");
+        assert!(!text.contains(") Z "), "a zombie was left unreaped:\n{text}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        let leftover = fs_err::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| fs_err::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x001021\x00"));
+        assert!(!leftover, "a background process outlived the sandbox");
+        let killed = run(&spec(root.path(), "kill -9 $$")).unwrap();
+        assert_eq!(killed.exit, Exit::Signal(9));
+    }
+
+    #[test]
     fn a_timeout_kills_everything() {
         let Some(root) = busybox_root() else { return };
         let mut spec = spec(root.path(), "sleep 1000 & sleep 1000");
