@@ -660,7 +660,8 @@ pub fn run(spec: &Spec<'_>) -> Result<Outcome, SandboxError> {
     // `child_main`, which keeps to async-signal-safe calls and never returns.
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags as libc::c_ulong, 0, 0, 0, 0) };
     if pid < 0 {
-        return Err(SandboxError::Start { step: "clone", source: std::io::Error::last_os_error() });
+        let step = "clone into new namespaces, which needs root";
+        return Err(SandboxError::Start { step, source: std::io::Error::last_os_error() });
     }
     if pid == 0 {
         child_main(&child);

@@ -377,7 +377,7 @@ fn materialize_reproduces_what_gnu_tar_extracts() {
 
 #[test]
 fn scripts_run_in_a_real_lxc_container_too() {
-    if !super::formats::require("lxc-create", "lxc") {
+    if !super::formats::lxc_available() {
         return;
     }
     let Some(q) = Qualify::new() else { return };
