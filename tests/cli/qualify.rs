@@ -297,6 +297,26 @@ fn a_hanging_script_is_killed_at_its_limit() {
     assert_eq!(predicate["configuration"][0]["annotations"]["timedOut"], true);
     let duration = predicate["configuration"][0]["annotations"]["durationMs"].as_u64().unwrap();
     assert!((2000..10_000).contains(&duration), "{duration} ms");
+
+    // Nothing outlives the builder: kill `candidate` itself mid-run, and its sandbox goes too.
+    let hang = q.script("hang-long.sh", "sleep 1031\n");
+    let mut builder = with_store(q.path(), &q.path().join("store"), ["test", DIR, "--script", &hang])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waited = Instant::now();
+    while processes(&["sleep", "1031"]).is_empty() {
+        assert!(waited.elapsed() < Duration::from_secs(20), "the script never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    builder.kill().unwrap();
+    builder.wait().unwrap();
+    let killed = Instant::now();
+    while !processes(&["sleep", "1031"]).is_empty() {
+        assert!(killed.elapsed() < Duration::from_secs(5), "the sandbox outlived the builder");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `stat` lines (type and mode, owner, size, mtime, link count) of every entry under `dir`,
