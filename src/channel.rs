@@ -299,13 +299,23 @@ pub fn check_attestation(
     candidate: &Digest,
     keys: &[PublicKey],
 ) -> Result<(), String> {
+    let statement = read_attestation(file, candidate, keys)?;
+    if statement["predicateType"] != predicate_type {
+        return Err(format!("its predicate type is {}", statement["predicateType"]));
+    }
+    if predicate_type == TEST_RESULT && statement["predicate"]["result"] != "PASSED" {
+        return Err(format!("its result is {}", statement["predicate"]["result"]));
+    }
+    Ok(())
+}
+
+/// The statement of an attestation envelope about `candidate`, once a trusted key's signature
+/// over its exact payload checks and its subject names the candidate's `manifest.json`.
+pub fn read_attestation(file: &Path, candidate: &Digest, keys: &[PublicKey]) -> Result<Value, String> {
     let bytes = fs_err::read(file).map_err(|e| e.to_string())?;
     let envelope = Envelope::parse(&bytes).map_err(|e| e.to_string())?;
     let verified = envelope.verify(IN_TOTO_PAYLOAD_TYPE, keys, 1).map_err(|e| e.to_string())?;
     let statement: Value = serde_json::from_slice(&verified.payload).map_err(|e| e.to_string())?;
-    if statement["predicateType"] != predicate_type {
-        return Err(format!("its predicate type is {}", statement["predicateType"]));
-    }
     let names_candidate = statement["subject"]
         .as_array()
         .into_iter()
@@ -314,8 +324,5 @@ pub fn check_attestation(
     if !names_candidate {
         return Err("it is not about this candidate (no `manifest.json` subject with its id)".into());
     }
-    if predicate_type == TEST_RESULT && statement["predicate"]["result"] != "PASSED" {
-        return Err(format!("its result is {}", statement["predicate"]["result"]));
-    }
-    Ok(())
+    Ok(statement)
 }

@@ -113,6 +113,22 @@ pub enum Command {
         #[arg(long = "key", value_name = "KEY", required = true)]
         keys: Vec<PathBuf>,
     },
+    /// Qualify a candidate (a folder or an id prefix): run scripts in fresh instances of it.
+    Test {
+        candidate: String,
+        /// A script to run as `/bin/sh /run/candidate/NAME` (repeatable; each in its own instance).
+        #[arg(long = "script", value_name = "PATH", required = true)]
+        scripts: Vec<PathBuf>,
+        /// Each script's time limit, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        timeout: u64,
+        /// Write a signed test attestation beside the candidate with this private key (repeatable).
+        #[arg(long = "sign", value_name = "KEY")]
+        sign: Vec<PathBuf>,
+        /// Where the scripts run.
+        #[arg(long, value_enum, default_value = "sandbox")]
+        runtime: crate::ops::qualify::Runtime,
+    },
     /// Verify a candidate: signatures, every digest, and agreement of manifest, provenance and SBOM.
     Verify {
         candidate: PathBuf,

@@ -400,7 +400,20 @@ fn map_path(name: &str, spec: &TarballSpec) -> Result<Option<ImagePath>, String>
 
 /// Reads a layer back as a tree whose contents point into the layer's bytes.
 pub fn read(info: &LayerInfo, blob: &Arc<File>, link_offset: u64) -> Result<Tree, LayerError> {
-    let tarball = info.diff_id.to_string();
+    let mut tree = read_tar(&info.diff_id.to_string(), blob, link_offset)?;
+    for path in &info.implicit {
+        if let Some(node) = tree.get_mut(path) {
+            node.implicit = node.is_dir();
+        }
+    }
+    Ok(tree)
+}
+
+/// Reads a plain tar of ours (a layer, or a rootfs archive once decompressed) with the strict
+/// reader into a tree whose contents point into `blob`; hard-link groups are numbered from
+/// `link_offset`. `tarball` names it in errors.
+pub fn read_tar(tarball: &str, blob: &Arc<File>, link_offset: u64) -> Result<Tree, LayerError> {
+    let tarball = tarball.to_owned();
     let reader = crate::tar::reader::ReadAt::new(blob.clone());
     let mut reader = TarReader::new(BufReader::with_capacity(1 << 16, reader), Limits::default());
     let mut tree = Tree::new(0);
@@ -453,11 +466,6 @@ pub fn read(info: &LayerInfo, blob: &Arc<File>, link_offset: u64) -> Result<Tree
             xattrs: entry.xattrs.clone(),
         };
         tree.insert(path.as_rel(), node).map_err(|e| fail(e.to_string()))?;
-    }
-    for path in &info.implicit {
-        if let Some(node) = tree.get_mut(path) {
-            node.implicit = node.is_dir();
-        }
     }
     Ok(tree)
 }

@@ -79,6 +79,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Diff { a, b, json } => ops::diff::diff(&ctx, &a, &b, json)?,
         Command::Key { action: KeyCommand::Generate { out } } => ops::verify::generate_key(&ctx, &out)?,
         Command::Sign { candidate, keys } => ops::verify::sign(&ctx, &candidate, &keys)?,
+        Command::Test { candidate, scripts, timeout, sign, runtime } => {
+            let sign = sign.iter().map(|k| PrivateKey::load(k)).collect::<Result<Vec<_>, _>>()?;
+            let timeout = std::time::Duration::from_secs(timeout);
+            let options = ops::qualify::TestOptions { scripts, timeout, sign, runtime };
+            ops::qualify::test(&ctx, &candidate, &options)?;
+        }
         Command::Verify { candidate, keys, threshold, rebuild, recipe, lockfile } => {
             let rebuild = rebuild.then_some(ops::verify::Rebuild { recipe, lockfile });
             ops::verify::verify(&ctx, &candidate, &keys, threshold, rebuild.as_ref())?;

@@ -660,7 +660,8 @@ pub fn run(spec: &Spec<'_>) -> Result<Outcome, SandboxError> {
     // `child_main`, which keeps to async-signal-safe calls and never returns.
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags as libc::c_ulong, 0, 0, 0, 0) };
     if pid < 0 {
-        return Err(SandboxError::Start { step: "clone", source: std::io::Error::last_os_error() });
+        let step = "clone into new namespaces, which needs root";
+        return Err(SandboxError::Start { step, source: std::io::Error::last_os_error() });
     }
     if pid == 0 {
         child_main(&child);
@@ -753,7 +754,8 @@ fn watch(
     output: &OwnedFd,
     started: Instant,
 ) -> Result<(bool, Vec<u8>, Vec<u8>), SandboxError> {
-    let deadline = started + spec.timeout;
+    // A limit too far to represent (`--timeout` of u64::MAX seconds) is no limit.
+    let deadline = started.checked_add(spec.timeout).unwrap_or(started + Duration::from_secs(100 * 365 * 86_400));
     let mut tail = Tail { bytes: Vec::new(), limit: spec.output_limit };
     let mut messages = Vec::new();
     let (mut report_open, mut output_open, mut exited, mut timed_out) = (true, true, false, false);
@@ -928,6 +930,28 @@ mod tests {
         for name in MOUNT_POINTS {
             assert!(fs_err::read_dir(root.path().join(name)).unwrap().next().is_none(), "{name}");
         }
+    }
+
+    #[test]
+    fn init_reaps_orphans_and_takes_the_rest_down_with_the_command() {
+        let Some(root) = busybox_root() else { return };
+        // `true` is orphaned (its subshell does not wait): PID 1 must reap it, or it would
+        // show as a zombie. The background `sleep` dies with the namespace when the command
+        // exits, and the run does not wait for it.
+        let script = "(true &); sleep 0.3; cat /proc/[0-9]*/stat; sleep 1021 & exit 5";
+        let started = Instant::now();
+        let outcome = run(&spec(root.path(), script)).unwrap();
+        let text = String::from_utf8_lossy(&outcome.output);
+        assert_eq!(outcome.exit, Exit::Code(5), "{text}");
+        assert!(!text.contains(") Z "), "a zombie was left unreaped:\n{text}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        let leftover = fs_err::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| fs_err::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x001021\x00"));
+        assert!(!leftover, "a background process outlived the sandbox");
+        let killed = run(&spec(root.path(), "kill -9 $$")).unwrap();
+        assert_eq!(killed.exit, Exit::Signal(9));
     }
 
     #[test]

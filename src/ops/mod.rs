@@ -4,6 +4,8 @@ pub mod build;
 pub mod diff;
 pub mod lock;
 pub mod packages;
+pub mod qualify;
+pub mod qualify_lxc;
 pub mod release;
 pub mod verify;
 

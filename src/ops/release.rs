@@ -248,15 +248,13 @@ fn check_required_attestation(
     id: &Digest,
     keys: &[crate::keys::PublicKey],
 ) -> anyhow::Result<()> {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let parent = dir.parent().unwrap_or(Path::new("."));
     let mut problems = Vec::new();
-    for entry in fs_err::read_dir(parent)?.flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        if file.starts_with(&format!("{name}.")) && file.ends_with(".intoto.json") {
-            match channel::check_attestation(&entry.path(), predicate_type, id, keys) {
-                Ok(()) => return Ok(()),
-                Err(e) => problems.push(format!("`{file}`: {e}")),
+    for path in verify::attestation_files(dir)? {
+        match channel::check_attestation(&path, predicate_type, id, keys) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                problems.push(format!("`{file}`: {e}"));
             }
         }
     }

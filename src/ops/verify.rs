@@ -154,7 +154,87 @@ pub fn verify(
     let keys = key_paths.iter().map(|p| PublicKey::load(p)).collect::<Result<Vec<_>, _>>()?;
     let mut report = Report::new(true);
     check(ctx, dir, &keys, threshold, rebuild, &mut report)?;
+    check_attestations(dir, &keys, &mut report)?;
     verdict(dir, report)
+}
+
+/// The attestation envelopes beside a candidate folder: `NAME_VERSION_ARCH.*.intoto.json`,
+/// in name order.
+pub fn attestation_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut files = Vec::new();
+    for entry in fs_err::read_dir(parent)?.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&format!("{name}.")) && file.ends_with(".intoto.json") {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// One line per attestation beside the candidate: it must be signed by a trusted key over
+/// its exact payload and be about this candidate (its `manifest.json`, and any other subject
+/// an output of the manifest with the same sha256). A test result that FAILED is reported,
+/// not a failure of the candidate: the candidate is what it claims to be, it just did not pass.
+fn check_attestations(dir: &Path, keys: &[PublicKey], report: &mut Report) -> anyhow::Result<()> {
+    let Ok(manifest_bytes) = fs_err::read(dir.join(MANIFEST)) else { return Ok(()) };
+    let id = Digest::of(&manifest_bytes);
+    let manifest: Value = serde_json::from_slice(&manifest_bytes).unwrap_or(Value::Null);
+    let outputs: BTreeMap<String, Option<Digest>> = manifest["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| (o["name"].as_str().unwrap_or_default().to_owned(), o["sha256"].as_str().and_then(|d| d.parse().ok())))
+        .collect();
+    for file in attestation_files(dir)? {
+        let shown = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let statement = match crate::channel::read_attestation(&file, &id, keys) {
+            Ok(statement) => statement,
+            Err(e) => {
+                report.check(false, format_args!("attestation {shown}: {e}"));
+                continue;
+            }
+        };
+        let stray = statement["subject"].as_array().into_iter().flatten().find(|s| {
+            let name = s["name"].as_str().unwrap_or_default();
+            let digest = s["digest"]["sha256"].as_str().and_then(|h| Digest::from_hex(h).ok());
+            name != MANIFEST && (digest.is_none() || outputs.get(name) != Some(&digest))
+        });
+        if let Some(stray) = stray {
+            report.check(
+                false,
+                format_args!("attestation {shown}: subject {} is not an output of this candidate", stray["name"]),
+            );
+            continue;
+        }
+        let predicate_type = statement["predicateType"].as_str().unwrap_or_default();
+        let what = if predicate_type == crate::channel::TEST_RESULT {
+            let p = &statement["predicate"];
+            let list = |key: &str| {
+                let names: Vec<&str> = p[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            };
+            format!(
+                "test result {} (passed: {}; failed: {})",
+                p["result"].as_str().unwrap_or("without a result"),
+                list("passedTests"),
+                list("failedTests")
+            )
+        } else {
+            format!("`{predicate_type}`")
+        };
+        report.check(true, format_args!("attestation {shown}: {what}"));
+    }
+    Ok(())
 }
 
 /// Runs every check of a candidate folder into `report`. Errors are for checks that could

@@ -137,7 +137,7 @@ fn every_unmet_rule_is_a_refusal_that_names_it() {
 }
 
 /// A test-result attestation signed with openssl (not our code), next to the candidate.
-fn write_test_attestation(root: &Path, id: &str, result: &str) {
+pub fn write_test_attestation(root: &Path, id: &str, result: &str) {
     let statement = serde_json::json!({
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{ "name": "manifest.json", "digest": { "sha256": id.trim_start_matches("sha256:") } }],

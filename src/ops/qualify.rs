@@ -1,0 +1,410 @@
+//! `candidate test CANDIDATE --script PATH… [--timeout SECS] [--sign KEY]… [--runtime R]`:
+//! qualify a candidate by running scripts against a fresh deployment of it.
+//!
+//! Each script runs in its own throwaway instance, so no script sees what another left:
+//!
+//! * **sandbox** (the default): the rootfs archive the manifest lists is checked against its
+//!   sha256, read with the strict tar reader into a tree (once), and for each script
+//!   [`materialize`](crate::instance::materialize)d into a fresh folder under the store's
+//!   `tmp/`, where [`sandbox::run`] runs it; the folder is removed after the run.
+//! * **lxc**: a real LXC container made from the candidate's `meta.tar.xz` + `rootfs.tar.xz`
+//!   with `lxc-create -t local`, in a private lxcpath under the store's `tmp/`; each script
+//!   runs through `lxc-attach` and the container is destroyed after it.
+//!
+//! A script runs as `/bin/sh /run/candidate/NAME` (bound read-only from a copy of the bytes
+//! that were hashed, so the digest recorded is what ran); its shebang line is not used, so a
+//! script needs no execute bit and the image's shell is what is qualified. Output (stdout and
+//! stderr merged) is kept to its last 64 KiB; the last lines of a failing script are printed.
+//!
+//! `--sign KEY` writes `NAME_VERSION_ARCH.test.intoto.json` beside the candidate folder: a
+//! DSSE envelope of an in-toto Statement v1 whose subjects are the candidate's `manifest.json`
+//! (its sha256 is the candidate id) and every output the manifest lists, with the
+//! test-result predicate (`result`, `configuration` = one resource per script with its
+//! sha256, `passedTests`, `failedTests`, `warnedTests`). Each script's resource carries
+//! annotations: the runtime, the exit, the time limit, the duration, the start time and the
+//! tail of its output. Times are real: a test run is an event, and the attestation is not part
+//! of the candidate's identity. It is what `promote` requires for a channel whose policy
+//! lists `https://in-toto.io/attestation/test-result/v0.1`, and what `verify` reports.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use super::verify::MANIFEST;
+use super::{CheckFailed, Context};
+use crate::channel::TEST_RESULT;
+use crate::digest::Digest;
+use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::keys::PrivateKey;
+use crate::sandbox::{self, Exit};
+use crate::tree::Tree;
+
+/// The hostname of every test instance.
+pub const HOSTNAME: &str = "candidate-test";
+/// Where a script appears inside the instance.
+pub const SCRIPT_DIR: &str = "/run/candidate";
+/// How much of a script's output is kept.
+const OUTPUT_LIMIT: usize = 64 * 1024;
+/// How many trailing lines of a failing script's output are printed, and attested.
+const SHOWN_LINES: usize = 10;
+const ATTESTED_LINES: usize = 20;
+
+/// Where the scripts run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    /// Our namespace sandbox over a materialised rootfs.
+    Sandbox,
+    /// A real LXC container from the candidate's `lxc` format.
+    Lxc,
+}
+
+impl Runtime {
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::Sandbox => "sandbox",
+            Runtime::Lxc => "lxc",
+        }
+    }
+}
+
+pub struct TestOptions {
+    pub scripts: Vec<PathBuf>,
+    pub timeout: Duration,
+    pub sign: Vec<PrivateKey>,
+    pub runtime: Runtime,
+}
+
+/// A script as it was read (and hashed) once.
+pub struct Script {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub sha256: Digest,
+}
+
+/// What one script did.
+pub struct ScriptRun {
+    pub exit: Exit,
+    pub duration: Duration,
+    pub output: Vec<u8>,
+    /// When it started, in seconds since the epoch.
+    pub started: u64,
+}
+
+impl ScriptRun {
+    fn passed(&self) -> bool {
+        self.exit == Exit::Code(0)
+    }
+}
+
+pub(super) fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn load_scripts(paths: &[PathBuf]) -> anyhow::Result<Vec<Script>> {
+    if paths.is_empty() {
+        bail!("name at least one script with `--script`");
+    }
+    let mut scripts: Vec<Script> = Vec::new();
+    for path in paths {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.is_empty() && !n.starts_with('.'))
+            .with_context(|| format!("`{}`: a script needs a UTF-8 file name", path.display()))?
+            .to_owned();
+        if scripts.iter().any(|s| s.name == name) {
+            bail!("two scripts are named `{name}`: the attestation names scripts by file name");
+        }
+        let bytes = fs_err::read(path).context("cannot read the script")?;
+        scripts.push(Script { name, sha256: Digest::of(&bytes), bytes });
+    }
+    Ok(scripts)
+}
+
+/// The outputs the manifest lists, by name, with their sha256.
+fn outputs(manifest: &Value) -> Vec<(String, Option<Digest>)> {
+    manifest["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| Some((o["name"].as_str()?.to_owned(), o["sha256"].as_str().and_then(|d| d.parse().ok()))))
+        .collect()
+}
+
+/// Opens output `name` of the candidate and checks it against the manifest's sha256 before
+/// anything reads it.
+pub fn open_checked(dir: &Path, manifest: &Value, name: &str) -> anyhow::Result<fs_err::File> {
+    let expected = outputs(manifest)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, d)| d)
+        .with_context(|| format!("`{}`: the manifest gives no sha256 for `{name}`", dir.display()))?;
+    let path = dir.join(name);
+    let mut file = fs_err::File::open(&path)?;
+    let (actual, _) = Digest::of_reader(&mut file)?;
+    if actual != expected {
+        bail!("`{}` does not match the manifest: expected {expected}, actual {actual}", path.display());
+    }
+    std::io::Seek::rewind(&mut file)?;
+    Ok(file)
+}
+
+/// The rootfs archive to deploy: the least compressed one the manifest lists.
+fn rootfs_archive(dir: &Path, manifest: &Value) -> anyhow::Result<String> {
+    let names: Vec<String> = outputs(manifest).into_iter().map(|(n, _)| n).collect();
+    ["rootfs.tar", "rootfs.tar.zst", "rootfs.tar.gz", "rootfs.tar.xz"]
+        .into_iter()
+        .map(str::to_owned)
+        .find(|n| names.contains(n))
+        // The Proxmox template is the zstd rootfs under another name.
+        .or_else(|| names.iter().find(|n| !n.contains('/') && n.ends_with(".tar.zst")).cloned())
+        .with_context(|| {
+            format!("`{}` has no rootfs archive (`rootfs.tar*` or a Proxmox template) to deploy", dir.display())
+        })
+}
+
+/// The candidate's root filesystem as a tree, read once with the strict reader; compressed
+/// archives are decompressed into an anonymous spool file under the store's `tmp/`.
+fn read_rootfs(ctx: &Context, dir: &Path, manifest: &Value) -> anyhow::Result<Tree> {
+    let name = rootfs_archive(dir, manifest)?;
+    let file = open_checked(dir, manifest, &name)?;
+    let (plain, _) = file.into_parts();
+    let (encoding, mut decoded) = crate::compress::decoder(plain.try_clone()?)?;
+    let backing = if encoding == crate::compress::Encoding::Plain {
+        plain
+    } else {
+        let mut spool = tempfile::tempfile_in(ctx.store.root().join("tmp"))?;
+        std::io::copy(&mut decoded, &mut spool).with_context(|| format!("cannot decompress `{name}`"))?;
+        spool
+    };
+    let tree = crate::layer::read_tar(&name, &Arc::new(backing), 0)?;
+    Ok(tree)
+}
+
+/// `candidate test`.
+pub fn test(ctx: &Context, candidate: &str, options: &TestOptions) -> anyhow::Result<()> {
+    let (dir, id) = super::release::resolve(ctx, candidate)?;
+    let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)
+        .with_context(|| format!("`{}` is not JSON", dir.join(MANIFEST).display()))?;
+    let scripts = load_scripts(&options.scripts)?;
+    let sde = manifest["source-date-epoch"].as_u64().unwrap_or_default();
+    let mut runs = Vec::new();
+    match options.runtime {
+        Runtime::Sandbox => {
+            let tree = read_rootfs(ctx, &dir, &manifest)?;
+            for script in &scripts {
+                let run = run_in_sandbox(ctx, &tree, script, sde, options.timeout)
+                    .with_context(|| format!("script `{}` on candidate {id}", script.name))?;
+                report_run(script, &run, options.timeout);
+                runs.push(run);
+            }
+        }
+        Runtime::Lxc => {
+            for script in &scripts {
+                let run = super::qualify_lxc::run(ctx, &dir, &manifest, script, options.timeout)
+                    .with_context(|| format!("script `{}` on candidate {id} in LXC", script.name))?;
+                report_run(script, &run, options.timeout);
+                runs.push(run);
+            }
+        }
+    }
+    let failed = runs.iter().filter(|r| !r.passed()).count();
+    if !options.sign.is_empty() {
+        let path = write_attestation(&dir, &manifest, &id, &scripts, &runs, options)?;
+        ctx.printer.status("Attested", format_args!("{}", path.display()));
+    }
+    if failed == 0 {
+        println!("PASSED  {} of {} script(s) on {id}", runs.len(), runs.len());
+        Ok(())
+    } else {
+        println!("FAILED  {failed} of {} script(s) on {id}", runs.len());
+        Err(CheckFailed {
+            message: format!("{failed} of {} qualification script(s) failed on `{}`", runs.len(), dir.display()),
+            hint: None,
+        }
+        .into())
+    }
+}
+
+/// One line per script; a failing one also shows the end of its output.
+fn report_run(script: &Script, run: &ScriptRun, timeout: Duration) {
+    let verdict = if run.passed() { "PASSED" } else { "FAILED" };
+    let how = match run.exit {
+        Exit::TimedOut => format!("killed at the {} s time limit", timeout.as_secs()),
+        exit => format!("{exit} in {:.2} s", run.duration.as_secs_f64()),
+    };
+    println!("{verdict}  {}  {how}  (sha256 {})", script.name, script.sha256.hex());
+    if !run.passed() {
+        for line in last_lines(&run.output, SHOWN_LINES) {
+            println!("        | {line}");
+        }
+    }
+}
+
+fn last_lines(output: &[u8], n: usize) -> Vec<String> {
+    let text = String::from_utf8_lossy(output);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| (*l).to_owned()).collect()
+}
+
+/// Runs one script in a fresh instance of `tree`, which is removed afterwards.
+fn run_in_sandbox(
+    ctx: &Context,
+    tree: &Tree,
+    script: &Script,
+    sde: u64,
+    timeout: Duration,
+) -> anyhow::Result<ScriptRun> {
+    let tmp = ctx.store.root().join("tmp");
+    // The bytes that were hashed, outside the instance: the script cannot change under us.
+    let staged = tempfile::Builder::new().prefix("script-").tempdir_in(&tmp)?;
+    let source = staged.path().join(&script.name);
+    let mut file = fs_err::File::create(&source)?;
+    file.write_all(&script.bytes)?;
+    drop(file);
+    let instance = tempfile::Builder::new().prefix("instance-").tempdir_in(&tmp)?;
+    crate::instance::materialize(tree, instance.path())?;
+    let target = format!("{SCRIPT_DIR}/{}", script.name);
+    let spec = sandbox::Spec {
+        root: instance.path(),
+        argv: vec!["/bin/sh".into(), target.clone()],
+        env: sandbox::default_env(sde),
+        hostname: HOSTNAME.into(),
+        binds: vec![sandbox::Bind { source, target, read_only: true }],
+        timeout,
+        output_limit: OUTPUT_LIMIT,
+    };
+    let started = now();
+    let outcome = sandbox::run(&spec);
+    let path = instance.path().to_owned();
+    instance.close().with_context(|| format!("cannot remove the instance `{}`", path.display()))?;
+    staged.close()?;
+    let outcome = match outcome {
+        Err(e @ sandbox::SandboxError::Exec { .. }) => {
+            return Err(anyhow::Error::new(e).context("the candidate's image has no usable `/bin/sh` to run scripts"))
+        }
+        other => other?,
+    };
+    Ok(ScriptRun { exit: outcome.exit, duration: outcome.duration, output: outcome.output, started })
+}
+
+/// The attestation's file beside the candidate folder.
+pub fn attestation_path(dir: &Path) -> PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.parent().unwrap_or(Path::new(".")).join(format!("{name}.test.intoto.json"))
+}
+
+/// The statement's canonical bytes.
+fn statement(manifest: &Value, id: &Digest, scripts: &[Script], runs: &[ScriptRun], options: &TestOptions) -> Vec<u8> {
+    let mut subjects = vec![(MANIFEST.to_owned(), Some(*id))];
+    subjects.extend(outputs(manifest));
+    subjects.sort();
+    let subject: Vec<Value> = subjects
+        .iter()
+        .filter_map(|(name, d)| Some(json!({ "name": name, "digest": { "sha256": d.as_ref()?.hex() } })))
+        .collect();
+    let configuration: Vec<Value> = scripts
+        .iter()
+        .zip(runs)
+        .map(|(s, r)| {
+            let (code, signal) = match r.exit {
+                Exit::Code(c) => (Some(c), None),
+                Exit::Signal(s) => (None, Some(s)),
+                Exit::TimedOut => (None, None),
+            };
+            json!({
+                "name": s.name,
+                "digest": { "sha256": s.sha256.hex() },
+                "annotations": {
+                    "runtime": options.runtime.name(),
+                    "exitCode": code,
+                    "signal": signal,
+                    "timedOut": r.exit == Exit::TimedOut,
+                    "timeoutSeconds": options.timeout.as_secs(),
+                    "durationMs": r.duration.as_millis() as u64,
+                    "startedOn": crate::sbom::rfc3339(r.started),
+                    "output": last_lines(&r.output, ATTESTED_LINES).join("\n"),
+                },
+            })
+        })
+        .collect();
+    let names = |passed: bool| -> Vec<&str> {
+        scripts.iter().zip(runs).filter(|(_, r)| r.passed() == passed).map(|(s, _)| s.name.as_str()).collect()
+    };
+    let result = if runs.iter().all(ScriptRun::passed) { "PASSED" } else { "FAILED" };
+    let value = json!({
+        "_type": crate::attest::STATEMENT_TYPE,
+        "subject": subject,
+        "predicateType": TEST_RESULT,
+        "predicate": {
+            "result": result,
+            "configuration": configuration,
+            "passedTests": names(true),
+            "warnedTests": [],
+            "failedTests": names(false),
+        },
+    });
+    serde_json::to_vec(&value).expect("a JSON value serialises")
+}
+
+fn write_attestation(
+    dir: &Path,
+    manifest: &Value,
+    id: &Digest,
+    scripts: &[Script],
+    runs: &[ScriptRun],
+    options: &TestOptions,
+) -> anyhow::Result<PathBuf> {
+    let payload = statement(manifest, id, scripts, runs, options);
+    let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, &options.sign);
+    let path = attestation_path(dir);
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new().prefix(".attestation-").tempfile_in(parent)?;
+    temp.write_all(&envelope.to_json())?;
+    temp.as_file().sync_all()?;
+    temp.persist(&path).map_err(|e| e.error)?;
+    crate::store::sync_parent(&path)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_lines_are_kept() {
+        assert_eq!(last_lines(b"a\nb\nc\n", 2), ["b", "c"]);
+        assert_eq!(last_lines(b"one", 5), ["one"]);
+        assert!(last_lines(b"", 3).is_empty());
+    }
+
+    #[test]
+    fn the_rootfs_archive_prefers_the_least_compressed() {
+        let manifest = json!({ "outputs": [
+            { "name": "debian-12-x_1_amd64.tar.zst", "sha256": "" },
+            { "name": "rootfs.tar.xz", "sha256": "" },
+            { "name": "rootfs.tar.zst", "sha256": "" },
+        ]});
+        assert_eq!(rootfs_archive(Path::new("d"), &manifest).unwrap(), "rootfs.tar.zst");
+        let proxmox = json!({ "outputs": [{ "name": "debian-12-x_1_amd64.tar.zst" }, { "name": "oci/index.json" }] });
+        assert_eq!(rootfs_archive(Path::new("d"), &proxmox).unwrap(), "debian-12-x_1_amd64.tar.zst");
+        assert!(rootfs_archive(Path::new("d"), &json!({ "outputs": [{ "name": "oci/index.json" }] })).is_err());
+    }
+
+    #[test]
+    fn scripts_need_distinct_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("check.sh"), dir.path().join("sub"));
+        fs_err::create_dir(&b).unwrap();
+        fs_err::write(&a, b"true\n").unwrap();
+        fs_err::write(b.join("check.sh"), b"false\n").unwrap();
+        let scripts = load_scripts(std::slice::from_ref(&a)).unwrap();
+        assert_eq!(scripts[0].sha256, Digest::of(b"true\n"));
+        assert!(load_scripts(&[a, b.join("check.sh")]).is_err());
+        assert!(load_scripts(&[]).is_err());
+    }
+}
