@@ -537,8 +537,23 @@ pub fn scratch_dir(image: &Tree, fallback: &Path) -> std::path::PathBuf {
 }
 
 /// A fresh, empty instance directory under `scratch`, removed when dropped.
+/// The folder is named after this process (`configure-PID-…`), so that one left by a build
+/// that was killed (its PID gone) is removed here, by the next configure run: on `/dev/shm` it
+/// would otherwise hold memory until reboot.
 pub fn instance_dir(scratch: &Path) -> anyhow::Result<tempfile::TempDir> {
-    Ok(tempfile::Builder::new().prefix("configure-").tempdir_in(scratch)?)
+    if let Ok(entries) = fs_err::read_dir(scratch) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("configure-")).and_then(|n| n.split('-').next())
+            else {
+                continue;
+            };
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = fs_err::remove_dir_all(entry.path());
+            }
+        }
+    }
+    Ok(tempfile::Builder::new().prefix(&format!("configure-{}-", std::process::id())).tempdir_in(scratch)?)
 }
 
 #[cfg(test)]
@@ -565,6 +580,25 @@ Architecture: amd64\nVersion: 1\nDepends: libc6\n";
         assert!(script.find("web.preinst").unwrap() < dpkg);
         assert!(script.trim_end().ends_with("rm -f /usr/sbin/policy-rc.d"));
         assert!(!driver_script(STATUS, false).unwrap().contains("policy-rc.d"));
+    }
+
+    #[test]
+    fn instances_of_dead_builds_are_swept() {
+        let scratch = tempfile::tempdir().unwrap();
+        // PIDs never exceed the kernel's limit (at most 2^22).
+        let stale = scratch.path().join("configure-4194999-abc");
+        let foreign = scratch.path().join("configure-x");
+        fs_err::create_dir_all(stale.join("etc")).unwrap();
+        fs_err::create_dir_all(&foreign).unwrap();
+        let live = instance_dir(scratch.path()).unwrap();
+        assert!(!stale.exists() && foreign.exists() && live.path().exists());
+        assert!(live
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("configure-{}-", std::process::id())));
     }
 
     #[test]
