@@ -47,40 +47,36 @@ fn leftovers(store: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[test]
-fn configure_refuses_an_image_without_dpkg_and_writes_nothing() {
+/// Locks a configured recipe for `architecture` installing `package` from the fixture archive,
+/// then builds it: the build's result, and the folder and store it used.
+fn build_fixture_configured(architecture: &str, package: &str) -> (super::Run, tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let body = format!(
-        "[image]\nname = \"c\"\nversion = \"1\"\narchitecture = \"amd64\"\nos = \"debian\"\nrelease = \"bookworm\"\nsource-date-epoch = \"archive\"\n\n{}\n\
-         [[layer]]\nname = \"base\"\npackages = [\"web\"]\n\n[configure]\nmaintainer-scripts = true\n",
+        "[image]\nname = \"c\"\nversion = \"1\"\narchitecture = \"{architecture}\"\nos = \"debian\"\n\
+         release = \"bookworm\"\nsource-date-epoch = \"archive\"\n\n{}\n[[layer]]\nname = \"base\"\n\
+         packages = [\"{package}\"]\n\n[configure]\nmaintainer-scripts = true\n",
         fixture_archive()
     );
     let path = recipe(t.path(), "c", &body);
     let store = t.path().join("store");
     run(with_store(t.path(), &store, ["lock".as_ref(), path.as_os_str()])).assert_ok();
-    run(with_store(t.path(), &store, ["build".as_ref(), path.as_os_str()]))
-        .assert_code(2)
-        .assert_stderr_has("the image has no dpkg (`/usr/bin/dpkg`)");
+    let build = run(with_store(t.path(), &store, ["build".as_ref(), path.as_os_str()]));
+    (build, t, store)
+}
+
+#[test]
+fn configure_refuses_an_image_without_dpkg_and_writes_nothing() {
+    let (build, t, store) = build_fixture_configured("amd64", "web");
+    build.assert_code(2).assert_stderr_has("the image has no dpkg (`/usr/bin/dpkg`)");
     assert!(!t.path().join("dist/c_1_amd64").exists(), "no candidate folder after a refusal");
     assert_eq!(leftovers(&store), Vec::<PathBuf>::new());
 }
 
 #[test]
 fn configure_is_for_the_host_architecture_only() {
-    let t = tempfile::tempdir().unwrap();
     // The fixture archive's i386 index holds libc6 and an `all` package.
-    let body = format!(
-        "[image]\nname = \"c\"\nversion = \"1\"\narchitecture = \"i386\"\nos = \"debian\"\nrelease = \"bookworm\"\nsource-date-epoch = \"archive\"\n\n{}\n\
-         [[layer]]\nname = \"base\"\npackages = [\"libc6\"]\n\n[configure]\nmaintainer-scripts = true\n",
-        fixture_archive()
-    );
-    let path = recipe(t.path(), "c", &body);
-    let store = t.path().join("store");
-    run(with_store(t.path(), &store, ["lock".as_ref(), path.as_os_str()])).assert_ok();
-    run(with_store(t.path(), &store, ["build".as_ref(), path.as_os_str()]))
-        .assert_code(2)
-        .assert_stderr_has("this recipe is for `i386`")
-        .assert_stderr_has("build it extract-only");
+    let (build, _t, _) = build_fixture_configured("i386", "libc6");
+    build.assert_code(2).assert_stderr_has("this recipe is for `i386`").assert_stderr_has("build it extract-only");
 }
 
 #[test]
