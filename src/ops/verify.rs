@@ -325,6 +325,39 @@ pub fn check(
 
 /// Rebuilds the candidate into a temporary store and folder and compares every file byte
 /// for byte; for an archive that differs, names the first tar entry that differs and how.
+/// Gives the rebuild's fresh store every locked *input* this store already holds (signed
+/// `InRelease` files, indexes, `.deb`s, tarballs — by their sha256, hard links where the
+/// filesystem allows), so that an auditor can rebuild offline. Nothing derived is shared: no
+/// layer, no output, no action cache; and every input is still checked by the rebuild (a
+/// signature, an index hash, a package against its index), so a damaged blob shows as a
+/// failed rebuild, never as a pass. Returns how many were seeded.
+fn seed_inputs(from: &crate::store::Store, into: &crate::store::Store, lockfile: &Path) -> anyhow::Result<usize> {
+    let Ok(locked) = crate::lockfile::Lockfile::load(lockfile) else {
+        return Ok(0); // the rebuild itself reports an unreadable lockfile
+    };
+    let digests = locked
+        .archives
+        .iter()
+        .flat_map(|a| std::iter::once(a.inrelease).chain(a.indexes.iter().map(|i| i.sha256)))
+        .chain(locked.packages.iter().map(|p| p.sha256))
+        .chain(locked.inputs.iter().filter(|i| i.kind == crate::lockfile::InputKind::Tarball).map(|i| i.sha256));
+    let mut seeded = 0;
+    for digest in digests {
+        let (source, target) = (from.blob_path(&digest), into.blob_path(&digest));
+        if !source.is_file() || target.exists() {
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        if fs_err::hard_link(&source, &target).is_err() {
+            fs_err::copy(&source, &target)?;
+        }
+        seeded += 1;
+    }
+    Ok(seeded)
+}
+
 fn rebuild_and_compare(
     ctx: &Context,
     report: &mut Report,
@@ -351,6 +384,10 @@ fn rebuild_and_compare(
         printer: ctx.printer,
         mirrors: ctx.mirrors.clone(),
     };
+    let seeded = seed_inputs(&ctx.store, &rebuild_ctx.store, &lockfile)?;
+    if seeded > 0 {
+        ctx.printer.detail("Seeded", format_args!("{seeded} locked inputs from this store (no layer, no cache)"));
+    }
     ctx.printer.status("Rebuilding", format_args!("{} from {}", dir.display(), recipe.display()));
     let options = super::build::BuildOptions {
         sign: Vec::new(),

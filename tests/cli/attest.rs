@@ -273,3 +273,21 @@ fn verify_rebuild_passes_and_names_an_altered_entry() {
     );
     assert!(!altered.stdout.contains("every listed output matches"), "{}", altered.describe());
 }
+
+#[test]
+fn verify_rebuild_runs_offline_from_the_inputs_this_store_holds() {
+    let s = Signed::new(&["ci"]);
+    let candidate = s.candidate();
+    // The apt archive (InRelease, indexes, .debs) is gone: only the store still holds what the
+    // lockfile pins. The rebuild takes those inputs by hash and derives everything again.
+    fs::remove_dir_all(s.path().join("fixtures/apt/archive")).unwrap();
+    let ok = s.cmd(&["verify", candidate.to_str().unwrap(), "--key", "ci.pub", "--rebuild"]);
+    ok.assert_ok();
+    assert!(ok.stdout.contains("ok      rebuild: rootfs.tar.zst is identical"), "{}", ok.describe());
+    // With a store that lacks them, the same rebuild needs the archive and says so.
+    let empty = s.path().join("empty-store");
+    let refused =
+        run(with_store(s.path(), &empty, ["verify", candidate.to_str().unwrap(), "--key", "ci.pub", "--rebuild"]));
+    assert_eq!(refused.code, Some(2), "{}", refused.describe());
+    assert!(refused.stderr.contains("cannot rebuild"), "{}", refused.describe());
+}
