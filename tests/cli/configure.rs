@@ -216,6 +216,24 @@ fn real_configured_minbase_is_reproducible_and_fully_configured() {
     warm.assert_ok();
     assert!(warm.stderr.contains("Fresh layer configure"), "{}", warm.describe());
 
+    // Qualified by deploying it fresh: the image's own tools, in the sandbox, signed.
+    run(with_store(a.path(), &sa, ["key", "generate", "--out", "qa"])).assert_ok();
+    let script = a.path().join("configured.sh");
+    fs::write(&script, "set -e\ntest -z \"$(dpkg --audit)\"\napt-get check -q\ngetent passwd root\ntest \"$(hostname)\" = candidate-test\n")
+        .unwrap();
+    let dist = da.to_str().unwrap();
+    let tested =
+        run(with_store(a.path(), &sa, ["test", dist, "--script", script.to_str().unwrap(), "--sign", "qa.key"]));
+    tested.assert_ok();
+    run(with_store(a.path(), &sa, ["sign", dist, "--key", "qa.key"])).assert_ok();
+    let verified = run(with_store(a.path(), &sa, ["verify", dist, "--key", "qa.pub"]));
+    verified.assert_ok();
+    assert!(
+        verified.stdout.contains("ok      attestation minbase_1_amd64.test.intoto.json: test result PASSED"),
+        "{}",
+        verified.describe()
+    );
+
     let root = a.path().join("root");
     extract(&da.join("rootfs.tar.zst"), &root);
     // Before anything runs in the extracted image: the OCI layers (the configure layer's
