@@ -334,10 +334,19 @@ impl<'a> PackageLayers<'a> {
             },
         )
         .with_context(|| format!("layer `{}`", layer.name))?;
-        install::finish_debs(&ctx.store, &mut debs)?;
-        install::finish_debs(&ctx.store, &mut debs_below)?;
-        let built =
-            crate::layer::write_tree_blob(&ctx.store, layer.name.as_str(), &installed.tree, key, tee, &|| Ok(()))?;
+        // The new package blobs are made durable (a `syncfs`, disk-bound) while the layer is
+        // written (CPU-bound); nothing names the layer before both are done.
+        let (durable, built) = std::thread::scope(|scope| {
+            let durable = scope.spawn(|| {
+                install::finish_debs(&ctx.store, &mut debs)?;
+                install::finish_debs(&ctx.store, &mut debs_below)
+            });
+            let built =
+                crate::layer::write_tree_blob(&ctx.store, layer.name.as_str(), &installed.tree, key, tee, &|| Ok(()));
+            (durable.join().expect("making package blobs durable does not panic"), built)
+        });
+        durable?;
+        let built = built?;
         let record = LayerRecord { owners: installed.owners, replaced: installed.replaced };
         ctx.store.put_action(&record_key, &serde_json::to_vec(&record).expect("serialises"))?;
         self.accept(this, record);
