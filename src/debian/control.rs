@@ -210,7 +210,14 @@ struct Pending<'a> {
 
 impl<'a> Stanzas<'a> {
     pub fn new(text: &'a str, dialect: Dialect) -> Self {
-        Stanzas { text, dialect, pos: 0, line: 1, failed: false }
+        Self::starting_at_line(text, dialect, 1)
+    }
+
+    /// The stanzas of a piece of a larger text that starts on line `line` of it (a piece
+    /// that starts at a line's start): line numbers in errors and stanzas are the whole
+    /// text's.
+    pub fn starting_at_line(text: &'a str, dialect: Dialect, line: usize) -> Self {
+        Stanzas { text, dialect, pos: 0, line, failed: false }
     }
 
     /// The next line, without its `\n`, with its start offset and number.
