@@ -250,6 +250,12 @@ fn parse_index(file: fs_err::File, wanted: &Wanted<'_>) -> anyhow::Result<Vec<Pa
     let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Chunk>(2 * workers);
     let chunks_rx = std::sync::Mutex::new(chunks_rx);
     let (results_tx, results_rx) = std::sync::mpsc::channel();
+    // Parsed chunks are appended in index order as they arrive, each freed at once: holding
+    // them all until the end, then copying, would hold every entry twice.
+    let mut packages = Vec::new();
+    let mut waiting = std::collections::BTreeMap::new();
+    let mut first_error: Option<ChunkError> = None;
+    let mut next = 0;
     let decoded = std::thread::scope(|scope| {
         let decoder = scope.spawn(move || cut_chunks(file, chunks_tx));
         for _ in 0..workers {
@@ -264,27 +270,35 @@ fn parse_index(file: fs_err::File, wanted: &Wanted<'_>) -> anyhow::Result<Vec<Pa
                 }
             });
         }
+        drop(results_tx);
+        for (index, parsed) in &results_rx {
+            waiting.insert(index, parsed);
+            while let Some(parsed) = waiting.remove(&next) {
+                next += 1;
+                match parsed {
+                    Ok(parsed) if first_error.is_none() => packages.extend(parsed),
+                    Ok(_) => {}
+                    Err(e) => {
+                        // The first error in index order, but text that is not UTF-8 anywhere
+                        // comes first, as when the whole text was checked before parsing.
+                        let first =
+                            matches!((&first_error, &e), (None, _) | (Some(ChunkError::Parse(_)), ChunkError::NotUtf8));
+                        if first {
+                            first_error = Some(e);
+                        }
+                    }
+                }
+            }
+        }
         decoder.join().expect("the index decoder does not panic")
     });
-    drop(results_tx);
     let count = decoded?;
-    let mut results: Vec<Option<Result<Vec<Package>, ChunkError>>> = (0..count).map(|_| None).collect();
-    for (index, parsed) in results_rx {
-        results[index] = Some(parsed);
+    assert_eq!(next, count, "every chunk was parsed");
+    match first_error {
+        None => Ok(packages),
+        Some(ChunkError::NotUtf8) => bail!("it is not UTF-8"),
+        Some(ChunkError::Parse(e)) => Err(e),
     }
-    let results: Vec<_> = results.into_iter().map(|r| r.expect("every chunk was parsed")).collect();
-    if results.iter().any(|r| matches!(r, Err(ChunkError::NotUtf8))) {
-        bail!("it is not UTF-8");
-    }
-    let mut packages = Vec::with_capacity(results.iter().map(|r| r.as_ref().map_or(0, Vec::len)).sum());
-    for result in results {
-        match result {
-            Ok(parsed) => packages.extend(parsed),
-            Err(ChunkError::Parse(e)) => return Err(e),
-            Err(ChunkError::NotUtf8) => unreachable!("checked above"),
-        }
-    }
-    Ok(packages)
 }
 
 /// Decompresses `file` (capped at [`MAX_INDEX_BYTES`]) and sends its text in chunks that end
