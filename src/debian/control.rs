@@ -229,7 +229,7 @@ impl<'a> Stanzas<'a> {
             return None;
         }
         let rest = &self.text[self.pos..];
-        let (line, advance) = match rest.find('\n') {
+        let (line, advance) = match memchr::memchr(b'\n', rest.as_bytes()) {
             Some(i) => (&rest[..i], i + 1),
             // The last line may lack its newline; that is harmless, so it is accepted.
             None => (rest, rest.len()),
@@ -338,7 +338,8 @@ fn finish<'a>(text: &'a str, field: Pending<'a>) -> Field<'a> {
 
 /// Splits `Name: value` (the line starts at `start` in the text).
 fn parse_field_line(line: &str, start: usize, number: usize) -> Result<Pending<'_>, ControlError> {
-    let Some(colon) = line.find(':') else {
+    // Names are short: a plain scan beats a searcher's setup.
+    let Some(colon) = line.bytes().position(|b| b == b':') else {
         return Err(ControlError::MissingColon { line: number, text: excerpt(line) });
     };
     let name = &line[..colon];
