@@ -60,10 +60,70 @@ pub fn decoder<'a, R: Read + 'a>(reader: R) -> io::Result<(Encoding, Box<dyn Rea
         Encoding::Plain => Box::new(reader),
         // Multi-member gzip (as `pigz` and concatenation make) is one stream.
         Encoding::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
-        Encoding::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(reader)),
+        Encoding::Xz => Box::new(XzStreams::new(reader)?),
         Encoding::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
     };
     Ok((encoding, decoded))
+}
+
+/// The memory the xz decoder may use to decode blocks on several threads (it holds a block's
+/// output until its turn). Debian's `Packages.xz` has blocks of 24 MiB.
+const XZ_THREADING_MEMORY: u64 = 256 << 20;
+
+/// Concatenated xz streams (as `cat a.xz b.xz` makes them, stream padding allowed), each
+/// decoded on every core when it has several blocks (as `xz -T` and Debian's archive write
+/// them), on one thread otherwise. liblzma's threaded decoder stops after one stream, so the
+/// next one, if any, gets a decoder of its own.
+struct XzStreams<R: BufRead> {
+    decoder: Option<liblzma::bufread::XzDecoder<R>>,
+}
+
+impl<R: BufRead> XzStreams<R> {
+    fn new(reader: R) -> io::Result<Self> {
+        Ok(XzStreams { decoder: Some(Self::decoder(reader)?) })
+    }
+
+    fn decoder(reader: R) -> io::Result<liblzma::bufread::XzDecoder<R>> {
+        let stream = liblzma::stream::MtStreamBuilder::new()
+            .threads(workers())
+            .memlimit_threading(XZ_THREADING_MEMORY)
+            .memlimit_stop(u64::MAX)
+            .decoder()
+            .map_err(io::Error::other)?;
+        Ok(liblzma::bufread::XzDecoder::new_stream(reader, stream))
+    }
+}
+
+impl<R: BufRead> Read for XzStreams<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let Some(decoder) = self.decoder.as_mut() else { return Ok(0) };
+            let n = decoder.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            // The stream ended: skip its padding (zero bytes); whatever follows must be
+            // another stream, and its decoder refuses anything else.
+            let input = decoder.get_mut();
+            loop {
+                let available = input.fill_buf()?;
+                let zeros = available.iter().take_while(|&&b| b == 0).count();
+                if zeros == 0 {
+                    break;
+                }
+                input.consume(zeros);
+            }
+            if input.fill_buf()?.is_empty() {
+                self.decoder = None;
+                return Ok(0);
+            }
+            let reader = self.decoder.take().expect("checked above").into_inner();
+            self.decoder = Some(Self::decoder(reader)?);
+        }
+    }
 }
 
 /// An output codec, with its fixed settings.
@@ -188,6 +248,28 @@ mod tests {
             d.read_to_end(&mut back).unwrap();
             assert!(back == data, "{codec:?}");
         }
+    }
+
+    #[test]
+    fn xz_decodes_concatenated_padded_and_multi_block_streams() {
+        let data = sample();
+        let mut single = encode(Codec::Xz, &data[..1000]);
+        single.extend([0u8; 8]);
+        let blocks =
+            liblzma::stream::MtStreamBuilder::new().threads(2).block_size(1 << 20).preset(1).encoder().unwrap();
+        let mut multi = Vec::new();
+        liblzma::read::XzEncoder::new_stream(&data[..], blocks).read_to_end(&mut multi).unwrap();
+        let joined = [single.clone(), multi.clone(), single].concat();
+        let (encoding, mut d) = decoder(&joined[..]).unwrap();
+        let mut back = Vec::new();
+        d.read_to_end(&mut back).unwrap();
+        assert_eq!(encoding, Encoding::Xz);
+        assert!(back == [&data[..1000], &data[..], &data[..1000]].concat());
+        // Garbage after a stream is an error, not ignored.
+        let mut bad = multi;
+        bad.extend(b"garbage!");
+        let (_, mut d) = decoder(&bad[..]).unwrap();
+        assert!(d.read_to_end(&mut Vec::new()).is_err());
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub fn load_locked(
     source: &Source<'_>,
     locked: &LockedArchive,
     network: Network,
-    wanted: &dyn Fn(&str) -> bool,
+    wanted: &Wanted<'_>,
 ) -> anyhow::Result<Read> {
     let name = source.name;
     if locked.keyring != source.keyring_digest {
@@ -201,37 +201,167 @@ fn read_indexes(
     source: &Source<'_>,
     indexes: &[LockedIndex],
     network: Network,
-    wanted: &dyn Fn(&str) -> bool,
+    wanted: &Wanted<'_>,
 ) -> anyhow::Result<Vec<Package>> {
     let mut packages = Vec::new();
     for index in indexes {
         let path = source.dists(&index.path);
-        let pin = Pin { sha256: index.sha256, size: Some(index.size) };
-        fetch::fetch(store, &source.origin(&path), Some(pin), network, &|_| {})
-            .with_context(|| format!("archive `{}`: index `{path}`", source.name))?;
-        let text = decompress_index(store, &index.sha256)
-            .with_context(|| format!("archive `{}`: index `{path}`", source.name))?;
         let context = || format!("archive `{}`: index `{path}`", source.name);
-        for stanza in Stanzas::new(&text, Dialect::Archive) {
-            let stanza = stanza.with_context(context)?;
-            if wanted(stanza.get("Package").unwrap_or_default()) {
-                packages.push(Package::from_stanza(&stanza).with_context(context)?);
-            }
-        }
+        let pin = Pin { sha256: index.sha256, size: Some(index.size) };
+        fetch::fetch(store, &source.origin(&path), Some(pin), network, &|_| {}).with_context(context)?;
+        let file = fs_err::File::open(store.blob_path(&index.sha256)).with_context(context)?;
+        packages.extend(parse_index(file, wanted).with_context(context)?);
     }
     Ok(packages)
 }
 
-fn decompress_index(store: &Store, digest: &Digest) -> anyhow::Result<String> {
-    use std::io::Read as _;
-    let file = fs_err::File::open(store.blob_path(digest))?;
-    let (_, decoded) = crate::compress::decoder(file)?;
-    let mut text = Vec::new();
-    decoded.take(MAX_INDEX_BYTES + 1).read_to_end(&mut text).context("cannot decompress it")?;
-    if text.len() as u64 > MAX_INDEX_BYTES {
-        bail!("it decompresses to more than {MAX_INDEX_BYTES} bytes; refusing it");
+/// Which entries of an index to parse, by package name.
+pub type Wanted<'a> = dyn Fn(&str) -> bool + Sync + 'a;
+
+/// About this much decompressed text is parsed at a time (then cut at the next stanza
+/// boundary): large enough that handing chunks between threads costs nothing, small enough
+/// that a few in flight hold little memory.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// A run of whole stanzas of an index, with the number of its first line.
+struct Chunk {
+    index: usize,
+    first_line: usize,
+    bytes: Vec<u8>,
+}
+
+/// Why a chunk could not be parsed.
+enum ChunkError {
+    NotUtf8,
+    Parse(anyhow::Error),
+}
+
+/// Decompresses an index and parses its entries, on every core: one thread decompresses
+/// and cuts the text into chunks at stanza boundaries (empty lines), the others parse the
+/// chunks as they come. The whole decompressed index (~50 MB for Debian's largest) is never
+/// held at once, and the entries come out in index order whatever the number of cores.
+///
+/// Errors are those of reading the whole text first, then parsing it in order: a
+/// decompression error or an oversized index, then text that is not UTF-8, then the first
+/// syntax or field error, with its line number in the whole index.
+fn parse_index(file: fs_err::File, wanted: &Wanted<'_>) -> anyhow::Result<Vec<Package>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+    // A few chunks in flight per parser: the decoder never waits for a slow one to finish.
+    let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Chunk>(2 * workers);
+    let chunks_rx = std::sync::Mutex::new(chunks_rx);
+    let (results_tx, results_rx) = std::sync::mpsc::channel();
+    // Parsed chunks are appended in index order as they arrive, each freed at once: holding
+    // them all until the end, then copying, would hold every entry twice.
+    let mut packages = Vec::new();
+    let mut waiting = std::collections::BTreeMap::new();
+    let mut first_error: Option<ChunkError> = None;
+    let mut next = 0;
+    let decoded = std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || cut_chunks(file, chunks_tx));
+        for _ in 0..workers {
+            let (chunks_rx, results_tx) = (&chunks_rx, results_tx.clone());
+            scope.spawn(move || loop {
+                // The lock is held only to take a chunk, not to parse it.
+                let next = chunks_rx.lock().expect("no panics while holding it").recv();
+                let Ok(chunk) = next else { break };
+                let parsed = parse_chunk(&chunk, wanted);
+                if results_tx.send((chunk.index, parsed)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(results_tx);
+        for (index, parsed) in &results_rx {
+            waiting.insert(index, parsed);
+            while let Some(parsed) = waiting.remove(&next) {
+                next += 1;
+                match parsed {
+                    Ok(parsed) if first_error.is_none() => packages.extend(parsed),
+                    Ok(_) => {}
+                    Err(e) => {
+                        // The first error in index order, but text that is not UTF-8 anywhere
+                        // comes first, as when the whole text was checked before parsing.
+                        let first =
+                            matches!((&first_error, &e), (None, _) | (Some(ChunkError::Parse(_)), ChunkError::NotUtf8));
+                        if first {
+                            first_error = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+        decoder.join().expect("the index decoder does not panic")
+    });
+    let count = decoded?;
+    assert_eq!(next, count, "every chunk was parsed");
+    match first_error {
+        None => Ok(packages),
+        Some(ChunkError::NotUtf8) => bail!("it is not UTF-8"),
+        Some(ChunkError::Parse(e)) => Err(e),
     }
-    String::from_utf8(text).map_err(|_| anyhow::anyhow!("it is not UTF-8"))
+}
+
+/// Decompresses `file` (capped at [`MAX_INDEX_BYTES`]) and sends its text in chunks that end
+/// after an empty line (or at the end); returns how many it sent.
+fn cut_chunks(file: fs_err::File, chunks: std::sync::mpsc::SyncSender<Chunk>) -> anyhow::Result<usize> {
+    use std::io::Read as _;
+    let (_, decoded) = crate::compress::decoder(file)?;
+    let mut decoded = decoded.take(MAX_INDEX_BYTES + 1);
+    let (mut index, mut first_line, mut total) = (0, 1, 0u64);
+    let mut buf: Vec<u8> = Vec::with_capacity(2 * CHUNK_BYTES);
+    loop {
+        // Fill to at least a chunk's worth; then cut after the last empty line in it.
+        let start = buf.len();
+        buf.resize(start.max(CHUNK_BYTES) + CHUNK_BYTES, 0);
+        let mut filled = start;
+        while filled < buf.len() {
+            match decoded.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(anyhow::Error::new(e).context("cannot decompress it")),
+            }
+        }
+        buf.truncate(filled);
+        total += (filled - start) as u64;
+        if total > MAX_INDEX_BYTES {
+            bail!("it decompresses to more than {MAX_INDEX_BYTES} bytes; refusing it");
+        }
+        let at_end = filled == start;
+        let cut = match buf.windows(2).rposition(|w| w == b"\n\n") {
+            _ if at_end => buf.len(),
+            Some(i) => i + 2,
+            // No empty line yet: one stanza larger than a chunk. Read on.
+            None => continue,
+        };
+        let rest = buf.split_off(cut);
+        let bytes = std::mem::replace(&mut buf, rest);
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+        if !bytes.is_empty() {
+            let chunk = Chunk { index, first_line, bytes };
+            if chunks.send(chunk).is_err() {
+                break;
+            }
+            index += 1;
+        }
+        first_line += lines;
+        if at_end {
+            break;
+        }
+    }
+    Ok(index)
+}
+
+fn parse_chunk(chunk: &Chunk, wanted: &Wanted<'_>) -> Result<Vec<Package>, ChunkError> {
+    let text = std::str::from_utf8(&chunk.bytes).map_err(|_| ChunkError::NotUtf8)?;
+    let mut packages = Vec::new();
+    for stanza in Stanzas::starting_at_line(text, Dialect::Archive, chunk.first_line) {
+        let stanza = stanza.map_err(|e| ChunkError::Parse(e.into()))?;
+        if wanted(stanza.get("Package").unwrap_or_default()) {
+            packages.push(Package::from_stanza(&stanza).map_err(|e| ChunkError::Parse(e.into()))?);
+        }
+    }
+    Ok(packages)
 }
 
 /// The newest `Date` this store has accepted for an archive (keyed by keyring and suite, not
@@ -279,4 +409,77 @@ fn check_rollback(
 pub fn keyring(path: &Path) -> anyhow::Result<(Keyring, Digest)> {
     let bytes = fs_err::read(path).with_context(|| format!("cannot read keyring `{}`", path.display()))?;
     Ok((Keyring::parse(path, &bytes)?, Digest::of(&bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::compress::Codec;
+
+    /// An index of `n` entries, some with long multi-line descriptions, one of which is larger
+    /// than a chunk.
+    fn index(n: usize) -> String {
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str(&format!(
+                "Package: pkg{i}\nVersion: 1.{i}-1\nArchitecture: amd64\nDepends: libc6 (>= 2.36), pkg{} | other\n\
+                 Filename: pool/main/p/pkg{i}_1.{i}-1_amd64.deb\nSize: {i}\nSHA256: {:064x}\nDescription: entry {i}\n",
+                i + 1,
+                i
+            ));
+            let lines = if i == 7 { CHUNK_BYTES / 20 } else { i % 13 };
+            for l in 0..lines {
+                text.push_str(&format!(" line {l} of a long description\n"));
+            }
+            // Runs of empty lines are one separator.
+            text.push_str(if i % 5 == 0 { "\n\n\n" } else { "\n" });
+        }
+        text
+    }
+
+    fn parse(text: &str, codec: Codec, wanted: &Wanted<'_>) -> anyhow::Result<Vec<Package>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Packages");
+        let mut encoder = codec.encoder(Vec::new()).unwrap();
+        encoder.write_all(text.as_bytes()).unwrap();
+        fs_err::write(&path, encoder.finish().unwrap()).unwrap();
+        parse_index(fs_err::File::open(&path).unwrap(), wanted)
+    }
+
+    #[test]
+    fn chunked_parsing_gives_what_one_pass_gives() {
+        let text = index(40_000);
+        assert!(text.len() > 4 * CHUNK_BYTES);
+        let whole = crate::debian::packages::parse_index(&text).unwrap();
+        for codec in [Codec::None, Codec::Xz, Codec::Gzip] {
+            assert!(parse(&text, codec, &|_| true).unwrap() == whole, "{codec:?}");
+        }
+        let some = parse(&text, Codec::None, &|name| name.ends_with('7')).unwrap();
+        let expected: Vec<_> = whole.into_iter().filter(|p| p.name.as_str().ends_with('7')).collect();
+        assert!(some == expected);
+    }
+
+    #[test]
+    fn errors_name_the_line_of_the_whole_index() {
+        let good = index(30_000);
+        for (bad_line, bad) in [("Size: 29990\n", "Size: 29990\nsize: 1\n"), ("Size: 29999\n", "Size: x\n")] {
+            // Corrupt the last entry that has the line, far past the first chunk.
+            let at = good.rfind(bad_line).unwrap();
+            let text = format!("{}{bad}{}", &good[..at], &good[at + bad_line.len()..]);
+            let whole = crate::debian::packages::parse_index(&text).unwrap_err();
+            let chunked = parse(&text, Codec::None, &|_| true).unwrap_err();
+            let chunked = chunked.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ");
+            // The message that names the line: the index error's own, or its source's.
+            let texts = [Some(whole.to_string()), std::error::Error::source(&whole).map(|e| e.to_string())];
+            let named = texts.iter().flatten().find(|t| t.contains("line 5")).expect("a line is named");
+            assert!(chunked.contains(named.as_str()), "{chunked} / {named}");
+        }
+        let not_utf8 = [good.as_bytes(), b"Package: \xff\n"].concat();
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("P"), not_utf8).unwrap();
+        let e = parse_index(fs_err::File::open(dir.path().join("P")).unwrap(), &|_| true).unwrap_err();
+        assert_eq!(e.to_string(), "it is not UTF-8");
+    }
 }

@@ -196,6 +196,9 @@ pub struct Stanzas<'a> {
     /// Number of the next line.
     line: usize,
     failed: bool,
+    /// Whether the text holds a carriage return at all: one scan of the whole text is much
+    /// cheaper than one per line, and only then do lines need checking.
+    has_cr: bool,
 }
 
 /// A field being read: its value is `text[start..end]` until a comment splits it, after which
@@ -210,7 +213,14 @@ struct Pending<'a> {
 
 impl<'a> Stanzas<'a> {
     pub fn new(text: &'a str, dialect: Dialect) -> Self {
-        Stanzas { text, dialect, pos: 0, line: 1, failed: false }
+        Self::starting_at_line(text, dialect, 1)
+    }
+
+    /// The stanzas of a piece of a larger text that starts on line `line` of it (a piece
+    /// that starts at a line's start): line numbers in errors and stanzas are the whole
+    /// text's.
+    pub fn starting_at_line(text: &'a str, dialect: Dialect, line: usize) -> Self {
+        Stanzas { text, dialect, pos: 0, line, failed: false, has_cr: text.as_bytes().contains(&b'\r') }
     }
 
     /// The next line, without its `\n`, with its start offset and number.
@@ -219,7 +229,7 @@ impl<'a> Stanzas<'a> {
             return None;
         }
         let rest = &self.text[self.pos..];
-        let (line, advance) = match rest.find('\n') {
+        let (line, advance) = match memchr::memchr(b'\n', rest.as_bytes()) {
             Some(i) => (&rest[..i], i + 1),
             // The last line may lack its newline; that is harmless, so it is accepted.
             None => (rest, rest.len()),
@@ -239,7 +249,7 @@ impl<'a> Stanzas<'a> {
         let mut comment_since = false;
         let mut first_line = 0;
         while let Some((line, start, number)) = self.next_line() {
-            if line.as_bytes().contains(&b'\r') {
+            if self.has_cr && line.as_bytes().contains(&b'\r') {
                 return Err(ControlError::CarriageReturn { line: number, text: excerpt(line) });
             }
             let Some(&first) = line.as_bytes().first() else {
@@ -328,7 +338,8 @@ fn finish<'a>(text: &'a str, field: Pending<'a>) -> Field<'a> {
 
 /// Splits `Name: value` (the line starts at `start` in the text).
 fn parse_field_line(line: &str, start: usize, number: usize) -> Result<Pending<'_>, ControlError> {
-    let Some(colon) = line.find(':') else {
+    // Names are short: a plain scan beats a searcher's setup.
+    let Some(colon) = line.bytes().position(|b| b == b':') else {
         return Err(ControlError::MissingColon { line: number, text: excerpt(line) });
     };
     let name = &line[..colon];
@@ -339,9 +350,9 @@ fn parse_field_line(line: &str, start: usize, number: usize) -> Result<Pending<'
     if name.starts_with('-') {
         return Err(bad("it starts with `-`"));
     }
-    if let Some(c) = name.chars().find(|c| !matches!(c, '!'..='~')) {
-        return Err(bad(match c {
-            ' ' | '\t' => "it contains whitespace",
+    if let Some(b) = name.bytes().find(|b| !matches!(b, b'!'..=b'~')) {
+        return Err(bad(match b {
+            b' ' | b'\t' => "it contains whitespace",
             _ => "only printable ASCII is allowed",
         }));
     }

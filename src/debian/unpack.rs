@@ -6,9 +6,11 @@
 //! it yields (a decompression bomb fails at [`UnpackLimits::max_bytes`], not when the disk is
 //! full), and the strict [`TarReader`] parses the archive. `data.tar` entries become
 //! [`Node`]s of a [`Tree`] under the within-layer rules of [`crate::tree`] (so a package that
-//! writes through a symlink it made itself is refused), their contents appended to one
-//! anonymous spool file and referenced by [`Content::Range`], as layers do for compressed
-//! tarballs. Metadata is kept exactly (mode bits including setuid/setgid/sticky, numeric
+//! writes through a symlink it made itself is refused), their contents held in memory
+//! ([`Content::Bytes`]) up to [`UnpackLimits::in_memory`] bytes a package and appended to one anonymous
+//! spool file beyond that ([`Content::Range`], as layers do for compressed tarballs): a
+//! package's contents are written once more, to its layer blob, so writing a typical
+//! package to a spool first would only double the writes of a cold build. Metadata is kept exactly (mode bits including setuid/setgid/sticky, numeric
 //! owners, extended attributes such as `security.capability`); only mtimes are clamped to
 //! `SOURCE_DATE_EPOCH`, so that the image does not depend on when the package was built.
 //!
@@ -42,7 +44,7 @@ use crate::tree::{Content, Kind, Node, Tree, TreeError};
 /// The most entries a control archive may hold (a real one has at most a dozen).
 const MAX_CONTROL_ENTRIES: u64 = 1000;
 
-/// A package, unpacked into memory (contents in the spool file).
+/// A package, unpacked into memory (large contents in the spool file).
 #[derive(Debug)]
 pub struct Unpacked {
     /// The `control` file, verbatim.
@@ -94,12 +96,16 @@ pub struct UnpackLimits {
     pub max_bytes: u64,
     /// The most decompressed `control.tar` bytes: it is read into memory.
     pub max_control_bytes: u64,
+    /// How many content bytes are held in memory before the rest goes to the spool file.
+    pub in_memory: u64,
 }
 
 impl Default for UnpackLimits {
     fn default() -> Self {
         // The largest Debian packages hold ~100k files and a few GB; control archives a few MB.
-        UnpackLimits { max_entries: 200_000, max_bytes: 4 << 30, max_control_bytes: 64 << 20 }
+        // Debian's minbase packages all fit in memory (coreutils, the largest, holds ~18 MB);
+        // one package per core unpacks at a time.
+        UnpackLimits { max_entries: 200_000, max_bytes: 4 << 30, max_control_bytes: 64 << 20, in_memory: 64 << 20 }
     }
 }
 
@@ -183,7 +189,10 @@ pub fn unpack(
     // wrong is refused without decompressing what may be gigabytes.
     let member = ar.next_member().map_err(deb_error)?.expect("deb reader yields a data member or fails");
     let MemberKind::Data(compression) = member.kind else { unreachable!("deb reader yields data second") };
-    let data = read_data(&mut ar, label, &member.name, compression, spool_dir, sde, limits)?;
+    // A package that ships `md5sums` (nearly all do) needs no md5 of its own: hashing every
+    // byte again would cost as much as a third of the decompression.
+    let compute_md5s = !files.contains_key("md5sums");
+    let data = read_data(&mut ar, label, &member.name, compression, spool_dir, sde, limits, compute_md5s)?;
     if ar.next_member().map_err(deb_error)?.is_some() {
         unreachable!("deb reader yields nothing after the data member");
     }
@@ -288,7 +297,9 @@ struct Data {
     md5sums: String,
 }
 
-/// Reads `data.tar` into a tree, its contents into a spool file.
+/// Reads `data.tar` into a tree, its contents into memory and, past [`UnpackLimits::in_memory`] bytes,
+/// into a spool file. The md5sums of the data are computed only if `compute_md5s`.
+#[allow(clippy::too_many_arguments)]
 fn read_data<R: Read>(
     ar: &mut DebReader<R>,
     label: &str,
@@ -297,12 +308,10 @@ fn read_data<R: Read>(
     spool_dir: &Path,
     sde: u64,
     limits: UnpackLimits,
+    compute_md5s: bool,
 ) -> Result<Data, UnpackError> {
     let spool_error = |source| UnpackError::Spool { label: label.to_owned(), source };
-    let spool = tempfile::tempfile_in(spool_dir).map_err(spool_error)?;
-    let mut writer = BufWriter::with_capacity(1 << 20, spool.try_clone().map_err(spool_error)?);
-    let spool = Arc::new(spool);
-    let mut spooled = 0u64;
+    let mut spool = Spool { dir: spool_dir, file: None, spooled: 0, in_memory: 0 };
 
     let exceeded = Rc::new(Cell::new(false));
     let decoded = decoder(compression, ar.content(), limits.max_bytes, exceeded.clone())
@@ -316,8 +325,8 @@ fn read_data<R: Read>(
     let mut paths = Vec::new();
     let mut seen = HashSet::new();
     let mut md5sums = String::new();
-    // Regular files so far, by path: (size, content, md5, link group).
-    let mut files: HashMap<String, (u64, Content, String, Option<u64>)> = HashMap::new();
+    // Regular files so far, by path: (size, content, md5 if computed, link group).
+    let mut files: HashMap<String, (u64, Content, Option<String>, Option<u64>)> = HashMap::new();
     let mut next_group = 0u64;
 
     while let Some(entry) = tar.next_entry().map_err(|e| errors.tar(e))? {
@@ -347,13 +356,27 @@ fn read_data<R: Read>(
                 Kind::Symlink { target: entry.link.clone() }
             }
             EntryType::File => {
-                let offset = spooled;
-                let mut hashing = HashingWriter { inner: &mut writer, md5: Md5::new() };
-                tar.copy_content(entry.size, &mut hashing).map_err(|e| errors.tar(e))?;
-                let md5 = hex::encode(hashing.md5.finalize());
-                spooled += entry.size;
-                let content = Content::Range { file: spool.clone(), offset };
-                md5sums.push_str(&format!("{md5}  {rel}\n"));
+                let mut md5 = compute_md5s.then(Md5::new);
+                let content = if spool.in_memory + entry.size <= limits.in_memory {
+                    spool.in_memory += entry.size;
+                    let mut bytes = Vec::with_capacity(entry.size as usize);
+                    tar.copy_content(entry.size, &mut bytes).map_err(|e| errors.tar(e))?;
+                    if let Some(md5) = &mut md5 {
+                        md5.update(&bytes);
+                    }
+                    Content::Bytes(bytes.into())
+                } else {
+                    let offset = spool.spooled;
+                    spool.spooled += entry.size;
+                    let (file, writer) = spool.writer().map_err(spool_error)?;
+                    let mut hashing = HashingWriter { inner: writer, md5: md5.as_mut() };
+                    tar.copy_content(entry.size, &mut hashing).map_err(|e| errors.tar(e))?;
+                    Content::Range { file, offset }
+                };
+                let md5 = md5.map(|m| hex::encode(m.finalize()));
+                if let Some(md5) = &md5 {
+                    md5sums.push_str(&format!("{md5}  {rel}\n"));
+                }
                 files.insert(rel.clone(), (entry.size, content.clone(), md5, None));
                 Kind::File { size: entry.size, content, link_group: None }
             }
@@ -373,7 +396,9 @@ fn read_data<R: Read>(
                 if let Some(Node { kind: Kind::File { link_group, .. }, .. }) = tree.get_mut(target.as_rel()) {
                     *link_group = Some(group);
                 }
-                md5sums.push_str(&format!("{md5}  {rel}\n"));
+                if let Some(md5) = md5.as_ref() {
+                    md5sums.push_str(&format!("{md5}  {rel}\n"));
+                }
                 let kind = Kind::File { size: *size, content: content.clone(), link_group: Some(group) };
                 let linked = (*size, content.clone(), md5.clone(), Some(group));
                 files.insert(rel.clone(), linked);
@@ -401,8 +426,32 @@ fn read_data<R: Read>(
         paths.push(format!("/{rel}"));
     }
     drain(tar, &errors)?;
-    writer.flush().map_err(spool_error)?;
+    spool.flush().map_err(spool_error)?;
     Ok(Data { tree, paths, md5sums })
+}
+
+/// Where contents past [`UnpackLimits::in_memory`] go: an anonymous file, made when first needed.
+struct Spool<'a> {
+    dir: &'a Path,
+    file: Option<(Arc<File>, BufWriter<File>)>,
+    spooled: u64,
+    in_memory: u64,
+}
+
+impl Spool<'_> {
+    fn writer(&mut self) -> io::Result<(Arc<File>, &mut BufWriter<File>)> {
+        if self.file.is_none() {
+            let file = tempfile::tempfile_in(self.dir)?;
+            let writer = BufWriter::with_capacity(1 << 20, file.try_clone()?);
+            self.file = Some((Arc::new(file), writer));
+        }
+        let (file, writer) = self.file.as_mut().expect("made above");
+        Ok((file.clone(), writer))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), |(_, writer)| writer.flush())
+    }
 }
 
 /// What every error of one member needs to name.
@@ -493,16 +542,18 @@ impl<R: Read> Read for Capped<R> {
     }
 }
 
-/// Passes writes through, hashing them.
-struct HashingWriter<W> {
+/// Passes writes through, hashing them if asked to.
+struct HashingWriter<'m, W> {
     inner: W,
-    md5: Md5,
+    md5: Option<&'m mut Md5>,
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl<W: Write> Write for HashingWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.md5.update(&buf[..n]);
+        if let Some(md5) = &mut self.md5 {
+            md5.update(&buf[..n]);
+        }
         Ok(n)
     }
 
@@ -680,12 +731,23 @@ mod tests {
     }
 
     fn content(u: &Unpacked, path: &str) -> Vec<u8> {
-        let Kind::File { size, content: Content::Range { file, offset }, .. } = &u.tree.get(path).unwrap().kind else {
-            panic!("{path} is not a spooled file")
+        let Kind::File { size, content, .. } = &u.tree.get(path).unwrap().kind else {
+            panic!("{path} is not a regular file")
         };
-        let mut buf = vec![0u8; *size as usize];
-        file.read_exact_at(&mut buf, *offset).unwrap();
-        buf
+        read(content, *size)
+    }
+
+    /// The bytes of an unpacked file, held in memory or spooled.
+    pub(super) fn read(content: &Content, size: u64) -> Vec<u8> {
+        match content {
+            Content::Bytes(bytes) => bytes.to_vec(),
+            Content::Range { file, offset } => {
+                let mut buf = vec![0u8; size as usize];
+                file.read_exact_at(&mut buf, *offset).unwrap();
+                buf
+            }
+            Content::Host(_) => panic!("unpacking never reads host files"),
+        }
     }
 
     #[test]
@@ -725,6 +787,26 @@ mod tests {
         let shipped = "0123  usr/bin/hello\n";
         let u = ok(&deb(&control_tar(&[("md5sums", shipped.as_bytes())]), &data_tar()));
         assert_eq!(u.md5sums, shipped, "a shipped md5sums is kept verbatim");
+    }
+
+    #[test]
+    fn contents_past_the_memory_budget_are_spooled_and_read_back_the_same() {
+        let in_memory = UnpackLimits::default();
+        // `etc/hello.conf` (12 bytes) fits, `usr/bin/hello` (6 more) does not.
+        let spilling = UnpackLimits { in_memory: 14, ..UnpackLimits::default() };
+        let bytes = deb(&control_tar(&[]), &data_tar());
+        let (a, b) = (unpack_bytes(&bytes, in_memory).unwrap(), unpack_bytes(&bytes, spilling).unwrap());
+        let kind = |u: &Unpacked, path: &str| match &u.tree.get(path).unwrap().kind {
+            Kind::File { content: Content::Bytes(_), .. } => "memory",
+            Kind::File { content: Content::Range { .. }, .. } => "spool",
+            _ => "other",
+        };
+        assert_eq!((kind(&a, "etc/hello.conf"), kind(&a, "usr/bin/hello")), ("memory", "memory"));
+        assert_eq!((kind(&b, "etc/hello.conf"), kind(&b, "usr/bin/hello")), ("memory", "spool"));
+        for path in ["etc/hello.conf", "usr/bin/hello", "usr/bin/hi"] {
+            assert_eq!(content(&a, path), content(&b, path), "{path}");
+        }
+        assert_eq!(a.md5sums, b.md5sums);
     }
 
     #[test]
@@ -1027,13 +1109,10 @@ mod real {
             // The contents we spooled hash to what the package's own md5sums says.
             for line in u.md5sums.lines() {
                 let (md5, rel) = line.split_once("  ").unwrap();
-                let Some(Node { kind: Kind::File { size, content: Content::Range { file, offset }, .. }, .. }) =
-                    u.tree.get(rel)
-                else {
+                let Some(Node { kind: Kind::File { size, content, .. }, .. }) = u.tree.get(rel) else {
                     panic!("{label}: md5sums names `{rel}`, which is not a regular file")
                 };
-                let mut buf = vec![0u8; *size as usize];
-                std::os::unix::fs::FileExt::read_exact_at(&**file, &mut buf, *offset).unwrap();
+                let buf = super::tests::read(content, *size);
                 assert_eq!(format!("{:x}", Md5::digest(&buf)), md5, "{label}: {rel}");
             }
             // The status stanza, if this machine has the same version installed.
