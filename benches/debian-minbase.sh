@@ -5,7 +5,11 @@
 #   warm      candidate build again
 #   floor     dpkg-deb --fsys-tarfile of every .deb (2 jobs) + zstd -3 -T0 of the rootfs tar
 #   mm-extract  mmdebstrap --variant=extract of the same package set, to .tar
-#   mm-minbase  mmdebstrap --variant=minbase, to .tar
+#   mm-minbase  mmdebstrap --variant=minbase, to .tar (as ../shared/bench/baseline.sh runs it:
+#               file:// mirror, file-mirror-automount hook)
+#   cfg-cold    candidate build with [configure] (maintainer scripts run, as mmdebstrap's
+#               minbase runs them), package layers and configure layer cold
+#   cfg-warm    that build again
 # Needs the mirrors of ../shared/bench (make-local-mirror.sh, make-signed-mirror.sh); their
 # location is the first argument (default /tmp/bench). WORK (default: $BENCH/candidate-bench)
 # is where builds run: put it on tmpfs to compare with the tmpfs figures.
@@ -38,14 +42,20 @@ name = "base"
 priority = "required"
 packages = ["apt"]
 EOF
+# The same set, configured (same lockfile content: the recipe differs only in [configure]).
+sed -e 's/^name = "minbase"/name = "configured"/' "$WORK/recipes/minbase.toml" > "$WORK/recipes/configured.toml"
+printf '\n[configure]\nmaintainer-scripts = true\n' >> "$WORK/recipes/configured.toml"
 cd "$WORK"
 STORE=$WORK/store
-"$BIN" -q --store "$STORE" lock recipes/minbase.toml
-"$BIN" -q --store "$STORE" fetch recipes/minbase.toml
+for r in minbase configured; do
+  "$BIN" -q --store "$STORE" lock recipes/$r.toml
+  "$BIN" -q --store "$STORE" fetch recipes/$r.toml
+done
 # the same .debs, in the lock's order, for the floor and for mmdebstrap --variant=extract
 awk -F' = ' '/^filename/{gsub(/"/,"",$2); print $2}' lockfiles/minbase.lock > debs.txt
 PKGS=$(awk -F' = ' '/^\[\[package/{p=1} p&&/^name/{gsub(/"/,"",$2); printf "%s,", $2; p=0}' lockfiles/minbase.lock)
 MIRROR="deb [trusted=yes] copy://$BENCH/mirror ./"
+HOOKS=/usr/share/mmdebstrap/hooks/file-mirror-automount
 
 t() { # name command...: runs, appends "name seconds maxrss_kb" to times.tsv
   local name=$1; shift
@@ -65,19 +75,24 @@ for i in $(seq "$RUNS"); do
   sync; t floor bash -c "$(declare -f floor); WORK=$WORK BENCH=$BENCH floor"
   if command -v mmdebstrap >/dev/null; then
     sync; t mm-extract mmdebstrap --quiet --mode=root --variant=extract --include="$PKGS" bookworm mm-extract.tar "$MIRROR"
-    sync; t mm-minbase mmdebstrap --quiet --mode=root --variant=minbase bookworm mm-minbase.tar "$MIRROR"
+    sync; t mm-minbase mmdebstrap --quiet --mode=root --variant=minbase --hook-dir="$HOOKS" bookworm mm-minbase.tar \
+      "deb [trusted=yes] file://$BENCH/mirror ./"
   fi
+  rm -rf "$STORE/v1/actions" dist; mkdir -p "$STORE/v1/actions"; sync
+  t cfg-cold "$BIN" -q --store "$STORE" build recipes/configured.toml
+  t cfg-warm "$BIN" -q --store "$STORE" build recipes/configured.toml
 done
 python3 - "$WORK/times.tsv" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 names = list(dict.fromkeys(r[0] for r in rows))
 med = {n: statistics.median(float(r[1]) for r in rows if r[0] == n) for n in names}
-print(f"{'step':<12}{'median s':>10}{'min-max':>16}{'peak RSS MB':>13}{'vs floor':>10}")
+print(f"{'step':<12}{'median s':>10}{'min-max':>16}{'peak RSS MB':>13}{'vs floor':>10}{'mm-minbase/this':>17}")
 for n in names:
     t = [float(r[1]) for r in rows if r[0] == n]; m = [int(r[2]) for r in rows if r[0] == n]
     ratio = f"{med[n]/med['floor']:.2f}x" if 'floor' in med else ""
-    print(f"{n:<12}{med[n]:>10.2f}{min(t):>8.2f}-{max(t):<7.2f}{max(m)/1024:>13.0f}{ratio:>10}")
+    faster = f"{med['mm-minbase']/med[n]:.1f}x" if 'mm-minbase' in med and med[n] >= 0.01 else ""
+    print(f"{n:<12}{med[n]:>10.2f}{min(t):>8.2f}-{max(t):<7.2f}{max(m)/1024:>13.0f}{ratio:>10}{faster:>17}")
 if 'mm-minbase' in med:
     print(f"cold build is {med['mm-minbase']/med['cold']:.1f}x faster than mmdebstrap --variant=minbase")
 PY

@@ -99,6 +99,12 @@ pub struct Spec<'a> {
     pub timeout: Duration,
     /// At most this many trailing bytes of stdout and stderr (merged) are kept.
     pub output_limit: usize,
+    /// Let the command see what it is in: an image being built, not a booted system. PID 1
+    /// roots itself in an empty folder, so the image's root is not init's and `ischroot`
+    /// answers yes, as it does under debootstrap and mmdebstrap; maintainer scripts then
+    /// leave init alone (libc6's `telinit u; sleep 1`, for one). Off for qualification runs,
+    /// which deploy the candidate as a system.
+    pub chroot: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,7 +360,7 @@ const MSG_EXEC: i32 = 3;
 const MSG_STATUS: i32 = 4;
 
 /// The child's fixed steps, by index, as errors name them.
-const STEPS: [&str; 9] = [
+const STEPS: [&str; 10] = [
     "set its parent-death signal",
     "start (the builder went away)",
     "set the hostname",
@@ -364,6 +370,7 @@ const STEPS: [&str; 9] = [
     "detach the old root",
     "start the command",
     "drop capabilities from the command's bounding set",
+    "set PID 1 apart from the image (`chroot` into an empty folder of `/run`)",
 ];
 const STEP_PDEATHSIG: i32 = 0;
 const STEP_SYNC: i32 = 1;
@@ -374,6 +381,11 @@ const STEP_PIVOT: i32 = 5;
 const STEP_DETACH: i32 = 6;
 const STEP_FORK: i32 = 7;
 const STEP_CAPS: i32 = 8;
+const STEP_APART: i32 = 9;
+
+/// Where PID 1 roots itself when [`Spec::chroot`] asks for it: an empty folder of the run's
+/// own tmpfs `/run`, gone with it.
+const APART: &std::ffi::CStr = c"/run/.candidate-init";
 
 /// Everything the child reads, prepared before the clone.
 struct Child<'a> {
@@ -391,6 +403,8 @@ struct Child<'a> {
     sync_write: RawFd,
     /// The output pipe's write end: the command's stdout and stderr.
     output: RawFd,
+    /// [`Spec::chroot`].
+    apart: bool,
 }
 
 fn errno() -> i32 {
@@ -493,6 +507,11 @@ fn child_main(c: &Child<'_>) -> ! {
         if libc::chdir(c"/".as_ptr()) != 0 {
             fail(c.report, MSG_STEP, STEP_CHDIR);
         }
+        // Root ourselves in an empty folder while our working directory stays the image's
+        // root: the command, forked next, takes that directory back as its root.
+        if c.apart && (libc::mkdir(APART.as_ptr(), 0o500) != 0 || libc::chroot(APART.as_ptr()) != 0) {
+            fail(c.report, MSG_STEP, STEP_APART);
+        }
 
         let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0);
         if pid < 0 {
@@ -544,6 +563,9 @@ fn loopback_up(report_fd: RawFd) {
 fn command_main(c: &Child<'_>) -> ! {
     // SAFETY: as in `child_main`.
     unsafe {
+        if c.apart && (libc::chroot(c".".as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0) {
+            fail(c.report, MSG_STEP, STEP_APART);
+        }
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
         if null < 0 || libc::dup2(null, 0) < 0 || libc::dup2(c.output, 1) < 0 || libc::dup2(c.output, 2) < 0 {
             fail(c.report, MSG_STEP, STEP_FORK);
@@ -648,6 +670,7 @@ pub fn run(spec: &Spec<'_>) -> Result<Outcome, SandboxError> {
         sync_read: sync_read.as_raw_fd(),
         sync_write: sync_write.as_raw_fd(),
         output: output_write.as_raw_fd(),
+        apart: spec.chroot,
     };
     let flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
@@ -893,7 +916,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs_err::create_dir(dir.path().join("bin")).unwrap();
         fs_err::copy("/bin/busybox", dir.path().join("bin/busybox")).unwrap();
-        for applet in ["sh", "cat", "hostname", "sleep", "ls", "echo"] {
+        for applet in ["sh", "cat", "hostname", "sleep", "ls", "echo", "stat"] {
             std::os::unix::fs::symlink("busybox", dir.path().join("bin").join(applet)).unwrap();
         }
         Some(dir)
@@ -908,7 +931,27 @@ mod tests {
             binds: Vec::new(),
             timeout: Duration::from_secs(20),
             output_limit: 4096,
+            chroot: false,
         }
+    }
+
+    #[test]
+    fn a_chroot_run_sets_init_apart_from_the_image() {
+        let Some(root) = busybox_root() else { return };
+        fs_err::write(root.path().join("marker"), b"image\n").unwrap();
+        // What `ischroot` compares: the root of the command and the root of PID 1.
+        let script = "stat -L -c %d:%i / /proc/1/root; cat /marker";
+        let roots = |chroot| {
+            let outcome = run(&Spec { chroot, ..spec(root.path(), script) }).unwrap();
+            let text = String::from_utf8_lossy(&outcome.output).into_owned();
+            assert_eq!(outcome.exit, Exit::Code(0), "{text}");
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            assert_eq!(lines.len(), 3, "{text}");
+            assert_eq!(lines[2], "image", "the command's root is the image: {text}");
+            lines[0] != lines[1]
+        };
+        assert!(roots(true), "with `chroot`, PID 1's root is not the image's");
+        assert!(!roots(false), "without it, PID 1 shares the image's root");
     }
 
     #[test]

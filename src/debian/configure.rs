@@ -37,7 +37,7 @@ use crate::tree::{Content, Kind, Node, Tree, WHITEOUT_PREFIX};
 pub const LAYER_NAME: &str = "configure";
 
 /// Bumped whenever the configure run or its normalisation changes.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The hostname the scripts see.
 pub const HOSTNAME: &str = "candidate";
@@ -109,10 +109,20 @@ pub struct Run<'a> {
     pub timeout: std::time::Duration,
 }
 
+/// How long each step of a configure run took (shown with `--verbose`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    pub materialize: std::time::Duration,
+    pub scripts: std::time::Duration,
+    pub changes: std::time::Duration,
+}
+
 /// Runs the maintainer scripts over `image` (every recipe layer, merged) and returns the
 /// configure layer: what they changed, normalised. The tree's contents point into `instance`,
 /// which must outlive the layer's serialisation.
-pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result<Tree> {
+pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result<(Tree, Timings)> {
+    let mut timings = Timings::default();
+    let started = std::time::Instant::now();
     match host_architecture() {
         Some(host) if host == run.architecture && run.foreign.is_empty() => {}
         host => bail!(
@@ -140,6 +150,7 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
 
     crate::instance::materialize(image, instance)
         .with_context(|| format!("cannot write the image to `{}` for its maintainer scripts", instance.display()))?;
+    timings.materialize = started.elapsed();
     let marker = change_marker(run.scratch)?;
     let driver_file = tempfile::NamedTempFile::new_in(run.scratch)?;
     fs_err::write(driver_file.path(), driver.as_bytes())?;
@@ -151,8 +162,11 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
         binds: vec![Bind { source: driver_file.path().to_owned(), target: DRIVER.into(), read_only: true }],
         timeout: run.timeout,
         output_limit: 64 << 10,
+        // Scripts see an image being built (`ischroot` says yes) and leave init alone.
+        chroot: true,
     };
     let outcome = sandbox::run(&spec).context("cannot run the maintainer scripts in a sandbox")?;
+    timings.scripts = outcome.duration;
     let tail = || {
         let text = String::from_utf8_lossy(&outcome.output);
         let lines: Vec<&str> = text.lines().collect();
@@ -170,7 +184,10 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
             tail()
         ),
     }
-    changes(image, instance, marker, run.sde)
+    let started = std::time::Instant::now();
+    let layer = changes(image, instance, marker, run.sde)?;
+    timings.changes = started.elapsed();
+    Ok((layer, timings))
 }
 
 /// Whether `path` leads (through the image's symlinks) to a regular file.

@@ -211,7 +211,16 @@ fn configure_layer(
     let timeout = std::time::Duration::from_secs(recipe.configure.timeout.unwrap_or(1800));
     let foreign: Vec<String> = recipe.image.foreign_architectures.iter().map(|a| a.to_string()).collect();
     let run = configure::Run { scratch: &scratch, architecture: &architecture, foreign: &foreign, sde, timeout };
-    let tree = configure::configure(&image, &run, instance.path())?;
+    let (tree, timings) = configure::configure(&image, &run, instance.path())?;
+    ctx.printer.detail(
+        "Configured",
+        format_args!(
+            "image written in {:.2} s, maintainer scripts ran in {:.2} s, changes read in {:.2} s",
+            timings.materialize.as_secs_f64(),
+            timings.scripts.as_secs_f64(),
+            timings.changes.as_secs_f64()
+        ),
+    );
     let built = layer::write_tree_blob(&ctx.store, LAYER_NAME, &tree, key, &mut std::io::sink(), &|| Ok(()))?;
     // The layer's bytes are in the store now; the instance goes.
     instance.close().with_context(|| format!("cannot remove the configure instance under `{}`", scratch.display()))?;

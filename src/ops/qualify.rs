@@ -277,6 +277,8 @@ fn run_in_sandbox(
         binds: vec![sandbox::Bind { source, target, read_only: true }],
         timeout,
         output_limit: OUTPUT_LIMIT,
+        // A fresh deployment is a system, not an image being built.
+        chroot: false,
     };
     let started = now();
     let outcome = sandbox::run(&spec);
