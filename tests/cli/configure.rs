@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use fs_err as fs;
 
+use super::formats::ok;
 use super::{fixture, repo, run, with_store};
 
 fn recipe(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -136,21 +137,9 @@ fn real_recipe(dir: &Path, name: &str, packages: &str, formats: &str) -> PathBuf
     )
 }
 
-#[track_caller]
-fn sh(cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn extract(archive: &Path, into: &Path) {
     fs::create_dir_all(into).unwrap();
-    sh(Command::new("tar").arg("--zstd").arg("-xpf").arg(archive).arg("-C").arg(into).args([
+    ok(Command::new("tar").arg("--zstd").arg("-xpf").arg(archive).arg("-C").arg(into).args([
         "--xattrs",
         "--xattrs-include=*",
         "--numeric-owner",
@@ -240,9 +229,9 @@ fn real_configured_minbase_is_reproducible_and_fully_configured() {
     // whiteouts, and usrmerge's `/bin` link over the base layer's directory) applied by a real
     // runtime give exactly the rootfs.
     let unpacked = a.path().join("umoci");
-    sh(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:1", da.join("oci").display())).arg(&unpacked));
+    ok(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:1", da.join("oci").display())).arg(&unpacked));
     let listing = |root: &Path| {
-        sh(Command::new("find").arg(".").args(["-mindepth", "1", "-printf", "%p %y %m %U:%G %l\n"]).current_dir(root))
+        ok(Command::new("find").arg(".").args(["-mindepth", "1", "-printf", "%p %y %m %U:%G %l\n"]).current_dir(root))
             .lines()
             .filter(|l| !l.starts_with("./dev/") && !l.starts_with("./proc/"))
             .map(str::to_owned)
@@ -256,12 +245,12 @@ fn real_configured_minbase_is_reproducible_and_fully_configured() {
         "umoci unpack differs: only there {only_oci:?}, only in the rootfs {only_tar:?}"
     );
     let statuses =
-        sh(Command::new("chroot").arg(&root).args(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Package}\n"]));
+        ok(Command::new("chroot").arg(&root).args(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Package}\n"]));
     let not_installed: Vec<&str> = statuses.lines().filter(|l| !l.starts_with("ii ")).collect();
     assert!(not_installed.is_empty(), "packages not installed: {not_installed:?}");
     assert!(statuses.lines().count() >= 90, "{statuses}");
-    assert_eq!(sh(Command::new("chroot").arg(&root).args(["dpkg", "--audit"])), "");
-    sh(Command::new("chroot").arg(&root).args(["apt-get", "check", "-q"]));
+    assert_eq!(ok(Command::new("chroot").arg(&root).args(["dpkg", "--audit"])), "");
+    ok(Command::new("chroot").arg(&root).args(["apt-get", "check", "-q"]));
     // Normalised: no dpkg log, no aux-cache, no policy-rc.d left behind.
     for gone in ["var/log/dpkg.log", "var/cache/ldconfig/aux-cache", "usr/sbin/policy-rc.d", "var/lib/dpkg/status-old"]
     {
@@ -305,7 +294,7 @@ fn real_configured_image_with_systemd_boots_in_lxc_and_nspawn() {
     let path = real_recipe(t.path(), "boot", "\"apt\", \"systemd-sysv\"", "\"rootfs.tar.zst\", \"lxc\"");
     let store = t.path().join("store");
     run(with_store(t.path(), &store, ["lock".as_ref(), path.as_os_str()])).assert_ok();
-    sh(Command::new(repo().join("benches/extend-mirror.sh")).arg(t.path().join("lockfiles/boot.lock")).arg(mirror()));
+    ok(Command::new(repo().join("benches/extend-mirror.sh")).arg(t.path().join("lockfiles/boot.lock")).arg(mirror()));
     run(with_store(t.path(), &store, ["build".as_ref(), path.as_os_str()])).assert_ok();
     let dist = t.path().join("dist/boot_1_amd64");
 
@@ -320,21 +309,8 @@ fn real_configured_image_with_systemd_boots_in_lxc_and_nspawn() {
         cmd.arg("-P").arg(&lxcpath).args(["-n", &name]).args(args);
         cmd
     };
-    let (meta, rootfs) = (dist.join("meta.tar.xz"), dist.join("rootfs.tar.xz"));
-    sh(&mut lxc(
-        "lxc-create",
-        &[
-            "-t",
-            "local",
-            "-f",
-            conf.to_str().unwrap(),
-            "--",
-            "-m",
-            meta.to_str().unwrap(),
-            "-f",
-            rootfs.to_str().unwrap(),
-        ],
-    ));
+    let create = super::formats::lxc_create_local(&conf, &dist);
+    ok(&mut lxc("lxc-create", &create.iter().map(String::as_str).collect::<Vec<_>>()));
     // No panic between start and destroy: the container is always torn down.
     let attach = |args: &[&str]| {
         let mut a = vec!["--clear-env", "--"];
@@ -351,7 +327,7 @@ fn real_configured_image_with_systemd_boots_in_lxc_and_nspawn() {
         ("not started".to_owned(), String::new(), String::new())
     };
     let _ = lxc("lxc-stop", &["-k"]).output();
-    sh(&mut lxc("lxc-destroy", &["-f"]));
+    ok(&mut lxc("lxc-destroy", &["-f"]));
     assert_eq!(booted.0, "running", "LXC: systemd did not reach `running`; failed units:\n{}", booted.2);
     assert_eq!(booted.1, "", "LXC: dpkg --audit");
 

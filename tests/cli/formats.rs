@@ -24,7 +24,7 @@ fn require(tool: &str, package: &str) -> bool {
 }
 
 #[track_caller]
-fn ok(mut cmd: impl std::borrow::BorrowMut<Command>) -> String {
+pub fn ok(mut cmd: impl std::borrow::BorrowMut<Command>) -> String {
     let cmd = cmd.borrow_mut();
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
@@ -314,6 +314,17 @@ fn with_subids<T>(f: impl FnOnce() -> T) -> T {
 
 /// Whether LXC and its distribution configs (which our `config` includes) are installed;
 /// under CI their absence is a failure.
+/// `lxc-create`'s arguments (after `-n NAME`) for a container from a candidate folder's `lxc`
+/// format, with the extra configuration `conf`.
+pub fn lxc_create_local(conf: &Path, candidate: &Path) -> Vec<String> {
+    let path = |p: &Path| p.to_str().expect("UTF-8 test paths").to_owned();
+    let mut args: Vec<String> = ["-t", "local", "-f"].map(String::from).to_vec();
+    args.push(path(conf));
+    args.extend(["--".to_owned(), "-m".to_owned(), path(&candidate.join("meta.tar.xz")), "-f".to_owned()]);
+    args.push(path(&candidate.join("rootfs.tar.xz")));
+    args
+}
+
 pub fn lxc_available() -> bool {
     if !require("lxc-create", "lxc") {
         return false;
@@ -351,23 +362,8 @@ fn lxc_creates_and_starts_our_template_privileged_and_unprivileged() {
         let conf = t.path().join(format!("{mode}.conf"));
         fs::write(&conf, format!("{extra}{idmap}")).unwrap();
         let check = || {
-            let meta = candidate.join("meta.tar.xz");
-            let rootfs = candidate.join("rootfs.tar.xz");
-            ok(lxc(
-                "lxc-create",
-                &name,
-                &[
-                    "-t",
-                    "local",
-                    "-f",
-                    conf.to_str().unwrap(),
-                    "--",
-                    "-m",
-                    meta.to_str().unwrap(),
-                    "-f",
-                    rootfs.to_str().unwrap(),
-                ],
-            ));
+            let create = lxc_create_local(&conf, &candidate);
+            ok(lxc("lxc-create", &name, &create.iter().map(String::as_str).collect::<Vec<_>>()));
             ok(lxc("lxc-start", &name, &["-d"]));
             ok(lxc("lxc-wait", &name, &["-s", "RUNNING", "-t", "10"]));
             let hostname = ok(lxc("lxc-attach", &name, &["--clear-env", "--", "/bin/cat", "/etc/hostname"]));
