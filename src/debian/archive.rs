@@ -92,7 +92,7 @@ pub fn lock(
             indexes.push(pick_index(source, &release, component, arch)?);
         }
     }
-    let packages = read_indexes(store, source, &indexes, network, &|_| true)?;
+    let packages = read_indexes(store, source, &release, &indexes, network, &|_| true)?;
     let locked = LockedArchive {
         name: source.name.to_owned(),
         suite: source.spec.suite.clone(),
@@ -133,7 +133,7 @@ pub fn load_locked(
             ),
         }
     }
-    let packages = read_indexes(store, source, &locked.indexes, network, wanted)?;
+    let packages = read_indexes(store, source, &release, &locked.indexes, network, wanted)?;
     Ok(Read { locked: locked.clone(), packages })
 }
 
@@ -196,9 +196,15 @@ fn pick_index(source: &Source<'_>, release: &Release, component: &str, arch: &st
 /// Fetches each index by its pin, then decompresses and parses the entries whose package
 /// name `wanted` accepts (a build checks a few hundred pins against 63k entries: it need not
 /// hold them all).
+///
+/// The decompressed text is kept as a blob too, named by its sha256 — but only when the
+/// signed `Release` lists the uncompressed index with that very hash and size (apt archives
+/// list both forms). A later read finds it there, trusted the same way as the compressed
+/// one, and skips the decompression (on Debian's main index, most of a cold build's check).
 fn read_indexes(
     store: &Store,
     source: &Source<'_>,
+    release: &Release,
     indexes: &[LockedIndex],
     network: Network,
     wanted: &Wanted<'_>,
@@ -207,10 +213,27 @@ fn read_indexes(
     for index in indexes {
         let path = source.dists(&index.path);
         let context = || format!("archive `{}`: index `{path}`", source.name);
+        let plain =
+            [".xz", ".gz"].iter().find_map(|ext| index.path.strip_suffix(ext)).and_then(|plain| release.file(plain));
+        if let Some((_, sha256)) = plain.filter(|(size, sha256)| store.blob_size(sha256) == Some(*size)) {
+            let file = fs_err::File::open(store.blob_path(&sha256)).with_context(context)?;
+            packages.extend(parse_index(file, None, wanted).with_context(context)?.0);
+            continue;
+        }
         let pin = Pin { sha256: index.sha256, size: Some(index.size) };
         fetch::fetch(store, &source.origin(&path), Some(pin), network, &|_| {}).with_context(context)?;
         let file = fs_err::File::open(store.blob_path(&index.sha256)).with_context(context)?;
-        packages.extend(parse_index(file, wanted).with_context(context)?);
+        let keep = match plain {
+            Some(_) => Some(store.writer()?),
+            None => None,
+        };
+        let (parsed, kept) = parse_index(file, keep, wanted).with_context(context)?;
+        packages.extend(parsed);
+        if let (Some(writer), Some((size, sha256))) = (kept, plain) {
+            // A text that is not what `Release` lists is simply not kept: the compressed
+            // index it came from was checked, and is what was parsed.
+            let _ = writer.commit_expecting("the decompressed index", sha256, Some(size));
+        }
     }
     Ok(packages)
 }
@@ -244,7 +267,13 @@ enum ChunkError {
 /// Errors are those of reading the whole text first, then parsing it in order: a
 /// decompression error or an oversized index, then text that is not UTF-8, then the first
 /// syntax or field error, with its line number in the whole index.
-fn parse_index(file: fs_err::File, wanted: &Wanted<'_>) -> anyhow::Result<Vec<Package>> {
+///
+/// The decompressed text is also written to `keep`, if given, which is handed back.
+fn parse_index(
+    file: fs_err::File,
+    keep: Option<crate::store::BlobWriter>,
+    wanted: &Wanted<'_>,
+) -> anyhow::Result<(Vec<Package>, Option<crate::store::BlobWriter>)> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
     // A few chunks in flight per parser: the decoder never waits for a slow one to finish.
     let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Chunk>(2 * workers);
@@ -257,7 +286,7 @@ fn parse_index(file: fs_err::File, wanted: &Wanted<'_>) -> anyhow::Result<Vec<Pa
     let mut first_error: Option<ChunkError> = None;
     let mut next = 0;
     let decoded = std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || cut_chunks(file, chunks_tx));
+        let decoder = scope.spawn(move || cut_chunks(file, chunks_tx, keep));
         for _ in 0..workers {
             let (chunks_rx, results_tx) = (&chunks_rx, results_tx.clone());
             scope.spawn(move || loop {
@@ -292,19 +321,24 @@ fn parse_index(file: fs_err::File, wanted: &Wanted<'_>) -> anyhow::Result<Vec<Pa
         }
         decoder.join().expect("the index decoder does not panic")
     });
-    let count = decoded?;
+    let (count, kept) = decoded?;
     assert_eq!(next, count, "every chunk was parsed");
     match first_error {
-        None => Ok(packages),
+        None => Ok((packages, kept)),
         Some(ChunkError::NotUtf8) => bail!("it is not UTF-8"),
         Some(ChunkError::Parse(e)) => Err(e),
     }
 }
 
 /// Decompresses `file` (capped at [`MAX_INDEX_BYTES`]) and sends its text in chunks that end
-/// after an empty line (or at the end); returns how many it sent.
-fn cut_chunks(file: fs_err::File, chunks: std::sync::mpsc::SyncSender<Chunk>) -> anyhow::Result<usize> {
-    use std::io::Read as _;
+/// after an empty line (or at the end), writing the text to `keep` too; returns how many it
+/// sent, and `keep`.
+fn cut_chunks(
+    file: fs_err::File,
+    chunks: std::sync::mpsc::SyncSender<Chunk>,
+    mut keep: Option<crate::store::BlobWriter>,
+) -> anyhow::Result<(usize, Option<crate::store::BlobWriter>)> {
+    use std::io::{Read as _, Write as _};
     let (_, decoded) = crate::compress::decoder(file)?;
     let mut decoded = decoded.take(MAX_INDEX_BYTES + 1);
     let (mut index, mut first_line, mut total) = (0, 1, 0u64);
@@ -337,6 +371,9 @@ fn cut_chunks(file: fs_err::File, chunks: std::sync::mpsc::SyncSender<Chunk>) ->
         let rest = buf.split_off(cut);
         let bytes = std::mem::replace(&mut buf, rest);
         let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+        if let Some(writer) = &mut keep {
+            writer.write_all(&bytes).context("cannot keep the decompressed index")?;
+        }
         if !bytes.is_empty() {
             let chunk = Chunk { index, first_line, bytes };
             if chunks.send(chunk).is_err() {
@@ -349,7 +386,7 @@ fn cut_chunks(file: fs_err::File, chunks: std::sync::mpsc::SyncSender<Chunk>) ->
             break;
         }
     }
-    Ok(index)
+    Ok((index, keep))
 }
 
 fn parse_chunk(chunk: &Chunk, wanted: &Wanted<'_>) -> Result<Vec<Package>, ChunkError> {
@@ -445,7 +482,24 @@ mod tests {
         let mut encoder = codec.encoder(Vec::new()).unwrap();
         encoder.write_all(text.as_bytes()).unwrap();
         fs_err::write(&path, encoder.finish().unwrap()).unwrap();
-        parse_index(fs_err::File::open(&path).unwrap(), wanted)
+        parse_index(fs_err::File::open(&path).unwrap(), None, wanted).map(|(packages, _)| packages)
+    }
+
+    #[test]
+    fn the_decompressed_text_is_kept_byte_for_byte() {
+        let text = index(3_000);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let path = dir.path().join("Packages.xz");
+        let mut encoder = Codec::Xz.encoder(Vec::new()).unwrap();
+        encoder.write_all(text.as_bytes()).unwrap();
+        fs_err::write(&path, encoder.finish().unwrap()).unwrap();
+        let (_, kept) =
+            parse_index(fs_err::File::open(&path).unwrap(), Some(store.writer().unwrap()), &|_| true).unwrap();
+        let expected = Digest::of(text.as_bytes());
+        let (digest, size) = kept.unwrap().commit_expecting("index", expected, Some(text.len() as u64)).unwrap();
+        assert_eq!((digest, size), (expected, text.len() as u64));
+        assert_eq!(fs_err::read(store.blob_path(&digest)).unwrap(), text.as_bytes());
     }
 
     #[test]
@@ -479,7 +533,9 @@ mod tests {
         let not_utf8 = [good.as_bytes(), b"Package: \xff\n"].concat();
         let dir = tempfile::tempdir().unwrap();
         fs_err::write(dir.path().join("P"), not_utf8).unwrap();
-        let e = parse_index(fs_err::File::open(dir.path().join("P")).unwrap(), &|_| true).unwrap_err();
+        let Err(e) = parse_index(fs_err::File::open(dir.path().join("P")).unwrap(), None, &|_| true) else {
+            panic!("an error was expected")
+        };
         assert_eq!(e.to_string(), "it is not UTF-8");
     }
 }
