@@ -2,7 +2,7 @@
 //! they changed becomes the `configure` layer.
 //!
 //! The merged image (every recipe layer) is written to a fresh directory under the store's
-//! `tmp/` ([`crate::sandbox::materialize`]: our own validated tree, never an archive
+//! `tmp/` ([`crate::instance::materialize`]: our own validated tree, never an archive
 //! unpacked by someone else's code), then [`crate::sandbox::run`] runs, inside new mount,
 //! PID, UTS, IPC and network namespaces with a fixed environment and hostname, a driver
 //! script that installs a `policy-rc.d` (no service starts), runs each package's `preinst

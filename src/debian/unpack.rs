@@ -1,7 +1,7 @@
 //! Unpacking a binary package without running anything from it: a `.deb` becomes the tree
 //! of its `data.tar` and the metadata of its `control.tar`.
 //!
-//! Nothing from the package touches the host as a file of its own: [`deb`](super::deb)
+//! Nothing from the package touches the host as a file of its own: [`deb`]
 //! checks the ar container, each member is decompressed through a reader that counts what
 //! it yields (a decompression bomb fails at [`UnpackLimits::max_bytes`], not when the disk is
 //! full), and the strict [`TarReader`] parses the archive. `data.tar` entries become
