@@ -362,6 +362,18 @@ fn fingerprint_key(root: &Path) -> String {
     format!("candidate-fingerprint-v1\0{}", absolute.display())
 }
 
+/// What a host entry that is neither a file, a directory nor a symlink is, for errors.
+pub fn special_kind(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else {
+        "device node"
+    }
+}
+
 fn entry(path: &Path, rel: String, meta: &std::fs::Metadata) -> Result<LocalEntry, LocalError> {
     let ft = meta.file_type();
     let kind = if ft.is_dir() {
@@ -374,15 +386,7 @@ fn entry(path: &Path, rel: String, meta: &std::fs::Metadata) -> Result<LocalEntr
             target.into_os_string().into_string().map_err(|_| LocalError::NotUtf8 { path: path.to_owned() })?;
         LocalKind::Symlink { target }
     } else {
-        use std::os::unix::fs::FileTypeExt;
-        let kind = if ft.is_fifo() {
-            "fifo"
-        } else if ft.is_socket() {
-            "socket"
-        } else {
-            "device node"
-        };
-        return Err(LocalError::Special { path: path.to_owned(), kind });
+        return Err(LocalError::Special { path: path.to_owned(), kind: special_kind(ft) });
     };
     Ok(LocalEntry { rel, kind, stat: Stat::of(meta) })
 }

@@ -58,6 +58,22 @@ pub enum Content {
     Bytes(Arc<[u8]>),
 }
 
+impl Content {
+    /// The whole content (`size` bytes) in memory; for small files and comparisons.
+    pub fn read_all(&self, size: u64) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt as _;
+        match self {
+            Content::Range { file, offset } => {
+                let mut buf = vec![0; size as usize];
+                file.read_exact_at(&mut buf, *offset)?;
+                Ok(buf)
+            }
+            Content::Bytes(bytes) => Ok(bytes.to_vec()),
+            Content::Host(path) => fs_err::read(path.as_path()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Kind {
     Directory,
@@ -340,6 +356,27 @@ impl Tree {
         Ok(current)
     }
 
+    /// The entry `path` leads to inside the image, following every symlink (the last
+    /// component's too) the way a chroot would; `None` when it leads nowhere.
+    pub fn resolve(&self, path: &str) -> Option<&Node> {
+        let mut path = path.trim_matches('/').to_owned();
+        for _ in 0..MAX_SYMLINK_HOPS {
+            let (parent, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            let parent = self.resolve_directory(parent, &path).ok()?;
+            let target = if parent.is_empty() { name.to_owned() } else { format!("{parent}/{name}") };
+            match self.nodes.get(&target) {
+                Some(Node { kind: Kind::Symlink { target: link }, .. }) if link.starts_with('/') => {
+                    path = link.trim_start_matches('/').to_owned();
+                }
+                Some(Node { kind: Kind::Symlink { target: link }, .. }) => {
+                    path = if parent.is_empty() { link.clone() } else { format!("{parent}/{link}") };
+                }
+                found => return found,
+            }
+        }
+        None
+    }
+
     fn resolves_to_directory(&self, path: &str) -> bool {
         self.resolve_directory(path, path).is_ok()
     }
@@ -507,6 +544,23 @@ mod tests {
         assert!(told.contains(&("usr/bin/.wh.x".to_owned(), "whiteout")), "{told:?}");
         assert!(told.contains(&("usr/share/doc/.wh.x".to_owned(), "whiteout")), "{told:?}");
         assert!(!told.iter().any(|(p, _)| p.contains("nothing-there")));
+    }
+
+    #[test]
+    fn resolve_follows_every_link_inside_the_image() {
+        let mut tree = Tree::new(0);
+        tree.insert("usr/bin/dash", file(7)).unwrap();
+        tree.insert("usr/bin/sh", symlink("dash")).unwrap();
+        tree.insert("bin", symlink("usr/bin")).unwrap();
+        tree.insert("etc/shell", symlink("/bin/sh")).unwrap();
+        tree.insert("etc/up", symlink("../../../usr/bin/sh")).unwrap();
+        tree.insert("loop", symlink("loop")).unwrap();
+        for path in ["bin/sh", "/etc/shell", "etc/up", "usr/bin/dash"] {
+            assert!(matches!(tree.resolve(path).map(|n| &n.kind), Some(Kind::File { size: 7, .. })), "{path}");
+        }
+        assert!(tree.resolve("bin/bash").is_none());
+        assert!(tree.resolve("loop").is_none());
+        assert!(tree.resolve("usr/bin").is_some_and(Node::is_dir));
     }
 
     #[test]

@@ -19,9 +19,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
-use std::io::Read as _;
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -136,13 +135,13 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
         ),
     }
     for (path, what) in [("usr/bin/dpkg", "dpkg"), ("bin/sh", "a shell at /bin/sh")] {
-        if !resolves_to_file(image, path) {
+        if !image.resolve(path).is_some_and(|n| matches!(n.kind, Kind::File { .. })) {
             bail!("configure mode runs the image's own dpkg, but the image has no {what} (`/{path}`): install it in a layer");
         }
     }
     let status = match image.get("var/lib/dpkg/status").map(|n| &n.kind) {
         Some(Kind::File { size, content, .. }) => {
-            String::from_utf8(read_content(content, *size)?).context("the image's /var/lib/dpkg/status is not UTF-8")?
+            String::from_utf8(content.read_all(*size)?).context("the image's /var/lib/dpkg/status is not UTF-8")?
         }
         _ => bail!("the image has no /var/lib/dpkg/status: configure mode needs Debian packages installed"),
     };
@@ -188,54 +187,6 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
     let layer = changes(image, instance, marker, run.sde)?;
     timings.changes = started.elapsed();
     Ok((layer, timings))
-}
-
-/// Whether `path` leads (through the image's symlinks) to a regular file.
-fn resolves_to_file(image: &Tree, path: &str) -> bool {
-    let mut current = path.to_owned();
-    for _ in 0..40 {
-        // Resolve the parents one component at a time, as a chroot would.
-        let mut resolved = String::new();
-        let mut components: Vec<String> = current.split('/').filter(|c| !c.is_empty()).map(str::to_owned).collect();
-        components.reverse();
-        let mut restart = None;
-        while let Some(component) = components.pop() {
-            let candidate = if resolved.is_empty() { component.clone() } else { format!("{resolved}/{component}") };
-            match image.get(&candidate).map(|n| &n.kind) {
-                Some(Kind::Symlink { target }) => {
-                    let base = if target.starts_with('/') { String::new() } else { resolved.clone() };
-                    let mut rest: Vec<String> = components.iter().rev().cloned().collect();
-                    rest.insert(0, target.trim_start_matches('/').to_owned());
-                    let joined = rest.join("/");
-                    restart = Some(normalise(&if base.is_empty() { joined } else { format!("{base}/{joined}") }));
-                    break;
-                }
-                Some(Kind::File { .. }) if components.is_empty() => return true,
-                Some(Kind::Directory) => resolved = candidate,
-                _ => return false,
-            }
-        }
-        match restart {
-            Some(next) => current = next,
-            None => return false,
-        }
-    }
-    false
-}
-
-/// `a/./b/../c` → `a/c`, `..` stopping at the root.
-fn normalise(path: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out.join("/")
 }
 
 /// One installed package, as the status file says.
@@ -454,13 +405,7 @@ fn scan(host: &Path, path: &str, meta: &std::fs::Metadata, sde: u64) -> anyhow::
     } else if file_type.is_file() {
         Kind::File { size: meta.len(), content: Content::Host(Arc::new(host.to_owned())), link_group: None }
     } else {
-        let what = if file_type.is_fifo() {
-            "fifo"
-        } else if file_type.is_socket() {
-            "socket"
-        } else {
-            "device node"
-        };
+        let what = crate::local::special_kind(file_type);
         bail!("the maintainer scripts left a {what} at `/{path}`; an image may hold none outside /dev, /run and /tmp");
     };
     Ok(Node {
@@ -484,24 +429,10 @@ fn same(old: &Node, new: &Node) -> std::io::Result<bool> {
         (Kind::Directory, Kind::Directory) => Ok(true),
         (Kind::Symlink { target: a }, Kind::Symlink { target: b }) => Ok(a == b),
         (Kind::File { size: sa, content: ca, .. }, Kind::File { size: sb, content: cb, .. }) => {
-            Ok(sa == sb && read_content(ca, *sa)? == read_content(cb, *sb)?)
+            Ok(sa == sb && ca.read_all(*sa)? == cb.read_all(*sb)?)
         }
         _ => Ok(false),
     }
-}
-
-fn read_content(content: &Content, size: u64) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt as _;
-    let mut buf = vec![0; size as usize];
-    match content {
-        Content::Range { file, offset } => file.read_exact_at(&mut buf, *offset)?,
-        Content::Bytes(bytes) => buf.copy_from_slice(bytes),
-        Content::Host(path) => {
-            buf.clear();
-            fs_err::File::open(path.as_path())?.read_to_end(&mut buf)?;
-        }
-    }
-    Ok(buf)
 }
 
 /// The extended attributes of a host entry (not following symlinks), but the host's own
@@ -625,20 +556,6 @@ Architecture: amd64\nVersion: 1\nDepends: libc6\n";
         assert!(varying("var/log/apt/history.log"));
         assert!(!varying("var/lib/dpkg/status"));
         assert!(!varying("var/lib/dpkg/info/x-old/y"));
-    }
-
-    #[test]
-    fn shell_resolution_follows_merged_usr_links() {
-        let mut tree = Tree::new(0);
-        let node =
-            |kind| Node { kind, mode: 0o755, uid: 0, gid: 0, mtime: 0, xattrs: BTreeMap::new(), implicit: false };
-        tree.insert("usr/bin", node(Kind::Directory)).unwrap();
-        tree.insert("bin", node(Kind::Symlink { target: "usr/bin".into() })).unwrap();
-        let file = Kind::File { size: 0, content: Content::Bytes(Arc::from(&[][..])), link_group: None };
-        tree.insert("usr/bin/dash", node(file)).unwrap();
-        tree.insert("usr/bin/sh", node(Kind::Symlink { target: "dash".into() })).unwrap();
-        assert!(resolves_to_file(&tree, "bin/sh"));
-        assert!(!resolves_to_file(&tree, "bin/bash"));
     }
 
     #[test]

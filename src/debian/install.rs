@@ -19,7 +19,6 @@
 //! replace a directory with a file.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
@@ -73,9 +72,7 @@ impl DebMeta {
             .iter()
             .map(|path| match unpacked.tree.get(path.trim_start_matches('/')).map(|n| &n.kind) {
                 // The unpacker checked that each conffile is a regular file of the data.
-                Some(Kind::File { size, content, .. }) => {
-                    Ok(hex::encode(md5::Md5::digest(read_content(content, *size)?)))
-                }
+                Some(Kind::File { size, content, .. }) => Ok(hex::encode(md5::Md5::digest(content.read_all(*size)?))),
                 _ => bail!("package `{}`: conffile `{path}` is not a regular file of its data", unpacked.name),
             })
             .collect::<anyhow::Result<_>>()?;
@@ -354,17 +351,7 @@ fn same_content(a: &Node, b: &Node) -> bool {
     else {
         return false;
     };
-    sa == sb && a.mode == b.mode && read_content(ca, *sa).ok() == read_content(cb, *sb).ok()
-}
-
-fn read_content(content: &Content, size: u64) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0; size as usize];
-    match content {
-        Content::Range { file, offset } => file.read_exact_at(&mut buf, *offset)?,
-        Content::Bytes(bytes) => buf.copy_from_slice(bytes),
-        Content::Host(path) => buf = fs_err::read(path.as_path())?,
-    }
-    Ok(buf)
+    sa == sb && a.mode == b.mode && ca.read_all(*sa).ok() == cb.read_all(*sb).ok()
 }
 
 /// The dpkg database entries for the packages of this layer (and of packages below that

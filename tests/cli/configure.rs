@@ -32,8 +32,14 @@ fn fixture_archive() -> String {
     )
 }
 
-/// What is left under the store's `tmp/` and in `/dev/shm` from configure runs.
+/// Configure instances left under the store's `tmp/` and in `/dev/shm` by a build that has
+/// ended. Instances are named `configure-PID-…` after their builder: one whose builder still
+/// runs (another test, in parallel) is not a leftover.
 fn leftovers(store: &Path) -> Vec<PathBuf> {
+    let ended = |name: &str| {
+        let pid = name.strip_prefix("configure-").and_then(|n| n.split('-').next());
+        pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists())
+    };
     let mut out = Vec::new();
     for dir in [store.join("v1/tmp"), PathBuf::from("/dev/shm")] {
         if let Ok(entries) = fs::read_dir(&dir) {
@@ -41,7 +47,7 @@ fn leftovers(store: &Path) -> Vec<PathBuf> {
                 entries
                     .flatten()
                     .map(|e| e.path())
-                    .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("configure-"))),
+                    .filter(|p| p.file_name().is_some_and(|n| ended(&n.to_string_lossy()))),
             );
         }
     }
