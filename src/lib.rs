@@ -20,7 +20,8 @@
 //! * [`layer`] — one recipe layer into one deterministic tar.
 //! * [`compress`] — input decoders and pinned output encoders.
 //! * [`rootfs`] — merging layers and writing the output archives.
-//! * [`manifest`] — the canonical `manifest.json`.
+//! * [`manifest`] — the canonical `manifest.json`, as a type.
+//! * [`document`] — canonical JSON out, and the one reader of every document back in.
 //! * [`oci`] — the OCI image layout, one layer per recipe layer.
 //! * [`lxc`] — LXC and LXD/Incus metadata beside `rootfs.tar.xz`.
 //! * [`sbom`] — the SPDX 2.3 SBOM (`sbom.spdx.json`).
@@ -43,6 +44,7 @@ pub mod cli;
 pub mod compress;
 pub mod debian;
 pub mod digest;
+pub mod document;
 pub mod dsse;
 pub mod fetch;
 pub mod instance;

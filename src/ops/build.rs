@@ -24,7 +24,7 @@ use crate::fetch::{self, Network, Pin};
 use crate::keys::PrivateKey;
 use crate::layer::{self, FilesInput, LayerInfo, TarballInput};
 use crate::lockfile::InputKind;
-use crate::manifest::{self, ManifestInput};
+use crate::manifest::{Manifest, ManifestInput};
 use crate::recipe::{Format, Origin};
 use crate::rootfs::{self, Assembled};
 use crate::sbom;
@@ -155,7 +155,7 @@ pub fn build(
     let layers: Vec<(String, LayerInfo)> =
         layers.into_iter().map(|(name, built)| Ok((name, built.finish(&ctx.store)?))).collect::<anyhow::Result<_>>()?;
 
-    let manifest = manifest::render(&ManifestInput {
+    let manifest = Manifest::new(&ManifestInput {
         replaced: &packages.replaced,
         recipe,
         lockfile: &resolved.lockfile,
@@ -164,10 +164,10 @@ pub fn build(
         assembled: &assembled,
         formats: &formats,
     });
-    let id = Digest::of(&manifest);
-    let manifest_value: serde_json::Value = serde_json::from_slice(&manifest).expect("the manifest is JSON");
-    let sbom = sbom::render(&manifest_value, &id);
-    let mut documents = vec![(MANIFEST, manifest), (SBOM, sbom)];
+    let manifest_bytes = manifest.to_bytes();
+    let id = Digest::of(&manifest_bytes);
+    let sbom = sbom::render(&manifest, &id);
+    let mut documents = vec![(MANIFEST, manifest_bytes), (SBOM, sbom)];
     if !options.sign.is_empty() {
         // The statement's subjects are every file of the folder but the envelope, by name:
         // the same list `candidate sign` hashes from a published folder.
@@ -180,12 +180,12 @@ pub fn build(
             )
             .collect();
         subjects.sort_by(|a, b| a.name.cmp(&b.name));
-        let payload = attest::statement(&manifest_value, &subjects);
+        let payload = attest::statement(&manifest, &subjects);
         documents.push((ENVELOPE, Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, &options.sign).to_json()));
     }
     let dir = options.out.join(recipe.dist_name());
     publish(ctx, &dir, &assembled, &documents)?;
-    super::release::register(ctx, &id, &dir, &manifest_value)?;
+    super::release::register(ctx, &id, &dir, &manifest)?;
     ctx.printer.status("Finished", format_args!("{} {}", dir.display(), id));
     Ok((id, dir))
 }

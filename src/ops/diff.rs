@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::{CheckFailed, Context};
 use crate::digest::{Digest, HashingWriter};
+use crate::manifest::{Layer, Manifest, Package};
 use crate::tar::reader::{EntryType, Limits, TarReader};
 use crate::tree::{Content, Kind, Node};
 use std::sync::Arc;
@@ -31,9 +32,8 @@ struct EntryFacts {
 }
 
 /// The entries of a candidate's rootfs, read from its least-compressed archive.
-fn rootfs_entries(dir: &Path, manifest: &Value) -> anyhow::Result<BTreeMap<String, EntryFacts>> {
-    let outputs: Vec<&str> =
-        manifest["outputs"].as_array().into_iter().flatten().filter_map(|o| o["name"].as_str()).collect();
+fn rootfs_entries(dir: &Path, manifest: &Manifest) -> anyhow::Result<BTreeMap<String, EntryFacts>> {
+    let outputs: Vec<&str> = manifest.outputs.iter().map(|o| o.name.as_str()).collect();
     let archive = ["rootfs.tar", "rootfs.tar.zst", "rootfs.tar.gz", "rootfs.tar.xz"]
         .into_iter()
         .find(|n| outputs.contains(n))
@@ -71,13 +71,12 @@ fn rootfs_entries(dir: &Path, manifest: &Value) -> anyhow::Result<BTreeMap<Strin
 /// share a layer share its references). `None` when the store lacks a layer.
 fn layered_tree(
     ctx: &Context,
-    manifest: &Value,
+    manifest: &Manifest,
     blobs: &mut BTreeMap<Digest, Arc<std::fs::File>>,
 ) -> anyhow::Result<Option<crate::tree::Tree>> {
-    let sde = manifest["source-date-epoch"].as_u64().unwrap_or_default();
-    let mut tree = crate::tree::Tree::new(sde);
-    for (i, layer) in manifest["layers"].as_array().into_iter().flatten().enumerate() {
-        let Some(diff_id) = layer["diff_id"].as_str().and_then(|d| d.parse::<Digest>().ok()) else { return Ok(None) };
+    let mut tree = crate::tree::Tree::new(manifest.source_date_epoch);
+    for (i, layer) in manifest.layers.iter().enumerate() {
+        let diff_id = layer.diff_id;
         let Some(info) = crate::layer::stored(&ctx.store, &diff_id) else { return Ok(None) };
         let blob = match blobs.get(&diff_id) {
             Some(blob) => blob.clone(),
@@ -198,26 +197,11 @@ fn top_level(path: &str) -> String {
 pub fn diff(ctx: &Context, a: &str, b: &str, as_json: bool) -> anyhow::Result<()> {
     let (dir_a, id_a) = super::release::resolve(ctx, a)?;
     let (dir_b, id_b) = super::release::resolve(ctx, b)?;
-    let read = |dir: &Path| -> anyhow::Result<Value> {
-        Ok(serde_json::from_slice(&fs_err::read(dir.join("manifest.json"))?)?)
-    };
-    let (ma, mb) = (read(&dir_a)?, read(&dir_b)?);
+    let (ma, mb) = (Manifest::read(&dir_a.join("manifest.json"))?, Manifest::read(&dir_b.join("manifest.json"))?);
 
     // Inputs, keyed by (layer, kind, origin).
-    let inputs = |m: &Value| -> BTreeMap<(String, String, String), (String, u64)> {
-        m["inputs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|i| {
-                let key = (
-                    i["layer"].as_str().unwrap_or_default().to_owned(),
-                    i["kind"].as_str().unwrap_or_default().to_owned(),
-                    i["origin"].as_str().unwrap_or_default().to_owned(),
-                );
-                (key, (i["sha256"].as_str().unwrap_or_default().to_owned(), i["size"].as_u64().unwrap_or_default()))
-            })
-            .collect()
+    let inputs = |m: &Manifest| -> BTreeMap<(String, String, String), (Digest, u64)> {
+        m.inputs.iter().map(|i| ((i.layer.clone(), i.kind.to_string(), i.origin.clone()), (i.sha256, i.size))).collect()
     };
     let (ia, ib) = (inputs(&ma), inputs(&mb));
     let mut input_changes = Vec::new();
@@ -241,7 +225,7 @@ pub fn diff(ctx: &Context, a: &str, b: &str, as_json: bool) -> anyhow::Result<()
     // The root filesystems, entry by entry (skipped when their diff_ids agree): from the
     // layers in the store when it has them all, else from the rootfs archives.
     let mut entry_changes = Vec::new();
-    if ma["rootfs"]["diff_id"] != mb["rootfs"]["diff_id"] {
+    if ma.rootfs.diff_id != mb.rootfs.diff_id {
         let mut blobs = BTreeMap::new();
         match (layered_tree(ctx, &ma, &mut blobs)?, layered_tree(ctx, &mb, &mut blobs)?) {
             (Some(ta), Some(tb)) => entry_changes = diff_trees(&ta, &tb)?,
@@ -272,25 +256,9 @@ pub fn diff(ctx: &Context, a: &str, b: &str, as_json: bool) -> anyhow::Result<()
     }
 
     // Layers shared, and what B adds over A.
-    let layers = |m: &Value| -> Vec<(String, String, u64)> {
-        m["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|l| {
-                (
-                    l["name"].as_str().unwrap_or_default().to_owned(),
-                    l["diff_id"].as_str().unwrap_or_default().to_owned(),
-                    l["size"].as_u64().unwrap_or_default(),
-                )
-            })
-            .collect()
-    };
-    let (la, lb) = (layers(&ma), layers(&mb));
-    let in_a: BTreeSet<&String> = la.iter().map(|l| &l.1).collect();
-    let shared: Vec<&(String, String, u64)> = lb.iter().filter(|l| in_a.contains(&l.1)).collect();
-    let new_in_b: Vec<&(String, String, u64)> = lb.iter().filter(|l| !in_a.contains(&l.1)).collect();
-    let transfer: u64 = new_in_b.iter().map(|l| l.2).sum();
+    let in_a: BTreeSet<&Digest> = ma.layers.iter().map(|l| &l.diff_id).collect();
+    let (shared, new_in_b): (Vec<&Layer>, Vec<&Layer>) = mb.layers.iter().partition(|l| in_a.contains(&l.diff_id));
+    let transfer: u64 = new_in_b.iter().map(|l| l.size).sum();
 
     let identical = id_a == id_b;
     if as_json {
@@ -300,23 +268,15 @@ pub fn diff(ctx: &Context, a: &str, b: &str, as_json: bool) -> anyhow::Result<()
             "packages": package_changes,
             "rootfs": { "summary": per_top, "entries": entry_changes },
             "layers": {
-                "shared": shared.iter().map(|l| json!({ "name": l.0, "diff_id": l.1, "size": l.2 })).collect::<Vec<_>>(),
-                "only_in_b": new_in_b.iter().map(|l| json!({ "name": l.0, "diff_id": l.1, "size": l.2 })).collect::<Vec<_>>(),
+                "shared": shared.iter().map(|l| json!({ "name": l.name, "diff_id": l.diff_id, "size": l.size })).collect::<Vec<_>>(),
+                "only_in_b": new_in_b.iter().map(|l| json!({ "name": l.name, "diff_id": l.diff_id, "size": l.size })).collect::<Vec<_>>(),
                 "transfer_bytes": transfer,
             },
         });
         println!("{report}");
     } else {
-        println!(
-            "a: {id_a} ({} {})",
-            ma["image"]["name"].as_str().unwrap_or_default(),
-            ma["image"]["version"].as_str().unwrap_or_default()
-        );
-        println!(
-            "b: {id_b} ({} {})",
-            mb["image"]["name"].as_str().unwrap_or_default(),
-            mb["image"]["version"].as_str().unwrap_or_default()
-        );
+        println!("a: {id_a} ({} {})", ma.image.name, ma.image.version);
+        println!("b: {id_b} ({} {})", mb.image.name, mb.image.version);
         for c in &input_changes {
             let kind = c["kind"].as_str().unwrap_or_default();
             let origin = c["origin"].as_str().unwrap_or_default();
@@ -382,23 +342,12 @@ pub fn diff(ctx: &Context, a: &str, b: &str, as_json: bool) -> anyhow::Result<()
 
 /// Debian packages added, removed, upgraded or downgraded (dpkg version order), by
 /// (name, architecture), with the archive and layer they came from.
-fn package_changes(a: &Value, b: &Value) -> Vec<Value> {
-    let packages = |m: &Value| -> BTreeMap<(String, String), Value> {
-        m["packages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| {
-                let key = (
-                    p["name"].as_str().unwrap_or_default().to_owned(),
-                    p["architecture"].as_str().unwrap_or_default().to_owned(),
-                );
-                (key, p.clone())
-            })
-            .collect()
-    };
+fn package_changes(a: &Manifest, b: &Manifest) -> Vec<Value> {
+    fn packages(m: &Manifest) -> BTreeMap<(String, String), &Package> {
+        m.packages.iter().flatten().map(|p| ((p.name.clone(), p.architecture.clone()), p)).collect()
+    }
     let (pa, pb) = (packages(a), packages(b));
-    let version = |p: &Value| p["version"].as_str().unwrap_or_default().parse::<crate::debian::version::Version>().ok();
+    let version = |p: &Package| p.version.parse::<crate::debian::version::Version>().ok();
     let mut out = Vec::new();
     let keys: BTreeSet<&(String, String)> = pa.keys().chain(pb.keys()).collect();
     for key in keys {
@@ -406,7 +355,7 @@ fn package_changes(a: &Value, b: &Value) -> Vec<Value> {
         let change = match (x, y) {
             (Some(_), None) => "removed",
             (None, Some(_)) => "added",
-            (Some(x), Some(y)) if x["sha256"] == y["sha256"] => continue,
+            (Some(x), Some(y)) if x.sha256 == y.sha256 => continue,
             (Some(x), Some(y)) => match (version(x), version(y)) {
                 (Some(vx), Some(vy)) if vy > vx => "upgraded",
                 (Some(vx), Some(vy)) if vy < vx => "downgraded",
@@ -417,8 +366,8 @@ fn package_changes(a: &Value, b: &Value) -> Vec<Value> {
         let from = y.or(x).expect("one side has it");
         out.push(json!({
             "change": change, "name": key.0, "architecture": key.1,
-            "a": x.map(|p| p["version"].clone()), "b": y.map(|p| p["version"].clone()),
-            "archive": from["archive"], "layer": from["layer"],
+            "a": x.map(|p| &p.version), "b": y.map(|p| &p.version),
+            "archive": from.archive, "layer": from.layer,
         }));
     }
     out

@@ -17,6 +17,7 @@ use crate::channel::{self, Policy, Record};
 use crate::digest::Digest;
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::PrivateKey;
+use crate::manifest::Manifest;
 
 /// Where channel logs live: `--channels DIR`, else the store.
 pub fn channels_dir(ctx: &Context, explicit: Option<&Path>) -> PathBuf {
@@ -32,14 +33,14 @@ fn now() -> u64 {
 }
 
 /// Records a built candidate in the store's registry.
-pub fn register(ctx: &Context, id: &Digest, dir: &Path, manifest: &Value) -> anyhow::Result<()> {
+pub fn register(ctx: &Context, id: &Digest, dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     let dir = std::path::absolute(dir)?;
     let entry = json!({
         "id": id,
-        "name": manifest["image"]["name"],
-        "version": manifest["image"]["version"],
-        "architecture": manifest["image"]["architecture"],
-        "source-date-epoch": manifest["source-date-epoch"],
+        "name": manifest.image.name,
+        "version": manifest.image.version,
+        "architecture": manifest.image.architecture,
+        "source-date-epoch": manifest.source_date_epoch,
         "dir": dir.to_string_lossy(),
     });
     let path = ctx.store.root().join("candidates").join(format!("{}.json", id.hex()));
@@ -149,7 +150,7 @@ pub fn promote(
         )));
     }
     let (dir, id) = resolve(ctx, candidate)?;
-    let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)?;
+    let manifest = Manifest::read(&dir.join(MANIFEST))?;
 
     let mut report = Report::new(false);
     verify::check(ctx, &dir, &policy.verify_keys, policy.verify_threshold, None, &mut report)?;
@@ -198,8 +199,8 @@ pub fn promote(
                 channel_name,
                 previous.map_or(1, |r| r.sequence + 1),
                 &id,
-                manifest["image"]["name"].as_str().unwrap_or_default(),
-                manifest["image"]["version"].as_str().unwrap_or_default(),
+                manifest.image.name.as_str(),
+                &manifest.image.version.to_string(),
                 previous.map(|r| &r.statement_digest),
                 time,
                 note,
