@@ -300,7 +300,7 @@ fn a_malformed_manifest_is_named_by_verify_diff_and_sign() {
     let broken = s.copy("broken");
     let manifest = broken.join("manifest.json");
     fs::write(&manifest, br#"{"manifest-version":1,"#).unwrap();
-    let why = "EOF while parsing an object at line 1 column 22";
+    let why = "EOF while parsing a value at line 1 column 22";
 
     let verified = s.verify(&broken, &["ci"], &[]);
     verified.assert_code(1);
