@@ -16,7 +16,7 @@ use crate::compress::{Codec, Compression};
 use crate::digest::Digest;
 use crate::document::{self, DocumentError};
 use crate::layer::{self, LayerInfo};
-use crate::lockfile::{InputKind, Lockfile};
+use crate::lockfile::{LockedIndex, LockedInput, Lockfile};
 use crate::recipe::{Architecture, Format, Name, Recipe, Version};
 use crate::rootfs::Assembled;
 
@@ -36,7 +36,9 @@ pub struct Manifest {
     pub source_date_epoch: u64,
     pub recipe: RecipeRef,
     pub lockfile: LockfileRef,
-    pub inputs: Vec<Input>,
+    /// The lockfile's inputs, verbatim: the same type, so that the manifest cannot state
+    /// them otherwise (a change to that type moves the golden candidate id in the tests).
+    pub inputs: Vec<LockedInput>,
     pub layers: Vec<Layer>,
     pub rootfs: Rootfs,
     pub formats: Vec<Format>,
@@ -89,21 +91,6 @@ pub struct LockfileRef {
     pub version: u32,
 }
 
-/// A tarball or local tree, as locked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Input {
-    pub layer: String,
-    pub kind: InputKind,
-    pub origin: String,
-    pub size: u64,
-    /// A tarball's file digest; a tree digest for `files`.
-    pub sha256: Digest,
-    /// For `files`: how many regular files the tree holds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub files: Option<u64>,
-}
-
 /// One layer, by the digest of its uncompressed tar.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,15 +130,8 @@ pub struct Archive {
     pub inrelease: Digest,
     pub date: i64,
     pub keyring: Digest,
-    pub indexes: Vec<Index>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Index {
-    pub path: String,
-    pub size: u64,
-    pub sha256: Digest,
+    /// The lockfile's indexes of the archive, verbatim.
+    pub indexes: Vec<LockedIndex>,
 }
 
 /// A Debian package of the candidate. Name, version and architecture stay the lockfile's
@@ -239,18 +219,7 @@ impl Manifest {
                 digest: lock.recipe,
             },
             lockfile: LockfileRef { digest: input.lockfile_digest, version: lock.version },
-            inputs: lock
-                .inputs
-                .iter()
-                .map(|i| Input {
-                    layer: i.layer.clone(),
-                    kind: i.kind,
-                    origin: i.origin.clone(),
-                    size: i.size,
-                    sha256: i.sha256,
-                    files: i.files,
-                })
-                .collect(),
+            inputs: lock.inputs.clone(),
             layers: input
                 .layers
                 .iter()
@@ -291,11 +260,7 @@ impl Manifest {
                         inrelease: a.inrelease,
                         date: a.date,
                         keyring: a.keyring,
-                        indexes: a
-                            .indexes
-                            .iter()
-                            .map(|i| Index { path: i.path.clone(), size: i.size, sha256: i.sha256 })
-                            .collect(),
+                        indexes: a.indexes.clone(),
                     })
                     .collect()
             }),
