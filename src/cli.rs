@@ -127,7 +127,7 @@ pub enum Command {
         sign: Vec<PathBuf>,
         /// Where the scripts run.
         #[arg(long, value_enum, default_value = "sandbox")]
-        runtime: crate::ops::qualify::Runtime,
+        runtime: crate::qualify::Runtime,
     },
     /// Verify a candidate: signatures, every digest, and agreement of manifest, provenance and SBOM.
     Verify {

@@ -8,15 +8,17 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use serde_json::{json, Value};
 
-use super::verify::{self, Report, MANIFEST};
 use super::{CheckFailed, Context};
 use crate::channel::{self, Policy, Record};
 use crate::digest::Digest;
+use crate::dist::MANIFEST;
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::PrivateKey;
+use crate::registry::{self, resolve as resolve_in};
+use crate::verify::{self, Report};
 
 /// Where channel logs live: `--channels DIR`, else the store.
 pub fn channels_dir(ctx: &Context, explicit: Option<&Path>) -> PathBuf {
@@ -29,62 +31,6 @@ fn refuse(message: String) -> anyhow::Error {
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Records a built candidate in the store's registry.
-pub fn register(ctx: &Context, id: &Digest, dir: &Path, manifest: &Value) -> anyhow::Result<()> {
-    let dir = std::path::absolute(dir)?;
-    let entry = json!({
-        "id": id,
-        "name": manifest["image"]["name"],
-        "version": manifest["image"]["version"],
-        "architecture": manifest["image"]["architecture"],
-        "source-date-epoch": manifest["source-date-epoch"],
-        "dir": dir.to_string_lossy(),
-    });
-    let path = ctx.store.root().join("candidates").join(format!("{}.json", id.hex()));
-    let bytes = serde_json::to_vec(&entry)?;
-    if fs_err::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
-        ctx.store.write_atomic(&path, &bytes)?;
-    }
-    Ok(())
-}
-
-fn registry(ctx: &Context) -> anyhow::Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for entry in fs_err::read_dir(ctx.store.root().join("candidates"))? {
-        let path = entry?.path();
-        if let Ok(value) = serde_json::from_slice::<Value>(&fs_err::read(&path)?) {
-            out.push(value);
-        }
-    }
-    out.sort_by_key(|v| (v["name"].to_string(), v["version"].to_string(), v["id"].to_string()));
-    Ok(out)
-}
-
-/// A candidate named on the command line: a folder, or an id (prefix) in the registry.
-pub fn resolve(ctx: &Context, arg: &str) -> anyhow::Result<(PathBuf, Digest)> {
-    let path = Path::new(arg);
-    let dir = if path.join(MANIFEST).is_file() {
-        path.to_owned()
-    } else {
-        let prefix = arg.strip_prefix("sha256:").unwrap_or(arg).to_ascii_lowercase();
-        if prefix.len() < 4 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("`{arg}` is neither a candidate folder nor an id (at least 4 hex digits)");
-        }
-        let matches: Vec<Value> = registry(ctx)?
-            .into_iter()
-            .filter(|v| v["id"].as_str().is_some_and(|id| id.trim_start_matches("sha256:").starts_with(&prefix)))
-            .collect();
-        match matches.as_slice() {
-            [one] => PathBuf::from(one["dir"].as_str().unwrap_or_default()),
-            [] => bail!("no candidate in the store has an id starting with `{prefix}`"),
-            _ => bail!("`{prefix}` names {} candidates; give more of the id", matches.len()),
-        }
-    };
-    let manifest =
-        fs_err::read(dir.join(MANIFEST)).with_context(|| format!("`{}` is not a candidate folder", dir.display()))?;
-    Ok((dir, Digest::of(&manifest)))
 }
 
 /// `candidate list`.
@@ -115,16 +61,12 @@ pub fn list(ctx: &Context, channels: Option<&Path>) -> anyhow::Result<()> {
         }
     }
     println!("{:<20} {:<12} {:<14} {:<22} CHANNELS", "NAME", "VERSION", "ID", "BUILT");
-    for c in registry(ctx)? {
-        let id = c["id"].as_str().unwrap_or_default();
-        let short = id.trim_start_matches("sha256:").get(..12).unwrap_or_default();
-        let built = crate::sbom::rfc3339(c["source-date-epoch"].as_u64().unwrap_or_default());
-        let channels = in_channels.get(id).map(|c| c.join(",")).unwrap_or_else(|| "-".into());
-        println!(
-            "{:<20} {:<12} {short:<14} {built:<22} {channels}",
-            c["name"].as_str().unwrap_or_default(),
-            c["version"].as_str().unwrap_or_default()
-        );
+    for c in registry::entries(&ctx.store)? {
+        let id = c.id.to_string();
+        let short = &c.id.hex()[..12];
+        let built = crate::sbom::rfc3339(c.source_date_epoch);
+        let channels = in_channels.get(&id).map(|c| c.join(",")).unwrap_or_else(|| "-".into());
+        println!("{:<20} {:<12} {short:<14} {built:<22} {channels}", c.name, c.version);
     }
     Ok(())
 }
@@ -148,7 +90,7 @@ pub fn promote(
             key.public.id, key.public.origin
         )));
     }
-    let (dir, id) = resolve(ctx, candidate)?;
+    let (dir, id) = resolve_in(&ctx.store, candidate)?;
     let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)?;
 
     let mut report = Report::new(false);
@@ -249,7 +191,7 @@ fn check_required_attestation(
     keys: &[crate::keys::PublicKey],
 ) -> anyhow::Result<()> {
     let mut problems = Vec::new();
-    for path in verify::attestation_files(dir)? {
+    for path in crate::dist::attestation_files(dir)? {
         match channel::check_attestation(&path, predicate_type, id, keys) {
             Ok(()) => return Ok(()),
             Err(e) => {
