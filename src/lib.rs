@@ -56,6 +56,7 @@ pub mod printer;
 pub mod qualify;
 pub mod recipe;
 pub mod registry;
+pub mod release;
 pub mod rootfs;
 pub mod sandbox;
 pub mod sbom;

@@ -57,7 +57,8 @@ pub const SHOWN_LINES: usize = 10;
 const ATTESTED_LINES: usize = 20;
 
 /// Where the scripts run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Runtime {
     /// Our namespace sandbox over a materialised rootfs.
     Sandbox,
