@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::{CheckFailed, Context};
 use crate::digest::{Digest, HashingWriter};
+use crate::dist::MANIFEST;
 use crate::manifest::{Layer, Manifest, Package};
 use crate::tar::reader::{EntryType, Limits, TarReader};
 use crate::tree::{Content, Kind, Node};
@@ -195,9 +196,9 @@ fn top_level(path: &str) -> String {
 
 /// `candidate diff A B [--json]`.
 pub fn diff(ctx: &Context, a: &str, b: &str, as_json: bool) -> anyhow::Result<()> {
-    let (dir_a, id_a) = super::release::resolve(ctx, a)?;
-    let (dir_b, id_b) = super::release::resolve(ctx, b)?;
-    let (ma, mb) = (Manifest::read(&dir_a.join("manifest.json"))?, Manifest::read(&dir_b.join("manifest.json"))?);
+    let (dir_a, id_a) = crate::registry::resolve(&ctx.store, a)?;
+    let (dir_b, id_b) = crate::registry::resolve(&ctx.store, b)?;
+    let (ma, mb) = (Manifest::read(&dir_a.join(MANIFEST))?, Manifest::read(&dir_b.join(MANIFEST))?);
 
     // Inputs, keyed by (layer, kind, origin).
     let inputs = |m: &Manifest| -> BTreeMap<(String, String, String), (Digest, u64)> {
