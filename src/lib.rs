@@ -32,6 +32,7 @@
 //! * [`ops`] — the commands (`lock`, `fetch`, `build`, `key`, `sign`, `verify`), thin layers
 //!   over the above.
 //! * [`digest`] — the sha256 type every identity is.
+//! * `testing` (hidden) — what a test needs from the host (a tool, root), checked one way.
 //!
 //! The invariants every module keeps are in `DESIGN.md`: determinism, the hash chain, no host
 //! extraction of untrusted archives, an atomic shared store, identity by uncompressed bytes,
@@ -61,4 +62,6 @@ pub mod sandbox;
 pub mod sbom;
 pub mod store;
 pub mod tar;
+#[doc(hidden)]
+pub mod testing;
 pub mod tree;
