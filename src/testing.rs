@@ -64,9 +64,8 @@ fn current_test() -> String {
 /// What `Command::new(tool)` would find: an executable file in a folder of `path`.
 fn on_path(tool: &str, path: Option<&OsStr>) -> bool {
     let Some(path) = path else { return false };
-    std::env::split_paths(path).any(|dir| {
-        fs_err::metadata(dir.join(tool)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    std::env::split_paths(path)
+        .any(|dir| fs_err::metadata(dir.join(tool)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 #[cfg(test)]
