@@ -474,30 +474,25 @@ fn lock_and_build_four_packages() {
         .arg(root.path()));
     let meta = fs::metadata(root.path().join("usr/bin/passwd")).unwrap();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777, 0o4755);
-    {
-        let caps = String::from_utf8(sh(Command::new("getcap").arg(root.path().join("usr/bin/pinger")))).unwrap();
-        assert!(caps.contains("cap_net_raw") && caps.contains("ep"), "pinger lost security.capability: {caps:?}");
-    }
-    {
-        let list =
-            String::from_utf8(sh(Command::new("dpkg").arg(format!("--root={}", root.path().display())).arg("-l")))
-                .unwrap();
-        for pkg in FOUR {
-            assert!(
-                list.lines().any(|l| l.starts_with("iU")
-                    && l.split_whitespace().nth(1).is_some_and(|n| n.split(':').next() == Some(*pkg))),
-                "dpkg -l does not list {pkg} as iU:\n{list}"
-            );
-        }
-        let verify =
-            Command::new("dpkg").arg(format!("--root={}", root.path().display())).arg("--verify").output().unwrap();
+    let caps = String::from_utf8(sh(Command::new("getcap").arg(root.path().join("usr/bin/pinger")))).unwrap();
+    assert!(caps.contains("cap_net_raw") && caps.contains("ep"), "pinger lost security.capability: {caps:?}");
+    let list =
+        String::from_utf8(sh(Command::new("dpkg").arg(format!("--root={}", root.path().display())).arg("-l"))).unwrap();
+    for pkg in FOUR {
         assert!(
-            verify.status.success() && verify.stdout.is_empty(),
-            "dpkg --verify failed: {}{}",
-            String::from_utf8_lossy(&verify.stdout),
-            String::from_utf8_lossy(&verify.stderr)
+            list.lines().any(|l| l.starts_with("iU")
+                && l.split_whitespace().nth(1).is_some_and(|n| n.split(':').next() == Some(*pkg))),
+            "dpkg -l does not list {pkg} as iU:\n{list}"
         );
     }
+    let verify =
+        Command::new("dpkg").arg(format!("--root={}", root.path().display())).arg("--verify").output().unwrap();
+    assert!(
+        verify.status.success() && verify.stdout.is_empty(),
+        "dpkg --verify failed: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
