@@ -126,6 +126,9 @@ pub fn status(packages: &[DbPackage<'_>]) -> Result<String, DbError> {
 }
 
 /// One status stanza, ending with its empty line.
+///
+/// Long by design: dpkg's status fields, in dpkg's order, each with its rule; one function
+/// mirrors the field list it must agree with.
 pub fn status_stanza(p: &DbPackage<'_>) -> Result<String, DbError> {
     let stanza = parse(p.control)?;
     let package = package_name(&stanza)?;

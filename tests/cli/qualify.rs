@@ -241,6 +241,21 @@ fn a_failing_script_is_attested_failed_and_refused() {
     assert_eq!(predicate["failedTests"], serde_json::json!(["fail.sh"]));
     assert_eq!(predicate["configuration"][1]["annotations"]["exitCode"], 3);
 
+    // `--json`: the same runs as one document, from the same values as the lines.
+    let j = q.test(&[&pass, &fail], &["--json"]);
+    j.assert_code(1);
+    let doc: serde_json::Value =
+        serde_json::from_str(j.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{}", j.describe()));
+    assert_eq!(doc["result"], "FAILED", "{doc}");
+    assert_eq!(doc["runtime"], "sandbox", "{doc}");
+    assert!(doc["candidate"].as_str().unwrap().starts_with("sha256:"), "{doc}");
+    assert_eq!(doc["scripts"][0]["name"], "pass.sh", "{doc}");
+    assert_eq!(doc["scripts"][0]["passed"], true, "{doc}");
+    assert_eq!(doc["scripts"][1]["name"], "fail.sh", "{doc}");
+    assert_eq!(doc["scripts"][1]["exit_code"], 3, "{doc}");
+    assert_eq!(doc["scripts"][1]["output"], serde_json::json!(["first line", "broken"]), "{doc}");
+    assert!(doc["attestation"].is_null(), "{doc}");
+
     // A FAILED result is reported by `verify`, not a failure of the candidate.
     let verify = q.cmd(&["verify", DIR, "--key", "keys/ci.pub"]);
     verify.assert_ok();

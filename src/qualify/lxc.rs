@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use super::qualify::{open_checked, Script, ScriptRun, HOSTNAME, SCRIPT_DIR};
-use super::Context;
+use super::{open_checked, Script, ScriptRun, HOSTNAME, SCRIPT_DIR};
+use crate::context::Context;
 use crate::sandbox::{default_env, Exit};
 
 /// How long `lxc-wait` waits for the container to be RUNNING.
@@ -166,7 +166,7 @@ pub fn run(
         attach.arg("--set-var").arg(format!("{key}={value}"));
     }
     attach.args(["--", "/bin/sh", &target]).stdin(Stdio::null()).stdout(write.try_clone()?).stderr(write);
-    let started_at = super::qualify::now();
+    let started_at = super::now();
     let started = Instant::now();
     let mut child = attach.spawn().context("cannot run `lxc-attach` (Debian package `lxc`)")?;
     drop(attach);
