@@ -64,6 +64,8 @@ pub mod sandbox;
 pub mod sbom;
 pub mod store;
 pub mod tar;
+#[doc(hidden)]
+pub mod testing;
 pub mod tree;
 pub mod verify;
 

@@ -1022,8 +1022,7 @@ mod tests {
     /// A package as dpkg-deb builds it, when dpkg-deb is installed.
     #[test]
     fn reads_what_dpkg_deb_builds() {
-        if std::process::Command::new("dpkg-deb").arg("--version").output().is_err() {
-            eprintln!("dpkg-deb not installed; skipping");
+        if !crate::testing::tool("dpkg-deb", "dpkg") {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();

@@ -19,15 +19,7 @@ const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
 /// Whether the sandbox can run here (root and a static busybox); `false` is a skip, and
 /// under CI a failure.
 fn sandbox_available() -> bool {
-    // SAFETY: no arguments.
-    let root = unsafe { libc::geteuid() } == 0;
-    let busybox = Path::new("/bin/busybox").exists();
-    if root && busybox {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "under CI the sandbox tests need root and `busybox-static`");
-    eprintln!("skipping: the sandbox needs root and /bin/busybox (Debian package `busybox-static`)");
-    false
+    candidate::testing::root() && candidate::testing::file("/bin/busybox", "busybox-static")
 }
 
 /// A copy of the project in a temporary folder, or `None` (a skip) without the sandbox.
