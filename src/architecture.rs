@@ -29,6 +29,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "keys",
             "printer",
             "sandbox",
+            "serde_str",
             "store",
             "tar",
             "tar::reader",

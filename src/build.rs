@@ -86,7 +86,7 @@ pub fn build(
     let (resolved, lockfile_digest) = lock::check(ctx, recipe_path, lockfile_path)?;
     let tarballs = fetch_inputs(ctx, &resolved, options.network)?;
     let recipe = &resolved.recipe;
-    let sde = recipe.image.source_date_epoch;
+    let sde = recipe.image.source_date_epoch.seconds();
 
     let mut formats = options.formats.clone().unwrap_or_else(|| recipe.output.formats.clone());
     formats.sort();
@@ -203,7 +203,7 @@ fn configure_layer(
     recipe: &crate::recipe::Recipe,
     layers: &[(String, layer::Built)],
 ) -> anyhow::Result<layer::Built> {
-    let sde = recipe.image.source_date_epoch;
+    let sde = recipe.image.source_date_epoch.seconds();
     let architecture = recipe.image.architecture.to_string();
     let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
     let key = configure::action_key(&diff_ids, sde, &architecture);

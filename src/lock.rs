@@ -132,9 +132,7 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
     if purpose == Purpose::Check && !recipe.archives.is_empty() && archives.is_empty() {
         return Err(Unpinned("the recipe's archives are not locked in it".into()).into());
     }
-    if recipe.image.sde_from_archive {
-        recipe.image.source_date_epoch = crate::debian::pin::newest_date(&archives);
-    }
+    recipe.image.source_date_epoch.settle(crate::debian::pin::newest_date(&archives));
     let mut inputs = Vec::new();
     let mut files = Vec::new();
     for layer in &recipe.layers {

@@ -73,7 +73,7 @@ fn kernel_architecture(debian: &str) -> &str {
 /// Writes the metadata archive of `flavour` into the store.
 pub fn metadata(store: &Store, recipe: &Recipe, flavour: Flavour) -> Result<OutputFile, LxcError> {
     let image = &recipe.image;
-    let sde = image.source_date_epoch;
+    let sde = image.source_date_epoch.seconds();
     let arch = image.architecture.to_string();
     let mut files: Vec<(String, String)> = Vec::new();
     let templates = &recipe.lxc.templates;

@@ -51,7 +51,7 @@ pub fn render(input: &ManifestInput<'_>) -> Vec<u8> {
             "release": image.release,
             "description": image.description,
         },
-        "source-date-epoch": image.source_date_epoch,
+        "source-date-epoch": image.source_date_epoch.seconds(),
         // The recipe is named by file name only: the folder it was built from is not an input.
         "recipe": {
             "name": input.recipe.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),

@@ -65,7 +65,7 @@ fn platform(debian: &str) -> (&str, Option<&str>) {
 
 /// Writes (or takes from the action cache) the OCI layout of `layers`.
 pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Result<Vec<OutputFile>, OciError> {
-    let sde = recipe.image.source_date_epoch;
+    let sde = recipe.image.source_date_epoch.seconds();
     let mut key = Hasher::new();
     key.field("candidate-oci-v1").field(layer::FORMAT_VERSION.to_le_bytes()).field(sde.to_le_bytes());
     key.field(serde_json::to_vec(&recipe.oci).expect("the OCI config serialises"));
@@ -172,7 +172,7 @@ pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Resu
 fn image_fields(recipe: &Recipe) -> serde_json::Value {
     let image = &recipe.image;
     json!({
-        "org.opencontainers.image.created": rfc3339(image.source_date_epoch),
+        "org.opencontainers.image.created": rfc3339(image.source_date_epoch.seconds()),
         "org.opencontainers.image.title": image.name,
         "org.opencontainers.image.version": image.version,
         "org.opencontainers.image.description": image.description,

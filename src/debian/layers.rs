@@ -55,7 +55,7 @@ impl<'a> PackageLayers<'a> {
         h.field("candidate-package-layer")
             .field(crate::layer::FORMAT_VERSION.to_le_bytes())
             .field(crate::debian::install::LAYER_VERSION.to_le_bytes())
-            .field(recipe.image.source_date_epoch.to_le_bytes());
+            .field(recipe.image.source_date_epoch.seconds().to_le_bytes());
         for arch in architectures(recipe) {
             h.field(arch);
         }
@@ -90,7 +90,7 @@ impl<'a> PackageLayers<'a> {
     ) -> anyhow::Result<crate::layer::Built> {
         use crate::debian::install;
         let PendingLayer { layer, this, key, record_key } = pending;
-        let sde = recipe.image.source_date_epoch;
+        let sde = recipe.image.source_date_epoch.seconds();
         let archs = architectures(recipe);
         let mut debs = install::deb_layers(&ctx.store, &this, sde)?;
         let mut debs_below = install::deb_layers(&ctx.store, &self.below, sde)?;

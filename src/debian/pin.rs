@@ -8,8 +8,8 @@ use anyhow::{bail, Context as _};
 
 use crate::context::Context;
 use crate::debian::archive::{self, Freshness, Source};
+use crate::debian::packages::PackageName;
 use crate::debian::packages::Requested;
-use crate::debian::packages::{Architecture, PackageName};
 use crate::debian::release::Keyring;
 use crate::debian::resolve::{self, Reason, Request, Universe};
 use crate::digest::{Digest, Hasher};
@@ -78,12 +78,7 @@ pub fn lock(
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let freshness = Freshness { now, allow_rollback };
     let archs = architectures(recipe);
-    let native: Architecture = archs[0].parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let foreign = archs[1..]
-        .iter()
-        .map(|a| a.parse::<Architecture>().map_err(|e| anyhow::anyhow!("{e}")))
-        .collect::<Result<_, _>>()?;
-    let mut universe = Universe::new(native, foreign);
+    let mut universe = Universe::new(recipe.image.architecture.clone(), recipe.image.foreign_architectures.clone());
     let mut archives = Vec::new();
     let names: Vec<String> = recipe.archives.keys().map(|n| n.to_string()).collect();
     for (index, name) in names.iter().enumerate() {
