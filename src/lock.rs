@@ -238,7 +238,7 @@ fn explain(old: &Lockfile, new: &Lockfile) -> String {
     for n in &new.packages {
         match old.packages.iter().find(|o| package(o) == package(n)) {
             None => return format!("package `{}` ({}) of layer `{}` is not in it", n.name, n.version, n.layer),
-            Some(o) if o.version != n.version || o.sha256 != n.sha256 => {
+            Some(o) if o.version.as_str() != n.version.as_str() || o.sha256 != n.sha256 => {
                 return format!(
                     "package `{}` of layer `{}` changed: locked {}, now {}",
                     n.name, n.layer, o.version, n.version

@@ -134,7 +134,9 @@ pub fn deb_layer(store: &Store, package: &LockedPackage, sde: u64) -> anyhow::Re
     let label = package.filename.rsplit('/').next().unwrap_or(&package.filename).to_owned();
     let deb = fs_err::File::open(store.blob_path(&package.sha256))?.into_parts().0;
     let unpacked = unpack::unpack(&deb, &label, &store.root().join("tmp"), sde, UnpackLimits::default())?;
-    if unpacked.name.as_str() != package.name || unpacked.version.to_string() != package.version {
+    // The version as written, not dpkg's equality: `1.0` and `0:1.0` are one version to dpkg
+    // but two different control files.
+    if unpacked.name != package.name || unpacked.version.as_str() != package.version.as_str() {
         bail!(
             "package `{label}`: its control file says `{} {}`, the index said `{} {}`",
             unpacked.name,

@@ -113,9 +113,9 @@ pub fn lock(
         for chosen in &resolution.chosen {
             let p = universe.package(chosen.id);
             packages.push(LockedPackage {
-                name: p.name.to_string(),
-                version: p.version.to_string(),
-                architecture: p.architecture.to_string(),
+                name: p.name.clone(),
+                version: p.version.clone(),
+                architecture: p.architecture.clone(),
                 archive: names[universe.archive_of(chosen.id)].clone(),
                 layer: layer.name.to_string(),
                 filename: p.filename.clone(),
@@ -175,7 +175,7 @@ pub fn check_locked(
         for pinned in lockfile.packages.iter().filter(|p| p.archive == locked.name) {
             let found = index.get(&(pinned.name.as_str(), pinned.architecture.as_str(), pinned.filename.as_str()));
             let vouched = found.is_some_and(|p| {
-                p.version.to_string() == pinned.version && p.size == pinned.size && p.sha256 == pinned.sha256
+                p.version.as_str() == pinned.version.as_str() && p.size == pinned.size && p.sha256 == pinned.sha256
             });
             if !vouched {
                 bail!(
@@ -205,7 +205,11 @@ fn check_key(keyrings: &Keyrings, lockfile: &Lockfile) -> Digest {
         }
     }
     for p in &lockfile.packages {
-        h.field(&p.archive).field(&p.name).field(&p.version).field(&p.architecture).field(&p.filename);
+        h.field(&p.archive)
+            .field(p.name.as_str())
+            .field(p.version.as_str())
+            .field(p.architecture.as_str())
+            .field(&p.filename);
         h.field(p.size.to_le_bytes()).field(p.sha256.as_bytes());
     }
     h.finish()
