@@ -398,28 +398,42 @@ impl Output {
     }
 }
 
-/// An output format of a candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+/// An output format of a candidate: `[output] formats` in the recipe, `--format` on the
+/// command line, spelt the same in both (serde's and clap's names are one list, checked by
+/// a test), so `--help` and a refusal list every format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize, clap::ValueEnum)]
 pub enum Format {
+    /// An uncompressed tar of the root filesystem.
     #[serde(rename = "rootfs.tar")]
+    #[value(name = "rootfs.tar")]
     RootfsTar,
+    /// The rootfs tar, gzip-compressed.
     #[serde(rename = "rootfs.tar.gz")]
+    #[value(name = "rootfs.tar.gz")]
     RootfsTarGz,
+    /// The rootfs tar, xz-compressed.
     #[serde(rename = "rootfs.tar.xz")]
+    #[value(name = "rootfs.tar.xz")]
     RootfsTarXz,
+    /// The rootfs tar, zstd-compressed (the default).
     #[serde(rename = "rootfs.tar.zst")]
+    #[value(name = "rootfs.tar.zst")]
     RootfsTarZst,
     /// An OCI image layout in `oci/`, one layer per recipe layer.
     #[serde(rename = "oci")]
+    #[value(name = "oci")]
     Oci,
     /// The Proxmox VE template name for the zstd rootfs: `OS-RELEASE-NAME_VERSION_ARCH.tar.zst`.
     #[serde(rename = "proxmox")]
+    #[value(name = "proxmox")]
     Proxmox,
     /// LXC's `lxc-create -t local` pair: `meta.tar.xz` and `rootfs.tar.xz`.
     #[serde(rename = "lxc")]
+    #[value(name = "lxc")]
     Lxc,
     /// The LXD/Incus split image: `incus.meta.tar.xz` and `rootfs.tar.xz`.
     #[serde(rename = "incus")]
+    #[value(name = "incus")]
     Incus,
 }
 
@@ -949,6 +963,22 @@ tarballs = [{ url = "https://example.invalid/a.tar.gz", sha256 = "ba7816bf8f01cf
             ValueError::Owner("root:root".into()).to_string(),
             "`root:root` is not a numeric owner like `0:0` (names are not looked up)"
         );
+    }
+
+    #[test]
+    fn a_format_is_spelt_alike_in_recipes_on_the_command_line_and_on_disk() {
+        use clap::ValueEnum;
+        for format in Format::value_variants() {
+            let cli = format.to_possible_value().expect("no format is hidden");
+            let serde = serde_json::to_value(format).unwrap();
+            assert_eq!(serde.as_str(), Some(cli.get_name()), "{format:?}");
+            assert_eq!(format.file_name(), cli.get_name(), "{format:?}");
+            assert_eq!(Format::from_str(cli.get_name(), false), Ok(*format));
+        }
+        assert_eq!(Format::value_variants().len(), 8);
+        assert!(Format::from_str("rootfs.tar.bz2", false).is_err());
+        // Case matters, as in the recipe.
+        assert!(Format::from_str("OCI", false).is_err());
     }
 
     #[test]
