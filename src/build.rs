@@ -184,12 +184,12 @@ pub fn build(
     let dir = options.out.join(recipe.dist_name());
     crate::dist::publish(ctx, &dir, &assembled, &documents)?;
     let entry = crate::registry::Entry {
-        architecture: recipe.image.architecture.to_string(),
+        architecture: recipe.image.architecture.clone(),
         dir: dir.clone(),
         id,
-        name: recipe.image.name.to_string(),
+        name: recipe.image.name.clone(),
         source_date_epoch: sde,
-        version: recipe.image.version.to_string(),
+        version: recipe.image.version.clone(),
     };
     crate::registry::register(&ctx.store, &entry)?;
     ctx.printer.status("Finished", format_args!("{} {}", dir.display(), id));
