@@ -58,7 +58,7 @@ fn fetch_inputs(ctx: &Context, resolved: &Resolved, network: Network) -> anyhow:
                 .lockfile
                 .inputs
                 .iter()
-                .find(|i| i.layer == layer.name.as_str() && i.kind == InputKind::Tarball && i.origin == spec.url)
+                .find(|i| i.layer == layer.name && i.kind == InputKind::Tarball && i.origin == spec.url)
                 .expect("a checked lockfile pins every tarball");
             let origin = Origin::parse(&spec.url, &recipe.dir).map_err(anyhow::Error::msg)?;
             let pin = Pin { sha256: locked.sha256, size: Some(locked.size) };

@@ -143,7 +143,7 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
                 LocalTree::scan(&path).with_context(|| format!("layer `{}`: cannot read `files` input", layer.name))?;
             let (digest, _) = tree.digest(Some(&ctx.store))?;
             inputs.push(LockedInput {
-                layer: layer.name.to_string(),
+                layer: layer.name.clone(),
                 kind: InputKind::Files,
                 origin: spec.from.display().to_string(),
                 size: tree.size(),
@@ -156,9 +156,7 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
         for spec in &layer.tarballs {
             let origin = Origin::parse(&spec.url, &recipe.dir).map_err(anyhow::Error::msg)?;
             let locked = existing.and_then(|l| {
-                l.inputs
-                    .iter()
-                    .find(|i| i.layer == layer.name.as_str() && i.kind == InputKind::Tarball && i.origin == spec.url)
+                l.inputs.iter().find(|i| i.layer == layer.name && i.kind == InputKind::Tarball && i.origin == spec.url)
             });
             let (sha256, size) = match (&origin, locked) {
                 // A remote pin stays as long as the recipe does not pin something else.
@@ -197,7 +195,7 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
                 }
             }
             inputs.push(LockedInput {
-                layer: layer.name.to_string(),
+                layer: layer.name.clone(),
                 kind: InputKind::Tarball,
                 origin: spec.url.clone(),
                 size,

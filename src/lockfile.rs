@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::debian::packages::{Architecture, PackageName};
 use crate::debian::version::Version;
 use crate::digest::Digest;
+use crate::recipe::Name;
 
 /// The schema this candidate writes. Version 1 (before Debian archives) is still read: it is
 /// version 2 without `[[archive]]` and `[[package]]`.
@@ -58,7 +59,7 @@ pub struct Lockfile {
 #[serde(deny_unknown_fields)]
 pub struct LockedArchive {
     /// The recipe's name for it (`[archive.NAME]`).
-    pub name: String,
+    pub name: Name,
     pub suite: String,
     /// The `InRelease` file, byte for byte.
     pub inrelease: Digest,
@@ -89,9 +90,9 @@ pub struct LockedPackage {
     pub name: PackageName,
     pub version: Version,
     pub architecture: Architecture,
-    pub archive: String,
+    pub archive: Name,
     /// The layer that installs it.
-    pub layer: String,
+    pub layer: Name,
     /// The pool path in the archive (its `Filename`).
     pub filename: String,
     pub size: u64,
@@ -103,7 +104,7 @@ pub struct LockedPackage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockedInput {
-    pub layer: String,
+    pub layer: Name,
     pub kind: InputKind,
     /// The origin as written in the recipe (a path relative to it, or a URL).
     pub origin: String,
@@ -185,7 +186,7 @@ mod tests {
             packages: vec![],
             inputs: vec![
                 LockedInput {
-                    layer: "base".into(),
+                    layer: "base".parse().unwrap(),
                     kind: InputKind::Files,
                     origin: "../fixtures/etc".into(),
                     size: 10,
@@ -193,7 +194,7 @@ mod tests {
                     files: Some(2),
                 },
                 LockedInput {
-                    layer: "app".into(),
+                    layer: "app".parse().unwrap(),
                     kind: InputKind::Tarball,
                     origin: "https://example.invalid/app.tar.gz".into(),
                     size: 99,
@@ -244,6 +245,8 @@ sha256 = \"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015
             ("\"2.36-9+deb12u4\"", "\"x:1\"", "version", "invalid Debian version `x:1`"),
             ("architecture = \"amd64\"", "architecture = \"any\"", "architecture", "invalid architecture `any`"),
             ("sha256 = \"sha256:ba78", "sha256 = \"md5:ba78", "sha256", "md5"),
+            ("archive = \"debian\"", "archive = \"deb ian\"", "archive", "`deb ian` is not a valid name"),
+            ("layer = \"base\"", "layer = \"../base\"", "layer", "`../base` is not a valid name"),
         ] {
             let text = WITH_PACKAGE.replace(from, to);
             let err = Lockfile::parse(Path::new("lockfiles/x.lock"), &text).unwrap_err().to_string();

@@ -26,7 +26,7 @@ use super::release::{verify_inrelease, Keyring, Release};
 use crate::digest::{Digest, Hasher};
 use crate::fetch::{self, Network, Pin};
 use crate::lockfile::{LockedArchive, LockedIndex};
-use crate::recipe::{ArchiveSpec, Origin};
+use crate::recipe::{ArchiveSpec, Name, Origin};
 use crate::store::Store;
 
 /// How far in the future a `Date` may be before the clock (or the archive) is distrusted.
@@ -38,7 +38,7 @@ const MAX_INDEX_BYTES: u64 = 1 << 30;
 
 /// An archive as the recipe names it, at the location this run uses.
 pub struct Source<'a> {
-    pub name: &'a str,
+    pub name: &'a Name,
     pub spec: &'a ArchiveSpec,
     /// The archive root: the recipe's `url`, or the `--mirror` given for this archive.
     pub root: Origin,
@@ -94,7 +94,7 @@ pub fn lock(
     }
     let packages = read_indexes(store, source, &release, &indexes, network, &|_| true)?;
     let locked = LockedArchive {
-        name: source.name.to_owned(),
+        name: source.name.clone(),
         suite: source.spec.suite.clone(),
         inrelease,
         inrelease_size,

@@ -49,8 +49,7 @@ impl<'a> PackageLayers<'a> {
         layer: &'a crate::recipe::Layer,
         layers_below: &[(String, crate::layer::Built)],
     ) -> anyhow::Result<Result<crate::layer::Built, PendingLayer<'a>>> {
-        let this: Vec<&LockedPackage> =
-            self.lockfile.packages.iter().filter(|p| p.layer == layer.name.as_str()).collect();
+        let this: Vec<&LockedPackage> = self.lockfile.packages.iter().filter(|p| p.layer == layer.name).collect();
         let mut h = Hasher::new();
         h.field("candidate-package-layer")
             .field(crate::layer::FORMAT_VERSION.to_le_bytes())

@@ -15,7 +15,7 @@ use crate::debian::resolve::{self, Reason, Request, Universe};
 use crate::digest::{Digest, Hasher};
 use crate::fetch::{self, Network, Pin};
 use crate::lockfile::{LockedArchive, LockedPackage, Lockfile};
-use crate::recipe::{Origin, Recipe};
+use crate::recipe::{Name, Origin, Recipe};
 
 /// Where each archive of a recipe is read from in this run: `--mirror NAME=URL`, else
 /// `CANDIDATE_MIRROR_NAME` (upper case, `-`, `.` and `+` as `_`), else the recipe's `url`.
@@ -50,10 +50,16 @@ impl Keyrings {
         }
     }
 
-    fn source<'a>(&'a self, ctx: &Context, recipe: &'a Recipe, name: &'a str) -> anyhow::Result<Source<'a>> {
+    fn source<'a>(&'a self, ctx: &Context, recipe: &'a Recipe, name: &'a Name) -> anyhow::Result<Source<'a>> {
         let spec = &recipe.archives[name];
-        let (keyring, keyring_digest) = &self.0[name];
-        Ok(Source { name, spec, root: archive_root(ctx, recipe, name)?, keyring, keyring_digest: *keyring_digest })
+        let (keyring, keyring_digest) = &self.0[name.as_str()];
+        Ok(Source {
+            name,
+            spec,
+            root: archive_root(ctx, recipe, name.as_str())?,
+            keyring,
+            keyring_digest: *keyring_digest,
+        })
     }
 }
 
@@ -80,7 +86,7 @@ pub fn lock(
     let archs = architectures(recipe);
     let mut universe = Universe::new(recipe.image.architecture.clone(), recipe.image.foreign_architectures.clone());
     let mut archives = Vec::new();
-    let names: Vec<String> = recipe.archives.keys().map(|n| n.to_string()).collect();
+    let names: Vec<Name> = recipe.archives.keys().cloned().collect();
     for (index, name) in names.iter().enumerate() {
         let source = keyrings.source(ctx, recipe, name)?;
         ctx.printer.status("Reading", format_args!("archive {name} ({})", source.root));
@@ -117,7 +123,7 @@ pub fn lock(
                 version: p.version.clone(),
                 architecture: p.architecture.clone(),
                 archive: names[universe.archive_of(chosen.id)].clone(),
-                layer: layer.name.to_string(),
+                layer: layer.name.clone(),
                 filename: p.filename.clone(),
                 size: p.size,
                 sha256: p.sha256,
@@ -199,13 +205,13 @@ fn check_key(keyrings: &Keyrings, lockfile: &Lockfile) -> Digest {
     h.field("candidate-archive-check-v1");
     keyrings.digest_into(&mut h);
     for a in &lockfile.archives {
-        h.field(&a.name).field(a.inrelease.as_bytes()).field(a.date.to_le_bytes());
+        h.field(a.name.as_str()).field(a.inrelease.as_bytes()).field(a.date.to_le_bytes());
         for i in &a.indexes {
             h.field(&i.path).field(i.sha256.as_bytes());
         }
     }
     for p in &lockfile.packages {
-        h.field(&p.archive)
+        h.field(p.archive.as_str())
             .field(p.name.as_str())
             .field(p.version.as_str())
             .field(p.architecture.as_str())
@@ -226,7 +232,7 @@ pub fn fetch_packages(ctx: &Context, recipe: &Recipe, lockfile: &Lockfile, netwo
     let mut roots = BTreeMap::new();
     for p in missing {
         if !roots.contains_key(&p.archive) {
-            roots.insert(p.archive.clone(), archive_root(ctx, recipe, &p.archive)?);
+            roots.insert(p.archive.clone(), archive_root(ctx, recipe, p.archive.as_str())?);
         }
         let origin = roots[&p.archive].join(&p.filename);
         let pin = Pin { sha256: p.sha256, size: Some(p.size) };
