@@ -687,6 +687,7 @@ fn plain_token(s: &str, extra: &[u8]) -> Option<String> {
 /// unsafe there; and nothing compares two image versions, so dpkg's ordering (where `1.0` and
 /// `1.0-0` are equal but name different folders) would only mislead. What the two share is the
 /// spelling of the versions most people write (`1.0`, `2024.06+1`, `1.0~rc1`).
+///
 /// Ordered as text: only to list versions in a stable order, never to say which is newer.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ImageVersion(String);
