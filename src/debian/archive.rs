@@ -21,7 +21,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 
 use super::control::{Dialect, Stanzas};
-use super::packages::Package;
+use super::packages::{Architecture, Package};
 use super::release::{verify_inrelease, Keyring, Release};
 use crate::digest::{Digest, Hasher};
 use crate::fetch::{self, Network, Pin};
@@ -76,7 +76,7 @@ pub struct Freshness {
 pub fn lock(
     store: &Store,
     source: &Source<'_>,
-    architectures: &[String],
+    architectures: &[Architecture],
     freshness: &Freshness,
     network: Network,
 ) -> anyhow::Result<Read> {
@@ -179,7 +179,12 @@ fn read_inrelease(
 }
 
 /// The first form of `COMPONENT/binary-ARCH/Packages` the `Release` lists.
-fn pick_index(source: &Source<'_>, release: &Release, component: &str, arch: &str) -> anyhow::Result<LockedIndex> {
+fn pick_index(
+    source: &Source<'_>,
+    release: &Release,
+    component: &str,
+    arch: &Architecture,
+) -> anyhow::Result<LockedIndex> {
     let base = format!("{component}/binary-{arch}/Packages");
     for ext in [".xz", ".gz", ""] {
         let path = format!("{base}{ext}");

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::control::{self, Dialect};
 use super::dpkgdb::{self, DbPackage, InfoSource};
-use super::packages::Relations;
+use super::packages::{Architecture, Relations};
 use super::unpack::{self, UnpackLimits, Unpacked};
 use super::version::Version;
 use crate::digest::{Digest, Hasher};
@@ -249,8 +249,8 @@ pub struct LayerInstall<'a> {
     pub below: &'a [DebLayer],
     /// Who owns what after the layers below: path → (package, shipped path).
     pub owners: BTreeMap<String, (String, String)>,
-    pub native: &'a str,
-    pub foreign: &'a [String],
+    pub native: &'a Architecture,
+    pub foreign: &'a [Architecture],
     pub sde: u64,
 }
 
@@ -362,8 +362,8 @@ fn database(
     units: &[Unit<'_>],
     below: &[Unit<'_>],
     disowned: &BTreeMap<String, BTreeSet<String>>,
-    native: &str,
-    foreign: &[String],
+    native: &Architecture,
+    foreign: &[Architecture],
     sde: u64,
 ) -> anyhow::Result<Tree> {
     let mut tree = Tree::new(sde);
@@ -377,8 +377,8 @@ fn database(
         implicit: false,
     };
     let dir = Node { implicit: false, ..Node::implicit_directory(sde) };
-    let foreign: Vec<&str> = foreign.iter().map(String::as_str).collect();
-    let skeleton = dpkgdb::skeleton(native, &foreign);
+    let foreign: Vec<&str> = foreign.iter().map(Architecture::as_str).collect();
+    let skeleton = dpkgdb::skeleton(native.as_str(), &foreign);
     for d in ["var", "var/lib"].iter().chain(&skeleton.directories) {
         tree.insert(d, dir.clone())?;
     }

@@ -56,7 +56,7 @@ impl<'a> PackageLayers<'a> {
             .field(crate::debian::install::LAYER_VERSION.to_le_bytes())
             .field(recipe.image.source_date_epoch.seconds().to_le_bytes());
         for arch in architectures(recipe) {
-            h.field(arch);
+            h.field(arch.as_str());
         }
         for (_, built) in layers_below {
             h.field("below").field(built.info.diff_id.as_bytes());

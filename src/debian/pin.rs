@@ -8,8 +8,8 @@ use anyhow::{bail, Context as _};
 
 use crate::context::Context;
 use crate::debian::archive::{self, Freshness, Source};
-use crate::debian::packages::PackageName;
 use crate::debian::packages::Requested;
+use crate::debian::packages::{Architecture, PackageName};
 use crate::debian::release::Keyring;
 use crate::debian::resolve::{self, Reason, Request, Universe};
 use crate::digest::{Digest, Hasher};
@@ -64,9 +64,9 @@ impl Keyrings {
 }
 
 /// The architectures a recipe installs packages for: the image's, then its foreign ones.
-pub(crate) fn architectures(recipe: &Recipe) -> Vec<String> {
-    let mut out = vec![recipe.image.architecture.to_string()];
-    out.extend(recipe.image.foreign_architectures.iter().map(|a| a.to_string()));
+pub(crate) fn architectures(recipe: &Recipe) -> Vec<Architecture> {
+    let mut out = vec![recipe.image.architecture.clone()];
+    out.extend(recipe.image.foreign_architectures.iter().cloned());
     out
 }
 
