@@ -54,7 +54,7 @@ const STAGES: &[(&str, &[&str])] = &[
     ),
     ("outputs", &["dist", "lxc", "manifest", "oci", "sbom"]),
     ("attest", &["attest"]),
-    ("release", &["build", "channel", "qualify", "qualify::lxc", "registry", "verify"]),
+    ("release", &["build", "channel", "qualify", "qualify::lxc", "registry", "release", "verify"]),
     (
         "commands",
         &["cli", "ops", "ops::build", "ops::diff", "ops::key", "ops::lock", "ops::release", "ops::test", "ops::verify"],

@@ -427,7 +427,8 @@ pub enum Format {
     #[serde(rename = "proxmox")]
     #[value(name = "proxmox")]
     Proxmox,
-    /// LXC's `lxc-create -t local` pair: `meta.tar.xz` and `rootfs.tar.xz`.
+    /// LXC's `lxc-create -t local` pair: `meta.tar.xz` and `lxc.rootfs.tar.xz`, a rootfs of
+    /// its own holding LXC's `LXC_NAME` templates (see [`crate::lxc`]).
     #[serde(rename = "lxc")]
     #[value(name = "lxc")]
     Lxc,
