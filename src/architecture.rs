@@ -30,6 +30,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "keys",
             "printer",
             "sandbox",
+            "serde_str",
             "store",
             "tar",
             "tar::reader",
@@ -54,7 +55,7 @@ const STAGES: &[(&str, &[&str])] = &[
     ),
     ("outputs", &["dist", "lxc", "manifest", "oci", "sbom"]),
     ("attest", &["attest"]),
-    ("release", &["build", "channel", "qualify", "qualify::lxc", "registry", "release", "verify"]),
+    ("release", &["build", "channel", "diff", "qualify", "qualify::lxc", "registry", "release", "verify"]),
     (
         "commands",
         &["cli", "ops", "ops::build", "ops::diff", "ops::key", "ops::lock", "ops::release", "ops::test", "ops::verify"],

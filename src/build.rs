@@ -58,7 +58,7 @@ fn fetch_inputs(ctx: &Context, resolved: &Resolved, network: Network) -> anyhow:
                 .lockfile
                 .inputs
                 .iter()
-                .find(|i| i.layer == layer.name.as_str() && i.kind == InputKind::Tarball && i.origin == spec.url)
+                .find(|i| i.layer == layer.name && i.kind == InputKind::Tarball && i.origin == spec.url)
                 .expect("a checked lockfile pins every tarball");
             let origin = Origin::parse(&spec.url, &recipe.dir).map_err(anyhow::Error::msg)?;
             let pin = Pin { sha256: locked.sha256, size: Some(locked.size) };
@@ -86,7 +86,7 @@ pub fn build(
     let (resolved, lockfile_digest) = lock::check(ctx, recipe_path, lockfile_path)?;
     let tarballs = fetch_inputs(ctx, &resolved, options.network)?;
     let recipe = &resolved.recipe;
-    let sde = recipe.image.source_date_epoch;
+    let sde = recipe.image.source_date_epoch.seconds();
 
     let mut formats = options.formats.clone().unwrap_or_else(|| recipe.output.formats.clone());
     formats.sort();
@@ -184,12 +184,12 @@ pub fn build(
     let dir = options.out.join(recipe.dist_name());
     crate::dist::publish(ctx, &dir, &assembled, &documents)?;
     let entry = crate::registry::Entry {
-        architecture: recipe.image.architecture.to_string(),
+        architecture: recipe.image.architecture.clone(),
         dir: dir.clone(),
         id,
-        name: recipe.image.name.to_string(),
+        name: recipe.image.name.clone(),
         source_date_epoch: sde,
-        version: recipe.image.version.to_string(),
+        version: recipe.image.version.clone(),
     };
     crate::registry::register(&ctx.store, &entry)?;
     ctx.printer.status("Finished", format_args!("{} {}", dir.display(), id));
@@ -203,7 +203,7 @@ fn configure_layer(
     recipe: &crate::recipe::Recipe,
     layers: &[(String, layer::Built)],
 ) -> anyhow::Result<layer::Built> {
-    let sde = recipe.image.source_date_epoch;
+    let sde = recipe.image.source_date_epoch.seconds();
     let architecture = recipe.image.architecture.to_string();
     let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
     let key = configure::action_key(&diff_ids, sde, &architecture);

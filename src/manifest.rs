@@ -13,11 +13,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::compress::{Codec, Compression};
+use crate::debian::packages::{Architecture, PackageName};
+use crate::debian::version::Version;
 use crate::digest::Digest;
 use crate::document::{self, DocumentError};
 use crate::layer::{self, LayerInfo};
 use crate::lockfile::{LockedIndex, LockedInput, Lockfile};
-use crate::recipe::{Architecture, Format, Name, Recipe, Version};
+use crate::recipe::{Format, ImageVersion, Name, Recipe};
 use crate::rootfs::Assembled;
 
 pub const MANIFEST_VERSION: u32 = 1;
@@ -69,7 +71,7 @@ pub struct Tool {
 #[serde(deny_unknown_fields)]
 pub struct Image {
     pub name: Name,
-    pub version: Version,
+    pub version: ImageVersion,
     pub architecture: Architecture,
     pub os: String,
     pub release: String,
@@ -125,7 +127,7 @@ pub struct Output {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Archive {
-    pub name: String,
+    pub name: Name,
     pub suite: String,
     pub inrelease: Digest,
     pub date: i64,
@@ -134,16 +136,16 @@ pub struct Archive {
     pub indexes: Vec<LockedIndex>,
 }
 
-/// A Debian package of the candidate. Name, version and architecture stay the lockfile's
-/// strings: the lockfile does not parse them either, and the manifest must repeat it exactly.
+/// A Debian package of the candidate, as the lockfile pins it (the same typed fields, written
+/// as the lockfile writes them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Package {
-    pub name: String,
-    pub version: String,
-    pub architecture: String,
-    pub archive: String,
-    pub layer: String,
+    pub name: PackageName,
+    pub version: Version,
+    pub architecture: Architecture,
+    pub archive: Name,
+    pub layer: Name,
     pub filename: String,
     pub size: u64,
     pub sha256: Digest,
@@ -213,7 +215,7 @@ impl Manifest {
                 release: image.release.clone(),
                 description: image.description.clone(),
             },
-            source_date_epoch: image.source_date_epoch,
+            source_date_epoch: image.source_date_epoch.seconds(),
             recipe: RecipeRef {
                 name: input.recipe.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
                 digest: lock.recipe,

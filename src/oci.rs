@@ -276,7 +276,7 @@ fn blob_name(digest: &Digest) -> String {
 
 /// Writes (or takes from the action cache) the OCI layout of `layers`.
 pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Result<Vec<OutputFile>, OciError> {
-    let sde = recipe.image.source_date_epoch;
+    let sde = recipe.image.source_date_epoch.seconds();
     let mut key = Hasher::new();
     // v2: v1 entries of `layer-compression = "zstd"` layouts list gzip blobs labelled zstd.
     key.field("candidate-oci-v2").field(layer::FORMAT_VERSION.to_le_bytes()).field(sde.to_le_bytes());
@@ -363,7 +363,7 @@ pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Resu
 fn annotations(recipe: &Recipe) -> BTreeMap<String, String> {
     let image = &recipe.image;
     BTreeMap::from([
-        ("org.opencontainers.image.created".to_owned(), rfc3339(image.source_date_epoch)),
+        ("org.opencontainers.image.created".to_owned(), rfc3339(image.source_date_epoch.seconds())),
         ("org.opencontainers.image.title".to_owned(), image.name.to_string()),
         ("org.opencontainers.image.version".to_owned(), image.version.to_string()),
         ("org.opencontainers.image.description".to_owned(), image.description.clone()),

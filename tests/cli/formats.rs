@@ -517,3 +517,32 @@ fn the_proxmox_template_is_the_zstd_rootfs_under_its_own_name() {
     let proxmox = fs::read(dir.join("debian-bookworm-example_1.0_amd64.tar.zst")).unwrap();
     assert!(proxmox == fs::read(dir.join("rootfs.tar.zst")).unwrap());
 }
+
+/// `--format` takes exactly the recipe's spellings, and a refusal (and `--help`) lists all
+/// of them, not the four rootfs tars alone.
+#[test]
+fn an_unknown_format_is_refused_naming_every_format() {
+    const ALL: [&str; 8] =
+        ["rootfs.tar", "rootfs.tar.gz", "rootfs.tar.xz", "rootfs.tar.zst", "oci", "proxmox", "lxc", "incus"];
+    let dir = tempfile::tempdir().unwrap();
+    let refused = run(with_store(
+        dir.path(),
+        &dir.path().join("store"),
+        ["build", "recipes/example.toml", "--format", "rootfs.tar.bz2"],
+    ));
+    refused.assert_code(2).assert_stderr_has("'rootfs.tar.bz2'");
+    let listed = refused
+        .stderr
+        .split_once("[possible values: ")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list.split(", ").collect::<Vec<_>>())
+        .unwrap_or_else(|| panic!("no list of formats\n{}", refused.describe()));
+    assert_eq!(listed, ALL, "{}", refused.describe());
+    let help = run(with_store(dir.path(), &dir.path().join("store"), ["build", "--help"]));
+    help.assert_ok();
+    for format in ALL {
+        assert!(help.stdout.contains(&format!("- {format}:")), "`--help` does not list {format}\n{}", help.stdout);
+    }
+    // Case matters, as in the recipe.
+    run(with_store(dir.path(), &dir.path().join("store"), ["build", "x.toml", "--format", "OCI"])).assert_code(2);
+}
