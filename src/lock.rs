@@ -139,75 +139,97 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
     for layer in &recipe.layers {
         let mut layer_files = Vec::new();
         for spec in &layer.files {
-            let path = recipe.resolve(&spec.from);
-            let tree =
-                LocalTree::scan(&path).with_context(|| format!("layer `{}`: cannot read `files` input", layer.name))?;
-            let (digest, _) = tree.digest(Some(&ctx.store))?;
-            inputs.push(LockedInput {
-                layer: layer.name.clone(),
-                kind: InputKind::Files,
-                origin: spec.from.display().to_string(),
-                size: tree.size(),
-                sha256: digest,
-                files: Some(tree.file_count()),
-            });
-            layer_files.push(ScannedFiles { tree, digest });
+            let (input, scanned) = pin_files(ctx, &recipe, layer, spec)?;
+            inputs.push(input);
+            layer_files.push(scanned);
         }
         files.push(layer_files);
         for spec in &layer.tarballs {
-            let origin = Origin::parse(&spec.url, &recipe.dir).map_err(anyhow::Error::msg)?;
-            let locked = existing.and_then(|l| {
-                l.inputs.iter().find(|i| i.layer == layer.name && i.kind == InputKind::Tarball && i.origin == spec.url)
-            });
-            let (sha256, size) = match (&origin, locked) {
-                // A remote pin stays as long as the recipe does not pin something else.
-                (Origin::Remote(_), Some(l)) if spec.sha256.is_none_or(|pin| pin == l.sha256) => (l.sha256, l.size),
-                (Origin::Remote(url), _) if purpose == Purpose::Check => {
-                    return Err(
-                        Unpinned(format!("tarball `{url}` of layer `{}` is not pinned by it", layer.name)).into()
-                    )
-                }
-                (Origin::Remote(_), _) => {
-                    ctx.printer.status("Fetching", &spec.url);
-                    let bar = ctx.printer.bytes_bar(None, "Downloading".into());
-                    // With a recipe pin, bytes that do not match it never reach the store.
-                    let pin = spec.sha256.map(|sha256| fetch::Pin { sha256, size: None });
-                    let got = fetch::fetch(&ctx.store, &origin, pin, Network::Allowed, &|n| bar.set_position(n))?;
-                    bar.finish_and_clear();
-                    got
-                }
-                (Origin::Local(path), _) => {
-                    let tree = LocalTree::scan(path)
-                        .with_context(|| format!("layer `{}`: cannot read tarball", layer.name))?;
-                    if tree.entries.len() != 1 || tree.file_count() != 1 {
-                        bail!("layer `{}`: tarball `{}` is not a regular file", layer.name, path.display());
-                    }
-                    let (_, digests) = tree.digest(Some(&ctx.store))?;
-                    (digests[0].expect("a file is hashed"), tree.size())
-                }
-            };
-            if let Some(pin) = spec.sha256 {
-                if pin != sha256 {
-                    bail!(
-                        "layer `{}`: tarball `{}` does not match the recipe's pin: expected {pin}, got {sha256} ({size} bytes)",
-                        layer.name,
-                        spec.url
-                    );
-                }
-            }
-            inputs.push(LockedInput {
-                layer: layer.name.clone(),
-                kind: InputKind::Tarball,
-                origin: spec.url.clone(),
-                size,
-                sha256,
-                files: None,
-            });
+            inputs.push(pin_tarball(ctx, &recipe, layer, spec, existing, purpose)?);
         }
     }
     let recipe_digest = recipe_digest(&recipe, &inputs, &keyrings);
     let lockfile = Lockfile { version: VERSION, recipe: recipe_digest, archives, inputs, packages };
     Ok(Resolved { recipe, lockfile, files, keyrings })
+}
+
+/// A layer's `files` input: the local tree scanned and its digest.
+fn pin_files(
+    ctx: &Context,
+    recipe: &Recipe,
+    layer: &crate::recipe::Layer,
+    spec: &crate::recipe::FileSpec,
+) -> anyhow::Result<(LockedInput, ScannedFiles)> {
+    let path = recipe.resolve(&spec.from);
+    let tree = LocalTree::scan(&path).with_context(|| format!("layer `{}`: cannot read `files` input", layer.name))?;
+    let (digest, _) = tree.digest(Some(&ctx.store))?;
+    let input = LockedInput {
+        layer: layer.name.clone(),
+        kind: InputKind::Files,
+        origin: spec.from.display().to_string(),
+        size: tree.size(),
+        sha256: digest,
+        files: Some(tree.file_count()),
+    };
+    Ok((input, ScannedFiles { tree, digest }))
+}
+
+/// A layer's tarball, pinned: a remote one keeps the existing lockfile's pin while the recipe
+/// pins nothing else (and, when locking, is downloaded to learn its digest; a check never
+/// downloads); a local one is hashed. A recipe `sha256` must match.
+fn pin_tarball(
+    ctx: &Context,
+    recipe: &Recipe,
+    layer: &crate::recipe::Layer,
+    spec: &crate::recipe::TarballSpec,
+    existing: Option<&Lockfile>,
+    purpose: Purpose,
+) -> anyhow::Result<LockedInput> {
+    let origin = Origin::parse(&spec.url, &recipe.dir)?;
+    let locked = existing.and_then(|l| {
+        l.inputs.iter().find(|i| i.layer == layer.name && i.kind == InputKind::Tarball && i.origin == spec.url)
+    });
+    let (sha256, size) = match (&origin, locked) {
+        // A remote pin stays as long as the recipe does not pin something else.
+        (Origin::Remote(_), Some(l)) if spec.sha256.is_none_or(|pin| pin == l.sha256) => (l.sha256, l.size),
+        (Origin::Remote(url), _) if purpose == Purpose::Check => {
+            return Err(Unpinned(format!("tarball `{url}` of layer `{}` is not pinned by it", layer.name)).into())
+        }
+        (Origin::Remote(_), _) => {
+            ctx.printer.status("Fetching", &spec.url);
+            let bar = ctx.printer.bytes_bar(None, "Downloading".into());
+            // With a recipe pin, bytes that do not match it never reach the store.
+            let pin = spec.sha256.map(|sha256| fetch::Pin { sha256, size: None });
+            let got = fetch::fetch(&ctx.store, &origin, pin, Network::Allowed, &|n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            got
+        }
+        (Origin::Local(path), _) => {
+            let tree = LocalTree::scan(path).with_context(|| format!("layer `{}`: cannot read tarball", layer.name))?;
+            if tree.entries.len() != 1 || tree.file_count() != 1 {
+                bail!("layer `{}`: tarball `{}` is not a regular file", layer.name, path.display());
+            }
+            let (_, digests) = tree.digest(Some(&ctx.store))?;
+            (digests[0].expect("a file is hashed"), tree.size())
+        }
+    };
+    if let Some(pin) = spec.sha256 {
+        if pin != sha256 {
+            bail!(
+                "layer `{}`: tarball `{}` does not match the recipe's pin: expected {pin}, got {sha256} ({size} bytes)",
+                layer.name,
+                spec.url
+            );
+        }
+    }
+    Ok(LockedInput {
+        layer: layer.name.clone(),
+        kind: InputKind::Tarball,
+        origin: spec.url.clone(),
+        size,
+        sha256,
+        files: None,
+    })
 }
 
 /// The recipe digest: its bytes and the digest of every local input it includes (remote

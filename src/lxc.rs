@@ -210,6 +210,10 @@ fn hosts(existing: Option<&str>) -> String {
 }
 
 /// Writes the metadata archive of `flavour` into the store.
+///
+/// Long by design: the archive's members (LXC's `config`, `templates`, `create-message`, or
+/// Incus's `metadata.yaml` and its templates) are written in the order they appear in it, each
+/// with the value it must hold, so the two flavours can be read side by side.
 fn metadata(store: &Store, recipe: &Recipe, flavour: Flavour) -> Result<OutputFile, LxcError> {
     let image = &recipe.image;
     let sde = image.source_date_epoch.seconds();

@@ -196,6 +196,9 @@ pub struct ManifestInput<'a> {
 
 impl Manifest {
     /// The manifest of a build.
+    ///
+    /// Long by design: one struct literal, field by field in the document's own order, is the
+    /// clearest statement of where each value of the manifest comes from.
     pub fn new(input: &ManifestInput<'_>) -> Self {
         let image = &input.recipe.image;
         let lock = input.lockfile;
