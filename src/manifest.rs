@@ -29,6 +29,8 @@ pub struct ManifestInput<'a> {
     pub formats: &'a [crate::recipe::Format],
     /// Files one package took over from another by `Replaces`: (path, by, from).
     pub replaced: &'a [(String, String, String)],
+    /// In configure mode: the per-machine paths left out and the first-boot actions.
+    pub per_machine: Option<&'a crate::debian::per_machine::Record>,
 }
 
 /// The manifest's canonical bytes.
@@ -99,6 +101,10 @@ pub fn render(input: &ManifestInput<'_>) -> Vec<u8> {
             "replaced": input.replaced.iter().map(|(path, by, from)| json!({ "path": path, "by": by, "from": from })).collect::<Vec<_>>(),
         });
         manifest["mode"] = json!(if input.recipe.configure.maintainer_scripts { "configure" } else { "extract-only" });
+        if let Some(record) = input.per_machine {
+            // What each node adds to the candidate, for auditors: sorted paths, actions in order.
+            manifest["per-machine"] = json!(record);
+        }
     }
     serde_json::to_vec(&manifest).expect("a JSON value serialises")
 }

@@ -13,6 +13,8 @@
 //! * [`install`] — extract-only installation of pinned packages into a layer.
 //! * [`configure`] — configure mode: the image's own dpkg runs the maintainer scripts in the
 //!   namespace sandbox, and what they changed becomes the `configure` layer.
+//! * [`per_machine`] — per-machine state left out of a candidate and made at first boot, and
+//!   the guard that runs the scripts twice and refuses what differs.
 
 pub mod archive;
 pub mod configure;
@@ -21,6 +23,7 @@ pub mod deb;
 pub mod dpkgdb;
 pub mod install;
 pub mod packages;
+pub mod per_machine;
 pub mod release;
 pub mod resolve;
 pub mod unpack;
