@@ -800,9 +800,7 @@ impl FromStr for PathPattern {
         let rel = s.strip_prefix('/').ok_or_else(|| format!("`{s}` is not an absolute path"))?;
         let components: Vec<&str> = rel.split('/').collect();
         if rel.is_empty() || components.iter().any(|c| c.is_empty() || *c == "." || *c == ".." || *c == "*") {
-            return Err(format!(
-                "`{s}` is not a plain path below `/` (no empty, `.`, `..` or bare `*` components)"
-            ));
+            return Err(format!("`{s}` is not a plain path below `/` (no empty, `.`, `..` or bare `*` components)"));
         }
         if s.chars().any(|c| c.is_control()) {
             return Err(format!("`{}` holds a control character", s.escape_debug()));

@@ -189,7 +189,8 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
     let differing = per_machine::differences(&layer, &other)?;
     timings.compare = started.elapsed();
     drop(other);
-    twin.close().with_context(|| format!("cannot remove the second configure instance under `{}`", run.scratch.display()))?;
+    twin.close()
+        .with_context(|| format!("cannot remove the second configure instance under `{}`", run.scratch.display()))?;
     if !differing.is_empty() {
         return Err(PerMachineError::Nondeterministic { paths: differing }.into());
     }

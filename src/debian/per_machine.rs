@@ -265,7 +265,11 @@ pub fn apply(layer: Tree, rules: &[Rule], emptied: &[&str], systemd: bool, guard
         return (kept, record);
     }
     let file = |mode: u32, text: String| Node {
-        kind: Kind::File { size: text.len() as u64, content: Content::Bytes(Arc::from(text.into_bytes())), link_group: None },
+        kind: Kind::File {
+            size: text.len() as u64,
+            content: Content::Bytes(Arc::from(text.into_bytes())),
+            link_group: None,
+        },
         mode,
         uid: 0,
         gid: 0,
@@ -281,9 +285,8 @@ pub fn apply(layer: Tree, rules: &[Rule], emptied: &[&str], systemd: bool, guard
         kept.insert(UNIT_WANTS, link).expect("a plain path");
         record.runner = "systemd: candidate-first-boot.service, in sysinit.target".to_owned();
     } else {
-        record.runner = format!(
-            "none: the image's init is not systemd; run /{SCRIPT} once on each node before its services start"
-        );
+        record.runner =
+            format!("none: the image's init is not systemd; run /{SCRIPT} once on each node before its services start");
     }
     (kept, record)
 }
@@ -308,7 +311,9 @@ fn split(layer: Tree, rules: &[Rule]) -> (Tree, BTreeMap<String, String>) {
         }
     }
     removed.extend(links);
-    let kept = Tree::from_entries(layer.iter().filter(|(p, _)| !removed.contains_key(*p)).map(|(p, n)| (p.clone(), n.clone())));
+    let kept = Tree::from_entries(
+        layer.iter().filter(|(p, _)| !removed.contains_key(*p)).map(|(p, n)| (p.clone(), n.clone())),
+    );
     (kept, removed)
 }
 
@@ -481,7 +486,10 @@ mod tests {
 
     #[test]
     fn links_resolve_lexically() {
-        assert_eq!(lexical_target("etc/ssl/certs/ab.0", "ssl-cert-snakeoil.pem"), "etc/ssl/certs/ssl-cert-snakeoil.pem");
+        assert_eq!(
+            lexical_target("etc/ssl/certs/ab.0", "ssl-cert-snakeoil.pem"),
+            "etc/ssl/certs/ssl-cert-snakeoil.pem"
+        );
         assert_eq!(lexical_target("etc/x/l", "../y/./z"), "etc/y/z");
         assert_eq!(lexical_target("etc/x/l", "/etc/ssl/k"), "etc/ssl/k");
     }
@@ -492,14 +500,17 @@ mod tests {
         layer.insert("etc/ssh/ssh_host_rsa_key", node(bytes(b"secret"))).unwrap();
         layer.insert("etc/ssh/sshd_config", node(bytes(b"Port 22"))).unwrap();
         layer.insert("etc/ssl/certs/ssl-cert-snakeoil.pem", node(bytes(b"cert"))).unwrap();
-        layer.insert("etc/ssl/certs/0a1b2c3d.0", node(Kind::Symlink { target: "ssl-cert-snakeoil.pem".into() })).unwrap();
+        layer
+            .insert("etc/ssl/certs/0a1b2c3d.0", node(Kind::Symlink { target: "ssl-cert-snakeoil.pem".into() }))
+            .unwrap();
         layer.insert("etc/ssl/certs/ca.pem", node(bytes(b"ca"))).unwrap();
         layer.insert("etc/ssl/certs/11111111.0", node(Kind::Symlink { target: "ca.pem".into() })).unwrap();
         layer.insert("etc/machine-id", node(bytes(b""))).unwrap();
         layer.insert("srv/token", node(bytes(b"random"))).unwrap();
-        let declared: PerMachine =
-            toml::from_str("name = \"token\"\npaths = [\"/srv/token\"]\nfirst-boot = \"head -c 16 /dev/urandom > /srv/token\"")
-                .unwrap();
+        let declared: PerMachine = toml::from_str(
+            "name = \"token\"\npaths = [\"/srv/token\"]\nfirst-boot = \"head -c 16 /dev/urandom > /srv/token\"",
+        )
+        .unwrap();
         let unused: PerMachine = toml::from_str("name = \"unused\"\npaths = [\"/nowhere\"]").unwrap();
         let (kept, record) = apply(layer, &rules(&[declared, unused]), &["etc/machine-id"], true, true, 5);
         let paths: Vec<&str> = kept.iter().map(|(p, _)| p.as_str()).collect();

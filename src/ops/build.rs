@@ -226,11 +226,20 @@ fn configure_layer(
     let instance = configure::instance_dir(&scratch)?;
     let timeout = std::time::Duration::from_secs(recipe.configure.timeout.unwrap_or(1800));
     let foreign: Vec<String> = recipe.image.foreign_architectures.iter().map(|a| a.to_string()).collect();
-    let run =
-        configure::Run { scratch: &scratch, architecture: &architecture, foreign: &foreign, sde, timeout, rules: &rules, guard };
+    let run = configure::Run {
+        scratch: &scratch,
+        architecture: &architecture,
+        foreign: &foreign,
+        sde,
+        timeout,
+        rules: &rules,
+        guard,
+    };
     let (tree, timings, record) = configure::configure(&image, &run, instance.path()).map_err(|e| {
         match e.downcast::<per_machine::PerMachineError>() {
-            Ok(refused) => anyhow::Error::new(super::CheckFailed { hint: Some(refused.hint()), message: refused.to_string() }),
+            Ok(refused) => {
+                anyhow::Error::new(super::CheckFailed { hint: Some(refused.hint()), message: refused.to_string() })
+            }
             Err(e) => e,
         }
     })?;

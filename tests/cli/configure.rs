@@ -35,7 +35,7 @@ fn fixture_archive() -> String {
 /// Configure instances left under the store's `tmp/` and in `/dev/shm` by a build that has
 /// ended. Instances are named `configure-PID-…` after their builder: one whose builder still
 /// runs (another test, in parallel) is not a leftover.
-fn leftovers(store: &Path) -> Vec<PathBuf> {
+pub(super) fn leftovers(store: &Path) -> Vec<PathBuf> {
     let ended = |name: &str| {
         let pid = name.strip_prefix("configure-").and_then(|n| n.split('-').next());
         pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists())
@@ -117,7 +117,7 @@ fn configure_needs_packages_and_reserves_its_layer_name() {
 // Against a real Debian 12 mirror (ignored by default)
 // ---------------------------------------------------------------------------------------------
 
-fn mirror() -> PathBuf {
+pub(super) fn mirror() -> PathBuf {
     let mirror =
         PathBuf::from(std::env::var_os("CANDIDATE_DEBIAN_MIRROR").unwrap_or_else(|| "/tmp/bench/mirror-signed".into()));
     assert!(
@@ -143,7 +143,7 @@ fn real_recipe(dir: &Path, name: &str, packages: &str, formats: &str) -> PathBuf
     )
 }
 
-fn extract(archive: &Path, into: &Path) {
+pub(super) fn extract(archive: &Path, into: &Path) {
     fs::create_dir_all(into).unwrap();
     ok(Command::new("tar").arg("--zstd").arg("-xpf").arg(archive).arg("-C").arg(into).args([
         "--xattrs",
@@ -266,7 +266,7 @@ fn real_configured_minbase_is_reproducible_and_fully_configured() {
     assert_eq!(leftovers(&sb), Vec::<PathBuf>::new());
 }
 
-fn unsafe_umask(cmd: &mut Command, mask: libc::mode_t) {
+pub(super) fn unsafe_umask(cmd: &mut Command, mask: libc::mode_t) {
     // SAFETY: umask is async-signal-safe and touches only the child.
     unsafe {
         cmd.pre_exec(move || {
@@ -277,7 +277,7 @@ fn unsafe_umask(cmd: &mut Command, mask: libc::mode_t) {
 }
 
 /// Polls `systemctl is-system-running` through `probe` until it says `running` (or 60 s).
-fn wait_running(mut probe: impl FnMut() -> String) -> String {
+pub(super) fn wait_running(mut probe: impl FnMut() -> String) -> String {
     let start = Instant::now();
     let mut state = String::new();
     while start.elapsed() < Duration::from_secs(60) {
