@@ -896,6 +896,55 @@ tarballs = [{ url = "https://example.invalid/a.tar.gz", sha256 = "ba7816bf8f01cf
     }
 
     #[test]
+    fn per_machine_entries_parse_strictly() {
+        let configured = format!(
+            "{MINIMAL}\n[archive.d]\nurl = \"https://example.invalid/debian\"\nsuite = \"bookworm\"\n\
+             components = [\"main\"]\nkeyring = \"k.gpg\"\n\n[[layer]]\nname = \"pkgs\"\npackages = [\"apt\"]\n\n\
+             [configure]\nmaintainer-scripts = true\n"
+        );
+        let recipe = parse(&configured).unwrap();
+        assert!(recipe.configure.guard && recipe.configure.per_machine.is_empty());
+        let entry =
+            "\n[[configure.per-machine]]\nname = \"tok\"\npaths = [\"/var/lib/x/*.key\"]\nfirst-boot = \"mk\"\n";
+        let recipe = parse(&format!("{configured}guard = false\n{entry}")).unwrap();
+        assert!(!recipe.configure.guard);
+        let declared = &recipe.configure.per_machine[0];
+        assert_eq!((declared.name.as_str(), declared.paths[0].as_rel()), ("tok", "var/lib/x/*.key"));
+        assert_eq!(declared.paths[0].to_string(), "/var/lib/x/*.key");
+        let line_of_colour = configured.lines().count() + 6;
+        for (text, culprits) in [
+            (format!("{configured}{entry}colour = 1\n"), vec!["colour".to_owned(), format!("line {line_of_colour}")]),
+            (
+                format!("{configured}{}", entry.replace("/var/lib/x/*.key", "var/x")),
+                vec!["`var/x` is not an absolute path".into()],
+            ),
+            (
+                format!("{configured}{}", entry.replace("/var/lib/x/*.key", "/var/../x")),
+                vec!["`/var/../x` is not a plain path".into()],
+            ),
+            (format!("{configured}{}", entry.replace("/var/lib/x/*.key", "/var/*")), vec!["bare `*`".into()]),
+            (format!("{configured}{entry}{entry}"), vec!["name `tok` is used twice".into()]),
+            (
+                format!("{configured}{}", entry.replace("\"mk\"", "\" \"")),
+                vec!["`tok` has an empty `first-boot`".into()],
+            ),
+            (
+                format!("{configured}{}", entry.replace("[\"/var/lib/x/*.key\"]", "[]")),
+                vec!["`tok` lists no `paths`".into()],
+            ),
+            (
+                format!("{}{entry}", configured.replace("maintainer-scripts = true", "")),
+                vec!["needs `[configure] maintainer-scripts = true`".into()],
+            ),
+        ] {
+            let err = parse(&text).unwrap_err().to_string();
+            for culprit in culprits {
+                assert!(err.contains(&culprit), "{culprit:?} not in: {err}");
+            }
+        }
+    }
+
+    #[test]
     fn owners_are_numeric() {
         assert_eq!("1000:50".parse::<Owner>().unwrap(), Owner { uid: 1000, gid: 50 });
         assert!("root:root".parse::<Owner>().is_err());
