@@ -207,7 +207,7 @@ pub fn matches(pattern: &str, path: &str) -> bool {
 #[serde(rename_all = "kebab-case")]
 pub struct Record {
     /// Paths the maintainer scripts made that the candidate leaves out, each with the entry
-    /// that claimed it (sorted by path).
+    /// that claimed it (sorted by path; a directory stands for everything under it).
     pub removed: Vec<RemovedPath>,
     /// Emptied rather than removed (systemd fills an empty `/etc/machine-id` at first boot).
     pub emptied: Vec<String>,
@@ -240,8 +240,11 @@ pub struct Action {
 /// caller emptied.
 pub fn apply(layer: Tree, rules: &[Rule], emptied: &[&str], systemd: bool, guard: bool, sde: u64) -> (Tree, Record) {
     let (mut kept, removed) = split(layer, rules);
+    // A removed directory stands for everything under it (a cluster is ~1000 files).
+    let topmost =
+        removed.iter().filter(|(path, _)| !path.match_indices('/').any(|(i, _)| removed.contains_key(&path[..i])));
     let mut record = Record {
-        removed: removed.iter().map(|(path, by)| RemovedPath { path: format!("/{path}"), by: by.clone() }).collect(),
+        removed: topmost.map(|(path, by)| RemovedPath { path: format!("/{path}"), by: by.clone() }).collect(),
         emptied: emptied.iter().filter(|p| kept.get(p).is_some()).map(|p| format!("/{p}")).collect(),
         guard,
         ..Record::default()
@@ -507,6 +510,8 @@ mod tests {
         layer.insert("etc/ssl/certs/11111111.0", node(Kind::Symlink { target: "ca.pem".into() })).unwrap();
         layer.insert("etc/machine-id", node(bytes(b""))).unwrap();
         layer.insert("srv/token", node(bytes(b"random"))).unwrap();
+        layer.insert("var/lib/postgresql/15/main", node(Kind::Directory)).unwrap();
+        layer.insert("var/lib/postgresql/15/main/PG_VERSION", node(bytes(b"15"))).unwrap();
         let declared: PerMachine = toml::from_str(
             "name = \"token\"\npaths = [\"/srv/token\"]\nfirst-boot = \"head -c 16 /dev/urandom > /srv/token\"",
         )
@@ -538,12 +543,18 @@ mod tests {
                 "usr/lib/systemd",
                 "usr/lib/systemd/system",
                 UNIT,
+                "var",
+                "var/lib",
+                "var/lib/postgresql",
+                "var/lib/postgresql/15",
             ]
         );
-        let json = serde_json::to_string(&record).unwrap();
+        let postgresql = BUILTIN.iter().find(|b| b.name == "postgresql-common").unwrap().first_boot.unwrap();
+        let json =
+            serde_json::to_string(&record).unwrap().replace(&serde_json::to_string(postgresql).unwrap(), "\"PG\"");
         assert_eq!(
             json,
-            r#"{"removed":[{"path":"/etc/ssh/ssh_host_rsa_key","by":"openssh-server"},{"path":"/etc/ssl/certs/0a1b2c3d.0","by":"ssl-cert"},{"path":"/etc/ssl/certs/ssl-cert-snakeoil.pem","by":"ssl-cert"},{"path":"/srv/token","by":"token"}],"emptied":["/etc/machine-id"],"first-boot":[{"name":"openssh-server","origin":"built-in","command":"ssh-keygen -A"},{"name":"ssl-cert","origin":"built-in","command":"make-ssl-cert generate-default-snakeoil --force-overwrite"},{"name":"token","origin":"recipe","command":"head -c 16 /dev/urandom > /srv/token"}],"runner":"systemd: candidate-first-boot.service, in sysinit.target","guard":true,"unmatched":["unused"]}"#
+            r#"{"removed":[{"path":"/etc/ssh/ssh_host_rsa_key","by":"openssh-server"},{"path":"/etc/ssl/certs/0a1b2c3d.0","by":"ssl-cert"},{"path":"/etc/ssl/certs/ssl-cert-snakeoil.pem","by":"ssl-cert"},{"path":"/srv/token","by":"token"},{"path":"/var/lib/postgresql/15/main","by":"postgresql-common"}],"emptied":["/etc/machine-id"],"first-boot":[{"name":"openssh-server","origin":"built-in","command":"ssh-keygen -A"},{"name":"ssl-cert","origin":"built-in","command":"make-ssl-cert generate-default-snakeoil --force-overwrite"},{"name":"postgresql-common","origin":"built-in","command":"PG"},{"name":"token","origin":"recipe","command":"head -c 16 /dev/urandom > /srv/token"}],"runner":"systemd: candidate-first-boot.service, in sysinit.target","guard":true,"unmatched":["unused"]}"#
         );
         let Some(Node { kind: Kind::File { size, content, .. }, mode: 0o755, .. }) = kept.get(SCRIPT) else { panic!() };
         let script = String::from_utf8(content.read_all(*size).unwrap()).unwrap();

@@ -134,6 +134,12 @@ pub fn build(
                 format_args!("`[[configure.per-machine]]` `{name}` matched nothing the maintainer scripts made"),
             );
         }
+        if !record.first_boot.is_empty() && record.runner.starts_with("none") {
+            ctx.printer.status(
+                "Warning",
+                format_args!("nothing in this image runs its first-boot actions: {}", record.runner),
+            );
+        }
         per_machine = Some(record);
         let verb = if built.cached { "Fresh" } else { "Configured" };
         let info = &built.info;

@@ -252,8 +252,9 @@ fn real_server_is_reproducible_keyless_and_each_node_makes_its_own_keys() {
         ("/etc/ssh/ssh_host_rsa_key.pub", "openssh-server"),
         ("/etc/ssl/private/ssl-cert-snakeoil.key", "ssl-cert"),
         ("/etc/ssl/certs/ssl-cert-snakeoil.pem", "ssl-cert"),
-        ("/var/lib/postgresql/15/main/global/pg_control", "postgresql-common"),
-        ("/etc/postgresql/15/main/postgresql.conf", "postgresql-common"),
+        ("/etc/ssl/private/ssl-cert-snakeoil.key", "ssl-cert"),
+        ("/var/lib/postgresql/15/main", "postgresql-common"),
+        ("/etc/postgresql/15/main", "postgresql-common"),
     ] {
         assert!(removed.contains(&(path, by)), "{path} by {by} not in {removed:?}");
     }
