@@ -60,16 +60,7 @@ if [ -f mm-server.tar.zst ]; then
   echo "package sets: $(wc -l < our-packages.txt) locked, $(wc -l < mm-packages.txt) installed by mmdebstrap; differences:"
   diff our-packages.txt mm-packages.txt || true
 fi
-python3 - "$WORK/times.tsv" <<'PY'
-import statistics, sys
-rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-names = list(dict.fromkeys(r[0] for r in rows))
-med = {n: statistics.median(float(r[1]) for r in rows if r[0] == n) for n in names}
-print(f"{'step':<14}{'median s':>10}{'min-max':>16}{'peak RSS MB':>13}{'mm-server/this':>16}")
-for n in names:
-    t = [float(r[1]) for r in rows if r[0] == n]; m = [int(r[2]) for r in rows if r[0] == n]
-    faster = f"{med['mm-server']/med[n]:.1f}x" if 'mm-server' in med and med[n] >= 0.01 else ""
-    print(f"{n:<14}{med[n]:>10.2f}{min(t):>8.2f}-{max(t):<7.2f}{max(m)/1024:>13.0f}{faster:>16}")
-if 'cold' in med and 'cold-noguard' in med:
-    print(f"the guard costs {med['cold'] - med['cold-noguard']:.1f} s of a cold build ({med['cold'] / med['cold-noguard']:.2f}x); a warm build, nothing")
-PY
+python3 "$REPO/benches/medians.py" "$WORK/times.tsv" --faster mm-server | tee medians.txt
+# The guard's cost: cold with it against cold without.
+awk '/^median /{for (i = 2; i <= NF; i++) { split($i, kv, "="); m[kv[1]] = kv[2] }}
+  END { if (m["cold"] && m["cold-noguard"]) printf "the guard costs %.1f s of a cold build (%.2fx); a warm build, nothing\n", m["cold"] - m["cold-noguard"], m["cold"] / m["cold-noguard"] }' medians.txt
