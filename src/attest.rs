@@ -17,7 +17,14 @@
 
 use serde_json::{json, Value};
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
 use crate::digest::Digest;
+use crate::dist::{subjects, ENVELOPE, MANIFEST};
+use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::keys::PrivateKey;
 
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const SLSA_PROVENANCE: &str = "https://slsa.dev/provenance/v1";
@@ -26,11 +33,7 @@ pub const BUILD_TYPE: &str = "urn:candidate:build-type:rootfs:v1";
 pub const BUILDER_ID: &str = "urn:candidate:builder";
 
 /// A file of the candidate, as a statement subject.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subject {
-    pub name: String,
-    pub sha256: Digest,
-}
+pub use crate::dist::Subject;
 
 fn sha256_map(digest: &Digest) -> Value {
     json!({ "sha256": digest.hex() })
@@ -95,4 +98,36 @@ pub fn statement(manifest: &Value, subjects: &[Subject]) -> Vec<u8> {
         },
     });
     serde_json::to_vec(&statement).expect("a JSON value serialises")
+}
+/// The signed statement of a candidate folder, with `keys`' signatures.
+pub fn envelope(dir: &Path, keys: &[PrivateKey]) -> anyhow::Result<Envelope> {
+    let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)
+        .with_context(|| format!("`{}` is not JSON", dir.join(MANIFEST).display()))?;
+    let payload = statement(&manifest, &subjects(dir)?);
+    Ok(Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, keys))
+}
+
+/// Signs a candidate folder's statement with `keys` into its envelope, written atomically:
+/// signatures already there over the same statement are kept (several signers, one
+/// payload); an envelope over another statement is replaced. Returns the envelope's path and
+/// how many signatures it holds.
+pub fn sign_folder(dir: &Path, keys: &[PrivateKey]) -> anyhow::Result<(PathBuf, usize)> {
+    let mut fresh = envelope(dir, keys)?;
+    let path = dir.join(ENVELOPE);
+    if let Ok(existing) = fs_err::read(&path).map_err(anyhow::Error::from).and_then(|b| Ok(Envelope::parse(&b)?)) {
+        if existing.payload == fresh.payload && existing.payload_type == fresh.payload_type {
+            let mut signatures = existing.signatures;
+            for s in fresh.signatures {
+                if !signatures.contains(&s) {
+                    signatures.push(s);
+                }
+            }
+            fresh.signatures = signatures;
+        }
+    }
+    let mut temp = tempfile::Builder::new().prefix(".envelope-").tempfile_in(dir)?;
+    std::io::Write::write_all(&mut temp, &fresh.to_json())?;
+    temp.as_file().sync_all()?;
+    temp.persist(&path).map_err(|e| e.error)?;
+    Ok((path, fresh.signatures.len()))
 }

@@ -1,7 +1,7 @@
 //! Compression: detecting and decoding inputs, and encoding outputs with fixed settings.
 //!
 //! Decoding accepts gzip, xz, zstd and plain data, told apart by their magic bytes, never by
-//! a file name. Encoding is part of a candidate's identity (DESIGN.md, invariant 5): the
+//! a file name. Encoding is part of a candidate's identity (ARCHITECTURE.md, invariant 5): the
 //! compressed bytes are derived from the uncompressed tar by a pinned library version with
 //! the settings below, and both are recorded in the manifest ([`Codec::describe`]), so an
 //! auditor can rebuild them. The crate versions are pinned with `=` in `Cargo.toml`; a test

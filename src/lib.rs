@@ -1,64 +1,71 @@
 //! `candidate` turns a recipe into a bit-for-bit reproducible root filesystem template and a
 //! manifest that proves what went in and what came out.
 //!
-//! The pipeline, one module a stage:
+//! The pipeline, stage by stage (`ARCHITECTURE.md` at the top of the repository is the full
+//! account: invariants, the import rule that `architecture` checks, how to add a format):
 //!
 //! ```text
-//! recipe ──lock──▶ lockfile ──fetch──▶ store ──layer──▶ layers ──rootfs──▶ outputs + manifest
-//!        ──attest──▶ SBOM + signed provenance ──verify──▶ verdict
+//! recipe ──lock──▶ lockfile ──fetch──▶ store ──layers──▶ rootfs ──outputs──▶ candidate folder
+//!        ──attest──▶ signed statement ──release──▶ verify / promote / test / diff
 //! ```
 //!
-//! * [`recipe`] — the typed recipe (`recipes/NAME.toml`): image, layers, outputs.
-//! * [`debian`] — Debian archives: the signed index chain, the resolver, `.deb` unpacking and
-//!   the dpkg database (package layers are built by `ops::packages` through `debian::install`).
-//! * [`local`] — local inputs: scanning trees, tree digests, stat fingerprints.
-//! * [`lockfile`] — the lockfile schema (`lockfiles/NAME.lock`).
-//! * [`fetch`] — streaming inputs into the store, checked against their pins.
-//! * [`store`] — the content-addressed store: blobs, action cache, atomic writes.
-//! * [`tar`] — the strict reader of untrusted archives and the deterministic writer.
-//! * [`tree`] — the in-memory image tree and its placement rules.
-//! * [`layer`] — one recipe layer into one deterministic tar.
-//! * [`compress`] — input decoders and pinned output encoders.
-//! * [`rootfs`] — merging layers and writing the output archives.
-//! * [`manifest`] — the canonical `manifest.json`.
-//! * [`oci`] — the OCI image layout, one layer per recipe layer.
-//! * [`lxc`] — LXC and LXD/Incus metadata beside `rootfs.tar.xz`.
-//! * [`sbom`] — the SPDX 2.3 SBOM (`sbom.spdx.json`).
-//! * [`keys`], [`dsse`], [`attest`] — ed25519 keys, DSSE envelopes, and the signed in-toto
-//!   SLSA provenance (`manifest.intoto.json`) that `verify` checks.
-//! * [`instance`], [`sandbox`] — a tree written onto a host folder, and a namespace sandbox
-//!   that runs a command in it (`candidate test`, the configure mode).
-//! * [`channel`] — channels: signed, hash-chained promotion logs, and their policy.
-//! * [`ops`] — the commands (`lock`, `fetch`, `build`, `key`, `sign`, `verify`), thin layers
-//!   over the above.
-//! * [`digest`] — the sha256 type every identity is.
-//!
-//! The invariants every module keeps are in `DESIGN.md`: determinism, the hash chain, no host
-//! extraction of untrusted archives, an atomic shared store, identity by uncompressed bytes,
-//! and errors that name their culprit.
+//! * **foundation** — [`digest`] (the sha256 every identity is), [`compress`] (input decoders,
+//!   pinned output encoders), [`tar`] (the strict reader of untrusted archives, the deterministic
+//!   writer), [`tree`] (the in-memory image tree and its placement rules), [`store`] (blobs,
+//!   action cache, atomic writes), [`keys`] and [`dsse`] (ed25519, DSSE envelopes),
+//!   [`sandbox`] and [`instance`] (a namespace sandbox over a tree written to a host folder),
+//!   [`printer`], [`context`], [`error`], and Debian's parsers in [`debian`].
+//! * **recipe** — [`recipe`] (the typed, strict recipe), [`lockfile`] (the lockfile schema).
+//! * **lock** — [`lock`] (pin a recipe's inputs; check a lockfile against its recipe),
+//!   [`fetch`] (stream pinned inputs into the store), [`local`] (local trees and their
+//!   digests), and in [`debian`]: the signed index chain, the resolver, [`debian::pin`].
+//! * **layers** — [`layer`] (one recipe layer into one deterministic tar), [`rootfs`] (merging
+//!   layers, writing the rootfs archives), and in [`debian`]: unpacking, the dpkg database,
+//!   [`debian::layers`] and configure mode.
+//! * **outputs** — [`manifest`], [`sbom`], [`oci`], [`lxc`], and [`dist`] (the candidate
+//!   folder's file names; publishing it atomically).
+//! * **attest** — [`attest`] (the in-toto statement with SLSA provenance, signed).
+//! * **release** — [`build`] (the build orchestration), [`verify`] (checks and rebuilds),
+//!   [`registry`] (the store's candidates), [`channel`] (promotion logs and policy),
+//!   [`qualify`] (scripts in fresh instances, test-result attestations).
+//! * **commands** — [`ops`] (one thin file per command) and [`cli`] (the arguments).
 
 pub mod attest;
+pub mod build;
 pub mod channel;
 pub mod cli;
 pub mod compress;
+pub mod context;
 pub mod debian;
 pub mod digest;
+pub mod dist;
 pub mod dsse;
+pub mod error;
 pub mod fetch;
 pub mod instance;
 pub mod keys;
 pub mod layer;
 pub mod local;
+pub mod lock;
 pub mod lockfile;
 pub mod lxc;
 pub mod manifest;
 pub mod oci;
 pub mod ops;
 pub mod printer;
+pub mod qualify;
 pub mod recipe;
+pub mod registry;
+pub mod release;
 pub mod rootfs;
 pub mod sandbox;
 pub mod sbom;
 pub mod store;
 pub mod tar;
+#[doc(hidden)]
+pub mod testing;
 pub mod tree;
+pub mod verify;
+
+#[cfg(test)]
+mod architecture;

@@ -2,11 +2,12 @@
 
 use std::process::ExitCode;
 
+use candidate::build::BuildOptions;
 use candidate::cli::{ChannelCommand, Cli, Command, KeyCommand};
 use candidate::fetch::Network;
 use candidate::keys::PrivateKey;
 use candidate::lockfile::LockMode;
-use candidate::ops::{self, build::BuildOptions, CheckFailed, Context};
+use candidate::ops::{self, CheckFailed, Context};
 use candidate::printer::Printer;
 use candidate::store::Store;
 use clap::Parser;
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let printer = Printer::new(cli.global.quiet, cli.global.verbose);
+    let printer = Printer::new(cli.global.quiet, cli.global.verbose, cli.global.json);
     let store_root = cli
         .global
         .store
@@ -57,36 +58,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ops::lock::lock(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), mode, allow_rollback)?;
         }
         Command::Fetch { recipe, lockfile } => {
-            ops::build::fetch(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), Network::Allowed)?;
+            ops::build::fetch(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile))?;
         }
         Command::Build { recipe, lockfile, out, offline, formats, sign } => {
             let network = if offline { Network::Offline } else { Network::Allowed };
             let sign = sign.iter().map(|k| PrivateKey::load(k)).collect::<Result<Vec<_>, _>>()?;
             let options = BuildOptions { out, network, formats: (!formats.is_empty()).then_some(formats), sign };
-            let (id, _) = ops::build::build(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), &options)?;
-            println!("{id}");
+            ops::build::build(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), &options)?;
         }
         Command::List => ops::release::list(&ctx, channels)?,
         Command::Promote { candidate, channel, key, note } => {
             ops::release::promote(&ctx, &candidate, &channel, &key, note.as_deref(), policy, channels)?;
         }
-        Command::Channel { action: ChannelCommand::Show { name, json } } => {
-            ops::release::show_channel(&ctx, &name, policy, channels, json)?;
+        Command::Channel { action: ChannelCommand::Show { name } } => {
+            ops::release::show_channel(&ctx, &name, policy, channels)?;
         }
         Command::Channel { action: ChannelCommand::Verify { name } } => {
             ops::release::verify_channel(&ctx, &name, policy, channels)?;
         }
-        Command::Diff { a, b, json } => ops::diff::diff(&ctx, &a, &b, json)?,
-        Command::Key { action: KeyCommand::Generate { out } } => ops::verify::generate_key(&ctx, &out)?,
-        Command::Sign { candidate, keys } => ops::verify::sign(&ctx, &candidate, &keys)?,
+        Command::Diff { a, b } => ops::diff::diff(&ctx, &a, &b, ctx.printer.json())?,
+        Command::Key { action: KeyCommand::Generate { out } } => ops::key::generate_key(&ctx, &out)?,
+        Command::Sign { candidate, keys } => ops::key::sign(&ctx, &candidate, &keys)?,
         Command::Test { candidate, scripts, timeout, sign, runtime } => {
             let sign = sign.iter().map(|k| PrivateKey::load(k)).collect::<Result<Vec<_>, _>>()?;
             let timeout = std::time::Duration::from_secs(timeout);
-            let options = ops::qualify::TestOptions { scripts, timeout, sign, runtime };
-            ops::qualify::test(&ctx, &candidate, &options)?;
+            let options = candidate::qualify::TestOptions { scripts, timeout, sign, runtime };
+            ops::test::test(&ctx, &candidate, &options)?;
         }
         Command::Verify { candidate, keys, threshold, rebuild, recipe, lockfile } => {
-            let rebuild = rebuild.then_some(ops::verify::Rebuild { recipe, lockfile });
+            let rebuild = rebuild.then_some(candidate::verify::Rebuild { recipe, lockfile });
             ops::verify::verify(&ctx, &candidate, &keys, threshold, rebuild.as_ref())?;
         }
     }

@@ -18,6 +18,10 @@ use serde::{Deserialize, Deserializer};
 
 use crate::digest::Digest;
 
+/// The name of the layer that running the maintainer scripts makes, in manifests and OCI
+/// history: reserved, so no recipe layer may take it.
+pub const CONFIGURE_LAYER: &str = "configure";
+
 /// Why a recipe could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
@@ -355,7 +359,8 @@ pub enum Format {
     /// The Proxmox VE template name for the zstd rootfs: `OS-RELEASE-NAME_VERSION_ARCH.tar.zst`.
     #[serde(rename = "proxmox")]
     Proxmox,
-    /// LXC's `lxc-create -t local` pair: `meta.tar.xz` and `rootfs.tar.xz`.
+    /// LXC's `lxc-create -t local` pair: `meta.tar.xz` and `lxc.rootfs.tar.xz`, a rootfs of
+    /// its own holding LXC's `LXC_NAME` templates (see [`crate::lxc`]).
     #[serde(rename = "lxc")]
     Lxc,
     /// The LXD/Incus split image: `incus.meta.tar.xz` and `rootfs.tar.xz`.
@@ -447,7 +452,7 @@ impl Recipe {
                     )));
                 }
                 for text in &layer.packages {
-                    crate::debian::resolve::Requested::parse(text)
+                    crate::debian::packages::Requested::parse(text)
                         .map_err(|e| invalid(format!("layer `{}`: package `{text}`: {e}", layer.name)))?;
                 }
                 for name in &layer.exclude {
@@ -484,10 +489,10 @@ impl Recipe {
                 )));
             }
         }
-        if self.layers.iter().any(|l| l.name.as_str() == crate::debian::configure::LAYER_NAME) {
+        if self.layers.iter().any(|l| l.name.as_str() == CONFIGURE_LAYER) {
             return Err(invalid(format!(
                 "the layer name `{}` is reserved for what the maintainer scripts change",
-                crate::debian::configure::LAYER_NAME
+                CONFIGURE_LAYER
             )));
         }
         if self.image.sde_from_archive && self.archives.is_empty() {

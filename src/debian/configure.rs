@@ -36,9 +36,6 @@ use crate::digest::{Digest, Hasher};
 use crate::sandbox::{self, Bind, Exit, Spec};
 use crate::tree::{Content, Kind, Node, Tree, WHITEOUT_PREFIX};
 
-/// The layer's name in manifests and OCI history (recipes may not use it).
-pub const LAYER_NAME: &str = "configure";
-
 /// Bumped whenever the configure run or its normalisation changes.
 const VERSION: u32 = 3;
 

@@ -11,6 +11,8 @@
 //! * [`archive`] — the trust chain: `InRelease` → `Packages` indexes, with rollback records.
 //! * [`resolve`] — the dependency resolver that picks what apt would.
 //! * [`install`] — extract-only installation of pinned packages into a layer.
+//! * [`pin`] — the lock and fetch stages for a recipe's archives and packages.
+//! * [`layers`] — each recipe layer's packages, unpacked over the layers below, cached.
 //! * [`configure`] — configure mode: the image's own dpkg runs the maintainer scripts in the
 //!   namespace sandbox, and what they changed becomes the `configure` layer.
 //! * [`per_machine`] — per-machine state left out of a candidate and made at first boot, and
@@ -22,8 +24,10 @@ pub mod control;
 pub mod deb;
 pub mod dpkgdb;
 pub mod install;
+pub mod layers;
 pub mod packages;
 pub mod per_machine;
+pub mod pin;
 pub mod release;
 pub mod resolve;
 pub mod unpack;

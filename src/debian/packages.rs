@@ -827,6 +827,37 @@ pub fn parse_index(text: &str) -> Result<Vec<Package>, IndexError> {
     Stanzas::new(text, Dialect::Archive).map(|stanza| Ok(Package::from_stanza(&stanza?)?)).collect()
 }
 
+/// One requested package: `bash`, `python3 (>= 3.11)`, `libc6:i386`, `hello (= 1.0-1)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requested {
+    pub relation: Relation,
+    /// The text as the recipe wrote it, for reasons and errors.
+    pub text: String,
+}
+
+/// Why a request string is not one relation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseRequestError {
+    #[error(transparent)]
+    Relation(#[from] RelationError),
+    #[error("`{0}` is not one package: a request names one package, without alternatives or commas")]
+    NotOne(String),
+}
+
+impl Requested {
+    /// Parses one relation with the `Packages` relationship syntax; alternatives and lists are
+    /// refused, since a recipe lists its packages one by one.
+    pub fn parse(text: &str) -> Result<Self, ParseRequestError> {
+        let relations = Relations::parse("request", text)?;
+        match relations.as_slice() {
+            [alternatives] if alternatives.as_slice().len() == 1 => {
+                Ok(Requested { relation: alternatives.first().clone(), text: text.trim().to_owned() })
+            }
+            _ => Err(ParseRequestError::NotOne(text.trim().to_owned())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -74,7 +74,7 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::packages::{
-    Alternatives, ArchQualifier, Architecture, MultiArch, Package, PackageName, Priority, Relation, Relations,
+    Alternatives, ArchQualifier, Architecture, MultiArch, Package, PackageName, Priority, Relation, Requested,
 };
 
 /// Index of a package in a [`Universe`], in the order packages were added.
@@ -299,37 +299,6 @@ impl Universe {
             p.name.to_string()
         } else {
             format!("{}:{}", p.name, p.architecture)
-        }
-    }
-}
-
-/// One requested package: `bash`, `python3 (>= 3.11)`, `libc6:i386`, `hello (= 1.0-1)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requested {
-    pub relation: Relation,
-    /// The text as the recipe wrote it, for reasons and errors.
-    pub text: String,
-}
-
-/// Why a request string is not one relation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseRequestError {
-    #[error(transparent)]
-    Relation(#[from] super::packages::RelationError),
-    #[error("`{0}` is not one package: a request names one package, without alternatives or commas")]
-    NotOne(String),
-}
-
-impl Requested {
-    /// Parses one relation with the `Packages` relationship syntax; alternatives and lists are
-    /// refused, since a recipe lists its packages one by one.
-    pub fn parse(text: &str) -> Result<Self, ParseRequestError> {
-        let relations = Relations::parse("request", text)?;
-        match relations.as_slice() {
-            [alternatives] if alternatives.as_slice().len() == 1 => {
-                Ok(Requested { relation: alternatives.first().clone(), text: text.trim().to_owned() })
-            }
-            _ => Err(ParseRequestError::NotOne(text.trim().to_owned())),
         }
     }
 }
@@ -952,7 +921,7 @@ impl<'u> Solver<'u> {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::packages::parse_index;
+    use super::super::packages::{parse_index, ParseRequestError};
     use super::*;
 
     const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";

@@ -196,8 +196,8 @@ fn top_level(path: &str) -> String {
 
 /// `candidate diff A B [--json]`.
 pub fn diff(ctx: &Context, a: &str, b: &str, as_json: bool) -> anyhow::Result<()> {
-    let (dir_a, id_a) = super::release::resolve(ctx, a)?;
-    let (dir_b, id_b) = super::release::resolve(ctx, b)?;
+    let (dir_a, id_a) = crate::registry::resolve(&ctx.store, a)?;
+    let (dir_b, id_b) = crate::registry::resolve(&ctx.store, b)?;
     let read = |dir: &Path| -> anyhow::Result<Value> {
         Ok(serde_json::from_slice(&fs_err::read(dir.join("manifest.json"))?)?)
     };

@@ -1,297 +1,31 @@
-//! `candidate lock`: pin every input of a recipe; and the freshness check `build` makes.
-//!
-//! Both compute the lockfile a recipe calls for. `lock` may download remote tarballs to
-//! learn their digests (keeping the pins of an existing lockfile whose recipe entry did not
-//! change, so relocking never re-downloads); the check never touches the network: a remote
-//! input that the lockfile does not pin makes the lockfile stale.
+//! `candidate lock RECIPE [--check]`: pins every input ([`crate::lock::lock`]); with
+//! `--check`, a lockfile that would change is a failed check (exit 1) that writes nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context as _};
-
-use super::packages::Keyrings;
 use super::{CheckFailed, Context};
-use crate::digest::{Digest, Hasher};
-use crate::fetch::{self, Network};
-use crate::local::LocalTree;
-use crate::lockfile::{InputKind, LockMode, LockedInput, Lockfile, VERSION};
-use crate::recipe::{Origin, Recipe};
+use crate::lock::LockOutcome;
+use crate::lockfile::LockMode;
 
-/// A local `files` input of a layer, scanned, with its tree digest.
-pub struct ScannedFiles {
-    pub tree: LocalTree,
-    pub digest: Digest,
+/// What `lock --json` prints.
+#[derive(serde::Serialize)]
+struct Locked<'a> {
+    lockfile: &'a Path,
+    #[serde(flatten)]
+    outcome: &'a LockOutcome,
 }
 
-/// A recipe with the lockfile it calls for and its scanned local inputs, per layer.
-pub struct Resolved {
-    /// The recipe, its `source-date-epoch` settled (an `"archive"` one from the lockfile).
-    pub recipe: Recipe,
-    pub lockfile: Lockfile,
-    pub files: Vec<Vec<ScannedFiles>>,
-    pub keyrings: Keyrings,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Purpose {
-    /// Writing a lockfile: remote inputs may be downloaded, archives are read as they are now.
-    Lock { allow_rollback: bool },
-    /// Checking one: never download.
-    Check,
-}
-
-/// What `candidate lock` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockOutcome {
-    Unchanged,
-    Written,
-}
-
-/// `candidate lock RECIPE [--check]`.
-pub fn lock(
-    ctx: &Context,
-    recipe_path: &Path,
-    lockfile_path: &Path,
-    mode: LockMode,
-    allow_rollback: bool,
-) -> anyhow::Result<LockOutcome> {
-    let recipe = Recipe::load(recipe_path)?;
-    let existing_text = read_existing(lockfile_path)?;
-    let existing = existing_text.as_deref().map(|t| Lockfile::parse(lockfile_path, t)).transpose()?;
-    ctx.printer.status("Locking", recipe_path.display());
-    let resolved = resolve(ctx, recipe, existing.as_ref(), Purpose::Lock { allow_rollback })?;
-    let text = resolved.lockfile.render();
-    if existing_text.as_deref() == Some(text.as_str()) {
-        ctx.printer.status("Unchanged", lockfile_path.display());
-        return Ok(LockOutcome::Unchanged);
+pub fn lock(ctx: &Context, recipe: &Path, lockfile: &Path, mode: LockMode, allow_rollback: bool) -> anyhow::Result<()> {
+    let outcome = crate::lock::lock(ctx, recipe, lockfile, mode, allow_rollback)?;
+    if ctx.printer.json() {
+        ctx.printer.data(&Locked { lockfile, outcome: &outcome })?;
     }
-    if mode == LockMode::Check {
-        let reason =
-            existing.as_ref().map_or_else(|| "it does not exist".to_owned(), |old| explain(old, &resolved.lockfile));
-        return Err(CheckFailed {
-            message: format!("lockfile `{}` would change: {reason}", lockfile_path.display()),
-            hint: Some(format!("run `candidate lock {}` to update it", recipe_path.display())),
+    match outcome {
+        LockOutcome::Unchanged | LockOutcome::Written => Ok(()),
+        LockOutcome::WouldChange { reason } => Err(CheckFailed {
+            message: format!("lockfile `{}` would change: {reason}", lockfile.display()),
+            hint: Some(format!("run `candidate lock {}` to update it", recipe.display())),
         }
-        .into());
+        .into()),
     }
-    write_lockfile(lockfile_path, &text)?;
-    ctx.printer.status("Wrote", lockfile_path.display());
-    Ok(LockOutcome::Written)
-}
-
-/// Checks that the lockfile at `lockfile_path` is the one `recipe_path` calls for, without
-/// network. A stale or missing lockfile is a [`CheckFailed`] naming what changed.
-pub fn check(ctx: &Context, recipe_path: &Path, lockfile_path: &Path) -> anyhow::Result<(Resolved, Digest)> {
-    let recipe = Recipe::load(recipe_path)?;
-    let hint = Some(format!("run `candidate lock {}` to update it", recipe_path.display()));
-    let Some(text) = read_existing(lockfile_path)? else {
-        return Err(CheckFailed {
-            message: format!("recipe `{}` has no lockfile at `{}`", recipe_path.display(), lockfile_path.display()),
-            hint,
-        }
-        .into());
-    };
-    let existing = Lockfile::parse(lockfile_path, &text)?;
-    let resolved = match resolve(ctx, recipe, Some(&existing), Purpose::Check) {
-        Err(e) if e.is::<Unpinned>() => {
-            return Err(CheckFailed {
-                message: format!("lockfile `{}` is out of date: {e}", lockfile_path.display()),
-                hint,
-            }
-            .into())
-        }
-        other => other?,
-    };
-    if resolved.lockfile.render() != text {
-        let reason = explain(&existing, &resolved.lockfile);
-        return Err(CheckFailed {
-            message: format!("lockfile `{}` is out of date: {reason}", lockfile_path.display()),
-            hint,
-        }
-        .into());
-    }
-    Ok((resolved, Digest::of(text.as_bytes())))
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Unpinned(String);
-
-fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: Purpose) -> anyhow::Result<Resolved> {
-    let mut recipe = recipe;
-    let keyrings = Keyrings::load(&recipe)?;
-    let (archives, packages) = match (purpose, existing) {
-        (Purpose::Lock { allow_rollback }, _) => super::packages::lock(ctx, &recipe, &keyrings, allow_rollback)?,
-        // The build never resolves: it takes the pinned packages, which `build` then checks
-        // against the signed indexes.
-        (Purpose::Check, Some(existing)) => (existing.archives.clone(), existing.packages.clone()),
-        (Purpose::Check, None) => (Vec::new(), Vec::new()),
-    };
-    if purpose == Purpose::Check && !recipe.archives.is_empty() && archives.is_empty() {
-        return Err(Unpinned("the recipe's archives are not locked in it".into()).into());
-    }
-    if recipe.image.sde_from_archive {
-        recipe.image.source_date_epoch = super::packages::newest_date(&archives);
-    }
-    let mut inputs = Vec::new();
-    let mut files = Vec::new();
-    for layer in &recipe.layers {
-        let mut layer_files = Vec::new();
-        for spec in &layer.files {
-            let path = recipe.resolve(&spec.from);
-            let tree =
-                LocalTree::scan(&path).with_context(|| format!("layer `{}`: cannot read `files` input", layer.name))?;
-            let (digest, _) = tree.digest(Some(&ctx.store))?;
-            inputs.push(LockedInput {
-                layer: layer.name.to_string(),
-                kind: InputKind::Files,
-                origin: spec.from.display().to_string(),
-                size: tree.size(),
-                sha256: digest,
-                files: Some(tree.file_count()),
-            });
-            layer_files.push(ScannedFiles { tree, digest });
-        }
-        files.push(layer_files);
-        for spec in &layer.tarballs {
-            let origin = Origin::parse(&spec.url, &recipe.dir).map_err(anyhow::Error::msg)?;
-            let locked = existing.and_then(|l| {
-                l.inputs
-                    .iter()
-                    .find(|i| i.layer == layer.name.as_str() && i.kind == InputKind::Tarball && i.origin == spec.url)
-            });
-            let (sha256, size) = match (&origin, locked) {
-                // A remote pin stays as long as the recipe does not pin something else.
-                (Origin::Remote(_), Some(l)) if spec.sha256.is_none_or(|pin| pin == l.sha256) => (l.sha256, l.size),
-                (Origin::Remote(url), _) if purpose == Purpose::Check => {
-                    return Err(
-                        Unpinned(format!("tarball `{url}` of layer `{}` is not pinned by it", layer.name)).into()
-                    )
-                }
-                (Origin::Remote(_), _) => {
-                    ctx.printer.status("Fetching", &spec.url);
-                    let bar = ctx.printer.bytes_bar(None, "Downloading".into());
-                    // With a recipe pin, bytes that do not match it never reach the store.
-                    let pin = spec.sha256.map(|sha256| fetch::Pin { sha256, size: None });
-                    let got = fetch::fetch(&ctx.store, &origin, pin, Network::Allowed, &|n| bar.set_position(n))?;
-                    bar.finish_and_clear();
-                    got
-                }
-                (Origin::Local(path), _) => {
-                    let tree = LocalTree::scan(path)
-                        .with_context(|| format!("layer `{}`: cannot read tarball", layer.name))?;
-                    if tree.entries.len() != 1 || tree.file_count() != 1 {
-                        bail!("layer `{}`: tarball `{}` is not a regular file", layer.name, path.display());
-                    }
-                    let (_, digests) = tree.digest(Some(&ctx.store))?;
-                    (digests[0].expect("a file is hashed"), tree.size())
-                }
-            };
-            if let Some(pin) = spec.sha256 {
-                if pin != sha256 {
-                    bail!(
-                        "layer `{}`: tarball `{}` does not match the recipe's pin: expected {pin}, got {sha256} ({size} bytes)",
-                        layer.name,
-                        spec.url
-                    );
-                }
-            }
-            inputs.push(LockedInput {
-                layer: layer.name.to_string(),
-                kind: InputKind::Tarball,
-                origin: spec.url.clone(),
-                size,
-                sha256,
-                files: None,
-            });
-        }
-    }
-    let recipe_digest = recipe_digest(&recipe, &inputs, &keyrings);
-    let lockfile = Lockfile { version: VERSION, recipe: recipe_digest, archives, inputs, packages };
-    Ok(Resolved { recipe, lockfile, files, keyrings })
-}
-
-/// The recipe digest: its bytes and the digest of every local input it includes (remote
-/// inputs are pinned by the lockfile's own entries).
-fn recipe_digest(recipe: &Recipe, inputs: &[LockedInput], keyrings: &Keyrings) -> Digest {
-    let mut h = Hasher::new();
-    h.field("candidate-recipe-v1").field(&recipe.bytes);
-    keyrings.digest_into(&mut h);
-    for input in inputs {
-        let local = match input.kind {
-            InputKind::Files => true,
-            InputKind::Tarball => !Origin::parse(&input.origin, &recipe.dir).is_ok_and(|o| o.is_remote()),
-        };
-        if local {
-            h.field(&input.origin).field(input.sha256.as_bytes());
-        }
-    }
-    h.finish()
-}
-
-/// Says what differs between a lockfile and the one the recipe now calls for.
-fn explain(old: &Lockfile, new: &Lockfile) -> String {
-    if old.version != new.version {
-        return format!("it has schema version {}; this candidate writes version {}", old.version, new.version);
-    }
-    let package = |p: &crate::lockfile::LockedPackage| (p.layer.clone(), p.name.clone(), p.architecture.clone());
-    for n in &new.packages {
-        match old.packages.iter().find(|o| package(o) == package(n)) {
-            None => return format!("package `{}` ({}) of layer `{}` is not in it", n.name, n.version, n.layer),
-            Some(o) if o.version != n.version || o.sha256 != n.sha256 => {
-                return format!(
-                    "package `{}` of layer `{}` changed: locked {}, now {}",
-                    n.name, n.layer, o.version, n.version
-                )
-            }
-            Some(_) => {}
-        }
-    }
-    if let Some(o) = old.packages.iter().find(|o| !new.packages.iter().any(|n| package(n) == package(o))) {
-        return format!("package `{}` of layer `{}` is no longer needed", o.name, o.layer);
-    }
-    if old.archives != new.archives {
-        return "an archive's signed index changed since it was locked".to_owned();
-    }
-    let key = |i: &LockedInput| (i.layer.clone(), i.kind, i.origin.clone());
-    for n in &new.inputs {
-        match old.inputs.iter().find(|o| key(o) == key(n)) {
-            None => return format!("{} `{}` of layer `{}` is not in it", n.kind, n.origin, n.layer),
-            Some(o) if o.sha256 != n.sha256 || o.size != n.size => {
-                return format!(
-                    "{} `{}` of layer `{}` changed: locked {}, now {}",
-                    n.kind, n.origin, n.layer, o.sha256, n.sha256
-                )
-            }
-            Some(_) => {}
-        }
-    }
-    if let Some(o) = old.inputs.iter().find(|o| !new.inputs.iter().any(|n| key(n) == key(o))) {
-        return format!("{} `{}` of layer `{}` is no longer in the recipe", o.kind, o.origin, o.layer);
-    }
-    "the recipe changed since it was locked".to_owned()
-}
-
-fn read_existing(path: &Path) -> anyhow::Result<Option<String>> {
-    match fs_err::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Writes a lockfile atomically, beside its final name.
-fn write_lockfile(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    fs_err::create_dir_all(&dir)?;
-    let mut temp = tempfile::Builder::new().prefix(".lock-").tempfile_in(&dir)?;
-    std::io::Write::write_all(&mut temp, text.as_bytes())?;
-    temp.as_file().sync_all()?;
-    temp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("failed to write lockfile `{}`", path.display()))?;
-    Ok(())
 }

@@ -1,5 +1,6 @@
-//! `candidate test CANDIDATE --script PATH… [--timeout SECS] [--sign KEY]… [--runtime R]`:
-//! qualify a candidate by running scripts against a fresh deployment of it.
+//! Qualification: running scripts against fresh instances of a candidate (`candidate test
+//! CANDIDATE --script PATH… [--timeout SECS] [--sign KEY]… [--runtime R]`), and the signed
+//! test-result attestation of what they did.
 //!
 //! Each script runs in its own throwaway instance, so no script sees what another left:
 //!
@@ -7,7 +8,7 @@
 //!   sha256, read with the strict tar reader into a tree (once), and for each script
 //!   [`materialize`](crate::instance::materialize)d into a fresh folder under the store's
 //!   `tmp/`, where [`sandbox::run`] runs it; the folder is removed after the run.
-//! * **lxc**: a real LXC container made from the candidate's `meta.tar.xz` + `rootfs.tar.xz`
+//! * **lxc**: a real LXC container made from the candidate's `meta.tar.xz` + `lxc.rootfs.tar.xz`
 //!   with `lxc-create -t local`, in a private lxcpath under the store's `tmp/`; each script
 //!   runs through `lxc-attach` and the container is destroyed after it.
 //!
@@ -34,14 +35,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
-use super::verify::MANIFEST;
-use super::{CheckFailed, Context};
 use crate::channel::TEST_RESULT;
+use crate::context::Context;
 use crate::digest::Digest;
+use crate::dist::MANIFEST;
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::PrivateKey;
 use crate::sandbox::{self, Exit};
 use crate::tree::Tree;
+
+pub mod lxc;
 
 /// The hostname of every test instance.
 pub const HOSTNAME: &str = "candidate-test";
@@ -50,11 +53,12 @@ pub const SCRIPT_DIR: &str = "/run/candidate";
 /// How much of a script's output is kept.
 const OUTPUT_LIMIT: usize = 64 * 1024;
 /// How many trailing lines of a failing script's output are printed, and attested.
-const SHOWN_LINES: usize = 10;
+pub const SHOWN_LINES: usize = 10;
 const ATTESTED_LINES: usize = 20;
 
 /// Where the scripts run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Runtime {
     /// Our namespace sandbox over a materialised rootfs.
     Sandbox,
@@ -95,7 +99,7 @@ pub struct ScriptRun {
 }
 
 impl ScriptRun {
-    fn passed(&self) -> bool {
+    pub fn passed(&self) -> bool {
         self.exit == Exit::Code(0)
     }
 }
@@ -104,7 +108,7 @@ pub(super) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn load_scripts(paths: &[PathBuf]) -> anyhow::Result<Vec<Script>> {
+pub fn load_scripts(paths: &[PathBuf]) -> anyhow::Result<Vec<Script>> {
     if paths.is_empty() {
         bail!("name at least one script with `--script`");
     }
@@ -169,7 +173,7 @@ fn rootfs_archive(dir: &Path, manifest: &Value) -> anyhow::Result<String> {
 
 /// The candidate's root filesystem as a tree, read once with the strict reader; compressed
 /// archives are decompressed into an anonymous spool file under the store's `tmp/`.
-fn read_rootfs(ctx: &Context, dir: &Path, manifest: &Value) -> anyhow::Result<Tree> {
+pub fn read_rootfs(ctx: &Context, dir: &Path, manifest: &Value) -> anyhow::Result<Tree> {
     let name = rootfs_archive(dir, manifest)?;
     let file = open_checked(dir, manifest, &name)?;
     let (plain, _) = file.into_parts();
@@ -185,74 +189,14 @@ fn read_rootfs(ctx: &Context, dir: &Path, manifest: &Value) -> anyhow::Result<Tr
     Ok(tree)
 }
 
-/// `candidate test`.
-pub fn test(ctx: &Context, candidate: &str, options: &TestOptions) -> anyhow::Result<()> {
-    let (dir, id) = super::release::resolve(ctx, candidate)?;
-    let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)
-        .with_context(|| format!("`{}` is not JSON", dir.join(MANIFEST).display()))?;
-    let scripts = load_scripts(&options.scripts)?;
-    let sde = manifest["source-date-epoch"].as_u64().unwrap_or_default();
-    let mut runs = Vec::new();
-    match options.runtime {
-        Runtime::Sandbox => {
-            let tree = read_rootfs(ctx, &dir, &manifest)?;
-            for script in &scripts {
-                let run = run_in_sandbox(ctx, &tree, script, sde, options.timeout)
-                    .with_context(|| format!("script `{}` on candidate {id}", script.name))?;
-                report_run(script, &run, options.timeout);
-                runs.push(run);
-            }
-        }
-        Runtime::Lxc => {
-            for script in &scripts {
-                let run = super::qualify_lxc::run(ctx, &dir, &manifest, script, options.timeout)
-                    .with_context(|| format!("script `{}` on candidate {id} in LXC", script.name))?;
-                report_run(script, &run, options.timeout);
-                runs.push(run);
-            }
-        }
-    }
-    let failed = runs.iter().filter(|r| !r.passed()).count();
-    if !options.sign.is_empty() {
-        let path = write_attestation(&dir, &manifest, &id, &scripts, &runs, options)?;
-        ctx.printer.status("Attested", format_args!("{}", path.display()));
-    }
-    if failed == 0 {
-        println!("PASSED  {} of {} script(s) on {id}", runs.len(), runs.len());
-        Ok(())
-    } else {
-        println!("FAILED  {failed} of {} script(s) on {id}", runs.len());
-        Err(CheckFailed {
-            message: format!("{failed} of {} qualification script(s) failed on `{}`", runs.len(), dir.display()),
-            hint: None,
-        }
-        .into())
-    }
-}
-
-/// One line per script; a failing one also shows the end of its output.
-fn report_run(script: &Script, run: &ScriptRun, timeout: Duration) {
-    let verdict = if run.passed() { "PASSED" } else { "FAILED" };
-    let how = match run.exit {
-        Exit::TimedOut => format!("killed at the {} s time limit", timeout.as_secs()),
-        exit => format!("{exit} in {:.2} s", run.duration.as_secs_f64()),
-    };
-    println!("{verdict}  {}  {how}  (sha256 {})", script.name, script.sha256.hex());
-    if !run.passed() {
-        for line in last_lines(&run.output, SHOWN_LINES) {
-            println!("        | {line}");
-        }
-    }
-}
-
-fn last_lines(output: &[u8], n: usize) -> Vec<String> {
+pub fn last_lines(output: &[u8], n: usize) -> Vec<String> {
     let text = String::from_utf8_lossy(output);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].iter().map(|l| (*l).to_owned()).collect()
 }
 
 /// Runs one script in a fresh instance of `tree`, which is removed afterwards.
-fn run_in_sandbox(
+pub fn run_in_sandbox(
     ctx: &Context,
     tree: &Tree,
     script: &Script,
@@ -353,7 +297,7 @@ fn statement(manifest: &Value, id: &Digest, scripts: &[Script], runs: &[ScriptRu
     serde_json::to_vec(&value).expect("a JSON value serialises")
 }
 
-fn write_attestation(
+pub fn write_attestation(
     dir: &Path,
     manifest: &Value,
     id: &Digest,

@@ -1,16 +1,17 @@
-//! The Debian side of `lock`, `fetch` and `build`: archives read through their trust chain,
-//! packages resolved into the lockfile at lock time, and re-checked against the signed
-//! indexes (never re-resolved) at build time.
+//! The Debian side of `lock` and `fetch`: archives read through their trust chain, packages
+//! resolved into the lockfile at lock time, and re-checked against the signed indexes (never
+//! re-resolved) and fetched at build time. The layers they become are [`super::layers`].
 
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context as _};
 
-use super::Context;
+use crate::context::Context;
 use crate::debian::archive::{self, Freshness, Source};
+use crate::debian::packages::Requested;
 use crate::debian::packages::{Architecture, PackageName};
 use crate::debian::release::Keyring;
-use crate::debian::resolve::{self, Reason, Request, Requested, Universe};
+use crate::debian::resolve::{self, Reason, Request, Universe};
 use crate::digest::{Digest, Hasher};
 use crate::fetch::{self, Network, Pin};
 use crate::lockfile::{LockedArchive, LockedPackage, Lockfile};
@@ -57,7 +58,7 @@ impl Keyrings {
 }
 
 /// The architectures a recipe installs packages for: the image's, then its foreign ones.
-fn architectures(recipe: &Recipe) -> Vec<String> {
+pub(crate) fn architectures(recipe: &Recipe) -> Vec<String> {
     let mut out = vec![recipe.image.architecture.to_string()];
     out.extend(recipe.image.foreign_architectures.iter().map(|a| a.to_string()));
     out
@@ -240,126 +241,4 @@ pub fn fetch_packages(ctx: &Context, recipe: &Recipe, lockfile: &Lockfile, netwo
 /// recipe says `source-date-epoch = "archive"`.
 pub fn newest_date(archives: &[LockedArchive]) -> u64 {
     archives.iter().map(|a| a.date.max(0) as u64).max().unwrap_or(0)
-}
-
-/// Builds the package layers of a recipe, in order, carrying what each needs from the ones
-/// below it: their packages (for the dpkg status file) and who owns which file.
-pub struct PackageLayers<'a> {
-    lockfile: &'a Lockfile,
-    below: Vec<&'a LockedPackage>,
-    owners: BTreeMap<String, (String, String)>,
-    /// Files taken over by `Replaces`: (path, by, from). Recorded in the manifest.
-    pub replaced: Vec<(String, String, String)>,
-}
-
-/// A package layer the cache does not hold: what [`PackageLayers::build`] needs.
-pub struct PendingLayer<'a> {
-    layer: &'a crate::recipe::Layer,
-    this: Vec<&'a LockedPackage>,
-    key: Digest,
-    record_key: Digest,
-}
-
-/// What the cache keeps beside a package layer: what the next layers and the manifest need.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct LayerRecord {
-    owners: BTreeMap<String, (String, String)>,
-    replaced: Vec<(String, String, String)>,
-}
-
-impl<'a> PackageLayers<'a> {
-    pub fn new(lockfile: &'a Lockfile) -> Self {
-        PackageLayers { lockfile, below: Vec::new(), owners: BTreeMap::new(), replaced: Vec::new() }
-    }
-
-    /// The layer from the cache, or what it takes to build it ([`PackageLayers::build`]).
-    pub fn lookup(
-        &mut self,
-        ctx: &Context,
-        recipe: &Recipe,
-        layer: &'a crate::recipe::Layer,
-        layers_below: &[(String, crate::layer::Built)],
-    ) -> anyhow::Result<Result<crate::layer::Built, PendingLayer<'a>>> {
-        let this: Vec<&LockedPackage> =
-            self.lockfile.packages.iter().filter(|p| p.layer == layer.name.as_str()).collect();
-        let mut h = Hasher::new();
-        h.field("candidate-package-layer")
-            .field(crate::layer::FORMAT_VERSION.to_le_bytes())
-            .field(crate::debian::install::LAYER_VERSION.to_le_bytes())
-            .field(recipe.image.source_date_epoch.to_le_bytes());
-        for arch in architectures(recipe) {
-            h.field(arch);
-        }
-        for (_, built) in layers_below {
-            h.field("below").field(built.info.diff_id.as_bytes());
-        }
-        for p in &this {
-            h.field("package").field(p.sha256.as_bytes());
-        }
-        let key = h.finish();
-        let record_key = {
-            let mut h = Hasher::new();
-            h.field("candidate-package-layer-record").field(key.as_bytes());
-            h.finish()
-        };
-        let record: Option<LayerRecord> = ctx.store.action(&record_key).and_then(|b| serde_json::from_slice(&b).ok());
-        if let (Some(built), Some(record)) = (crate::layer::lookup(&ctx.store, &key), record) {
-            self.accept(this, record);
-            return Ok(Ok(built));
-        }
-        Ok(Err(PendingLayer { layer, this, key, record_key }))
-    }
-
-    /// Installs the layer's packages, streaming its tar to `tee` as it is written.
-    pub fn build(
-        &mut self,
-        ctx: &Context,
-        recipe: &Recipe,
-        pending: PendingLayer<'a>,
-        layers_below: &[(String, crate::layer::Built)],
-        tee: &mut dyn std::io::Write,
-    ) -> anyhow::Result<crate::layer::Built> {
-        use crate::debian::install;
-        let PendingLayer { layer, this, key, record_key } = pending;
-        let sde = recipe.image.source_date_epoch;
-        let archs = architectures(recipe);
-        let mut debs = install::deb_layers(&ctx.store, &this, sde)?;
-        let mut debs_below = install::deb_layers(&ctx.store, &self.below, sde)?;
-        let image = crate::rootfs::merge(layers_below, sde)?;
-        let installed = install::install(
-            image,
-            install::LayerInstall {
-                packages: &debs,
-                below: &debs_below,
-                owners: self.owners.clone(),
-                native: &archs[0],
-                foreign: &archs[1..],
-                sde,
-            },
-        )
-        .with_context(|| format!("layer `{}`", layer.name))?;
-        // The new package blobs are made durable (a `syncfs`, disk-bound) while the layer is
-        // written (CPU-bound); nothing names the layer before both are done.
-        let (durable, built) = std::thread::scope(|scope| {
-            let durable = scope.spawn(|| {
-                install::finish_debs(&ctx.store, &mut debs)?;
-                install::finish_debs(&ctx.store, &mut debs_below)
-            });
-            let built =
-                crate::layer::write_tree_blob(&ctx.store, layer.name.as_str(), &installed.tree, key, tee, &|| Ok(()));
-            (durable.join().expect("making package blobs durable does not panic"), built)
-        });
-        durable?;
-        let built = built?;
-        let record = LayerRecord { owners: installed.owners, replaced: installed.replaced };
-        ctx.store.put_action(&record_key, &serde_json::to_vec(&record).expect("serialises"))?;
-        self.accept(this, record);
-        Ok(built)
-    }
-
-    fn accept(&mut self, this: Vec<&'a LockedPackage>, record: LayerRecord) {
-        self.below.extend(this);
-        self.owners = record.owners;
-        self.replaced.extend(record.replaced);
-    }
 }

@@ -1,0 +1,302 @@
+//! The build stage: from a recipe whose lockfile is current to a published candidate folder.
+//!
+//! `build` never resolves: it checks that the lockfile is the one the recipe calls for
+//! ([`crate::lock::check`]), fetches what the store lacks (unless `--offline`, which forbids
+//! the network only), builds or reuses each layer, assembles the outputs, writes the manifest,
+//! SBOM and (with keys) the signed statement, publishes the folder ([`crate::dist::publish`])
+//! and records it in the store's registry.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::attest::{self, Subject};
+use crate::context::Context;
+use crate::debian::configure;
+use crate::debian::per_machine;
+use crate::digest::Digest;
+use crate::dist::{ENVELOPE, MANIFEST, SBOM};
+use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::fetch::{self, Network, Pin};
+use crate::keys::PrivateKey;
+use crate::layer::{self, FilesInput, LayerInfo, TarballInput};
+use crate::lock::{self, Resolved};
+use crate::lockfile::InputKind;
+use crate::manifest::{self, ManifestInput};
+use crate::recipe::CONFIGURE_LAYER as LAYER_NAME;
+use crate::recipe::{Format, Origin};
+use crate::rootfs::{self, Assembled};
+use crate::sbom;
+
+pub struct BuildOptions {
+    /// Keys that sign the candidate's provenance (`manifest.intoto.json`); none: unsigned.
+    pub sign: Vec<PrivateKey>,
+    pub out: PathBuf,
+    pub network: Network,
+    /// Overrides the recipe's `[output] formats` for this build.
+    pub formats: Option<Vec<Format>>,
+}
+
+/// Makes sure the store holds every locked input (`candidate fetch`).
+pub fn fetch(ctx: &Context, recipe_path: &Path, lockfile_path: &Path, network: Network) -> anyhow::Result<()> {
+    let (resolved, _) = lock::check(ctx, recipe_path, lockfile_path)?;
+    fetch_inputs(ctx, &resolved, network)?;
+    Ok(())
+}
+
+/// Fetches every tarball of the lockfile, per layer, checked against its pin.
+fn fetch_inputs(ctx: &Context, resolved: &Resolved, network: Network) -> anyhow::Result<Vec<Vec<TarballInput>>> {
+    let recipe = &resolved.recipe;
+    if !recipe.archives.is_empty() {
+        crate::debian::pin::check_locked(ctx, recipe, &resolved.keyrings, &resolved.lockfile, network)?;
+        crate::debian::pin::fetch_packages(ctx, recipe, &resolved.lockfile, network)?;
+    }
+    let mut out = Vec::new();
+    for layer in &recipe.layers {
+        let mut tarballs = Vec::new();
+        for spec in &layer.tarballs {
+            let locked = resolved
+                .lockfile
+                .inputs
+                .iter()
+                .find(|i| i.layer == layer.name.as_str() && i.kind == InputKind::Tarball && i.origin == spec.url)
+                .expect("a checked lockfile pins every tarball");
+            let origin = Origin::parse(&spec.url, &recipe.dir).map_err(anyhow::Error::msg)?;
+            let pin = Pin { sha256: locked.sha256, size: Some(locked.size) };
+            if !ctx.store.has_blob(&pin.sha256) {
+                ctx.printer.status("Fetching", &spec.url);
+            }
+            let bar = ctx.printer.bytes_bar(pin.size, "Fetching".into());
+            fetch::fetch(&ctx.store, &origin, Some(pin), network, &|n| bar.set_position(n))
+                .with_context(|| format!("layer `{}`: cannot fetch tarball", layer.name))?;
+            bar.finish_and_clear();
+            tarballs.push(TarballInput { origin: spec.url.clone(), blob: pin.sha256 });
+        }
+        out.push(tarballs);
+    }
+    Ok(out)
+}
+
+/// `candidate build`: returns the candidate id and the folder it was written to.
+pub fn build(
+    ctx: &Context,
+    recipe_path: &Path,
+    lockfile_path: &Path,
+    options: &BuildOptions,
+) -> anyhow::Result<(Digest, PathBuf)> {
+    let (resolved, lockfile_digest) = lock::check(ctx, recipe_path, lockfile_path)?;
+    let tarballs = fetch_inputs(ctx, &resolved, options.network)?;
+    let recipe = &resolved.recipe;
+    let sde = recipe.image.source_date_epoch;
+
+    let mut formats = options.formats.clone().unwrap_or_else(|| recipe.output.formats.clone());
+    formats.sort();
+    formats.dedup();
+    let archives = rootfs::archives(&formats, recipe);
+
+    let mut layers: Vec<(String, layer::Built)> = Vec::new();
+    // A one-layer rootfs is its layer: when that layer must be built, its tar streams to the
+    // output encoders in the same pass.
+    let mut streamed: Option<Assembled> = None;
+    let mut packages = crate::debian::layers::PackageLayers::new(&resolved.lockfile);
+    let single = recipe.layers.len() == 1 && !recipe.configure.maintainer_scripts;
+    for ((layer, files), tarballs) in recipe.layers.iter().zip(&resolved.files).zip(&tarballs) {
+        let spinner = ctx.printer.spinner(format!("layer {}", layer.name));
+        let mut streaming = Streaming { ctx, archives: &archives, single, streamed: &mut streamed };
+        let built = if layer.has_packages() {
+            match packages.lookup(ctx, recipe, layer, &layers)? {
+                Ok(built) => built,
+                Err(pending) => streaming.write(|tee| packages.build(ctx, recipe, pending, &layers, tee))?,
+            }
+        } else {
+            let files: Vec<FilesInput<'_>> =
+                files.iter().map(|f| FilesInput { tree: &f.tree, digest: f.digest }).collect();
+            let key = layer::action_key(layer, &files, tarballs, sde);
+            match layer::lookup(&ctx.store, &key) {
+                Some(built) => built,
+                None => streaming.write(|tee| Ok(layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee)?))?,
+            }
+        };
+        spinner.finish_and_clear();
+        let verb = if built.cached { "Fresh" } else { "Built" };
+        let info = &built.info;
+        ctx.printer.status(verb, format_args!("layer {} {} ({} entries)", layer.name, info.diff_id, info.entries));
+        layers.push((layer.name.to_string(), built));
+    }
+    let mut per_machine = None;
+    if recipe.configure.maintainer_scripts {
+        let (built, record) = configure_layer(ctx, recipe, &layers)?;
+        for name in &record.unmatched {
+            ctx.printer.status(
+                "Warning",
+                format_args!("`[[configure.per-machine]]` `{name}` matched nothing the maintainer scripts made"),
+            );
+        }
+        if !record.first_boot.is_empty() && record.runner.starts_with("none") {
+            ctx.printer.status(
+                "Warning",
+                format_args!("nothing in this image runs its first-boot actions: {}", record.runner),
+            );
+        }
+        per_machine = Some(record);
+        let verb = if built.cached { "Fresh" } else { "Configured" };
+        let info = &built.info;
+        ctx.printer.status(verb, format_args!("layer {LAYER_NAME} {} ({} entries)", info.diff_id, info.entries));
+        layers.push((LAYER_NAME.to_owned(), built));
+    }
+
+    let spinner = ctx.printer.spinner("root filesystem".into());
+    let (assembled, cached) = match streamed {
+        Some(done) => (done, false),
+        None => rootfs::assemble(&ctx.store, &layers, &archives, sde)?,
+    };
+    spinner.finish_and_clear();
+    ctx.printer.status(if cached { "Fresh" } else { "Assembled" }, format_args!("rootfs {}", assembled.rootfs.diff_id));
+    let mut assembled = assembled;
+    if formats.contains(&Format::Oci) {
+        assembled.outputs.extend(crate::oci::write(&ctx.store, recipe, &layers)?);
+        assembled.outputs.sort_by(|a, b| a.name.cmp(&b.name));
+        ctx.printer.status("Assembled", "OCI image layout");
+    }
+    for (format, flavour) in [(Format::Lxc, crate::lxc::Flavour::Lxc), (Format::Incus, crate::lxc::Flavour::Incus)] {
+        if formats.contains(&format) {
+            assembled.outputs.extend(crate::lxc::write(&ctx.store, recipe, flavour, &layers)?);
+        }
+    }
+    assembled.outputs.sort_by(|a, b| a.name.cmp(&b.name));
+    // The layers' blobs were made durable while the outputs were compressed.
+    let layers: Vec<(String, LayerInfo)> =
+        layers.into_iter().map(|(name, built)| Ok((name, built.finish(&ctx.store)?))).collect::<anyhow::Result<_>>()?;
+
+    let manifest = manifest::render(&ManifestInput {
+        per_machine: per_machine.as_ref(),
+        replaced: &packages.replaced,
+        recipe,
+        lockfile: &resolved.lockfile,
+        lockfile_digest,
+        layers: &layers,
+        assembled: &assembled,
+        formats: &formats,
+    });
+    let id = Digest::of(&manifest);
+    let manifest_value: serde_json::Value = serde_json::from_slice(&manifest).expect("the manifest is JSON");
+    let sbom = sbom::render(&manifest_value, &id);
+    let mut documents = vec![(MANIFEST, manifest), (SBOM, sbom)];
+    if !options.sign.is_empty() {
+        // The statement's subjects are every file of the folder but the envelope, by name:
+        // the same list `candidate sign` hashes from a published folder.
+        let mut subjects: Vec<Subject> = assembled
+            .outputs
+            .iter()
+            .map(|o| Subject { name: o.name.clone(), sha256: o.sha256 })
+            .chain(
+                documents.iter().map(|(name, bytes)| Subject { name: (*name).to_owned(), sha256: Digest::of(bytes) }),
+            )
+            .collect();
+        subjects.sort_by(|a, b| a.name.cmp(&b.name));
+        let payload = attest::statement(&manifest_value, &subjects);
+        documents.push((ENVELOPE, Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, &options.sign).to_json()));
+    }
+    let dir = options.out.join(recipe.dist_name());
+    crate::dist::publish(ctx, &dir, &assembled, &documents)?;
+    let entry = crate::registry::Entry {
+        architecture: recipe.image.architecture.to_string(),
+        dir: dir.clone(),
+        id,
+        name: recipe.image.name.to_string(),
+        source_date_epoch: sde,
+        version: recipe.image.version.to_string(),
+    };
+    crate::registry::register(&ctx.store, &entry)?;
+    ctx.printer.status("Finished", format_args!("{} {}", dir.display(), id));
+    Ok((id, dir))
+}
+
+/// The `configure` layer over `layers`, and what the manifest says of its per-machine state:
+/// from the action cache, or by running the image's maintainer scripts in a sandbox (see
+/// [`crate::debian::configure`]).
+fn configure_layer(
+    ctx: &Context,
+    recipe: &crate::recipe::Recipe,
+    layers: &[(String, layer::Built)],
+) -> anyhow::Result<(layer::Built, per_machine::Record)> {
+    let sde = recipe.image.source_date_epoch;
+    let architecture = recipe.image.architecture.to_string();
+    let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
+    let rules = per_machine::rules(&recipe.configure.per_machine);
+    let guard = recipe.configure.guard;
+    let key = configure::action_key(&diff_ids, sde, &architecture, &rules, guard);
+    let record_key = configure::record_key(&key);
+    // Both halves or neither: a layer without its record is configured again.
+    let cached_record = ctx.store.action(&record_key).and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    if let (Some(built), Some(record)) = (layer::lookup(&ctx.store, &key), cached_record) {
+        return Ok((built, record));
+    }
+    let spinner = ctx.printer.spinner("maintainer scripts".into());
+    let image = rootfs::merge(layers, sde)?;
+    let scratch = configure::scratch_dir(&image, &ctx.store.root().join("tmp"));
+    let instance = configure::instance_dir(&scratch)?;
+    let timeout = std::time::Duration::from_secs(recipe.configure.timeout.unwrap_or(1800));
+    let foreign: Vec<String> = recipe.image.foreign_architectures.iter().map(|a| a.to_string()).collect();
+    let run = configure::Run {
+        scratch: &scratch,
+        architecture: &architecture,
+        foreign: &foreign,
+        sde,
+        timeout,
+        rules: &rules,
+        guard,
+    };
+    let (tree, timings, record) = configure::configure(&image, &run, instance.path()).map_err(|e| {
+        match e.downcast::<per_machine::PerMachineError>() {
+            Ok(refused) => anyhow::Error::new(crate::error::CheckFailed {
+                hint: Some(refused.hint()),
+                message: refused.to_string(),
+            }),
+            Err(e) => e,
+        }
+    })?;
+    ctx.printer.detail(
+        "Configured",
+        format_args!(
+            "image written in {:.2} s, maintainer scripts ran in {:.2} s{}, changes read in {:.2} s, compared in {:.2} s",
+            timings.materialize.as_secs_f64(),
+            timings.scripts.as_secs_f64(),
+            if guard { " (twice, side by side)" } else { "" },
+            timings.changes.as_secs_f64(),
+            timings.compare.as_secs_f64(),
+        ),
+    );
+    let built = layer::write_tree_blob(&ctx.store, LAYER_NAME, &tree, key, &mut std::io::sink(), &|| Ok(()))?;
+    ctx.store.put_action(&record_key, &serde_json::to_vec(&record).expect("a record serialises"))?;
+    // The layer's bytes are in the store now; the instance goes.
+    instance.close().with_context(|| format!("cannot remove the configure instance under `{}`", scratch.display()))?;
+    spinner.finish_and_clear();
+    Ok((built, record))
+}
+
+/// Where a layer being written also streams: nowhere, or — when the rootfs is that one
+/// layer — the output encoders, whose result is recorded.
+struct Streaming<'a> {
+    ctx: &'a Context,
+    archives: &'a [rootfs::Archive],
+    single: bool,
+    streamed: &'a mut Option<Assembled>,
+}
+
+impl Streaming<'_> {
+    fn write(
+        &mut self,
+        write_layer: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<layer::Built>,
+    ) -> anyhow::Result<layer::Built> {
+        if !self.single {
+            return write_layer(&mut std::io::sink());
+        }
+        let mut outputs = rootfs::Outputs::new(&self.ctx.store, self.archives, true)?;
+        let built = write_layer(&mut outputs)?;
+        let done = outputs.finish(built.info.clone())?;
+        rootfs::record(&self.ctx.store, &[built.info.diff_id], self.archives, &done)?;
+        *self.streamed = Some(done);
+        Ok(built)
+    }
+}

@@ -1,0 +1,17 @@
+//! What every stage that touches the store gets: the store, the printer and the mirrors.
+//!
+//! It lives below the commands (cargo's `GlobalContext` likewise sits under `ops`) so that the
+//! pipeline stages — lock, fetch, build, verify, qualify — take the same handle whether a
+//! command calls them or another stage does (`verify --rebuild` builds into a fresh store).
+
+use std::collections::BTreeMap;
+
+use crate::printer::Printer;
+use crate::store::Store;
+
+pub struct Context {
+    pub store: Store,
+    pub printer: Printer,
+    /// `--mirror NAME=URL`: where to read an archive from instead of the recipe's `url`.
+    pub mirrors: BTreeMap<String, String>,
+}

@@ -1,0 +1,193 @@
+//! The candidate folder, `OUT/NAME_VERSION_ARCH/`: the names of the documents in it, the
+//! attestations beside it, the subjects a statement lists for it, and publishing it.
+//!
+//! Publishing writes a fresh folder beside the final one and swaps it in with one atomic
+//! exchange (`renameat2`), so that a reader sees the old candidate or the new one and never a
+//! mix. Outputs are hard links to read-only store blobs (copies across filesystems):
+//! publishing a gigabyte candidate costs no copy, and a no-op rebuild whose candidate folder
+//! already holds those very blobs touches nothing.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+
+use crate::context::Context;
+use crate::digest::Digest;
+use crate::rootfs::Assembled;
+
+/// A file of the candidate folder with its sha256: what a signed statement lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// The path relative to the folder.
+    pub name: String,
+    pub sha256: Digest,
+}
+
+/// The signed in-toto statement about the folder (a DSSE envelope).
+pub const ENVELOPE: &str = "manifest.intoto.json";
+/// The candidate's manifest; its sha256 is the candidate id.
+pub const MANIFEST: &str = "manifest.json";
+/// The SPDX 2.3 SBOM.
+pub const SBOM: &str = "sbom.spdx.json";
+
+/// The statement subjects of a candidate folder: every file but the envelope, hashed.
+pub fn subjects(dir: &Path) -> anyhow::Result<Vec<Subject>> {
+    let mut names = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot read `{}`", dir.display()))?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(dir).expect("walkdir stays under its root");
+        let name = rel.to_str().ok_or_else(|| anyhow::anyhow!("`{}`: file names must be UTF-8", rel.display()))?;
+        if name != ENVELOPE {
+            names.push(name.to_owned());
+        }
+    }
+    // Bytewise order of the relative paths, the order the statement lists them in.
+    names.sort();
+    let digests = hash_files(&names.iter().map(|n| dir.join(n)).collect::<Vec<_>>())?;
+    Ok(names.into_iter().zip(digests).map(|(name, sha256)| Subject { name, sha256 }).collect())
+}
+
+/// Hashes files on every core, results in input order.
+pub fn hash_files(paths: &[PathBuf]) -> anyhow::Result<Vec<Digest>> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(BTreeMap::new());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                let result = fs_err::File::open(path).and_then(Digest::of_reader).map(|(d, _)| d);
+                results.lock().expect("no hashing thread panics").insert(i, result);
+            });
+        }
+    });
+    results.into_inner().expect("no hashing thread panics").into_values().map(|r| Ok(r?)).collect()
+}
+
+/// The attestation envelopes beside a candidate folder: `NAME_VERSION_ARCH.*.intoto.json`,
+/// in name order.
+pub fn attestation_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut files = Vec::new();
+    for entry in fs_err::read_dir(parent)?.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&format!("{name}.")) && file.ends_with(".intoto.json") {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Publishes the candidate folder: a fresh folder beside the final one, swapped in by rename.
+pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&str, Vec<u8>)]) -> anyhow::Result<()> {
+    if is_current(ctx, dir, assembled, documents) {
+        return Ok(());
+    }
+    let parent = dir.parent().expect("a candidate folder has a parent");
+    let name = dir.file_name().expect("a candidate folder has a name").to_string_lossy().into_owned();
+    fs_err::create_dir_all(parent)?;
+    let staging = tempfile::Builder::new().prefix(&format!(".{name}.new-")).tempdir_in(parent)?;
+    for output in &assembled.outputs {
+        let blob = ctx.store.blob_path(&output.sha256);
+        let target = staging.path().join(&output.name);
+        if let Some(parent) = target.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        if fs_err::hard_link(&blob, &target).is_err() {
+            fs_err::copy(&blob, &target)?;
+        }
+    }
+    for (name, bytes) in documents {
+        let path = staging.path().join(name);
+        fs_err::write(&path, bytes)?;
+        fs_err::File::open(&path)?.sync_all()?;
+    }
+    fs_err::File::open(staging.path())?.sync_all()?;
+
+    // Swap the new folder in with one atomic exchange (or a rename that refuses to replace,
+    // when there is nothing yet), so a reader always finds a whole candidate at `dir`. Two
+    // builds publishing the same folder race harmlessly: whichever lands, the content is the
+    // same, and the loser's exchange or rename is retried against the winner's folder.
+    let staging = staging.keep();
+    let mut attempt = 0;
+    loop {
+        let result = if dir.exists() { exchange(&staging, dir) } else { rename_noreplace(&staging, dir) };
+        match result {
+            Ok(()) => break,
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                ctx.printer.detail("Retrying", format_args!("publishing {}: {e}", dir.display()));
+            }
+            Err(e) => {
+                let _ = fs_err::remove_dir_all(&staging);
+                return Err(e).with_context(|| format!("failed to publish `{}`", dir.display()));
+            }
+        }
+    }
+    // After an exchange, the staging path holds the previous candidate (or nothing).
+    if staging.exists() {
+        fs_err::remove_dir_all(&staging)?;
+    }
+    crate::store::sync_parent(dir)?;
+    Ok(())
+}
+
+/// Atomically exchanges two paths (`renameat2(RENAME_EXCHANGE)`).
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    renameat2(a, b, libc::RENAME_EXCHANGE)
+}
+
+/// Renames `from` to `to`, failing if `to` exists (`renameat2(RENAME_NOREPLACE)`).
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    renameat2(from, to, libc::RENAME_NOREPLACE)
+}
+
+fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, from_c.as_ptr(), libc::AT_FDCWD, to_c.as_ptr(), flags) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        let e = std::io::Error::last_os_error();
+        Err(std::io::Error::new(e.kind(), format!("cannot move `{}` to `{}`: {e}", from.display(), to.display())))
+    }
+}
+
+/// Whether `dir` already holds exactly this candidate: the same documents (manifest, SBOM,
+/// envelope), nothing else, and every output the very store blob (same inode). Anything less
+/// is republished.
+fn is_current(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&str, Vec<u8>)]) -> bool {
+    if documents.iter().any(|(name, bytes)| fs_err::read(dir.join(name)).ok().as_ref() != Some(bytes)) {
+        return false;
+    }
+    let expected: usize = assembled.outputs.len() + documents.len();
+    let present =
+        walkdir::WalkDir::new(dir).into_iter().filter(|e| e.as_ref().is_ok_and(|e| !e.file_type().is_dir())).count();
+    if present != expected {
+        return false;
+    }
+    assembled.outputs.iter().all(|o| {
+        let (Ok(have), Ok(blob)) =
+            (fs_err::metadata(dir.join(&o.name)), fs_err::metadata(ctx.store.blob_path(&o.sha256)))
+        else {
+            return false;
+        };
+        (have.dev(), have.ino()) == (blob.dev(), blob.ino())
+    })
+}

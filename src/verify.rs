@@ -1,0 +1,452 @@
+//! Verification of a candidate folder (`candidate verify`, and the check `promote` makes).
+//!
+//! Verification answers an auditor's questions about a candidate folder, one line per check:
+//! did enough trusted keys sign exactly these bytes; does every file still hash to what the
+//! signed statement says, with nothing missing and nothing extra; do the manifest, the
+//! statement and the SBOM agree with each other; do the layers the store still holds hash to
+//! their `diff_id`s. Files are hashed on every core, so a gigabyte candidate verifies at the
+//! machine's sha256 throughput.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+use crate::attest;
+use crate::context::Context;
+use crate::digest::Digest;
+use crate::dist::{attestation_files, hash_files, subjects, ENVELOPE, MANIFEST, SBOM};
+use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::keys::PublicKey;
+
+/// The lines of a verification: printed as they come (the `verify` command), or only
+/// collected (a promotion that must refuse a candidate failing verification).
+pub struct Report {
+    print: bool,
+    /// Every check, in the order it ran.
+    pub checks: Vec<Check>,
+    /// Every failed check, as printed.
+    pub failures: Vec<String>,
+}
+
+/// One line of a verification.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub ok: bool,
+    /// What was checked, and what was found.
+    pub check: String,
+}
+
+impl Report {
+    /// A report that prints each check as it runs (`print`), or only collects them.
+    pub fn new(print: bool) -> Self {
+        Report { print, checks: Vec::new(), failures: Vec::new() }
+    }
+
+    fn check(&mut self, ok: bool, what: impl std::fmt::Display) {
+        let what = what.to_string();
+        if self.print {
+            println!("{}  {what}", if ok { "ok    " } else { "FAILED" });
+        }
+        if !ok {
+            self.failures.push(what.clone());
+        }
+        self.checks.push(Check { ok, check: what });
+    }
+}
+
+/// Where `verify --rebuild` finds the recipe to rebuild from.
+pub struct Rebuild {
+    /// Default: `recipes/<the manifest's recipe name>` in the working directory.
+    pub recipe: Option<PathBuf>,
+    pub lockfile: Option<PathBuf>,
+}
+
+/// One line per attestation beside the candidate: it must be signed by a trusted key over
+/// its exact payload and be about this candidate (its `manifest.json`, and any other subject
+/// an output of the manifest with the same sha256). A test result that FAILED is reported,
+/// not a failure of the candidate: the candidate is what it claims to be, it just did not pass.
+pub fn check_attestations(dir: &Path, keys: &[PublicKey], report: &mut Report) -> anyhow::Result<()> {
+    let Ok(manifest_bytes) = fs_err::read(dir.join(MANIFEST)) else { return Ok(()) };
+    let id = Digest::of(&manifest_bytes);
+    let manifest: Value = serde_json::from_slice(&manifest_bytes).unwrap_or(Value::Null);
+    let outputs: BTreeMap<String, Option<Digest>> = manifest["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| (o["name"].as_str().unwrap_or_default().to_owned(), o["sha256"].as_str().and_then(|d| d.parse().ok())))
+        .collect();
+    for file in attestation_files(dir)? {
+        let shown = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let statement = match crate::channel::read_attestation(&file, &id, keys) {
+            Ok(statement) => statement,
+            Err(e) => {
+                report.check(false, format_args!("attestation {shown}: {e}"));
+                continue;
+            }
+        };
+        let stray = statement["subject"].as_array().into_iter().flatten().find(|s| {
+            let name = s["name"].as_str().unwrap_or_default();
+            let digest = s["digest"]["sha256"].as_str().and_then(|h| Digest::from_hex(h).ok());
+            name != MANIFEST && (digest.is_none() || outputs.get(name) != Some(&digest))
+        });
+        if let Some(stray) = stray {
+            report.check(
+                false,
+                format_args!("attestation {shown}: subject {} is not an output of this candidate", stray["name"]),
+            );
+            continue;
+        }
+        let predicate_type = statement["predicateType"].as_str().unwrap_or_default();
+        let what = if predicate_type == crate::channel::TEST_RESULT {
+            let p = &statement["predicate"];
+            let list = |key: &str| {
+                let names: Vec<&str> = p[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            };
+            format!(
+                "test result {} (passed: {}; failed: {})",
+                p["result"].as_str().unwrap_or("without a result"),
+                list("passedTests"),
+                list("failedTests")
+            )
+        } else {
+            format!("`{predicate_type}`")
+        };
+        report.check(true, format_args!("attestation {shown}: {what}"));
+    }
+    Ok(())
+}
+
+/// Runs every check of a candidate folder into `report`. Errors are for checks that could
+/// not run (a missing envelope, an unreadable file), not for checks that failed.
+pub fn check(
+    ctx: &Context,
+    dir: &Path,
+    keys: &[PublicKey],
+    threshold: usize,
+    rebuild: Option<&Rebuild>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let envelope_path = dir.join(ENVELOPE);
+    let bytes =
+        fs_err::read(&envelope_path).with_context(|| format!("`{}` is not a signed candidate", dir.display()))?;
+
+    let envelope = match Envelope::parse(&bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            report.check(false, format_args!("{ENVELOPE}: {e}"));
+            return Ok(());
+        }
+    };
+    let verified = match envelope.verify(IN_TOTO_PAYLOAD_TYPE, keys, threshold) {
+        Ok(v) => v,
+        Err(e) => {
+            report.check(false, format_args!("signatures: {e}"));
+            return Ok(());
+        }
+    };
+    let signers: Vec<String> = verified.signers.iter().map(|k| k.to_string()[..16].to_owned()).collect();
+    report.check(
+        true,
+        format_args!(
+            "signatures: {} trusted key(s) of {} required ({})",
+            signers.len(),
+            threshold.max(1),
+            signers.join(", ")
+        ),
+    );
+
+    // Everything below reads the verified payload bytes, never the unverified envelope.
+    let statement: Value = match serde_json::from_slice(&verified.payload) {
+        Ok(v) => v,
+        Err(e) => {
+            report.check(false, format_args!("statement: not JSON ({e})"));
+            return Ok(());
+        }
+    };
+    let well_formed =
+        statement["_type"] == attest::STATEMENT_TYPE && statement["predicateType"] == attest::SLSA_PROVENANCE;
+    report.check(well_formed, "statement: in-toto Statement v1 with SLSA provenance v1");
+    let mut claimed: BTreeMap<String, Option<Digest>> = BTreeMap::new();
+    for s in statement["subject"].as_array().into_iter().flatten() {
+        let digest = s["digest"]["sha256"].as_str().and_then(|h| Digest::from_hex(h).ok());
+        claimed.insert(s["name"].as_str().unwrap_or_default().to_owned(), digest);
+    }
+
+    let actual: BTreeMap<String, Digest> = subjects(dir)?.into_iter().map(|s| (s.name, s.sha256)).collect();
+    for (name, expected) in &claimed {
+        match (expected, actual.get(name)) {
+            (Some(e), Some(a)) if e == a => report.check(true, format_args!("{name} {a}")),
+            (Some(e), Some(a)) => report.check(false, format_args!("{name}: expected {e}, actual {a}")),
+            (None, _) => report.check(false, format_args!("{name}: the statement gives no sha256")),
+            (Some(e), None) => report.check(false, format_args!("{name}: missing (expected {e})")),
+        }
+    }
+    for (name, digest) in &actual {
+        if !claimed.contains_key(name) {
+            report.check(false, format_args!("{name}: not in the signed statement ({digest})"));
+        }
+    }
+
+    // The manifest, the statement and the SBOM must describe the same candidate.
+    if let (Some(manifest_digest), Ok(manifest)) = (actual.get(MANIFEST), fs_err::read(dir.join(MANIFEST))) {
+        match serde_json::from_slice::<Value>(&manifest) {
+            Ok(m) => cross_check(ctx, report, &m, manifest_digest, &statement, dir, &actual),
+            Err(e) => report.check(false, format_args!("{MANIFEST}: not JSON ({e})")),
+        }
+    } else {
+        report.check(false, format_args!("{MANIFEST}: missing"));
+    }
+    if let Some(rebuild) = rebuild {
+        rebuild_and_compare(ctx, report, dir, rebuild, &actual)?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the candidate into a temporary store and folder and compares every file byte
+/// for byte; for an archive that differs, names the first tar entry that differs and how.
+/// Gives the rebuild's fresh store every locked *input* this store already holds (signed
+/// `InRelease` files, indexes, `.deb`s, tarballs — by their sha256, hard links where the
+/// filesystem allows), so that an auditor can rebuild offline. Nothing derived is shared: no
+/// layer, no output, no action cache; and every input is still checked by the rebuild (a
+/// signature, an index hash, a package against its index), so a damaged blob shows as a
+/// failed rebuild, never as a pass. Returns how many were seeded.
+fn seed_inputs(from: &crate::store::Store, into: &crate::store::Store, lockfile: &Path) -> anyhow::Result<usize> {
+    let Ok(locked) = crate::lockfile::Lockfile::load(lockfile) else {
+        return Ok(0); // the rebuild itself reports an unreadable lockfile
+    };
+    let digests = locked
+        .archives
+        .iter()
+        .flat_map(|a| std::iter::once(a.inrelease).chain(a.indexes.iter().map(|i| i.sha256)))
+        .chain(locked.packages.iter().map(|p| p.sha256))
+        .chain(locked.inputs.iter().filter(|i| i.kind == crate::lockfile::InputKind::Tarball).map(|i| i.sha256));
+    let mut seeded = 0;
+    for digest in digests {
+        let (source, target) = (from.blob_path(&digest), into.blob_path(&digest));
+        if !source.is_file() || target.exists() {
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        if fs_err::hard_link(&source, &target).is_err() {
+            fs_err::copy(&source, &target)?;
+        }
+        seeded += 1;
+    }
+    Ok(seeded)
+}
+
+fn rebuild_and_compare(
+    ctx: &Context,
+    report: &mut Report,
+    dir: &Path,
+    rebuild: &Rebuild,
+    actual: &BTreeMap<String, Digest>,
+) -> anyhow::Result<()> {
+    let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)?;
+    let recipe = match &rebuild.recipe {
+        Some(path) => path.clone(),
+        None => Path::new("recipes").join(manifest["recipe"]["name"].as_str().unwrap_or_default()),
+    };
+    let lockfile = rebuild.lockfile.clone().unwrap_or_else(|| crate::lockfile::Lockfile::default_path(&recipe));
+    let formats = manifest["formats"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| serde_json::from_value(f.clone()))
+        .collect::<Result<Vec<crate::recipe::Format>, _>>()
+        .context("the manifest names a format this candidate does not know")?;
+    let scratch = tempfile::tempdir()?;
+    let rebuild_ctx = Context {
+        store: crate::store::Store::open(&scratch.path().join("store"))?,
+        printer: ctx.printer,
+        mirrors: ctx.mirrors.clone(),
+    };
+    let seeded = seed_inputs(&ctx.store, &rebuild_ctx.store, &lockfile)?;
+    if seeded > 0 {
+        ctx.printer.detail("Seeded", format_args!("{seeded} locked inputs from this store (no layer, no cache)"));
+    }
+    ctx.printer.status("Rebuilding", format_args!("{} from {}", dir.display(), recipe.display()));
+    let options = crate::build::BuildOptions {
+        sign: Vec::new(),
+        out: scratch.path().join("out"),
+        network: crate::fetch::Network::Allowed,
+        formats: Some(formats),
+    };
+    let (_, rebuilt) = crate::build::build(&rebuild_ctx, &recipe, &lockfile, &options)
+        .with_context(|| format!("cannot rebuild `{}` from `{}`", dir.display(), recipe.display()))?;
+    let again: BTreeMap<String, Digest> = subjects(&rebuilt)?.into_iter().map(|s| (s.name, s.sha256)).collect();
+    for (name, theirs) in actual {
+        match again.get(name) {
+            Some(ours) if ours == theirs => report.check(true, format_args!("rebuild: {name} is identical")),
+            Some(ours) => {
+                let detail = match first_difference(&dir.join(name), &rebuilt.join(name)) {
+                    Ok(Some(d)) => d,
+                    Ok(None) => "the archives hold the same entries; only the encoding differs".to_owned(),
+                    Err(e) => format!("cannot compare entries: {e:#}"),
+                };
+                report.check(false, format_args!("rebuild: {name} differs ({theirs} here, {ours} rebuilt): {detail}"));
+            }
+            None => report.check(false, format_args!("rebuild: {name} is not produced by the rebuild")),
+        }
+    }
+    Ok(())
+}
+
+/// The first difference between two tar archives (any encoding), as `entry PATH: FIELD ...`,
+/// or `None` when every entry is the same.
+fn first_difference(ours: &Path, rebuilt: &Path) -> anyhow::Result<Option<String>> {
+    use crate::tar::reader::{Entry, Limits, TarReader};
+    use std::io::Read;
+    let open = |path: &Path| -> anyhow::Result<TarReader<Box<dyn Read>>> {
+        let (_, decoded) = crate::compress::decoder(fs_err::File::open(path)?)?;
+        Ok(TarReader::new(decoded, Limits::default()))
+    };
+    let (mut a, mut b) = (open(ours)?, open(rebuilt)?);
+    let next = |r: &mut TarReader<Box<dyn Read>>| -> anyhow::Result<Option<(Entry, Option<Digest>)>> {
+        let Some(entry) = r.next_entry()? else { return Ok(None) };
+        let mut hashing = crate::digest::HashingWriter::new(std::io::sink());
+        let digest = if entry.kind == crate::tar::reader::EntryType::File {
+            r.copy_content(entry.size, &mut hashing)?;
+            Some(hashing.finish().0)
+        } else {
+            None
+        };
+        Ok(Some((entry, digest)))
+    };
+    loop {
+        let (x, y) = (next(&mut a)?, next(&mut b)?);
+        let ((ea, da), (eb, db)) = match (x, y) {
+            (None, None) => return Ok(None),
+            (Some((e, _)), None) => return Ok(Some(format!("entry `{}` is only in this candidate", e.path))),
+            (None, Some((e, _))) => return Ok(Some(format!("entry `{}` is only in the rebuild", e.path))),
+            (Some(x), Some(y)) => (x, y),
+        };
+        if ea.path != eb.path {
+            let (first, which) =
+                if ea.path < eb.path { (&ea.path, "this candidate") } else { (&eb.path, "the rebuild") };
+            return Ok(Some(format!("entry `{first}` is only in {which}")));
+        }
+        let field = |name: &str, x: String, y: String| {
+            Some(format!("entry `{}`: {name} differs ({x} here, {y} rebuilt)", ea.path))
+        };
+        let difference = if ea.kind != eb.kind {
+            field("type", ea.kind.describe().into(), eb.kind.describe().into())
+        } else if da != db {
+            let show = |d: Option<Digest>| d.map_or("none".to_owned(), |d| d.to_string());
+            field("content", show(da), show(db))
+        } else if ea.mode != eb.mode {
+            field("mode", format!("{:o}", ea.mode), format!("{:o}", eb.mode))
+        } else if (ea.uid, ea.gid) != (eb.uid, eb.gid) {
+            field("owner", format!("{}:{}", ea.uid, ea.gid), format!("{}:{}", eb.uid, eb.gid))
+        } else if ea.mtime != eb.mtime {
+            field("mtime", ea.mtime.to_string(), eb.mtime.to_string())
+        } else if ea.link != eb.link {
+            field("link target", ea.link.clone(), eb.link.clone())
+        } else if ea.xattrs != eb.xattrs {
+            field("xattrs", format!("{:?}", ea.xattrs.keys()), format!("{:?}", eb.xattrs.keys()))
+        } else {
+            None
+        };
+        if difference.is_some() {
+            return Ok(difference);
+        }
+    }
+}
+
+fn cross_check(
+    ctx: &Context,
+    report: &mut Report,
+    manifest: &Value,
+    id: &Digest,
+    statement: &Value,
+    dir: &Path,
+    actual: &BTreeMap<String, Digest>,
+) {
+    let mut outputs_match = true;
+    for output in manifest["outputs"].as_array().into_iter().flatten() {
+        let name = output["name"].as_str().unwrap_or_default();
+        let listed = output["sha256"].as_str().and_then(|s| s.parse::<Digest>().ok());
+        let show = |d: Option<&Digest>| d.map_or_else(|| "missing".to_owned(), Digest::to_string);
+        match (listed, actual.get(name)) {
+            (Some(l), Some(a)) if l == *a => {}
+            (l, a) => {
+                outputs_match = false;
+                let (l, a) = (show(l.as_ref()), show(a));
+                report.check(false, format_args!("{MANIFEST}: lists output {name} as {l}, the file is {a}"));
+            }
+        }
+    }
+    if outputs_match {
+        report.check(true, format_args!("{MANIFEST}: every listed output matches its file; candidate id {id}"));
+    }
+    let rootfs = &manifest["rootfs"]["diff_id"];
+    let byproduct = statement["predicate"]["runDetails"]["byproducts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["name"] == "rootfs")
+        .and_then(|b| b["digest"]["sha256"].as_str())
+        .map(|h| format!("sha256:{h}"));
+    report.check(
+        byproduct.as_deref() == rootfs.as_str(),
+        format_args!("statement: rootfs diff_id agrees with the manifest ({rootfs})"),
+    );
+    match fs_err::read(dir.join(SBOM)).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+        Some(sbom) => {
+            let namespace = sbom["documentNamespace"].as_str().unwrap_or_default();
+            report.check(namespace.ends_with(&id.hex()), format_args!("{SBOM}: describes candidate {id}"));
+            // Its package checksums are exactly the manifest's tarball inputs.
+            let mut listed: Vec<String> = sbom["packages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|p| p["checksums"].as_array().into_iter().flatten())
+                .filter_map(|c| c["checksumValue"].as_str().map(str::to_owned))
+                .collect();
+            let mut inputs: Vec<String> = manifest["inputs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|i| i["kind"] == "tarball")
+                .filter_map(|i| i["sha256"].as_str()?.strip_prefix("sha256:").map(str::to_owned))
+                .collect();
+            listed.sort();
+            inputs.sort();
+            report.check(
+                listed == inputs,
+                format_args!("{SBOM}: lists the manifest's {} tarball input(s)", inputs.len()),
+            );
+        }
+        None => report.check(false, format_args!("{SBOM}: missing or not JSON")),
+    }
+    // Layers the store still holds: their bytes must hash to their diff_ids.
+    let layers: Vec<(String, Digest)> = manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| Some((l["name"].as_str()?.to_owned(), l["diff_id"].as_str()?.parse().ok()?)))
+        .collect();
+    let present: Vec<&(String, Digest)> = layers.iter().filter(|(_, d)| ctx.store.has_blob(d)).collect();
+    let paths: Vec<PathBuf> = present.iter().map(|(_, d)| ctx.store.blob_path(d)).collect();
+    match hash_files(&paths) {
+        Ok(digests) => {
+            for ((name, expected), actual) in present.iter().zip(digests) {
+                report.check(*expected == actual, format_args!("layer {name} {expected} (in the store)"));
+            }
+        }
+        Err(e) => report.check(false, format_args!("layers: {e}")),
+    }
+    let absent = layers.len() - present.len();
+    if absent > 0 {
+        ctx.printer.status("Skipped", format_args!("{absent} layer(s) not in the store"));
+    }
+}
