@@ -15,6 +15,7 @@
 # is where builds run: put it on tmpfs to compare with the tmpfs figures.
 # Usage: benches/debian-minbase.sh [BENCH] ; RUNS=5 by default. Prints a table of medians.
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
 BENCH=${1:-/tmp/bench}
 RUNS=${RUNS:-5}
 WORK=${WORK:-$BENCH/candidate-bench}
@@ -82,17 +83,6 @@ for i in $(seq "$RUNS"); do
   t cfg-cold "$BIN" -q --store "$STORE" build recipes/configured.toml
   t cfg-warm "$BIN" -q --store "$STORE" build recipes/configured.toml
 done
-python3 - "$WORK/times.tsv" <<'PY'
-import statistics, sys
-rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-names = list(dict.fromkeys(r[0] for r in rows))
-med = {n: statistics.median(float(r[1]) for r in rows if r[0] == n) for n in names}
-print(f"{'step':<12}{'median s':>10}{'min-max':>16}{'peak RSS MB':>13}{'vs floor':>10}{'mm-minbase/this':>17}")
-for n in names:
-    t = [float(r[1]) for r in rows if r[0] == n]; m = [int(r[2]) for r in rows if r[0] == n]
-    ratio = f"{med[n]/med['floor']:.2f}x" if 'floor' in med else ""
-    faster = f"{med['mm-minbase']/med[n]:.1f}x" if 'mm-minbase' in med and med[n] >= 0.01 else ""
-    print(f"{n:<12}{med[n]:>10.2f}{min(t):>8.2f}-{max(t):<7.2f}{max(m)/1024:>13.0f}{ratio:>10}{faster:>17}")
-if 'mm-minbase' in med:
-    print(f"cold build is {med['mm-minbase']/med['cold']:.1f}x faster than mmdebstrap --variant=minbase")
-PY
+python3 "$HERE/medians.py" "$WORK/times.tsv" --vs floor --faster mm-minbase | tee medians.txt
+awk '/^median /{for (i = 2; i <= NF; i++) { split($i, kv, "="); m[kv[1]] = kv[2] }}
+  END { if (m["mm-minbase"]) printf "cold build is %.1fx faster than mmdebstrap --variant=minbase\n", m["mm-minbase"] / m["cold"] }' medians.txt

@@ -45,6 +45,7 @@ const STAGES: &[(&str, &[&str])] = &[
         "layers",
         &[
             "debian::configure",
+            "debian::per_machine",
             "debian::dpkgdb",
             "debian::install",
             "debian::layers",

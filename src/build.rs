@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use crate::attest::{self, Subject};
 use crate::context::Context;
 use crate::debian::configure;
+use crate::debian::per_machine;
 use crate::digest::Digest;
 use crate::dist::{ENVELOPE, MANIFEST, SBOM};
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
@@ -122,8 +123,22 @@ pub fn build(
         ctx.printer.status(verb, format_args!("layer {} {} ({} entries)", layer.name, info.diff_id, info.entries));
         layers.push((layer.name.to_string(), built));
     }
+    let mut per_machine = None;
     if recipe.configure.maintainer_scripts {
-        let built = configure_layer(ctx, recipe, &layers)?;
+        let (built, record) = configure_layer(ctx, recipe, &layers)?;
+        for name in &record.unmatched {
+            ctx.printer.status(
+                "Warning",
+                format_args!("`[[configure.per-machine]]` `{name}` matched nothing the maintainer scripts made"),
+            );
+        }
+        if !record.first_boot.is_empty() && record.runner.starts_with("none") {
+            ctx.printer.status(
+                "Warning",
+                format_args!("nothing in this image runs its first-boot actions: {}", record.runner),
+            );
+        }
+        per_machine = Some(record);
         let verb = if built.cached { "Fresh" } else { "Configured" };
         let info = &built.info;
         ctx.printer.status(verb, format_args!("layer {LAYER_NAME} {} ({} entries)", info.diff_id, info.entries));
@@ -154,6 +169,7 @@ pub fn build(
         layers.into_iter().map(|(name, built)| Ok((name, built.finish(&ctx.store)?))).collect::<anyhow::Result<_>>()?;
 
     let manifest = Manifest::new(&ManifestInput {
+        per_machine: per_machine.as_ref(),
         replaced: &packages.replaced,
         recipe,
         lockfile: &resolved.lockfile,
@@ -196,19 +212,25 @@ pub fn build(
     Ok((id, dir))
 }
 
-/// The `configure` layer over `layers`: from the action cache, or by running the image's
-/// maintainer scripts in a sandbox (see [`crate::debian::configure`]).
+/// The `configure` layer over `layers`, and what the manifest says of its per-machine state:
+/// from the action cache, or by running the image's maintainer scripts in a sandbox (see
+/// [`crate::debian::configure`]).
 fn configure_layer(
     ctx: &Context,
     recipe: &crate::recipe::Recipe,
     layers: &[(String, layer::Built)],
-) -> anyhow::Result<layer::Built> {
+) -> anyhow::Result<(layer::Built, per_machine::Record)> {
     let sde = recipe.image.source_date_epoch.seconds();
     let architecture = recipe.image.architecture.to_string();
     let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
-    let key = configure::action_key(&diff_ids, sde, &architecture);
-    if let Some(built) = layer::lookup(&ctx.store, &key) {
-        return Ok(built);
+    let rules = per_machine::rules(&recipe.configure.per_machine);
+    let guard = recipe.configure.guard;
+    let key = configure::action_key(&diff_ids, sde, &architecture, &rules, guard);
+    let record_key = configure::record_key(&key);
+    // Both halves or neither: a layer without its record is configured again.
+    let cached_record = ctx.store.action(&record_key).and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    if let (Some(built), Some(record)) = (layer::lookup(&ctx.store, &key), cached_record) {
+        return Ok((built, record));
     }
     let spinner = ctx.printer.spinner("maintainer scripts".into());
     let image = rootfs::merge(layers, sde)?;
@@ -216,22 +238,41 @@ fn configure_layer(
     let instance = configure::instance_dir(&scratch)?;
     let timeout = std::time::Duration::from_secs(recipe.configure.timeout.unwrap_or(1800));
     let foreign: Vec<String> = recipe.image.foreign_architectures.iter().map(|a| a.to_string()).collect();
-    let run = configure::Run { scratch: &scratch, architecture: &architecture, foreign: &foreign, sde, timeout };
-    let (tree, timings) = configure::configure(&image, &run, instance.path())?;
+    let run = configure::Run {
+        scratch: &scratch,
+        architecture: &architecture,
+        foreign: &foreign,
+        sde,
+        timeout,
+        rules: &rules,
+        guard,
+    };
+    let (tree, timings, record) = configure::configure(&image, &run, instance.path()).map_err(|e| {
+        match e.downcast::<per_machine::PerMachineError>() {
+            Ok(refused) => anyhow::Error::new(crate::error::CheckFailed {
+                hint: Some(refused.hint()),
+                message: refused.to_string(),
+            }),
+            Err(e) => e,
+        }
+    })?;
     ctx.printer.detail(
         "Configured",
         format_args!(
-            "image written in {:.2} s, maintainer scripts ran in {:.2} s, changes read in {:.2} s",
+            "image written in {:.2} s, maintainer scripts ran in {:.2} s{}, changes read in {:.2} s, compared in {:.2} s",
             timings.materialize.as_secs_f64(),
             timings.scripts.as_secs_f64(),
-            timings.changes.as_secs_f64()
+            if guard { " (twice, side by side)" } else { "" },
+            timings.changes.as_secs_f64(),
+            timings.compare.as_secs_f64(),
         ),
     );
     let built = layer::write_tree_blob(&ctx.store, LAYER_NAME, &tree, key, &mut std::io::sink(), &|| Ok(()))?;
+    ctx.store.put_action(&record_key, &serde_json::to_vec(&record).expect("a record serialises"))?;
     // The layer's bytes are in the store now; the instance goes.
     instance.close().with_context(|| format!("cannot remove the configure instance under `{}`", scratch.display()))?;
     spinner.finish_and_clear();
-    Ok(built)
+    Ok((built, record))
 }
 
 /// Where a layer being written also streams: nowhere, or — when the rootfs is that one

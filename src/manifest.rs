@@ -55,6 +55,10 @@ pub struct Manifest {
     pub file_conflicts: Option<FileConflicts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
+    /// In configure mode: what each node adds to the candidate (the per-machine paths left out
+    /// of it, sorted, and the first-boot actions that make them, in order), for auditors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_machine: Option<crate::debian::per_machine::Record>,
 }
 
 /// The program that built the candidate.
@@ -192,6 +196,8 @@ pub struct ManifestInput<'a> {
     pub formats: &'a [Format],
     /// Files one package took over from another by `Replaces`: (path, by, from).
     pub replaced: &'a [(String, String, String)],
+    /// In configure mode: the per-machine paths left out and the first-boot actions.
+    pub per_machine: Option<&'a crate::debian::per_machine::Record>,
 }
 
 impl Manifest {
@@ -297,6 +303,7 @@ impl Manifest {
             } else {
                 Mode::ExtractOnly
             }),
+            per_machine: input.per_machine.cloned(),
         }
     }
 

@@ -59,6 +59,10 @@ pub enum ValueError {
     RelativeFileUrl(String),
     #[error("`{0}`: unsupported URL scheme (use http://, https://, file:// or a path)")]
     UrlScheme(String),
+    #[error("`{0}` is not a plain path below `/` (no empty, `.`, `..` or bare `*` components)")]
+    PathPattern(String),
+    #[error("`{0}` holds a control character")]
+    ControlInPath(String),
 }
 
 /// A parsed recipe, with the bytes it was parsed from (they are part of the recipe digest).
@@ -82,13 +86,48 @@ pub struct Recipe {
 /// Whether the packages' maintainer scripts run (`[configure]`). Off, the image is extract
 /// only: files in place, packages `unpacked`. On, the image's own dpkg configures them in a
 /// sandbox and what that changed becomes the `configure` layer, on top of every recipe layer.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ConfigureConfig {
     #[serde(default)]
     pub maintainer_scripts: bool,
     /// Seconds the whole configure run may take before it is killed (default 1800).
     pub timeout: Option<u64>,
+    /// Whether the maintainer scripts run twice, side by side, and the build fails on any
+    /// path whose result differs (default on; see [`crate::debian::per_machine`]).
+    #[serde(default = "ConfigureConfig::default_guard")]
+    pub guard: bool,
+    /// Per-machine state beyond the built-in list (`[[configure.per-machine]]`): left out of
+    /// the candidate and made on each node at first boot.
+    #[serde(default)]
+    pub per_machine: Vec<PerMachine>,
+}
+
+impl Default for ConfigureConfig {
+    fn default() -> Self {
+        ConfigureConfig { maintainer_scripts: false, timeout: None, guard: true, per_machine: Vec::new() }
+    }
+}
+
+impl ConfigureConfig {
+    fn default_guard() -> bool {
+        true
+    }
+}
+
+/// One `[[configure.per-machine]]` entry: paths the maintainer scripts make that belong to
+/// one machine, and the shell command that makes them on a node at first boot.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PerMachine {
+    /// Names the action in the manifest, the first-boot log and its done-stamp.
+    pub name: Name,
+    /// Absolute paths in the image; `*` matches any part of one name. A directory is removed
+    /// with everything under it.
+    pub paths: Vec<PathPattern>,
+    /// Run by `/bin/sh -e` on each node at first boot, before any service starts. Without it
+    /// the paths are only left out (for state that something else makes when missing).
+    pub first_boot: Option<String>,
 }
 
 /// An apt archive (`[archive.NAME]`). The URL is a location, not an input: the lockfile pins
@@ -533,6 +572,27 @@ impl Recipe {
                 "`[configure] maintainer-scripts = true` needs a layer that installs Debian packages".into(),
             ));
         }
+        if !self.configure.per_machine.is_empty() && !self.configure.maintainer_scripts {
+            return Err(invalid(
+                "`[[configure.per-machine]]` lists what maintainer scripts make: it needs `[configure] maintainer-scripts = true`"
+                    .into(),
+            ));
+        }
+        let mut actions = std::collections::BTreeSet::new();
+        for entry in &self.configure.per_machine {
+            if !actions.insert(entry.name.as_str()) {
+                return Err(invalid(format!("`[[configure.per-machine]]` name `{}` is used twice", entry.name)));
+            }
+            if entry.paths.is_empty() {
+                return Err(invalid(format!("`[[configure.per-machine]]` `{}` lists no `paths`", entry.name)));
+            }
+            if entry.first_boot.as_deref().is_some_and(|c| c.trim().is_empty()) {
+                return Err(invalid(format!(
+                    "`[[configure.per-machine]]` `{}` has an empty `first-boot`: leave the key out instead",
+                    entry.name
+                )));
+            }
+        }
         if self.layers.iter().any(|l| l.name.as_str() == CONFIGURE_LAYER) {
             return Err(invalid(format!(
                 "the layer name `{}` is reserved for what the maintainer scripts change",
@@ -802,6 +862,40 @@ impl FromStr for ImagePath {
 }
 serde_via_from_str!(ImagePath);
 
+/// A path in the image where `*` matches any part of one name (`/etc/ssh/ssh_host_*_key`).
+/// Kept relative to the root, like [`ImagePath`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PathPattern(String);
+
+impl PathPattern {
+    /// Without the leading `/`.
+    pub fn as_rel(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for PathPattern {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let rel = s.strip_prefix('/').ok_or_else(|| ValueError::RelativeImagePath(s.to_owned()))?;
+        let components: Vec<&str> = rel.split('/').collect();
+        if rel.is_empty() || components.iter().any(|c| c.is_empty() || *c == "." || *c == ".." || *c == "*") {
+            return Err(ValueError::PathPattern(s.to_owned()));
+        }
+        if s.chars().any(|c| c.is_control()) {
+            return Err(ValueError::ControlInPath(s.escape_debug().to_string()));
+        }
+        Ok(PathPattern(rel.to_owned()))
+    }
+}
+serde_via_from_str!(PathPattern);
+
+impl fmt::Display for PathPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}", self.0)
+    }
+}
+
 impl fmt::Display for ImagePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "/{}", self.0)
@@ -982,6 +1076,55 @@ tarballs = [{ url = "https://example.invalid/a.tar.gz", sha256 = "ba7816bf8f01cf
         assert!(Format::from_str("rootfs.tar.bz2", false).is_err());
         // Case matters, as in the recipe.
         assert!(Format::from_str("OCI", false).is_err());
+    }
+
+    #[test]
+    fn per_machine_entries_parse_strictly() {
+        let configured = format!(
+            "{MINIMAL}\n[archive.d]\nurl = \"https://example.invalid/debian\"\nsuite = \"bookworm\"\n\
+             components = [\"main\"]\nkeyring = \"k.gpg\"\n\n[[layer]]\nname = \"pkgs\"\npackages = [\"apt\"]\n\n\
+             [configure]\nmaintainer-scripts = true\n"
+        );
+        let recipe = parse(&configured).unwrap();
+        assert!(recipe.configure.guard && recipe.configure.per_machine.is_empty());
+        let entry =
+            "\n[[configure.per-machine]]\nname = \"tok\"\npaths = [\"/var/lib/x/*.key\"]\nfirst-boot = \"mk\"\n";
+        let recipe = parse(&format!("{configured}guard = false\n{entry}")).unwrap();
+        assert!(!recipe.configure.guard);
+        let declared = &recipe.configure.per_machine[0];
+        assert_eq!((declared.name.as_str(), declared.paths[0].as_rel()), ("tok", "var/lib/x/*.key"));
+        assert_eq!(declared.paths[0].to_string(), "/var/lib/x/*.key");
+        let line_of_colour = configured.lines().count() + 6;
+        for (text, culprits) in [
+            (format!("{configured}{entry}colour = 1\n"), vec!["colour".to_owned(), format!("line {line_of_colour}")]),
+            (
+                format!("{configured}{}", entry.replace("/var/lib/x/*.key", "var/x")),
+                vec!["`var/x` is not an absolute path".into()],
+            ),
+            (
+                format!("{configured}{}", entry.replace("/var/lib/x/*.key", "/var/../x")),
+                vec!["`/var/../x` is not a plain path".into()],
+            ),
+            (format!("{configured}{}", entry.replace("/var/lib/x/*.key", "/var/*")), vec!["bare `*`".into()]),
+            (format!("{configured}{entry}{entry}"), vec!["name `tok` is used twice".into()]),
+            (
+                format!("{configured}{}", entry.replace("\"mk\"", "\" \"")),
+                vec!["`tok` has an empty `first-boot`".into()],
+            ),
+            (
+                format!("{configured}{}", entry.replace("[\"/var/lib/x/*.key\"]", "[]")),
+                vec!["`tok` lists no `paths`".into()],
+            ),
+            (
+                format!("{}{entry}", configured.replace("maintainer-scripts = true", "")),
+                vec!["needs `[configure] maintainer-scripts = true`".into()],
+            ),
+        ] {
+            let err = parse(&text).unwrap_err().to_string();
+            for culprit in culprits {
+                assert!(err.contains(&culprit), "{culprit:?} not in: {err}");
+            }
+        }
     }
 
     #[test]

@@ -13,9 +13,12 @@
 //! taken just before the run (its `ctime`, which no script can set back) is read again and
 //! compared with what was written; entries that are gone become OCI whiteouts. Then it is
 //! normalised: mtimes clamped to `SOURCE_DATE_EPOCH`, logs and caches known to vary
-//! ([`VARYING`]) left out, `/etc/machine-id` emptied (systemd makes one at first boot). What
-//! still differs between two runs is a bug to fix where it comes from, not a file to add to
-//! that list.
+//! ([`VARYING`]) left out, `/etc/machine-id` emptied (systemd makes one at first boot), and
+//! per-machine state (host keys, snakeoil certificates, database clusters …) left out and made
+//! on each node at first boot instead ([`super::per_machine`]). Unless the recipe turns the
+//! guard off, the scripts run twice, side by side, and what still differs between the two runs
+//! fails the build, path by path: it is a bug to fix where it comes from, or per-machine state
+//! to declare, never a file to add to [`VARYING`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
@@ -28,12 +31,13 @@ use anyhow::{bail, Context as _};
 
 use super::control;
 use super::packages::Relations;
+use super::per_machine::{self, PerMachineError, Record, Rule};
 use crate::digest::{Digest, Hasher};
 use crate::sandbox::{self, Bind, Exit, Spec};
 use crate::tree::{Content, Kind, Node, Tree, WHITEOUT_PREFIX};
 
 /// Bumped whenever the configure run or its normalisation changes.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// The hostname the scripts see.
 pub const HOSTNAME: &str = "candidate";
@@ -55,7 +59,7 @@ pub const VARYING: &[&str] = &[
 ];
 
 /// Emptied rather than dropped: an empty `/etc/machine-id` tells systemd to make one at boot.
-const EMPTIED: &[&str] = &["etc/machine-id"];
+pub const EMPTIED: &[&str] = &["etc/machine-id"];
 
 fn varying(path: &str) -> bool {
     VARYING.iter().any(|pattern| match pattern.split_once('*') {
@@ -69,14 +73,24 @@ fn varying(path: &str) -> bool {
     })
 }
 
-/// The action-cache key of the configure layer over these layers.
-pub fn action_key(diff_ids: &[Digest], sde: u64, architecture: &str) -> Digest {
+/// The action-cache key of the configure layer over these layers, with these per-machine
+/// rules and guard setting (a layer the guard did not check is not one it did).
+pub fn action_key(diff_ids: &[Digest], sde: u64, architecture: &str, rules: &[Rule], guard: bool) -> Digest {
     let mut h = Hasher::new();
     h.field("candidate-configure").field(crate::layer::FORMAT_VERSION.to_le_bytes()).field(VERSION.to_le_bytes());
     h.field(sde.to_le_bytes()).field(architecture);
     for diff_id in diff_ids {
         h.field(diff_id.as_bytes());
     }
+    per_machine::hash_rules(&mut h, rules);
+    h.field([u8::from(guard)]);
+    h.finish()
+}
+
+/// The action-cache key under which the [`Record`] of the configure layer `key` is kept.
+pub fn record_key(key: &Digest) -> Digest {
+    let mut h = Hasher::new();
+    h.field("candidate-configure-per-machine").field(key.as_bytes());
     h.finish()
 }
 
@@ -103,6 +117,10 @@ pub struct Run<'a> {
     pub foreign: &'a [String],
     pub sde: u64,
     pub timeout: std::time::Duration,
+    /// Per-machine state: the built-in list and the recipe's ([`per_machine::rules`]).
+    pub rules: &'a [Rule],
+    /// Run the scripts twice and refuse what differs.
+    pub guard: bool,
 }
 
 /// How long each step of a configure run took (shown with `--verbose`).
@@ -111,14 +129,16 @@ pub struct Timings {
     pub materialize: std::time::Duration,
     pub scripts: std::time::Duration,
     pub changes: std::time::Duration,
+    /// Comparing the two runs (zero without the guard).
+    pub compare: std::time::Duration,
 }
 
 /// Runs the maintainer scripts over `image` (every recipe layer, merged) and returns the
-/// configure layer: what they changed, normalised. The tree's contents point into `instance`,
-/// which must outlive the layer's serialisation.
-pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result<(Tree, Timings)> {
-    let mut timings = Timings::default();
-    let started = std::time::Instant::now();
+/// configure layer: what they changed, normalised, per-machine state left out and the
+/// first-boot script added; with what the manifest says of it. The tree's contents point into
+/// `instance`, which must outlive the layer's serialisation. With the guard, a second instance
+/// is made beside it (and removed before this returns).
+pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result<(Tree, Timings, Record)> {
     match host_architecture() {
         Some(host) if host == run.architecture && run.foreign.is_empty() => {}
         host => bail!(
@@ -143,7 +163,49 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
         _ => bail!("the image has no /var/lib/dpkg/status: configure mode needs Debian packages installed"),
     };
     let driver = driver_script(&status, image.get("usr/sbin/policy-rc.d").is_none())?;
+    let systemd = init_is_systemd(image);
+    let finish = |layer: Tree| per_machine::apply(layer, run.rules, EMPTIED, systemd, run.guard, run.sde);
+    if !run.guard {
+        let (layer, timings) = run_scripts(image, run, instance, &driver)?;
+        let (layer, record) = finish(layer);
+        return Ok((layer, timings, record));
+    }
+    // The guard: a second, independent run of the same image, side by side (dpkg configures
+    // one package at a time, so the second run mostly takes another core, not more time).
+    let twin = instance_dir(run.scratch)?;
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| run_scripts(image, run, twin.path(), &driver));
+        let first = run_scripts(image, run, instance, &driver);
+        (first, second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    let ((layer, mut timings), (other, other_timings)) = (first?, second?);
+    timings.scripts = timings.scripts.max(other_timings.scripts);
+    let started = std::time::Instant::now();
+    let (layer, record) = finish(layer);
+    let (other, _) = finish(other);
+    let differing = per_machine::differences(&layer, &other)?;
+    timings.compare = started.elapsed();
+    drop(other);
+    twin.close()
+        .with_context(|| format!("cannot remove the second configure instance under `{}`", run.scratch.display()))?;
+    if !differing.is_empty() {
+        return Err(PerMachineError::Nondeterministic { paths: differing }.into());
+    }
+    Ok((layer, timings, record))
+}
 
+/// Whether the image boots systemd: its `/sbin/init` is a link to systemd.
+fn init_is_systemd(image: &Tree) -> bool {
+    ["usr/sbin/init", "sbin/init"].iter().any(|path| {
+        matches!(image.get(path).map(|n| &n.kind), Some(Kind::Symlink { target }) if target.ends_with("/systemd/systemd"))
+    })
+}
+
+/// One run of the maintainer scripts: `image` written to `instance`, the driver run over it
+/// in a sandbox, and what it changed read back and normalised.
+fn run_scripts(image: &Tree, run: &Run<'_>, instance: &Path, driver: &str) -> anyhow::Result<(Tree, Timings)> {
+    let mut timings = Timings::default();
+    let started = std::time::Instant::now();
     crate::instance::materialize(image, instance)
         .with_context(|| format!("cannot write the image to `{}` for its maintainer scripts", instance.display()))?;
     timings.materialize = started.elapsed();

@@ -15,6 +15,8 @@
 //! * [`layers`] — each recipe layer's packages, unpacked over the layers below, cached.
 //! * [`configure`] — configure mode: the image's own dpkg runs the maintainer scripts in the
 //!   namespace sandbox, and what they changed becomes the `configure` layer.
+//! * [`per_machine`] — per-machine state left out of a candidate and made at first boot, and
+//!   the guard that runs the scripts twice and refuses what differs.
 
 pub mod archive;
 pub mod configure;
@@ -24,6 +26,7 @@ pub mod dpkgdb;
 pub mod install;
 pub mod layers;
 pub mod packages;
+pub mod per_machine;
 pub mod pin;
 pub mod release;
 pub mod resolve;

@@ -35,7 +35,7 @@ fn fixture_archive() -> String {
 /// Configure instances left under the store's `tmp/` and in `/dev/shm` by a build that has
 /// ended. Instances are named `configure-PID-…` after their builder: one whose builder still
 /// runs (another test, in parallel) is not a leftover.
-fn leftovers(store: &Path) -> Vec<PathBuf> {
+pub(super) fn leftovers(store: &Path) -> Vec<PathBuf> {
     let ended = |name: &str| {
         let pid = name.strip_prefix("configure-").and_then(|n| n.split('-').next());
         pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists())
@@ -117,7 +117,7 @@ fn configure_needs_packages_and_reserves_its_layer_name() {
 // Against a real Debian 12 mirror (ignored by default)
 // ---------------------------------------------------------------------------------------------
 
-fn mirror() -> PathBuf {
+pub(super) fn mirror() -> PathBuf {
     let mirror =
         PathBuf::from(std::env::var_os("CANDIDATE_DEBIAN_MIRROR").unwrap_or_else(|| "/tmp/bench/mirror-signed".into()));
     assert!(
@@ -143,7 +143,7 @@ fn real_recipe(dir: &Path, name: &str, packages: &str, formats: &str) -> PathBuf
     )
 }
 
-fn extract(archive: &Path, into: &Path) {
+pub(super) fn extract(archive: &Path, into: &Path) {
     fs::create_dir_all(into).unwrap();
     ok(Command::new("tar").arg("--zstd").arg("-xpf").arg(archive).arg("-C").arg(into).args([
         "--xattrs",
@@ -266,7 +266,7 @@ fn real_configured_minbase_is_reproducible_and_fully_configured() {
     assert_eq!(leftovers(&sb), Vec::<PathBuf>::new());
 }
 
-fn unsafe_umask(cmd: &mut Command, mask: libc::mode_t) {
+pub(super) fn unsafe_umask(cmd: &mut Command, mask: libc::mode_t) {
     // SAFETY: umask is async-signal-safe and touches only the child.
     unsafe {
         cmd.pre_exec(move || {
@@ -277,7 +277,7 @@ fn unsafe_umask(cmd: &mut Command, mask: libc::mode_t) {
 }
 
 /// Polls `systemctl is-system-running` through `probe` until it says `running` (or 60 s).
-fn wait_running(mut probe: impl FnMut() -> String) -> String {
+pub(super) fn wait_running(mut probe: impl FnMut() -> String) -> String {
     let start = Instant::now();
     let mut state = String::new();
     while start.elapsed() < Duration::from_secs(60) {
@@ -340,43 +340,12 @@ fn real_configured_image_with_systemd_boots_in_lxc_and_nspawn() {
     // systemd-nspawn -b on the extracted rootfs; stopped with one SIGTERM.
     let root = t.path().join("nspawn-root");
     extract(&dist.join("rootfs.tar.zst"), &root);
-    let mut nspawn = Command::new("systemd-nspawn")
-        .args(["-q", "--register=no", "--keep-unit", "--private-network", "--console=pipe", "-b", "-D"])
-        .arg(&root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("systemd-nspawn (Debian package systemd-container) runs");
-    let pid = nspawn.id();
-    let init = (0..100)
-        .find_map(|_| {
-            let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-            let init = children.split_whitespace().next().map(str::to_owned);
-            if init.is_none() {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            init
-        })
-        .expect("nspawn started the container's init");
-    let nsenter = |args: &[&str]| {
-        let out = Command::new("nsenter").args(["-t", &init, "-a"]).args(args).stdin(Stdio::null()).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let state = wait_running(|| nsenter(&["/bin/systemctl", "is-system-running"]));
-    let audit = nsenter(&["/usr/bin/dpkg", "--audit"]);
-    let failed = nsenter(&["/bin/systemctl", "--failed", "--no-legend"]);
-    // SAFETY: a plain signal to the child we started.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while nspawn.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = nspawn.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let _ = nspawn.wait();
+    let node = super::per_machine::Node::boot(&root);
+    let state = wait_running(|| node.exec(&["/bin/systemctl", "is-system-running"]).1);
+    let audit = node.exec(&["/usr/bin/dpkg", "--audit"]).1;
+    let failed = node.exec(&["/bin/systemctl", "--failed", "--no-legend"]).1;
+    // Stopped with one SIGTERM (then SIGKILL after 30 s).
+    drop(node);
     assert_eq!(state, "running", "nspawn: systemd did not reach `running`; failed units:\n{failed}");
     assert_eq!(audit, "", "nspawn: dpkg --audit");
     assert_eq!(leftovers(&store), Vec::<PathBuf>::new());

@@ -7,6 +7,7 @@ mod debian;
 mod determinism;
 mod formats;
 mod hostile;
+mod per_machine;
 mod qualify;
 mod release;
 mod store;

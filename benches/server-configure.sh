@@ -1,0 +1,66 @@
+#!/bin/bash
+# server-configure.sh — the configured server build (recipes/server.toml: Debian 12 required +
+# systemd-sysv, openssh-server, nginx, postgresql-15, python3-numpy, python3-yaml; 178
+# packages) side by side in one run (interleaved rounds):
+#   cold          candidate build, layer cache cold (the store holds the .debs), with the
+#                 nondeterminism guard (the maintainer scripts run twice, side by side)
+#   warm          that build again (the configure layer comes from the action cache)
+#   cold-noguard  the same recipe with `[configure] guard = false` (scripts run once)
+#   warm-noguard  that build again
+#   mm-server     mmdebstrap --variant=minbase --include=<the same packages> from the same
+#                 local mirror, to .tar.zst (maintainer scripts run once, no guard)
+# Only rootfs.tar.zst is built (`--format`), the output mmdebstrap makes too.
+# Needs ../shared/bench's signed mirror with the server packages in its pool
+# (benches/extend-mirror.sh lockfiles/server.lock) and a release binary.
+# Usage: benches/server-configure.sh [BENCH] ; RUNS=3 by default. Prints a table of medians.
+set -euo pipefail
+BENCH=${1:-/tmp/bench}
+RUNS=${RUNS:-3}
+WORK=${WORK:-$BENCH/server-bench}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BIN:-$REPO/target/release/candidate}
+MIRROR=$BENCH/mirror-signed
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+[ -d "$MIRROR/dists" ] || { echo "no $MIRROR: run ../shared/bench/make-local-mirror.sh and make-signed-mirror.sh" >&2; exit 1; }
+"$REPO/benches/extend-mirror.sh" "$REPO/lockfiles/server.lock" "$MIRROR" >/dev/null
+rm -rf "$WORK"; mkdir -p "$WORK/recipes" "$WORK/lockfiles"
+cp "$REPO/recipes/server.toml" "$WORK/recipes/server.toml"
+cp "$REPO/lockfiles/server.lock" "$WORK/lockfiles/server.lock"
+sed -e 's/^maintainer-scripts = true$/maintainer-scripts = true\nguard = false/' "$WORK/recipes/server.toml" > "$WORK/recipes/noguard.toml"
+grep -q '^guard = false$' "$WORK/recipes/noguard.toml"
+cd "$WORK"
+STORE=$WORK/store
+export CANDIDATE_MIRROR_DEBIAN=file://$MIRROR
+"$BIN" -q --store "$STORE" lock --check recipes/server.toml
+"$BIN" -q --store "$STORE" lock recipes/noguard.toml
+"$BIN" -q --store "$STORE" fetch recipes/server.toml
+PKGS=$(awk -F' = ' '/^\[\[package/{p=1} p&&/^name/{gsub(/"/,"",$2); printf "%s,", $2; p=0}' lockfiles/server.lock)
+HOOKS=/usr/share/mmdebstrap/hooks/file-mirror-automount
+
+t() { # name command...: runs, appends "name seconds maxrss_kb" to times.tsv
+  local name=$1; shift
+  /usr/bin/time -f "$name %e %M" -a -o times.tsv "$@" >/dev/null 2>>log.txt
+}
+cold() { rm -rf "$STORE/v1/actions" dist; mkdir -p "$STORE/v1/actions"; sync; }
+: > times.tsv
+for i in $(seq "$RUNS"); do
+  cold; t cold "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/server.toml
+  t warm "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/server.toml
+  cold; t cold-noguard "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/noguard.toml
+  t warm-noguard "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/noguard.toml
+  if command -v mmdebstrap >/dev/null; then
+    sync; t mm-server mmdebstrap --quiet --mode=root --variant=minbase --include="$PKGS" --hook-dir="$HOOKS" \
+      bookworm mm-server.tar.zst "deb [trusted=yes] file://$MIRROR bookworm main"
+  fi
+done
+# The same package set: what mmdebstrap installed against the lockfile.
+if [ -f mm-server.tar.zst ]; then
+  tar --zstd -xOf mm-server.tar.zst ./var/lib/dpkg/status | awk '/^Package:/{print $2}' | sort > mm-packages.txt
+  awk -F' = ' '/^\[\[package/{p=1} p&&/^name/{gsub(/"/,"",$2); print $2; p=0}' lockfiles/server.lock | sort > our-packages.txt
+  echo "package sets: $(wc -l < our-packages.txt) locked, $(wc -l < mm-packages.txt) installed by mmdebstrap; differences:"
+  diff our-packages.txt mm-packages.txt || true
+fi
+python3 "$REPO/benches/medians.py" "$WORK/times.tsv" --faster mm-server | tee medians.txt
+# The guard's cost: cold with it against cold without.
+awk '/^median /{for (i = 2; i <= NF; i++) { split($i, kv, "="); m[kv[1]] = kv[2] }}
+  END { if (m["cold"] && m["cold-noguard"]) printf "the guard costs %.1f s of a cold build (%.2fx); a warm build, nothing\n", m["cold"] - m["cold-noguard"], m["cold"] / m["cold-noguard"] }' medians.txt
