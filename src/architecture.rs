@@ -37,7 +37,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "tree",
         ],
     ),
-    ("recipe", &["lockfile", "recipe"]),
+    ("recipe", &["lockfile", "recipe", "system"]),
     ("lock", &["debian::archive", "debian::pin", "debian::resolve", "fetch", "local", "lock"]),
     (
         "layers",
@@ -49,11 +49,12 @@ const STAGES: &[(&str, &[&str])] = &[
             "debian::unpack",
             "layer",
             "rootfs",
+            "system::plan",
         ],
     ),
     ("outputs", &["dist", "lxc", "manifest", "oci", "sbom"]),
     ("attest", &["attest"]),
-    ("release", &["build", "channel", "qualify", "qualify::lxc", "registry", "release", "verify"]),
+    ("release", &["build", "channel", "qualify", "qualify::lxc", "registry", "release", "system::lxc", "verify"]),
     (
         "commands",
         &["cli", "ops", "ops::build", "ops::diff", "ops::key", "ops::lock", "ops::release", "ops::test", "ops::verify"],

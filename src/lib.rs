@@ -61,6 +61,7 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod sbom;
 pub mod store;
+pub mod system;
 pub mod tar;
 pub mod tree;
 pub mod verify;

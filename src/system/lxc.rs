@@ -1,0 +1,1 @@
+//! Deploying a plan on LXC (below).
