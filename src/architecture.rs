@@ -57,7 +57,20 @@ const STAGES: &[(&str, &[&str])] = &[
     ("release", &["build", "channel", "qualify", "qualify::lxc", "registry", "release", "system::lxc", "verify"]),
     (
         "commands",
-        &["cli", "ops", "ops::build", "ops::diff", "ops::key", "ops::lock", "ops::release", "ops::test", "ops::verify"],
+        &[
+            "cli",
+            "ops",
+            "ops::build",
+            "ops::deploy",
+            "ops::diff",
+            "ops::key",
+            "ops::lock",
+            "ops::release",
+            "ops::status",
+            "ops::test",
+            "ops::undeploy",
+            "ops::verify",
+        ],
     ),
 ];
 

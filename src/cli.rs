@@ -128,6 +128,24 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "sandbox")]
         runtime: crate::qualify::Runtime,
     },
+    /// Deploy a candidate (a folder, an id prefix or `CHANNEL@latest`) as the nodes of a system
+    /// file, on LXC, on an isolated network; wait until every node is ready.
+    Deploy {
+        candidate: String,
+        /// The system file (`systems/NAME.toml`).
+        #[arg(long, value_name = "FILE")]
+        system: PathBuf,
+        /// The deployment's name [default: the system's name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Keep what was made when a node fails (then `undeploy` removes it).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Show a deployment (or list every deployment of this store).
+    Status { name: Option<String> },
+    /// Remove a deployment: every container, its network and its state.
+    Undeploy { name: String },
     /// Verify a candidate: signatures, every digest, and agreement of manifest, provenance and SBOM.
     Verify {
         candidate: PathBuf,

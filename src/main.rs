@@ -85,6 +85,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let options = candidate::qualify::TestOptions { scripts, timeout, sign, runtime };
             ops::test::test(&ctx, &candidate, &options)?;
         }
+        Command::Deploy { candidate, system, name, keep } => {
+            ops::deploy::deploy(&ctx, &candidate, &system, name.as_deref(), keep, policy, channels)?;
+        }
+        Command::Status { name } => ops::status::status(&ctx, name.as_deref())?,
+        Command::Undeploy { name } => ops::undeploy::undeploy(&ctx, &name)?,
         Command::Verify { candidate, keys, threshold, rebuild, recipe, lockfile } => {
             let rebuild = rebuild.then_some(candidate::verify::Rebuild { recipe, lockfile });
             ops::verify::verify(&ctx, &candidate, &keys, threshold, rebuild.as_ref())?;
