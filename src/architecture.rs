@@ -54,7 +54,20 @@ const STAGES: &[(&str, &[&str])] = &[
     ),
     ("outputs", &["dist", "lxc", "manifest", "oci", "sbom"]),
     ("attest", &["attest"]),
-    ("release", &["build", "channel", "qualify", "qualify::lxc", "registry", "release", "system::lxc", "verify"]),
+    (
+        "release",
+        &[
+            "build",
+            "channel",
+            "qualify",
+            "qualify::lxc",
+            "registry",
+            "release",
+            "system::lxc",
+            "system::qualify",
+            "verify",
+        ],
+    ),
     (
         "commands",
         &[
@@ -68,6 +81,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "ops::release",
             "ops::status",
             "ops::test",
+            "ops::test_system",
             "ops::undeploy",
             "ops::verify",
         ],

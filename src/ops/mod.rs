@@ -9,6 +9,7 @@ pub mod lock;
 pub mod release;
 pub mod status;
 pub mod test;
+pub mod test_system;
 pub mod undeploy;
 pub mod verify;
 

@@ -28,6 +28,7 @@ use crate::recipe::{DirectorySpec, FileSpec, ImagePath, Name, SymlinkSpec};
 
 pub mod lxc;
 pub mod plan;
+pub mod qualify;
 
 /// Where the generated description of the whole system is written in every node.
 pub const SYSTEM_FILE: &str = "etc/candidate/system.json";

@@ -33,6 +33,9 @@ use crate::tree::{Content, Kind, Node, Tree, TreeError};
 /// same inputs.
 pub const PLAN_VERSION: u32 = 1;
 
+/// The subject name under which a system test's attestation names the plan: `plan/SYSTEM`.
+pub const PLAN_SUBJECT_PREFIX: &str = "plan/";
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("role `{role}`: cannot read the overlay input `{}`", path.display())]

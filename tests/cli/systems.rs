@@ -452,3 +452,192 @@ fn a_candidate_that_fails_verification_is_not_deployed() {
     let (ok, _guard) = p.deploy("verified", "systems/ground.toml", &["--policy", &policy]);
     ok.assert_ok().assert_stderr_has("Verified");
 }
+
+/// Parses a JUnit XML file with `junitparser` (PyPI), as a CI server would read it: one line
+/// per test case, `SUITE|CLASSNAME|NAME|passed` or `…|failed: MESSAGE`. `None` (a skip, and
+/// under CI a failure) without it.
+fn junit_cases(path: &Path) -> Option<Vec<String>> {
+    let script = "import sys\nfrom junitparser import JUnitXml, Failure\n\
+                  for suite in JUnitXml.fromfile(sys.argv[1]):\n\
+                  \x20   for case in suite:\n\
+                  \x20       failed = [r for r in case.result if isinstance(r, Failure)]\n\
+                  \x20       verdict = 'failed: ' + failed[0].message if failed else 'passed'\n\
+                  \x20       print(f'{suite.name}|{case.classname}|{case.name}|{verdict}')\n";
+    let out = Command::new("python3").arg("-c").arg(script).arg(path).output().unwrap();
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("No module named 'junitparser'") {
+        assert!(std::env::var_os("CI").is_none(), "under CI the JUnit check needs `pip install junitparser`");
+        eprintln!("skipping the JUnit check: `python3 -m pip install junitparser`");
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "junitparser cannot read {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
+}
+
+fn statement_of(path: &Path) -> Value {
+    use base64::Engine as _;
+    let envelope: Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str().unwrap()).unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+#[test]
+fn system_qualification_reports_per_node_attests_the_plan_and_gates_promotion() {
+    let Some(p) = project() else { return };
+    let policy = p.write(
+        "policy-system.toml",
+        "[verify]\nkeys = [\"keys/ci.pub\"]\n\n[channel.qualified]\nkeys = [\"keys/ci.pub\"]\n\
+         system-tests = [\"systems/ground.toml\"]\n",
+    );
+    let attestation = p.root.join("out/ground_1.0_amd64.ground.system-test.intoto.json");
+    // Without a system test, the channel refuses the candidate.
+    let promote = p.cmd(&["--policy", &policy, "promote", DIR, "--channel", "qualified", "--key", "keys/ci.key"]);
+    promote.assert_code(1).assert_stderr_has("a PASSED system test of").assert_stderr_has("none found");
+
+    let t = p.cmd(&[
+        "--policy",
+        &policy,
+        "test",
+        DIR,
+        "--system",
+        "systems/ground.toml",
+        "--report",
+        "report-pass",
+        "--sign",
+        "keys/ci.key",
+    ]);
+    t.assert_ok();
+    for line in [
+        "PASSED  prime1/serves.sh  prime",
+        "PASSED  backup1/backup.sh  backup",
+        "PASSED  client1/reaches-prime.sh  client",
+        "PASSED  3 of 3 test(s) of system ground",
+    ] {
+        assert!(t.stdout.contains(line), "{line}\n{}", t.describe());
+    }
+    // Per-node reports: each script's output, LXC's and the probe's logs, the node's own logs.
+    let report = p.root.join("report-pass");
+    let log = fs::read_to_string(report.join("client1/reaches-prime.sh.log")).unwrap();
+    assert!(log.contains("client client1 reached prime1 by name"), "{log}");
+    assert!(report.join("prime1/lxc.log").is_file() && report.join("backup1/probe.log").is_file());
+    let backup_log = fs::read_to_string(report.join("backup1/var-log/ground.log")).unwrap();
+    assert!(backup_log.contains("backup of prime1 ready"), "{backup_log}");
+    let plan: Value = serde_json::from_slice(&fs::read(report.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["tiers"], serde_json::json!([["prime1", "backup1"], ["client1"]]));
+    // JUnit XML, read by a real consumer.
+    if let Some(cases) = junit_cases(&report.join("junit.xml")) {
+        assert_eq!(
+            cases,
+            [
+                "prime1 (prime)|ground.prime1|serves.sh|passed",
+                "backup1 (backup)|ground.backup1|backup.sh|passed",
+                "client1 (client)|ground.client1|reaches-prime.sh|passed",
+            ]
+        );
+    }
+    // The attestation is about the candidate and the plan; `verify` accepts it, `promote`
+    // requires it.
+    let statement = statement_of(&attestation);
+    let subjects: Vec<&str> =
+        statement["subject"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(subjects, ["manifest.json", "plan/ground"]);
+    let plan_digest = statement["subject"][1]["digest"]["sha256"].as_str().unwrap();
+    assert!(t.stdout.contains(&format!("plan sha256:{plan_digest}")), "{}", t.describe());
+    assert_eq!(statement["predicate"]["result"], "PASSED");
+    assert_eq!(statement["predicate"]["configuration"][2]["annotations"]["node"], "client1");
+    assert_eq!(statement["predicate"]["configuration"][2]["annotations"]["kind"], "system-test");
+    let verify = p.cmd(&["verify", DIR, "--key", "keys/ci.pub"]);
+    verify.assert_ok();
+    assert!(verify.stdout.contains("ground.system-test.intoto.json: test result PASSED"), "{}", verify.describe());
+    p.cmd(&["--policy", &policy, "promote", DIR, "--channel", "qualified", "--key", "keys/ci.key"]).assert_ok();
+    assert_no_test_deployment(p, "report-pass");
+
+    // A failing system test: FAILED overall, the node named, exit 1; the attestation says
+    // FAILED and the channel refuses it.
+    let failing = fs::read_to_string(p.root.join("systems/ground.toml"))
+        .unwrap()
+        .replace("ground/tests/reaches-prime.sh", "ground/tests/fails.sh");
+    p.write("systems/ground/tests/fails.sh", "echo looking for prime9\nwget -q -O - http://prime9/value\n");
+    let file = p.write("systems/ground-failing.toml", &failing);
+    let t = p.cmd(&["test", DIR, "--system", &file, "--report", "report-fail", "--sign", "keys/ci.key", "--json"]);
+    t.assert_code(1).assert_stderr_has("system `ground` failed qualification: client1/fails.sh");
+    let doc: Value = serde_json::from_str(t.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{}", t.describe()));
+    assert_eq!(doc["result"], "FAILED", "{doc}");
+    assert_eq!(doc["runs"][2]["node"], "client1", "{doc}");
+    assert_eq!(doc["runs"][2]["passed"], false, "{doc}");
+    if let Some(cases) = junit_cases(&p.root.join("report-fail/junit.xml")) {
+        assert_eq!(cases[2], "client1 (client)|ground.client1|fails.sh|failed: exit code 1", "{cases:?}");
+    }
+    assert_eq!(statement_of(&attestation)["predicate"]["failedTests"], serde_json::json!(["client1/fails.sh"]));
+    let promote = p.cmd(&["--policy", &policy, "promote", DIR, "--channel", "qualified", "--key", "keys/ci.key"]);
+    promote.assert_code(1).assert_stderr_has("a PASSED system test of");
+    assert_no_test_deployment(p, "report-fail");
+}
+
+/// The deployment a `test --system` made (named in its report) is gone, with its links.
+#[track_caller]
+fn assert_no_test_deployment(p: &Project, report: &str) {
+    let record: Value =
+        serde_json::from_slice(&fs::read(p.root.join(report).join("deployment.json")).unwrap()).unwrap();
+    assert_gone(p, record["name"].as_str().unwrap(), Some(&record));
+}
+
+#[test]
+fn an_interrupted_or_killed_system_test_leaves_nothing_running() {
+    let Some(p) = project() else { return };
+    let hanging = fs::read_to_string(p.root.join("systems/ground.toml"))
+        .unwrap()
+        .replace("ground/tests/reaches-prime.sh", "ground/tests/hangs.sh")
+        .replace("name = \"ground\"", "name = \"hanging\"");
+    p.write("systems/ground/tests/hangs.sh", "sleep 1009\n");
+    let file = p.write("systems/hanging.toml", &hanging);
+    for signal in [libc::SIGINT, libc::SIGKILL] {
+        let mut builder = with_store(&p.root, &p.store(), ["test", DIR, "--system", &file, "--report", "report-hang"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let name = format!("test-{}-", builder.id());
+        let deployments = p.store().join("v1/deployments");
+        let find = || -> Option<PathBuf> {
+            fs::read_dir(&deployments)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|d| d.file_name().unwrap().to_string_lossy().starts_with(&name))
+        };
+        // Wait until the hanging system test runs on a ready deployment.
+        let waited = Instant::now();
+        let dir = loop {
+            if let Some(dir) = find() {
+                let record =
+                    fs::read(dir.join("deployment.json")).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+                if record.is_some_and(|r| r["phase"] == "ready") {
+                    break dir;
+                }
+            }
+            assert!(waited.elapsed() < Duration::from_secs(60), "the system test never got going");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let record: Value = serde_json::from_slice(&fs::read(dir.join("deployment.json")).unwrap()).unwrap();
+        // SAFETY: a plain signal to our own child.
+        unsafe { libc::kill(builder.id() as i32, signal) };
+        builder.wait().unwrap();
+        let killed = Instant::now();
+        while dir.exists() {
+            assert!(killed.elapsed() < Duration::from_secs(30), "signal {signal}: the deployment outlived its builder");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let ours = [record["bridge"].as_str().unwrap().to_owned()];
+        assert!(!links().iter().any(|l| ours.contains(l)), "signal {signal}: the bridge outlived the builder");
+        let sleeping = fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x001009\x00"));
+        assert!(!sleeping, "signal {signal}: the hanging test outlived its node");
+    }
+}
