@@ -105,6 +105,8 @@ pub struct Deployment {
     pub lxcpath: PathBuf,
     /// The container the candidate is unpacked into once; it never starts.
     pub base: String,
+    /// Milliseconds `lxc-create` took to unpack the candidate into the base.
+    pub unpack_ms: Option<u64>,
     pub created: String,
     pub nodes: Vec<NodeRecord>,
 }
@@ -123,6 +125,8 @@ pub struct NodeRecord {
     /// Milliseconds since the epoch when `lxc-start` was called, and when the node was ready.
     pub started_ms: Option<u64>,
     pub ready_ms: Option<u64>,
+    /// Microseconds it took to make the node's container over the base (its delta, its config).
+    pub create_us: Option<u64>,
 }
 
 impl Deployment {
@@ -356,6 +360,7 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
         subnet: system.subnet(),
         lxcpath: lxcpath.clone(),
         base: format!("c{id}-base"),
+        unpack_ms: None,
         created: crate::sbom::rfc3339(now_ms() / 1000),
         nodes: planned
             .document
@@ -372,6 +377,7 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
                 probe: system.roles[n.role.as_str()].ready.clone(),
                 started_ms: None,
                 ready_ms: None,
+                create_us: None,
             })
             .collect(),
     };
@@ -393,6 +399,7 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
     let extra = dir.join("work/extra.conf");
     fs_err::write(&extra, "lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n")?;
     let (meta, rootfs) = (dir.join("work/meta.tar.xz"), dir.join("work/rootfs.tar.xz"));
+    let unpacking = Instant::now();
     tool(lxc("lxc-create", &lxcpath, &record.base).arg("-t").arg("local").arg("-f").arg(&extra).arg("--").args([
         "-m".as_ref(),
         meta.as_os_str(),
@@ -400,6 +407,7 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
         rootfs.as_os_str(),
     ]))
     .context("cannot unpack the candidate with `lxc-create -t local` (Debian packages `lxc`, `lxc-templates`)")?;
+    record.unpack_ms = Some(unpacking.elapsed().as_millis() as u64);
     for name in ["meta.tar.xz", "rootfs.tar.xz"] {
         fs_err::remove_file(dir.join("work").join(name))?;
     }
@@ -414,7 +422,8 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    for (node, tree) in record.nodes.iter().zip(&node_trees) {
+    for (node, tree) in record.nodes.iter_mut().zip(&node_trees) {
+        let creating = Instant::now();
         let container = lxcpath.join(&node.container);
         let upper = container.join("overlay/delta0");
         fs_err::create_dir_all(&upper)?;
@@ -444,6 +453,7 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
             config.push_str("lxc.init.cmd = /bin/sleep 2147483647\n");
         }
         fs_err::write(container.join("config"), config)?;
+        node.create_us = Some(creating.elapsed().as_micros() as u64);
     }
 
     record.phase = Phase::Starting;

@@ -339,6 +339,17 @@ fn the_example_system_deploys_tier_by_tier_on_an_isolated_network() {
         assert!(own * 20 < base, "node {name} holds {own} bytes of its own against the base's {base}");
     }
 
+    // The same candidate and system file give the same plan from another path and store.
+    let elsewhere = tempfile::tempdir().unwrap();
+    super::copy_project(&elsewhere.path().join("deep/er"), true);
+    let other_store = candidate::store::Store::open(&elsewhere.path().join("other-store")).unwrap();
+    let system = candidate::system::System::load(&elsewhere.path().join("deep/er/systems/ground.toml")).unwrap();
+    let manifest_value: Value = serde_json::from_slice(&manifest).unwrap();
+    let sde = manifest_value["source-date-epoch"].as_u64().unwrap();
+    let id = candidate::digest::Digest::of(&manifest);
+    let replanned = candidate::system::plan::plan(&other_store, &system, id, sde).unwrap();
+    assert_eq!(d["plan"], replanned.digest.to_string(), "another path and store planned differently");
+
     // A second deployment under the same name is refused; `undeploy` removes everything.
     let (again, _) = (p.cmd(&["deploy", DIR, "--system", "systems/ground.toml", "--name", "ground-a"]), ());
     again.assert_code(2).assert_stderr_has("a deployment named `ground-a` already exists");
