@@ -586,22 +586,7 @@ pub fn attach(
     let started_at = now_ms() / 1000;
     let started = Instant::now();
     let mut child = cmd.spawn().context("cannot run `lxc-attach` (Debian package `lxc`)")?;
-    let exit = loop {
-        if let Some(status) = child.try_wait()? {
-            use std::os::unix::process::ExitStatusExt as _;
-            break match (status.code(), status.signal()) {
-                (Some(code), _) => Exit::Code(code),
-                (None, Some(signal)) => Exit::Signal(signal),
-                (None, None) => Exit::Code(-1),
-            };
-        }
-        if started.elapsed() >= timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break Exit::TimedOut;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = crate::qualify::wait_limited(&mut child, started, timeout)?;
     let duration = started.elapsed();
     let mut output = Vec::new();
     let mut spool = spool;

@@ -24,7 +24,6 @@
 //!   is the plan of this candidate and that file.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -38,7 +37,6 @@ use super::System;
 use crate::context::Context;
 use crate::digest::Digest;
 use crate::dist::MANIFEST;
-use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::PrivateKey;
 use crate::qualify::{last_lines, Script};
 use crate::sandbox::Exit;
@@ -187,12 +185,7 @@ pub fn test_system(ctx: &Context, options: &SystemTestOptions<'_>) -> anyhow::Re
     } else {
         let path = attestation_path(options.candidate_dir, system);
         let payload = statement(options.candidate, system, &plan, &runs);
-        let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, options.sign);
-        let parent = path.parent().unwrap_or(Path::new("."));
-        let mut temp = tempfile::Builder::new().prefix(".attestation-").tempfile_in(parent)?;
-        temp.write_all(&envelope.to_json())?;
-        temp.as_file().sync_all()?;
-        temp.persist(&path).map_err(|e| e.error)?;
+        crate::qualify::write_envelope(&path, &payload, options.sign)?;
         Some(path)
     };
     Ok(SystemTested { deployment, plan, runs, junit, attestation })
@@ -212,10 +205,15 @@ fn deploy_and_run(
         candidate_dir: options.candidate_dir,
         candidate: options.candidate,
         manifest: options.manifest,
-        keep: false,
+        // The caller always tears down; kept until then, a node that never became ready
+        // still has its logs collected.
+        keep: true,
     };
-    let (deployment, plan) = lxc::deploy(ctx, &deploy)?;
-    fs_err::write(options.report.join("plan.json"), plan.document.canonical())?;
+    let (deployment, plan) = match lxc::deploy(ctx, &deploy) {
+        Ok((deployment, plan)) => (deployment, plan.digest),
+        Err(e) => return not_ready(ctx, options, name, e),
+    };
+    fs_err::copy(deployment.lxcpath.with_file_name(lxc::PLAN), options.report.join("plan.json"))?;
     let staged = tempfile::Builder::new().prefix("system-test-").tempdir_in(ctx.store.root().join("tmp"))?;
     let mut runs = Vec::new();
     for kind in [TestKind::Node, TestKind::System] {
@@ -241,7 +239,41 @@ fn deploy_and_run(
         }
     }
     collect_reports(options, &deployment, &runs)?;
-    Ok((deployment, plan.digest, runs))
+    Ok((deployment, plan, runs))
+}
+
+/// A deployment whose node never became ready is a failed qualification, not an error: the
+/// node's `ready` probe is its failing test (named `ready`, its command the script), and the
+/// logs of every node made are collected. Any other failure to deploy is an error.
+fn not_ready(
+    ctx: &Context,
+    options: &SystemTestOptions<'_>,
+    name: &str,
+    error: anyhow::Error,
+) -> anyhow::Result<(Deployment, Digest, Vec<NodeRun>)> {
+    let (node_name, probe, output) = match error.downcast_ref::<lxc::DeployError>() {
+        Some(lxc::DeployError::ProbeTimeout { node, probe, output, .. }) => {
+            (node.clone(), probe.clone(), output.join("\n"))
+        }
+        Some(lxc::DeployError::Stopped { node }) => (node.clone(), String::new(), "the node stopped".to_owned()),
+        _ => return Err(error),
+    };
+    let dir = lxc::folder(ctx, name)?;
+    let deployment = Deployment::read(&dir.join(lxc::RECORD))?;
+    fs_err::copy(dir.join(lxc::PLAN), options.report.join("plan.json"))?;
+    let node = deployment.node(&node_name).expect("the failing node is in the record");
+    ctx.printer.status("Not ready", format_args!("{error:#}"));
+    let run = Attached {
+        exit: Exit::TimedOut,
+        output: format!("{error}\n{output}\n").into_bytes(),
+        duration: Duration::from_secs(options.system.roles[node.role.as_str()].ready_timeout()),
+        started: node.started_ms.unwrap_or_default() / 1000,
+    };
+    let script = Script { name: "ready".into(), sha256: Digest::of(probe.as_bytes()), bytes: probe.into_bytes() };
+    let runs = vec![NodeRun { node: node.name.clone(), role: node.role.clone(), kind: TestKind::Node, script, run }];
+    collect_reports(options, &deployment, &runs)?;
+    let plan = deployment.plan;
+    Ok((deployment, plan, runs))
 }
 
 /// One folder per node: its scripts' output, LXC's and the probe's logs, its `/var/log`.
@@ -396,11 +428,7 @@ fn statement(candidate: Digest, system: &System, plan: &Digest, runs: &[NodeRun]
     let configuration: Vec<Value> = runs
         .iter()
         .map(|r| {
-            let (code, signal) = match r.run.exit {
-                Exit::Code(c) => (Some(c), None),
-                Exit::Signal(s) => (None, Some(s)),
-                Exit::TimedOut => (None, None),
-            };
+            let (code, signal) = crate::qualify::exit_parts(r.run.exit);
             json!({
                 "name": r.id(),
                 "digest": { "sha256": r.script.sha256.hex() },
@@ -421,23 +449,11 @@ fn statement(candidate: Digest, system: &System, plan: &Digest, runs: &[NodeRun]
         .collect();
     let names =
         |passed: bool| -> Vec<String> { runs.iter().filter(|r| r.passed() == passed).map(NodeRun::id).collect() };
-    let result = if runs.iter().all(NodeRun::passed) { "PASSED" } else { "FAILED" };
-    let value = json!({
-        "_type": crate::attest::STATEMENT_TYPE,
-        "subject": [
-            { "name": MANIFEST, "digest": { "sha256": candidate.hex() } },
-            { "name": format!("{PLAN_SUBJECT_PREFIX}{}", system.name), "digest": { "sha256": plan.hex() } },
-        ],
-        "predicateType": crate::channel::TEST_RESULT,
-        "predicate": {
-            "result": result,
-            "configuration": configuration,
-            "passedTests": names(true),
-            "warnedTests": [],
-            "failedTests": names(false),
-        },
-    });
-    serde_json::to_vec(&value).expect("a JSON value serialises")
+    let subject = vec![
+        json!({ "name": MANIFEST, "digest": { "sha256": candidate.hex() } }),
+        json!({ "name": format!("{PLAN_SUBJECT_PREFIX}{}", system.name), "digest": { "sha256": plan.hex() } }),
+    ];
+    crate::qualify::test_result_statement(subject, configuration, names(true), names(false))
 }
 
 #[cfg(test)]

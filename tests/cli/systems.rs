@@ -587,6 +587,23 @@ fn system_qualification_reports_per_node_attests_the_plan_and_gates_promotion() 
     let promote = p.cmd(&["--policy", &policy, "promote", DIR, "--channel", "qualified", "--key", "keys/ci.key"]);
     promote.assert_code(1).assert_stderr_has("a PASSED system test of");
     assert_no_test_deployment(p, "report-fail");
+
+    // A node that never becomes ready fails the qualification the same way: its probe is
+    // its failing test, and its logs are collected.
+    let never = fs::read_to_string(p.root.join("systems/ground.toml")).unwrap().replace(
+        "ready = \"test -s /srv/backup/value\"\nready-timeout = 60",
+        "ready = \"echo not yet; false\"\nready-timeout = 2",
+    );
+    let file = p.write("systems/ground-never.toml", &never);
+    let t = p.cmd(&["test", DIR, "--system", &file, "--report", "report-never"]);
+    t.assert_code(1).assert_stderr_has("system `ground` failed qualification: backup1/ready");
+    assert!(t.stdout.contains("FAILED  backup1/ready  backup"), "{}", t.describe());
+    assert!(t.stdout.contains("| not yet"), "{}", t.describe());
+    if let Some(cases) = junit_cases(&p.root.join("report-never/junit.xml")) {
+        assert_eq!(cases, ["backup1 (backup)|ground.backup1|ready|failed: killed at the time limit"]);
+    }
+    assert!(p.root.join("report-never/backup1/probe.log").is_file());
+    assert_no_test_deployment(p, "report-never");
 }
 
 /// The deployment a `test --system` made (named in its report) is gone, with its links.
