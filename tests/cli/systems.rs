@@ -34,8 +34,13 @@ impl Project {
 
     /// `deploy DIR --system FILE --name NAME EXTRA…`, with a guard that undeploys `name`.
     fn deploy(&self, name: &str, system: &str, extra: &[&str]) -> (Run, Deployed<'_>) {
+        self.deploy_arg(DIR, name, system, extra)
+    }
+
+    /// `deploy CANDIDATE --system FILE --name NAME EXTRA…`, with its guard.
+    fn deploy_arg(&self, candidate: &str, name: &str, system: &str, extra: &[&str]) -> (Run, Deployed<'_>) {
         let guard = Deployed { project: self, name: name.to_owned() };
-        let mut args = vec!["deploy", DIR, "--system", system, "--name", name];
+        let mut args = vec!["deploy", candidate, "--system", system, "--name", name];
         args.extend(extra);
         (self.cmd(&args), guard)
     }
@@ -297,6 +302,13 @@ fn the_example_system_deploys_tier_by_tier_on_an_isolated_network() {
     let addr = Command::new("ip").args(["-o", "addr", "show", "dev", bridge]).output().unwrap();
     assert!(addr.status.success());
     assert!(String::from_utf8_lossy(&addr.stdout).trim().is_empty(), "the bridge has an address");
+    for (knob, want) in [("ipv4/conf/{}/forwarding", "0"), ("ipv6/conf/{}/disable_ipv6", "1")] {
+        let path = format!("/proc/sys/net/{}", knob.replace("{}", bridge));
+        assert_eq!(fs::read_to_string(&path).unwrap().trim(), want, "{path}");
+    }
+    let listed = p.cmd(&["status", "--json"]);
+    let listed: Value = serde_json::from_str(listed.assert_ok().stdout.trim()).unwrap();
+    assert!(listed.as_array().unwrap().iter().any(|d| d["name"] == "ground-a"), "{listed}");
     let ours: Vec<String> = links().into_iter().filter(|l| !before.contains(l)).collect();
     assert!(ours.iter().any(|l| l == bridge), "{ours:?}");
 
@@ -566,6 +578,11 @@ fn system_qualification_reports_per_node_attests_the_plan_and_gates_promotion() 
     assert!(verify.stdout.contains("ground.system-test.intoto.json: test result PASSED"), "{}", verify.describe());
     p.cmd(&["--policy", &policy, "promote", DIR, "--channel", "qualified", "--key", "keys/ci.key"]).assert_ok();
     assert_no_test_deployment(p, "report-pass");
+    // What a channel holds deploys by its name.
+    let (latest, _guard) = p.deploy_arg("qualified@latest", "latest", "systems/ground.toml", &["--policy", &policy]);
+    latest.assert_ok().assert_stderr_has("Verified");
+    assert!(latest.stdout.contains(&format!("plan sha256:{plan_digest}")), "{}", latest.describe());
+    p.cmd(&["undeploy", "latest"]).assert_ok();
 
     // A failing system test: FAILED overall, the node named, exit 1; the attestation says
     // FAILED and the channel refuses it.
