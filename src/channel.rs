@@ -74,6 +74,10 @@ struct ChannelFile {
     attestation_keys: Vec<PathBuf>,
     /// Records of this channel expire this many days after they are made.
     expires_after_days: Option<u64>,
+    /// System files (relative to the policy) whose qualification must have PASSED for
+    /// this candidate and the plan it makes with each (`candidate test --system`).
+    #[serde(default)]
+    system_tests: Vec<PathBuf>,
 }
 
 fn one() -> usize {
@@ -95,6 +99,8 @@ pub struct ChannelPolicy {
     pub attestations: Vec<String>,
     pub attestation_keys: Vec<PublicKey>,
     pub expires_after_days: Option<u64>,
+    /// System files, resolved against the policy's folder.
+    pub system_tests: Vec<PathBuf>,
 }
 
 impl Policy {
@@ -131,6 +137,7 @@ impl Policy {
                     attestations: c.attestations,
                     attestation_keys,
                     expires_after_days: c.expires_after_days,
+                    system_tests: c.system_tests.iter().map(|p| dir.join(p)).collect(),
                 },
             );
         }

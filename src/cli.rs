@@ -116,8 +116,16 @@ pub enum Command {
     Test {
         candidate: String,
         /// A script to run as `/bin/sh /run/candidate/NAME` (repeatable; each in its own instance).
-        #[arg(long = "script", value_name = "PATH", required = true)]
+        #[arg(long = "script", value_name = "PATH", required_unless_present = "system", conflicts_with = "system")]
         scripts: Vec<PathBuf>,
+        /// Qualify a whole system instead: deploy it fresh on LXC, run its roles' tests and
+        /// system tests, write per-node reports and JUnit XML, tear it down.
+        #[arg(long, value_name = "FILE")]
+        system: Option<PathBuf>,
+        /// Where `--system` writes its report folder [default: NAME_VERSION_ARCH.SYSTEM.test/
+        /// beside the candidate].
+        #[arg(long, value_name = "DIR", requires = "system")]
+        report: Option<PathBuf>,
         /// Each script's time limit, in seconds.
         #[arg(long, value_name = "SECS", default_value_t = 300)]
         timeout: u64,
@@ -127,6 +135,30 @@ pub enum Command {
         /// Where the scripts run.
         #[arg(long, value_enum, default_value = "sandbox")]
         runtime: crate::qualify::Runtime,
+    },
+    /// Deploy a candidate (a folder, an id prefix or `CHANNEL@latest`) as the nodes of a system
+    /// file, on LXC, on an isolated network; wait until every node is ready.
+    Deploy {
+        candidate: String,
+        /// The system file (`systems/NAME.toml`).
+        #[arg(long, value_name = "FILE")]
+        system: PathBuf,
+        /// The deployment's name [default: the system's name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Keep what was made when a node fails (then `undeploy` removes it).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Show a deployment (or list every deployment of this store).
+    Status { name: Option<String> },
+    /// Remove a deployment: every container, its network and its state.
+    Undeploy {
+        name: String,
+        /// Wait until stdin closes first, then remove it if it is still there (the watchdog
+        /// `test --system` starts, so that a killed builder leaves nothing running).
+        #[arg(long, hide = true)]
+        when_stdin_closes: bool,
     },
     /// Verify a candidate: signatures, every digest, and agreement of manifest, provenance and SBOM.
     Verify {

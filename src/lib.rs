@@ -66,6 +66,7 @@ pub mod sandbox;
 pub mod sbom;
 pub mod serde_str;
 pub mod store;
+pub mod system;
 pub mod tar;
 #[doc(hidden)]
 pub mod testing;

@@ -160,7 +160,51 @@ fn admit(
     for predicate_type in &rules.attestations {
         check_required_attestation(dir, predicate_type, id, &rules.attestation_keys)?;
     }
+    for system in &rules.system_tests {
+        check_system_attestation(ctx, dir, system, id, &rules.attestation_keys)?;
+    }
     Ok(())
+}
+
+/// A PASSED system qualification of this candidate whose plan is the plan this candidate
+/// and the system file make now (so a test of an older system file does not count).
+fn check_system_attestation(
+    ctx: &Context,
+    dir: &Path,
+    system_file: &Path,
+    id: &Digest,
+    keys: &[crate::keys::PublicKey],
+) -> anyhow::Result<()> {
+    let system = crate::system::System::load(system_file)?;
+    let manifest: serde_json::Value = serde_json::from_slice(&fs_err::read(dir.join(crate::dist::MANIFEST))?)?;
+    let sde = manifest["source-date-epoch"].as_u64().unwrap_or_default();
+    let plan = crate::system::plan::plan(&ctx.store, &system, *id, sde)?.digest;
+    let subject = format!("{}{}", crate::system::plan::PLAN_SUBJECT_PREFIX, system.name);
+    let mut problems = Vec::new();
+    for path in crate::dist::attestation_files(dir)? {
+        let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let statement = match channel::read_attestation(&path, id, keys) {
+            Ok(statement) => statement,
+            Err(e) => {
+                problems.push(format!("`{file}`: {e}"));
+                continue;
+            }
+        };
+        let names_plan = statement["subject"].as_array().into_iter().flatten().find(|s| s["name"] == subject.as_str());
+        let Some(named) = names_plan else { continue };
+        if named["digest"]["sha256"] != plan.hex().as_str() {
+            problems.push(format!(
+                "`{file}`: it tested plan sha256:{}, not {plan}",
+                named["digest"]["sha256"].as_str().unwrap_or("?")
+            ));
+        } else if statement["predicateType"] != channel::TEST_RESULT || statement["predicate"]["result"] != "PASSED" {
+            problems.push(format!("`{file}`: its result is {}", statement["predicate"]["result"]));
+        } else {
+            return Ok(());
+        }
+    }
+    let detail = if problems.is_empty() { "none found".to_owned() } else { problems.join("; ") };
+    Err(refuse(format!("a PASSED system test of `{}` (plan {plan}) is required ({detail})", system_file.display())))
 }
 
 /// The record's envelope with `key`'s signature: added to the pending record when one awaits

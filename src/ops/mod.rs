@@ -2,11 +2,15 @@
 //! line gave, call the stage, print what it returned. No command imports another.
 
 pub mod build;
+pub mod deploy;
 pub mod diff;
 pub mod key;
 pub mod lock;
 pub mod release;
+pub mod status;
 pub mod test;
+pub mod test_system;
+pub mod undeploy;
 pub mod verify;
 
 use std::path::{Path, PathBuf};

@@ -22,7 +22,7 @@ use anyhow::{bail, Context as _};
 
 use super::{open_checked, Script, ScriptRun, HOSTNAME, SCRIPT_DIR};
 use crate::context::Context;
-use crate::sandbox::{default_env, Exit};
+use crate::sandbox::default_env;
 
 /// How long `lxc-wait` waits for the container to be RUNNING.
 const START_TIMEOUT_SECS: &str = "10";
@@ -183,22 +183,7 @@ pub fn run(
         }
         tail
     });
-    let exit = loop {
-        if let Some(status) = child.try_wait()? {
-            use std::os::unix::process::ExitStatusExt as _;
-            break match (status.code(), status.signal()) {
-                (Some(code), _) => Exit::Code(code),
-                (None, Some(signal)) => Exit::Signal(signal),
-                (None, None) => Exit::Code(-1),
-            };
-        }
-        if started.elapsed() >= timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break Exit::TimedOut;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = super::wait_limited(&mut child, started, timeout)?;
     let duration = started.elapsed();
     // Destroying the container kills what the script left behind, which closes the pipe.
     drop(container);

@@ -233,6 +233,75 @@ pub fn run_in_sandbox(
     Ok(ScriptRun { exit: outcome.exit, duration: outcome.duration, output: outcome.output, started })
 }
 
+/// Waits for `child` (started at `started`) to exit, killing it at `timeout`.
+pub fn wait_limited(
+    child: &mut std::process::Child,
+    started: std::time::Instant,
+    timeout: Duration,
+) -> std::io::Result<Exit> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            use std::os::unix::process::ExitStatusExt as _;
+            return Ok(match (status.code(), status.signal()) {
+                (Some(code), _) => Exit::Code(code),
+                (None, Some(signal)) => Exit::Signal(signal),
+                (None, None) => Exit::Code(-1),
+            });
+        }
+        if started.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Exit::TimedOut);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An exit as the attestation's annotations give it: (`exitCode`, `signal`).
+pub fn exit_parts(exit: Exit) -> (Option<i32>, Option<i32>) {
+    match exit {
+        Exit::Code(c) => (Some(c), None),
+        Exit::Signal(s) => (None, Some(s)),
+        Exit::TimedOut => (None, None),
+    }
+}
+
+/// The canonical bytes of a test-result statement over `subject`, with one `configuration`
+/// entry per test; `result` is PASSED when nothing failed.
+pub fn test_result_statement(
+    subject: Vec<Value>,
+    configuration: Vec<Value>,
+    passed: Vec<String>,
+    failed: Vec<String>,
+) -> Vec<u8> {
+    let result = if failed.is_empty() { "PASSED" } else { "FAILED" };
+    let value = json!({
+        "_type": crate::attest::STATEMENT_TYPE,
+        "subject": subject,
+        "predicateType": TEST_RESULT,
+        "predicate": {
+            "result": result,
+            "configuration": configuration,
+            "passedTests": passed,
+            "warnedTests": [],
+            "failedTests": failed,
+        },
+    });
+    serde_json::to_vec(&value).expect("a JSON value serialises")
+}
+
+/// Signs `payload` (an in-toto statement) into a DSSE envelope at `path`, atomically.
+pub fn write_envelope(path: &Path, payload: &[u8], keys: &[PrivateKey]) -> anyhow::Result<()> {
+    let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, payload, keys);
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new().prefix(".attestation-").tempfile_in(parent)?;
+    temp.write_all(&envelope.to_json())?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    crate::store::sync_parent(path)?;
+    Ok(())
+}
+
 /// The attestation's file beside the candidate folder.
 pub fn attestation_path(dir: &Path) -> PathBuf {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -256,11 +325,7 @@ fn statement(
         .iter()
         .zip(runs)
         .map(|(s, r)| {
-            let (code, signal) = match r.exit {
-                Exit::Code(c) => (Some(c), None),
-                Exit::Signal(s) => (None, Some(s)),
-                Exit::TimedOut => (None, None),
-            };
+            let (code, signal) = exit_parts(r.exit);
             json!({
                 "name": s.name,
                 "digest": { "sha256": s.sha256.hex() },
@@ -277,23 +342,10 @@ fn statement(
             })
         })
         .collect();
-    let names = |passed: bool| -> Vec<&str> {
-        scripts.iter().zip(runs).filter(|(_, r)| r.passed() == passed).map(|(s, _)| s.name.as_str()).collect()
+    let names = |passed: bool| -> Vec<String> {
+        scripts.iter().zip(runs).filter(|(_, r)| r.passed() == passed).map(|(s, _)| s.name.clone()).collect()
     };
-    let result = if runs.iter().all(ScriptRun::passed) { "PASSED" } else { "FAILED" };
-    let value = json!({
-        "_type": crate::attest::STATEMENT_TYPE,
-        "subject": subject,
-        "predicateType": TEST_RESULT,
-        "predicate": {
-            "result": result,
-            "configuration": configuration,
-            "passedTests": names(true),
-            "warnedTests": [],
-            "failedTests": names(false),
-        },
-    });
-    serde_json::to_vec(&value).expect("a JSON value serialises")
+    test_result_statement(subject, configuration, names(true), names(false))
 }
 
 pub fn write_attestation(
@@ -305,14 +357,8 @@ pub fn write_attestation(
     options: &TestOptions,
 ) -> anyhow::Result<PathBuf> {
     let payload = statement(manifest, id, scripts, runs, options);
-    let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, &options.sign);
     let path = attestation_path(dir);
-    let parent = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new().prefix(".attestation-").tempfile_in(parent)?;
-    temp.write_all(&envelope.to_json())?;
-    temp.as_file().sync_all()?;
-    temp.persist(&path).map_err(|e| e.error)?;
-    crate::store::sync_parent(&path)?;
+    write_envelope(&path, &payload, &options.sign)?;
     Ok(path)
 }
 

@@ -11,6 +11,7 @@ mod per_machine;
 mod qualify;
 mod release;
 mod store;
+mod systems;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -23,10 +24,10 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Copies the repository's `recipes/`, `lockfiles/` and `fixtures/` into `dest`, so a test
+/// Copies the repository's `recipes/`, `lockfiles/`, `fixtures/` and `systems/` into `dest`, so a test
 /// can build the example somewhere else (another path, other mtimes, another order).
 pub fn copy_project(dest: &Path, reverse_order: bool) {
-    for top in ["recipes", "lockfiles", "fixtures"] {
+    for top in ["recipes", "lockfiles", "fixtures", "systems"] {
         copy_tree(&repo().join(top), &dest.join(top), reverse_order);
     }
 }

@@ -1,0 +1,55 @@
+//! `candidate deploy CANDIDATE --system FILE [--name NAME] [--keep]`: verifies the candidate,
+//! deploys its system on LXC ([`crate::system::lxc`]) and prints every node with its address
+//! and when it started and was ready.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use super::Context;
+use crate::digest::Digest;
+use crate::dist::MANIFEST;
+use crate::system::lxc::{self, DeployOptions, NodeRecord};
+use crate::system::System;
+
+/// `candidate deploy`.
+pub fn deploy(
+    ctx: &Context,
+    candidate: &str,
+    system: &Path,
+    name: Option<&str>,
+    keep: bool,
+    policy: &Path,
+    channels: Option<&Path>,
+) -> anyhow::Result<()> {
+    let system = System::load(system)?;
+    let (dir, id) = lxc::resolve_candidate(ctx, candidate, policy, channels)?;
+    lxc::check_candidate(ctx, &dir, &id, policy)?;
+    let manifest = crate::manifest::Manifest::read(&dir.join(MANIFEST))?;
+    let name = name.unwrap_or(system.name.as_str());
+    let options =
+        DeployOptions { name, system: &system, candidate_dir: &dir, candidate: id, manifest: &manifest, keep };
+    let (record, _) = lxc::deploy(ctx, &options).with_context(|| format!("cannot deploy system `{}`", system.name))?;
+    if ctx.printer.json() {
+        return ctx.printer.data(&Deployed {
+            name: &record.name,
+            candidate: id,
+            plan: record.plan,
+            nodes: &record.nodes,
+        });
+    }
+    println!("READY  {} ({} node(s)) of {id}, plan {}", record.name, record.nodes.len(), record.plan);
+    for node in &record.nodes {
+        println!("{}", node.line(record.origin_ms()));
+    }
+    Ok(())
+}
+
+/// What `deploy --json` prints.
+#[derive(serde::Serialize)]
+struct Deployed<'a> {
+    name: &'a str,
+    candidate: Digest,
+    plan: Digest,
+    nodes: &'a [NodeRecord],
+}
