@@ -94,15 +94,71 @@ pub fn build(
     formats.dedup();
     let archives = rootfs::archives(&formats, recipe);
 
+    let built = build_layers(ctx, &resolved, &tarballs, &archives)?;
+    let assembled = assemble(ctx, recipe, &formats, &archives, &built.layers, built.streamed)?;
+    // The layers' blobs were made durable while the outputs were compressed.
+    let layers: Vec<(String, LayerInfo)> = built
+        .layers
+        .into_iter()
+        .map(|(name, built)| Ok((name, built.finish(&ctx.store)?)))
+        .collect::<anyhow::Result<_>>()?;
+
+    let manifest = Manifest::new(&ManifestInput {
+        per_machine: built.per_machine.as_ref(),
+        replaced: &built.replaced,
+        recipe,
+        lockfile: &resolved.lockfile,
+        lockfile_digest,
+        layers: &layers,
+        assembled: &assembled,
+        formats: &formats,
+    });
+    let (id, documents) = documents(&manifest, &assembled, &options.sign);
+    let dir = options.out.join(recipe.dist_name());
+    crate::dist::publish(ctx, &dir, &assembled, &documents)?;
+    let entry = crate::registry::Entry {
+        architecture: recipe.image.architecture.clone(),
+        dir: dir.clone(),
+        id,
+        name: recipe.image.name.clone(),
+        source_date_epoch: sde,
+        version: recipe.image.version.clone(),
+    };
+    crate::registry::register(&ctx.store, &entry)?;
+    ctx.printer.status("Finished", format_args!("{} {}", dir.display(), id));
+    Ok((id, dir))
+}
+
+/// A recipe's layers, built or from the cache, with what the manifest needs of them.
+struct BuiltLayers {
+    layers: Vec<(String, layer::Built)>,
+    /// The assembled outputs, when the one layer of the rootfs streamed into them.
+    streamed: Option<Assembled>,
+    /// Files one package took over from another by `Replaces`: (path, by, from).
+    replaced: Vec<(String, String, String)>,
+    /// In configure mode: what each node adds to the candidate.
+    per_machine: Option<per_machine::Record>,
+}
+
+/// Builds (or takes from the action cache) every recipe layer in order, then the configure
+/// layer in configure mode.
+fn build_layers(
+    ctx: &Context,
+    resolved: &Resolved,
+    tarballs: &[Vec<TarballInput>],
+    archives: &[rootfs::Archive],
+) -> anyhow::Result<BuiltLayers> {
+    let recipe = &resolved.recipe;
+    let sde = recipe.image.source_date_epoch.seconds();
     let mut layers: Vec<(String, layer::Built)> = Vec::new();
     // A one-layer rootfs is its layer: when that layer must be built, its tar streams to the
     // output encoders in the same pass.
     let mut streamed: Option<Assembled> = None;
     let mut packages = crate::debian::layers::PackageLayers::new(&resolved.lockfile);
     let single = recipe.layers.len() == 1 && !recipe.configure.maintainer_scripts;
-    for ((layer, files), tarballs) in recipe.layers.iter().zip(&resolved.files).zip(&tarballs) {
+    for ((layer, files), tarballs) in recipe.layers.iter().zip(&resolved.files).zip(tarballs) {
         let spinner = ctx.printer.spinner(format!("layer {}", layer.name));
-        let mut streaming = Streaming { ctx, archives: &archives, single, streamed: &mut streamed };
+        let mut streaming = Streaming { ctx, archives, single, streamed: &mut streamed };
         let built = if layer.has_packages() {
             match packages.lookup(ctx, recipe, layer, &layers)? {
                 Ok(built) => built,
@@ -126,65 +182,74 @@ pub fn build(
     let mut per_machine = None;
     if recipe.configure.maintainer_scripts {
         let (built, record) = configure_layer(ctx, recipe, &layers)?;
-        for name in &record.unmatched {
-            ctx.printer.status(
-                "Warning",
-                format_args!("`[[configure.per-machine]]` `{name}` matched nothing the maintainer scripts made"),
-            );
-        }
-        if !record.first_boot.is_empty() && record.runner.starts_with("none") {
-            ctx.printer.status(
-                "Warning",
-                format_args!("nothing in this image runs its first-boot actions: {}", record.runner),
-            );
-        }
+        warn_per_machine(ctx, &record);
         per_machine = Some(record);
         let verb = if built.cached { "Fresh" } else { "Configured" };
         let info = &built.info;
         ctx.printer.status(verb, format_args!("layer {LAYER_NAME} {} ({} entries)", info.diff_id, info.entries));
         layers.push((LAYER_NAME.to_owned(), built));
     }
+    Ok(BuiltLayers { layers, streamed, replaced: packages.replaced, per_machine })
+}
 
+/// What a configure run's per-machine record should make a user look at.
+fn warn_per_machine(ctx: &Context, record: &per_machine::Record) {
+    for name in &record.unmatched {
+        ctx.printer.status(
+            "Warning",
+            format_args!("`[[configure.per-machine]]` `{name}` matched nothing the maintainer scripts made"),
+        );
+    }
+    if !record.first_boot.is_empty() && record.runner.starts_with("none") {
+        ctx.printer
+            .status("Warning", format_args!("nothing in this image runs its first-boot actions: {}", record.runner));
+    }
+}
+
+/// The rootfs archives (streamed already, cached, or merged from the layers now), then the
+/// OCI layout and the LXC and Incus formats, outputs in name order.
+fn assemble(
+    ctx: &Context,
+    recipe: &crate::recipe::Recipe,
+    formats: &[Format],
+    archives: &[rootfs::Archive],
+    layers: &[(String, layer::Built)],
+    streamed: Option<Assembled>,
+) -> anyhow::Result<Assembled> {
+    let sde = recipe.image.source_date_epoch.seconds();
     let spinner = ctx.printer.spinner("root filesystem".into());
-    let (assembled, cached) = match streamed {
+    let (mut assembled, cached) = match streamed {
         Some(done) => (done, false),
-        None => rootfs::assemble(&ctx.store, &layers, &archives, sde)?,
+        None => rootfs::assemble(&ctx.store, layers, archives, sde)?,
     };
     spinner.finish_and_clear();
     ctx.printer.status(if cached { "Fresh" } else { "Assembled" }, format_args!("rootfs {}", assembled.rootfs.diff_id));
-    let mut assembled = assembled;
     if formats.contains(&Format::Oci) {
-        assembled.outputs.extend(crate::oci::write(&ctx.store, recipe, &layers)?);
-        assembled.outputs.sort_by(|a, b| a.name.cmp(&b.name));
+        assembled.outputs.extend(crate::oci::write(&ctx.store, recipe, layers)?);
         ctx.printer.status("Assembled", "OCI image layout");
     }
     for (format, flavour) in [(Format::Lxc, crate::lxc::Flavour::Lxc), (Format::Incus, crate::lxc::Flavour::Incus)] {
         if formats.contains(&format) {
-            assembled.outputs.extend(crate::lxc::write(&ctx.store, recipe, flavour, &layers)?);
+            assembled.outputs.extend(crate::lxc::write(&ctx.store, recipe, flavour, layers)?);
         }
     }
     assembled.outputs.sort_by(|a, b| a.name.cmp(&b.name));
-    // The layers' blobs were made durable while the outputs were compressed.
-    let layers: Vec<(String, LayerInfo)> =
-        layers.into_iter().map(|(name, built)| Ok((name, built.finish(&ctx.store)?))).collect::<anyhow::Result<_>>()?;
+    Ok(assembled)
+}
 
-    let manifest = Manifest::new(&ManifestInput {
-        per_machine: per_machine.as_ref(),
-        replaced: &packages.replaced,
-        recipe,
-        lockfile: &resolved.lockfile,
-        lockfile_digest,
-        layers: &layers,
-        assembled: &assembled,
-        formats: &formats,
-    });
+/// The candidate id and the folder's documents: the manifest, the SBOM and, with keys, the
+/// signed statement whose subjects are every file of the folder but the envelope, by name
+/// (the same list `candidate sign` hashes from a published folder).
+fn documents(
+    manifest: &Manifest,
+    assembled: &Assembled,
+    keys: &[PrivateKey],
+) -> (Digest, Vec<(&'static str, Vec<u8>)>) {
     let manifest_bytes = manifest.to_bytes();
     let id = Digest::of(&manifest_bytes);
-    let sbom = sbom::render(&manifest, &id);
+    let sbom = sbom::render(manifest, &id);
     let mut documents = vec![(MANIFEST, manifest_bytes), (SBOM, sbom)];
-    if !options.sign.is_empty() {
-        // The statement's subjects are every file of the folder but the envelope, by name:
-        // the same list `candidate sign` hashes from a published folder.
+    if !keys.is_empty() {
         let mut subjects: Vec<Subject> = assembled
             .outputs
             .iter()
@@ -194,22 +259,10 @@ pub fn build(
             )
             .collect();
         subjects.sort_by(|a, b| a.name.cmp(&b.name));
-        let payload = attest::statement(&manifest, &subjects);
-        documents.push((ENVELOPE, Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, &options.sign).to_json()));
+        let payload = attest::statement(manifest, &subjects);
+        documents.push((ENVELOPE, Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, keys).to_json()));
     }
-    let dir = options.out.join(recipe.dist_name());
-    crate::dist::publish(ctx, &dir, &assembled, &documents)?;
-    let entry = crate::registry::Entry {
-        architecture: recipe.image.architecture.clone(),
-        dir: dir.clone(),
-        id,
-        name: recipe.image.name.clone(),
-        source_date_epoch: sde,
-        version: recipe.image.version.clone(),
-    };
-    crate::registry::register(&ctx.store, &entry)?;
-    ctx.printer.status("Finished", format_args!("{} {}", dir.display(), id));
-    Ok((id, dir))
+    (id, documents)
 }
 
 /// The `configure` layer over `layers`, and what the manifest says of its per-machine state:

@@ -525,6 +525,10 @@ impl Recipe {
         Ok(recipe)
     }
 
+    /// The rules that tie keys together (each key's own shape is its type's).
+    ///
+    /// Long by design: one rule after another, each with its own message, in the order the
+    /// README documents the recipe; splitting them would scatter that list.
     fn validate(&self) -> Result<(), RecipeError> {
         let invalid = |message: String| RecipeError::Invalid { path: self.path.clone(), message };
         if self.layers.is_empty() {

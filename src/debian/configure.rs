@@ -356,6 +356,10 @@ fn change_marker(dir: &Path) -> anyhow::Result<(i64, i64)> {
 }
 
 /// What the run changed under `root` relative to `before`, normalised, as a layer.
+///
+/// Long by design: one walk of the instance decides, per path, changed or not, normalises
+/// what it keeps and notes hard links, then whiteouts and link groups follow from what the
+/// walk saw.
 pub fn changes(before: &Tree, root: &Path, marker: (i64, i64), sde: u64) -> anyhow::Result<Tree> {
     let mut layer = Tree::new(sde);
     // Every path there is now, and whether it is a directory.
@@ -403,7 +407,14 @@ pub fn changes(before: &Tree, root: &Path, marker: (i64, i64), sde: u64) -> anyh
             layer.insert(&path, node).with_context(|| format!("the maintainer scripts' change at `/{path}`"))?;
         }
     }
-    for (group, paths) in inodes.into_values().filter(|paths| paths.len() > 1).enumerate() {
+    // Groups numbered in path order, not the map's: the writer only needs them distinct, but
+    // nothing that reaches a layer may depend on a HashMap's iteration order.
+    let mut groups: Vec<Vec<String>> = inodes.into_values().filter(|paths| paths.len() > 1).collect();
+    for paths in &mut groups {
+        paths.sort();
+    }
+    groups.sort();
+    for (group, paths) in groups.into_iter().enumerate() {
         for path in paths {
             if let Some(Node { kind: Kind::File { link_group, .. }, .. }) = layer.get_mut(&path) {
                 *link_group = Some(group as u64);

@@ -95,6 +95,9 @@ fn output_pipe() -> std::io::Result<(std::fs::File, OwnedFd)> {
 }
 
 /// Runs one script in a fresh LXC container (see the module docs).
+///
+/// Long by design: the module docs' steps in order, with the container guard alive across all
+/// of them, so that every early return still destroys the container.
 pub fn run(
     ctx: &Context,
     dir: &Path,

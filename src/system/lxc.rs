@@ -387,8 +387,33 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
     }
 
     make_bridge(&record.bridge)?;
+    let common = unpack_base(&dir, &lxcpath, options, &mut record)?;
+    create_nodes(&lxcpath, &common, &node_trees, &mut record)?;
+    if let Err(e) = start_tiers(&dir, &lxcpath, system, &tiers, &mut record) {
+        record.phase = Phase::Failed;
+        record.write(&dir)?;
+        if options.keep {
+            guard.armed = false;
+        }
+        return Err(e);
+    }
+    record.phase = Phase::Ready;
+    record.write(&dir)?;
+    guard.armed = false;
+    Ok((record, planned))
+}
+
+/// Unpacks the candidate's own `lxc` format (checked against its manifest) once, as the base
+/// container every node's overlay sits on; returns what the base's config says about the
+/// distribution, without what is the base's own (rootfs, name, network).
+fn unpack_base(
+    dir: &Path,
+    lxcpath: &Path,
+    options: &DeployOptions<'_>,
+    record: &mut Deployment,
+) -> anyhow::Result<String> {
     // The candidate's own `lxc` format, checked against its manifest, unpacked once.
-    for name in ["meta.tar.xz", "rootfs.tar.xz"] {
+    for name in ["meta.tar.xz", crate::lxc::ROOTFS] {
         let mut checked =
             crate::qualify::open_checked(options.candidate_dir, options.manifest, name).with_context(|| {
                 format!("the `lxc` format of `{}` is needed to deploy", options.candidate_dir.display())
@@ -397,9 +422,9 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
     }
     let extra = dir.join("work/extra.conf");
     fs_err::write(&extra, "lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n")?;
-    let (meta, rootfs) = (dir.join("work/meta.tar.xz"), dir.join("work/rootfs.tar.xz"));
+    let (meta, rootfs) = (dir.join("work/meta.tar.xz"), dir.join("work").join(crate::lxc::ROOTFS));
     let unpacking = Instant::now();
-    tool(lxc("lxc-create", &lxcpath, &record.base).arg("-t").arg("local").arg("-f").arg(&extra).arg("--").args([
+    tool(lxc("lxc-create", lxcpath, &record.base).arg("-t").arg("local").arg("-f").arg(&extra).arg("--").args([
         "-m".as_ref(),
         meta.as_os_str(),
         "-f".as_ref(),
@@ -407,10 +432,9 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
     ]))
     .context("cannot unpack the candidate with `lxc-create -t local` (Debian packages `lxc`, `lxc-templates`)")?;
     record.unpack_ms = Some(unpacking.elapsed().as_millis() as u64);
-    for name in ["meta.tar.xz", "rootfs.tar.xz"] {
+    for name in ["meta.tar.xz", crate::lxc::ROOTFS] {
         fs_err::remove_file(dir.join("work").join(name))?;
     }
-    let base_rootfs = lxcpath.join(&record.base).join("rootfs");
     let base_config = fs_err::read_to_string(lxcpath.join(&record.base).join("config"))?;
     // What the base's config says about the distribution, without what is the base's own.
     let common: String = base_config
@@ -421,7 +445,20 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    for (node, tree) in record.nodes.iter_mut().zip(&node_trees) {
+    Ok(common)
+}
+
+/// Writes each node's container: its overlay folder (what the node adds to the base) and its
+/// config (the base's distribution lines, the overlay rootfs, its name and its veth on the
+/// deployment's bridge with a fixed address and MAC, no gateway).
+fn create_nodes(
+    lxcpath: &Path,
+    common: &str,
+    node_trees: &[plan::NodeTree],
+    record: &mut Deployment,
+) -> anyhow::Result<()> {
+    let base_rootfs = lxcpath.join(&record.base).join("rootfs");
+    for (node, tree) in record.nodes.iter_mut().zip(node_trees) {
         let creating = Instant::now();
         let container = lxcpath.join(&node.container);
         let upper = container.join("overlay/delta0");
@@ -429,7 +466,7 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
         crate::instance::materialize(&tree.delta, &upper)
             .with_context(|| format!("cannot write the files of node `{}`", node.name))?;
         let [_, a, b, c] = node.address.octets();
-        let mut config = common.clone();
+        let mut config = common.to_owned();
         config.push_str(&format!(
             "\n# Node `{}` (role `{}`) of system `{}`, plan {}\n\
              lxc.rootfs.path = overlay:{}:{}\n\
@@ -455,20 +492,32 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
         node.create_us = Some(creating.elapsed().as_micros() as u64);
     }
 
+    Ok(())
+}
+
+/// Starts the nodes tier by tier, a tier's nodes together, and waits for each one's probe;
+/// the first failure of a tier is returned once the whole tier has answered.
+fn start_tiers(
+    dir: &Path,
+    lxcpath: &Path,
+    system: &System,
+    tiers: &[Vec<&crate::system::NodeSpec>],
+    record: &mut Deployment,
+) -> anyhow::Result<()> {
     record.phase = Phase::Starting;
-    record.write(&dir)?;
+    record.write(dir)?;
     let logs = dir.join("logs");
-    for tier in &tiers {
+    for tier in tiers {
         let indices: Vec<usize> =
             tier.iter().map(|n| record.nodes.iter().position(|r| r.name == n.name.as_str()).expect("a node")).collect();
         for &i in &indices {
             let node = &mut record.nodes[i];
             node.started_ms = Some(now_ms());
             let log = logs.join(format!("{}.lxc.log", node.name));
-            tool(lxc("lxc-start", &lxcpath, &node.container).arg("-d").arg("-o").arg(&log))
+            tool(lxc("lxc-start", lxcpath, &node.container).arg("-d").arg("-o").arg(&log))
                 .with_context(|| format!("cannot start node `{}`", node.name))?;
         }
-        record.write(&dir)?;
+        record.write(dir)?;
         let results: Vec<anyhow::Result<u64>> = std::thread::scope(|scope| {
             let handles: Vec<_> = indices
                 .iter()
@@ -491,19 +540,11 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
             }
         }
         if let Some(e) = failure {
-            record.phase = Phase::Failed;
-            record.write(&dir)?;
-            if options.keep {
-                guard.armed = false;
-            }
             return Err(e);
         }
-        record.write(&dir)?;
+        record.write(dir)?;
     }
-    record.phase = Phase::Ready;
-    record.write(&dir)?;
-    guard.armed = false;
-    Ok((record, planned))
+    Ok(())
 }
 
 /// Waits until `node` runs and its probe passes; returns when it was ready (ms since epoch).
