@@ -56,7 +56,18 @@ const STAGES: &[(&str, &[&str])] = &[
     ("release", &["build", "channel", "qualify", "qualify::lxc", "registry", "verify"]),
     (
         "commands",
-        &["cli", "ops", "ops::build", "ops::diff", "ops::key", "ops::lock", "ops::release", "ops::test", "ops::verify"],
+        &[
+            "cli",
+            "error::render",
+            "ops",
+            "ops::build",
+            "ops::diff",
+            "ops::key",
+            "ops::lock",
+            "ops::release",
+            "ops::test",
+            "ops::verify",
+        ],
     ),
 ];
 

@@ -34,7 +34,7 @@ pub const LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
-    #[error("failed to merge layer `{layer}` for the OCI image: {source}")]
+    #[error("failed to merge layer `{layer}` for the OCI image")]
     Merge { layer: String, source: TreeError },
     #[error(transparent)]
     Layer(#[from] layer::LayerError),

@@ -441,6 +441,17 @@ pub struct RelationError {
     pub kind: RelationErrorKind,
 }
 
+/// A version in a relation is shown inline (`{kind}`), not as a source, so its hint is
+/// passed on here.
+impl crate::error::Hint for RelationError {
+    fn hints(&self) -> Vec<std::borrow::Cow<'_, str>> {
+        match &self.kind {
+            RelationErrorKind::Version(e) => crate::error::Hint::hints(e),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// What was wrong in a [`RelationError`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RelationErrorKind {
