@@ -72,7 +72,11 @@ pub fn lock(
             existing.as_ref().map_or_else(|| "it does not exist".to_owned(), |old| explain(old, &resolved.lockfile));
         return Err(CheckFailed {
             message: format!("lockfile `{}` would change: {reason}", lockfile_path.display()),
-            hint: Some(format!("run `candidate lock {}` to update it", recipe_path.display())),
+            hint: Some(format!(
+                "run `candidate lock {}` to {} it",
+                recipe_path.display(),
+                if existing.is_some() { "update" } else { "write" }
+            )),
         }
         .into());
     }
@@ -89,7 +93,7 @@ pub fn check(ctx: &Context, recipe_path: &Path, lockfile_path: &Path) -> anyhow:
     let Some(text) = read_existing(lockfile_path)? else {
         return Err(CheckFailed {
             message: format!("recipe `{}` has no lockfile at `{}`", recipe_path.display(), lockfile_path.display()),
-            hint,
+            hint: Some(format!("run `candidate lock {}` to write it", recipe_path.display())),
         }
         .into());
     };

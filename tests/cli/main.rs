@@ -8,6 +8,7 @@ mod determinism;
 mod formats;
 mod hostile;
 mod qualify;
+mod refusals;
 mod release;
 mod store;
 
