@@ -232,6 +232,26 @@ fn build_refuses_a_damaged_lockfile() {
 }
 
 #[test]
+fn build_refuses_a_layer_that_writes_through_its_own_symlink() {
+    let p = Project::new();
+    let mut recipe = fs::read_to_string(p.path().join("recipes/example.toml")).unwrap();
+    recipe.push_str(
+        "\n[[layer]]\nname = \"links\"\nsymlinks = [{ path = \"/srv/www\", target = \"/var/www\" }, \
+         { path = \"/srv/www/index.html\", target = \"/dev/null\" }]\n",
+    );
+    p.write("recipes/example.toml", &recipe);
+    p.cmd(&["lock", "recipes/example.toml"]).assert_ok();
+    assert_refusal!(p, p.cmd(&["build", "recipes/example.toml", "--out", "out"]), 2, "build_layer_tree_conflict");
+}
+
+#[test]
+fn lock_refuses_a_secret_keyring_with_a_hint() {
+    let p = Project::new();
+    p.edit("recipes/example.toml", "keys/test-archive.gpg", "keys/test-archive.key");
+    assert_refusal!(p, p.cmd(&["lock", "recipes/example.toml"]), 2, "lock_secret_keyring");
+}
+
+#[test]
 fn verify_refuses_a_tampered_file_and_an_untrusted_signer() {
     let p = Project::signed();
     let copy = p.copy_candidate("tampered/example_1.0_amd64");
