@@ -53,7 +53,7 @@ const STAGES: &[(&str, &[&str])] = &[
     ),
     ("outputs", &["dist", "lxc", "manifest", "oci", "sbom"]),
     ("attest", &["attest"]),
-    ("release", &["build", "channel", "qualify", "qualify::lxc", "registry", "verify"]),
+    ("release", &["build", "channel", "qualify", "qualify::lxc", "registry", "release", "verify"]),
     (
         "commands",
         &[

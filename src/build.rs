@@ -145,7 +145,7 @@ pub fn build(
     }
     for (format, flavour) in [(Format::Lxc, crate::lxc::Flavour::Lxc), (Format::Incus, crate::lxc::Flavour::Incus)] {
         if formats.contains(&format) {
-            assembled.outputs.push(crate::lxc::metadata(&ctx.store, recipe, flavour)?);
+            assembled.outputs.extend(crate::lxc::write(&ctx.store, recipe, flavour, &layers)?);
         }
     }
     assembled.outputs.sort_by(|a, b| a.name.cmp(&b.name));

@@ -36,6 +36,10 @@ pub struct GlobalArgs {
     /// Print more about each step.
     #[arg(long, short, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
+    /// Print the command's result as one JSON document on stdout instead of lines (the
+    /// shapes are in the README's "JSON output"); status still goes to stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,12 +99,7 @@ pub enum Command {
         action: ChannelCommand,
     },
     /// What changed between two candidates (folders or id prefixes).
-    Diff {
-        a: String,
-        b: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Diff { a: String, b: String },
     /// Manage signing keys.
     Key {
         #[command(subcommand)]
@@ -152,11 +151,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ChannelCommand {
     /// The history of a channel, newest first, and its current candidate.
-    Show {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Show { name: String },
     /// Check every record of a channel: signatures, hash chain, no gap, no rollback, expiry.
     Verify { name: String },
 }

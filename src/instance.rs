@@ -315,11 +315,6 @@ mod tests {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     use std::sync::Arc;
 
-    fn is_root() -> bool {
-        // SAFETY: no arguments.
-        unsafe { libc::geteuid() == 0 }
-    }
-
     fn node(kind: Kind, mode: u32, uid: u32, mtime: u64) -> Node {
         Node { kind, mode, uid, gid: uid, mtime, xattrs: Default::default(), implicit: false }
     }
@@ -339,8 +334,8 @@ mod tests {
 
     #[test]
     fn writes_modes_owners_links_and_mtimes() {
-        if !is_root() {
-            eprintln!("skipping: materialize sets owners, which needs root");
+        // materialize sets owners, which needs root.
+        if !crate::testing::root() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -371,7 +366,8 @@ mod tests {
 
     #[test]
     fn never_writes_through_a_symlink() {
-        if !is_root() {
+        // materialize sets owners, which needs root.
+        if !crate::testing::root() {
             return;
         }
         // A tree made of raw entries can hold what `Tree::insert` refuses: `link/x` under a

@@ -283,6 +283,11 @@ enum Backing {
     Spool { file: Arc<File>, writer: BufWriter<File>, len: u64 },
 }
 
+/// Adds one tarball's entries to `tree`, under its `to` with `strip-components`, `owner` and
+/// the epoch applied.
+///
+/// Long by design: one streaming pass over an untrusted archive — decode, validate each entry,
+/// place it, keep its content where it can be read back — with the backing chosen up front.
 fn add_tarball(
     store: &Store,
     tree: &mut Tree,

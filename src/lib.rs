@@ -56,11 +56,14 @@ pub mod printer;
 pub mod qualify;
 pub mod recipe;
 pub mod registry;
+pub mod release;
 pub mod rootfs;
 pub mod sandbox;
 pub mod sbom;
 pub mod store;
 pub mod tar;
+#[doc(hidden)]
+pub mod testing;
 pub mod tree;
 pub mod verify;
 

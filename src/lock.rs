@@ -42,11 +42,16 @@ enum Purpose {
     Check,
 }
 
-/// What `candidate lock` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What `candidate lock` did, or (`--check`) would do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum LockOutcome {
     Unchanged,
     Written,
+    /// `--check`: the lockfile would change, for this reason; nothing was written.
+    WouldChange {
+        reason: String,
+    },
 }
 
 /// `candidate lock RECIPE [--check]`.
@@ -70,15 +75,7 @@ pub fn lock(
     if mode == LockMode::Check {
         let reason =
             existing.as_ref().map_or_else(|| "it does not exist".to_owned(), |old| explain(old, &resolved.lockfile));
-        return Err(CheckFailed {
-            message: format!("lockfile `{}` would change: {reason}", lockfile_path.display()),
-            hint: Some(format!(
-                "run `candidate lock {}` to {} it",
-                recipe_path.display(),
-                if existing.is_some() { "update" } else { "write" }
-            )),
-        }
-        .into());
+        return Ok(LockOutcome::WouldChange { reason });
     }
     write_lockfile(lockfile_path, &text)?;
     ctx.printer.status("Wrote", lockfile_path.display());

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let printer = Printer::new(cli.global.quiet, cli.global.verbose);
+    let printer = Printer::new(cli.global.quiet, cli.global.verbose, cli.global.json);
     let store_root = cli
         .global
         .store
@@ -61,13 +61,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Promote { candidate, channel, key, note } => {
             ops::release::promote(&ctx, &candidate, &channel, &key, note.as_deref(), policy, channels)?;
         }
-        Command::Channel { action: ChannelCommand::Show { name, json } } => {
-            ops::release::show_channel(&ctx, &name, policy, channels, json)?;
+        Command::Channel { action: ChannelCommand::Show { name } } => {
+            ops::release::show_channel(&ctx, &name, policy, channels)?;
         }
         Command::Channel { action: ChannelCommand::Verify { name } } => {
             ops::release::verify_channel(&ctx, &name, policy, channels)?;
         }
-        Command::Diff { a, b, json } => ops::diff::diff(&ctx, &a, &b, json)?,
+        Command::Diff { a, b } => ops::diff::diff(&ctx, &a, &b, ctx.printer.json())?,
         Command::Key { action: KeyCommand::Generate { out } } => ops::key::generate_key(&ctx, &out)?,
         Command::Sign { candidate, keys } => ops::key::sign(&ctx, &candidate, &keys)?,
         Command::Test { candidate, scripts, timeout, sign, runtime } => {

@@ -1,6 +1,7 @@
 //! The one place that writes to the terminal.
 //!
-//! Data (a candidate id, `--check` verdicts that scripts read) goes to stdout; status goes to
+//! Data (a candidate id, `--check` verdicts that scripts read, `--json` documents) goes to
+//! stdout; status goes to
 //! stderr, right-aligned verbs as cargo prints them, silenced by `--quiet`. Progress bars are
 //! drawn only on a terminal, never into a log.
 
@@ -11,13 +12,28 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
     quiet: bool,
+    json: bool,
     verbose: bool,
     terminal: bool,
 }
 
 impl Printer {
-    pub fn new(quiet: bool, verbose: bool) -> Self {
-        Printer { quiet, verbose, terminal: std::io::stderr().is_terminal() }
+    pub fn new(quiet: bool, verbose: bool, json: bool) -> Self {
+        Printer { quiet, json, verbose, terminal: std::io::stderr().is_terminal() }
+    }
+
+    /// Whether the command's result goes out as JSON (`--json`) instead of lines.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// The command's result as one line of JSON on stdout: the same typed value the human
+    /// lines are made from, so the two cannot disagree.
+    pub fn data(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, value)?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+        Ok(())
     }
 
     /// A status line: `   Verb message`.

@@ -324,7 +324,8 @@ pub enum Format {
     /// The Proxmox VE template name for the zstd rootfs: `OS-RELEASE-NAME_VERSION_ARCH.tar.zst`.
     #[serde(rename = "proxmox")]
     Proxmox,
-    /// LXC's `lxc-create -t local` pair: `meta.tar.xz` and `rootfs.tar.xz`.
+    /// LXC's `lxc-create -t local` pair: `meta.tar.xz` and `lxc.rootfs.tar.xz`, a rootfs of
+    /// its own holding LXC's `LXC_NAME` templates (see [`crate::lxc`]).
     #[serde(rename = "lxc")]
     Lxc,
     /// The LXD/Incus split image: `incus.meta.tar.xz` and `rootfs.tar.xz`.

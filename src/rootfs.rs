@@ -60,18 +60,18 @@ pub struct Archive {
 }
 
 /// The rootfs archives `formats` call for. Formats that share an encoding share one encoder
-/// (`lxc` and `incus` both use `rootfs.tar.xz`; `proxmox` is the zstd rootfs under its own
-/// name).
+/// (`incus` uses `rootfs.tar.xz`; `proxmox` is the zstd rootfs under its own name). `lxc`
+/// has a rootfs of its own, with LXC's name templates in it ([`crate::lxc`]).
 pub fn archives(formats: &[Format], recipe: &Recipe) -> Vec<Archive> {
     let mut out: Vec<Archive> = Vec::new();
     for format in formats {
         let (name, codec) = match format {
             Format::RootfsTar => ("rootfs.tar".to_owned(), Codec::None),
             Format::RootfsTarGz => ("rootfs.tar.gz".to_owned(), Codec::Gzip),
-            Format::RootfsTarXz | Format::Lxc | Format::Incus => ("rootfs.tar.xz".to_owned(), Codec::Xz),
+            Format::RootfsTarXz | Format::Incus => ("rootfs.tar.xz".to_owned(), Codec::Xz),
             Format::RootfsTarZst => ("rootfs.tar.zst".to_owned(), Codec::Zstd),
             Format::Proxmox => (recipe.proxmox_name(), Codec::Zstd),
-            Format::Oci => continue,
+            Format::Oci | Format::Lxc => continue,
         };
         if !out.iter().any(|a| a.name == name) {
             out.push(Archive { name, codec });

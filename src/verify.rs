@@ -24,26 +24,35 @@ use crate::keys::PublicKey;
 /// collected (a promotion that must refuse a candidate failing verification).
 pub struct Report {
     print: bool,
+    /// Every check, in the order it ran.
+    pub checks: Vec<Check>,
     /// Every failed check, as printed.
     pub failures: Vec<String>,
 }
 
+/// One line of a verification.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub ok: bool,
+    /// What was checked, and what was found.
+    pub check: String,
+}
+
 impl Report {
+    /// A report that prints each check as it runs (`print`), or only collects them.
     pub fn new(print: bool) -> Self {
-        Report { print, failures: Vec::new() }
+        Report { print, checks: Vec::new(), failures: Vec::new() }
     }
 
     fn check(&mut self, ok: bool, what: impl std::fmt::Display) {
-        match (ok, self.print) {
-            (true, true) => println!("ok      {what}"),
-            (true, false) => {}
-            (false, print) => {
-                if print {
-                    println!("FAILED  {what}");
-                }
-                self.failures.push(what.to_string());
-            }
+        let what = what.to_string();
+        if self.print {
+            println!("{}  {what}", if ok { "ok    " } else { "FAILED" });
         }
+        if !ok {
+            self.failures.push(what.clone());
+        }
+        self.checks.push(Check { ok, check: what });
     }
 }
 

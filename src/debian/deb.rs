@@ -838,8 +838,7 @@ mod tests {
 
     #[test]
     fn reads_what_dpkg_deb_builds() {
-        if std::process::Command::new("dpkg-deb").arg("--version").output().is_err() {
-            eprintln!("skipped: `dpkg-deb` is not installed");
+        if !crate::testing::tool("dpkg-deb", "dpkg") {
             return;
         }
         use std::os::unix::fs::PermissionsExt;

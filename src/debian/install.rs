@@ -253,6 +253,10 @@ pub struct LayerInstall<'a> {
 }
 
 /// Installs `install.packages` over `image` (the layers below, merged).
+///
+/// Long by design: packages are laid over the image in one ordered pass (top-level symlink
+/// packages first, then name order), and the ownership rules of that pass — directories kept,
+/// `Replaces` take-overs, shared Multi-Arch files — depend on state it builds as it goes.
 pub fn install(mut image: Tree, install: LayerInstall<'_>) -> anyhow::Result<Installed> {
     // Each package's tree is read once. Hard-link groups get a range per package, apart
     // from the layers' below (numbered from 0 by `rootfs::merge`).

@@ -761,16 +761,14 @@ SHA256:
         out.stdout
     }
 
+    /// The keys and signatures gpg made, or `None` (a skip, under CI a failure) without gpg:
+    /// checked at every call, so each test that skips says so.
     fn fixture() -> Option<&'static Fixture> {
-        static FIXTURE: OnceLock<Option<Fixture>> = OnceLock::new();
-        FIXTURE.get_or_init(make_fixture).as_ref()
+        static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+        crate::testing::tool("gpg", "gnupg").then(|| FIXTURE.get_or_init(make_fixture))
     }
 
-    fn make_fixture() -> Option<Fixture> {
-        if Command::new("gpg").arg("--version").output().is_err() {
-            eprintln!("skipped: `gpg` is not installed");
-            return None;
-        }
+    fn make_fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("gnupg");
         fs_err::create_dir(&home).unwrap();
@@ -831,7 +829,7 @@ SHA256:
         fs_err::write(&secret, gpg(&home, &["--export-secret-keys", "archive@test"])).unwrap();
         // Stop the agent this GNUPGHOME started; the directory is about to go.
         let _ = Command::new("gpgconf").env("GNUPGHOME", &home).args(["--kill", "gpg-agent"]).status();
-        Some(Fixture { _dir: dir, keyring, armored, secret, good, sha1, other, expired, revoked, rsa1024, dsa })
+        Fixture { _dir: dir, keyring, armored, secret, good, sha1, other, expired, revoked, rsa1024, dsa }
     }
 
     fn verify(f: &Fixture, bytes: &[u8], now: Option<i64>) -> Result<Verified, ReleaseError> {

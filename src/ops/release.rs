@@ -1,72 +1,52 @@
-//! Release management: `candidate list`, `promote`, `channel show` and `channel verify`.
-//!
-//! A promotion never rebuilds or copies a candidate: it appends a signed record naming the
-//! candidate's id to a channel's log, after checking the policy — the key is trusted for
-//! the channel, the candidate verifies, it is already in the prerequisite channels, and it
-//! carries the required attestations. Any unmet rule is a refusal (exit 1) that names it.
+//! `candidate list`, `promote`, `channel show` and `channel verify`: the commands over
+//! [`crate::release`] and [`crate::registry`], each printing lines or, with `--json`, one
+//! document.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::Context as _;
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use super::{CheckFailed, Context};
-use crate::channel::{self, Policy, Record};
+use super::Context;
+use crate::channel::Record;
 use crate::digest::Digest;
-use crate::dist::MANIFEST;
-use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
-use crate::keys::PrivateKey;
-use crate::registry::{self, resolve as resolve_in};
-use crate::verify::{self, Report};
+use crate::release::{self, Promotion};
 
-/// Where channel logs live: `--channels DIR`, else the store.
-pub fn channels_dir(ctx: &Context, explicit: Option<&Path>) -> PathBuf {
-    explicit.map_or_else(|| ctx.store.root().join("channels"), Path::to_owned)
-}
-
-fn refuse(message: String) -> anyhow::Error {
-    CheckFailed { message, hint: None }.into()
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// One candidate of `candidate list --json`.
+#[derive(Serialize)]
+struct Listed {
+    id: Digest,
+    name: String,
+    version: String,
+    architecture: String,
+    /// `SOURCE_DATE_EPOCH` as RFC 3339: when the candidate says it was built.
+    built: String,
+    dir: PathBuf,
+    /// The channels whose logs name it (unverified: a listing, not a verdict).
+    channels: Vec<String>,
 }
 
 /// `candidate list`.
 pub fn list(ctx: &Context, channels: Option<&Path>) -> anyhow::Result<()> {
-    let dir = channels_dir(ctx, channels);
-    // Which channels name which ids (unverified: a listing, not a verdict).
-    let mut in_channels: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    if let Ok(entries) = fs_err::read_dir(&dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            for file in channel::record_files(&entry.path()).unwrap_or_default() {
-                let id = fs_err::read(&file)
-                    .ok()
-                    .and_then(|b| Envelope::parse(&b).ok())
-                    .and_then(|e| {
-                        use base64::Engine as _;
-                        base64::engine::general_purpose::STANDARD.decode(e.payload).ok()
-                    })
-                    .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
-                    .and_then(|s| s["predicate"]["candidate"].as_str().map(str::to_owned));
-                if let Some(id) = id {
-                    let list = in_channels.entry(id).or_default();
-                    if !list.contains(&name) {
-                        list.push(name.clone());
-                    }
-                }
-            }
-        }
+    let in_channels = release::memberships(ctx, channels);
+    let listed: Vec<Listed> = crate::registry::entries(&ctx.store)?
+        .into_iter()
+        .map(|c| Listed {
+            built: crate::sbom::rfc3339(c.source_date_epoch),
+            channels: in_channels.get(&c.id).cloned().unwrap_or_default(),
+            id: c.id,
+            name: c.name,
+            version: c.version,
+            architecture: c.architecture,
+            dir: c.dir,
+        })
+        .collect();
+    if ctx.printer.json() {
+        return ctx.printer.data(&listed);
     }
     println!("{:<20} {:<12} {:<14} {:<22} CHANNELS", "NAME", "VERSION", "ID", "BUILT");
-    for c in registry::entries(&ctx.store)? {
-        let id = c.id.to_string();
-        let short = &c.id.hex()[..12];
-        let built = crate::sbom::rfc3339(c.source_date_epoch);
-        let channels = in_channels.get(&id).map(|c| c.join(",")).unwrap_or_else(|| "-".into());
-        println!("{:<20} {:<12} {short:<14} {built:<22} {channels}", c.name, c.version);
+    for c in &listed {
+        let channels = if c.channels.is_empty() { "-".to_owned() } else { c.channels.join(",") };
+        println!("{:<20} {:<12} {:<14} {:<22} {channels}", c.name, c.version, &c.id.hex()[..12], c.built);
     }
     Ok(())
 }
@@ -75,205 +55,90 @@ pub fn list(ctx: &Context, channels: Option<&Path>) -> anyhow::Result<()> {
 pub fn promote(
     ctx: &Context,
     candidate: &str,
-    channel_name: &str,
+    channel: &str,
     key: &Path,
     note: Option<&str>,
-    policy_path: &Path,
+    policy: &Path,
     channels: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let policy = Policy::load(policy_path)?;
-    let rules = policy.channel(channel_name)?;
-    let key = PrivateKey::load(key)?;
-    if !rules.keys.iter().any(|k| k.id == key.public.id) {
-        return Err(refuse(format!(
-            "key {} (`{}`) is not trusted for channel `{channel_name}`",
-            key.public.id, key.public.origin
-        )));
-    }
-    let (dir, id) = resolve_in(&ctx.store, candidate)?;
-    let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)?;
-
-    let mut report = Report::new(false);
-    verify::check(ctx, &dir, &policy.verify_keys, policy.verify_threshold, None, &mut report)?;
-    if let Some(first) = report.failures.first() {
-        return Err(refuse(format!("candidate {id} fails verification: {first}")));
-    }
-    let root = channels_dir(ctx, channels);
-    for required in &rules.requires {
-        let rules = policy.channel(required)?;
-        let records = channel::verify_log(&root.join(required), required, rules)
-            .map_err(|e| refuse(format!("prerequisite channel `{required}` does not verify: {e}")))?;
-        if !records.iter().any(|r| r.candidate == id) {
-            return Err(refuse(format!("candidate {id} is not in the prerequisite channel `{required}`")));
+    let (id, promotion) = release::promote(ctx, candidate, channel, key, note, policy, channels)?;
+    match promotion {
+        Promotion::Promoted { sequence } => {
+            ctx.printer.status("Promoted", format_args!("{id} to `{channel}` as record {sequence}"))
+        }
+        Promotion::Pending { signed, threshold } => {
+            ctx.printer.status("Pending", format_args!("{id} to `{channel}`: {signed} of {threshold} signatures"))
         }
     }
-    for predicate_type in &rules.attestations {
-        check_required_attestation(&dir, predicate_type, &id, &rules.attestation_keys)?;
-    }
-
-    let log_dir = root.join(channel_name);
-    fs_err::create_dir_all(&log_dir)?;
-    let records = channel::verify_log(&log_dir, channel_name, rules)
-        .map_err(|e| refuse(format!("channel `{channel_name}` does not verify: {e}")))?;
-    let pending_path = log_dir.join("pending.json");
-    let envelope = match fs_err::read(&pending_path) {
-        Ok(bytes) => {
-            let mut pending = Envelope::parse(&bytes)?;
-            let statement: Value = serde_json::from_slice(&decode(&pending.payload)?)?;
-            if statement["predicate"]["candidate"] != id.to_string() {
-                return Err(refuse(format!(
-                    "channel `{channel_name}` has a pending promotion of {} awaiting signatures",
-                    statement["predicate"]["candidate"]
-                )));
-            }
-            let mine = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &decode(&pending.payload)?, std::slice::from_ref(&key));
-            if !pending.signatures.iter().any(|s| s.keyid == mine.signatures[0].keyid) {
-                pending.signatures.extend(mine.signatures);
-            }
-            pending
+    if ctx.printer.json() {
+        #[derive(Serialize)]
+        struct Promoted<'a> {
+            candidate: Digest,
+            channel: &'a str,
+            #[serde(flatten)]
+            promotion: Promotion,
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let previous: Option<&Record> = records.last();
-            let time = now();
-            let expires = rules.expires_after_days.map(|d| time + d * 86_400);
-            let statement = channel::statement(
-                channel_name,
-                previous.map_or(1, |r| r.sequence + 1),
-                &id,
-                manifest["image"]["name"].as_str().unwrap_or_default(),
-                manifest["image"]["version"].as_str().unwrap_or_default(),
-                previous.map(|r| &r.statement_digest),
-                time,
-                note,
-                expires,
-            );
-            Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &statement, std::slice::from_ref(&key))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let signed = envelope.verify(IN_TOTO_PAYLOAD_TYPE, &rules.keys, 1).map(|v| v.signers.len()).unwrap_or(0);
-    if signed >= rules.threshold {
-        let statement: Value = serde_json::from_slice(&decode(&envelope.payload)?)?;
-        let sequence = statement["predicate"]["sequence"].as_u64().unwrap_or_default();
-        let path = log_dir.join(channel::record_name(sequence));
-        // `create_new`: a record is never overwritten, even by a concurrent promotion.
-        let mut file = fs_err::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .with_context(|| format!("record {sequence} of channel `{channel_name}` already exists"))?;
-        std::io::Write::write_all(&mut file, &envelope.to_json())?;
-        file.sync_all()?;
-        crate::store::sync_parent(&path)?;
-        let _ = fs_err::remove_file(&pending_path);
-        ctx.printer.status("Promoted", format_args!("{id} to `{channel_name}` as record {sequence}"));
-    } else {
-        let mut temp = tempfile::Builder::new().prefix(".pending-").tempfile_in(&log_dir)?;
-        std::io::Write::write_all(&mut temp, &envelope.to_json())?;
-        temp.as_file().sync_all()?;
-        temp.persist(&pending_path).map_err(|e| e.error)?;
-        ctx.printer
-            .status("Pending", format_args!("{id} to `{channel_name}`: {signed} of {} signatures", rules.threshold));
+        ctx.printer.data(&Promoted { candidate: id, channel, promotion })?;
     }
     Ok(())
 }
 
-fn decode(payload: &str) -> anyhow::Result<Vec<u8>> {
-    use base64::Engine as _;
-    Ok(base64::engine::general_purpose::STANDARD.decode(payload)?)
+/// One record of a channel's history, as `--json` shows it.
+#[derive(Serialize)]
+struct Shown<'a> {
+    sequence: u64,
+    candidate: Digest,
+    name: &'a str,
+    version: &'a str,
+    time: &'a str,
+    note: Option<&'a str>,
+    expires: Option<u64>,
+    signatures: usize,
 }
 
-/// Attestations live beside the candidate folder: `NAME_VERSION_ARCH.*.intoto.json`.
-fn check_required_attestation(
-    dir: &Path,
-    predicate_type: &str,
-    id: &Digest,
-    keys: &[crate::keys::PublicKey],
-) -> anyhow::Result<()> {
-    let mut problems = Vec::new();
-    for path in crate::dist::attestation_files(dir)? {
-        match channel::check_attestation(&path, predicate_type, id, keys) {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                problems.push(format!("`{file}`: {e}"));
-            }
+impl<'a> From<&'a Record> for Shown<'a> {
+    fn from(r: &'a Record) -> Self {
+        Shown {
+            sequence: r.sequence,
+            candidate: r.candidate,
+            name: &r.name,
+            version: &r.version,
+            time: &r.time,
+            note: r.note.as_deref(),
+            expires: r.expires,
+            signatures: r.signers,
         }
     }
-    let detail = if problems.is_empty() { "none found".to_owned() } else { problems.join("; ") };
-    Err(refuse(format!("required attestation `{predicate_type}` is missing or failed ({detail})")))
 }
 
-/// A channel's records, verified against the policy (a bad log is a refusal naming the
-/// first bad record).
-fn verified_log(
-    ctx: &Context,
-    channel_name: &str,
-    policy_path: &Path,
-    channels: Option<&Path>,
-) -> anyhow::Result<Vec<Record>> {
-    let policy = Policy::load(policy_path)?;
-    let rules = policy.channel(channel_name)?;
-    let dir = channels_dir(ctx, channels).join(channel_name);
-    channel::verify_log(&dir, channel_name, rules).map_err(|e| refuse(format!("channel `{channel_name}`: {e}")))
+/// A channel as `channel show --json` and `channel verify --json` give it: its current
+/// candidate and its history, newest first.
+#[derive(Serialize)]
+struct Channel<'a> {
+    channel: &'a str,
+    current: Option<Digest>,
+    history: Vec<Shown<'a>>,
 }
 
-/// `candidate channel verify NAME`.
-pub fn verify_channel(
-    ctx: &Context,
-    channel_name: &str,
-    policy_path: &Path,
-    channels: Option<&Path>,
-) -> anyhow::Result<()> {
-    let records = verified_log(ctx, channel_name, policy_path, channels)?;
-    let seen_path = ctx.store.root().join("seen").join(channel_name);
-    let seen: u64 = fs_err::read_to_string(&seen_path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-    let head = records.last();
-    let length = head.map_or(0, |r| r.sequence);
-    if length < seen {
-        return Err(refuse(format!(
-            "channel `{channel_name}` ends at record {length}, but record {seen} was verified before: the log was rolled back or truncated"
-        )));
-    }
-    if length > seen {
-        ctx.store.write_atomic(&seen_path, length.to_string().as_bytes())?;
-    }
-    if let Some(head) = head {
-        if head.expires.is_some_and(|e| e < now()) {
-            return Err(refuse(format!("channel `{channel_name}`: its head, record {}, has expired", head.sequence)));
+impl<'a> Channel<'a> {
+    fn new(channel: &'a str, records: &'a [Record]) -> Self {
+        Channel {
+            channel,
+            current: records.last().map(|r| r.candidate),
+            history: records.iter().rev().map(Shown::from).collect(),
         }
-        println!(
-            "verified channel `{channel_name}`: {length} record(s), head {} ({} {})",
-            head.candidate, head.name, head.version
-        );
-    } else {
-        println!("verified channel `{channel_name}`: empty");
     }
-    Ok(())
 }
 
-/// `candidate channel show NAME [--json]`.
-pub fn show_channel(
-    ctx: &Context,
-    channel_name: &str,
-    policy_path: &Path,
-    channels: Option<&Path>,
-    as_json: bool,
-) -> anyhow::Result<()> {
-    let records = verified_log(ctx, channel_name, policy_path, channels)?;
-    if as_json {
-        let history: Vec<Value> = records
-            .iter()
-            .rev()
-            .map(|r| json!({ "sequence": r.sequence, "candidate": r.candidate, "name": r.name, "version": r.version, "time": r.time, "note": r.note, "expires": r.expires, "signatures": r.signers }))
-            .collect();
-        let current = records.last().map(|r| json!(r.candidate));
-        println!("{}", json!({ "channel": channel_name, "current": current, "history": history }));
-        return Ok(());
+/// `candidate channel show NAME`.
+pub fn show_channel(ctx: &Context, name: &str, policy: &Path, channels: Option<&Path>) -> anyhow::Result<()> {
+    let records = release::verified_log(ctx, name, policy, channels)?;
+    if ctx.printer.json() {
+        return ctx.printer.data(&Channel::new(name, &records));
     }
     match records.last() {
-        Some(head) => println!("channel `{channel_name}`: current {} ({} {})", head.candidate, head.name, head.version),
-        None => println!("channel `{channel_name}`: empty"),
+        Some(head) => println!("channel `{name}`: current {} ({} {})", head.candidate, head.name, head.version),
+        None => println!("channel `{name}`: empty"),
     }
     for r in records.iter().rev() {
         let note = r.note.as_deref().map(|n| format!("  {n}")).unwrap_or_default();
@@ -286,6 +151,22 @@ pub fn show_channel(
             r.time,
             r.signers
         );
+    }
+    Ok(())
+}
+
+/// `candidate channel verify NAME`.
+pub fn verify_channel(ctx: &Context, name: &str, policy: &Path, channels: Option<&Path>) -> anyhow::Result<()> {
+    let records = release::verify_channel(ctx, name, policy, channels)?;
+    if ctx.printer.json() {
+        return ctx.printer.data(&Channel::new(name, &records));
+    }
+    match records.last() {
+        Some(head) => println!(
+            "verified channel `{name}`: {} record(s), head {} ({} {})",
+            head.sequence, head.candidate, head.name, head.version
+        ),
+        None => println!("verified channel `{name}`: empty"),
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use anyhow::bail;
 
 use super::{CheckFailed, Context};
 use crate::keys::PublicKey;
-use crate::verify::{check, check_attestations, Rebuild, Report};
+use crate::verify::{check, check_attestations, Check, Rebuild, Report};
 
 /// `candidate verify DIR --key PUB… [--threshold N] [--rebuild]`.
 pub fn verify(
@@ -21,15 +21,28 @@ pub fn verify(
         bail!("name at least one trusted public key with `--key`");
     }
     let keys = key_paths.iter().map(|p| PublicKey::load(p)).collect::<Result<Vec<_>, _>>()?;
-    let mut report = Report::new(true);
+    let mut report = Report::new(!ctx.printer.json());
     check(ctx, dir, &keys, threshold, rebuild, &mut report)?;
     check_attestations(dir, &keys, &mut report)?;
-    verdict(dir, report)
+    verdict(ctx, dir, report)
 }
 
-fn verdict(dir: &Path, report: Report) -> anyhow::Result<()> {
-    if report.failures.is_empty() {
+/// What `verify --json` prints: every check and the verdict.
+#[derive(serde::Serialize)]
+struct Verdict<'a> {
+    candidate: &'a Path,
+    verified: bool,
+    checks: &'a [Check],
+}
+
+fn verdict(ctx: &Context, dir: &Path, report: Report) -> anyhow::Result<()> {
+    let verified = report.failures.is_empty();
+    if ctx.printer.json() {
+        ctx.printer.data(&Verdict { candidate: dir, verified, checks: &report.checks })?;
+    } else if verified {
         println!("verified {}", dir.display());
+    }
+    if verified {
         Ok(())
     } else {
         Err(CheckFailed {

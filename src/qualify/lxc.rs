@@ -1,5 +1,5 @@
 //! `candidate test --runtime lxc`: each script in a real, privileged LXC container made from
-//! the candidate's `lxc` format (`meta.tar.xz` + `rootfs.tar.xz`), as an operator deploys it.
+//! the candidate's `lxc` format (`meta.tar.xz` + `lxc.rootfs.tar.xz`), as an operator deploys it.
 //!
 //! For each script: both archives are checked against the manifest and copied into a private
 //! folder under the store's `tmp/` (so LXC reads the bytes that were checked), and a private
@@ -107,7 +107,7 @@ pub fn run(
     if work.path().to_string_lossy().contains(char::is_whitespace) {
         bail!("the store's path `{}` has whitespace, which LXC's mount entries cannot hold", work.path().display());
     }
-    for name in ["meta.tar.xz", "rootfs.tar.xz"] {
+    for name in ["meta.tar.xz", crate::lxc::ROOTFS] {
         let mut checked = open_checked(dir, manifest, name)
             .with_context(|| format!("the `lxc` format of `{}` is needed for `--runtime lxc`", dir.display()))?;
         std::io::copy(&mut checked, &mut fs_err::File::create(work.path().join(name))?)?;
@@ -133,7 +133,7 @@ pub fn run(
     let name =
         format!("{HOSTNAME}-{}-{}", std::process::id(), work.path().file_name().unwrap_or_default().to_string_lossy());
     let container = Container { lxcpath: lxcpath.clone(), name: name.clone() };
-    let (meta, rootfs) = (work.path().join("meta.tar.xz"), work.path().join("rootfs.tar.xz"));
+    let (meta, rootfs) = (work.path().join("meta.tar.xz"), work.path().join(crate::lxc::ROOTFS));
     container.run(
         "lxc-create",
         &[

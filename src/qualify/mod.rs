@@ -8,7 +8,7 @@
 //!   sha256, read with the strict tar reader into a tree (once), and for each script
 //!   [`materialize`](crate::instance::materialize)d into a fresh folder under the store's
 //!   `tmp/`, where [`sandbox::run`] runs it; the folder is removed after the run.
-//! * **lxc**: a real LXC container made from the candidate's `meta.tar.xz` + `rootfs.tar.xz`
+//! * **lxc**: a real LXC container made from the candidate's `meta.tar.xz` + `lxc.rootfs.tar.xz`
 //!   with `lxc-create -t local`, in a private lxcpath under the store's `tmp/`; each script
 //!   runs through `lxc-attach` and the container is destroyed after it.
 //!
@@ -57,7 +57,8 @@ pub const SHOWN_LINES: usize = 10;
 const ATTESTED_LINES: usize = 20;
 
 /// Where the scripts run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Runtime {
     /// Our namespace sandbox over a materialised rootfs.
     Sandbox,

@@ -116,6 +116,10 @@ impl<R: Read> TarReader<R> {
     }
 
     /// The next member, or `None` at the end-of-archive marker.
+    ///
+    /// Long by design: one loop over header blocks, because PAX and GNU long-name records apply
+    /// to the member that follows them, and keeping that pending state in one function (not
+    /// spread over helpers with `&mut` state) is what makes the limits and refusals auditable.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, ReadError> {
         if self.done {
             return Ok(None);

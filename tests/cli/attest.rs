@@ -232,10 +232,9 @@ fn the_sbom_passes_an_independent_spdx_validator() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("pyspdxtools is missing under CI: `pip install spdx-tools`")
+        Err(_) => {
+            candidate::testing::missing("`pyspdxtools`", "install the PyPI package `spdx-tools`");
         }
-        Err(_) => eprintln!("skipping the SPDX validator: install it with `pip install spdx-tools`"),
     }
 }
 

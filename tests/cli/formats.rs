@@ -1,27 +1,15 @@
 //! Output formats, proven with the real consumers: `oci-image-tool`, `skopeo`, `umoci` and
-//! `runc`. A consumer that is missing fails the test under CI (`CI` set) and skips it
-//! elsewhere, naming the package to install.
+//! `runc`, podman, a registry, LXC and LXD. A consumer that is missing fails the test under CI
+//! (`CI` set) and skips it loudly elsewhere, naming the package to install
+//! ([`candidate::testing`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use candidate::testing::{self, tool as require};
 use fs_err as fs;
 
 use super::{copy_project, run, with_store};
-
-/// Whether `tool` can run here; under CI its absence is a failure naming `package`.
-fn require(tool: &str, package: &str) -> bool {
-    let found =
-        Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "`{tool}` is missing under CI: install the Debian package `{package}`"
-        );
-        eprintln!("skipping: `{tool}` is not installed (Debian package `{package}`)");
-    }
-    found
-}
 
 #[track_caller]
 pub fn ok(mut cmd: impl std::borrow::BorrowMut<Command>) -> String {
@@ -107,19 +95,17 @@ fn the_oci_layout_validates_and_unpacks_to_the_rootfs() {
     }
 }
 
-/// A tiny bootable-enough image: a static busybox, a merged-/usr skeleton, `/etc/hostname`
-/// and `/etc/hosts` holding `LXC_NAME` for LXC's templating. `None` (a skip) without busybox.
+/// A tiny bootable-enough image: a static busybox, a merged-/usr skeleton, and `/etc/hostname`
+/// and `/etc/hosts` naming the host `box`, as an ordinary image does (the `lxc` format must
+/// put LXC's `LXC_NAME` in itself). `None` (a skip, under CI a failure) without busybox.
 fn busybox_project(dir: &Path, oci_extra: &str) -> Option<PathBuf> {
-    let busybox = Path::new("/bin/busybox");
-    if !busybox.exists() {
-        assert!(std::env::var_os("CI").is_none(), "/bin/busybox is missing under CI: install `busybox-static`");
-        eprintln!("skipping: /bin/busybox is not installed (Debian package `busybox-static`)");
+    if !testing::file("/bin/busybox", "busybox-static") {
         return None;
     }
     fs::create_dir_all(dir.join("recipes")).unwrap();
     fs::create_dir_all(dir.join("files/etc")).unwrap();
-    fs::write(dir.join("files/etc/hostname"), "LXC_NAME\n").unwrap();
-    fs::write(dir.join("files/etc/hosts"), "127.0.0.1 localhost\n127.0.1.1 LXC_NAME\n").unwrap();
+    fs::write(dir.join("files/etc/hostname"), "box\n").unwrap();
+    fs::write(dir.join("files/etc/hosts"), "127.0.0.1 localhost\n127.0.1.1 box\n").unwrap();
     let applets: Vec<String> = ["sh", "cat", "sleep", "echo", "hostname"]
         .iter()
         .map(|a| format!("{{ path = \"/usr/bin/{a}\", target = \"busybox\" }}"))
@@ -136,7 +122,7 @@ fn busybox_project(dir: &Path, oci_extra: &str) -> Option<PathBuf> {
          symlinks = [{}]\n\
          [oci]\ncmd = [\"/bin/sh\", \"-c\", \"echo hello from candidate\"]\n{}\n\
          [output]\nformats = [\"oci\", \"lxc\", \"incus\", \"proxmox\"]\n",
-        busybox.display(),
+        "/bin/busybox",
         applets.join(", "),
         oci_extra
     );
@@ -312,8 +298,6 @@ fn with_subids<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// Whether LXC and its distribution configs (which our `config` includes) are installed;
-/// under CI their absence is a failure.
 /// `lxc-create`'s arguments (after `-n NAME`) for a container from a candidate folder's `lxc`
 /// format, with the extra configuration `conf`.
 pub fn lxc_create_local(conf: &Path, candidate: &Path) -> Vec<String> {
@@ -321,23 +305,74 @@ pub fn lxc_create_local(conf: &Path, candidate: &Path) -> Vec<String> {
     let mut args: Vec<String> = ["-t", "local", "-f"].map(String::from).to_vec();
     args.push(path(conf));
     args.extend(["--".to_owned(), "-m".to_owned(), path(&candidate.join("meta.tar.xz")), "-f".to_owned()]);
-    args.push(path(&candidate.join("rootfs.tar.xz")));
+    args.push(path(&candidate.join(candidate::lxc::ROOTFS)));
     args
 }
 
+/// Whether LXC and its distribution configs (which our `meta.tar.xz` includes) are installed;
+/// a loud skip without them, under CI a failure.
 pub fn lxc_available() -> bool {
-    if !require("lxc-create", "lxc") {
-        return false;
+    require("lxc-create", "lxc") && testing::file("/usr/share/lxc/config/debian.common.conf", "lxc-templates")
+}
+
+/// A container `lxc-create` may have made, destroyed (`lxc-destroy -f`, by its name) when
+/// dropped: after the test's checks, and when one of them panics.
+struct Container<'a> {
+    lxcpath: &'a Path,
+    name: String,
+}
+
+impl Container<'_> {
+    fn command(&self, tool: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(tool);
+        cmd.arg("-P").arg(self.lxcpath).args(["-n", &self.name]).args(args);
+        cmd
     }
-    if !Path::new("/usr/share/lxc/config/debian.common.conf").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "LXC's distribution configs are missing under CI: install `lxc-templates`"
-        );
-        eprintln!("skipping: LXC's distribution configs are not installed (Debian package `lxc-templates`)");
-        return false;
+}
+
+impl Drop for Container<'_> {
+    fn drop(&mut self) {
+        if self.lxcpath.join(&self.name).exists() {
+            let _ = self.command("lxc-destroy", &["-f"]).output();
+        }
     }
-    true
+}
+
+/// The EXAMPLE candidate's `lxc` format (whose image names its host `candidate`), created
+/// twice under two names: LXC's templating gives each container its own name in its
+/// `/etc/hostname` and on the `127.0.1.1` line of its `/etc/hosts`.
+#[test]
+fn lxc_names_each_container_of_the_example_after_itself() {
+    if !lxc_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    copy_project(t.path(), false);
+    let dir = build_example(t.path(), "out", &["lxc"]);
+    let lxcpath = t.path().join("lxc");
+    fs::create_dir_all(&lxcpath).unwrap();
+    let conf = t.path().join("extra.conf");
+    fs::write(&conf, "lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n").unwrap();
+    let create = lxc_create_local(&conf, &dir);
+    let containers: Vec<Container<'_>> = ["one", "two"]
+        .iter()
+        .map(|n| Container { lxcpath: &lxcpath, name: format!("cand-{n}-{}", std::process::id()) })
+        .collect();
+    for container in &containers {
+        ok(container.command("lxc-create", &create.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    for container in &containers {
+        let rootfs = lxcpath.join(&container.name).join("rootfs");
+        let hostname = fs::read_to_string(rootfs.join("etc/hostname")).unwrap();
+        assert_eq!(hostname, format!("{}\n", container.name), "/etc/hostname of `{}`", container.name);
+        let hosts = fs::read_to_string(rootfs.join("etc/hosts")).unwrap();
+        let mapped: Vec<Vec<&str>> = hosts
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|fields| fields.first() == Some(&"127.0.1.1"))
+            .collect();
+        assert_eq!(mapped, [["127.0.1.1", container.name.as_str()]], "/etc/hosts of `{}`:\n{hosts}", container.name);
+    }
 }
 
 #[test]
@@ -350,11 +385,6 @@ fn lxc_creates_and_starts_our_template_privileged_and_unprivileged() {
     let extra = "lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\nlxc.init.cmd = /bin/sleep 600\n";
     let lxcpath = t.path().join("lxc");
     fs::create_dir_all(&lxcpath).unwrap();
-    let lxc = |tool: &str, name: &str, args: &[&str]| {
-        let mut cmd = Command::new(tool);
-        cmd.arg("-P").arg(&lxcpath).args(["-n", name]).args(args);
-        cmd
-    };
     for (mode, idmap) in
         [("privileged", ""), ("unprivileged", "lxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n")]
     {
@@ -362,16 +392,16 @@ fn lxc_creates_and_starts_our_template_privileged_and_unprivileged() {
         let conf = t.path().join(format!("{mode}.conf"));
         fs::write(&conf, format!("{extra}{idmap}")).unwrap();
         let check = || {
+            let container = Container { lxcpath: &lxcpath, name: name.clone() };
             let create = lxc_create_local(&conf, &candidate);
-            ok(lxc("lxc-create", &name, &create.iter().map(String::as_str).collect::<Vec<_>>()));
-            ok(lxc("lxc-start", &name, &["-d"]));
-            ok(lxc("lxc-wait", &name, &["-s", "RUNNING", "-t", "10"]));
-            let hostname = ok(lxc("lxc-attach", &name, &["--clear-env", "--", "/bin/cat", "/etc/hostname"]));
-            let _ = lxc("lxc-stop", &name, &["-k"]).output();
-            ok(lxc("lxc-destroy", &name, &[]));
-            hostname
+            ok(container.command("lxc-create", &create.iter().map(String::as_str).collect::<Vec<_>>()));
+            ok(container.command("lxc-start", &["-d"]));
+            ok(container.command("lxc-wait", &["-s", "RUNNING", "-t", "10"]));
+            container.command("lxc-attach", &["--clear-env", "--", "/bin/cat", "/etc/hostname"]).output().unwrap()
         };
-        let hostname = if idmap.is_empty() { check() } else { with_subids(check) };
+        let attached = if idmap.is_empty() { check() } else { with_subids(check) };
+        assert!(attached.status.success(), "{mode}: lxc-attach: {}", String::from_utf8_lossy(&attached.stderr));
+        let hostname = String::from_utf8_lossy(&attached.stdout);
         assert_eq!(hostname.trim(), name, "{mode}: LXC did not template /etc/hostname");
     }
 }

@@ -19,15 +19,7 @@ const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
 /// Whether the sandbox can run here (root and a static busybox); `false` is a skip, and
 /// under CI a failure.
 fn sandbox_available() -> bool {
-    // SAFETY: no arguments.
-    let root = unsafe { libc::geteuid() } == 0;
-    let busybox = Path::new("/bin/busybox").exists();
-    if root && busybox {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "under CI the sandbox tests need root and `busybox-static`");
-    eprintln!("skipping: the sandbox needs root and /bin/busybox (Debian package `busybox-static`)");
-    false
+    candidate::testing::root() && candidate::testing::file("/bin/busybox", "busybox-static")
 }
 
 /// A copy of the project in a temporary folder, or `None` (a skip) without the sandbox.
@@ -248,6 +240,21 @@ fn a_failing_script_is_attested_failed_and_refused() {
     assert_eq!(predicate["passedTests"], serde_json::json!(["pass.sh"]));
     assert_eq!(predicate["failedTests"], serde_json::json!(["fail.sh"]));
     assert_eq!(predicate["configuration"][1]["annotations"]["exitCode"], 3);
+
+    // `--json`: the same runs as one document, from the same values as the lines.
+    let j = q.test(&[&pass, &fail], &["--json"]);
+    j.assert_code(1);
+    let doc: serde_json::Value =
+        serde_json::from_str(j.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{}", j.describe()));
+    assert_eq!(doc["result"], "FAILED", "{doc}");
+    assert_eq!(doc["runtime"], "sandbox", "{doc}");
+    assert!(doc["candidate"].as_str().unwrap().starts_with("sha256:"), "{doc}");
+    assert_eq!(doc["scripts"][0]["name"], "pass.sh", "{doc}");
+    assert_eq!(doc["scripts"][0]["passed"], true, "{doc}");
+    assert_eq!(doc["scripts"][1]["name"], "fail.sh", "{doc}");
+    assert_eq!(doc["scripts"][1]["exit_code"], 3, "{doc}");
+    assert_eq!(doc["scripts"][1]["output"], serde_json::json!(["first line", "broken"]), "{doc}");
+    assert!(doc["attestation"].is_null(), "{doc}");
 
     // A FAILED result is reported by `verify`, not a failure of the candidate.
     let verify = q.cmd(&["verify", DIR, "--key", "keys/ci.pub"]);

@@ -340,3 +340,74 @@ fn diff_of_one_package_version_and_one_file_names_exactly_those() {
     let text = run(with_store(root.path(), &store, ["diff", a.to_str().unwrap(), b.to_str().unwrap()]));
     assert!(text.stdout.contains("package upgraded   hello:amd64 1.0-1 -> 1.1-1"), "{}", text.stdout);
 }
+
+/// The `--json` output of a command, parsed.
+#[track_caller]
+fn json_of(run: &Run) -> serde_json::Value {
+    serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e})\n{}", run.describe()))
+}
+
+#[test]
+fn every_reporting_command_prints_its_json_shape() {
+    let r = Release::new("");
+    // build: the id and the folder (the folder already holds this candidate: nothing rewritten).
+    let built = r.cmd(&["build", "recipes/example.toml", "--out", "out", "--sign", "keys/ci.key", "--json"]);
+    let built = json_of(built.assert_ok());
+    let id = built["id"].as_str().expect("an id").to_owned();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{built}");
+    assert!(built["dir"].as_str().unwrap().ends_with(DIR), "{built}");
+    assert_eq!(super::sha256(&fs::read(r.path().join(DIR).join("manifest.json")).unwrap()), id);
+
+    // lock --check: unchanged, then (a configuration file changed) would change, exit 1.
+    let locked = json_of(r.cmd(&["lock", "recipes/example.toml", "--check", "--json"]).assert_ok());
+    assert_eq!(locked["outcome"], "unchanged", "{locked}");
+    assert!(locked["lockfile"].as_str().unwrap().ends_with("lockfiles/example.lock"), "{locked}");
+    fs::write(r.path().join("fixtures/example/etc/motd"), "changed\n").unwrap();
+    let stale = r.cmd(&["lock", "recipes/example.toml", "--check", "--json"]);
+    stale.assert_code(1);
+    let stale = json_of(&stale);
+    assert_eq!(stale["outcome"], "would-change", "{stale}");
+    assert!(stale["reason"].as_str().is_some_and(|r| r.contains("config")), "{stale}");
+
+    // verify: every check and the verdict; a tampered file fails one check, named.
+    let verified = json_of(r.cmd(&["verify", DIR, "--key", "keys/ci.pub", "--json"]).assert_ok());
+    assert_eq!(verified["verified"], true, "{verified}");
+    let checks = verified["checks"].as_array().unwrap();
+    assert!(checks.len() > 5 && checks.iter().all(|c| c["ok"] == true), "{verified}");
+
+    // promote, list, channel show and channel verify agree on the id.
+    let promoted =
+        json_of(r.cmd(&["promote", DIR, "--channel", "nightly", "--key", "keys/ci.key", "--json"]).assert_ok());
+    assert_eq!(promoted["outcome"], "promoted", "{promoted}");
+    assert_eq!(promoted["sequence"], 1, "{promoted}");
+    assert_eq!(promoted["candidate"], id.as_str(), "{promoted}");
+    let listed = json_of(r.cmd(&["list", "--json"]).assert_ok());
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["name"], "example");
+    assert_eq!(listed[0]["version"], "1.0");
+    assert_eq!(listed[0]["channels"], serde_json::json!(["nightly"]));
+    for action in ["show", "verify"] {
+        let channel = json_of(r.cmd(&["channel", action, "nightly", "--json"]).assert_ok());
+        assert_eq!(channel["channel"], "nightly", "{channel}");
+        assert_eq!(channel["current"], id.as_str(), "{channel}");
+        assert_eq!(channel["history"].as_array().unwrap().len(), 1, "{channel}");
+        assert_eq!(channel["history"][0]["signatures"], 1, "{channel}");
+    }
+
+    fs::write(r.path().join(DIR).join("rootfs.tar.gz"), b"tampered").unwrap();
+    let failed = r.cmd(&["verify", DIR, "--key", "keys/ci.pub", "--json"]);
+    failed.assert_code(1);
+    let failed = json_of(&failed);
+    assert_eq!(failed["verified"], false, "{failed}");
+    let bad: Vec<&str> = failed["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert!(!bad.is_empty() && bad.iter().all(|c| c.contains("rootfs.tar.gz")), "{bad:?}");
+}

@@ -1,0 +1,285 @@
+//! Release management over channels ([`crate::channel`]): promotion, verified logs, and which
+//! channels hold which candidate. The commands (`list`, `promote`, `channel show|verify`) are
+//! in `ops::release`.
+//!
+//! A promotion never rebuilds or copies a candidate: it appends a signed record naming the
+//! candidate's id to a channel's log, after checking the policy — the key is trusted for
+//! the channel, the candidate verifies, it is already in the prerequisite channels, and it
+//! carries the required attestations. Any unmet rule is a refusal (exit 1) that names it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+use crate::channel::{self, Policy, Record};
+use crate::context::Context;
+use crate::digest::Digest;
+use crate::dist::MANIFEST;
+use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::error::CheckFailed;
+use crate::keys::PrivateKey;
+use crate::registry::resolve as resolve_in;
+use crate::verify::{self, Report};
+
+/// Where channel logs live: `--channels DIR`, else the store.
+pub fn channels_dir(ctx: &Context, explicit: Option<&Path>) -> PathBuf {
+    explicit.map_or_else(|| ctx.store.root().join("channels"), Path::to_owned)
+}
+
+fn refuse(message: String) -> anyhow::Error {
+    CheckFailed { message, hint: None }.into()
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Which channels name which candidate ids, by id (unverified: for a listing, not a verdict).
+pub fn memberships(ctx: &Context, channels: Option<&Path>) -> BTreeMap<Digest, Vec<String>> {
+    let dir = channels_dir(ctx, channels);
+    let mut in_channels: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    let Ok(entries) = fs_err::read_dir(&dir) else { return in_channels };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        for file in channel::record_files(&entry.path()).unwrap_or_default() {
+            let id = fs_err::read(&file)
+                .ok()
+                .and_then(|b| Envelope::parse(&b).ok())
+                .and_then(|e| decode(&e.payload).ok())
+                .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+                .and_then(|s| s["predicate"]["candidate"].as_str().and_then(|c| c.parse::<Digest>().ok()));
+            if let Some(id) = id {
+                let list = in_channels.entry(id).or_default();
+                if !list.contains(&name) {
+                    list.push(name.clone());
+                }
+            }
+        }
+    }
+    in_channels
+}
+
+/// What a promotion did: appended a record, or left a pending one awaiting more signatures.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum Promotion {
+    Promoted { sequence: u64 },
+    Pending { signed: usize, threshold: usize },
+}
+
+/// Promotes `candidate` into `channel_name` (`candidate promote`): checks the policy
+/// ([`admit`]), then signs the record ([`sign_record`]) and appends it once enough trusted keys
+/// have signed. Returns the candidate id and what happened.
+pub fn promote(
+    ctx: &Context,
+    candidate: &str,
+    channel_name: &str,
+    key: &Path,
+    note: Option<&str>,
+    policy_path: &Path,
+    channels: Option<&Path>,
+) -> anyhow::Result<(Digest, Promotion)> {
+    let policy = Policy::load(policy_path)?;
+    let rules = policy.channel(channel_name)?;
+    let key = PrivateKey::load(key)?;
+    let (dir, id) = resolve_in(&ctx.store, candidate)?;
+    let root = channels_dir(ctx, channels);
+    admit(ctx, &policy, channel_name, &key, &dir, &id, &root)?;
+    let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)?;
+    let image = (
+        manifest["image"]["name"].as_str().unwrap_or_default(),
+        manifest["image"]["version"].as_str().unwrap_or_default(),
+    );
+
+    let log_dir = root.join(channel_name);
+    fs_err::create_dir_all(&log_dir)?;
+    let records = channel::verify_log(&log_dir, channel_name, rules)
+        .map_err(|e| refuse(format!("channel `{channel_name}` does not verify: {e}")))?;
+    let pending_path = log_dir.join("pending.json");
+    let envelope = sign_record(&pending_path, channel_name, rules, &records, &id, image, note, &key)?;
+    let signed = envelope.verify(IN_TOTO_PAYLOAD_TYPE, &rules.keys, 1).map(|v| v.signers.len()).unwrap_or(0);
+    if signed < rules.threshold {
+        let mut temp = tempfile::Builder::new().prefix(".pending-").tempfile_in(&log_dir)?;
+        std::io::Write::write_all(&mut temp, &envelope.to_json())?;
+        temp.as_file().sync_all()?;
+        temp.persist(&pending_path).map_err(|e| e.error)?;
+        return Ok((id, Promotion::Pending { signed, threshold: rules.threshold }));
+    }
+    let statement: Value = serde_json::from_slice(&decode(&envelope.payload)?)?;
+    let sequence = statement["predicate"]["sequence"].as_u64().unwrap_or_default();
+    let path = log_dir.join(channel::record_name(sequence));
+    // `create_new`: a record is never overwritten, even by a concurrent promotion.
+    let mut file = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("record {sequence} of channel `{channel_name}` already exists"))?;
+    std::io::Write::write_all(&mut file, &envelope.to_json())?;
+    file.sync_all()?;
+    crate::store::sync_parent(&path)?;
+    let _ = fs_err::remove_file(&pending_path);
+    Ok((id, Promotion::Promoted { sequence }))
+}
+
+/// The policy's admission rules for one channel, each unmet one a refusal naming it: the key
+/// is trusted for the channel, the candidate verifies, it is already in every prerequisite
+/// channel, and it carries every required attestation.
+fn admit(
+    ctx: &Context,
+    policy: &Policy,
+    channel_name: &str,
+    key: &PrivateKey,
+    dir: &Path,
+    id: &Digest,
+    root: &Path,
+) -> anyhow::Result<()> {
+    let rules = policy.channel(channel_name)?;
+    if !rules.keys.iter().any(|k| k.id == key.public.id) {
+        return Err(refuse(format!(
+            "key {} (`{}`) is not trusted for channel `{channel_name}`",
+            key.public.id, key.public.origin
+        )));
+    }
+    let mut report = Report::new(false);
+    verify::check(ctx, dir, &policy.verify_keys, policy.verify_threshold, None, &mut report)?;
+    if let Some(first) = report.failures.first() {
+        return Err(refuse(format!("candidate {id} fails verification: {first}")));
+    }
+    for required in &rules.requires {
+        let rules = policy.channel(required)?;
+        let records = channel::verify_log(&root.join(required), required, rules)
+            .map_err(|e| refuse(format!("prerequisite channel `{required}` does not verify: {e}")))?;
+        if !records.iter().any(|r| r.candidate == *id) {
+            return Err(refuse(format!("candidate {id} is not in the prerequisite channel `{required}`")));
+        }
+    }
+    for predicate_type in &rules.attestations {
+        check_required_attestation(dir, predicate_type, id, &rules.attestation_keys)?;
+    }
+    Ok(())
+}
+
+/// The record's envelope with `key`'s signature: added to the pending record when one awaits
+/// signatures for this candidate, else a new statement chained to the log's last record.
+#[allow(clippy::too_many_arguments)] // the record's fields, each needed once
+fn sign_record(
+    pending_path: &Path,
+    channel_name: &str,
+    rules: &channel::ChannelPolicy,
+    records: &[Record],
+    id: &Digest,
+    (name, version): (&str, &str),
+    note: Option<&str>,
+    key: &PrivateKey,
+) -> anyhow::Result<Envelope> {
+    match fs_err::read(pending_path) {
+        Ok(bytes) => {
+            let mut pending = Envelope::parse(&bytes)?;
+            let statement: Value = serde_json::from_slice(&decode(&pending.payload)?)?;
+            if statement["predicate"]["candidate"] != id.to_string() {
+                return Err(refuse(format!(
+                    "channel `{channel_name}` has a pending promotion of {} awaiting signatures",
+                    statement["predicate"]["candidate"]
+                )));
+            }
+            let mine = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &decode(&pending.payload)?, std::slice::from_ref(key));
+            if !pending.signatures.iter().any(|s| s.keyid == mine.signatures[0].keyid) {
+                pending.signatures.extend(mine.signatures);
+            }
+            Ok(pending)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let previous: Option<&Record> = records.last();
+            let time = now();
+            let expires = rules.expires_after_days.map(|d| time + d * 86_400);
+            let statement = channel::statement(
+                channel_name,
+                previous.map_or(1, |r| r.sequence + 1),
+                id,
+                name,
+                version,
+                previous.map(|r| &r.statement_digest),
+                time,
+                note,
+                expires,
+            );
+            Ok(Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &statement, std::slice::from_ref(key)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn decode(payload: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine as _;
+    Ok(base64::engine::general_purpose::STANDARD.decode(payload)?)
+}
+
+/// Attestations live beside the candidate folder: `NAME_VERSION_ARCH.*.intoto.json`.
+fn check_required_attestation(
+    dir: &Path,
+    predicate_type: &str,
+    id: &Digest,
+    keys: &[crate::keys::PublicKey],
+) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for path in crate::dist::attestation_files(dir)? {
+        match channel::check_attestation(&path, predicate_type, id, keys) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                problems.push(format!("`{file}`: {e}"));
+            }
+        }
+    }
+    let detail = if problems.is_empty() { "none found".to_owned() } else { problems.join("; ") };
+    Err(refuse(format!("required attestation `{predicate_type}` is missing or failed ({detail})")))
+}
+
+/// A channel's records, verified against the policy (a bad log is a refusal naming the
+/// first bad record): `candidate channel show`.
+pub fn verified_log(
+    ctx: &Context,
+    channel_name: &str,
+    policy_path: &Path,
+    channels: Option<&Path>,
+) -> anyhow::Result<Vec<Record>> {
+    let policy = Policy::load(policy_path)?;
+    let rules = policy.channel(channel_name)?;
+    let dir = channels_dir(ctx, channels).join(channel_name);
+    channel::verify_log(&dir, channel_name, rules).map_err(|e| refuse(format!("channel `{channel_name}`: {e}")))
+}
+
+/// A channel's records, verified against the policy, also against rollback: a log shorter
+/// than one this store verified before, or whose head has expired, is a refusal
+/// (`candidate channel verify`).
+pub fn verify_channel(
+    ctx: &Context,
+    channel_name: &str,
+    policy_path: &Path,
+    channels: Option<&Path>,
+) -> anyhow::Result<Vec<Record>> {
+    let records = verified_log(ctx, channel_name, policy_path, channels)?;
+    let seen_path = ctx.store.root().join("seen").join(channel_name);
+    let seen: u64 = fs_err::read_to_string(&seen_path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let head = records.last();
+    let length = head.map_or(0, |r| r.sequence);
+    if length < seen {
+        return Err(refuse(format!(
+            "channel `{channel_name}` ends at record {length}, but record {seen} was verified before: the log was rolled back or truncated"
+        )));
+    }
+    if length > seen {
+        ctx.store.write_atomic(&seen_path, length.to_string().as_bytes())?;
+    }
+    if let Some(head) = head {
+        if head.expires.is_some_and(|e| e < now()) {
+            return Err(refuse(format!("channel `{channel_name}`: its head, record {}, has expired", head.sequence)));
+        }
+    }
+    Ok(records)
+}
