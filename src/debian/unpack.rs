@@ -36,7 +36,7 @@ use md5::{Digest as _, Md5};
 use super::control::{self, ControlError, Dialect};
 use super::deb::{self, Compression, DebError, DebReader, MemberKind};
 use super::packages::{Architecture, FieldError, PackageName};
-use super::version::Version;
+use super::version::{ParseVersionError, Version};
 use crate::recipe::ImagePath;
 use crate::tar::reader::{self, EntryType, ReadError, TarReader};
 use crate::tree::{Content, Kind, Node, Tree, TreeError};
@@ -139,7 +139,11 @@ pub enum UnpackError {
     #[error("package `{label}`, control file `{file}`")]
     ControlSyntax { label: String, file: String, source: ControlError },
     #[error("package `{label}`, control file `control`, field `{field}`")]
-    Field { label: String, field: &'static str, source: FieldError },
+    Field { label: String, field: &'static str, source: Box<FieldError> },
+    /// Apart from [`UnpackError::Field`], unboxed: the version error must be an error of the
+    /// chain itself for its hint to be found (a `Box` or a transparent variant hides it).
+    #[error("package `{label}`, control file `control`, field `Version`")]
+    Version { label: String, source: ParseVersionError },
     #[error("package `{label}`, control file `conffiles`")]
     Conffiles { label: String, source: ConffileError },
 }
@@ -200,9 +204,14 @@ pub fn unpack(
     let syntax = |source| UnpackError::ControlSyntax { label: label.to_owned(), file: "control".into(), source };
     let stanza = control::parse_one(&control, Dialect::Archive).map_err(syntax)?;
     let field = |name: &str| stanza.require(name).map(str::trim).map_err(syntax);
-    let bad = |field: &'static str, source: FieldError| UnpackError::Field { label: label.to_owned(), field, source };
+    let bad = |field: &'static str, source: FieldError| UnpackError::Field {
+        label: label.to_owned(),
+        field,
+        source: Box::new(source),
+    };
     let name: PackageName = field("Package")?.parse().map_err(|e| bad("Package", FieldError::from(e)))?;
-    let version: Version = field("Version")?.parse().map_err(|e| bad("Version", FieldError::from(e)))?;
+    let version: Version =
+        field("Version")?.parse().map_err(|source| UnpackError::Version { label: label.to_owned(), source })?;
     let architecture: Architecture =
         field("Architecture")?.parse().map_err(|e| bad("Architecture", FieldError::from(e)))?;
 

@@ -95,6 +95,19 @@ mod tests {
         assert_eq!(render(&err), "error: outer\n  caused by: plain\n");
     }
 
+    /// A version error inside a package's error is a cause of its own, so its hint shows.
+    #[test]
+    fn a_bad_version_in_a_package_keeps_its_hint() {
+        let source = "a:1".parse::<crate::debian::version::Version>().unwrap_err();
+        let err = crate::debian::unpack::UnpackError::Version { label: "hello_1.0_amd64.deb".into(), source };
+        assert_eq!(
+            render(&anyhow::Error::new(err)),
+            "error: package `hello_1.0_amd64.deb`, control file `control`, field `Version`\n  caused by: invalid \
+             Debian version `a:1`: the epoch before the first `:` is not a number\n\nhint: `:` may appear in the \
+             upstream version only after an explicit epoch (`0:` is the default)\n"
+        );
+    }
+
     /// Every `impl … Hint for T` in `src/` is one of the types `hints_of` downcasts to, so no
     /// hint is silently dropped.
     #[test]
