@@ -15,6 +15,8 @@ use fs_err as fs;
 use super::{copy_project, run, with_store, Run};
 
 const DIR: &str = "out/example_1.0_amd64";
+const LOCK: &[&str] = &["lock", "recipes/example.toml"];
+const BUILD: &[&str] = &["build", "recipes/example.toml", "--out", "out"];
 
 /// Fixed ed25519 keys (PKCS#8 and SPKI, base64 of the DER; made once by `candidate key
 /// generate`), so that key ids and signatures in the snapshots are the same on every run.
@@ -152,7 +154,7 @@ fn durations(text: &str) -> String {
 
 /// Asserts the exit code (so a wrong one fails with the whole output), then the snapshot.
 macro_rules! assert_refusal {
-    ($project:expr, $run:expr, $code:expr, $name:literal) => {{
+    ($project:expr, $run:expr, $code:expr, $name:expr) => {{
         let run = $run;
         run.assert_code($code);
         insta::assert_snapshot!($name, $project.shown(&run));
@@ -166,26 +168,50 @@ fn durations_are_filtered_and_nothing_else() {
     assert_eq!(durations("layer in `base` in sha256:0a"), "layer in `base` in sha256:0a");
 }
 
-#[test]
-fn recipe_unknown_key_names_key_and_line() {
-    let p = Project::new();
-    p.edit("recipes/example.toml", "release = \"bookworm\"\n", "release = \"bookworm\"\nrelase = \"trixie\"\n");
-    assert_refusal!(p, p.cmd(&["lock", "recipes/example.toml"]), 2, "recipe_unknown_key");
-}
+/// Refusals that one edit of the copied project provokes: snapshot name, file, text
+/// replaced, its replacement, command, exit code.
+const ONE_EDIT: &[(&str, &str, &str, &str, &[&str], i32)] = &[
+    // An unknown key: the refusal names the key and its line.
+    (
+        "recipe_unknown_key",
+        "recipes/example.toml",
+        "release = \"bookworm\"\n",
+        "release = \"bookworm\"\nrelase = \"trixie\"\n",
+        LOCK,
+        2,
+    ),
+    // An invalid value: the refusal names the value and its line.
+    ("recipe_invalid_value", "recipes/example.toml", "mode = \"0700\"", "mode = \"0999\"", BUILD, 2),
+    (
+        "lock_check_changed_recipe",
+        "recipes/example.toml",
+        "packages = [\"web\"]",
+        "packages = []",
+        &["lock", "recipes/example.toml", "--check"],
+        1,
+    ),
+    // base-files' pin, one hex digit changed: no signed index vouches for it.
+    (
+        "build_altered_package_pin",
+        "lockfiles/example.lock",
+        "sha256:8ad530ceefdc01e7e654d2f961ce36767796717400a63b57735f712b5f07bebf",
+        "sha256:8ad531ceefdc01e7e654d2f961ce36767796717400a63b57735f712b5f07bebf",
+        BUILD,
+        2,
+    ),
+    ("build_damaged_lockfile", "lockfiles/example.lock", "name = \"base-files\"", "name = base-files", BUILD, 2),
+    // The archive's secret key given as its keyring (the hint comes from `ReleaseError`).
+    ("lock_secret_keyring", "recipes/example.toml", "keys/test-archive.gpg", "keys/test-archive.key", LOCK, 2),
+];
 
 #[test]
-fn recipe_invalid_value_names_value_and_line() {
-    let p = Project::new();
-    p.edit("recipes/example.toml", "mode = \"0700\"", "mode = \"0999\"");
-    assert_refusal!(p, p.cmd(&["build", "recipes/example.toml", "--out", "out"]), 2, "recipe_invalid_value");
-}
-
-#[test]
-fn lock_check_names_what_would_change() {
-    let p = Project::new();
-    p.edit("recipes/example.toml", "packages = [\"web\"]", "packages = []");
-    let run = p.cmd(&["lock", "recipes/example.toml", "--check"]);
-    assert_refusal!(p, run, 1, "lock_check_changed_recipe");
+fn refusals_after_one_edit() {
+    for &(name, file, from, to, args, code) in ONE_EDIT {
+        let p = Project::new();
+        p.edit(file, from, to);
+        let run = p.cmd(args);
+        assert_refusal!(p, run, code, name);
+    }
 }
 
 #[test]
@@ -193,26 +219,14 @@ fn build_refuses_a_stale_lockfile_with_a_hint() {
     let p = Project::new();
     // A local input edited after the lock.
     p.write("fixtures/example/etc/motd", "edited after the lock\n");
-    assert_refusal!(p, p.cmd(&["build", "recipes/example.toml", "--out", "out"]), 1, "build_stale_lockfile");
+    assert_refusal!(p, p.cmd(BUILD), 1, "build_stale_lockfile");
 }
 
 #[test]
 fn build_refuses_a_missing_lockfile() {
     let p = Project::new();
     fs::remove_file(p.path().join("lockfiles/example.lock")).unwrap();
-    assert_refusal!(p, p.cmd(&["build", "recipes/example.toml", "--out", "out"]), 1, "build_missing_lockfile");
-}
-
-#[test]
-fn build_refuses_a_package_pin_no_signed_index_vouches_for() {
-    let p = Project::new();
-    // base-files' pin, one hex digit changed.
-    p.edit(
-        "lockfiles/example.lock",
-        "sha256:8ad530ceefdc01e7e654d2f961ce36767796717400a63b57735f712b5f07bebf",
-        "sha256:8ad531ceefdc01e7e654d2f961ce36767796717400a63b57735f712b5f07bebf",
-    );
-    assert_refusal!(p, p.cmd(&["build", "recipes/example.toml", "--out", "out"]), 2, "build_altered_package_pin");
+    assert_refusal!(p, p.cmd(BUILD), 1, "build_missing_lockfile");
 }
 
 #[test]
@@ -221,14 +235,7 @@ fn build_refuses_an_input_that_does_not_match_its_pin() {
     let mut bytes = fs::read(p.path().join("fixtures/example/app.tar.gz")).unwrap();
     bytes.push(0);
     fs::write(p.path().join("fixtures/example/app.tar.gz"), bytes).unwrap();
-    assert_refusal!(p, p.cmd(&["build", "recipes/example.toml", "--out", "out"]), 2, "build_corrupted_input");
-}
-
-#[test]
-fn build_refuses_a_damaged_lockfile() {
-    let p = Project::new();
-    p.edit("lockfiles/example.lock", "[[package]]\nname = \"base-files\"", "[[package]]\nname = base-files");
-    assert_refusal!(p, p.cmd(&["build", "recipes/example.toml", "--out", "out"]), 2, "build_damaged_lockfile");
+    assert_refusal!(p, p.cmd(BUILD), 2, "build_corrupted_input");
 }
 
 #[test]
@@ -240,15 +247,8 @@ fn build_refuses_a_layer_that_writes_through_its_own_symlink() {
          { path = \"/srv/www/index.html\", target = \"/dev/null\" }]\n",
     );
     p.write("recipes/example.toml", &recipe);
-    p.cmd(&["lock", "recipes/example.toml"]).assert_ok();
-    assert_refusal!(p, p.cmd(&["build", "recipes/example.toml", "--out", "out"]), 2, "build_layer_tree_conflict");
-}
-
-#[test]
-fn lock_refuses_a_secret_keyring_with_a_hint() {
-    let p = Project::new();
-    p.edit("recipes/example.toml", "keys/test-archive.gpg", "keys/test-archive.key");
-    assert_refusal!(p, p.cmd(&["lock", "recipes/example.toml"]), 2, "lock_secret_keyring");
+    p.cmd(LOCK).assert_ok();
+    assert_refusal!(p, p.cmd(BUILD), 2, "build_layer_tree_conflict");
 }
 
 #[test]
@@ -296,7 +296,7 @@ fn test_refuses_a_failing_script() {
     let mut recipe = fs::read_to_string(p.path().join("recipes/example.toml")).unwrap();
     recipe.push_str(busybox);
     p.write("recipes/example.toml", &recipe);
-    p.cmd(&["lock", "recipes/example.toml"]).assert_ok();
+    p.cmd(LOCK).assert_ok();
     p.cmd(&["build", "recipes/example.toml", "--out", "out", "--sign", "keys/ci.key"]).assert_ok();
     p.write("scripts/serves.sh", "#!/bin/sh\necho ok\n");
     p.write("scripts/answers.sh", "#!/bin/sh\necho 'asking the web server'\necho 'no answer on port 80' >&2\nexit 3\n");
