@@ -168,49 +168,82 @@ fn durations_are_filtered_and_nothing_else() {
     assert_eq!(durations("layer in `base` in sha256:0a"), "layer in `base` in sha256:0a");
 }
 
-/// Refusals that one edit of the copied project provokes: snapshot name, file, text
-/// replaced, its replacement, command, exit code.
-const ONE_EDIT: &[(&str, &str, &str, &str, &[&str], i32)] = &[
+/// A refusal that one edit of the copied project provokes: in `file`, `from` becomes `to`,
+/// then `args` must exit with `code`; `name` is the snapshot's.
+struct OneEdit {
+    name: &'static str,
+    file: &'static str,
+    from: &'static str,
+    to: &'static str,
+    args: &'static [&'static str],
+    code: i32,
+}
+
+const RECIPE: &str = "recipes/example.toml";
+const LOCKFILE: &str = "lockfiles/example.lock";
+
+const ONE_EDIT: &[OneEdit] = &[
     // An unknown key: the refusal names the key and its line.
-    (
-        "recipe_unknown_key",
-        "recipes/example.toml",
-        "release = \"bookworm\"\n",
-        "release = \"bookworm\"\nrelase = \"trixie\"\n",
-        LOCK,
-        2,
-    ),
+    OneEdit {
+        name: "recipe_unknown_key",
+        file: RECIPE,
+        from: "release = \"bookworm\"\n",
+        to: "release = \"bookworm\"\nrelase = \"trixie\"\n",
+        args: LOCK,
+        code: 2,
+    },
     // An invalid value: the refusal names the value and its line.
-    ("recipe_invalid_value", "recipes/example.toml", "mode = \"0700\"", "mode = \"0999\"", BUILD, 2),
-    (
-        "lock_check_changed_recipe",
-        "recipes/example.toml",
-        "packages = [\"web\"]",
-        "packages = []",
-        &["lock", "recipes/example.toml", "--check"],
-        1,
-    ),
+    OneEdit {
+        name: "recipe_invalid_value",
+        file: RECIPE,
+        from: "mode = \"0700\"",
+        to: "mode = \"0999\"",
+        args: BUILD,
+        code: 2,
+    },
+    OneEdit {
+        name: "lock_check_changed_recipe",
+        file: RECIPE,
+        from: "packages = [\"web\"]",
+        to: "packages = []",
+        args: &["lock", "recipes/example.toml", "--check"],
+        code: 1,
+    },
     // base-files' pin, one hex digit changed: no signed index vouches for it.
-    (
-        "build_altered_package_pin",
-        "lockfiles/example.lock",
-        "sha256:8ad530ceefdc01e7e654d2f961ce36767796717400a63b57735f712b5f07bebf",
-        "sha256:8ad531ceefdc01e7e654d2f961ce36767796717400a63b57735f712b5f07bebf",
-        BUILD,
-        2,
-    ),
-    ("build_damaged_lockfile", "lockfiles/example.lock", "name = \"base-files\"", "name = base-files", BUILD, 2),
+    OneEdit {
+        name: "build_altered_package_pin",
+        file: LOCKFILE,
+        from: "sha256:8ad530ceefdc01e7e654d2f961ce36767796717400a63b57735f712b5f07bebf",
+        to: "sha256:8ad531ceefdc01e7e654d2f961ce36767796717400a63b57735f712b5f07bebf",
+        args: BUILD,
+        code: 2,
+    },
+    OneEdit {
+        name: "build_damaged_lockfile",
+        file: LOCKFILE,
+        from: "name = \"base-files\"",
+        to: "name = base-files",
+        args: BUILD,
+        code: 2,
+    },
     // The archive's secret key given as its keyring (the hint comes from `ReleaseError`).
-    ("lock_secret_keyring", "recipes/example.toml", "keys/test-archive.gpg", "keys/test-archive.key", LOCK, 2),
+    OneEdit {
+        name: "lock_secret_keyring",
+        file: RECIPE,
+        from: "keys/test-archive.gpg",
+        to: "keys/test-archive.key",
+        args: LOCK,
+        code: 2,
+    },
 ];
 
 #[test]
 fn refusals_after_one_edit() {
-    for &(name, file, from, to, args, code) in ONE_EDIT {
+    for edit in ONE_EDIT {
         let p = Project::new();
-        p.edit(file, from, to);
-        let run = p.cmd(args);
-        assert_refusal!(p, run, code, name);
+        p.edit(edit.file, edit.from, edit.to);
+        let run = p.cmd(edit.args);
+        assert_refusal!(p, run, edit.code, edit.name);
     }
 }
 
