@@ -23,12 +23,14 @@ const STAGES: &[(&str, &[&str])] = &[
             "debian::release",
             "debian::version",
             "digest",
+            "document",
             "dsse",
             "error",
             "instance",
             "keys",
             "printer",
             "sandbox",
+            "serde_str",
             "store",
             "tar",
             "tar::reader",
@@ -53,7 +55,7 @@ const STAGES: &[(&str, &[&str])] = &[
     ),
     ("outputs", &["dist", "lxc", "manifest", "oci", "sbom"]),
     ("attest", &["attest"]),
-    ("release", &["build", "channel", "qualify", "qualify::lxc", "registry", "release", "verify"]),
+    ("release", &["build", "channel", "diff", "qualify", "qualify::lxc", "registry", "release", "verify"]),
     (
         "commands",
         &[

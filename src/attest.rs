@@ -19,12 +19,11 @@ use serde_json::{json, Value};
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-
 use crate::digest::Digest;
 use crate::dist::{subjects, ENVELOPE, MANIFEST};
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::PrivateKey;
+use crate::manifest::Manifest;
 
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const SLSA_PROVENANCE: &str = "https://slsa.dev/provenance/v1";
@@ -40,19 +39,16 @@ fn sha256_map(digest: &Digest) -> Value {
 }
 
 /// The statement's canonical bytes for a candidate whose manifest is `manifest`.
-pub fn statement(manifest: &Value, subjects: &[Subject]) -> Vec<u8> {
-    let digest_of = |v: &Value| v.as_str().and_then(|s| s.parse::<Digest>().ok());
-    let described = |v: &Value| digest_of(v).map(|d| sha256_map(&d)).unwrap_or(Value::Null);
-    let inputs: Vec<Value> = manifest["inputs"]
-        .as_array()
-        .into_iter()
-        .flatten()
+pub fn statement(manifest: &Manifest, subjects: &[Subject]) -> Vec<u8> {
+    let inputs: Vec<Value> = manifest
+        .inputs
+        .iter()
         .map(|i| {
-            let origin = i["origin"].as_str().unwrap_or_default();
+            let origin = &i.origin;
             let mut d = json!({
-                "name": format!("{}:{origin}", i["kind"].as_str().unwrap_or_default()),
-                "digest": described(&i["sha256"]),
-                "annotations": { "layer": i["layer"], "size": i["size"], "origin": origin },
+                "name": format!("{}:{origin}", i.kind),
+                "digest": sha256_map(&i.sha256),
+                "annotations": { "layer": i.layer, "size": i.size, "origin": origin },
             });
             // Only URLs are URIs; a path relative to the recipe stays an annotation.
             if origin.contains("://") {
@@ -61,13 +57,12 @@ pub fn statement(manifest: &Value, subjects: &[Subject]) -> Vec<u8> {
             d
         })
         .collect();
-    let mut byproducts: Vec<Value> = manifest["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| json!({ "name": format!("layer:{}", l["name"].as_str().unwrap_or_default()), "digest": described(&l["diff_id"]) }))
+    let mut byproducts: Vec<Value> = manifest
+        .layers
+        .iter()
+        .map(|l| json!({ "name": format!("layer:{}", l.name), "digest": sha256_map(&l.diff_id) }))
         .collect();
-    byproducts.push(json!({ "name": "rootfs", "digest": described(&manifest["rootfs"]["diff_id"]) }));
+    byproducts.push(json!({ "name": "rootfs", "digest": sha256_map(&manifest.rootfs.diff_id) }));
     let statement = json!({
         "_type": STATEMENT_TYPE,
         "subject": subjects.iter().map(|s| json!({ "name": s.name, "digest": sha256_map(&s.sha256) })).collect::<Vec<_>>(),
@@ -76,21 +71,21 @@ pub fn statement(manifest: &Value, subjects: &[Subject]) -> Vec<u8> {
             "buildDefinition": {
                 "buildType": BUILD_TYPE,
                 "externalParameters": {
-                    "recipe": { "name": manifest["recipe"]["name"], "digest": described(&manifest["recipe"]["digest"]) },
-                    "lockfile": { "digest": described(&manifest["lockfile"]["digest"]) },
+                    "recipe": { "name": manifest.recipe.name, "digest": sha256_map(&manifest.recipe.digest) },
+                    "lockfile": { "digest": sha256_map(&manifest.lockfile.digest) },
                 },
                 "internalParameters": {
-                    "sourceDateEpoch": manifest["source-date-epoch"],
-                    "layerFormat": manifest["tool"]["layer-format"],
+                    "sourceDateEpoch": manifest.source_date_epoch,
+                    "layerFormat": manifest.tool.layer_format,
                 },
                 "resolvedDependencies": inputs,
             },
             "runDetails": {
                 "builder": {
                     "id": BUILDER_ID,
-                    "version": { "candidate": manifest["tool"]["version"] },
-                    "builderDependencies": manifest["compressors"].as_array().into_iter().flatten().map(|c| json!({
-                        "name": c["name"], "annotations": c,
+                    "version": { "candidate": manifest.tool.version },
+                    "builderDependencies": manifest.compressors.iter().map(|c| json!({
+                        "name": c.name(), "annotations": c,
                     })).collect::<Vec<_>>(),
                 },
                 "byproducts": byproducts,
@@ -99,10 +94,10 @@ pub fn statement(manifest: &Value, subjects: &[Subject]) -> Vec<u8> {
     });
     serde_json::to_vec(&statement).expect("a JSON value serialises")
 }
+
 /// The signed statement of a candidate folder, with `keys`' signatures.
 pub fn envelope(dir: &Path, keys: &[PrivateKey]) -> anyhow::Result<Envelope> {
-    let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)
-        .with_context(|| format!("`{}` is not JSON", dir.join(MANIFEST).display()))?;
+    let manifest = Manifest::read(&dir.join(MANIFEST))?;
     let payload = statement(&manifest, &subjects(dir)?);
     Ok(Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, keys))
 }
@@ -130,4 +125,30 @@ pub fn sign_folder(dir: &Path, keys: &[PrivateKey]) -> anyhow::Result<(PathBuf, 
     temp.as_file().sync_all()?;
     temp.persist(&path).map_err(|e| e.error)?;
     Ok((path, fresh.signatures.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example's manifest, and the statement a build signed with it at the commit that
+    /// typed the manifest.
+    const EXAMPLE_MANIFEST: &[u8] = include_bytes!("../tests/data/example.manifest.json");
+    const STATEMENT: &[u8] = include_bytes!("../tests/data/example.provenance.json");
+
+    #[test]
+    fn the_example_statement_is_rebuilt_from_its_manifest() {
+        let manifest = Manifest::parse(Path::new("manifest.json"), EXAMPLE_MANIFEST).unwrap();
+        let signed: Value = serde_json::from_slice(STATEMENT).unwrap();
+        let subjects: Vec<Subject> = signed["subject"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| Subject {
+                name: s["name"].as_str().unwrap().to_owned(),
+                sha256: Digest::from_hex(s["digest"]["sha256"].as_str().unwrap()).unwrap(),
+            })
+            .collect();
+        assert!(statement(&manifest, &subjects) == STATEMENT, "the statement of the example manifest changed");
+    }
 }

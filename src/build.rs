@@ -21,7 +21,7 @@ use crate::keys::PrivateKey;
 use crate::layer::{self, FilesInput, LayerInfo, TarballInput};
 use crate::lock::{self, Resolved};
 use crate::lockfile::InputKind;
-use crate::manifest::{self, ManifestInput};
+use crate::manifest::{Manifest, ManifestInput};
 use crate::recipe::CONFIGURE_LAYER as LAYER_NAME;
 use crate::recipe::{Format, Origin};
 use crate::rootfs::{self, Assembled};
@@ -58,7 +58,7 @@ fn fetch_inputs(ctx: &Context, resolved: &Resolved, network: Network) -> anyhow:
                 .lockfile
                 .inputs
                 .iter()
-                .find(|i| i.layer == layer.name.as_str() && i.kind == InputKind::Tarball && i.origin == spec.url)
+                .find(|i| i.layer == layer.name && i.kind == InputKind::Tarball && i.origin == spec.url)
                 .expect("a checked lockfile pins every tarball");
             let origin = Origin::parse(&spec.url, &recipe.dir).map_err(anyhow::Error::msg)?;
             let pin = Pin { sha256: locked.sha256, size: Some(locked.size) };
@@ -86,7 +86,7 @@ pub fn build(
     let (resolved, lockfile_digest) = lock::check(ctx, recipe_path, lockfile_path)?;
     let tarballs = fetch_inputs(ctx, &resolved, options.network)?;
     let recipe = &resolved.recipe;
-    let sde = recipe.image.source_date_epoch;
+    let sde = recipe.image.source_date_epoch.seconds();
 
     let mut formats = options.formats.clone().unwrap_or_else(|| recipe.output.formats.clone());
     formats.sort();
@@ -153,7 +153,7 @@ pub fn build(
     let layers: Vec<(String, LayerInfo)> =
         layers.into_iter().map(|(name, built)| Ok((name, built.finish(&ctx.store)?))).collect::<anyhow::Result<_>>()?;
 
-    let manifest = manifest::render(&ManifestInput {
+    let manifest = Manifest::new(&ManifestInput {
         replaced: &packages.replaced,
         recipe,
         lockfile: &resolved.lockfile,
@@ -162,10 +162,10 @@ pub fn build(
         assembled: &assembled,
         formats: &formats,
     });
-    let id = Digest::of(&manifest);
-    let manifest_value: serde_json::Value = serde_json::from_slice(&manifest).expect("the manifest is JSON");
-    let sbom = sbom::render(&manifest_value, &id);
-    let mut documents = vec![(MANIFEST, manifest), (SBOM, sbom)];
+    let manifest_bytes = manifest.to_bytes();
+    let id = Digest::of(&manifest_bytes);
+    let sbom = sbom::render(&manifest, &id);
+    let mut documents = vec![(MANIFEST, manifest_bytes), (SBOM, sbom)];
     if !options.sign.is_empty() {
         // The statement's subjects are every file of the folder but the envelope, by name:
         // the same list `candidate sign` hashes from a published folder.
@@ -178,18 +178,18 @@ pub fn build(
             )
             .collect();
         subjects.sort_by(|a, b| a.name.cmp(&b.name));
-        let payload = attest::statement(&manifest_value, &subjects);
+        let payload = attest::statement(&manifest, &subjects);
         documents.push((ENVELOPE, Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, &options.sign).to_json()));
     }
     let dir = options.out.join(recipe.dist_name());
     crate::dist::publish(ctx, &dir, &assembled, &documents)?;
     let entry = crate::registry::Entry {
-        architecture: recipe.image.architecture.to_string(),
+        architecture: recipe.image.architecture.clone(),
         dir: dir.clone(),
         id,
-        name: recipe.image.name.to_string(),
+        name: recipe.image.name.clone(),
         source_date_epoch: sde,
-        version: recipe.image.version.to_string(),
+        version: recipe.image.version.clone(),
     };
     crate::registry::register(&ctx.store, &entry)?;
     ctx.printer.status("Finished", format_args!("{} {}", dir.display(), id));
@@ -203,7 +203,7 @@ fn configure_layer(
     recipe: &crate::recipe::Recipe,
     layers: &[(String, layer::Built)],
 ) -> anyhow::Result<layer::Built> {
-    let sde = recipe.image.source_date_epoch;
+    let sde = recipe.image.source_date_epoch.seconds();
     let architecture = recipe.image.architecture.to_string();
     let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
     let key = configure::action_key(&diff_ids, sde, &architecture);

@@ -74,7 +74,7 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
         /// Build this format instead of the recipe's `[output] formats` (repeatable).
-        #[arg(long = "format", value_name = "NAME", value_parser = parse_format)]
+        #[arg(long = "format", value_name = "NAME")]
         formats: Vec<Format>,
         /// Sign the candidate's provenance with this private key (repeatable).
         #[arg(long = "sign", value_name = "KEY")]
@@ -175,10 +175,4 @@ fn parse_mirror(s: &str) -> Result<(String, String), MirrorArgError> {
         Some((name, url)) if !name.is_empty() && !url.is_empty() => Ok((name.to_owned(), url.to_owned())),
         _ => Err(MirrorArgError(s.to_owned())),
     }
-}
-
-fn parse_format(s: &str) -> Result<Format, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
-        format!("unknown format `{s}` (expected rootfs.tar, rootfs.tar.gz, rootfs.tar.xz or rootfs.tar.zst)")
-    })
 }

@@ -3,7 +3,7 @@
 //! Decoding accepts gzip, xz, zstd and plain data, told apart by their magic bytes, never by
 //! a file name. Encoding is part of a candidate's identity (ARCHITECTURE.md, invariant 5): the
 //! compressed bytes are derived from the uncompressed tar by a pinned library version with
-//! the settings below, and both are recorded in the manifest ([`Codec::describe`]), so an
+//! the settings below, and both are recorded in the manifest ([`Codec::describe`], a [`Compression`]), so an
 //! auditor can rebuild them. The crate versions are pinned with `=` in `Cargo.toml`; a test
 //! checks that the versions recorded here match `Cargo.lock`.
 
@@ -162,21 +162,44 @@ impl Codec {
     }
 
     /// What the manifest records about this codec: enough to reproduce its bytes.
-    pub fn describe(self) -> Option<serde_json::Value> {
-        let value = match self {
+    pub fn describe(self) -> Option<Compression> {
+        let library = |name: &str| name.to_owned();
+        Some(match self {
             Codec::None => return None,
-            Codec::Gzip => serde_json::json!({
-                "name": "gzip", "library": FLATE_CRATE, "level": GZIP_LEVEL, "mtime": 0, "os": 255,
-            }),
-            Codec::Xz => serde_json::json!({
-                "name": "xz", "library": XZ_CRATE, "preset": XZ_PRESET, "check": "crc64", "threads": 1,
-            }),
-            Codec::Zstd => serde_json::json!({
-                "name": "zstd", "library": ZSTD_CRATE, "level": ZSTD_LEVEL, "checksum": true,
-                "multithreaded": true,
-            }),
-        };
-        Some(value)
+            // mtime 0 and OS byte 255 ("unknown"): what `encoder` writes into every header.
+            Codec::Gzip => Compression::Gzip { library: library(FLATE_CRATE), level: GZIP_LEVEL, mtime: 0, os: 255 },
+            Codec::Xz => {
+                Compression::Xz { library: library(XZ_CRATE), preset: XZ_PRESET, check: "crc64".to_owned(), threads: 1 }
+            }
+            Codec::Zstd => Compression::Zstd {
+                library: library(ZSTD_CRATE),
+                level: ZSTD_LEVEL,
+                checksum: true,
+                multithreaded: true,
+            },
+        })
+    }
+}
+
+/// A codec and its settings as the manifest records them (`outputs[].compression` and
+/// `compressors[]`), named by `name`. Read back, it is whatever the manifest says, which
+/// need not be what this build of candidate would use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "name", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Compression {
+    Gzip { library: String, level: u32, mtime: u32, os: u8 },
+    Xz { library: String, preset: u32, check: String, threads: u32 },
+    Zstd { library: String, level: i32, checksum: bool, multithreaded: bool },
+}
+
+impl Compression {
+    /// The codec's name, as in the `name` key.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Compression::Gzip { .. } => "gzip",
+            Compression::Xz { .. } => "xz",
+            Compression::Zstd { .. } => "zstd",
+        }
     }
 }
 

@@ -432,7 +432,7 @@ pub fn read_tar(tarball: &str, blob: &Arc<File>, link_offset: u64) -> Result<Tre
         reader.next_entry().map_err(|source| LayerError::Tarball { tarball: tarball.clone(), source })?
     {
         let fail = |message: String| LayerError::Entry { tarball: tarball.clone(), entry: entry.path.clone(), message };
-        let path = ImagePath::from_rel(&entry.path).map_err(&fail)?;
+        let path = ImagePath::from_rel(&entry.path).map_err(|e| fail(e.to_string()))?;
         let kind = match entry.kind {
             EntryType::Directory => Kind::Directory,
             EntryType::Symlink => Kind::Symlink { target: entry.link.clone() },
@@ -454,7 +454,7 @@ pub fn read_tar(tarball: &str, blob: &Arc<File>, link_offset: u64) -> Result<Tre
                 link_group: None,
             },
             EntryType::HardLink => {
-                let target = ImagePath::from_rel(&entry.link).map_err(&fail)?;
+                let target = ImagePath::from_rel(&entry.link).map_err(|e| fail(e.to_string()))?;
                 let next = link_offset + groups.len() as u64;
                 let group = *groups.entry(target.as_rel().to_owned()).or_insert(next);
                 let Some(Node { kind: Kind::File { size, content, link_group }, .. }) = tree.get_mut(target.as_rel())

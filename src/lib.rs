@@ -9,12 +9,14 @@
 //!        ──attest──▶ signed statement ──release──▶ verify / promote / test / diff
 //! ```
 //!
-//! * **foundation** — [`digest`] (the sha256 every identity is), [`compress`] (input decoders,
+//! * **foundation** — [`digest`] (the sha256 every identity is), [`document`] (canonical JSON
+//!   out, one reader back in that names the file), [`compress`] (input decoders,
 //!   pinned output encoders), [`tar`] (the strict reader of untrusted archives, the deterministic
 //!   writer), [`tree`] (the in-memory image tree and its placement rules), [`store`] (blobs,
 //!   action cache, atomic writes), [`keys`] and [`dsse`] (ed25519, DSSE envelopes),
 //!   [`sandbox`] and [`instance`] (a namespace sandbox over a tree written to a host folder),
-//!   [`printer`], [`context`], [`error`], and Debian's parsers in [`debian`].
+//!   [`printer`], [`context`], [`error`], [`serde_str`] (serde through `FromStr` for values
+//!   that are text with a shape), and Debian's parsers in [`debian`].
 //! * **recipe** — [`recipe`] (the typed, strict recipe), [`lockfile`] (the lockfile schema).
 //! * **lock** — [`lock`] (pin a recipe's inputs; check a lockfile against its recipe),
 //!   [`fetch`] (stream pinned inputs into the store), [`local`] (local trees and their
@@ -37,8 +39,10 @@ pub mod cli;
 pub mod compress;
 pub mod context;
 pub mod debian;
+pub mod diff;
 pub mod digest;
 pub mod dist;
+pub mod document;
 pub mod dsse;
 pub mod error;
 pub mod fetch;
@@ -60,6 +64,7 @@ pub mod release;
 pub mod rootfs;
 pub mod sandbox;
 pub mod sbom;
+pub mod serde_str;
 pub mod store;
 pub mod tar;
 #[doc(hidden)]

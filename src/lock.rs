@@ -133,9 +133,7 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
     if purpose == Purpose::Check && !recipe.archives.is_empty() && archives.is_empty() {
         return Err(Unpinned("the recipe's archives are not locked in it".into()).into());
     }
-    if recipe.image.sde_from_archive {
-        recipe.image.source_date_epoch = crate::debian::pin::newest_date(&archives);
-    }
+    recipe.image.source_date_epoch.settle(crate::debian::pin::newest_date(&archives));
     let mut inputs = Vec::new();
     let mut files = Vec::new();
     for layer in &recipe.layers {
@@ -146,7 +144,7 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
                 LocalTree::scan(&path).with_context(|| format!("layer `{}`: cannot read `files` input", layer.name))?;
             let (digest, _) = tree.digest(Some(&ctx.store))?;
             inputs.push(LockedInput {
-                layer: layer.name.to_string(),
+                layer: layer.name.clone(),
                 kind: InputKind::Files,
                 origin: spec.from.display().to_string(),
                 size: tree.size(),
@@ -159,9 +157,7 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
         for spec in &layer.tarballs {
             let origin = Origin::parse(&spec.url, &recipe.dir).map_err(anyhow::Error::msg)?;
             let locked = existing.and_then(|l| {
-                l.inputs
-                    .iter()
-                    .find(|i| i.layer == layer.name.as_str() && i.kind == InputKind::Tarball && i.origin == spec.url)
+                l.inputs.iter().find(|i| i.layer == layer.name && i.kind == InputKind::Tarball && i.origin == spec.url)
             });
             let (sha256, size) = match (&origin, locked) {
                 // A remote pin stays as long as the recipe does not pin something else.
@@ -200,7 +196,7 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
                 }
             }
             inputs.push(LockedInput {
-                layer: layer.name.to_string(),
+                layer: layer.name.clone(),
                 kind: InputKind::Tarball,
                 origin: spec.url.clone(),
                 size,
@@ -241,7 +237,7 @@ fn explain(old: &Lockfile, new: &Lockfile) -> String {
     for n in &new.packages {
         match old.packages.iter().find(|o| package(o) == package(n)) {
             None => return format!("package `{}` ({}) of layer `{}` is not in it", n.name, n.version, n.layer),
-            Some(o) if o.version != n.version || o.sha256 != n.sha256 => {
+            Some(o) if o.version.as_str() != n.version.as_str() || o.sha256 != n.sha256 => {
                 return format!(
                     "package `{}` of layer `{}` changed: locked {}, now {}",
                     n.name, n.layer, o.version, n.version

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::debian::packages::{Architecture, PackageName};
+use crate::debian::version::Version;
 use crate::digest::Digest;
+use crate::recipe::Name;
 
 /// The schema this candidate writes. Version 1 (before Debian archives) is still read: it is
 /// version 2 without `[[archive]]` and `[[package]]`.
@@ -56,7 +59,7 @@ pub struct Lockfile {
 #[serde(deny_unknown_fields)]
 pub struct LockedArchive {
     /// The recipe's name for it (`[archive.NAME]`).
-    pub name: String,
+    pub name: Name,
     pub suite: String,
     /// The `InRelease` file, byte for byte.
     pub inrelease: Digest,
@@ -84,12 +87,12 @@ pub struct LockedIndex {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockedPackage {
-    pub name: String,
-    pub version: String,
-    pub architecture: String,
-    pub archive: String,
+    pub name: PackageName,
+    pub version: Version,
+    pub architecture: Architecture,
+    pub archive: Name,
     /// The layer that installs it.
-    pub layer: String,
+    pub layer: Name,
     /// The pool path in the archive (its `Filename`).
     pub filename: String,
     pub size: u64,
@@ -101,7 +104,7 @@ pub struct LockedPackage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockedInput {
-    pub layer: String,
+    pub layer: Name,
     pub kind: InputKind,
     /// The origin as written in the recipe (a path relative to it, or a URL).
     pub origin: String,
@@ -183,7 +186,7 @@ mod tests {
             packages: vec![],
             inputs: vec![
                 LockedInput {
-                    layer: "base".into(),
+                    layer: "base".parse().unwrap(),
                     kind: InputKind::Files,
                     origin: "../fixtures/etc".into(),
                     size: 10,
@@ -191,7 +194,7 @@ mod tests {
                     files: Some(2),
                 },
                 LockedInput {
-                    layer: "app".into(),
+                    layer: "app".parse().unwrap(),
                     kind: InputKind::Tarball,
                     origin: "https://example.invalid/app.tar.gz".into(),
                     size: 99,
@@ -211,6 +214,51 @@ mod tests {
         assert_eq!(text, Lockfile::parse(Path::new("x.lock"), &text).unwrap().render());
         let expected_tail = "[[input]]\nlayer = \"app\"\nkind = \"tarball\"\norigin = \"https://example.invalid/app.tar.gz\"\nsize = 99\n";
         assert!(text.contains(expected_tail), "{text}");
+    }
+
+    /// A lockfile with one Debian package, as `candidate lock` writes it.
+    const WITH_PACKAGE: &str =
+        "version = 2\nrecipe = \"sha256:8ab0e0e4ad2d0c2e3a9a77dba95e7e4be0fd3b64c6d5dc2dbf4e4b4e0b1ec3f5\"\n\n\
+[[package]]\nname = \"libc6\"\nversion = \"2.36-9+deb12u4\"\narchitecture = \"amd64\"\narchive = \"debian\"\n\
+layer = \"base\"\nfilename = \"pool/main/g/glibc/libc6_2.36-9+deb12u4_amd64.deb\"\nsize = 2757936\n\
+sha256 = \"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\nreason = \"requested\"\n";
+
+    #[test]
+    fn package_fields_are_typed_and_render_as_they_were_read() {
+        let text = format!("{HEADER}{WITH_PACKAGE}");
+        let lock = Lockfile::parse(Path::new("x.lock"), &text).unwrap();
+        let p = &lock.packages[0];
+        assert_eq!(p.name.as_str(), "libc6");
+        assert_eq!((p.version.upstream(), p.version.revision()), ("2.36", "9+deb12u4"));
+        assert_eq!(p.architecture.as_str(), "amd64");
+        assert_eq!(lock.render(), text, "typed fields change no byte of the lockfile");
+        // A version is kept as written, not as dpkg's equal one: `0:1.0` stays `0:1.0`.
+        let epoch = text.replace("2.36-9+deb12u4\"", "0:2.36-9+deb12u4\"");
+        assert_eq!(Lockfile::parse(Path::new("x.lock"), &epoch).unwrap().render(), epoch);
+    }
+
+    #[test]
+    fn a_malformed_package_field_is_refused_naming_file_line_and_field() {
+        for (from, to, field, culprit) in [
+            ("name = \"libc6\"", "name = \"Libc6\"", "name", "invalid package name `Libc6`"),
+            ("\"2.36-9+deb12u4\"", "\"2.36-\"", "version", "invalid Debian version `2.36-`"),
+            ("\"2.36-9+deb12u4\"", "\"x:1\"", "version", "invalid Debian version `x:1`"),
+            ("architecture = \"amd64\"", "architecture = \"any\"", "architecture", "invalid architecture `any`"),
+            ("sha256 = \"sha256:ba78", "sha256 = \"md5:ba78", "sha256", "md5"),
+            ("archive = \"debian\"", "archive = \"deb ian\"", "archive", "`deb ian` is not a valid name"),
+            ("layer = \"base\"", "layer = \"../base\"", "layer", "`../base` is not a valid name"),
+        ] {
+            let text = WITH_PACKAGE.replace(from, to);
+            let err = Lockfile::parse(Path::new("lockfiles/x.lock"), &text).unwrap_err().to_string();
+            let line = text.lines().position(|l| {
+                l.starts_with(&format!("{field} = ")) && l.contains(to.split_once(" = ").map_or(to, |(_, v)| v))
+            });
+            let line = line.expect("the field is in the text") + 1;
+            assert!(err.starts_with("invalid lockfile `lockfiles/x.lock`"), "{to}: {err}");
+            assert!(err.contains(&format!("line {line}")), "{to}: {err}");
+            assert!(err.contains(&format!("{line} | {field} = ")), "{to}: the field is quoted: {err}");
+            assert!(err.contains(culprit), "{to}: {err}");
+        }
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub fn write(
 /// The merged layers with LXC's name templates written in, xz-compressed; from the action
 /// cache when these layers were templated the same way before.
 fn lxc_rootfs(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Result<OutputFile, LxcError> {
-    let sde = recipe.image.source_date_epoch;
+    let sde = recipe.image.source_date_epoch.seconds();
     let templates = &recipe.lxc.templates;
     let mut h = Hasher::new();
     h.field("candidate-lxc-rootfs").field(layer::FORMAT_VERSION.to_le_bytes());
@@ -126,7 +126,7 @@ fn lxc_rootfs(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Res
     for path in templates {
         h.field(path.as_rel());
     }
-    h.field(Codec::Xz.describe().map(|d| d.to_string()).unwrap_or_default());
+    h.field(Codec::Xz.describe().map(|d| crate::document::to_canonical(&d)).unwrap_or_default());
     let key: Digest = h.finish();
     if let Some(done) = store.action(&key).and_then(|bytes| serde_json::from_slice::<OutputFile>(&bytes).ok()) {
         if store.blob_size(&done.sha256) == Some(done.size) {
@@ -212,7 +212,7 @@ fn hosts(existing: Option<&str>) -> String {
 /// Writes the metadata archive of `flavour` into the store.
 fn metadata(store: &Store, recipe: &Recipe, flavour: Flavour) -> Result<OutputFile, LxcError> {
     let image = &recipe.image;
-    let sde = image.source_date_epoch;
+    let sde = image.source_date_epoch.seconds();
     let arch = image.architecture.to_string();
     let mut files: Vec<(String, String)> = Vec::new();
     let templates = &recipe.lxc.templates;

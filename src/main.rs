@@ -67,7 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Channel { action: ChannelCommand::Verify { name } } => {
             ops::release::verify_channel(&ctx, &name, policy, channels)?;
         }
-        Command::Diff { a, b } => ops::diff::diff(&ctx, &a, &b, ctx.printer.json())?,
+        Command::Diff { a, b } => ops::diff::diff(&ctx, &a, &b)?,
         Command::Key { action: KeyCommand::Generate { out } } => ops::key::generate_key(&ctx, &out)?,
         Command::Sign { candidate, keys } => ops::key::sign(&ctx, &candidate, &keys)?,
         Command::Test { candidate, scripts, timeout, sign, runtime } => {

@@ -1,22 +1,185 @@
 //! The candidate manifest: what went in and what came out.
 //!
-//! `manifest.json` is canonical JSON: object keys sorted bytewise, no insignificant
-//! whitespace, no trailing newline, integers only (no floats anywhere), UTF-8. This is the
-//! form `serde_json` gives a [`serde_json::Value`] whose maps are `BTreeMap`s (the crate's
-//! default, without `preserve_order`). The candidate's id is the sha256 of these bytes, so
-//! the same inputs must give the same bytes on every machine: nothing here comes from the
-//! host, the clock or the paths the build ran in.
+//! `manifest.json` is the [`Manifest`] type in canonical JSON ([`crate::document`]): object
+//! keys sorted bytewise, no insignificant whitespace, no trailing newline, integers only, UTF-8.
+//! The candidate's id is the sha256 of these bytes, so the same inputs must give the same
+//! bytes on every machine: nothing here comes from the host, the clock or the paths the build
+//! ran in. Every command reads a manifest back through [`Manifest::read`] (or
+//! [`Manifest::parse`] when it holds the bytes already), and parsing then serialising gives
+//! the same bytes: the type holds every key, and refuses keys it does not know.
 
-use serde_json::{json, Value};
+use std::path::Path;
 
-use crate::compress::Codec;
+use serde::{Deserialize, Serialize};
+
+use crate::compress::{Codec, Compression};
+use crate::debian::packages::{Architecture, PackageName};
+use crate::debian::version::Version;
 use crate::digest::Digest;
+use crate::document::{self, DocumentError};
 use crate::layer::{self, LayerInfo};
-use crate::lockfile::Lockfile;
-use crate::recipe::Recipe;
+use crate::lockfile::{LockedIndex, LockedInput, Lockfile};
+use crate::recipe::{Format, ImageVersion, Name, Recipe};
 use crate::rootfs::Assembled;
 
 pub const MANIFEST_VERSION: u32 = 1;
+
+/// What a [`DocumentError`] calls this document.
+const WHAT: &str = "manifest";
+
+/// `manifest.json`. The four Debian keys (`archives`, `packages`, `file-conflicts`, `mode`)
+/// are present together, and only for a candidate built from an apt archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub tool: Tool,
+    pub image: Image,
+    pub source_date_epoch: u64,
+    pub recipe: RecipeRef,
+    pub lockfile: LockfileRef,
+    /// The lockfile's inputs, verbatim: the same type, so that the manifest cannot state
+    /// them otherwise (a change to that type moves the golden candidate id in the tests).
+    pub inputs: Vec<LockedInput>,
+    pub layers: Vec<Layer>,
+    pub rootfs: Rootfs,
+    pub formats: Vec<Format>,
+    pub outputs: Vec<Output>,
+    /// Each codec some output uses, once, in the order gzip, xz, zstd.
+    pub compressors: Vec<Compression>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archives: Option<Vec<Archive>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Vec<Package>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_conflicts: Option<FileConflicts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+}
+
+/// The program that built the candidate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+    pub layer_format: u32,
+}
+
+/// The recipe's `[image]`, as built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    pub name: Name,
+    pub version: ImageVersion,
+    pub architecture: Architecture,
+    pub os: String,
+    pub release: String,
+    pub description: String,
+}
+
+/// The recipe, by file name only: the folder it was built from is not an input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeRef {
+    pub name: String,
+    pub digest: Digest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockfileRef {
+    pub digest: Digest,
+    pub version: u32,
+}
+
+/// One layer, by the digest of its uncompressed tar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub name: String,
+    pub diff_id: Digest,
+    pub size: u64,
+    pub entries: u64,
+}
+
+/// The merged root filesystem's uncompressed tar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rootfs {
+    pub diff_id: Digest,
+    pub size: u64,
+    pub entries: u64,
+}
+
+/// One file of the candidate folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    pub name: String,
+    pub size: u64,
+    pub sha256: Digest,
+    /// `null` for a file that is not compressed.
+    pub compression: Option<Compression>,
+}
+
+/// An apt archive as locked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Archive {
+    pub name: Name,
+    pub suite: String,
+    pub inrelease: Digest,
+    pub date: i64,
+    pub keyring: Digest,
+    /// The lockfile's indexes of the archive, verbatim.
+    pub indexes: Vec<LockedIndex>,
+}
+
+/// A Debian package of the candidate, as the lockfile pins it (the same typed fields, written
+/// as the lockfile writes them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    pub name: PackageName,
+    pub version: Version,
+    pub architecture: Architecture,
+    pub archive: Name,
+    pub layer: Name,
+    pub filename: String,
+    pub size: u64,
+    pub sha256: Digest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConflicts {
+    /// [`FILE_CONFLICT_RULE`], stated for a reader of the manifest.
+    pub rule: String,
+    pub replaced: Vec<Replaced>,
+}
+
+pub const FILE_CONFLICT_RULE: &str =
+    "a file shipped by two packages is an error unless the later declares Replaces on the earlier";
+
+/// A file one package took over from another by `Replaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replaced {
+    pub path: String,
+    pub by: String,
+    pub from: String,
+}
+
+/// How packages were installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Maintainer scripts ran (`[configure] maintainer-scripts = true`).
+    Configure,
+    /// Packages unpacked, no script run.
+    ExtractOnly,
+}
 
 /// Everything the manifest states, gathered by the build.
 pub struct ManifestInput<'a> {
@@ -26,88 +189,167 @@ pub struct ManifestInput<'a> {
     pub layers: &'a [(String, LayerInfo)],
     pub assembled: &'a Assembled,
     /// The formats built (one may make several files, and files may serve several formats).
-    pub formats: &'a [crate::recipe::Format],
+    pub formats: &'a [Format],
     /// Files one package took over from another by `Replaces`: (path, by, from).
     pub replaced: &'a [(String, String, String)],
 }
 
-/// The manifest's canonical bytes.
-pub fn render(input: &ManifestInput<'_>) -> Vec<u8> {
-    let image = &input.recipe.image;
-    let layer_json = |info: &LayerInfo| json!({ "diff_id": info.diff_id, "size": info.size, "entries": info.entries });
-    let compressors: Vec<Value> = [Codec::Gzip, Codec::Xz, Codec::Zstd]
-        .into_iter()
-        .filter(|c| input.assembled.outputs.iter().any(|o| o.codec == *c))
-        .filter_map(Codec::describe)
-        .collect();
-    let mut manifest = json!({
-        "manifest-version": MANIFEST_VERSION,
-        "tool": { "name": "candidate", "version": env!("CARGO_PKG_VERSION"), "layer-format": layer::FORMAT_VERSION },
-        "image": {
-            "name": image.name,
-            "version": image.version,
-            "architecture": image.architecture,
-            "os": image.os,
-            "release": image.release,
-            "description": image.description,
-        },
-        "source-date-epoch": image.source_date_epoch,
-        // The recipe is named by file name only: the folder it was built from is not an input.
-        "recipe": {
-            "name": input.recipe.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            "digest": input.lockfile.recipe,
-        },
-        "lockfile": { "digest": input.lockfile_digest, "version": input.lockfile.version },
-        "inputs": input.lockfile.inputs.iter().map(|i| {
-            let mut v = json!({ "layer": i.layer, "kind": i.kind.to_string(), "origin": i.origin, "size": i.size, "sha256": i.sha256 });
-            if let Some(files) = i.files {
-                v["files"] = json!(files);
-            }
-            v
-        }).collect::<Vec<_>>(),
-        "layers": input.layers.iter().map(|(name, info)| {
-            let mut v = layer_json(info);
-            v["name"] = json!(name);
-            v
-        }).collect::<Vec<_>>(),
-        "rootfs": layer_json(&input.assembled.rootfs),
-        "formats": input.formats.iter().map(|f| f.file_name()).collect::<Vec<_>>(),
-        "outputs": input.assembled.outputs.iter().map(|o| json!({
-            "name": o.name,
-            "size": o.size,
-            "sha256": o.sha256,
-            "compression": o.codec.describe().unwrap_or(Value::Null),
-        })).collect::<Vec<_>>(),
-        "compressors": compressors,
-    });
-    if !input.lockfile.archives.is_empty() {
+impl Manifest {
+    /// The manifest of a build.
+    pub fn new(input: &ManifestInput<'_>) -> Self {
+        let image = &input.recipe.image;
         let lock = input.lockfile;
-        manifest["archives"] = json!(lock.archives.iter().map(|a| json!({
-            "name": a.name, "suite": a.suite, "inrelease": a.inrelease, "date": a.date, "keyring": a.keyring,
-            "indexes": a.indexes.iter().map(|i| json!({ "path": i.path, "size": i.size, "sha256": i.sha256 })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>());
-        manifest["packages"] = json!(lock
-            .packages
-            .iter()
-            .map(|p| json!({
-                "name": p.name, "version": p.version, "architecture": p.architecture, "archive": p.archive,
-                "layer": p.layer, "filename": p.filename, "size": p.size, "sha256": p.sha256,
-            }))
-            .collect::<Vec<_>>());
-        manifest["file-conflicts"] = json!({
-            "rule": "a file shipped by two packages is an error unless the later declares Replaces on the earlier",
-            "replaced": input.replaced.iter().map(|(path, by, from)| json!({ "path": path, "by": by, "from": from })).collect::<Vec<_>>(),
-        });
-        manifest["mode"] = json!(if input.recipe.configure.maintainer_scripts { "configure" } else { "extract-only" });
+        let debian = !lock.archives.is_empty();
+        Manifest {
+            manifest_version: MANIFEST_VERSION,
+            tool: Tool {
+                name: "candidate".to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                layer_format: layer::FORMAT_VERSION,
+            },
+            image: Image {
+                name: image.name.clone(),
+                version: image.version.clone(),
+                architecture: image.architecture.clone(),
+                os: image.os.clone(),
+                release: image.release.clone(),
+                description: image.description.clone(),
+            },
+            source_date_epoch: image.source_date_epoch.seconds(),
+            recipe: RecipeRef {
+                name: input.recipe.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                digest: lock.recipe,
+            },
+            lockfile: LockfileRef { digest: input.lockfile_digest, version: lock.version },
+            inputs: lock.inputs.clone(),
+            layers: input
+                .layers
+                .iter()
+                .map(|(name, info)| Layer {
+                    name: name.clone(),
+                    diff_id: info.diff_id,
+                    size: info.size,
+                    entries: info.entries,
+                })
+                .collect(),
+            rootfs: {
+                let info = &input.assembled.rootfs;
+                Rootfs { diff_id: info.diff_id, size: info.size, entries: info.entries }
+            },
+            formats: input.formats.to_vec(),
+            outputs: input
+                .assembled
+                .outputs
+                .iter()
+                .map(|o| Output {
+                    name: o.name.clone(),
+                    size: o.size,
+                    sha256: o.sha256,
+                    compression: o.codec.describe(),
+                })
+                .collect(),
+            compressors: [Codec::Gzip, Codec::Xz, Codec::Zstd]
+                .into_iter()
+                .filter(|c| input.assembled.outputs.iter().any(|o| o.codec == *c))
+                .filter_map(Codec::describe)
+                .collect(),
+            archives: debian.then(|| {
+                lock.archives
+                    .iter()
+                    .map(|a| Archive {
+                        name: a.name.clone(),
+                        suite: a.suite.clone(),
+                        inrelease: a.inrelease,
+                        date: a.date,
+                        keyring: a.keyring,
+                        indexes: a.indexes.clone(),
+                    })
+                    .collect()
+            }),
+            packages: debian.then(|| {
+                lock.packages
+                    .iter()
+                    .map(|p| Package {
+                        name: p.name.clone(),
+                        version: p.version.clone(),
+                        architecture: p.architecture.clone(),
+                        archive: p.archive.clone(),
+                        layer: p.layer.clone(),
+                        filename: p.filename.clone(),
+                        size: p.size,
+                        sha256: p.sha256,
+                    })
+                    .collect()
+            }),
+            file_conflicts: debian.then(|| FileConflicts {
+                rule: FILE_CONFLICT_RULE.to_owned(),
+                replaced: input
+                    .replaced
+                    .iter()
+                    .map(|(path, by, from)| Replaced { path: path.clone(), by: by.clone(), from: from.clone() })
+                    .collect(),
+            }),
+            mode: debian.then_some(if input.recipe.configure.maintainer_scripts {
+                Mode::Configure
+            } else {
+                Mode::ExtractOnly
+            }),
+        }
     }
-    serde_json::to_vec(&manifest).expect("a JSON value serialises")
+
+    /// The canonical bytes; their sha256 is the candidate's id.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        document::to_canonical(self)
+    }
+
+    /// Parses the bytes of `path`, already read (a caller that also hashes them).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, DocumentError> {
+        document::parse(WHAT, path, bytes)
+    }
+
+    /// Reads the manifest at `path` (a `manifest.json`); the error names the file.
+    pub fn read(path: &Path) -> Result<Self, DocumentError> {
+        document::read(WHAT, path)
+    }
+
+    /// The output called `name`, if the manifest lists one.
+    pub fn output(&self, name: &str) -> Option<&Output> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// The example's `manifest.json` as built at the commit that typed it: the bytes whose
+    /// sha256 is the golden candidate id in `tests/cli/determinism.rs`.
+    const EXAMPLE: &[u8] = include_bytes!("../tests/data/example.manifest.json");
+
     #[test]
-    fn values_serialise_with_sorted_keys_and_no_whitespace() {
-        let v = serde_json::json!({ "b": 1, "a": { "d": [1, 2], "c": "x" } });
-        assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"a":{"c":"x","d":[1,2]},"b":1}"#);
+    fn the_example_manifest_round_trips_to_the_same_bytes() {
+        let manifest = Manifest::parse(Path::new("example.manifest.json"), EXAMPLE).unwrap();
+        assert!(manifest.to_bytes() == EXAMPLE, "parse then serialise changed the manifest");
+        assert_eq!(
+            Digest::of(EXAMPLE).to_string(),
+            "sha256:831a1f61575292f2ab6135e1f5cdd9b017eb6e45ae9859243ef0d1b0b014097e",
+            "the fixture is not the golden example manifest"
+        );
+        insta::assert_json_snapshot!(manifest);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_digests_are_refused_with_the_file_name() {
+        let path = Path::new("some/dir/manifest.json");
+        let text = std::str::from_utf8(EXAMPLE).unwrap();
+        let extra = text.replacen("\"manifest-version\"", "\"extra\":1,\"manifest-version\"", 1);
+        let err = Manifest::parse(path, extra.as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), "`some/dir/manifest.json` is not a valid manifest");
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.starts_with("unknown field `extra`"), "{cause}");
+        let short = text.replacen("\"diff_id\":\"sha256:", "\"diff_id\":\"sha256:0", 1);
+        let cause =
+            std::error::Error::source(&Manifest::parse(path, short.as_bytes()).unwrap_err()).unwrap().to_string();
+        assert!(cause.contains("is not a sha256 digest"), "{cause}");
     }
 }

@@ -7,17 +7,23 @@
 //! earlier symlink is not in it at all, so extraction cannot replace that symlink. Applying
 //! the layers in order gives the candidate's rootfs.
 //!
-//! Every JSON document is canonical (sorted keys, no whitespace); layers are gzip (or zstd,
-//! with `[oci] layer-compression = "zstd"`) with the pinned settings of [`crate::compress`]; dates come from `SOURCE_DATE_EPOCH`. Each blob is
-//! a store blob, linked into `oci/blobs/sha256/`.
+//! Every JSON document is a type here ([`ImageIndex`], [`ImageManifest`], [`ImageConfig`],
+//! their [`Descriptor`]s), written canonical ([`crate::document`]: sorted keys, no
+//! whitespace). Layers are gzip (or zstd, with `[oci] layer-compression = "zstd"`) with the
+//! pinned settings of [`crate::compress`]; a [`Layer`] is written with its compression and
+//! gives its own descriptor, whose media type is derived from that same compression, so the
+//! label cannot name another codec than the bytes. Dates come from `SOURCE_DATE_EPOCH`. Each
+//! blob is a store blob, linked into `oci/blobs/sha256/`.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::compress::Codec;
 use crate::digest::{Digest, Hasher, HashingWriter};
+use crate::document::{self, DocumentError};
 use crate::layer::{self, Built};
 use crate::recipe::{LayerCompression, Recipe};
 use crate::rootfs::OutputFile;
@@ -25,12 +31,6 @@ use crate::sbom::rfc3339;
 use crate::store::{Store, StoreError};
 use crate::tar::writer::write_tree;
 use crate::tree::{Node, Tree, TreeError};
-
-pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-pub const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
@@ -42,6 +42,212 @@ pub enum OciError {
     Write(#[from] io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The media types of the documents and blobs we write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MediaType {
+    #[serde(rename = "application/vnd.oci.image.index.v1+json")]
+    ImageIndex,
+    #[serde(rename = "application/vnd.oci.image.manifest.v1+json")]
+    ImageManifest,
+    #[serde(rename = "application/vnd.oci.image.config.v1+json")]
+    ImageConfig,
+    #[serde(rename = "application/vnd.oci.image.layer.v1.tar+gzip")]
+    LayerGzip,
+    #[serde(rename = "application/vnd.oci.image.layer.v1.tar+zstd")]
+    LayerZstd,
+}
+
+impl MediaType {
+    /// The media type of a layer compressed with `compression`.
+    pub fn layer(compression: LayerCompression) -> Self {
+        match compression {
+            LayerCompression::Gzip => MediaType::LayerGzip,
+            LayerCompression::Zstd => MediaType::LayerZstd,
+        }
+    }
+
+    /// The compression a layer's media type names; `None` for a document.
+    pub fn layer_compression(self) -> Option<LayerCompression> {
+        match self {
+            MediaType::LayerGzip => Some(LayerCompression::Gzip),
+            MediaType::LayerZstd => Some(LayerCompression::Zstd),
+            MediaType::ImageIndex | MediaType::ImageManifest | MediaType::ImageConfig => None,
+        }
+    }
+}
+
+/// The output codec (with its pinned settings) of a layer compression.
+fn codec(compression: LayerCompression) -> Codec {
+    match compression {
+        LayerCompression::Gzip => Codec::Gzip,
+        LayerCompression::Zstd => Codec::Zstd,
+    }
+}
+
+/// A reference to a blob: what it is, its digest and size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Descriptor {
+    pub media_type: MediaType,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// What an image runs on, in OCI's (Go's) names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Platform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+/// `oci/index.json`: the image manifest, tagged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageIndex {
+    pub schema_version: u32,
+    pub media_type: MediaType,
+    pub manifests: Vec<Descriptor>,
+}
+
+/// The image manifest: the config and the layers, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageManifest {
+    pub schema_version: u32,
+    pub media_type: MediaType,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The image config: platform, runtime defaults, and the layers' `diff_ids`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    pub os: String,
+    pub created: String,
+    pub config: RuntimeConfig,
+    pub rootfs: RootFs,
+    pub history: Vec<History>,
+}
+
+/// The recipe's `[oci]` runtime settings; each is left out when the recipe does not set it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RuntimeConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entrypoint: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmd: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootFs {
+    /// Always `layers`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub diff_ids: Vec<Digest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct History {
+    pub created: String,
+    pub created_by: String,
+}
+
+/// `oci/oci-layout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageLayout {
+    pub image_layout_version: String,
+}
+
+impl Descriptor {
+    /// A plain descriptor (no platform, no annotations) of the blob `(digest, size)`.
+    pub fn new(media_type: MediaType, (digest, size): (Digest, u64)) -> Self {
+        Descriptor { media_type, digest, size, platform: None, annotations: None }
+    }
+}
+
+impl ImageIndex {
+    /// Reads `oci/index.json`; the error names the file.
+    pub fn read(path: &Path) -> Result<Self, DocumentError> {
+        document::read("OCI image index", path)
+    }
+}
+
+impl ImageManifest {
+    /// Reads an image manifest blob; the error names the file.
+    pub fn read(path: &Path) -> Result<Self, DocumentError> {
+        document::read("OCI image manifest", path)
+    }
+}
+
+impl ImageConfig {
+    /// Reads an image config blob; the error names the file.
+    pub fn read(path: &Path) -> Result<Self, DocumentError> {
+        document::read("OCI image config", path)
+    }
+}
+
+/// One layer blob in the store. It is only made by [`Layer::write`], which encodes with the
+/// codec of its compression, and it gives its own [`Layer::descriptor`], whose media type is
+/// derived from that compression: the label and the bytes cannot disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    compression: LayerCompression,
+    digest: Digest,
+    size: u64,
+    diff_id: Digest,
+}
+
+impl Layer {
+    /// Writes `tree` as a tar compressed with `compression` into the store.
+    pub fn write(store: &Store, tree: &Tree, compression: LayerCompression) -> Result<Self, OciError> {
+        let encoder = codec(compression).encoder(store.writer()?)?;
+        let mut writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, encoder));
+        write_tree(tree, &mut writer)?;
+        let (diff_id, _, buffered) = writer.finish();
+        let encoder = buffered.into_inner().map_err(|e| e.into_error())?;
+        let (digest, size) = encoder.finish()?.commit()?;
+        Ok(Layer { compression, digest, size, diff_id })
+    }
+
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor::new(MediaType::layer(self.compression), (self.digest, self.size))
+    }
+
+    /// The layer as a file of the candidate folder.
+    fn output(&self) -> OutputFile {
+        OutputFile {
+            name: blob_name(&self.digest),
+            sha256: self.digest,
+            size: self.size,
+            codec: codec(self.compression),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,13 +269,19 @@ fn platform(debian: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Where a blob goes in the candidate folder.
+fn blob_name(digest: &Digest) -> String {
+    format!("oci/blobs/sha256/{}", digest.hex())
+}
+
 /// Writes (or takes from the action cache) the OCI layout of `layers`.
 pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Result<Vec<OutputFile>, OciError> {
-    let sde = recipe.image.source_date_epoch;
+    let sde = recipe.image.source_date_epoch.seconds();
     let mut key = Hasher::new();
-    key.field("candidate-oci-v1").field(layer::FORMAT_VERSION.to_le_bytes()).field(sde.to_le_bytes());
+    // v2: v1 entries of `layer-compression = "zstd"` layouts list gzip blobs labelled zstd.
+    key.field("candidate-oci-v2").field(layer::FORMAT_VERSION.to_le_bytes()).field(sde.to_le_bytes());
     key.field(serde_json::to_vec(&recipe.oci).expect("the OCI config serialises"));
-    key.field(image_fields(recipe).to_string());
+    key.field(document::to_canonical(&annotations(recipe)));
     for (name, built) in layers {
         key.field(name).field(built.info.diff_id.as_bytes());
     }
@@ -81,14 +293,8 @@ pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Resu
     }
 
     let mut files = Vec::new();
-    let blob = |digest: &Digest| format!("oci/blobs/sha256/{}", digest.hex());
-    let (layer_codec, layer_type) = match recipe.oci.layer_compression {
-        LayerCompression::Gzip => (Codec::Gzip, LAYER_GZIP),
-        LayerCompression::Zstd => (Codec::Zstd, LAYER_ZSTD),
-    };
     let mut merged = Tree::new(sde);
-    let mut descriptors = Vec::new();
-    let mut diff_ids = Vec::new();
+    let mut oci_layers = Vec::new();
     let mut history = Vec::new();
     for (i, (name, built)) in layers.iter().enumerate() {
         let tree = layer::read(&built.info, &built.reader, (i as u64) << 40)?;
@@ -96,72 +302,57 @@ pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Resu
         merged
             .merge_recording(tree, &mut |path, node| changed.push((path.to_owned(), node.clone())))
             .map_err(|source| OciError::Merge { layer: name.clone(), source })?;
-        let changed = Tree::from_entries(changed);
-        let mut writer =
-            HashingWriter::new(io::BufWriter::with_capacity(1 << 20, Codec::Gzip.encoder(store.writer()?)?));
-        write_tree(&changed, &mut writer)?;
-        let (diff_id, _, buffered) = writer.finish();
-        let encoder = buffered.into_inner().map_err(|e| e.into_error())?;
-        let (digest, size) = encoder.finish()?.commit()?;
-        files.push(OutputFile { name: blob(&digest), sha256: digest, size, codec: layer_codec });
-        descriptors.push(json!({ "mediaType": layer_type, "digest": digest, "size": size }));
-        diff_ids.push(diff_id);
-        history.push(json!({ "created": rfc3339(sde), "created_by": format!("candidate layer {name}") }));
+        let oci_layer = Layer::write(store, &Tree::from_entries(changed), recipe.oci.layer_compression)?;
+        files.push(oci_layer.output());
+        oci_layers.push(oci_layer);
+        history.push(History { created: rfc3339(sde), created_by: format!("candidate layer {name}") });
     }
 
     let debian_architecture = recipe.image.architecture.to_string();
     let (architecture, variant) = platform(&debian_architecture);
     let oci = &recipe.oci;
-    let mut runtime = serde_json::Map::new();
-    let mut set = |key: &str, value: serde_json::Value, present: bool| {
-        if present {
-            runtime.insert(key.to_owned(), value);
-        }
+    let config = ImageConfig {
+        architecture: architecture.to_owned(),
+        variant: variant.map(str::to_owned),
+        os: "linux".to_owned(),
+        created: rfc3339(sde),
+        config: RuntimeConfig {
+            entrypoint: oci.entrypoint.clone(),
+            cmd: oci.cmd.clone(),
+            env: oci.env.clone(),
+            labels: oci.labels.clone(),
+            working_dir: oci.working_dir.clone(),
+            user: oci.user.clone(),
+        },
+        rootfs: RootFs { kind: "layers".to_owned(), diff_ids: oci_layers.iter().map(|l| l.diff_id).collect() },
+        history,
     };
-    set("Entrypoint", json!(oci.entrypoint), !oci.entrypoint.is_empty());
-    set("Cmd", json!(oci.cmd), !oci.cmd.is_empty());
-    set("Env", json!(oci.env), !oci.env.is_empty());
-    set("Labels", json!(oci.labels), !oci.labels.is_empty());
-    set("WorkingDir", json!(oci.working_dir), oci.working_dir.is_some());
-    set("User", json!(oci.user), oci.user.is_some());
-    let mut config = json!({
-        "architecture": architecture,
-        "os": "linux",
-        "created": rfc3339(sde),
-        "config": runtime,
-        "rootfs": { "type": "layers", "diff_ids": diff_ids },
-        "history": history,
-    });
-    if let Some(variant) = variant {
-        config["variant"] = json!(variant);
-    }
-    let config = put_json(store, &config, &mut files, &blob)?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_TYPE,
-        "config": { "mediaType": CONFIG_TYPE, "digest": config.0, "size": config.1 },
-        "layers": descriptors,
-        "annotations": image_fields(recipe),
-    });
-    let manifest = put_json(store, &manifest, &mut files, &blob)?;
+    let config = Descriptor::new(MediaType::ImageConfig, put_json(store, &config, &mut files, &blob_name)?);
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: MediaType::ImageManifest,
+        config,
+        layers: oci_layers.iter().map(Layer::descriptor).collect(),
+        annotations: annotations(recipe),
+    };
+    let manifest = Descriptor::new(MediaType::ImageManifest, put_json(store, &manifest, &mut files, &blob_name)?);
     let tag = oci.tag.clone().unwrap_or_else(|| recipe.image.version.to_string());
-    let mut platform = json!({ "architecture": architecture, "os": "linux" });
-    if let Some(variant) = variant {
-        platform["variant"] = json!(variant);
-    }
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": INDEX_TYPE,
-        "manifests": [{
-            "mediaType": MANIFEST_TYPE,
-            "digest": manifest.0,
-            "size": manifest.1,
-            "platform": platform,
-            "annotations": { "org.opencontainers.image.ref.name": tag },
+    let index = ImageIndex {
+        schema_version: 2,
+        media_type: MediaType::ImageIndex,
+        manifests: vec![Descriptor {
+            platform: Some(Platform {
+                architecture: architecture.to_owned(),
+                os: "linux".to_owned(),
+                variant: variant.map(str::to_owned),
+            }),
+            annotations: Some(BTreeMap::from([("org.opencontainers.image.ref.name".to_owned(), tag)])),
+            ..manifest
         }],
-    });
+    };
     put_json(store, &index, &mut files, &|_| "oci/index.json".to_owned())?;
-    put_json(store, &json!({ "imageLayoutVersion": "1.0.0" }), &mut files, &|_| "oci/oci-layout".to_owned())?;
+    let layout = ImageLayout { image_layout_version: "1.0.0".to_owned() };
+    put_json(store, &layout, &mut files, &|_| "oci/oci-layout".to_owned())?;
     files.sort_by(|a, b| a.name.cmp(&b.name));
     files.dedup_by(|a, b| a.name == b.name);
     store.put_action(&key, &serde_json::to_vec(&Cached { files: files.clone() }).expect("outputs serialise"))?;
@@ -169,27 +360,90 @@ pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Resu
 }
 
 /// The `org.opencontainers.image.*` annotations of the image.
-fn image_fields(recipe: &Recipe) -> serde_json::Value {
+fn annotations(recipe: &Recipe) -> BTreeMap<String, String> {
     let image = &recipe.image;
-    json!({
-        "org.opencontainers.image.created": rfc3339(image.source_date_epoch),
-        "org.opencontainers.image.title": image.name,
-        "org.opencontainers.image.version": image.version,
-        "org.opencontainers.image.description": image.description,
-    })
+    BTreeMap::from([
+        ("org.opencontainers.image.created".to_owned(), rfc3339(image.source_date_epoch.seconds())),
+        ("org.opencontainers.image.title".to_owned(), image.name.to_string()),
+        ("org.opencontainers.image.version".to_owned(), image.version.to_string()),
+        ("org.opencontainers.image.description".to_owned(), image.description.clone()),
+    ])
 }
 
-/// Stores a canonical JSON document and lists it at the name `name` gives its digest.
-fn put_json(
+/// Stores `document` as canonical JSON and lists it at the name `name` gives its digest;
+/// returns the digest and size.
+fn put_json<T: Serialize>(
     store: &Store,
-    value: &serde_json::Value,
+    document: &T,
     files: &mut Vec<OutputFile>,
     name: &dyn Fn(&Digest) -> String,
 ) -> Result<(Digest, u64), OciError> {
-    let bytes = serde_json::to_vec(value).expect("a JSON value serialises");
+    let bytes = document::to_canonical(document);
     let mut writer = store.writer()?;
     writer.write_all(&bytes)?;
     let (digest, size) = writer.commit()?;
     files.push(OutputFile { name: name(&digest), sha256: digest, size, codec: Codec::None });
     Ok((digest, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example's OCI documents as built at the commit that typed them (their digests are
+    /// pinned through `oci/index.json` in `tests/cli/determinism.rs`).
+    const INDEX: &[u8] = include_bytes!("../tests/data/example.oci-index.json");
+    const MANIFEST: &[u8] = include_bytes!("../tests/data/example.oci-manifest.json");
+    const CONFIG: &[u8] = include_bytes!("../tests/data/example.oci-config.json");
+
+    fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
+        document::parse("OCI document", Path::new("fixture"), bytes).unwrap()
+    }
+
+    #[test]
+    fn the_example_documents_round_trip_to_the_same_bytes() {
+        let index: ImageIndex = parse(INDEX);
+        assert!(document::to_canonical(&index) == INDEX);
+        let manifest: ImageManifest = parse(MANIFEST);
+        assert!(document::to_canonical(&manifest) == MANIFEST);
+        let config: ImageConfig = parse(CONFIG);
+        assert!(document::to_canonical(&config) == CONFIG);
+        // The chain of digests holds: index -> manifest -> config.
+        assert_eq!(index.manifests[0].digest, Digest::of(MANIFEST));
+        assert_eq!(manifest.config.digest, Digest::of(CONFIG));
+        assert_eq!(manifest.layers.len(), config.rootfs.diff_ids.len());
+        insta::assert_json_snapshot!("example_oci_documents", (index, manifest, config));
+    }
+
+    /// A layer is labelled with the codec it was written with: its blob starts with that
+    /// codec's magic and decodes, with that codec, to its diff_id.
+    #[test]
+    fn a_layer_is_written_with_the_codec_its_media_type_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let etc = Node { implicit: false, ..Node::implicit_directory(1_700_000_000) };
+        let tree =
+            Tree::from_entries(vec![(String::new(), Node::implicit_directory(1_700_000_000)), ("etc".to_owned(), etc)]);
+        for (compression, media_type, magic) in [
+            (LayerCompression::Gzip, MediaType::LayerGzip, &[0x1f, 0x8b][..]),
+            (LayerCompression::Zstd, MediaType::LayerZstd, &[0x28, 0xb5, 0x2f, 0xfd][..]),
+        ] {
+            let layer = Layer::write(&store, &tree, compression).unwrap();
+            let descriptor = layer.descriptor();
+            assert_eq!(descriptor.media_type, media_type);
+            assert_eq!(descriptor.media_type.layer_compression(), Some(compression));
+            let blob = fs_err::read(store.blob_path(&descriptor.digest)).unwrap();
+            assert!(blob.starts_with(magic), "{compression:?}: the blob starts {:02x?}", &blob[..4]);
+            let plain: Vec<u8> = match compression {
+                LayerCompression::Gzip => {
+                    let mut out = Vec::new();
+                    io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&blob[..]), &mut out).unwrap();
+                    out
+                }
+                LayerCompression::Zstd => zstd::decode_all(&blob[..]).unwrap(),
+            };
+            assert_eq!(Digest::of(&plain), layer.diff_id);
+            assert_eq!(layer.output().codec, codec(compression));
+        }
+    }
 }

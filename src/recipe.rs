@@ -16,7 +16,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::debian::packages::Architecture;
 use crate::digest::Digest;
+use crate::serde_str::serde_via_from_str;
 
 /// The name of the layer that running the maintainer scripts makes, in manifests and OCI
 /// history: reserved, so no recipe layer may take it.
@@ -31,6 +33,32 @@ pub enum RecipeError {
     Parse { path: PathBuf, message: String },
     #[error("invalid recipe `{}`: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+}
+
+/// Why a value in a recipe is not what its key takes. Each message quotes the value; the TOML
+/// parser adds the file's line and column around it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("`{0}` is not a valid name: use letters, digits, `-`, `.` and `+`, starting with a letter or digit")]
+    Name(String),
+    #[error("`{0}` is not a valid version: use letters, digits, `.`, `+`, `~` and `-`")]
+    ImageVersion(String),
+    #[error("`{0}` is not a concrete architecture: an image has one like `amd64` or `arm64` (`all` is for packages)")]
+    ArchitectureAll(Architecture),
+    #[error("`{0}` is not an octal mode like `0644` or `4755`")]
+    Mode(String),
+    #[error("`{0}` is not a numeric owner like `0:0` (names are not looked up)")]
+    Owner(String),
+    #[error("`{0}` is not an absolute path in the image (start it with `/`)")]
+    RelativeImagePath(String),
+    #[error("`{0}` contains a `..` component")]
+    ClimbingPath(String),
+    #[error("`{0}` contains a NUL byte")]
+    NulInPath(String),
+    #[error("`{0}`: a `file://` URL needs an absolute path (`file:///…`)")]
+    RelativeFileUrl(String),
+    #[error("`{0}`: unsupported URL scheme (use http://, https://, file:// or a path)")]
+    UrlScheme(String),
 }
 
 /// A parsed recipe, with the bytes it was parsed from (they are part of the recipe digest).
@@ -111,12 +139,6 @@ impl LxcConfig {
     }
 }
 
-impl serde::Serialize for ImagePath {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RecipeFile {
@@ -169,36 +191,105 @@ pub enum LayerCompression {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Image {
     pub name: Name,
-    pub version: Version,
+    pub version: ImageVersion,
+    #[serde(deserialize_with = "concrete_architecture")]
     pub architecture: Architecture,
     pub os: String,
     pub release: String,
     #[serde(default)]
     pub description: String,
-    /// Seconds since the epoch; `"archive"` in the recipe takes the newest locked `InRelease`
-    /// `Date` (filled in when the lockfile is read; `sde_from_archive` says so).
-    #[serde(deserialize_with = "source_date_epoch")]
-    pub source_date_epoch: u64,
-    #[serde(skip)]
-    pub sde_from_archive: bool,
+    /// The time every timestamp of the candidate is set to.
+    pub source_date_epoch: SourceDateEpoch,
     /// Other architectures whose packages may be installed (`dpkg --add-architecture`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "concrete_architectures")]
     pub foreign_architectures: Vec<Architecture>,
 }
 
-/// `source-date-epoch`: a number, or `"archive"` (recorded as `u64::MAX` until the lockfile
-/// says which date; [`Recipe::parse`] turns it into `sde_from_archive`).
-fn source_date_epoch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(u64),
-        Word(String),
+/// An image's architecture is a real one: `all` is what architecture-independent *packages*
+/// say, never what an image runs on.
+fn concrete(arch: Architecture) -> Result<Architecture, ValueError> {
+    if arch.is_all() {
+        return Err(ValueError::ArchitectureAll(arch));
     }
-    match Raw::deserialize(deserializer)? {
-        Raw::Seconds(s) if s < u64::MAX => Ok(s),
-        Raw::Word(w) if w == "archive" => Ok(u64::MAX),
-        _ => Err(serde::de::Error::custom("expected seconds since the epoch, or \"archive\"")),
+    Ok(arch)
+}
+
+fn concrete_architecture<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Architecture, D::Error> {
+    concrete(Architecture::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+}
+
+fn concrete_architectures<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Architecture>, D::Error> {
+    Vec::<Architecture>::deserialize(deserializer)?
+        .into_iter()
+        .map(|arch| concrete(arch).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// `source-date-epoch`: seconds since the epoch, or `"archive"`, the newest `Date` of the
+/// locked `InRelease` files, which only the lock stage knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceDateEpoch {
+    /// Seconds since the epoch, as the recipe writes them.
+    Fixed(u64),
+    /// `"archive"`: `None` until the lock stage settles it ([`SourceDateEpoch::settle`]) from
+    /// the archives it pinned.
+    Archive(Option<u64>),
+}
+
+impl SourceDateEpoch {
+    /// Whether the recipe takes the epoch from its archives.
+    pub fn is_archive(self) -> bool {
+        matches!(self, SourceDateEpoch::Archive(_))
+    }
+
+    /// Settles an `"archive"` epoch to the archives' newest `Date`; a fixed one stays.
+    pub fn settle(&mut self, archive_date: u64) {
+        if let SourceDateEpoch::Archive(date) = self {
+            *date = Some(archive_date);
+        }
+    }
+
+    /// The seconds every timestamp of the candidate is set to.
+    ///
+    /// # Panics
+    ///
+    /// On an `"archive"` epoch the lock stage has not settled. Every stage after it takes its
+    /// recipe from [`crate::lock`]'s `Resolved`, whose epoch is settled; a panic here is a
+    /// bug in that order, and it stops the build rather than stamp a made-up time into it.
+    pub fn seconds(self) -> u64 {
+        match self {
+            SourceDateEpoch::Fixed(seconds) | SourceDateEpoch::Archive(Some(seconds)) => seconds,
+            SourceDateEpoch::Archive(None) => {
+                panic!("`source-date-epoch = \"archive\"` read before the lock stage settled it")
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SourceDateEpoch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = SourceDateEpoch;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("seconds since the epoch, or \"archive\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, seconds: u64) -> Result<SourceDateEpoch, E> {
+                Ok(SourceDateEpoch::Fixed(seconds))
+            }
+            fn visit_i64<E: serde::de::Error>(self, seconds: i64) -> Result<SourceDateEpoch, E> {
+                u64::try_from(seconds)
+                    .map(SourceDateEpoch::Fixed)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(seconds), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<SourceDateEpoch, E> {
+                match word {
+                    "archive" => Ok(SourceDateEpoch::Archive(None)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(word), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -307,29 +398,43 @@ impl Output {
     }
 }
 
-/// An output format of a candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+/// An output format of a candidate: `[output] formats` in the recipe, `--format` on the
+/// command line, spelt the same in both (serde's and clap's names are one list, checked by
+/// a test), so `--help` and a refusal list every format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize, clap::ValueEnum)]
 pub enum Format {
+    /// An uncompressed tar of the root filesystem.
     #[serde(rename = "rootfs.tar")]
+    #[value(name = "rootfs.tar")]
     RootfsTar,
+    /// The rootfs tar, gzip-compressed.
     #[serde(rename = "rootfs.tar.gz")]
+    #[value(name = "rootfs.tar.gz")]
     RootfsTarGz,
+    /// The rootfs tar, xz-compressed.
     #[serde(rename = "rootfs.tar.xz")]
+    #[value(name = "rootfs.tar.xz")]
     RootfsTarXz,
+    /// The rootfs tar, zstd-compressed (the default).
     #[serde(rename = "rootfs.tar.zst")]
+    #[value(name = "rootfs.tar.zst")]
     RootfsTarZst,
     /// An OCI image layout in `oci/`, one layer per recipe layer.
     #[serde(rename = "oci")]
+    #[value(name = "oci")]
     Oci,
     /// The Proxmox VE template name for the zstd rootfs: `OS-RELEASE-NAME_VERSION_ARCH.tar.zst`.
     #[serde(rename = "proxmox")]
+    #[value(name = "proxmox")]
     Proxmox,
     /// LXC's `lxc-create -t local` pair: `meta.tar.xz` and `lxc.rootfs.tar.xz`, a rootfs of
     /// its own holding LXC's `LXC_NAME` templates (see [`crate::lxc`]).
     #[serde(rename = "lxc")]
+    #[value(name = "lxc")]
     Lxc,
     /// The LXD/Incus split image: `incus.meta.tar.xz` and `rootfs.tar.xz`.
     #[serde(rename = "incus")]
+    #[value(name = "incus")]
     Incus,
 }
 
@@ -377,11 +482,6 @@ impl Recipe {
             archives: file.archives,
             configure: file.configure,
         };
-        let mut recipe = recipe;
-        if recipe.image.source_date_epoch == u64::MAX {
-            recipe.image.sde_from_archive = true;
-            recipe.image.source_date_epoch = 0;
-        }
         recipe.validate()?;
         Ok(recipe)
     }
@@ -439,7 +539,7 @@ impl Recipe {
                 CONFIGURE_LAYER
             )));
         }
-        if self.image.sde_from_archive && self.archives.is_empty() {
+        if self.image.source_date_epoch.is_archive() && self.archives.is_empty() {
             return Err(invalid("`source-date-epoch = \"archive\"` needs an `[archive.NAME]`".into()));
         }
         for (name, archive) in &self.archives {
@@ -491,16 +591,16 @@ pub enum Origin {
 }
 
 impl Origin {
-    pub fn parse(url: &str, recipe_dir: &Path) -> Result<Self, String> {
+    pub fn parse(url: &str, recipe_dir: &Path) -> Result<Self, ValueError> {
         if url.starts_with("http://") || url.starts_with("https://") {
             Ok(Origin::Remote(url.to_owned()))
         } else if let Some(path) = url.strip_prefix("file://") {
             if !path.starts_with('/') {
-                return Err(format!("`{url}`: a `file://` URL needs an absolute path (`file:///…`)"));
+                return Err(ValueError::RelativeFileUrl(url.to_owned()));
             }
             Ok(Origin::Local(PathBuf::from(path)))
         } else if url.contains("://") {
-            Err(format!("`{url}`: unsupported URL scheme (use http://, https://, file:// or a path)"))
+            Err(ValueError::UrlScheme(url.to_owned()))
         } else {
             Ok(Origin::Local(recipe_dir.join(url)))
         }
@@ -534,19 +634,6 @@ fn optional_hex_digest<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opt
     Digest::from_hex(&s).map(Some).map_err(serde::de::Error::custom)
 }
 
-/// Implements `Deserialize` through `FromStr`, so that a bad value is reported by the TOML
-/// parser with its line and column.
-macro_rules! deserialize_from_str {
-    ($ty:ty) => {
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(deserializer)?;
-                s.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
 /// Displays a string newtype as its string.
 macro_rules! display_as_str {
     ($ty:ty) => {
@@ -559,7 +646,7 @@ macro_rules! display_as_str {
 }
 
 /// A name of an image or layer: it becomes part of file names, so it is kept plain.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Name(String);
 
 impl Name {
@@ -569,15 +656,13 @@ impl Name {
 }
 
 impl FromStr for Name {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        plain_token(s, b"-.+").map(Name).ok_or_else(|| {
-            format!("`{s}` is not a valid name: use letters, digits, `-`, `.` and `+`, starting with a letter or digit")
-        })
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        plain_token(s, b"-.+").map(Name).ok_or_else(|| ValueError::Name(s.to_owned()))
     }
 }
-deserialize_from_str!(Name);
 display_as_str!(Name);
+serde_via_from_str!(Name);
 
 /// So that maps keyed by name (`[archive.NAME]`) can be looked up with a `&str`.
 impl std::borrow::Borrow<str> for Name {
@@ -595,41 +680,27 @@ fn plain_token(s: &str, extra: &[u8]) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
-/// An image version, as it appears in `NAME_VERSION_ARCH`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Version(String);
+/// The version of an image, as it appears in `NAME_VERSION_ARCH`, the OCI tag and LXD's
+/// `serial`: a label the author chooses, not a Debian version.
+///
+/// Not [`crate::debian::version::Version`], on purpose: an image version is part of file and
+/// folder names, so it has no epoch (`1:2.0` would put a `:` in them) and nothing else that is
+/// unsafe there; and nothing compares two image versions, so dpkg's ordering (where `1.0` and
+/// `1.0-0` are equal but name different folders) would only mislead. What the two share is the
+/// spelling of the versions most people write (`1.0`, `2024.06+1`, `1.0~rc1`).
+///
+/// Ordered as text: only to list versions in a stable order, never to say which is newer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ImageVersion(String);
 
-impl FromStr for Version {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        plain_token(s, b"-.+~")
-            .map(Version)
-            .ok_or_else(|| format!("`{s}` is not a valid version: use letters, digits, `.`, `+`, `~` and `-`"))
+impl FromStr for ImageVersion {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        plain_token(s, b"-.+~").map(ImageVersion).ok_or_else(|| ValueError::ImageVersion(s.to_owned()))
     }
 }
-deserialize_from_str!(Version);
-display_as_str!(Version);
-
-/// A Debian architecture name (`amd64`, `arm64`, `all` is not one: images have a real one).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Architecture(String);
-
-impl FromStr for Architecture {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let ok = !s.is_empty()
-            && s != "all"
-            && s != "any"
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(Architecture(s.to_owned()))
-        } else {
-            Err(format!("`{s}` is not a Debian architecture name (like `amd64` or `arm64`)"))
-        }
-    }
-}
-deserialize_from_str!(Architecture);
-display_as_str!(Architecture);
+display_as_str!(ImageVersion);
+serde_via_from_str!(ImageVersion);
 
 /// Permission bits, setuid, setgid and sticky included (`0o7777` at most).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -642,15 +713,15 @@ impl Mode {
 }
 
 impl FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         match u32::from_str_radix(s, 8) {
             Ok(m) if m <= 0o7777 && !s.is_empty() => Ok(Mode(m)),
-            _ => Err(format!("`{s}` is not an octal mode like `0644` or `4755`")),
+            _ => Err(ValueError::Mode(s.to_owned())),
         }
     }
 }
-deserialize_from_str!(Mode);
+serde_via_from_str!(Mode, deserialize);
 
 /// A numeric `uid:gid`. Names are never used: they would be looked up on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -660,16 +731,16 @@ pub struct Owner {
 }
 
 impl FromStr for Owner {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let parse = || -> Option<Owner> {
             let (u, g) = s.split_once(':')?;
             Some(Owner { uid: u.parse().ok()?, gid: g.parse().ok()? })
         };
-        parse().ok_or_else(|| format!("`{s}` is not a numeric owner like `0:0` (names are not looked up)"))
+        parse().ok_or_else(|| ValueError::Owner(s.to_owned()))
     }
 }
-deserialize_from_str!(Owner);
+serde_via_from_str!(Owner, deserialize);
 
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -691,15 +762,15 @@ impl ImagePath {
     /// Normalises a relative path from an archive or a walk: `.` and empty components are
     /// dropped, and a `..` is refused rather than resolved, since it could only be meant to
     /// climb somewhere it should not.
-    pub fn from_rel(rel: &str) -> Result<Self, String> {
+    pub fn from_rel(rel: &str) -> Result<Self, ValueError> {
         let mut out = String::with_capacity(rel.len());
         for component in rel.split('/') {
             match component {
                 "" | "." => {}
-                ".." => return Err(format!("`{rel}` contains a `..` component")),
+                ".." => return Err(ValueError::ClimbingPath(rel.to_owned())),
                 c => {
                     if c.contains('\0') {
-                        return Err(format!("`{rel}` contains a NUL byte"));
+                        return Err(ValueError::NulInPath(rel.to_owned()));
                     }
                     if !out.is_empty() {
                         out.push('/');
@@ -721,15 +792,15 @@ impl ImagePath {
 }
 
 impl FromStr for ImagePath {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         if !s.starts_with('/') {
-            return Err(format!("`{s}` is not an absolute path in the image (start it with `/`)"));
+            return Err(ValueError::RelativeImagePath(s.to_owned()));
         }
         ImagePath::from_rel(s)
     }
 }
-deserialize_from_str!(ImagePath);
+serde_via_from_str!(ImagePath);
 
 impl fmt::Display for ImagePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -802,6 +873,115 @@ tarballs = [{ url = "https://example.invalid/a.tar.gz", sha256 = "ba7816bf8f01cf
         assert_eq!("/".parse::<ImagePath>().unwrap().as_rel(), "");
         assert!(ImagePath::from_rel("a/../../b").is_err());
         assert_eq!(ImagePath::from_rel("./x/y").unwrap().join(&ImagePath::default()).as_rel(), "x/y");
+    }
+
+    #[test]
+    fn the_image_architecture_is_debian_s_and_concrete() {
+        let recipe = parse(
+            &MINIMAL
+                .replace("architecture = \"amd64\"", "architecture = \"arm64\"\nforeign-architectures = [\"i386\"]"),
+        )
+        .unwrap();
+        assert_eq!(recipe.image.architecture, "arm64".parse::<Architecture>().unwrap());
+        assert_eq!(recipe.image.foreign_architectures, ["i386".parse::<Architecture>().unwrap()]);
+        for (to, culprit, line) in [
+            ("architecture = \"all\"", "`all` is not a concrete architecture", 5),
+            ("architecture = \"any\"", "invalid architecture `any`", 5),
+            ("architecture = \"linux-any\"", "invalid architecture `linux-any`", 5),
+            ("architecture = \"AMD64\"", "invalid architecture `AMD64`", 5),
+            ("architecture = \"amd64\"\nforeign-architectures = [\"i386\", \"all\"]", "`all` is not a concrete", 6),
+        ] {
+            let err = parse(&MINIMAL.replace("architecture = \"amd64\"", to)).unwrap_err().to_string();
+            assert!(err.contains(culprit) && err.contains(&format!("line {line}")), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn image_versions_are_plain_labels_not_debian_versions() {
+        for good in ["1.0", "2024.06+1", "1.0~rc1", "1.0-2"] {
+            assert_eq!(good.parse::<ImageVersion>().unwrap().to_string(), good);
+        }
+        // An epoch would put a `:` into file names; a leading `-` or `.` would hide them.
+        for bad in ["1:2.0", "", "-1", ".1", "1 0", "1/0"] {
+            assert_eq!(bad.parse::<ImageVersion>(), Err(ValueError::ImageVersion(bad.to_owned())), "{bad}");
+        }
+        let err = parse(&MINIMAL.replace("version = \"1.0\"", "version = \"1:1.0\"")).unwrap_err().to_string();
+        assert!(err.contains("`1:1.0` is not a valid version") && err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn source_date_epoch_is_fixed_or_settled_from_the_archive() {
+        assert_eq!(parse(MINIMAL).unwrap().image.source_date_epoch, SourceDateEpoch::Fixed(1700000000));
+        assert_eq!(SourceDateEpoch::Fixed(7).seconds(), 7);
+        let mut fixed = SourceDateEpoch::Fixed(7);
+        fixed.settle(9);
+        assert_eq!(fixed.seconds(), 7, "a fixed epoch is not the archive's");
+        let mut archive = SourceDateEpoch::Archive(None);
+        archive.settle(9);
+        assert_eq!(archive, SourceDateEpoch::Archive(Some(9)));
+        assert_eq!(archive.seconds(), 9);
+        // `u64::MAX` was a sentinel once; now it is just a (far) time.
+        let max = MINIMAL.replace("1700000000", &u64::MAX.to_string());
+        assert_eq!(parse(&max).unwrap().image.source_date_epoch, SourceDateEpoch::Fixed(u64::MAX));
+        for bad in ["\"yesterday\"", "-1", "1.5"] {
+            let err = parse(&MINIMAL.replace("1700000000", bad)).unwrap_err().to_string();
+            assert!(
+                err.contains(bad) && err.contains("expected seconds since the epoch, or \"archive\""),
+                "{bad}: {err}"
+            );
+        }
+        // `"archive"` needs an archive to take the date from.
+        let err = parse(&MINIMAL.replace("1700000000", "\"archive\"")).unwrap_err().to_string();
+        assert!(err.contains("needs an `[archive.NAME]`"), "{err}");
+    }
+
+    #[test]
+    #[should_panic(expected = "before the lock stage settled it")]
+    fn an_unsettled_archive_epoch_cannot_be_read() {
+        SourceDateEpoch::Archive(None).seconds();
+    }
+
+    #[test]
+    fn value_parsers_refuse_with_typed_errors() {
+        assert_eq!("de mo".parse::<Name>(), Err(ValueError::Name("de mo".into())));
+        assert_eq!("-x".parse::<Name>(), Err(ValueError::Name("-x".into())));
+        assert_eq!("a".repeat(129).parse::<Name>(), Err(ValueError::Name("a".repeat(129))));
+        assert_eq!("0644".parse::<Mode>(), Ok(Mode(0o644)));
+        for bad in ["", "0980", "17777", "rwx"] {
+            assert_eq!(bad.parse::<Mode>(), Err(ValueError::Mode(bad.into())), "{bad}");
+        }
+        for bad in ["root:root", "0", "0:", ":0", "-1:0"] {
+            assert_eq!(bad.parse::<Owner>(), Err(ValueError::Owner(bad.into())), "{bad}");
+        }
+        assert_eq!("etc".parse::<ImagePath>(), Err(ValueError::RelativeImagePath("etc".into())));
+        assert_eq!("/a/../b".parse::<ImagePath>(), Err(ValueError::ClimbingPath("/a/../b".into())));
+        assert_eq!(ImagePath::from_rel("a\0b"), Err(ValueError::NulInPath("a\0b".into())));
+        let dir = Path::new("/r");
+        assert_eq!(Origin::parse("a.tar", dir), Ok(Origin::Local(PathBuf::from("/r/a.tar"))));
+        assert_eq!(Origin::parse("file:///a.tar", dir), Ok(Origin::Local(PathBuf::from("/a.tar"))));
+        assert_eq!(Origin::parse("file://a.tar", dir), Err(ValueError::RelativeFileUrl("file://a.tar".into())));
+        assert_eq!(Origin::parse("ftp://h/a.tar", dir), Err(ValueError::UrlScheme("ftp://h/a.tar".into())));
+        // The messages quote the culprit, as the recipe's error shows them.
+        assert_eq!(
+            ValueError::Owner("root:root".into()).to_string(),
+            "`root:root` is not a numeric owner like `0:0` (names are not looked up)"
+        );
+    }
+
+    #[test]
+    fn a_format_is_spelt_alike_in_recipes_on_the_command_line_and_on_disk() {
+        use clap::ValueEnum;
+        for format in Format::value_variants() {
+            let cli = format.to_possible_value().expect("no format is hidden");
+            let serde = serde_json::to_value(format).unwrap();
+            assert_eq!(serde.as_str(), Some(cli.get_name()), "{format:?}");
+            assert_eq!(format.file_name(), cli.get_name(), "{format:?}");
+            assert_eq!(Format::from_str(cli.get_name(), false), Ok(*format));
+        }
+        assert_eq!(Format::value_variants().len(), 8);
+        assert!(Format::from_str("rootfs.tar.bz2", false).is_err());
+        // Case matters, as in the recipe.
+        assert!(Format::from_str("OCI", false).is_err());
     }
 
     #[test]

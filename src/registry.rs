@@ -9,22 +9,25 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
+use crate::debian::packages::Architecture;
 use crate::digest::Digest;
 use crate::dist::MANIFEST;
+use crate::recipe::{ImageVersion, Name};
 use crate::store::Store;
 
 /// One built candidate. Fields in alphabetical order: the bytes are the ones earlier versions
 /// wrote, so an unchanged entry is never rewritten.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    pub architecture: String,
+    pub architecture: Architecture,
     /// The candidate folder, absolute.
     pub dir: PathBuf,
     pub id: Digest,
-    pub name: String,
+    pub name: Name,
+    /// The settled epoch, in seconds.
     #[serde(rename = "source-date-epoch")]
     pub source_date_epoch: u64,
-    pub version: String,
+    pub version: ImageVersion,
 }
 
 fn entries_dir(store: &Store) -> PathBuf {

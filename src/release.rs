@@ -21,6 +21,7 @@ use crate::dist::MANIFEST;
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::error::CheckFailed;
 use crate::keys::PrivateKey;
+use crate::manifest::Manifest;
 use crate::registry::resolve as resolve_in;
 use crate::verify::{self, Report};
 
@@ -90,11 +91,9 @@ pub fn promote(
     let (dir, id) = resolve_in(&ctx.store, candidate)?;
     let root = channels_dir(ctx, channels);
     admit(ctx, &policy, channel_name, &key, &dir, &id, &root)?;
-    let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)?;
-    let image = (
-        manifest["image"]["name"].as_str().unwrap_or_default(),
-        manifest["image"]["version"].as_str().unwrap_or_default(),
-    );
+    let manifest = Manifest::read(&dir.join(MANIFEST))?;
+    let version = manifest.image.version.to_string();
+    let image = (manifest.image.name.as_str(), version.as_str());
 
     let log_dir = root.join(channel_name);
     fs_err::create_dir_all(&log_dir)?;

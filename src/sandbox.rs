@@ -1013,7 +1013,9 @@ mod tests {
         let outcome = run(&spec).unwrap();
         assert_eq!(outcome.exit, Exit::TimedOut);
         assert!(outcome.duration < Duration::from_secs(5), "{:?}", outcome.duration);
-        let spec = Spec { argv: vec!["/bin/missing".into()], ..spec };
+        // A missing program is an exec error, not a timeout: with the 500 ms limit left from
+        // above, a loaded machine could time out before the exec fails, so it gets its own.
+        let spec = Spec { argv: vec!["/bin/missing".into()], timeout: Duration::from_secs(60), ..spec };
         let err = run(&spec).unwrap_err();
         assert!(matches!(err, SandboxError::Exec { .. }), "{err}");
     }

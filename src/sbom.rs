@@ -4,85 +4,182 @@
 //! `CONTAINS` — tarballs and local file trees now, Debian packages when archives come —
 //! each with its sha256. Deterministic like everything else: the creation time is the
 //! candidate's `SOURCE_DATE_EPOCH`, the document namespace is derived from the candidate id,
-//! and the JSON is canonical.
+//! and the JSON is canonical ([`crate::document`]). The document is the [`Sbom`] type, with
+//! only the SPDX fields we write; [`Sbom::read`] reads one back.
 
-use serde_json::{json, Value};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::document::{self, DocumentError};
+use crate::lockfile::InputKind;
+use crate::manifest::Manifest;
+
+/// The SPDX value for "not stated", used for every field we have nothing true to say in.
+const NOASSERTION: &str = "NOASSERTION";
+
+/// An SPDX 2.3 document, as `candidate` writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sbom {
+    pub spdx_version: String,
+    pub data_license: String,
+    #[serde(rename = "SPDXID")]
+    pub spdx_id: String,
+    pub name: String,
+    /// `urn:candidate:sbom:<candidate id hex>`.
+    pub document_namespace: String,
+    pub creation_info: CreationInfo,
+    pub document_describes: Vec<String>,
+    pub packages: Vec<SpdxPackage>,
+    pub relationships: Vec<Relationship>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreationInfo {
+    pub created: String,
+    pub creators: Vec<String>,
+}
+
+/// An SPDX package: the image, or one input. Fields only one of them has are optional and
+/// left out when absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpdxPackage {
+    #[serde(rename = "SPDXID")]
+    pub spdx_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_info: Option<String>,
+    pub download_location: String,
+    pub files_analyzed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_package_purpose: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub supplier: String,
+    pub license_concluded: String,
+    pub license_declared: String,
+    pub copyright_text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_refs: Option<Vec<ExternalRef>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksums: Option<Vec<Checksum>>,
+}
+
+/// An SPDX external reference (a purl, a CPE). We write none yet: the image lists an empty
+/// `externalRefs`, which a reader of the SPDX spec expects on a package it may refer to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalRef {
+    pub reference_category: String,
+    pub reference_type: String,
+    pub reference_locator: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Checksum {
+    pub algorithm: String,
+    /// Bare hex, as SPDX spells it.
+    pub checksum_value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Relationship {
+    pub spdx_element_id: String,
+    pub relationship_type: String,
+    pub related_spdx_element: String,
+}
+
+impl Sbom {
+    /// The SBOM of a candidate whose manifest is `manifest` and id `id`.
+    pub fn new(manifest: &Manifest, id: &Digest) -> Self {
+        let image = &manifest.image;
+        let (name, version) = (image.name.to_string(), image.version.to_string());
+        let package = |spdx_id: String, name: &str, download_location: &str| SpdxPackage {
+            spdx_id,
+            name: name.to_owned(),
+            version_info: None,
+            download_location: download_location.to_owned(),
+            files_analyzed: false,
+            primary_package_purpose: None,
+            description: None,
+            supplier: NOASSERTION.to_owned(),
+            license_concluded: NOASSERTION.to_owned(),
+            license_declared: NOASSERTION.to_owned(),
+            copyright_text: NOASSERTION.to_owned(),
+            external_refs: None,
+            comment: None,
+            checksums: None,
+        };
+        let relationship = |from: &str, kind: &str, to: &str| Relationship {
+            spdx_element_id: from.to_owned(),
+            relationship_type: kind.to_owned(),
+            related_spdx_element: to.to_owned(),
+        };
+        let mut packages = vec![SpdxPackage {
+            version_info: Some(version.clone()),
+            primary_package_purpose: Some("CONTAINER".to_owned()),
+            description: Some(image.description.clone()),
+            external_refs: Some(Vec::new()),
+            ..package("SPDXRef-Image".to_owned(), &name, NOASSERTION)
+        }];
+        let mut relationships = vec![relationship("SPDXRef-DOCUMENT", "DESCRIBES", "SPDXRef-Image")];
+        for (i, input) in manifest.inputs.iter().enumerate() {
+            let origin = input.origin.as_str();
+            let spdx_id = format!("SPDXRef-Input-{}", i + 1);
+            let file_name = origin.rsplit('/').next().unwrap_or(origin);
+            let remote = origin.starts_with("http://") || origin.starts_with("https://");
+            let mut p = package(spdx_id.clone(), file_name, if remote { origin } else { NOASSERTION });
+            let comment = format!("{} input `{origin}` of layer `{}`", input.kind, input.layer);
+            // A tarball's sha256 is its file's; a folder's is a tree digest, not a checksum of
+            // any one file, so it goes in the comment rather than `checksums`.
+            if input.kind == InputKind::Tarball {
+                p.checksums =
+                    Some(vec![Checksum { algorithm: "SHA256".to_owned(), checksum_value: input.sha256.hex() }]);
+                p.comment = Some(comment);
+            } else {
+                p.comment = Some(format!("{comment}; tree digest {}", input.sha256));
+            }
+            packages.push(p);
+            relationships.push(relationship("SPDXRef-Image", "CONTAINS", &spdx_id));
+        }
+        Sbom {
+            spdx_version: "SPDX-2.3".to_owned(),
+            data_license: "CC0-1.0".to_owned(),
+            spdx_id: "SPDXRef-DOCUMENT".to_owned(),
+            name: format!("{name}-{version}"),
+            document_namespace: format!("urn:candidate:sbom:{}", id.hex()),
+            creation_info: CreationInfo {
+                created: rfc3339(manifest.source_date_epoch),
+                creators: vec![format!("Tool: candidate-{}", env!("CARGO_PKG_VERSION"))],
+            },
+            document_describes: vec!["SPDXRef-Image".to_owned()],
+            packages,
+            relationships,
+        }
+    }
+
+    /// The canonical bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        document::to_canonical(self)
+    }
+
+    /// Reads the SBOM at `path` (a `sbom.spdx.json`); the error names the file.
+    pub fn read(path: &Path) -> Result<Self, DocumentError> {
+        document::read("SBOM", path)
+    }
+}
 
 /// The SBOM's canonical bytes for a candidate whose manifest is `manifest` and id `id`.
-pub fn render(manifest: &Value, id: &Digest) -> Vec<u8> {
-    let image = &manifest["image"];
-    let name = image["name"].as_str().unwrap_or_default();
-    let version = image["version"].as_str().unwrap_or_default();
-    let sde = manifest["source-date-epoch"].as_u64().unwrap_or_default();
-    let mut packages = vec![json!({
-        "SPDXID": "SPDXRef-Image",
-        "name": name,
-        "versionInfo": version,
-        "downloadLocation": "NOASSERTION",
-        "filesAnalyzed": false,
-        "primaryPackagePurpose": "CONTAINER",
-        "description": image["description"],
-        "supplier": "NOASSERTION",
-        "licenseConcluded": "NOASSERTION",
-        "licenseDeclared": "NOASSERTION",
-        "copyrightText": "NOASSERTION",
-        "externalRefs": [],
-    })];
-    let mut relationships = vec![json!({
-        "spdxElementId": "SPDXRef-DOCUMENT",
-        "relationshipType": "DESCRIBES",
-        "relatedSpdxElement": "SPDXRef-Image",
-    })];
-    for (i, input) in manifest["inputs"].as_array().into_iter().flatten().enumerate() {
-        let origin = input["origin"].as_str().unwrap_or_default();
-        let digest = input["sha256"].as_str().and_then(|s| s.parse::<Digest>().ok());
-        let spdx_id = format!("SPDXRef-Input-{}", i + 1);
-        let file_name = origin.rsplit('/').next().unwrap_or(origin);
-        let mut package = json!({
-            "SPDXID": spdx_id,
-            "name": file_name,
-            "downloadLocation": if origin.starts_with("http://") || origin.starts_with("https://") { origin } else { "NOASSERTION" },
-            "filesAnalyzed": false,
-            "supplier": "NOASSERTION",
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": "NOASSERTION",
-            "copyrightText": "NOASSERTION",
-            "comment": format!("{} input `{origin}` of layer `{}`", input["kind"].as_str().unwrap_or_default(), input["layer"].as_str().unwrap_or_default()),
-        });
-        // A tarball's sha256 is its file's; a folder's is a tree digest, not a checksum of
-        // any one file, so it goes in the comment rather than `checksums`.
-        if let Some(d) = digest {
-            if input["kind"] == "tarball" {
-                package["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": d.hex() }]);
-            } else {
-                package["comment"] =
-                    json!(format!("{}; tree digest {d}", package["comment"].as_str().unwrap_or_default()));
-            }
-        }
-        packages.push(package);
-        relationships.push(json!({
-            "spdxElementId": "SPDXRef-Image",
-            "relationshipType": "CONTAINS",
-            "relatedSpdxElement": spdx_id,
-        }));
-    }
-    let sbom = json!({
-        "spdxVersion": "SPDX-2.3",
-        "dataLicense": "CC0-1.0",
-        "SPDXID": "SPDXRef-DOCUMENT",
-        "name": format!("{name}-{version}"),
-        "documentNamespace": format!("urn:candidate:sbom:{}", id.hex()),
-        "creationInfo": {
-            "created": rfc3339(sde),
-            "creators": [format!("Tool: candidate-{}", env!("CARGO_PKG_VERSION"))],
-        },
-        "documentDescribes": ["SPDXRef-Image"],
-        "packages": packages,
-        "relationships": relationships,
-    });
-    serde_json::to_vec(&sbom).expect("a JSON value serialises")
+pub fn render(manifest: &Manifest, id: &Digest) -> Vec<u8> {
+    Sbom::new(manifest, id).to_bytes()
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (UTC; the civil-from-days algorithm).
@@ -103,6 +200,22 @@ pub fn rfc3339(epoch: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// The example's manifest and SBOM, as built at the commit that typed them (the SBOM's
+    /// sha256 is pinned in `tests/cli/determinism.rs`).
+    const MANIFEST: &[u8] = include_bytes!("../tests/data/example.manifest.json");
+    const SBOM: &[u8] = include_bytes!("../tests/data/example.sbom.spdx.json");
+
+    #[test]
+    fn the_example_sbom_is_rebuilt_from_its_manifest_and_round_trips() {
+        let manifest = Manifest::parse(Path::new("manifest.json"), MANIFEST).unwrap();
+        assert!(render(&manifest, &Digest::of(MANIFEST)) == SBOM, "the SBOM of the example manifest changed");
+        let sbom: Sbom = document::parse("SBOM", Path::new("sbom.spdx.json"), SBOM).unwrap();
+        assert!(sbom.to_bytes() == SBOM, "parse then serialise changed the SBOM");
+        insta::assert_json_snapshot!(sbom);
+    }
+
     #[test]
     fn rfc3339_dates() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

@@ -17,8 +17,12 @@ use crate::attest;
 use crate::context::Context;
 use crate::digest::Digest;
 use crate::dist::{attestation_files, hash_files, subjects, ENVELOPE, MANIFEST, SBOM};
+use crate::document::DocumentError;
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::PublicKey;
+use crate::lockfile::InputKind;
+use crate::manifest::Manifest;
+use crate::sbom::Sbom;
 
 /// The lines of a verification: printed as they come (the `verify` command), or only
 /// collected (a promotion that must refuse a candidate failing verification).
@@ -70,13 +74,11 @@ pub struct Rebuild {
 pub fn check_attestations(dir: &Path, keys: &[PublicKey], report: &mut Report) -> anyhow::Result<()> {
     let Ok(manifest_bytes) = fs_err::read(dir.join(MANIFEST)) else { return Ok(()) };
     let id = Digest::of(&manifest_bytes);
-    let manifest: Value = serde_json::from_slice(&manifest_bytes).unwrap_or(Value::Null);
-    let outputs: BTreeMap<String, Option<Digest>> = manifest["outputs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|o| (o["name"].as_str().unwrap_or_default().to_owned(), o["sha256"].as_str().and_then(|d| d.parse().ok())))
-        .collect();
+    // A manifest that does not parse lists no outputs (`check` reports it): every subject but
+    // the manifest is then a stray.
+    let outputs: BTreeMap<String, Digest> = Manifest::parse(&dir.join(MANIFEST), &manifest_bytes)
+        .map(|m| m.outputs.into_iter().map(|o| (o.name, o.sha256)).collect())
+        .unwrap_or_default();
     for file in attestation_files(dir)? {
         let shown = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let statement = match crate::channel::read_attestation(&file, &id, keys) {
@@ -89,7 +91,7 @@ pub fn check_attestations(dir: &Path, keys: &[PublicKey], report: &mut Report) -
         let stray = statement["subject"].as_array().into_iter().flatten().find(|s| {
             let name = s["name"].as_str().unwrap_or_default();
             let digest = s["digest"]["sha256"].as_str().and_then(|h| Digest::from_hex(h).ok());
-            name != MANIFEST && (digest.is_none() || outputs.get(name) != Some(&digest))
+            name != MANIFEST && (digest.is_none() || outputs.get(name) != digest.as_ref())
         });
         if let Some(stray) = stray {
             report.check(
@@ -196,9 +198,9 @@ pub fn check(
 
     // The manifest, the statement and the SBOM must describe the same candidate.
     if let (Some(manifest_digest), Ok(manifest)) = (actual.get(MANIFEST), fs_err::read(dir.join(MANIFEST))) {
-        match serde_json::from_slice::<Value>(&manifest) {
+        match Manifest::parse(&dir.join(MANIFEST), &manifest) {
             Ok(m) => cross_check(ctx, report, &m, manifest_digest, &statement, dir, &actual),
-            Err(e) => report.check(false, format_args!("{MANIFEST}: not JSON ({e})")),
+            Err(e) => report.check(false, with_cause(&e)),
         }
     } else {
         report.check(false, format_args!("{MANIFEST}: missing"));
@@ -251,19 +253,13 @@ fn rebuild_and_compare(
     rebuild: &Rebuild,
     actual: &BTreeMap<String, Digest>,
 ) -> anyhow::Result<()> {
-    let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)?;
+    let manifest = Manifest::read(&dir.join(MANIFEST))?;
     let recipe = match &rebuild.recipe {
         Some(path) => path.clone(),
-        None => Path::new("recipes").join(manifest["recipe"]["name"].as_str().unwrap_or_default()),
+        None => Path::new("recipes").join(&manifest.recipe.name),
     };
     let lockfile = rebuild.lockfile.clone().unwrap_or_else(|| crate::lockfile::Lockfile::default_path(&recipe));
-    let formats = manifest["formats"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|f| serde_json::from_value(f.clone()))
-        .collect::<Result<Vec<crate::recipe::Format>, _>>()
-        .context("the manifest names a format this candidate does not know")?;
+    let formats = manifest.formats;
     let scratch = tempfile::tempdir()?;
     let rebuild_ctx = Context {
         store: crate::store::Store::open(&scratch.path().join("store"))?,
@@ -362,63 +358,68 @@ fn first_difference(ours: &Path, rebuilt: &Path) -> anyhow::Result<Option<String
     }
 }
 
+/// A document error and its cause on one report line: `` `DIR/manifest.json` is not a valid
+/// manifest: expected value at line 1 column 1 ``.
+fn with_cause(e: &DocumentError) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
 fn cross_check(
     ctx: &Context,
     report: &mut Report,
-    manifest: &Value,
+    manifest: &Manifest,
     id: &Digest,
     statement: &Value,
     dir: &Path,
     actual: &BTreeMap<String, Digest>,
 ) {
     let mut outputs_match = true;
-    for output in manifest["outputs"].as_array().into_iter().flatten() {
-        let name = output["name"].as_str().unwrap_or_default();
-        let listed = output["sha256"].as_str().and_then(|s| s.parse::<Digest>().ok());
-        let show = |d: Option<&Digest>| d.map_or_else(|| "missing".to_owned(), Digest::to_string);
-        match (listed, actual.get(name)) {
-            (Some(l), Some(a)) if l == *a => {}
-            (l, a) => {
+    for output in &manifest.outputs {
+        let name = &output.name;
+        match actual.get(name) {
+            Some(a) if *a == output.sha256 => {}
+            a => {
                 outputs_match = false;
-                let (l, a) = (show(l.as_ref()), show(a));
-                report.check(false, format_args!("{MANIFEST}: lists output {name} as {l}, the file is {a}"));
+                let a = a.map_or_else(|| "missing".to_owned(), Digest::to_string);
+                report.check(
+                    false,
+                    format_args!("{MANIFEST}: lists output {name} as {}, the file is {a}", output.sha256),
+                );
             }
         }
     }
     if outputs_match {
         report.check(true, format_args!("{MANIFEST}: every listed output matches its file; candidate id {id}"));
     }
-    let rootfs = &manifest["rootfs"]["diff_id"];
+    let rootfs = manifest.rootfs.diff_id;
     let byproduct = statement["predicate"]["runDetails"]["byproducts"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|b| b["name"] == "rootfs")
         .and_then(|b| b["digest"]["sha256"].as_str())
-        .map(|h| format!("sha256:{h}"));
+        .and_then(|h| Digest::from_hex(h).ok());
     report.check(
-        byproduct.as_deref() == rootfs.as_str(),
-        format_args!("statement: rootfs diff_id agrees with the manifest ({rootfs})"),
+        byproduct == Some(rootfs),
+        // The digest in quotes, as this line has always printed it.
+        format_args!("statement: rootfs diff_id agrees with the manifest (\"{rootfs}\")"),
     );
-    match fs_err::read(dir.join(SBOM)).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
-        Some(sbom) => {
-            let namespace = sbom["documentNamespace"].as_str().unwrap_or_default();
-            report.check(namespace.ends_with(&id.hex()), format_args!("{SBOM}: describes candidate {id}"));
+    match Sbom::read(&dir.join(SBOM)) {
+        Ok(sbom) => {
+            report
+                .check(sbom.document_namespace.ends_with(&id.hex()), format_args!("{SBOM}: describes candidate {id}"));
             // Its package checksums are exactly the manifest's tarball inputs.
-            let mut listed: Vec<String> = sbom["packages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|p| p["checksums"].as_array().into_iter().flatten())
-                .filter_map(|c| c["checksumValue"].as_str().map(str::to_owned))
+            let mut listed: Vec<String> = sbom
+                .packages
+                .iter()
+                .flat_map(|p| p.checksums.iter().flatten())
+                .map(|c| c.checksum_value.clone())
                 .collect();
-            let mut inputs: Vec<String> = manifest["inputs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|i| i["kind"] == "tarball")
-                .filter_map(|i| i["sha256"].as_str()?.strip_prefix("sha256:").map(str::to_owned))
-                .collect();
+            let mut inputs: Vec<String> =
+                manifest.inputs.iter().filter(|i| i.kind == InputKind::Tarball).map(|i| i.sha256.hex()).collect();
             listed.sort();
             inputs.sort();
             report.check(
@@ -426,15 +427,10 @@ fn cross_check(
                 format_args!("{SBOM}: lists the manifest's {} tarball input(s)", inputs.len()),
             );
         }
-        None => report.check(false, format_args!("{SBOM}: missing or not JSON")),
+        Err(e) => report.check(false, with_cause(&e)),
     }
     // Layers the store still holds: their bytes must hash to their diff_ids.
-    let layers: Vec<(String, Digest)> = manifest["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| Some((l["name"].as_str()?.to_owned(), l["diff_id"].as_str()?.parse().ok()?)))
-        .collect();
+    let layers: Vec<(String, Digest)> = manifest.layers.iter().map(|l| (l.name.clone(), l.diff_id)).collect();
     let present: Vec<&(String, Digest)> = layers.iter().filter(|(_, d)| ctx.store.has_blob(d)).collect();
     let paths: Vec<PathBuf> = present.iter().map(|(_, d)| ctx.store.blob_path(d)).collect();
     match hash_files(&paths) {

@@ -23,12 +23,12 @@ use anyhow::{bail, Context as _};
 use crate::error::Hinted;
 
 use super::control::{Dialect, Stanzas};
-use super::packages::Package;
+use super::packages::{Architecture, Package};
 use super::release::{verify_inrelease, Keyring, Release};
 use crate::digest::{Digest, Hasher};
 use crate::fetch::{self, Network, Pin};
 use crate::lockfile::{LockedArchive, LockedIndex};
-use crate::recipe::{ArchiveSpec, Origin};
+use crate::recipe::{ArchiveSpec, Name, Origin};
 use crate::store::Store;
 
 /// How far in the future a `Date` may be before the clock (or the archive) is distrusted.
@@ -40,7 +40,7 @@ const MAX_INDEX_BYTES: u64 = 1 << 30;
 
 /// An archive as the recipe names it, at the location this run uses.
 pub struct Source<'a> {
-    pub name: &'a str,
+    pub name: &'a Name,
     pub spec: &'a ArchiveSpec,
     /// The archive root: the recipe's `url`, or the `--mirror` given for this archive.
     pub root: Origin,
@@ -78,7 +78,7 @@ pub struct Freshness {
 pub fn lock(
     store: &Store,
     source: &Source<'_>,
-    architectures: &[String],
+    architectures: &[Architecture],
     freshness: &Freshness,
     network: Network,
 ) -> anyhow::Result<Read> {
@@ -96,7 +96,7 @@ pub fn lock(
     }
     let packages = read_indexes(store, source, &release, &indexes, network, &|_| true)?;
     let locked = LockedArchive {
-        name: source.name.to_owned(),
+        name: source.name.clone(),
         suite: source.spec.suite.clone(),
         inrelease,
         inrelease_size,
@@ -181,7 +181,12 @@ fn read_inrelease(
 }
 
 /// The first form of `COMPONENT/binary-ARCH/Packages` the `Release` lists.
-fn pick_index(source: &Source<'_>, release: &Release, component: &str, arch: &str) -> anyhow::Result<LockedIndex> {
+fn pick_index(
+    source: &Source<'_>,
+    release: &Release,
+    component: &str,
+    arch: &Architecture,
+) -> anyhow::Result<LockedIndex> {
     let base = format!("{component}/binary-{arch}/Packages");
     for ext in [".xz", ".gz", ""] {
         let path = format!("{base}{ext}");

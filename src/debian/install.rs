@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::control::{self, Dialect};
 use super::dpkgdb::{self, DbPackage, InfoSource};
-use super::packages::Relations;
+use super::packages::{Architecture, Relations};
 use super::unpack::{self, UnpackLimits, Unpacked};
 use super::version::Version;
 use crate::digest::{Digest, Hasher};
@@ -134,7 +134,9 @@ pub fn deb_layer(store: &Store, package: &LockedPackage, sde: u64) -> anyhow::Re
     let label = package.filename.rsplit('/').next().unwrap_or(&package.filename).to_owned();
     let deb = fs_err::File::open(store.blob_path(&package.sha256))?.into_parts().0;
     let unpacked = unpack::unpack(&deb, &label, &store.root().join("tmp"), sde, UnpackLimits::default())?;
-    if unpacked.name.as_str() != package.name || unpacked.version.to_string() != package.version {
+    // The version as written, not dpkg's equality: `1.0` and `0:1.0` are one version to dpkg
+    // but two different control files.
+    if unpacked.name != package.name || unpacked.version.as_str() != package.version.as_str() {
         bail!(
             "package `{label}`: its control file says `{} {}`, the index said `{} {}`",
             unpacked.name,
@@ -247,8 +249,8 @@ pub struct LayerInstall<'a> {
     pub below: &'a [DebLayer],
     /// Who owns what after the layers below: path → (package, shipped path).
     pub owners: BTreeMap<String, (String, String)>,
-    pub native: &'a str,
-    pub foreign: &'a [String],
+    pub native: &'a Architecture,
+    pub foreign: &'a [Architecture],
     pub sde: u64,
 }
 
@@ -364,8 +366,8 @@ fn database(
     units: &[Unit<'_>],
     below: &[Unit<'_>],
     disowned: &BTreeMap<String, BTreeSet<String>>,
-    native: &str,
-    foreign: &[String],
+    native: &Architecture,
+    foreign: &[Architecture],
     sde: u64,
 ) -> anyhow::Result<Tree> {
     let mut tree = Tree::new(sde);
@@ -379,8 +381,8 @@ fn database(
         implicit: false,
     };
     let dir = Node { implicit: false, ..Node::implicit_directory(sde) };
-    let foreign: Vec<&str> = foreign.iter().map(String::as_str).collect();
-    let skeleton = dpkgdb::skeleton(native, &foreign);
+    let foreign: Vec<&str> = foreign.iter().map(Architecture::as_str).collect();
+    let skeleton = dpkgdb::skeleton(native.as_str(), &foreign);
     for d in ["var", "var/lib"].iter().chain(&skeleton.directories) {
         tree.insert(d, dir.clone())?;
     }

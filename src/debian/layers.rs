@@ -49,15 +49,14 @@ impl<'a> PackageLayers<'a> {
         layer: &'a crate::recipe::Layer,
         layers_below: &[(String, crate::layer::Built)],
     ) -> anyhow::Result<Result<crate::layer::Built, PendingLayer<'a>>> {
-        let this: Vec<&LockedPackage> =
-            self.lockfile.packages.iter().filter(|p| p.layer == layer.name.as_str()).collect();
+        let this: Vec<&LockedPackage> = self.lockfile.packages.iter().filter(|p| p.layer == layer.name).collect();
         let mut h = Hasher::new();
         h.field("candidate-package-layer")
             .field(crate::layer::FORMAT_VERSION.to_le_bytes())
             .field(crate::debian::install::LAYER_VERSION.to_le_bytes())
-            .field(recipe.image.source_date_epoch.to_le_bytes());
+            .field(recipe.image.source_date_epoch.seconds().to_le_bytes());
         for arch in architectures(recipe) {
-            h.field(arch);
+            h.field(arch.as_str());
         }
         for (_, built) in layers_below {
             h.field("below").field(built.info.diff_id.as_bytes());
@@ -90,7 +89,7 @@ impl<'a> PackageLayers<'a> {
     ) -> anyhow::Result<crate::layer::Built> {
         use crate::debian::install;
         let PendingLayer { layer, this, key, record_key } = pending;
-        let sde = recipe.image.source_date_epoch;
+        let sde = recipe.image.source_date_epoch.seconds();
         let archs = architectures(recipe);
         let mut debs = install::deb_layers(&ctx.store, &this, sde)?;
         let mut debs_below = install::deb_layers(&ctx.store, &self.below, sde)?;

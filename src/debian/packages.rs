@@ -132,26 +132,9 @@ impl fmt::Display for Architecture {
     }
 }
 
-/// Serde goes through `FromStr`, so a deserialised name or architecture is a checked one.
-macro_rules! serde_via_from_str {
-    ($ty:ty) => {
-        impl serde::Serialize for $ty {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(&self.0)
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(deserializer)?;
-                s.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
-serde_via_from_str!(PackageName);
-serde_via_from_str!(Architecture);
+// Serde goes through `FromStr`, so a deserialised name or architecture is a checked one.
+crate::serde_str::serde_via_from_str!(PackageName);
+crate::serde_str::serde_via_from_str!(Architecture);
 
 /// The `:qualifier` after a package name in a relationship.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

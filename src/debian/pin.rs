@@ -17,7 +17,7 @@ use crate::debian::resolve::{self, Reason, Request, Universe};
 use crate::digest::{Digest, Hasher};
 use crate::fetch::{self, Network, Pin};
 use crate::lockfile::{LockedArchive, LockedPackage, Lockfile};
-use crate::recipe::{Origin, Recipe};
+use crate::recipe::{Name, Origin, Recipe};
 
 /// Where each archive of a recipe is read from in this run: `--mirror NAME=URL`, else
 /// `CANDIDATE_MIRROR_NAME` (upper case, `-`, `.` and `+` as `_`), else the recipe's `url`.
@@ -52,17 +52,23 @@ impl Keyrings {
         }
     }
 
-    fn source<'a>(&'a self, ctx: &Context, recipe: &'a Recipe, name: &'a str) -> anyhow::Result<Source<'a>> {
+    fn source<'a>(&'a self, ctx: &Context, recipe: &'a Recipe, name: &'a Name) -> anyhow::Result<Source<'a>> {
         let spec = &recipe.archives[name];
-        let (keyring, keyring_digest) = &self.0[name];
-        Ok(Source { name, spec, root: archive_root(ctx, recipe, name)?, keyring, keyring_digest: *keyring_digest })
+        let (keyring, keyring_digest) = &self.0[name.as_str()];
+        Ok(Source {
+            name,
+            spec,
+            root: archive_root(ctx, recipe, name.as_str())?,
+            keyring,
+            keyring_digest: *keyring_digest,
+        })
     }
 }
 
 /// The architectures a recipe installs packages for: the image's, then its foreign ones.
-pub(crate) fn architectures(recipe: &Recipe) -> Vec<String> {
-    let mut out = vec![recipe.image.architecture.to_string()];
-    out.extend(recipe.image.foreign_architectures.iter().map(|a| a.to_string()));
+pub(crate) fn architectures(recipe: &Recipe) -> Vec<Architecture> {
+    let mut out = vec![recipe.image.architecture.clone()];
+    out.extend(recipe.image.foreign_architectures.iter().cloned());
     out
 }
 
@@ -80,14 +86,9 @@ pub fn lock(
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let freshness = Freshness { now, allow_rollback };
     let archs = architectures(recipe);
-    let native: Architecture = archs[0].parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let foreign = archs[1..]
-        .iter()
-        .map(|a| a.parse::<Architecture>().map_err(|e| anyhow::anyhow!("{e}")))
-        .collect::<Result<_, _>>()?;
-    let mut universe = Universe::new(native, foreign);
+    let mut universe = Universe::new(recipe.image.architecture.clone(), recipe.image.foreign_architectures.clone());
     let mut archives = Vec::new();
-    let names: Vec<String> = recipe.archives.keys().map(|n| n.to_string()).collect();
+    let names: Vec<Name> = recipe.archives.keys().cloned().collect();
     for (index, name) in names.iter().enumerate() {
         let source = keyrings.source(ctx, recipe, name)?;
         ctx.printer.status("Reading", format_args!("archive {name} ({})", source.root));
@@ -120,11 +121,11 @@ pub fn lock(
         for chosen in &resolution.chosen {
             let p = universe.package(chosen.id);
             packages.push(LockedPackage {
-                name: p.name.to_string(),
-                version: p.version.to_string(),
-                architecture: p.architecture.to_string(),
+                name: p.name.clone(),
+                version: p.version.clone(),
+                architecture: p.architecture.clone(),
                 archive: names[universe.archive_of(chosen.id)].clone(),
-                layer: layer.name.to_string(),
+                layer: layer.name.clone(),
                 filename: p.filename.clone(),
                 size: p.size,
                 sha256: p.sha256,
@@ -182,7 +183,7 @@ pub fn check_locked(
         for pinned in lockfile.packages.iter().filter(|p| p.archive == locked.name) {
             let found = index.get(&(pinned.name.as_str(), pinned.architecture.as_str(), pinned.filename.as_str()));
             let vouched = found.is_some_and(|p| {
-                p.version.to_string() == pinned.version && p.size == pinned.size && p.sha256 == pinned.sha256
+                p.version.as_str() == pinned.version.as_str() && p.size == pinned.size && p.sha256 == pinned.sha256
             });
             if !vouched {
                 bail!(Hinted::new(
@@ -205,13 +206,17 @@ fn check_key(keyrings: &Keyrings, lockfile: &Lockfile) -> Digest {
     h.field("candidate-archive-check-v1");
     keyrings.digest_into(&mut h);
     for a in &lockfile.archives {
-        h.field(&a.name).field(a.inrelease.as_bytes()).field(a.date.to_le_bytes());
+        h.field(a.name.as_str()).field(a.inrelease.as_bytes()).field(a.date.to_le_bytes());
         for i in &a.indexes {
             h.field(&i.path).field(i.sha256.as_bytes());
         }
     }
     for p in &lockfile.packages {
-        h.field(&p.archive).field(&p.name).field(&p.version).field(&p.architecture).field(&p.filename);
+        h.field(p.archive.as_str())
+            .field(p.name.as_str())
+            .field(p.version.as_str())
+            .field(p.architecture.as_str())
+            .field(&p.filename);
         h.field(p.size.to_le_bytes()).field(p.sha256.as_bytes());
     }
     h.finish()
@@ -228,7 +233,7 @@ pub fn fetch_packages(ctx: &Context, recipe: &Recipe, lockfile: &Lockfile, netwo
     let mut roots = BTreeMap::new();
     for p in missing {
         if !roots.contains_key(&p.archive) {
-            roots.insert(p.archive.clone(), archive_root(ctx, recipe, &p.archive)?);
+            roots.insert(p.archive.clone(), archive_root(ctx, recipe, p.archive.as_str())?);
         }
         let origin = roots[&p.archive].join(&p.filename);
         let pin = Pin { sha256: p.sha256, size: Some(p.size) };

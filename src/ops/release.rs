@@ -34,9 +34,10 @@ pub fn list(ctx: &Context, channels: Option<&Path>) -> anyhow::Result<()> {
             built: crate::sbom::rfc3339(c.source_date_epoch),
             channels: in_channels.get(&c.id).cloned().unwrap_or_default(),
             id: c.id,
-            name: c.name,
-            version: c.version,
-            architecture: c.architecture,
+            // Text: the table pads them to columns, which their own `Display` does not do.
+            name: c.name.to_string(),
+            version: c.version.to_string(),
+            architecture: c.architecture.to_string(),
             dir: c.dir,
         })
         .collect();

@@ -6,21 +6,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde_json::Value;
 
 use super::{CheckFailed, Context};
 use crate::digest::Digest;
 use crate::dist::MANIFEST;
+use crate::manifest::Manifest;
 use crate::qualify::{self, Runtime, Script, ScriptRun, TestOptions};
 use crate::sandbox::Exit;
 
 /// `candidate test`.
 pub fn test(ctx: &Context, candidate: &str, options: &TestOptions) -> anyhow::Result<()> {
     let (dir, id) = crate::registry::resolve(&ctx.store, candidate)?;
-    let manifest: Value = serde_json::from_slice(&fs_err::read(dir.join(MANIFEST))?)
-        .with_context(|| format!("`{}` is not JSON", dir.join(MANIFEST).display()))?;
+    let manifest = Manifest::read(&dir.join(MANIFEST))?;
     let scripts = qualify::load_scripts(&options.scripts)?;
-    let sde = manifest["source-date-epoch"].as_u64().unwrap_or_default();
+    let sde = manifest.source_date_epoch;
     let mut runs = Vec::new();
     match options.runtime {
         Runtime::Sandbox => {

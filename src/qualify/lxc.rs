@@ -19,7 +19,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use serde_json::Value;
 
 use super::{open_checked, Script, ScriptRun, HOSTNAME, SCRIPT_DIR};
 use crate::context::Context;
@@ -99,7 +98,7 @@ fn output_pipe() -> std::io::Result<(std::fs::File, OwnedFd)> {
 pub fn run(
     ctx: &Context,
     dir: &Path,
-    manifest: &Value,
+    manifest: &crate::manifest::Manifest,
     script: &Script,
     timeout: Duration,
 ) -> anyhow::Result<ScriptRun> {
@@ -162,7 +161,7 @@ pub fn run(
     let (mut output, write) = output_pipe()?;
     let mut attach = container.command("lxc-attach");
     attach.arg("--clear-env");
-    for (key, value) in default_env(manifest["source-date-epoch"].as_u64().unwrap_or_default()) {
+    for (key, value) in default_env(manifest.source_date_epoch) {
         attach.arg("--set-var").arg(format!("{key}={value}"));
     }
     attach.args(["--", "/bin/sh", &target]).stdin(Stdio::null()).stdout(write.try_clone()?).stderr(write);

@@ -41,6 +41,7 @@ use crate::digest::Digest;
 use crate::dist::MANIFEST;
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::PrivateKey;
+use crate::manifest::Manifest;
 use crate::sandbox::{self, Exit};
 use crate::tree::Tree;
 
@@ -130,22 +131,16 @@ pub fn load_scripts(paths: &[PathBuf]) -> anyhow::Result<Vec<Script>> {
 }
 
 /// The outputs the manifest lists, by name, with their sha256.
-fn outputs(manifest: &Value) -> Vec<(String, Option<Digest>)> {
-    manifest["outputs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|o| Some((o["name"].as_str()?.to_owned(), o["sha256"].as_str().and_then(|d| d.parse().ok()))))
-        .collect()
+fn outputs(manifest: &Manifest) -> Vec<(String, Digest)> {
+    manifest.outputs.iter().map(|o| (o.name.clone(), o.sha256)).collect()
 }
 
 /// Opens output `name` of the candidate and checks it against the manifest's sha256 before
 /// anything reads it.
-pub fn open_checked(dir: &Path, manifest: &Value, name: &str) -> anyhow::Result<fs_err::File> {
-    let expected = outputs(manifest)
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .and_then(|(_, d)| d)
+pub fn open_checked(dir: &Path, manifest: &Manifest, name: &str) -> anyhow::Result<fs_err::File> {
+    let expected = manifest
+        .output(name)
+        .map(|o| o.sha256)
         .with_context(|| format!("`{}`: the manifest gives no sha256 for `{name}`", dir.display()))?;
     let path = dir.join(name);
     let mut file = fs_err::File::open(&path)?;
@@ -158,7 +153,7 @@ pub fn open_checked(dir: &Path, manifest: &Value, name: &str) -> anyhow::Result<
 }
 
 /// The rootfs archive to deploy: the least compressed one the manifest lists.
-fn rootfs_archive(dir: &Path, manifest: &Value) -> anyhow::Result<String> {
+fn rootfs_archive(dir: &Path, manifest: &Manifest) -> anyhow::Result<String> {
     let names: Vec<String> = outputs(manifest).into_iter().map(|(n, _)| n).collect();
     ["rootfs.tar", "rootfs.tar.zst", "rootfs.tar.gz", "rootfs.tar.xz"]
         .into_iter()
@@ -173,7 +168,7 @@ fn rootfs_archive(dir: &Path, manifest: &Value) -> anyhow::Result<String> {
 
 /// The candidate's root filesystem as a tree, read once with the strict reader; compressed
 /// archives are decompressed into an anonymous spool file under the store's `tmp/`.
-pub fn read_rootfs(ctx: &Context, dir: &Path, manifest: &Value) -> anyhow::Result<Tree> {
+pub fn read_rootfs(ctx: &Context, dir: &Path, manifest: &Manifest) -> anyhow::Result<Tree> {
     let name = rootfs_archive(dir, manifest)?;
     let file = open_checked(dir, manifest, &name)?;
     let (plain, _) = file.into_parts();
@@ -245,14 +240,18 @@ pub fn attestation_path(dir: &Path) -> PathBuf {
 }
 
 /// The statement's canonical bytes.
-fn statement(manifest: &Value, id: &Digest, scripts: &[Script], runs: &[ScriptRun], options: &TestOptions) -> Vec<u8> {
-    let mut subjects = vec![(MANIFEST.to_owned(), Some(*id))];
+fn statement(
+    manifest: &Manifest,
+    id: &Digest,
+    scripts: &[Script],
+    runs: &[ScriptRun],
+    options: &TestOptions,
+) -> Vec<u8> {
+    let mut subjects = vec![(MANIFEST.to_owned(), *id)];
     subjects.extend(outputs(manifest));
     subjects.sort();
-    let subject: Vec<Value> = subjects
-        .iter()
-        .filter_map(|(name, d)| Some(json!({ "name": name, "digest": { "sha256": d.as_ref()?.hex() } })))
-        .collect();
+    let subject: Vec<Value> =
+        subjects.iter().map(|(name, d)| json!({ "name": name, "digest": { "sha256": d.hex() } })).collect();
     let configuration: Vec<Value> = scripts
         .iter()
         .zip(runs)
@@ -299,7 +298,7 @@ fn statement(manifest: &Value, id: &Digest, scripts: &[Script], runs: &[ScriptRu
 
 pub fn write_attestation(
     dir: &Path,
-    manifest: &Value,
+    manifest: &Manifest,
     id: &Digest,
     scripts: &[Script],
     runs: &[ScriptRun],
@@ -321,6 +320,8 @@ pub fn write_attestation(
 mod tests {
     use super::*;
 
+    const EXAMPLE_MANIFEST: &[u8] = include_bytes!("../../tests/data/example.manifest.json");
+
     #[test]
     fn the_last_lines_are_kept() {
         assert_eq!(last_lines(b"a\nb\nc\n", 2), ["b", "c"]);
@@ -330,15 +331,23 @@ mod tests {
 
     #[test]
     fn the_rootfs_archive_prefers_the_least_compressed() {
-        let manifest = json!({ "outputs": [
-            { "name": "debian-12-x_1_amd64.tar.zst", "sha256": "" },
-            { "name": "rootfs.tar.xz", "sha256": "" },
-            { "name": "rootfs.tar.zst", "sha256": "" },
-        ]});
+        // The example's manifest, with only the outputs named.
+        let with_outputs = |names: &[&str]| {
+            let mut manifest = Manifest::parse(Path::new("example.manifest.json"), EXAMPLE_MANIFEST).unwrap();
+            let listed = |name: &&str| crate::manifest::Output {
+                name: (*name).to_owned(),
+                size: 0,
+                sha256: Digest::of(b""),
+                compression: None,
+            };
+            manifest.outputs = names.iter().map(listed).collect();
+            manifest
+        };
+        let manifest = with_outputs(&["debian-12-x_1_amd64.tar.zst", "rootfs.tar.xz", "rootfs.tar.zst"]);
         assert_eq!(rootfs_archive(Path::new("d"), &manifest).unwrap(), "rootfs.tar.zst");
-        let proxmox = json!({ "outputs": [{ "name": "debian-12-x_1_amd64.tar.zst" }, { "name": "oci/index.json" }] });
+        let proxmox = with_outputs(&["debian-12-x_1_amd64.tar.zst", "oci/index.json"]);
         assert_eq!(rootfs_archive(Path::new("d"), &proxmox).unwrap(), "debian-12-x_1_amd64.tar.zst");
-        assert!(rootfs_archive(Path::new("d"), &json!({ "outputs": [{ "name": "oci/index.json" }] })).is_err());
+        assert!(rootfs_archive(Path::new("d"), &with_outputs(&["oci/index.json"])).is_err());
     }
 
     #[test]

@@ -290,3 +290,27 @@ fn verify_rebuild_runs_offline_from_the_inputs_this_store_holds() {
     assert_eq!(refused.code, Some(2), "{}", refused.describe());
     assert!(refused.stderr.contains("cannot rebuild"), "{}", refused.describe());
 }
+
+/// A `manifest.json` that does not parse: `verify` fails a check that names the file and
+/// why, `diff` and `sign` stop with an error that does.
+#[test]
+fn a_malformed_manifest_is_named_by_verify_diff_and_sign() {
+    let s = Signed::new(&["ci"]);
+    let broken = s.copy("broken");
+    let manifest = broken.join("manifest.json");
+    fs::write(&manifest, br#"{"manifest-version":1,"#).unwrap();
+    let why = "EOF while parsing a value at line 1 column 22";
+
+    let verified = s.verify(&broken, &["ci"], &[]);
+    verified.assert_code(1);
+    let line = format!("FAILED  `{}` is not a valid manifest: {why}\n", manifest.display());
+    assert!(verified.stdout.contains(&line), "no {line:?}\n{}", verified.describe());
+
+    let error = format!("error: `{}` is not a valid manifest\n  caused by: {why}\n", manifest.display());
+    let diff = s.cmd(&["diff", broken.to_str().unwrap(), s.candidate().to_str().unwrap()]);
+    diff.assert_code(2);
+    assert_eq!(diff.stderr, error, "{}", diff.describe());
+    let sign = s.cmd(&["sign", broken.to_str().unwrap(), "--key", "ci.key"]);
+    sign.assert_code(2);
+    assert_eq!(sign.stderr, error, "{}", sign.describe());
+}

@@ -31,6 +31,10 @@ const GOLDEN_OUTPUTS: &[(&str, &str)] = &[
     ("sbom.spdx.json", "sha256:df0816a404b16f2f73eb78ffcbda922fdf334cc1610b707c920e175055f7feb2"),
 ];
 
+/// The example's OCI layout with `[oci] layer-compression = "zstd"`: `oci/index.json` pins the
+/// image manifest, which pins the config and the zstd layer blobs.
+const GOLDEN_ZSTD_OCI_INDEX: &str = "sha256:7f70d5430a7b0538b75bfe44b0641b5ccb0696c298103a8ac11c54947d8bcc7a";
+
 /// Builds the example in `project` with a fresh store and output folder under `scratch`,
 /// through `sh -c` so that the umask can be set; returns the candidate id and the files.
 fn build(
@@ -104,6 +108,14 @@ fn the_example_matches_its_golden_digests() {
     assert_eq!(manifest["rootfs"]["diff_id"], GOLDEN_ROOTFS, "the uncompressed rootfs changed");
     assert_eq!(id, GOLDEN_ID, "the manifest changed");
     assert_eq!(sha256(&files[&dir.join("manifest.json")]), id, "the id is the manifest's sha256");
+}
+
+#[test]
+fn the_example_with_zstd_oci_layers_matches_its_golden_digest() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = super::formats::build_example_with_zstd_layers(t.path());
+    let index = fs_err::read(dir.join("oci/index.json")).unwrap();
+    assert_eq!(sha256(&index), GOLDEN_ZSTD_OCI_INDEX, "an OCI output byte changed");
 }
 
 /// A one-layer candidate is encoded while its layer is written; the same rootfs encoded

@@ -95,6 +95,63 @@ fn the_oci_layout_validates_and_unpacks_to_the_rootfs() {
     }
 }
 
+/// The example with `[oci] layer-compression = "zstd"` added, locked and built (OCI layout
+/// only: the other formats do not depend on the setting) under `root`.
+pub fn build_example_with_zstd_layers(root: &Path) -> PathBuf {
+    copy_project(root, false);
+    let recipe = root.join("recipes/example.toml");
+    let mut text = fs::read_to_string(&recipe).unwrap();
+    // The line is appended, so `[oci]` must be the recipe's last table.
+    assert_eq!(text.rfind("\n["), text.find("\n[oci]\n"), "`[oci]` is no longer the example's last table");
+    text.push_str("layer-compression = \"zstd\"\n");
+    fs::write(&recipe, text).unwrap();
+    run(with_store(root, &root.join("store"), ["lock", "recipes/example.toml"])).assert_ok();
+    build_example(root, "out", &["oci"])
+}
+
+/// Decodes every layer of the OCI layout at `layout` with the codec its media type names
+/// (not by sniffing its bytes) and checks that the result hashes to the config's diff_id for
+/// it. Returns the layers' media types.
+pub fn check_oci_layers_decode_as_labelled(layout: &Path) -> Vec<String> {
+    use std::io::Read;
+    let json = |path: PathBuf| -> serde_json::Value { serde_json::from_slice(&fs::read(path).unwrap()).unwrap() };
+    let blob = |digest: &serde_json::Value| layout.join("blobs/sha256").join(&digest.as_str().unwrap()[7..]);
+    let index = json(layout.join("index.json"));
+    let manifest = json(blob(&index["manifests"][0]["digest"]));
+    let config = json(blob(&manifest["config"]["digest"]));
+    let layers = manifest["layers"].as_array().unwrap();
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(layers.len(), diff_ids.len(), "one diff_id per layer");
+    let mut types = Vec::new();
+    for (i, (layer, diff_id)) in layers.iter().zip(diff_ids).enumerate() {
+        let media_type = layer["mediaType"].as_str().unwrap().to_owned();
+        let file = fs::File::open(blob(&layer["digest"])).unwrap();
+        let mut decoded: Box<dyn Read> = match media_type.as_str() {
+            "application/vnd.oci.image.layer.v1.tar+zstd" => Box::new(zstd::stream::read::Decoder::new(file).unwrap()),
+            "application/vnd.oci.image.layer.v1.tar+gzip" => Box::new(flate2::read::GzDecoder::new(file)),
+            other => panic!("layer {i}: unexpected media type `{other}`"),
+        };
+        let mut hashing = candidate::digest::HashingWriter::new(std::io::sink());
+        if let Err(e) = std::io::copy(&mut decoded, &mut hashing) {
+            panic!("layer {i} ({}) is labelled `{media_type}` but does not decode as such: {e}", layer["digest"]);
+        }
+        assert_eq!(hashing.finish().0.to_string(), diff_id.as_str().unwrap(), "layer {i}: decoded, not its diff_id");
+        types.push(media_type);
+    }
+    types
+}
+
+/// The bug this guards against: layers labelled zstd that were gzip inside. Runtimes that
+/// sniff the compression (podman) ran them anyway; one that trusts the label does not.
+#[test]
+fn zstd_labelled_oci_layers_are_zstd_and_hash_to_their_diff_ids() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = build_example_with_zstd_layers(t.path());
+    let types = check_oci_layers_decode_as_labelled(&dir.join("oci"));
+    assert!(!types.is_empty());
+    assert!(types.iter().all(|t| t.ends_with("+zstd")), "{types:?}");
+}
+
 /// A tiny bootable-enough image: a static busybox, a merged-/usr skeleton, and `/etc/hostname`
 /// and `/etc/hosts` naming the host `box`, as an ordinary image does (the `lxc` format must
 /// put LXC's `LXC_NAME` in itself). `None` (a skip, under CI a failure) without busybox.
@@ -246,10 +303,10 @@ fn podman_runs_our_image_without_network() {
     fs::create_dir_all(t).unwrap();
     // Layers compressed with zstd, which podman reads (umoci and oci-image-tool here do not).
     let Some(candidate) = busybox_project(t, "layer-compression = \"zstd\"") else { return };
-    let index = fs::read_to_string(candidate.join("oci").join("index.json")).unwrap();
-    let manifest_digest = index.split("sha256:").nth(1).unwrap()[..64].to_owned();
-    let manifest = fs::read_to_string(candidate.join("oci/blobs/sha256").join(manifest_digest)).unwrap();
-    assert!(manifest.contains("application/vnd.oci.image.layer.v1.tar+zstd"), "{manifest}");
+    // podman sniffs a layer's compression rather than trusting its label, so running is no
+    // proof that the label is right: the layers are decoded as labelled first.
+    let types = check_oci_layers_decode_as_labelled(&candidate.join("oci"));
+    assert!(types.iter().all(|t| t == "application/vnd.oci.image.layer.v1.tar+zstd"), "{types:?}");
     let conf = t.join("containers.conf");
     fs::write(
         &conf,
@@ -459,4 +516,33 @@ fn the_proxmox_template_is_the_zstd_rootfs_under_its_own_name() {
     let dir = build_example(t.path(), "out", &["proxmox", "rootfs.tar.zst"]);
     let proxmox = fs::read(dir.join("debian-bookworm-example_1.0_amd64.tar.zst")).unwrap();
     assert!(proxmox == fs::read(dir.join("rootfs.tar.zst")).unwrap());
+}
+
+/// `--format` takes exactly the recipe's spellings, and a refusal (and `--help`) lists all
+/// of them, not the four rootfs tars alone.
+#[test]
+fn an_unknown_format_is_refused_naming_every_format() {
+    const ALL: [&str; 8] =
+        ["rootfs.tar", "rootfs.tar.gz", "rootfs.tar.xz", "rootfs.tar.zst", "oci", "proxmox", "lxc", "incus"];
+    let dir = tempfile::tempdir().unwrap();
+    let refused = run(with_store(
+        dir.path(),
+        &dir.path().join("store"),
+        ["build", "recipes/example.toml", "--format", "rootfs.tar.bz2"],
+    ));
+    refused.assert_code(2).assert_stderr_has("'rootfs.tar.bz2'");
+    let listed = refused
+        .stderr
+        .split_once("[possible values: ")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list.split(", ").collect::<Vec<_>>())
+        .unwrap_or_else(|| panic!("no list of formats\n{}", refused.describe()));
+    assert_eq!(listed, ALL, "{}", refused.describe());
+    let help = run(with_store(dir.path(), &dir.path().join("store"), ["build", "--help"]));
+    help.assert_ok();
+    for format in ALL {
+        assert!(help.stdout.contains(&format!("- {format}:")), "`--help` does not list {format}\n{}", help.stdout);
+    }
+    // Case matters, as in the recipe.
+    run(with_store(dir.path(), &dir.path().join("store"), ["build", "x.toml", "--format", "OCI"])).assert_code(2);
 }
