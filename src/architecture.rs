@@ -76,6 +76,7 @@ const STAGES: &[(&str, &[&str])] = &[
         "commands",
         &[
             "cli",
+            "error::render",
             "ops",
             "ops::build",
             "ops::deploy",

@@ -299,37 +299,56 @@ pub fn verify_log(dir: &Path, channel: &str, policy: &ChannelPolicy) -> Result<V
     Ok(records)
 }
 
+/// Why an attestation beside a candidate does not count for it. Each is reported on one line
+/// of a verdict (`verify`, `promote`), inside a sentence naming the file, so the detail of a
+/// JSON error is in the message rather than a `#[source]` that line would not show.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestationError {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Envelope(#[from] crate::dsse::DsseError),
+    #[error("its statement is not JSON: {0}")]
+    Statement(String),
+    #[error("it is not about this candidate (no `manifest.json` subject with its id)")]
+    NotAboutCandidate,
+    #[error("its predicate type is {0}")]
+    PredicateType(Value),
+    #[error("its result is {0}")]
+    NotPassed(Value),
+}
+
 /// Verifies a test-result (or any required) attestation envelope for a candidate.
 pub fn check_attestation(
     file: &Path,
     predicate_type: &str,
     candidate: &Digest,
     keys: &[PublicKey],
-) -> Result<(), String> {
+) -> Result<(), AttestationError> {
     let statement = read_attestation(file, candidate, keys)?;
     if statement["predicateType"] != predicate_type {
-        return Err(format!("its predicate type is {}", statement["predicateType"]));
+        return Err(AttestationError::PredicateType(statement["predicateType"].clone()));
     }
     if predicate_type == TEST_RESULT && statement["predicate"]["result"] != "PASSED" {
-        return Err(format!("its result is {}", statement["predicate"]["result"]));
+        return Err(AttestationError::NotPassed(statement["predicate"]["result"].clone()));
     }
     Ok(())
 }
 
 /// The statement of an attestation envelope about `candidate`, once a trusted key's signature
 /// over its exact payload checks and its subject names the candidate's `manifest.json`.
-pub fn read_attestation(file: &Path, candidate: &Digest, keys: &[PublicKey]) -> Result<Value, String> {
-    let bytes = fs_err::read(file).map_err(|e| e.to_string())?;
-    let envelope = Envelope::parse(&bytes).map_err(|e| e.to_string())?;
-    let verified = envelope.verify(IN_TOTO_PAYLOAD_TYPE, keys, 1).map_err(|e| e.to_string())?;
-    let statement: Value = serde_json::from_slice(&verified.payload).map_err(|e| e.to_string())?;
+pub fn read_attestation(file: &Path, candidate: &Digest, keys: &[PublicKey]) -> Result<Value, AttestationError> {
+    let envelope = Envelope::parse(&fs_err::read(file)?)?;
+    let verified = envelope.verify(IN_TOTO_PAYLOAD_TYPE, keys, 1)?;
+    let statement: Value =
+        serde_json::from_slice(&verified.payload).map_err(|e| AttestationError::Statement(e.to_string()))?;
     let names_candidate = statement["subject"]
         .as_array()
         .into_iter()
         .flatten()
         .any(|s| s["name"] == "manifest.json" && s["digest"]["sha256"] == candidate.hex().as_str());
     if !names_candidate {
-        return Err("it is not about this candidate (no `manifest.json` subject with its id)".into());
+        return Err(AttestationError::NotAboutCandidate);
     }
     Ok(statement)
 }

@@ -197,9 +197,14 @@ pub enum KeyCommand {
     },
 }
 
-fn parse_mirror(s: &str) -> Result<(String, String), String> {
+/// A `--mirror` argument that is not `NAME=URL` (clap prints it after the argument's name).
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not `NAME=URL`")]
+pub struct MirrorArgError(String);
+
+fn parse_mirror(s: &str) -> Result<(String, String), MirrorArgError> {
     match s.split_once('=') {
         Some((name, url)) if !name.is_empty() && !url.is_empty() => Ok((name.to_owned(), url.to_owned())),
-        _ => Err(format!("`{s}` is not `NAME=URL`")),
+        _ => Err(MirrorArgError(s.to_owned())),
     }
 }

@@ -43,7 +43,7 @@ pub enum LayerError {
     Entry { tarball: String, entry: String, message: String },
     #[error("tarball `{tarball}` cannot be read")]
     Tarball { tarball: String, source: ReadError },
-    #[error("layer `{layer}`: {source}")]
+    #[error("layer `{layer}`")]
     Tree { layer: String, source: TreeError },
     #[error("layer `{layer}`: the local input `{}` changed while the layer was built; build again", root.display())]
     Changed { layer: String, root: std::path::PathBuf, source: Option<crate::local::LocalError> },
@@ -319,7 +319,7 @@ fn add_tarball(
             Err(source) => return Err(LayerError::Tarball { tarball, source }),
         };
         let fail = |message: String| LayerError::Entry { tarball: tarball.clone(), entry: entry.path.clone(), message };
-        let Some(dest) = map_path(&entry.path, spec).map_err(&fail)? else { continue };
+        let Some(dest) = map_path(&entry.path, spec).map_err(|e| fail(e.to_string()))? else { continue };
         let owner = spec.owner.unwrap_or(Owner { uid: entry.uid, gid: entry.gid });
         let kind = match entry.kind {
             EntryType::Directory => Kind::Directory,
@@ -340,7 +340,7 @@ fn add_tarball(
                 Kind::File { size: entry.size, content, link_group: None }
             }
             EntryType::HardLink => {
-                let target = map_path(&entry.link, spec).map_err(&fail)?;
+                let target = map_path(&entry.link, spec).map_err(|e| fail(e.to_string()))?;
                 let found = target.as_ref().and_then(|t| files.get_mut(t.as_rel()));
                 let Some((size, content, group)) = found else {
                     return Err(fail(format!(
@@ -383,12 +383,17 @@ fn add_tarball(
     Ok(())
 }
 
+/// A tarball member name that climbs out of its destination with `..`; [`LayerError::Entry`]
+/// names the tarball and the entry.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("its path climbs with `..`; refusing it")]
+struct Climbs;
+
 /// Maps a tarball member name to its place in the image: a leading `/` is dropped (absolute
 /// names are normalised under `to`), `..` is refused, `strip-components` applied. `None`
 /// when stripping leaves nothing (the entry is skipped, as tar does).
-fn map_path(name: &str, spec: &TarballSpec) -> Result<Option<ImagePath>, String> {
-    let rel = ImagePath::from_rel(name.trim_start_matches('/'))
-        .map_err(|_| "its path climbs with `..`; refusing it".to_owned())?;
+fn map_path(name: &str, spec: &TarballSpec) -> Result<Option<ImagePath>, Climbs> {
+    let rel = ImagePath::from_rel(name.trim_start_matches('/')).map_err(|_| Climbs)?;
     let mut components = rel.as_rel().split('/').filter(|c| !c.is_empty());
     for _ in 0..spec.strip_components {
         if components.next().is_none() {

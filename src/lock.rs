@@ -90,7 +90,7 @@ pub fn check(ctx: &Context, recipe_path: &Path, lockfile_path: &Path) -> anyhow:
     let Some(text) = read_existing(lockfile_path)? else {
         return Err(CheckFailed {
             message: format!("recipe `{}` has no lockfile at `{}`", recipe_path.display(), lockfile_path.display()),
-            hint,
+            hint: Some(format!("run `candidate lock {}` to write it", recipe_path.display())),
         }
         .into());
     };

@@ -17,23 +17,14 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let (code, hint) = match err.downcast_ref::<CheckFailed>() {
-                Some(check) => (1, check.hint.clone()),
-                None => (2, None),
-            };
+            let code = if err.downcast_ref::<CheckFailed>().is_some() { 1 } else { 2 };
             // A closed stdout (`candidate build … | head`) is not worth a message.
             if err.chain().any(|e| {
                 e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             }) {
                 return ExitCode::from(code);
             }
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            if let Some(hint) = hint {
-                eprintln!("\nhint: {hint}");
-            }
+            eprint!("{}", candidate::error::render::render(&err));
             ExitCode::from(code)
         }
     }

@@ -34,7 +34,7 @@ use crate::tree::{Node, Tree, TreeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
-    #[error("failed to merge layer `{layer}` for the OCI image: {source}")]
+    #[error("failed to merge layer `{layer}` for the OCI image")]
     Merge { layer: String, source: TreeError },
     #[error(transparent)]
     Layer(#[from] layer::LayerError),

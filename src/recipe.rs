@@ -33,6 +33,19 @@ pub enum RecipeError {
     Parse { path: PathBuf, message: String },
     #[error("invalid recipe `{}`: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    /// A layer's package request that is not one relation. Boxed (the error is large), so
+    /// the chain sees a `Box` and its hint is passed on by [`RecipeError`]'s own `Hint`.
+    #[error("invalid recipe `{}`: layer `{layer}`: package `{text}`", path.display())]
+    Package { path: PathBuf, layer: Name, text: String, source: Box<crate::debian::packages::ParseRequestError> },
+}
+
+impl crate::error::Hint for RecipeError {
+    fn hints(&self) -> Vec<std::borrow::Cow<'_, str>> {
+        match self {
+            RecipeError::Package { source, .. } => crate::error::Hint::hints(source.as_ref()),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Why a value in a recipe is not what its key takes. Each message quotes the value; the TOML
@@ -560,8 +573,12 @@ impl Recipe {
                     )));
                 }
                 for text in &layer.packages {
-                    crate::debian::packages::Requested::parse(text)
-                        .map_err(|e| invalid(format!("layer `{}`: package `{text}`: {e}", layer.name)))?;
+                    crate::debian::packages::Requested::parse(text).map_err(|e| RecipeError::Package {
+                        path: self.path.clone(),
+                        layer: layer.name.clone(),
+                        text: text.clone(),
+                        source: Box::new(e),
+                    })?;
                 }
                 for name in &layer.exclude {
                     name.parse::<crate::debian::packages::PackageName>()

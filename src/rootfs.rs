@@ -25,7 +25,7 @@ use crate::tree::{Tree, TreeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
-    #[error("failed to merge layer `{layer}` into the root filesystem: {source}")]
+    #[error("failed to merge layer `{layer}` into the root filesystem")]
     Merge { layer: String, source: TreeError },
     #[error(transparent)]
     Layer(#[from] LayerError),

@@ -20,6 +20,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 
+use crate::error::Hinted;
+
 use super::control::{Dialect, Stanzas};
 use super::packages::{Architecture, Package};
 use super::release::{verify_inrelease, Keyring, Release};
@@ -431,12 +433,14 @@ fn check_rollback(
     let seen: Option<Seen> = fs_err::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
     if let Some(seen) = &seen {
         if release.date < seen.date && !allow {
-            bail!(
-                "archive `{}`: rollback refused: its `InRelease` is dated {} (unix time), older than {} already seen from this archive\n\nhint: a mirror is stale or replaying an old `InRelease`; pass `--allow-rollback` to lock against it knowingly",
-                source.name,
-                release.date,
-                seen.date
-            );
+            bail!(Hinted::new(
+                format!(
+                    "archive `{}`: rollback refused: its `InRelease` is dated {} (unix time), older than {} already \
+                     seen from this archive",
+                    source.name, release.date, seen.date
+                ),
+                "a mirror is stale or replaying an old `InRelease`; pass `--allow-rollback` to lock against it knowingly",
+            ));
         }
         if release.date <= seen.date {
             return Ok(());

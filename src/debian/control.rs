@@ -54,7 +54,7 @@ pub enum ControlError {
     OrphanContinuation { line: usize, text: String },
     #[error(
         "line {line}: a line of only spaces and tabs; it is not allowed inside a stanza, and is not taken as a \
-         separator between stanzas either\n\nhint: separate stanzas with empty lines"
+         separator between stanzas either"
     )]
     WhitespaceLine { line: usize },
     #[error(
@@ -70,6 +70,15 @@ pub enum ControlError {
     NoStanza,
     #[error("line {line}: a second stanza where only one is expected")]
     ExtraStanza { line: usize },
+}
+
+impl crate::error::Hint for ControlError {
+    fn hints(&self) -> Vec<Cow<'_, str>> {
+        match self {
+            ControlError::WhitespaceLine { .. } => vec!["separate stanzas with empty lines".into()],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Which deb822 files the input is: the rules differ in comments only (see the module docs).

@@ -48,7 +48,7 @@ pub struct DbPackage<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("control file of `{package}`: {source}")]
+    #[error("control file of `{package}`")]
     Control { package: String, source: ControlError },
     #[error("control file of `{package}`, field `{field}`: {message}")]
     Field { package: String, field: String, message: String },

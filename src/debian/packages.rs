@@ -424,6 +424,17 @@ pub struct RelationError {
     pub kind: RelationErrorKind,
 }
 
+/// A version in a relation is shown inline (`{kind}`), not as a source, so its hint is
+/// passed on here.
+impl crate::error::Hint for RelationError {
+    fn hints(&self) -> Vec<std::borrow::Cow<'_, str>> {
+        match &self.kind {
+            RelationErrorKind::Version(e) => crate::error::Hint::hints(e),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// What was wrong in a [`RelationError`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RelationErrorKind {
@@ -825,6 +836,17 @@ pub enum ParseRequestError {
     Relation(#[from] RelationError),
     #[error("`{0}` is not one package: a request names one package, without alternatives or commas")]
     NotOne(String),
+}
+
+/// A transparent [`RelationError`] is not a cause of its own in the chain: its hint is
+/// passed on here.
+impl crate::error::Hint for ParseRequestError {
+    fn hints(&self) -> Vec<std::borrow::Cow<'_, str>> {
+        match self {
+            ParseRequestError::Relation(e) => crate::error::Hint::hints(e),
+            ParseRequestError::NotOne(_) => Vec::new(),
+        }
+    }
 }
 
 impl Requested {

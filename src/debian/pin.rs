@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context as _};
 
+use crate::error::Hinted;
+
 use crate::context::Context;
 use crate::debian::archive::{self, Freshness, Source};
 use crate::debian::packages::Requested;
@@ -184,15 +186,14 @@ pub fn check_locked(
                 p.version.as_str() == pinned.version.as_str() && p.size == pinned.size && p.sha256 == pinned.sha256
             });
             if !vouched {
-                bail!(
-                    "package `{}` {} ({}) is pinned to {} ({} bytes), which no signed index of archive `{}` vouches for; the lockfile was altered\n\nhint: run `candidate lock` to pin what the archive serves",
-                    pinned.name,
-                    pinned.version,
-                    pinned.architecture,
-                    pinned.sha256,
-                    pinned.size,
-                    locked.name
-                );
+                bail!(Hinted::new(
+                    format!(
+                        "package `{}` {} ({}) is pinned to {} ({} bytes), which no signed index of archive `{}` \
+                         vouches for; the lockfile was altered",
+                        pinned.name, pinned.version, pinned.architecture, pinned.sha256, pinned.size, locked.name
+                    ),
+                    "run `candidate lock` to pin what the archive serves",
+                ));
             }
         }
     }

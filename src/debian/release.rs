@@ -78,7 +78,7 @@ pub enum ReleaseError {
         source: pgp::errors::Error,
     },
     #[error(
-        "keyring `{}` holds a secret key ({fingerprint})\n\nhint: export only the public part, with `gpg --export`",
+        "keyring `{}` holds a secret key ({fingerprint})",
         path.display()
     )]
     KeyringSecret { path: PathBuf, fingerprint: String },
@@ -138,10 +138,22 @@ pub enum ReleaseError {
     DuplicatePath { path: String },
     #[error("`Release` has no `SHA256` entries; archives without sha256 index digests are refused")]
     NoSha256,
-    #[error("`Release` expired: `Valid-Until` is {valid_until} (unix time), now is {now}\n\nhint: the mirror is stale, or someone is replaying an old `InRelease`")]
+    #[error("`Release` expired: `Valid-Until` is {valid_until} (unix time), now is {now}")]
     Expired { valid_until: i64, now: i64 },
-    #[error("`Release` is dated {date} (unix time), in the future (now is {now}, allowed skew {skew}s)\n\nhint: check the system clock")]
+    #[error("`Release` is dated {date} (unix time), in the future (now is {now}, allowed skew {skew}s)")]
     FromTheFuture { date: i64, now: i64, skew: i64 },
+}
+
+impl crate::error::Hint for ReleaseError {
+    fn hints(&self) -> Vec<std::borrow::Cow<'_, str>> {
+        let hint = match self {
+            ReleaseError::KeyringSecret { .. } => "export only the public part, with `gpg --export`",
+            ReleaseError::Expired { .. } => "the mirror is stale, or someone is replaying an old `InRelease`",
+            ReleaseError::FromTheFuture { .. } => "check the system clock",
+            _ => return Vec::new(),
+        };
+        vec![hint.into()]
+    }
 }
 
 /// The public keys an archive may be signed with: one or more OpenPGP certificates.

@@ -1413,7 +1413,11 @@ Package: tzdata\nArchitecture: all\nPriority: required\n";
 
     /// An independent check of a resolution: every dependency is met by chosen or installed
     /// packages, and no two of them conflict. Single architecture only, so the rules are short.
-    fn check_closed_and_conflict_free(u: &Universe, installed: &[PackageId], r: &Resolution) -> Result<(), String> {
+    fn check_closed_and_conflict_free(
+        u: &Universe,
+        installed: &[PackageId],
+        r: &Resolution,
+    ) -> Result<(), TestCaseError> {
         let all: Vec<&Package> =
             installed.iter().chain(r.chosen.iter().map(|cc| &cc.id)).map(|&id| u.package(id)).collect();
         let meets = |relation: &Relation, p: &Package| {
@@ -1424,7 +1428,7 @@ Package: tzdata\nArchitecture: all\nPriority: required\n";
             let p = u.package(cc.id);
             for alternatives in p.depends.iter().chain(p.pre_depends.iter()) {
                 if !alternatives.iter().any(|relation| all.iter().any(|q| meets(relation, q))) {
-                    return Err(format!("{} {}: `{alternatives}` not met", p.name, p.version));
+                    return Err(TestCaseError::fail(format!("{} {}: `{alternatives}` not met", p.name, p.version)));
                 }
             }
         }
@@ -1434,13 +1438,16 @@ Package: tzdata\nArchitecture: all\nPriority: required\n";
                     continue;
                 }
                 if aa.name == bb.name {
-                    return Err(format!("two versions of {}", aa.name));
+                    return Err(TestCaseError::fail(format!("two versions of {}", aa.name)));
                 }
                 for relation in aa.conflicts.iter().chain(aa.breaks.iter()).flat_map(Alternatives::iter) {
                     let hit = (bb.name == relation.name && relation.version_satisfied_by(&bb.version))
                         || (relation.version.is_none() && bb.provides.iter().any(|pr| pr.name == relation.name));
                     if hit {
-                        return Err(format!("{} {} conflicts with {} {}", aa.name, aa.version, bb.name, bb.version));
+                        return Err(TestCaseError::fail(format!(
+                            "{} {} conflicts with {} {}",
+                            aa.name, aa.version, bb.name, bb.version
+                        )));
                     }
                 }
             }

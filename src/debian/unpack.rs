@@ -35,8 +35,8 @@ use md5::{Digest as _, Md5};
 
 use super::control::{self, ControlError, Dialect};
 use super::deb::{self, Compression, DebError, DebReader, MemberKind};
-use super::packages::{Architecture, PackageName};
-use super::version::Version;
+use super::packages::{Architecture, FieldError, PackageName};
+use super::version::{ParseVersionError, Version};
 use crate::recipe::ImagePath;
 use crate::tar::reader::{self, EntryType, ReadError, TarReader};
 use crate::tree::{Content, Kind, Node, Tree, TreeError};
@@ -113,13 +113,13 @@ impl Default for UnpackLimits {
 /// where it applies the member and the entry.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("package `{label}`: {source}")]
+    #[error("package `{label}`")]
     Deb { label: String, source: DebError },
     #[error("package `{label}`: cannot read it")]
     Io { label: String, source: io::Error },
     #[error("package `{label}`: cannot write to the spool file")]
     Spool { label: String, source: io::Error },
-    #[error("package `{label}`, member `{member}`: {source}")]
+    #[error("package `{label}`, member `{member}`")]
     Tar { label: String, member: String, source: ReadError },
     #[error(
         "package `{label}`, member `{member}`: it decompresses to more than {limit} bytes; \
@@ -132,12 +132,37 @@ pub enum UnpackError {
     TrailingData { label: String, member: String },
     #[error("package `{label}`, member `{member}`, entry `{entry}`: {message}")]
     Entry { label: String, member: String, entry: String, message: String },
-    #[error("package `{label}`, member `{member}`, entry `{entry}`: {source}")]
+    #[error("package `{label}`, member `{member}`, entry `{entry}`")]
     Tree { label: String, member: String, entry: String, source: Box<TreeError> },
     #[error("package `{label}`, control file `{file}`: {message}")]
     Control { label: String, file: String, message: String },
-    #[error("package `{label}`, control file `{file}`: {source}")]
+    #[error("package `{label}`, control file `{file}`")]
     ControlSyntax { label: String, file: String, source: ControlError },
+    #[error("package `{label}`, control file `control`, field `{field}`")]
+    Field { label: String, field: &'static str, source: Box<FieldError> },
+    /// Apart from [`UnpackError::Field`], unboxed: the version error must be an error of the
+    /// chain itself for its hint to be found (a `Box` or a transparent variant hides it).
+    #[error("package `{label}`, control file `control`, field `Version`")]
+    Version { label: String, source: ParseVersionError },
+    #[error("package `{label}`, control file `conffiles`")]
+    Conffiles { label: String, source: ConffileError },
+}
+
+/// What is wrong with a package's `conffiles`, line by line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConffileError {
+    // dpkg ≥ 1.20 allows a `remove-on-upgrade` flag before the path; it asks for a file to be
+    // removed, which an image build has no earlier version to do on.
+    #[error("`{line}` is not an absolute path (flags such as `remove-on-upgrade` are not supported)")]
+    NotAbsolute { line: String },
+    #[error("conffile {message}")]
+    BadPath { message: String },
+    #[error("conffile `{line}` is a {kind} in the data, not a regular file")]
+    NotAFile { line: String, kind: &'static str },
+    #[error("conffile `{line}` is not in the package's data")]
+    Missing { line: String },
+    #[error("conffile `{line}` is listed twice")]
+    Twice { line: String },
 }
 
 /// Unpacks the package in `deb` (read from its start, whatever the file's offset).
@@ -179,11 +204,16 @@ pub fn unpack(
     let syntax = |source| UnpackError::ControlSyntax { label: label.to_owned(), file: "control".into(), source };
     let stanza = control::parse_one(&control, Dialect::Archive).map_err(syntax)?;
     let field = |name: &str| stanza.require(name).map(str::trim).map_err(syntax);
-    let name: PackageName = field("Package")?.parse().map_err(|e| control_error("control", format!("{e}")))?;
+    let bad = |field: &'static str, source: FieldError| UnpackError::Field {
+        label: label.to_owned(),
+        field,
+        source: Box::new(source),
+    };
+    let name: PackageName = field("Package")?.parse().map_err(|e| bad("Package", FieldError::from(e)))?;
     let version: Version =
-        field("Version")?.parse().map_err(|e| control_error("control", format!("invalid `Version`: {e}")))?;
+        field("Version")?.parse().map_err(|source| UnpackError::Version { label: label.to_owned(), source })?;
     let architecture: Architecture =
-        field("Architecture")?.parse().map_err(|e| control_error("control", format!("{e}")))?;
+        field("Architecture")?.parse().map_err(|e| bad("Architecture", FieldError::from(e)))?;
 
     // The control file is checked before the data is read: a package whose control is
     // wrong is refused without decompressing what may be gigabytes.
@@ -199,9 +229,8 @@ pub fn unpack(
 
     let conffiles = match files.remove("conffiles") {
         None => Vec::new(),
-        Some(bytes) => {
-            parse_conffiles(&text("conffiles", bytes)?, &data.tree).map_err(|m| control_error("conffiles", m))?
-        }
+        Some(bytes) => parse_conffiles(&text("conffiles", bytes)?, &data.tree)
+            .map_err(|source| UnpackError::Conffiles { label: label.to_owned(), source })?,
     };
     let md5sums = match files.remove("md5sums") {
         Some(bytes) => text("md5sums", bytes)?,
@@ -221,7 +250,7 @@ pub fn unpack(
 }
 
 /// `conffiles`: one absolute path a line; each must be a regular file of the data.
-fn parse_conffiles(text: &str, tree: &Tree) -> Result<Vec<String>, String> {
+fn parse_conffiles(text: &str, tree: &Tree) -> Result<Vec<String>, ConffileError> {
     let mut out: Vec<String> = Vec::new();
     for line in text.lines() {
         let line = line.trim_end();
@@ -229,23 +258,17 @@ fn parse_conffiles(text: &str, tree: &Tree) -> Result<Vec<String>, String> {
             continue;
         }
         if !line.starts_with('/') {
-            // dpkg ≥ 1.20 allows a `remove-on-upgrade` flag before the path; it asks for
-            // a file to be removed, which an image build has no earlier version to do on.
-            return Err(format!(
-                "`{line}` is not an absolute path (flags such as `remove-on-upgrade` are not supported)"
-            ));
+            return Err(ConffileError::NotAbsolute { line: line.to_owned() });
         }
-        let rel = ImagePath::from_rel(line).map_err(|e| format!("conffile {e}"))?;
+        let rel = ImagePath::from_rel(line).map_err(|e| ConffileError::BadPath { message: e.to_string() })?;
         match tree.get(rel.as_rel()).map(|n| &n.kind) {
             Some(Kind::File { .. }) => {}
-            Some(kind) => {
-                return Err(format!("conffile `{line}` is a {} in the data, not a regular file", kind.describe()))
-            }
-            None => return Err(format!("conffile `{line}` is not in the package's data")),
+            Some(kind) => return Err(ConffileError::NotAFile { line: line.to_owned(), kind: kind.describe() }),
+            None => return Err(ConffileError::Missing { line: line.to_owned() }),
         }
         let path = format!("/{}", rel.as_rel());
         if out.contains(&path) {
-            return Err(format!("conffile `{line}` is listed twice"));
+            return Err(ConffileError::Twice { line: line.to_owned() });
         }
         out.push(path);
     }
@@ -729,7 +752,8 @@ mod tests {
 
     fn err(bytes: &[u8]) -> String {
         let e = unpack_bytes(bytes, UnpackLimits::default()).unwrap_err();
-        let text = e.to_string();
+        // The whole chain, as `main` shows it: the package, then each cause.
+        let text = format!("{:#}", anyhow::Error::new(e));
         assert!(text.contains("hello_1.0-1_amd64.deb"), "the error names the package: {text}");
         text
     }

@@ -80,10 +80,7 @@ pub enum ParseVersionError {
     Empty,
     #[error("invalid Debian version `{version}`: the epoch before `:` is empty")]
     EmptyEpoch { version: String },
-    #[error(
-        "invalid Debian version `{version}`: the epoch before the first `:` is not a number\n\n\
-         hint: `:` may appear in the upstream version only after an explicit epoch (`0:` is the default)"
-    )]
+    #[error("invalid Debian version `{version}`: the epoch before the first `:` is not a number")]
     EpochNotNumber { version: String },
     #[error("invalid Debian version `{version}`: the epoch is larger than dpkg allows ({MAX_EPOCH})")]
     EpochTooBig { version: String },
@@ -101,6 +98,17 @@ pub enum ParseVersionError {
          (only ASCII letters, digits and `.+~`)"
     )]
     InvalidRevisionCharacter { version: String, character: char },
+}
+
+impl crate::error::Hint for ParseVersionError {
+    fn hints(&self) -> Vec<std::borrow::Cow<'_, str>> {
+        match self {
+            ParseVersionError::EpochNotNumber { .. } => {
+                vec!["`:` may appear in the upstream version only after an explicit epoch (`0:` is the default)".into()]
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl Version {

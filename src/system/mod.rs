@@ -39,6 +39,11 @@ pub const NODE_FILE: &str = "etc/candidate/node";
 /// How long a probe may take to succeed when the role gives no `ready-timeout`.
 pub const DEFAULT_READY_TIMEOUT: u64 = 60;
 
+/// Roles whose `after` lists lead back to the first: `a -> b -> a`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`after` has a cycle: {}", .0.join(" -> "))]
+pub struct Cycle(pub Vec<String>);
+
 /// Why a system file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SystemError {
@@ -229,13 +234,13 @@ impl System {
                 }
             }
         }
-        self.tiers().map(|_| ()).map_err(invalid)
+        self.tiers().map(|_| ()).map_err(|cycle| invalid(cycle.to_string()))
     }
 
     /// The roles in start order, tier by tier: a role's tier is one more than the highest
     /// tier of the roles it is `after` (0 with none); roles of a tier sorted by name. An
     /// `after` cycle is an error naming it (`a -> b -> a`).
-    pub fn role_tiers(&self) -> Result<Vec<Vec<Name>>, String> {
+    pub fn role_tiers(&self) -> Result<Vec<Vec<Name>>, Cycle> {
         let mut tier_of: BTreeMap<&str, usize> = BTreeMap::new();
         // Depth-first, with the path on a stack so that a cycle can be named.
         fn visit<'a>(
@@ -243,14 +248,14 @@ impl System {
             name: &'a str,
             path: &mut Vec<&'a str>,
             tier_of: &mut BTreeMap<&'a str, usize>,
-        ) -> Result<usize, String> {
+        ) -> Result<usize, Cycle> {
             if let Some(&t) = tier_of.get(name) {
                 return Ok(t);
             }
             if let Some(at) = path.iter().position(|p| *p == name) {
                 let mut cycle: Vec<&str> = path[at..].to_vec();
                 cycle.push(name);
-                return Err(format!("`after` has a cycle: {}", cycle.join(" -> ")));
+                return Err(Cycle(cycle.into_iter().map(str::to_owned).collect()));
             }
             path.push(name);
             let mut tier = 0;
@@ -277,7 +282,7 @@ impl System {
 
     /// The nodes in start order, tier by tier (file order within a tier); tiers without a
     /// node (a role nobody has) are dropped.
-    pub fn tiers(&self) -> Result<Vec<Vec<&NodeSpec>>, String> {
+    pub fn tiers(&self) -> Result<Vec<Vec<&NodeSpec>>, Cycle> {
         let tiers = self.role_tiers()?;
         Ok(tiers
             .iter()

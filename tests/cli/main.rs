@@ -9,6 +9,7 @@ mod formats;
 mod hostile;
 mod per_machine;
 mod qualify;
+mod refusals;
 mod release;
 mod store;
 mod systems;
