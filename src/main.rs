@@ -97,7 +97,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ops::test::test(&ctx, &candidate, &options)?;
         }
         Command::Deploy { candidate, system, name, keep, runtime } => {
-            ops::deploy::deploy(&ctx, &candidate, &system, name.as_deref(), keep, runtime, policy, channels)?;
+            let options = ops::deploy::Options { system: &system, name: name.as_deref(), keep, backend: runtime };
+            ops::deploy::deploy(&ctx, &candidate, &options, policy, channels)?;
         }
         Command::Status { name } => ops::status::status(&ctx, name.as_deref())?,
         Command::Undeploy { name, when_stdin_closes } => ops::undeploy::undeploy(&ctx, &name, when_stdin_closes)?,

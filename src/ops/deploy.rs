@@ -14,16 +14,22 @@ use crate::system::lxc::{self, Backend, DeployOptions, NodeRecord};
 use crate::system::System;
 
 /// `candidate deploy`.
+/// What `deploy` is asked besides the candidate.
+pub struct Options<'a> {
+    pub system: &'a Path,
+    pub name: Option<&'a str>,
+    pub keep: bool,
+    pub backend: Backend,
+}
+
 pub fn deploy(
     ctx: &Context,
     candidate: &str,
-    system: &Path,
-    name: Option<&str>,
-    keep: bool,
-    backend: Backend,
+    options: &Options<'_>,
     policy: &Path,
     channels: Option<&Path>,
 ) -> anyhow::Result<()> {
+    let Options { system, name, keep, backend } = *options;
     let system = System::load(system)?;
     let (dir, id) = lxc::resolve_candidate(ctx, candidate, policy, channels)?;
     lxc::check_candidate(ctx, &dir, &id, policy)?;

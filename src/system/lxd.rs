@@ -252,7 +252,7 @@ impl Lxd {
     }
 
     /// Imports a split image (`POST /1.0/images`, multipart `metadata` then `rootfs`).
-    pub fn import_image(&self, meta: &Path, rootfs: &Path) -> Result<Value, LxdError> {
+    pub fn import_image(&self, meta: &Path, rootfs: &Path) -> anyhow::Result<Value> {
         let boundary = "candidate-split-image-boundary";
         let part = |name: &str| {
             format!(
@@ -262,10 +262,7 @@ impl Lxd {
         };
         let (head_meta, head_rootfs, tail) =
             (part("metadata"), format!("\r\n{}", part("rootfs")), format!("\r\n--{boundary}--\r\n"));
-        let open = |path: &Path| {
-            fs_err::File::open(path).map_err(|e| LxdError::Io { socket: path.to_owned(), source: e.into() })
-        };
-        let (meta_file, rootfs_file) = (open(meta)?, open(rootfs)?);
+        let (meta_file, rootfs_file) = (fs_err::File::open(meta)?, fs_err::File::open(rootfs)?);
         let size = |f: &fs_err::File| f.metadata().map(|m| m.len()).map_err(self.io());
         let length =
             (head_meta.len() + head_rootfs.len() + tail.len()) as u64 + size(&meta_file)? + size(&rootfs_file)?;
@@ -277,7 +274,7 @@ impl Lxd {
             .chain(tail.as_bytes());
         let headers = [("Content-Type", format!("multipart/form-data; boundary={boundary}"))];
         let value = self.call("POST", "/1.0/images", &headers, &mut body, length)?;
-        self.settle("POST", "/1.0/images", value, None)
+        Ok(self.settle("POST", "/1.0/images", value, None)?)
     }
 
     /// The instance's status (`Running`, `Stopped` …), if it exists.
