@@ -55,6 +55,15 @@ pub enum LxdError {
     Refused { method: String, path: String, status: u16, message: String },
 }
 
+/// An HTTP request: `length` bytes of `body` are sent.
+struct Request<'a> {
+    method: &'a str,
+    path: &'a str,
+    headers: &'a [(&'a str, String)],
+    body: &'a mut dyn Read,
+    length: u64,
+}
+
 /// An HTTP response: its status and body.
 struct Response {
     status: u16,
@@ -87,14 +96,8 @@ impl Lxd {
 
     /// One request on a fresh connection (`Connection: close`); `body` is streamed with its
     /// length given first.
-    fn http(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, String)],
-        body: &mut dyn Read,
-        length: u64,
-    ) -> Result<Response, LxdError> {
+    fn http(&self, request: Request<'_>) -> Result<Response, LxdError> {
+        let Request { method, path, headers, body, length } = request;
         let mut stream = UnixStream::connect(&self.socket)
             .map_err(|source| LxdError::Connect { socket: self.socket.clone(), source })?;
         let mut head =
@@ -171,7 +174,7 @@ impl Lxd {
         body: &mut dyn Read,
         length: u64,
     ) -> Result<Value, LxdError> {
-        let response = self.http(method, path, headers, body, length)?;
+        let response = self.http(Request { method, path, headers, body, length })?;
         let value: Value = serde_json::from_slice(&response.body)
             .map_err(|e| self.protocol(method, path, format!("not JSON ({e})")))?;
         if response.status >= 400 || value["type"] == "error" {
@@ -230,7 +233,8 @@ impl Lxd {
 
     /// Raw bytes of a `GET` (an exec's recorded output).
     pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, LxdError> {
-        let response = self.http("GET", path, &[], &mut std::io::empty(), 0)?;
+        let response =
+            self.http(Request { method: "GET", path, headers: &[], body: &mut std::io::empty(), length: 0 })?;
         if response.status >= 400 {
             return Err(LxdError::Refused {
                 method: "GET".into(),

@@ -164,6 +164,21 @@ fn assert_gone(p: &Project, name: &str, record: Option<&Value>) {
     assert!(procs.is_empty(), "processes of `{name}` are left: {procs:?}");
 }
 
+/// PRIME and BACKUP in one tier, CLIENT after it; CLIENT started only once PRIME was ready;
+/// every node runs. Returns the three nodes of `status --json`.
+#[track_caller]
+fn assert_started_in_tiers(record: &Value) -> (&Value, &Value, &Value) {
+    let (prime, backup, client) = (node(record, "prime1"), node(record, "backup1"), node(record, "client1"));
+    assert_eq!((prime["tier"].as_u64(), backup["tier"].as_u64(), client["tier"].as_u64()), (Some(0), Some(0), Some(1)));
+    let ms = |n: &Value, k: &str| n[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {n}"));
+    assert!(ms(client, "started_ms") >= ms(prime, "ready_ms"), "CLIENT started before PRIME was ready: {record}");
+    assert!(ms(backup, "started_ms") < ms(prime, "ready_ms"), "BACKUP did not start with PRIME: {record}");
+    for n in [prime, backup, client] {
+        assert_eq!(n["state"], "RUNNING", "{record}");
+    }
+    (prime, backup, client)
+}
+
 fn node<'a>(record: &'a Value, name: &str) -> &'a Value {
     // `status --json`: each node's record with its container's state now.
     record["nodes"]
@@ -281,14 +296,7 @@ fn the_example_system_deploys_tier_by_tier_on_an_isolated_network() {
     assert_eq!(d["candidate"], super::sha256(&manifest), "{record}");
 
     // PRIME and BACKUP in one tier, CLIENT after it; CLIENT started only once PRIME was ready.
-    let (prime, backup, client) = (node(&record, "prime1"), node(&record, "backup1"), node(&record, "client1"));
-    assert_eq!((prime["tier"].as_u64(), backup["tier"].as_u64(), client["tier"].as_u64()), (Some(0), Some(0), Some(1)));
-    let ms = |n: &Value, k: &str| n[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {n}"));
-    assert!(ms(client, "started_ms") >= ms(prime, "ready_ms"), "CLIENT started before PRIME was ready: {record}");
-    assert!(ms(backup, "started_ms") < ms(prime, "ready_ms"), "BACKUP did not start with PRIME: {record}");
-    for n in [prime, backup, client] {
-        assert_eq!(n["state"], "RUNNING", "{record}");
-    }
+    assert_started_in_tiers(&record);
 
     // CLIENT reaches PRIME by name over the bridge; no node has a route off it, and the host
     // has no address on the bridge.
@@ -793,14 +801,7 @@ fn the_example_system_deploys_and_qualifies_on_lxd_through_its_api() {
     let record = status(p, "ground-lxd");
     let d = &record["deployment"];
     assert_eq!((d["phase"].as_str(), d["runtime"].as_str()), (Some("ready"), Some("lxd")), "{record}");
-    let (prime, backup, client) = (node(&record, "prime1"), node(&record, "backup1"), node(&record, "client1"));
-    assert_eq!((prime["tier"].as_u64(), backup["tier"].as_u64(), client["tier"].as_u64()), (Some(0), Some(0), Some(1)));
-    let ms = |n: &Value, k: &str| n[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {n}"));
-    assert!(ms(client, "started_ms") >= ms(prime, "ready_ms"), "CLIENT started before PRIME was ready: {record}");
-    assert!(ms(backup, "started_ms") < ms(prime, "ready_ms"), "BACKUP did not start with PRIME: {record}");
-    for n in [prime, backup, client] {
-        assert_eq!(n["state"], "RUNNING", "{record}");
-    }
+    let (prime, backup, client) = assert_started_in_tiers(&record);
     let mut names = instances();
     names.sort();
     let mut expected: Vec<String> =
