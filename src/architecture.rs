@@ -68,6 +68,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "registry",
             "release",
             "system::lxc",
+            "system::lxd",
             "system::qualify",
             "verify",
         ],

@@ -118,7 +118,7 @@ pub enum Command {
         /// A script to run as `/bin/sh /run/candidate/NAME` (repeatable; each in its own instance).
         #[arg(long = "script", value_name = "PATH", required_unless_present = "system", conflicts_with = "system")]
         scripts: Vec<PathBuf>,
-        /// Qualify a whole system instead: deploy it fresh on LXC, run its roles' tests and
+        /// Qualify a whole system instead: deploy it fresh on LXC (or LXD: `--runtime lxd`), run its roles' tests and
         /// system tests, write per-node reports and JUnit XML, tear it down.
         #[arg(long, value_name = "FILE")]
         system: Option<PathBuf>,
@@ -149,6 +149,9 @@ pub enum Command {
         /// Keep what was made when a node fails (then `undeploy` removes it).
         #[arg(long)]
         keep: bool,
+        /// Where the nodes run: LXC on this machine, or the LXD/Incus daemon of `LXD_DIR`.
+        #[arg(long, value_enum, default_value = "lxc")]
+        runtime: crate::system::lxc::Backend,
     },
     /// Show a deployment (or list every deployment of this store).
     Status { name: Option<String> },

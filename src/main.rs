@@ -70,10 +70,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Diff { a, b } => ops::diff::diff(&ctx, &a, &b)?,
         Command::Key { action: KeyCommand::Generate { out } } => ops::key::generate_key(&ctx, &out)?,
         Command::Sign { candidate, keys } => ops::key::sign(&ctx, &candidate, &keys)?,
-        Command::Test { candidate, system: Some(system), report, timeout, sign, .. } => {
+        Command::Test { candidate, system: Some(system), report, timeout, sign, runtime, .. } => {
             let sign = sign.iter().map(|k| PrivateKey::load(k)).collect::<Result<Vec<_>, _>>()?;
             let timeout = std::time::Duration::from_secs(timeout);
-            let options = ops::test_system::Options { system, report, timeout, sign };
+            // A system runs on LXC unless LXD is asked for (the sandbox runs no system).
+            let backend = match runtime {
+                candidate::qualify::Runtime::Lxd => candidate::system::lxc::Backend::Lxd,
+                _ => candidate::system::lxc::Backend::Lxc,
+            };
+            let options = ops::test_system::Options { system, report, timeout, sign, backend };
             ops::test_system::test_system(&ctx, &candidate, &options, policy, channels)?;
         }
         Command::Test { candidate, scripts, timeout, sign, runtime, .. } => {
@@ -82,8 +87,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let options = candidate::qualify::TestOptions { scripts, timeout, sign, runtime };
             ops::test::test(&ctx, &candidate, &options)?;
         }
-        Command::Deploy { candidate, system, name, keep } => {
-            ops::deploy::deploy(&ctx, &candidate, &system, name.as_deref(), keep, policy, channels)?;
+        Command::Deploy { candidate, system, name, keep, runtime } => {
+            let options = ops::deploy::Options { system: &system, name: name.as_deref(), keep, backend: runtime };
+            ops::deploy::deploy(&ctx, &candidate, &options, policy, channels)?;
         }
         Command::Status { name } => ops::status::status(&ctx, name.as_deref())?,
         Command::Undeploy { name, when_stdin_closes } => ops::undeploy::undeploy(&ctx, &name, when_stdin_closes)?,

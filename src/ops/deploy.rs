@@ -1,5 +1,6 @@
 //! `candidate deploy CANDIDATE --system FILE [--name NAME] [--keep]`: verifies the candidate,
-//! deploys its system on LXC ([`crate::system::lxc`]) and prints every node with its address
+//! deploys its system on LXC ([`crate::system::lxc`]) or, with `--runtime lxd`, on an
+//! LXD/Incus daemon ([`crate::system::lxd`]) and prints every node with its address
 //! and when it started and was ready.
 
 use std::path::Path;
@@ -9,26 +10,33 @@ use anyhow::Context as _;
 use super::Context;
 use crate::digest::Digest;
 use crate::dist::MANIFEST;
-use crate::system::lxc::{self, DeployOptions, NodeRecord};
+use crate::system::lxc::{self, Backend, DeployOptions, NodeRecord};
 use crate::system::System;
 
 /// `candidate deploy`.
+/// What `deploy` is asked besides the candidate.
+pub struct Options<'a> {
+    pub system: &'a Path,
+    pub name: Option<&'a str>,
+    pub keep: bool,
+    pub backend: Backend,
+}
+
 pub fn deploy(
     ctx: &Context,
     candidate: &str,
-    system: &Path,
-    name: Option<&str>,
-    keep: bool,
+    options: &Options<'_>,
     policy: &Path,
     channels: Option<&Path>,
 ) -> anyhow::Result<()> {
+    let Options { system, name, keep, backend } = *options;
     let system = System::load(system)?;
     let (dir, id) = lxc::resolve_candidate(ctx, candidate, policy, channels)?;
     lxc::check_candidate(ctx, &dir, &id, policy)?;
     let manifest = crate::manifest::Manifest::read(&dir.join(MANIFEST))?;
     let name = name.unwrap_or(system.name.as_str());
     let options =
-        DeployOptions { name, system: &system, candidate_dir: &dir, candidate: id, manifest: &manifest, keep };
+        DeployOptions { name, system: &system, candidate_dir: &dir, candidate: id, manifest: &manifest, keep, backend };
     let (record, _) = lxc::deploy(ctx, &options).with_context(|| format!("cannot deploy system `{}`", system.name))?;
     if ctx.printer.json() {
         return ctx.printer.data(&Deployed {

@@ -17,19 +17,17 @@ pub fn status(ctx: &Context, name: Option<&str>) -> anyhow::Result<()> {
         return Ok(());
     };
     let (_, record) = lxc::open(ctx, name)?;
-    let states: Vec<String> = record
-        .nodes
-        .iter()
-        .map(|n| lxc::container_state(&record.lxcpath, &n.container).unwrap_or_else(|| "MISSING".into()))
-        .collect();
+    let runtime = lxc::nodes(&record);
+    let states: Vec<String> =
+        record.nodes.iter().map(|n| runtime.state(n).unwrap_or_else(|| "MISSING".into())).collect();
     if ctx.printer.json() {
         let nodes = record.nodes.iter().zip(&states).map(|(node, state)| Node { node, state }).collect();
         return ctx.printer.data(&Status { deployment: &record, nodes });
     }
     println!("{}  {}  system {} ({})", record.name, phase(&record), record.system, record.system_file.display());
     println!(
-        "  candidate {}\n  plan      {}\n  network   {} on bridge {}",
-        record.candidate, record.plan, record.subnet, record.bridge
+        "  candidate {}\n  plan      {}\n  network   {} on bridge {}\n  runtime   {}",
+        record.candidate, record.plan, record.subnet, record.bridge, record.runtime
     );
     for (node, state) in record.nodes.iter().zip(&states) {
         println!("{}  {state}", node.line(record.origin_ms()));

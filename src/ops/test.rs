@@ -31,6 +31,7 @@ pub fn test(ctx: &Context, candidate: &str, options: &TestOptions) -> anyhow::Re
                 runs.push(run);
             }
         }
+        Runtime::Lxd => anyhow::bail!("`--runtime lxd` qualifies systems (`test --system`), not scripts"),
         Runtime::Lxc => {
             for script in &scripts {
                 let run = qualify::lxc::run(ctx, &dir, &manifest, script, options.timeout)

@@ -22,6 +22,7 @@ pub struct Options {
     pub report: Option<PathBuf>,
     pub timeout: Duration,
     pub sign: Vec<PrivateKey>,
+    pub backend: lxc::Backend,
 }
 
 /// `candidate test --system`.
@@ -45,6 +46,7 @@ pub fn test_system(
         timeout: options.timeout,
         sign: &options.sign,
         report,
+        backend: options.backend,
     };
     let tested = qualify::test_system(ctx, &test_options)
         .with_context(|| format!("cannot qualify system `{}` on candidate {id}", system.name))?;

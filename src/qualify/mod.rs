@@ -65,6 +65,8 @@ pub enum Runtime {
     Sandbox,
     /// A real LXC container from the candidate's `lxc` format.
     Lxc,
+    /// An LXD/Incus daemon (`LXD_DIR`): for `test --system` only.
+    Lxd,
 }
 
 impl Runtime {
@@ -72,6 +74,7 @@ impl Runtime {
         match self {
             Runtime::Sandbox => "sandbox",
             Runtime::Lxc => "lxc",
+            Runtime::Lxd => "lxd",
         }
     }
 }

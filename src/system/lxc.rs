@@ -29,7 +29,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
+use super::lxd;
 use super::plan::{self, Plan};
 use super::System;
 use crate::context::Context;
@@ -108,6 +110,79 @@ pub struct Deployment {
     pub unpack_ms: Option<u64>,
     pub created: String,
     pub nodes: Vec<NodeRecord>,
+    /// On LXD/Incus ([`super::lxd`]): the daemon and the image; absent on LXC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lxd: Option<LxdRecord>,
+}
+
+/// Where an LXD deployment lives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LxdRecord {
+    /// The daemon's Unix socket.
+    pub socket: PathBuf,
+    /// The image's fingerprint.
+    pub image: Digest,
+    /// Whether this deployment imported the image (so `undeploy` deletes it); an image
+    /// already there is someone else's and is left.
+    pub imported: bool,
+}
+
+/// Which runtime a deployment's nodes run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// LXC on this machine, from the candidate's `lxc` format.
+    Lxc,
+    /// An LXD/Incus daemon (`LXD_DIR`), through its REST API, from the `incus` format.
+    Lxd,
+}
+
+/// How the stages reach the nodes of a deployment, whatever runs them.
+pub trait Nodes: Sync {
+    /// Starts the node (its address is set before its init runs); returns once it runs.
+    fn start(&self, node: &NodeRecord, log: &Path, timeout: Duration) -> anyhow::Result<()>;
+    /// Its state in capitals (`RUNNING`, `STOPPED` …), if the runtime knows it.
+    fn state(&self, node: &NodeRecord) -> Option<String>;
+    /// Runs `argv` in the node, killed (or abandoned) at `timeout`.
+    fn exec(&self, node: &NodeRecord, argv: &[&str], timeout: Duration) -> anyhow::Result<Attached>;
+    /// Runs a shell script (the exact bytes in `source`) in the node.
+    fn script(&self, node: &NodeRecord, source: &Path, timeout: Duration) -> anyhow::Result<Attached>;
+}
+
+/// LXC's nodes: containers of the deployment's lxcpath.
+pub struct LxcNodes<'a> {
+    pub lxcpath: &'a Path,
+}
+
+impl Nodes for LxcNodes<'_> {
+    fn start(&self, node: &NodeRecord, log: &Path, timeout: Duration) -> anyhow::Result<()> {
+        tool(lxc("lxc-start", self.lxcpath, &node.container).arg("-d").arg("-o").arg(log))
+            .with_context(|| format!("cannot start node `{}`", node.name))?;
+        let wait_secs = timeout.as_secs().clamp(1, 30).to_string();
+        tool(lxc("lxc-wait", self.lxcpath, &node.container).args(["-s", "RUNNING", "-t", &wait_secs]))
+            .with_context(|| format!("node `{}` did not reach RUNNING", node.name))?;
+        Ok(())
+    }
+
+    fn state(&self, node: &NodeRecord) -> Option<String> {
+        container_state(self.lxcpath, &node.container)
+    }
+
+    fn exec(&self, node: &NodeRecord, argv: &[&str], timeout: Duration) -> anyhow::Result<Attached> {
+        attach(self.lxcpath, &node.container, argv, None, timeout)
+    }
+
+    fn script(&self, node: &NodeRecord, source: &Path, timeout: Duration) -> anyhow::Result<Attached> {
+        attach(self.lxcpath, &node.container, &["/bin/sh", "-s"], Some(source), timeout)
+    }
+}
+
+/// The nodes of `record`, on the runtime that made them.
+pub fn nodes(record: &Deployment) -> Box<dyn Nodes + '_> {
+    match &record.lxd {
+        Some(lxd) => Box::new(LxdNodes { lxd: lxd::Lxd::at(lxd.socket.clone()) }),
+        None => Box::new(LxcNodes { lxcpath: &record.lxcpath }),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,6 +282,7 @@ pub struct DeployOptions<'a> {
     pub manifest: &'a crate::manifest::Manifest,
     /// Keep what was made when a node fails.
     pub keep: bool,
+    pub backend: Backend,
 }
 
 /// Removes a deployment when dropped, unless disarmed.
@@ -224,7 +300,7 @@ impl Drop for Guard<'_> {
 }
 
 /// Runs a tool to completion; a failure names it and shows its stderr.
-fn tool(cmd: &mut Command) -> anyhow::Result<String> {
+pub(super) fn tool(cmd: &mut Command) -> anyhow::Result<String> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot run `{program}`"))?;
     if !out.status.success() {
@@ -245,7 +321,7 @@ pub fn link_exists(name: &str) -> bool {
 }
 
 /// Makes the deployment's bridge: no uplink, no address, IPv6 off, no forwarding.
-fn make_bridge(name: &str) -> anyhow::Result<()> {
+pub(super) fn make_bridge(name: &str) -> anyhow::Result<()> {
     tool(Command::new("ip").args(["link", "add", name, "type", "bridge"]))
         .context("cannot make the deployment's bridge")?;
     // No link-local IPv6 address on the host side, no routing from it: the bridge is only
@@ -271,13 +347,16 @@ pub fn teardown(dir: &Path) -> anyhow::Result<()> {
             first.get_or_insert(e);
         }
     };
+    if let Some(lxd) = record.as_ref().and_then(|r| r.lxd.as_ref().map(|l| (r, l))) {
+        note(remove_lxd(lxd.0, lxd.1));
+    }
     let lxcpath = dir.join("lxc");
     let mut containers: Vec<String> = fs_err::read_dir(&lxcpath)
         .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     containers.sort();
     // Nodes before the base their root filesystems lie over.
-    if let Some(base) = record.as_ref().map(|r| r.base.clone()) {
+    if let Some(base) = record.as_ref().map(|r| r.base.clone()).filter(|b| !b.is_empty()) {
         containers.retain(|c| *c != base);
         containers.push(base);
     }
@@ -347,7 +426,10 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
     let mut record = Deployment {
         version: 1,
         name: options.name.to_owned(),
-        runtime: "lxc".into(),
+        runtime: match options.backend {
+            Backend::Lxc => "lxc".into(),
+            Backend::Lxd => "lxd".into(),
+        },
         phase: Phase::Creating,
         system_file: system.path.clone(),
         system: system.name.to_string(),
@@ -379,7 +461,16 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
                 create_us: None,
             })
             .collect(),
+        lxd: None,
     };
+    if options.backend == Backend::Lxd {
+        // Everything `undeploy` needs to find what it makes, before anything is made.
+        record.base = String::new();
+        for name in [lxd::META, lxd::ROOTFS] {
+            copy_checked(options, &dir.join(name), name, "incus")?;
+        }
+        record.lxd = Some(prepare_lxd(&dir)?);
+    }
     record.write(&dir)?;
     write_atomic(&dir.join(PLAN), &planned.document.canonical())?;
     for sub in ["work", "logs", "lxc"] {
@@ -387,9 +478,18 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
     }
 
     make_bridge(&record.bridge)?;
-    let common = unpack_base(&dir, &lxcpath, options, &mut record)?;
-    create_nodes(&lxcpath, &common, &node_trees, &mut record)?;
-    if let Err(e) = start_tiers(&dir, &lxcpath, system, &tiers, &mut record) {
+    let started = match options.backend {
+        Backend::Lxc => {
+            let common = unpack_base(&dir, &lxcpath, options, &mut record)?;
+            create_nodes(&lxcpath, &common, &node_trees, &mut record)?;
+            start_tiers(&dir, &LxcNodes { lxcpath: &lxcpath }, system, &tiers, &mut record)
+        }
+        Backend::Lxd => {
+            let lxd = create_lxd(&dir, system, &node_trees, &mut record)?;
+            start_tiers(&dir, &lxd, system, &tiers, &mut record)
+        }
+    };
+    if let Err(e) = started {
         record.phase = Phase::Failed;
         record.write(&dir)?;
         if options.keep {
@@ -414,11 +514,7 @@ fn unpack_base(
 ) -> anyhow::Result<String> {
     // The candidate's own `lxc` format, checked against its manifest, unpacked once.
     for name in ["meta.tar.xz", crate::lxc::ROOTFS] {
-        let mut checked =
-            crate::qualify::open_checked(options.candidate_dir, options.manifest, name).with_context(|| {
-                format!("the `lxc` format of `{}` is needed to deploy", options.candidate_dir.display())
-            })?;
-        std::io::copy(&mut checked, &mut fs_err::File::create(dir.join("work").join(name))?)?;
+        copy_checked(options, &dir.join("work").join(name), name, "lxc")?;
     }
     let extra = dir.join("work/extra.conf");
     fs_err::write(&extra, "lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n")?;
@@ -448,6 +544,16 @@ fn unpack_base(
     Ok(common)
 }
 
+/// Copies the candidate's `name`, checked against its manifest as it is read, to `to`.
+fn copy_checked(options: &DeployOptions<'_>, to: &Path, name: &str, format: &str) -> anyhow::Result<()> {
+    let mut checked =
+        crate::qualify::open_checked(options.candidate_dir, options.manifest, name).with_context(|| {
+            format!("the `{format}` format of `{}` is needed to deploy", options.candidate_dir.display())
+        })?;
+    std::io::copy(&mut checked, &mut fs_err::File::create(to)?)?;
+    Ok(())
+}
+
 /// Writes each node's container: its overlay folder (what the node adds to the base) and its
 /// config (the base's distribution lines, the overlay rootfs, its name and its veth on the
 /// deployment's bridge with a fixed address and MAC, no gateway).
@@ -465,14 +571,13 @@ fn create_nodes(
         fs_err::create_dir_all(&upper)?;
         crate::instance::materialize(&tree.delta, &upper)
             .with_context(|| format!("cannot write the files of node `{}`", node.name))?;
-        let [_, a, b, c] = node.address.octets();
         let mut config = common.to_owned();
         config.push_str(&format!(
             "\n# Node `{}` (role `{}`) of system `{}`, plan {}\n\
              lxc.rootfs.path = overlay:{}:{}\n\
              lxc.uts.name = {}\n\
              lxc.net.0.type = veth\nlxc.net.0.link = {}\nlxc.net.0.name = eth0\nlxc.net.0.flags = up\n\
-             lxc.net.0.veth.pair = {}\nlxc.net.0.hwaddr = 02:ca:00:{a:02x}:{b:02x}:{c:02x}\n\
+             lxc.net.0.veth.pair = {}\nlxc.net.0.hwaddr = {}\n\
              lxc.net.0.ipv4.address = {}/24\n",
             node.name,
             node.role,
@@ -483,6 +588,7 @@ fn create_nodes(
             node.name,
             record.bridge,
             node.veth,
+            hwaddr(node.address),
             node.address,
         ));
         if tree.full.resolve("sbin/init").is_none() {
@@ -497,9 +603,9 @@ fn create_nodes(
 
 /// Starts the nodes tier by tier, a tier's nodes together, and waits for each one's probe;
 /// the first failure of a tier is returned once the whole tier has answered.
-fn start_tiers(
+pub(super) fn start_tiers(
     dir: &Path,
-    lxcpath: &Path,
+    runtime: &dyn Nodes,
     system: &System,
     tiers: &[Vec<&crate::system::NodeSpec>],
     record: &mut Deployment,
@@ -511,11 +617,11 @@ fn start_tiers(
         let indices: Vec<usize> =
             tier.iter().map(|n| record.nodes.iter().position(|r| r.name == n.name.as_str()).expect("a node")).collect();
         for &i in &indices {
-            let node = &mut record.nodes[i];
-            node.started_ms = Some(now_ms());
+            record.nodes[i].started_ms = Some(now_ms());
+            let node = &record.nodes[i];
             let log = logs.join(format!("{}.lxc.log", node.name));
-            tool(lxc("lxc-start", lxcpath, &node.container).arg("-d").arg("-o").arg(&log))
-                .with_context(|| format!("cannot start node `{}`", node.name))?;
+            let timeout = Duration::from_secs(system.roles[node.role.as_str()].ready_timeout());
+            runtime.start(node, &log, timeout)?;
         }
         record.write(dir)?;
         let results: Vec<anyhow::Result<u64>> = std::thread::scope(|scope| {
@@ -524,8 +630,8 @@ fn start_tiers(
                 .map(|&i| {
                     let node = &record.nodes[i];
                     let timeout = Duration::from_secs(system.roles[node.role.as_str()].ready_timeout());
-                    let (lxcpath, logs) = (&lxcpath, &logs);
-                    scope.spawn(move || wait_ready(lxcpath, node, timeout, logs))
+                    let logs = &logs;
+                    scope.spawn(move || wait_ready(runtime, node, timeout, logs))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a probe panicked")))).collect()
@@ -548,21 +654,18 @@ fn start_tiers(
 }
 
 /// Waits until `node` runs and its probe passes; returns when it was ready (ms since epoch).
-fn wait_ready(lxcpath: &Path, node: &NodeRecord, timeout: Duration, logs: &Path) -> anyhow::Result<u64> {
+fn wait_ready(runtime: &dyn Nodes, node: &NodeRecord, timeout: Duration, logs: &Path) -> anyhow::Result<u64> {
     let started = Instant::now();
-    let wait_secs = timeout.as_secs().clamp(1, 30).to_string();
-    tool(lxc("lxc-wait", lxcpath, &node.container).args(["-s", "RUNNING", "-t", &wait_secs]))
-        .with_context(|| format!("node `{}` did not reach RUNNING", node.name))?;
     let Some(probe) = &node.probe else { return Ok(now_ms()) };
     let probe_log = logs.join(format!("{}.probe.log", node.name));
     loop {
         let left = timeout.saturating_sub(started.elapsed());
-        let attempt = attach(lxcpath, &node.container, &["/bin/sh", "-c", probe], None, left.min(PROBE_ATTEMPT))?;
+        let attempt = runtime.exec(node, &["/bin/sh", "-c", probe], left.min(PROBE_ATTEMPT))?;
         fs_err::write(&probe_log, &attempt.output)?;
         if attempt.exit == Exit::Code(0) {
             return Ok(now_ms());
         }
-        if !state_is(lxcpath, &node.container, "RUNNING") {
+        if runtime.state(node).is_none_or(|s| s != "RUNNING") {
             return Err(DeployError::Stopped { node: node.name.clone() }.into());
         }
         if started.elapsed() + PROBE_PAUSE >= timeout {
@@ -579,9 +682,10 @@ fn wait_ready(lxcpath: &Path, node: &NodeRecord, timeout: Duration, logs: &Path)
     }
 }
 
-/// Whether the container is in `state` (`lxc-info -s`).
-pub fn state_is(lxcpath: &Path, container: &str, state: &str) -> bool {
-    container_state(lxcpath, container).is_some_and(|s| s == state)
+/// A node's MAC: locally administered, derived from its address, so a plan gives the same.
+pub(super) fn hwaddr(address: std::net::Ipv4Addr) -> String {
+    let [_, a, b, c] = address.octets();
+    format!("02:ca:00:{a:02x}:{b:02x}:{c:02x}")
 }
 
 /// The container's state (`RUNNING`, `STOPPED` …), if LXC knows it.
@@ -634,6 +738,152 @@ pub fn attach(
     std::io::Seek::seek(&mut spool, std::io::SeekFrom::Start(len.saturating_sub(OUTPUT_LIMIT)))?;
     std::io::Read::read_to_end(&mut spool, &mut output)?;
     Ok(Attached { exit, output, duration, started: started_at })
+}
+
+/// The body of `POST /1.0/instances` for a node: from the image, on the deployment's bridge
+/// with its host end and MAC fixed, its address set by a start hook inside the node.
+fn instance_request(node: &NodeRecord, image: &Digest, bridge: &str) -> Value {
+    // LXD hands its NIC to LXC as `lxc.net.0` (type `phys`, the veth's container end);
+    // `raw.lxc` is appended after it, so LXC sets the address inside the node's namespace
+    // before its init runs, as on the LXC backend. No gateway: no default route.
+    // Likewise its hostname is the node's name, not the instance's (`c<id>-NAME`).
+    let raw = format!("lxc.net.0.ipv4.address = {}/24\nlxc.uts.name = {}\n", node.address, node.name);
+    json!({
+        "name": node.container,
+        "source": { "type": "image", "fingerprint": image.hex() },
+        "config": { "raw.lxc": raw },
+        "devices": {
+            "eth0": {
+                "type": "nic",
+                "nictype": "bridged",
+                "parent": bridge,
+                "name": "eth0",
+                "host_name": node.veth,
+                "hwaddr": hwaddr(node.address),
+            },
+        },
+    })
+}
+
+/// The daemon of `LXD_DIR` and the image of the candidate's `incus` archives in `dir`
+/// (copied there, checked): what the record must hold before anything is made.
+fn prepare_lxd(dir: &Path) -> anyhow::Result<LxdRecord> {
+    let lxd = lxd::Lxd::from_env();
+    let image = lxd::fingerprint(&dir.join(lxd::META), &dir.join(lxd::ROOTFS))?;
+    let imported = !lxd.has_image(&image)?;
+    Ok(LxdRecord { socket: lxd.socket().to_owned(), image, imported })
+}
+
+/// Imports the image (unless it was there), makes every node's instance from it on the
+/// deployment's bridge, and pushes each node's delta into it.
+fn create_lxd(
+    dir: &Path,
+    system: &System,
+    node_trees: &[plan::NodeTree],
+    record: &mut Deployment,
+) -> anyhow::Result<LxdNodes> {
+    let lxd_record = record.lxd.clone().expect("an LXD deployment");
+    let lxd = lxd::Lxd::at(lxd_record.socket.clone());
+    let (meta, rootfs) = (dir.join(lxd::META), dir.join(lxd::ROOTFS));
+    if lxd_record.imported {
+        let answer = lxd.import_image(&meta, &rootfs).context("cannot import the candidate's `incus` image")?;
+        let got = answer["metadata"]["fingerprint"].as_str().unwrap_or_default();
+        if got != lxd_record.image.hex() {
+            bail!("LXD imported the image as `{got}`, not as its fingerprint {}", lxd_record.image.hex());
+        }
+    }
+    fs_err::remove_file(&meta)?;
+    fs_err::remove_file(&rootfs)?;
+    for (node, tree) in record.nodes.iter_mut().zip(node_trees) {
+        let creating = Instant::now();
+        let spec = system.nodes.iter().find(|n| n.name.as_str() == node.name).expect("a node of the system");
+        let path = match &spec.target {
+            // Placement on a cluster member; a standalone daemon refuses any target.
+            Some(target) => format!("/1.0/instances?target={}", lxd::query(target)),
+            None => "/1.0/instances".to_owned(),
+        };
+        let request = instance_request(node, &lxd_record.image, &record.bridge);
+        lxd.json("POST", &path, Some(&request)).with_context(|| format!("cannot make node `{}`", node.name))?;
+        // The image's `create` templates write the hostname and hosts file from the
+        // instance's name; the plan's generated ones (the node's name, every node) win.
+        let instance = format!("/1.0/instances/{}", node.container);
+        let mut config = lxd.json("GET", &instance, None)?;
+        if let Some(keys) = config["config"].as_object_mut() {
+            keys.remove("volatile.apply_template");
+        }
+        lxd.json("PUT", &instance, Some(&config)).with_context(|| format!("cannot configure node `{}`", node.name))?;
+        lxd.push_tree(&node.container, &tree.delta)
+            .with_context(|| format!("cannot write the files of node `{}`", node.name))?;
+        node.create_us = Some(creating.elapsed().as_micros() as u64);
+    }
+    Ok(LxdNodes { lxd })
+}
+
+/// Removes what an LXD deployment made: its instances (stopped first) and the image if it
+/// imported it. What is already gone is not an error; an unreachable daemon is.
+fn remove_lxd(record: &Deployment, lxd_record: &LxdRecord) -> anyhow::Result<()> {
+    let lxd = lxd::Lxd::at(lxd_record.socket.clone());
+    let gone = |r: Result<Value, lxd::LxdError>| match r {
+        Ok(_) | Err(lxd::LxdError::Refused { status: 404, .. }) => Ok(()),
+        Err(e) => Err(e),
+    };
+    for node in &record.nodes {
+        let instance = format!("/1.0/instances/{}", node.container);
+        if lxd.status(&node.container).is_some_and(|s| s != "Stopped") {
+            let stop = json!({ "action": "stop", "force": true, "timeout": 30 });
+            gone(lxd.json("PUT", &format!("{instance}/state"), Some(&stop)))?;
+        }
+        gone(lxd.json("DELETE", &instance, None)).with_context(|| format!("cannot delete node `{}`", node.name))?;
+    }
+    if lxd_record.imported {
+        gone(lxd.json("DELETE", &format!("/1.0/images/{}", lxd_record.image.hex()), None))
+            .context("cannot delete the deployment's image")?;
+    }
+    Ok(())
+}
+
+/// The nodes of an LXD deployment.
+pub struct LxdNodes {
+    pub lxd: lxd::Lxd,
+}
+
+impl Nodes for LxdNodes {
+    fn start(&self, node: &NodeRecord, log: &Path, timeout: Duration) -> anyhow::Result<()> {
+        let start = json!({ "action": "start", "timeout": timeout.as_secs().clamp(1, 30) });
+        let started = self.lxd.json("PUT", &format!("/1.0/instances/{}/state", node.container), Some(&start));
+        // LXD's own log of the start, kept like LXC's.
+        if let Ok(text) = self.lxd.get_bytes(&format!("/1.0/instances/{}/logs/lxc.log", node.container)) {
+            fs_err::write(log, text)?;
+        }
+        started.with_context(|| format!("cannot start node `{}`", node.name))?;
+        Ok(())
+    }
+
+    fn state(&self, node: &NodeRecord) -> Option<String> {
+        self.lxd.status(&node.container).map(|s| s.to_uppercase())
+    }
+
+    fn exec(&self, node: &NodeRecord, argv: &[&str], timeout: Duration) -> anyhow::Result<Attached> {
+        timed(|| self.lxd.exec(&node.container, argv, timeout))
+    }
+
+    /// The script is pushed as `/run/candidate/NAME` (exactly the bytes hashed) and run
+    /// with `/bin/sh`: an exec without a websocket has no stdin.
+    fn script(&self, node: &NodeRecord, source: &Path, timeout: Duration) -> anyhow::Result<Attached> {
+        let name = source.file_name().context("a script has a name")?.to_string_lossy();
+        let path = format!("/run/candidate/{name}");
+        self.lxd.push(&node.container, "/run/candidate", "directory", 0o755, (0, 0), &[])?;
+        self.lxd.push(&node.container, &path, "file", 0o644, (0, 0), &fs_err::read(source)?)?;
+        timed(|| self.lxd.exec(&node.container, &["/bin/sh", &path], timeout))
+    }
+}
+
+/// A command's run, with when it started and how long it took.
+fn timed(run: impl FnOnce() -> anyhow::Result<(Exit, Vec<u8>)>) -> anyhow::Result<Attached> {
+    let started_at = now_ms() / 1000;
+    let started = Instant::now();
+    let (exit, output) = run()?;
+    Ok(Attached { exit, output, duration: started.elapsed(), started: started_at })
 }
 
 /// Every deployment in the store, by name.

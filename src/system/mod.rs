@@ -27,6 +27,7 @@ use crate::digest::Digest;
 use crate::recipe::{DirectorySpec, FileSpec, ImagePath, Name, SymlinkSpec};
 
 pub mod lxc;
+pub mod lxd;
 pub mod plan;
 pub mod qualify;
 

@@ -80,6 +80,7 @@ pub struct SystemTestOptions<'a> {
     pub sign: &'a [PrivateKey],
     /// The report folder.
     pub report: PathBuf,
+    pub backend: lxc::Backend,
 }
 
 /// What a system qualification did.
@@ -205,6 +206,7 @@ fn deploy_and_run(
         candidate_dir: options.candidate_dir,
         candidate: options.candidate,
         manifest: options.manifest,
+        backend: options.backend,
         // The caller always tears down; kept until then, a node that never became ready
         // still has its logs collected.
         keep: true,
@@ -216,6 +218,7 @@ fn deploy_and_run(
     fs_err::copy(deployment.lxcpath.with_file_name(lxc::PLAN), options.report.join("plan.json"))?;
     let staged = tempfile::Builder::new().prefix("system-test-").tempdir_in(ctx.store.root().join("tmp"))?;
     let mut runs = Vec::new();
+    let runtime = lxc::nodes(&deployment);
     for kind in [TestKind::Node, TestKind::System] {
         for node in &deployment.nodes {
             let (_, tests, system_tests) = scripts.iter().find(|(r, _, _)| r.as_str() == node.role).expect("a role");
@@ -223,14 +226,9 @@ fn deploy_and_run(
             for script in list {
                 let source = staged.path().join(&script.name);
                 fs_err::write(&source, &script.bytes)?;
-                let run = lxc::attach(
-                    &deployment.lxcpath,
-                    &node.container,
-                    &["/bin/sh", "-s"],
-                    Some(&source),
-                    options.timeout,
-                )
-                .with_context(|| format!("cannot run `{}` on node `{}`", script.name, node.name))?;
+                let run = runtime
+                    .script(node, &source, options.timeout)
+                    .with_context(|| format!("cannot run `{}` on node `{}`", script.name, node.name))?;
                 let verdict = if run.exit == Exit::Code(0) { "PASSED" } else { "FAILED" };
                 ctx.printer.detail(verdict, format_args!("{}/{} ({})", node.name, script.name, run.exit));
                 let copy = Script { name: script.name.clone(), bytes: script.bytes.clone(), sha256: script.sha256 };
@@ -238,6 +236,7 @@ fn deploy_and_run(
             }
         }
     }
+    drop(runtime);
     collect_reports(options, &deployment, &runs)?;
     Ok((deployment, plan, runs))
 }
@@ -295,7 +294,11 @@ fn collect_reports(options: &SystemTestOptions<'_>, deployment: &Deployment, run
                 fs_err::copy(&path, dir.join(to))?;
             }
         }
-        // The node's own logs, read through its init's root (the container is running).
+        // The node's own logs, read through its init's root (the container is running). An
+        // LXD node may run on another machine of a cluster: its logs stay in it.
+        if deployment.lxd.is_some() {
+            continue;
+        }
         let pid = Command::new("lxc-info")
             .arg("-P")
             .arg(&deployment.lxcpath)

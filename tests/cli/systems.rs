@@ -164,6 +164,21 @@ fn assert_gone(p: &Project, name: &str, record: Option<&Value>) {
     assert!(procs.is_empty(), "processes of `{name}` are left: {procs:?}");
 }
 
+/// PRIME and BACKUP in one tier, CLIENT after it; CLIENT started only once PRIME was ready;
+/// every node runs. Returns the three nodes of `status --json`.
+#[track_caller]
+fn assert_started_in_tiers(record: &Value) -> (&Value, &Value, &Value) {
+    let (prime, backup, client) = (node(record, "prime1"), node(record, "backup1"), node(record, "client1"));
+    assert_eq!((prime["tier"].as_u64(), backup["tier"].as_u64(), client["tier"].as_u64()), (Some(0), Some(0), Some(1)));
+    let ms = |n: &Value, k: &str| n[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {n}"));
+    assert!(ms(client, "started_ms") >= ms(prime, "ready_ms"), "CLIENT started before PRIME was ready: {record}");
+    assert!(ms(backup, "started_ms") < ms(prime, "ready_ms"), "BACKUP did not start with PRIME: {record}");
+    for n in [prime, backup, client] {
+        assert_eq!(n["state"], "RUNNING", "{record}");
+    }
+    (prime, backup, client)
+}
+
 fn node<'a>(record: &'a Value, name: &str) -> &'a Value {
     // `status --json`: each node's record with its container's state now.
     record["nodes"]
@@ -281,14 +296,7 @@ fn the_example_system_deploys_tier_by_tier_on_an_isolated_network() {
     assert_eq!(d["candidate"], super::sha256(&manifest), "{record}");
 
     // PRIME and BACKUP in one tier, CLIENT after it; CLIENT started only once PRIME was ready.
-    let (prime, backup, client) = (node(&record, "prime1"), node(&record, "backup1"), node(&record, "client1"));
-    assert_eq!((prime["tier"].as_u64(), backup["tier"].as_u64(), client["tier"].as_u64()), (Some(0), Some(0), Some(1)));
-    let ms = |n: &Value, k: &str| n[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {n}"));
-    assert!(ms(client, "started_ms") >= ms(prime, "ready_ms"), "CLIENT started before PRIME was ready: {record}");
-    assert!(ms(backup, "started_ms") < ms(prime, "ready_ms"), "BACKUP did not start with PRIME: {record}");
-    for n in [prime, backup, client] {
-        assert_eq!(n["state"], "RUNNING", "{record}");
-    }
+    assert_started_in_tiers(&record);
 
     // CLIENT reaches PRIME by name over the bridge; no node has a route off it, and the host
     // has no address on the bridge.
@@ -685,4 +693,165 @@ fn an_interrupted_or_killed_system_test_leaves_nothing_running() {
             .any(|e| fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x001009\x00"));
         assert!(!sleeping, "signal {signal}: the hanging test outlived its node");
     }
+}
+
+/// A private LXD daemon (`LXD_DIR` of its own, a `dir` pool, no network), stopped by its PID
+/// and its folder removed when dropped, also on a panic.
+struct LxdDaemon {
+    dir: PathBuf,
+    child: std::process::Child,
+}
+
+impl LxdDaemon {
+    fn start() -> Self {
+        // Short: the socket's path must fit a `sockaddr_un`.
+        let dir = tempfile::Builder::new().prefix("lxd-").tempdir_in("/tmp").unwrap().keep();
+        let log = fs::File::create(dir.with_extension("log")).unwrap();
+        let child = Command::new("lxd")
+            .args(["--group", "root"])
+            .env("LXD_DIR", &dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap().into_parts().0)
+            .stderr(log.into_parts().0)
+            .spawn()
+            .expect("cannot start `lxd`");
+        let daemon = LxdDaemon { dir, child };
+        let ready = daemon.lxd(&["waitready", "--timeout", "60"]);
+        assert!(ready.status.success(), "lxd did not become ready: {}", daemon.log());
+        let preseed = "storage_pools:\n- name: default\n  driver: dir\nprofiles:\n- name: default\n  devices:\n    root: {path: /, pool: default, type: disk}\n";
+        let mut init = Command::new("lxd")
+            .args(["init", "--preseed"])
+            .env("LXD_DIR", &daemon.dir)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut init.stdin.take().unwrap(), preseed.as_bytes()).unwrap();
+        assert!(init.wait().unwrap().success(), "lxd init --preseed failed: {}", daemon.log());
+        daemon
+    }
+
+    fn lxd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("lxd").args(args).env("LXD_DIR", &self.dir).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// `lxc` (the LXD client) against this daemon.
+    fn client(&self, args: &[&str]) -> std::process::Output {
+        Command::new("lxc").args(args).env("LXD_DIR", &self.dir).stdin(Stdio::null()).output().unwrap()
+    }
+}
+
+impl Drop for LxdDaemon {
+    fn drop(&mut self) {
+        let _ = self.lxd(&["shutdown", "--timeout", "30"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // LXD leaves its `shmounts` and `devlxd` tmpfs mounted: unmount what is under its
+        // folder, deepest first, before removing it.
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> =
+            mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&dir)).collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in mounts {
+            let _ = Command::new("umount").arg(mount).status();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(self.dir.with_extension("log"));
+    }
+}
+
+#[test]
+fn the_example_system_deploys_and_qualifies_on_lxd_through_its_api() {
+    let Some(p) = project() else { return };
+    if !candidate::testing::tool("lxd", "lxd") || !candidate::testing::tool("lxc", "lxd-client") {
+        return;
+    }
+    let daemon = LxdDaemon::start();
+    let lxd_dir = daemon.dir.to_string_lossy().into_owned();
+    let on_lxd = |args: &[&str]| {
+        let mut cmd = with_store(&p.root, &p.store(), args);
+        cmd.env("LXD_DIR", &lxd_dir);
+        run(cmd)
+    };
+    let instances = || {
+        let out = daemon.client(&["list", "--format", "csv", "-c", "n"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let images = || String::from_utf8_lossy(&daemon.client(&["image", "list", "--format", "csv"]).stdout).into_owned();
+    let guard = Deployed { project: p, name: "ground-lxd".into() };
+    let started = Instant::now();
+    let deploy =
+        on_lxd(&["deploy", DIR, "--system", "systems/ground.toml", "--name", "ground-lxd", "--runtime", "lxd"]);
+    deploy.assert_ok();
+    eprintln!("deploy on LXD to all ready, 3 nodes: {:?}", started.elapsed());
+    assert!(deploy.stdout.contains("READY  ground-lxd (3 node(s))"), "{}", deploy.describe());
+    let record = status(p, "ground-lxd");
+    let d = &record["deployment"];
+    assert_eq!((d["phase"].as_str(), d["runtime"].as_str()), (Some("ready"), Some("lxd")), "{record}");
+    let (prime, backup, client) = assert_started_in_tiers(&record);
+    let mut names = instances();
+    names.sort();
+    let mut expected: Vec<String> =
+        [prime, backup, client].iter().map(|n| n["container"].as_str().unwrap().to_owned()).collect();
+    expected.sort();
+    assert_eq!(names, expected, "LXD's instances are not the deployment's nodes");
+    let fingerprint = d["lxd"]["image"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+    assert!(images().contains(&fingerprint[..12]), "the image {fingerprint} is not in LXD:\n{}", images());
+
+    // CLIENT reaches PRIME by name over the deployment's own bridge, with no route off it.
+    let out = daemon.client(&[
+        "exec",
+        client["container"].as_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "wget -q -O - http://prime1/value && ip route && hostname && cat /run/value",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("42\n"), "{text}");
+    assert!(!text.contains("default"), "a node has a default route:\n{text}");
+    assert!(text.contains(&format!("dev eth0 scope link  src {}", client["address"].as_str().unwrap())), "{text}");
+    assert!(text.trim_end().ends_with("client1\n42"), "{text}");
+    let bridge = d["bridge"].as_str().unwrap();
+    let host = Command::new("ip").args(["-o", "addr", "show", "dev", bridge]).output().unwrap();
+    assert!(String::from_utf8_lossy(&host.stdout).trim().is_empty(), "the host has an address on {bridge}");
+
+    // `undeploy` removes the instances, the image, the bridge and the state.
+    on_lxd(&["undeploy", "ground-lxd"]).assert_ok();
+    assert_gone(p, "ground-lxd", Some(&record));
+    drop(guard);
+    assert!(instances().is_empty(), "instances left: {:?}", instances());
+    assert!(!images().contains(&fingerprint[..12]), "the image is left:\n{}", images());
+
+    // `test --system --runtime lxd`: a fresh deployment, every test, torn down.
+    let report = "out/ground-lxd.test";
+    let tested = on_lxd(&["test", DIR, "--system", "systems/ground.toml", "--runtime", "lxd", "--report", report]);
+    tested.assert_ok();
+    assert!(tested.stdout.contains("PASSED  3 of 3 test(s) of system ground"), "{}", tested.describe());
+    assert!(tested.stdout.contains("PASSED  client1/reaches-prime.sh"), "{}", tested.describe());
+    let junit = fs::read_to_string(p.root.join(report).join("junit.xml")).unwrap();
+    assert!(junit.contains("reaches-prime.sh"), "{junit}");
+    assert!(instances().is_empty(), "instances left by `test --system`: {:?}", instances());
+    assert!(!images().contains(&fingerprint[..12]), "the image is left by `test --system`:\n{}", images());
+    // Its bridge and veths, by the names its record in the report gives (other tests of this
+    // module make links of their own meanwhile).
+    let tested_record: Value =
+        serde_json::from_slice(&fs::read(p.root.join(report).join("deployment.json")).unwrap()).unwrap();
+    let mut ours = vec![tested_record["bridge"].as_str().unwrap().to_owned()];
+    ours.extend(tested_record["nodes"].as_array().unwrap().iter().map(|n| n["veth"].as_str().unwrap().to_owned()));
+    let left: Vec<String> = links().into_iter().filter(|l| ours.contains(l)).collect();
+    assert!(left.is_empty(), "links of `test --system` left behind: {left:?}");
+    drop(daemon);
 }
