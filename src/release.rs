@@ -74,7 +74,7 @@ pub enum Promotion {
 }
 
 /// Promotes `candidate` into `channel_name` (`candidate promote`): checks the policy
-/// ([`admit`]), then signs the record ([`sign_record`]) and appends it once enough trusted keys
+/// (`admit`), then signs the record (`sign_record`) and appends it once enough trusted keys
 /// have signed. Returns the candidate id and what happened.
 pub fn promote(
     ctx: &Context,
