@@ -29,6 +29,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "instance",
             "keys",
             "printer",
+            "python",
             "sandbox",
             "serde_str",
             "store",

@@ -57,6 +57,7 @@ pub mod manifest;
 pub mod oci;
 pub mod ops;
 pub mod printer;
+pub mod python;
 pub mod qualify;
 pub mod recipe;
 pub mod registry;

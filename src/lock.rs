@@ -149,7 +149,7 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
         }
     }
     let recipe_digest = recipe_digest(&recipe, &inputs, &keyrings);
-    let lockfile = Lockfile { version: VERSION, recipe: recipe_digest, archives, inputs, packages };
+    let lockfile = Lockfile { version: VERSION, recipe: recipe_digest, archives, inputs, packages, wheels: Vec::new() };
     Ok(Resolved { recipe, lockfile, files, keyrings })
 }
 

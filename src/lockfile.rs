@@ -52,6 +52,8 @@ pub struct Lockfile {
     pub inputs: Vec<LockedInput>,
     #[serde(default, rename = "package", skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<LockedPackage>,
+    #[serde(default, rename = "wheel", skip_serializing_if = "Vec::is_empty")]
+    pub wheels: Vec<LockedWheel>,
 }
 
 /// An apt archive as it was when locked: its signed root and the indexes read from it.
@@ -99,6 +101,22 @@ pub struct LockedPackage {
     pub sha256: Digest,
     /// Why it is in the candidate: the request that pulled it in.
     pub reason: String,
+}
+
+/// One Python wheel of the candidate, chosen for the image's interpreter and platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedWheel {
+    pub name: crate::python::Name,
+    pub version: String,
+    /// The layer whose virtual environment it is installed into.
+    pub layer: Name,
+    /// The wheel's file name (it carries the tags it was chosen by).
+    pub filename: String,
+    /// Where it was found: the index's URL for the file, without any `#sha256=` fragment.
+    pub url: String,
+    pub size: u64,
+    pub sha256: Digest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +202,7 @@ mod tests {
             recipe: Digest::of(b"recipe"),
             archives: vec![],
             packages: vec![],
+            wheels: vec![],
             inputs: vec![
                 LockedInput {
                     layer: "base".parse().unwrap(),

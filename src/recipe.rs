@@ -94,6 +94,7 @@ pub struct Recipe {
     /// Debian archives the `packages` of layers are resolved from, by name.
     pub archives: std::collections::BTreeMap<Name, ArchiveSpec>,
     pub configure: ConfigureConfig,
+    pub python: PythonConfig,
 }
 
 /// Whether the packages' maintainer scripts run (`[configure]`). Off, the image is extract
@@ -207,6 +208,28 @@ struct RecipeFile {
     archives: std::collections::BTreeMap<Name, ArchiveSpec>,
     #[serde(default)]
     configure: ConfigureConfig,
+    #[serde(default)]
+    python: PythonConfig,
+}
+
+/// Where Python wheels are found (`[python]`): a PEP 503/691 simple index. No index is
+/// built in; `--python-index` and `CANDIDATE_PYTHON_INDEX` override this one.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PythonConfig {
+    /// An `http(s)://` or `file://` URL, or a path relative to the recipe.
+    pub index: Option<String>,
+}
+
+/// A layer's Python dependencies (`python = { requirements = "…", venv = "/opt/app/venv" }`):
+/// exactly one of `requirements` (pip-compile's `--generate-hashes` format) or `lock` (a
+/// PEP 751 `pylock.toml`), installed into a virtual environment at `venv`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PythonSpec {
+    pub requirements: Option<PathBuf>,
+    pub lock: Option<PathBuf>,
+    pub venv: ImagePath,
 }
 
 /// What the OCI image's config says beyond the filesystem (`[oci]`).
@@ -369,6 +392,8 @@ pub struct Layer {
     /// Packages never to install; a dependency only they could meet is an error.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Python wheels installed into a virtual environment.
+    pub python: Option<PythonSpec>,
 }
 
 impl Layer {
@@ -533,6 +558,7 @@ impl Recipe {
             oci: file.oci,
             archives: file.archives,
             configure: file.configure,
+            python: file.python,
         };
         recipe.validate()?;
         Ok(recipe)

@@ -188,6 +188,7 @@ fn overlay_layer(
         priority: None,
         essential: false,
         exclude: Vec::new(),
+        python: None,
     };
     let mut trees = Vec::new();
     for spec in &overlay.files {

@@ -1,0 +1,72 @@
+//! Python dependencies: requirements pinned with hashes (`pip-compile --generate-hashes`,
+//! `uv pip compile`) or a PEP 751 `pylock.toml`, locked to one wheel each for the image's own
+//! interpreter and platform, and installed into a virtual environment in a layer without pip
+//! and without the host's Python.
+//!
+//! The vocabulary (this file) is foundation; parsing the wheel format is foundation too;
+//! choosing wheels from an index is the lock stage; installing them is the layers stage.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A distribution's name, normalised as PEP 503 says (`PyYAML` and `pyyaml` and `py_yaml`
+/// are one project): lower case, runs of `-`, `_` and `.` made one `-`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a valid Python distribution name")]
+pub struct NameError(String);
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Name {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        // PEP 508: letters, digits, `-`, `_`, `.`, beginning and ending with a letter or digit.
+        let valid = s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+        if !valid {
+            return Err(NameError(s.to_owned()));
+        }
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            if matches!(c, '-' | '_' | '.') {
+                if !out.ends_with('-') {
+                    out.push('-');
+                }
+            } else {
+                out.push(c.to_ascii_lowercase());
+            }
+        }
+        Ok(Name(out))
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+crate::serde_str::serde_via_from_str!(Name);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalised_as_pep_503_says() {
+        for (given, normal) in [("PyYAML", "pyyaml"), ("zope.interface", "zope-interface"), ("a__b-.c", "a-b-c")] {
+            assert_eq!(given.parse::<Name>().unwrap().as_str(), normal);
+        }
+        for bad in ["", "-a", "a-", "a b", "a/b", "../x"] {
+            assert!(bad.parse::<Name>().is_err(), "{bad:?}");
+        }
+    }
+}
