@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Python install benchmark (a report, not a test): the real numpy + PyYAML + requests set
+# (benches/python-index.sh) installed into an image layer by `candidate build`, cold and warm,
+# side by side in one interleaved run with pip installing the same wheels into a venv:
+#   pip install --no-index --find-links WHEELS --require-hashes -r requirements.txt
+# (once with pip's default byte-compiling, once `--no-compile`, which is what an extract-only
+# layer ships). Our cold build is measured over a store that already holds the Debian base
+# layer (built once, copied before each round): what it times is fetching the 7 wheels from the
+# index into the store, verifying and installing them, writing the layer and its OCI blob.
+#
+# Needs the local Debian 12 mirror (../shared/bench, + python3 via benches/extend-mirror.sh)
+# and network to pip's configured index once. Environment: BENCH_DIR (/tmp/candidate-bench),
+# MIRROR (/tmp/bench/mirror-signed), CANDIDATE (the release binary if built, else debug),
+# RUNS (5).
+set -euo pipefail
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-/tmp/candidate-bench}
+MIRROR=${MIRROR:-/tmp/bench/mirror-signed}
+RUNS=${RUNS:-5}
+CANDIDATE=${CANDIDATE:-$REPO_ROOT/target/release/candidate}
+[ -x "$CANDIDATE" ] || CANDIDATE=$REPO_ROOT/target/debug/candidate
+[ -x "$CANDIDATE" ] || (cd "$REPO_ROOT" && cargo build --locked)
+work=$BENCH_DIR/python
+rm -rf "$work" && mkdir -p "$work/recipes" "$work/python"
+"$REPO_ROOT/benches/python-index.sh" "$work/index" >/dev/null
+cp "$work/index/requirements.txt" "$work/python/"
+recipe_head() {
+  cat <<TOML
+[image]
+name = "$1"
+version = "1"
+architecture = "amd64"
+os = "debian"
+release = "bookworm"
+source-date-epoch = "archive"
+
+[archive.debian]
+url = "file://$MIRROR"
+suite = "bookworm"
+components = ["main"]
+keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+[python]
+index = "file://$work/index/simple"
+
+[[layer]]
+name = "base"
+priority = "required"
+packages = ["python3"]
+
+[oci]
+layer-compression = "zstd"
+
+[output]
+formats = ["oci"]
+TOML
+}
+recipe_head base >"$work/recipes/base.toml"
+{ recipe_head py; printf '\n[[layer]]\nname = "app"\npython = { requirements = "../python/requirements.txt", venv = "/opt/app/venv" }\n'; } >"$work/recipes/py.toml"
+cd "$work"
+c() { "$CANDIDATE" -q --store "$1" "${@:2}"; }
+c store0 lock recipes/py.toml
+c store0 lock recipes/base.toml
+"$REPO_ROOT/benches/extend-mirror.sh" lockfiles/py.lock "$MIRROR" >/dev/null
+c store0 build recipes/base.toml --out out0 >/dev/null
+python3 -m venv venv0 >/dev/null
+t() { local name=$1; shift; /usr/bin/time -f "$name %e %M" -a -o times.txt "$@"; }
+: >times.txt
+pip_install=(venv/bin/pip install --quiet --disable-pip-version-check --no-index --find-links index/wheels --require-hashes -r python/requirements.txt)
+for round in $(seq "$RUNS"); do
+  rm -rf store out venv && cp -a store0 store && cp -a venv0 venv
+  t ours_cold "$CANDIDATE" -q --store store build recipes/py.toml --out out
+  t ours_warm "$CANDIDATE" -q --store store build recipes/py.toml --out out
+  t pip "${pip_install[@]}"
+  rm -rf venv && cp -a venv0 venv
+  t pip_no_compile "${pip_install[@]}" --no-compile
+done
+python3 "$REPO_ROOT/benches/medians.py" times.txt --vs ours_cold
+echo "binary: $CANDIDATE; wheels: $(du -sh index/wheels | cut -f1); installed by pip: $(du -sh venv/lib | cut -f1)"
