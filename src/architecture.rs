@@ -41,7 +41,7 @@ const STAGES: &[(&str, &[&str])] = &[
         ],
     ),
     ("recipe", &["lockfile", "recipe", "system"]),
-    ("lock", &["debian::archive", "debian::pin", "debian::resolve", "fetch", "local", "lock"]),
+    ("lock", &["debian::archive", "debian::pin", "debian::resolve", "fetch", "local", "lock", "python::target"]),
     (
         "layers",
         &[
