@@ -30,6 +30,11 @@ const STAGES: &[(&str, &[&str])] = &[
             "keys",
             "printer",
             "python",
+            "python::marker",
+            "python::pylock",
+            "python::requirements",
+            "python::tags",
+            "python::version",
             "sandbox",
             "serde_str",
             "store",
@@ -41,7 +46,7 @@ const STAGES: &[(&str, &[&str])] = &[
         ],
     ),
     ("recipe", &["lockfile", "recipe", "system"]),
-    ("lock", &["debian::archive", "debian::pin", "debian::resolve", "fetch", "local", "lock", "python::target"]),
+    ("lock", &["debian::archive", "debian::pin", "debian::resolve", "fetch", "local", "lock", "python::index", "python::lock", "python::target"]),
     (
         "layers",
         &[

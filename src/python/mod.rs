@@ -6,7 +6,9 @@
 //! The vocabulary (this file) is foundation; parsing the wheel format is foundation too;
 //! choosing wheels from an index is the lock stage; installing them is the layers stage.
 
+pub mod marker;
 pub mod target;
+pub mod version;
 
 use std::fmt;
 use std::str::FromStr;

@@ -10,6 +10,7 @@
 
 use crate::debian::packages::Architecture;
 use crate::lockfile::Lockfile;
+use crate::python::marker::Environment;
 
 /// The interpreter and platform of an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +100,11 @@ impl Target {
             version: libc.version.as_str().to_owned(),
         })?;
         Ok(Target { python_minor, python_full, glibc, machine })
+    }
+
+    /// The marker environment of this interpreter on this machine.
+    pub fn environment(&self) -> Environment {
+        Environment::cpython_linux(self.python_minor, &self.python_full, self.machine)
     }
 }
 
