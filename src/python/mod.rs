@@ -7,6 +7,8 @@
 //! choosing wheels from an index is the lock stage; installing them is the layers stage.
 
 pub mod marker;
+pub mod pylock;
+pub mod requirements;
 pub mod tags;
 pub mod target;
 pub mod version;
