@@ -46,7 +46,20 @@ const STAGES: &[(&str, &[&str])] = &[
         ],
     ),
     ("recipe", &["lockfile", "recipe", "system"]),
-    ("lock", &["debian::archive", "debian::pin", "debian::resolve", "fetch", "local", "lock", "python::index", "python::lock", "python::target"]),
+    (
+        "lock",
+        &[
+            "debian::archive",
+            "debian::pin",
+            "debian::resolve",
+            "fetch",
+            "local",
+            "lock",
+            "python::index",
+            "python::lock",
+            "python::target",
+        ],
+    ),
     (
         "layers",
         &[

@@ -157,11 +157,14 @@ impl Marker {
             Marker::And(all) => all.iter().all(|m| m.evaluate_with_extra(env, extra)),
             Marker::Or(any) => any.iter().any(|m| m.evaluate_with_extra(env, extra)),
             Marker::Compare { lhs, op, rhs } => {
-                let is_extra = matches!(lhs, Value::Variable(Variable::Extra)) || matches!(rhs, Value::Variable(Variable::Extra));
+                let is_extra =
+                    matches!(lhs, Value::Variable(Variable::Extra)) || matches!(rhs, Value::Variable(Variable::Extra));
                 let value = |v: &Value| match v {
                     Value::Variable(var) => env.get(*var, extra),
                     // Extras compare as normalised names (`Socks` is `socks`).
-                    Value::String(s) if is_extra => s.parse::<Name>().map(|n| n.to_string()).unwrap_or_else(|_| s.clone()),
+                    Value::String(s) if is_extra => {
+                        s.parse::<Name>().map(|n| n.to_string()).unwrap_or_else(|_| s.clone())
+                    }
                     Value::String(s) => s.clone(),
                 };
                 let (l, r) = (value(lhs), value(rhs));
@@ -320,7 +323,9 @@ impl Parser<'_> {
                 self.at += len;
                 Ok(Value::Variable(*v))
             }
-            None if word.is_empty() => Err(self.error(format!("expected a variable or a quoted string at `{}`", rest.trim()))),
+            None if word.is_empty() => {
+                Err(self.error(format!("expected a variable or a quoted string at `{}`", rest.trim())))
+            }
             None => Err(self.error(format!("`{word}` is not a marker variable"))),
         }
     }
@@ -376,7 +381,8 @@ impl FromStr for Requirement {
     fn from_str(text: &str) -> Result<Self, MarkerError> {
         let bad = |reason: String| MarkerError { what: "requirement", text: text.trim().to_owned(), reason };
         let s = text.trim();
-        let name_len = s.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))).unwrap_or(s.len());
+        let name_len =
+            s.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))).unwrap_or(s.len());
         let name: Name = s[..name_len].parse().map_err(|e: super::NameError| bad(e.to_string()))?;
         let mut rest = s[name_len..].trim_start();
         let mut extras = Vec::new();
@@ -407,7 +413,8 @@ impl FromStr for Requirement {
             }
             (Specifiers::default(), Some(url.to_owned()))
         } else {
-            let inner = body.strip_prefix('(').map(|b| b.strip_suffix(')').ok_or_else(|| bad("a `(` is not closed".into())));
+            let inner =
+                body.strip_prefix('(').map(|b| b.strip_suffix(')').ok_or_else(|| bad("a `(` is not closed".into())));
             let specs = match inner {
                 Some(inner) => inner?,
                 None => body,
@@ -507,7 +514,8 @@ mod tests {
 
     #[test]
     fn requirements_parse_as_pep_508_says() {
-        let r: Requirement = "PySocks[Extra_A, b] (>=1.5.6,!=1.5.7) ; python_version >= '3.7' and extra == 'socks'".parse().unwrap();
+        let r: Requirement =
+            "PySocks[Extra_A, b] (>=1.5.6,!=1.5.7) ; python_version >= '3.7' and extra == 'socks'".parse().unwrap();
         assert_eq!(r.name.as_str(), "pysocks");
         assert_eq!(r.extras.iter().map(Name::as_str).collect::<Vec<_>>(), ["extra-a", "b"]);
         assert_eq!(r.specifiers.to_string(), ">=1.5.6,!=1.5.7");
@@ -519,7 +527,12 @@ mod tests {
         assert!(r.marker.is_some());
         let r: Requirement = "numpy".parse().unwrap();
         assert!(r.specifiers.0.is_empty() && r.marker.is_none());
-        for (bad, reason) in [("-x", "not a valid Python distribution name"), ("a[b", "not closed"), ("a >= 1.0 ; os_nam == 'x'", "not a marker variable"), ("a =1.0", "must begin with")] {
+        for (bad, reason) in [
+            ("-x", "not a valid Python distribution name"),
+            ("a[b", "not closed"),
+            ("a >= 1.0 ; os_nam == 'x'", "not a marker variable"),
+            ("a =1.0", "must begin with"),
+        ] {
             let err = bad.parse::<Requirement>().unwrap_err().to_string();
             assert!(err.contains(reason), "{bad}: {err}");
         }

@@ -6,6 +6,7 @@
 //! The vocabulary (this file) is foundation; parsing the wheel format is foundation too;
 //! choosing wheels from an index is the lock stage; installing them is the layers stage.
 
+pub mod index;
 pub mod marker;
 pub mod pylock;
 pub mod requirements;

@@ -99,7 +99,8 @@ struct RawWheel {
 
 impl Pylock {
     pub fn load(path: &Path) -> Result<Pylock, PylockError> {
-        let text = fs_err::read_to_string(path).map_err(|source| PylockError::Read { path: path.to_owned(), source })?;
+        let text =
+            fs_err::read_to_string(path).map_err(|source| PylockError::Read { path: path.to_owned(), source })?;
         Pylock::parse(path, &text)
     }
 
@@ -127,7 +128,10 @@ impl Pylock {
 fn package(path: &Path, raw: RawPackage) -> Result<Package, PylockError> {
     let bad = |reason: String| PylockError::Package { path: path.to_owned(), package: raw.name.clone(), reason };
     let name: Name = raw.name.parse().map_err(|e: super::NameError| bad(e.to_string()))?;
-    let version = raw.version.as_deref().ok_or_else(|| bad("it has no `version`; only packages from an index are installed".into()))?;
+    let version = raw
+        .version
+        .as_deref()
+        .ok_or_else(|| bad("it has no `version`; only packages from an index are installed".into()))?;
     let version: Version = version.parse().map_err(|e: super::version::VersionError| bad(e.to_string()))?;
     let marker = match &raw.marker {
         Some(m) => Some(m.parse::<Marker>().map_err(|e| bad(e.to_string()))?),
@@ -161,8 +165,10 @@ fn package(path: &Path, raw: RawPackage) -> Result<Package, PylockError> {
         if !file.ends_with(".whl") {
             return Err(bad(format!("`{file}` is not a wheel (`.whl`)")));
         }
-        let hex = w.hashes.get("sha256").ok_or_else(|| bad(format!("wheel `{file}` has no `sha256` in its `hashes`")))?;
-        let sha256 = Digest::from_hex(hex).map_err(|_| bad(format!("wheel `{file}`: `{hex}` is not a sha256 (64 hex digits)")))?;
+        let hex =
+            w.hashes.get("sha256").ok_or_else(|| bad(format!("wheel `{file}` has no `sha256` in its `hashes`")))?;
+        let sha256 = Digest::from_hex(hex)
+            .map_err(|_| bad(format!("wheel `{file}`: `{hex}` is not a sha256 (64 hex digits)")))?;
         wheels.push(WheelFile { name: file, location, size: w.size, sha256 });
     }
     Ok(Package { name, version, marker, requires_python, wheels })
@@ -192,10 +198,16 @@ mod tests {
         assert_eq!(lock.environments.len(), 1);
         assert_eq!(lock.requires_python.unwrap().to_string(), ">=3.9");
         let a = &lock.packages[0];
-        assert_eq!((a.name.as_str(), a.version.to_string().as_str(), a.wheels[0].size), ("attrs", "25.1.0", Some(63152)));
+        assert_eq!(
+            (a.name.as_str(), a.version.to_string().as_str(), a.wheels[0].size),
+            ("attrs", "25.1.0", Some(63152))
+        );
         assert_eq!(a.wheels[0].location, Location::Url("https://example.invalid/attrs-25.1.0-py3-none-any.whl".into()));
         let l = &lock.packages[1];
-        assert_eq!((l.wheels[0].name.as_str(), &l.wheels[0].location), ("local-1.0-py3-none-any.whl", &Location::Path("wheels/local-1.0-py3-none-any.whl".into())));
+        assert_eq!(
+            (l.wheels[0].name.as_str(), &l.wheels[0].location),
+            ("local-1.0-py3-none-any.whl", &Location::Path("wheels/local-1.0-py3-none-any.whl".into()))
+        );
         assert_eq!(l.wheels[0].sha256.hex(), H);
     }
 

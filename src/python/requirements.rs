@@ -55,12 +55,22 @@ pub struct Requirements {
 }
 
 /// Options reported and not used (see the module's documentation), with their short forms.
-const IGNORED: &[&str] =
-    &["--index-url", "-i", "--extra-index-url", "--find-links", "-f", "--trusted-host", "--require-hashes", "--only-binary", "--prefer-binary"];
+const IGNORED: &[&str] = &[
+    "--index-url",
+    "-i",
+    "--extra-index-url",
+    "--find-links",
+    "-f",
+    "--trusted-host",
+    "--require-hashes",
+    "--only-binary",
+    "--prefer-binary",
+];
 
 impl Requirements {
     pub fn load(path: &Path) -> Result<Requirements, RequirementsError> {
-        let text = fs_err::read_to_string(path).map_err(|source| RequirementsError::Read { path: path.to_owned(), source })?;
+        let text =
+            fs_err::read_to_string(path).map_err(|source| RequirementsError::Read { path: path.to_owned(), source })?;
         Requirements::parse(path, &text)
     }
 
@@ -145,11 +155,17 @@ fn pinned(content: &str) -> Result<Pinned, String> {
     let looks_like_path = !r.contains('@')
         && (r.contains('/') && !r.contains(';') || [".whl", ".tar.gz", ".zip"].iter().any(|ext| r.ends_with(ext)));
     if looks_like_path {
-        return Err(format!("`{}`: URLs and paths are not accepted; pin the package by name, version and hash", requirement.trim()));
+        return Err(format!(
+            "`{}`: URLs and paths are not accepted; pin the package by name, version and hash",
+            requirement.trim()
+        ));
     }
     let r: Requirement = requirement.parse().map_err(|e: super::marker::MarkerError| e.to_string())?;
     if let Some(url) = &r.url {
-        return Err(format!("`{}` is a URL requirement (`@ {url}`); pin the package by name, version and hash", r.name));
+        return Err(format!(
+            "`{}` is a URL requirement (`@ {url}`); pin the package by name, version and hash",
+            r.name
+        ));
     }
     let exact = match r.specifiers.0.as_slice() {
         [s] if s.operator == Operator::Equal && !s.wildcard => s.version.clone(),
@@ -167,17 +183,22 @@ fn pinned(content: &str) -> Result<Pinned, String> {
             Some("") => words.next().ok_or_else(|| format!("`--hash` of `{}` has no value", r.name))?.to_owned(),
             _ => return Err(format!("`{word}` is not supported on a requirement (only `--hash`)")),
         };
-        let (algorithm, hex) = value.split_once(':').ok_or_else(|| format!("`--hash={value}` of `{}` is not `ALGORITHM:HEX`", r.name))?;
+        let (algorithm, hex) =
+            value.split_once(':').ok_or_else(|| format!("`--hash={value}` of `{}` is not `ALGORITHM:HEX`", r.name))?;
         if algorithm != "sha256" {
             return Err(format!("`--hash={value}` of `{}`: only `sha256` hashes are read", r.name));
         }
-        let digest = Digest::from_hex(hex).map_err(|_| format!("`--hash={value}` of `{}` is not a sha256 (64 hex digits)", r.name))?;
+        let digest = Digest::from_hex(hex)
+            .map_err(|_| format!("`--hash={value}` of `{}` is not a sha256 (64 hex digits)", r.name))?;
         if !hashes.contains(&digest) {
             hashes.push(digest);
         }
     }
     if hashes.is_empty() {
-        return Err(format!("`{}=={version}` has no `--hash=sha256:…`; generate the file with `--generate-hashes`", r.name));
+        return Err(format!(
+            "`{}=={version}` has no `--hash=sha256:…`; generate the file with `--generate-hashes`",
+            r.name
+        ));
     }
     Ok(Pinned { name: r.name, extras: r.extras, version, marker: r.marker, hashes, line: 0 })
 }
@@ -208,8 +229,16 @@ mod tests {
         );
         let r = parse(&text).unwrap();
         assert_eq!(r.ignored, [Ignored { line: 4, text: "--index-url https://example.invalid/simple".into() }]);
-        let names: Vec<_> = r.pinned.iter().map(|p| (p.name.as_str(), p.version.to_string(), p.line, p.hashes.len())).collect();
-        assert_eq!(names, [("certifi", "2024.2.2".into(), 6, 2), ("pysocks", "1.7.1".into(), 10, 1), ("numpy", "1.26.4".into(), 12, 1)]);
+        let names: Vec<_> =
+            r.pinned.iter().map(|p| (p.name.as_str(), p.version.to_string(), p.line, p.hashes.len())).collect();
+        assert_eq!(
+            names,
+            [
+                ("certifi", "2024.2.2".into(), 6, 2),
+                ("pysocks", "1.7.1".into(), 10, 1),
+                ("numpy", "1.26.4".into(), 12, 1)
+            ]
+        );
         assert_eq!(r.pinned[1].extras[0].as_str(), "extra");
         assert_eq!(r.pinned[1].marker.as_ref().unwrap().to_string(), "python_version >= \"3.7\"");
         assert_eq!(r.pinned[0].hashes[1].hex(), H2);

@@ -45,7 +45,11 @@ impl Tags {
         // `cpython_tags`: the interpreter's own ABI, then the stable ABI (abi3, from 3.2),
         // then no ABI, then the stable ABI of every older minor down to 3.2.
         let abi3 = python_minor >= (3, 2);
-        for (python, abi) in [(cp.as_str(), cp.as_str())].into_iter().chain(abi3.then_some((cp.as_str(), "abi3"))).chain([(cp.as_str(), "none")]) {
+        for (python, abi) in [(cp.as_str(), cp.as_str())]
+            .into_iter()
+            .chain(abi3.then_some((cp.as_str(), "abi3")))
+            .chain([(cp.as_str(), "none")])
+        {
             order.extend(platforms.iter().map(|p| Tag::new(python, abi, p)));
         }
         if abi3 {
@@ -125,7 +129,12 @@ mod tests {
         assert_eq!(all[0], "cp311-cp311-manylinux_2_36_x86_64");
         assert_eq!(
             &all[19..23],
-            ["cp311-cp311-manylinux_2_17_x86_64", "cp311-cp311-manylinux2014_x86_64", "cp311-cp311-manylinux_2_16_x86_64", "cp311-cp311-manylinux_2_15_x86_64"]
+            [
+                "cp311-cp311-manylinux_2_17_x86_64",
+                "cp311-cp311-manylinux2014_x86_64",
+                "cp311-cp311-manylinux_2_16_x86_64",
+                "cp311-cp311-manylinux_2_15_x86_64"
+            ]
         );
         assert!(all.contains(&"cp37-abi3-manylinux1_x86_64".to_owned()));
         assert!(!all.contains(&"cp311-cp311-manylinux_2_37_x86_64".to_owned()));
@@ -133,7 +142,9 @@ mod tests {
         // aarch64 stops at 2_17 and has no manylinux2010/manylinux1.
         let arm: Vec<String> = Tags::cpython_linux((3, 12), (2, 36), "aarch64").iter().map(Tag::to_string).collect();
         assert!(arm.contains(&"cp312-abi3-manylinux2014_aarch64".to_owned()));
-        assert!(!arm.iter().any(|t| t.contains("manylinux_2_16") || t.contains("manylinux2010") || t.contains("x86_64")));
+        assert!(!arm
+            .iter()
+            .any(|t| t.contains("manylinux_2_16") || t.contains("manylinux2010") || t.contains("x86_64")));
         let t = |s: &str| {
             let mut p = s.split('-');
             Tag::new(p.next().unwrap(), p.next().unwrap(), p.next().unwrap())
@@ -161,7 +172,8 @@ mod tests {
         let mut lines = text.lines();
         let head: Vec<&str> = lines.next().unwrap().split(' ').collect();
         let n = |i: usize| head[i].parse::<u32>().unwrap();
-        let ours: Vec<String> = Tags::cpython_linux((n(0), n(1)), (n(3), n(4)), head[2]).iter().map(Tag::to_string).collect();
+        let ours: Vec<String> =
+            Tags::cpython_linux((n(0), n(1)), (n(3), n(4)), head[2]).iter().map(Tag::to_string).collect();
         let pip: Vec<&str> = lines.next().unwrap().split(' ').collect();
         assert_eq!(ours, pip);
         // `packaging` alone lacks only pip's `cpXY-none-any`.

@@ -168,7 +168,10 @@ mod tests {
             package("python3.11", "3.11.2-6+deb12u1", "amd64"),
         ]);
         let t = Target::from_lockfile(&lock, &"amd64".parse().unwrap()).unwrap();
-        assert_eq!(t, Target { python_minor: (3, 11), python_full: "3.11.2".into(), glibc: (2, 36), machine: "x86_64" });
+        assert_eq!(
+            t,
+            Target { python_minor: (3, 11), python_full: "3.11.2".into(), glibc: (2, 36), machine: "x86_64" }
+        );
     }
 
     #[test]

@@ -74,7 +74,14 @@ impl Version {
 
     /// Epoch and release only: `1!2.0rc1.post3` → `1!2.0`.
     pub fn base(&self) -> Version {
-        Version { epoch: self.epoch, release: self.release.clone(), pre: None, post: None, dev: None, local: Vec::new() }
+        Version {
+            epoch: self.epoch,
+            release: self.release.clone(),
+            pre: None,
+            post: None,
+            dev: None,
+            local: Vec::new(),
+        }
     }
 
     /// The key `packaging` sorts by. `None` sorts first in an `Option`, so "absent" is
@@ -244,7 +251,12 @@ impl FromStr for Version {
         c.eat("v");
         let first = c.number().ok_or_else(|| bad("it must begin with a number"))?.map_err(|_| too_big())?;
         let (epoch, first) = if c.eat("!") {
-            (first, c.number().ok_or_else(|| bad("a release number must follow the epoch's `!`"))?.map_err(|_| too_big())?)
+            (
+                first,
+                c.number()
+                    .ok_or_else(|| bad("a release number must follow the epoch's `!`"))?
+                    .map_err(|_| too_big())?,
+            )
         } else {
             (0, first)
         };
@@ -387,7 +399,9 @@ impl FromStr for Specifier {
             return Err(bad("a `.*` wildcard is allowed only with `==` and `!=`"));
         }
         let version: Version = body.parse().map_err(|_| bad("the version is not a PEP 440 version"))?;
-        if wildcard && (version.pre.is_some() || version.post.is_some() || version.dev.is_some() || !version.local.is_empty()) {
+        if wildcard
+            && (version.pre.is_some() || version.post.is_some() || version.dev.is_some() || !version.local.is_empty())
+        {
             return Err(bad("a `.*` wildcard may follow only a release (`==1.2.*`)"));
         }
         if !version.local.is_empty() && !matches!(operator, Operator::Equal | Operator::NotEqual) {
@@ -440,7 +454,8 @@ impl Specifier {
             }
             Operator::Greater => {
                 // `>1.0` excludes `1.0.post1` and `1.0+local` unless the specifier is a post-release.
-                v.public() > *spec && (spec.post.is_some() || v.post.is_none() || v.base() != spec.base())
+                v.public() > *spec
+                    && (spec.post.is_some() || v.post.is_none() || v.base() != spec.base())
                     && (v.local.is_empty() || v.base() != spec.base())
             }
             Operator::Compatible => {
