@@ -30,6 +30,8 @@ const STAGES: &[(&str, &[&str])] = &[
             "keys",
             "printer",
             "python",
+            "python::wheel",
+            "python::zip",
             "sandbox",
             "serde_str",
             "store",
