@@ -35,6 +35,8 @@ const STAGES: &[(&str, &[&str])] = &[
             "python::requirements",
             "python::tags",
             "python::version",
+            "python::wheel",
+            "python::zip",
             "sandbox",
             "serde_str",
             "store",

@@ -13,6 +13,8 @@ pub mod requirements;
 pub mod tags;
 pub mod target;
 pub mod version;
+pub mod wheel;
+pub mod zip;
 
 use std::fmt;
 use std::str::FromStr;
