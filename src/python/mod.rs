@@ -7,6 +7,7 @@
 //! choosing wheels from an index is the lock stage; installing them is the layers stage.
 
 pub mod index;
+pub mod lock;
 pub mod marker;
 pub mod pylock;
 pub mod requirements;
