@@ -40,49 +40,53 @@ pub enum WheelLockError {
     #[error("{place}: the requirements pin `{name}`, so they need an index to find its wheels, and none is given")]
     NoIndex { place: String, name: Name },
     #[error("{place}: `{name}=={version}`: no file the index lists for it has a sha256 the requirements name (the index lists {listed})")]
-    NoHashedFile { place: String, name: Name, version: Version, listed: String },
+    NoHashedFile { place: String, name: Name, version: String, listed: String },
     #[error(
         "{place}: `{name}=={version}` has only an sdist among the files its hashes allow ({sdists}): \
          a wheel must be built from it and pinned"
     )]
-    SdistOnly { place: String, name: Name, version: Version, sdists: String },
+    SdistOnly { place: String, name: Name, version: String, sdists: String },
     #[error(
-        "{place}: no wheel of `{name}=={version}` is compatible with the image (CPython {python}, glibc {glibc}, {machine}): \
-         it wants {wanted}, …; the pinned wheels are {available}"
+        "{}: no wheel of `{}=={}` is compatible with the image ({}): it wants {}, …; the pinned wheels are {}",
+        .0.place, .0.name, .0.version, .0.image, .0.wanted, .0.available
     )]
-    Incompatible {
-        place: String,
-        name: Name,
-        version: Version,
-        python: String,
-        glibc: String,
-        machine: String,
-        wanted: String,
-        available: String,
-    },
+    Incompatible(Box<Incompatible>),
     #[error("wheel `{file}` of `{name}` (from `{url}`) cannot be fetched")]
-    Fetch { file: String, name: Name, url: String, source: FetchError },
+    Fetch { file: String, name: Name, url: String, source: Box<FetchError> },
     #[error("wheel `{file}` of `{name}` (from `{url}`) is {actual}, which is none of the sha256 the requirements list for it")]
     HashMismatch { file: String, name: Name, url: String, actual: Digest },
     #[error("wheel `{file}` of `{name}` is not a valid wheel")]
-    Wheel { file: String, name: Name, source: WheelError },
+    Wheel { file: String, name: Name, source: Box<WheelError> },
     #[error("wheel `{file}` is pinned as `{name}=={version}` but its METADATA says `{found}`")]
-    WrongMetadata { file: String, name: Name, version: Version, found: String },
+    WrongMetadata { file: String, name: Name, version: String, found: String },
     #[error("`{name}` {version} requires Python `{spec}`, and the image's interpreter is {python}")]
-    RequiresPython { name: Name, version: Version, spec: String, python: String },
+    RequiresPython { name: Name, version: String, spec: String, python: String },
     #[error(
         "`{name}` {version} requires `{requirement}`, which the requirements do not pin; they must be complete, \
          as `pip-compile` makes them"
     )]
-    MissingDependency { name: Name, version: Version, requirement: String },
+    MissingDependency { name: Name, version: String, requirement: String },
     #[error("`{name}` {version} requires `{requirement}`, but the requirements pin `{dependency}` {pinned}")]
-    Unsatisfied { name: Name, version: Version, requirement: String, dependency: Name, pinned: Version },
-    #[error("`{name}` {version}: its `Requires-Dist` `{text}` is not valid")]
-    BadRequiresDist { name: Name, version: Version, text: String, source: super::marker::MarkerError },
+    Unsatisfied { name: Name, version: String, requirement: String, dependency: Name, pinned: String },
+    /// The source names the text.
+    #[error("`{name}` {version}: a `Requires-Dist` of its METADATA is not valid")]
+    BadRequiresDist { name: Name, version: String, source: super::marker::MarkerError },
     #[error("{first} and {second} both pin `{name}` for the image")]
     Duplicate { name: Name, first: String, second: String },
     #[error("`{}`: no environment it was locked for (`environments`) matches the image", path.display())]
     Environments { path: PathBuf },
+}
+
+/// The details of [`WheelLockError::Incompatible`] (boxed: the error stays small).
+#[derive(Debug)]
+pub struct Incompatible {
+    pub place: String,
+    pub name: Name,
+    pub version: String,
+    /// `CPython 3.11.2, glibc 2.36, x86_64`.
+    pub image: String,
+    pub wanted: String,
+    pub available: String,
 }
 
 impl crate::error::Hint for WheelLockError {
@@ -232,7 +236,7 @@ fn wants_from_requirements(
             return Err(WheelLockError::NoHashedFile {
                 place: here,
                 name: pinned.name,
-                version: pinned.version,
+                version: pinned.version.to_string(),
                 listed: format!("{listed_count} files"),
             });
         }
@@ -328,7 +332,7 @@ fn choose(want: &Want, tags: &Tags, target: &Target) -> Result<Listed, WheelLock
         return Err(WheelLockError::SdistOnly {
             place: want.place.clone(),
             name: want.name.clone(),
-            version: want.version.clone(),
+            version: want.version.to_string(),
             sdists: sdists.join(", "),
         });
     }
@@ -356,16 +360,17 @@ fn choose(want: &Want, tags: &Tags, target: &Target) -> Result<Listed, WheelLock
     }
     match best {
         Some((_, file)) => Ok(file.clone()),
-        None => Err(WheelLockError::Incompatible {
+        None => Err(WheelLockError::Incompatible(Box::new(Incompatible {
             place: want.place.clone(),
             name: want.name.clone(),
-            version: want.version.clone(),
-            python: target.python_full.clone(),
-            glibc: format!("{}.{}", target.glibc.0, target.glibc.1),
-            machine: target.machine.to_owned(),
+            version: want.version.to_string(),
+            image: format!(
+                "CPython {}, glibc {}.{}, {}",
+                target.python_full, target.glibc.0, target.glibc.1, target.machine
+            ),
             wanted: tags.iter().take(4).map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
             available: available.into_iter().collect::<Vec<_>>().join(", "),
-        }),
+        }))),
     }
 }
 
@@ -380,7 +385,7 @@ fn fetch_and_read(
         file: file.filename.clone(),
         name: want.name.clone(),
         url: file.url.clone(),
-        source,
+        source: Box::new(source),
     };
     let origin = match file.url.strip_prefix("file://") {
         Some(path) => Origin::Local(PathBuf::from(super::index::percent_decode(path))),
@@ -401,13 +406,17 @@ fn fetch_and_read(
     let opened = fs_err::File::open(&blob)
         .map_err(|e| WheelError::Io { what: file.filename.clone(), source: e })
         .and_then(|f| Wheel::open(f.into_parts().0, &file.filename))
-        .map_err(|source| WheelLockError::Wheel { file: file.filename.clone(), name: want.name.clone(), source })?;
+        .map_err(|source| WheelLockError::Wheel {
+            file: file.filename.clone(),
+            name: want.name.clone(),
+            source: Box::new(source),
+        })?;
     let metadata = opened.metadata();
     if metadata.name != want.name || metadata.version.parse::<Version>().ok().as_ref() != Some(&want.version) {
         return Err(WheelLockError::WrongMetadata {
             file: file.filename.clone(),
             name: want.name.clone(),
-            version: want.version.clone(),
+            version: want.version.to_string(),
             found: format!("{}=={}", metadata.name, metadata.version),
         });
     }
@@ -441,7 +450,7 @@ fn check_dependencies(
             if !ok.unwrap_or(false) {
                 return Err(WheelLockError::RequiresPython {
                     name: want.name.clone(),
-                    version: want.version.clone(),
+                    version: want.version.to_string(),
                     spec: spec.to_owned(),
                     python: target.python_full.clone(),
                 });
@@ -451,8 +460,7 @@ fn check_dependencies(
         for text in &m.requires_dist {
             let r = text.parse::<Requirement>().map_err(|source| WheelLockError::BadRequiresDist {
                 name: want.name.clone(),
-                version: want.version.clone(),
-                text: text.clone(),
+                version: want.version.to_string(),
                 source,
             })?;
             list.push(r);
@@ -489,17 +497,17 @@ fn check_dependencies(
                 None => {
                     return Err(WheelLockError::MissingDependency {
                         name: want.name.clone(),
-                        version: want.version.clone(),
+                        version: want.version.to_string(),
                         requirement: text,
                     })
                 }
                 Some(v) if !r.specifiers.contains(v) => {
                     return Err(WheelLockError::Unsatisfied {
                         name: want.name.clone(),
-                        version: want.version.clone(),
+                        version: want.version.to_string(),
                         requirement: text,
                         dependency: r.name.clone(),
-                        pinned: (*v).clone(),
+                        pinned: v.to_string(),
                     })
                 }
                 Some(_) => {}
@@ -507,4 +515,360 @@ fn check_dependencies(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::python::wheel::{write_record, RecordHash, RecordRow};
+    use crate::python::zip::testing::{write, Member};
+
+    /// A wheel file named `file` for `name` `version` whose METADATA lists `requires`.
+    fn wheel(file: &str, name: &str, version: &str, requires: &[&str], requires_python: Option<&str>) -> Vec<u8> {
+        let dist_info = format!("{name}-{version}.dist-info");
+        let mut metadata = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
+        for r in requires {
+            metadata.push_str(&format!("Requires-Dist: {r}\n"));
+        }
+        if let Some(p) = requires_python {
+            metadata.push_str(&format!("Requires-Python: {p}\n"));
+        }
+        let tag = file.trim_end_matches(".whl").splitn(3, '-').nth(2).unwrap().to_owned();
+        let members: Vec<(String, Vec<u8>)> = vec![
+            (format!("{name}/__init__.py"), b"x = 1\n".to_vec()),
+            (format!("{dist_info}/METADATA"), metadata.into_bytes()),
+            (
+                format!("{dist_info}/WHEEL"),
+                format!("Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: {tag}\n").into_bytes(),
+            ),
+        ];
+        let mut rows: Vec<RecordRow> = members
+            .iter()
+            .map(|(p, c)| RecordRow {
+                path: p.clone(),
+                hash: Some(RecordHash::sha256_of(c)),
+                size: Some(c.len() as u64),
+            })
+            .collect();
+        rows.push(RecordRow { path: format!("{dist_info}/RECORD"), hash: None, size: None });
+        let record = write_record(&rows).into_bytes();
+        let mut all: Vec<Member<'_>> = members.iter().map(|(p, c)| Member::file(p, c)).collect();
+        let record_name = format!("{dist_info}/RECORD");
+        all.push(Member::file(&record_name, &record));
+        write(&all, false)
+    }
+
+    /// A folder with `files/` (the files) and `simple/NAME/index.html` (links with
+    /// `#sha256=`), for files of any projects; returns the sha256 of each file by name.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        hashes: BTreeMap<String, Digest>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture { dir: tempfile::tempdir().unwrap(), hashes: BTreeMap::new() }
+        }
+
+        fn add(&mut self, project: &str, file: &str, bytes: &[u8]) {
+            let files = self.dir.path().join("files");
+            fs_err::create_dir_all(&files).unwrap();
+            fs_err::write(files.join(file), bytes).unwrap();
+            let digest = Digest::of(bytes);
+            self.hashes.insert(file.to_owned(), digest);
+            let page = self.dir.path().join("simple").join(project);
+            fs_err::create_dir_all(&page).unwrap();
+            let index = page.join("index.html");
+            let mut html = fs_err::read_to_string(&index).unwrap_or_default();
+            html.push_str(&format!("<a href=\"../../files/{file}#sha256={}\">{file}</a>\n", digest.hex()));
+            fs_err::write(index, html).unwrap();
+        }
+
+        fn requirements(&self, text: &str) -> PathBuf {
+            let path = self.dir.path().join("requirements.txt");
+            fs_err::write(&path, text).unwrap();
+            path
+        }
+
+        fn hash(&self, file: &str) -> String {
+            format!("--hash=sha256:{}", self.hashes[file].hex())
+        }
+    }
+
+    fn target() -> Target {
+        Target { python_minor: (3, 11), python_full: "3.11.2".into(), glibc: (2, 36), machine: "x86_64" }
+    }
+
+    fn context(dir: &Path) -> Context {
+        Context {
+            store: crate::store::Store::open(&dir.join("store")).unwrap(),
+            printer: crate::printer::Printer::new(true, false, false),
+            mirrors: BTreeMap::new(),
+            python_index: None,
+        }
+    }
+
+    fn lock(f: &Fixture, requirements: &str, index: &str) -> Result<Locked, WheelLockError> {
+        let path = f.requirements(requirements);
+        let ctx = context(f.dir.path());
+        let index = Index::new(index, f.dir.path()).unwrap();
+        lock_layer(&ctx, &"app".parse().unwrap(), Source::Requirements { path: &path, index: Some(&index) }, &target())
+    }
+
+    /// `requests` needing `idna`, with wheels for several platforms, one marker-excluded pin.
+    fn requests_fixture() -> Fixture {
+        let mut f = Fixture::new();
+        let r = "requests-2.31.0-py3-none-any.whl";
+        f.add(
+            "requests",
+            r,
+            &wheel(
+                r,
+                "requests",
+                "2.31.0",
+                &["idna<4,>=2.5", "PySocks!=1.5.7,>=1.5.6 ; extra == 'socks'", "chardet<6 ; python_version < '3'"],
+                Some(">=3.7"),
+            ),
+        );
+        for file in [
+            "idna-3.6-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            "idna-3.6-cp311-abi3-manylinux_2_28_x86_64.whl",
+            "idna-3.6-cp311-cp311-manylinux_2_38_x86_64.whl",
+            "idna-3.6-py3-none-any.whl",
+        ] {
+            f.add("idna", file, &wheel(file, "idna", "3.6", &[], None));
+        }
+        let other = "idna-3.6-cp311-cp311-musllinux_1_1_x86_64.whl";
+        f.add("idna", other, &wheel(other, "idna", "3.6", &[], None));
+        f
+    }
+
+    fn requests_requirements(f: &Fixture, idna_files: &[&str]) -> String {
+        let idna: Vec<String> = idna_files.iter().map(|file| f.hash(file)).collect();
+        format!(
+            "# via pip-compile\nrequests==2.31.0 \\\n    {}\nidna==3.6 \\\n    {}\n    # via requests\n\
+             colorama==0.4.6 ; sys_platform == \"win32\" \\\n    --hash=sha256:{}\n",
+            f.hash("requests-2.31.0-py3-none-any.whl"),
+            idna.join(" \\\n    "),
+            "0".repeat(64),
+        )
+    }
+
+    #[test]
+    fn the_best_tagged_hashed_wheel_is_chosen_and_exclusions_are_reported() {
+        let f = requests_fixture();
+        let all = [
+            "idna-3.6-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            "idna-3.6-cp311-abi3-manylinux_2_28_x86_64.whl",
+            "idna-3.6-cp311-cp311-manylinux_2_38_x86_64.whl",
+            "idna-3.6-py3-none-any.whl",
+        ];
+        let locked = lock(&f, &requests_requirements(&f, &all), "simple").unwrap();
+        let chosen: Vec<(&str, &str, &str)> =
+            locked.wheels.iter().map(|w| (w.name.as_str(), w.version.as_str(), w.filename.as_str())).collect();
+        // cp311-cp311 on glibc ≤ 2.36 beats abi3 and none; the 2_38 wheel needs a newer glibc.
+        assert_eq!(chosen, [("idna", "3.6", all[0]), ("requests", "2.31.0", "requests-2.31.0-py3-none-any.whl")]);
+        let idna = &locked.wheels[0];
+        assert_eq!(idna.sha256, f.hashes[all[0]]);
+        assert_eq!(idna.url, format!("file://{}/files/{}", f.dir.path().display(), all[0]));
+        assert!(context(f.dir.path()).store.has_blob(&idna.sha256), "the chosen wheel is in the store");
+        assert_eq!(
+            locked.notes,
+            [Note {
+                verb: "Excluded",
+                message: format!(
+                    "`{}` line 10: `colorama==0.4.6` (its marker `sys_platform == \"win32\"` does not hold for the image)",
+                    f.dir.path().join("requirements.txt").display()
+                )
+            }]
+        );
+        // Only the hashes the requirements list count: without the cp311 one, abi3 wins.
+        let locked = lock(&f, &requests_requirements(&f, &all[1..]), "simple").unwrap();
+        assert_eq!(locked.wheels[0].filename, all[1]);
+        // The same through a `file://` URL.
+        let url = format!("file://{}/simple/", f.dir.path().display());
+        assert_eq!(lock(&f, &requests_requirements(&f, &all[1..]), &url).unwrap().wheels[0].filename, all[1]);
+    }
+
+    #[test]
+    fn no_compatible_wheel_lists_the_tags_wanted_and_available() {
+        let f = requests_fixture();
+        let reqs = requests_requirements(
+            &f,
+            &["idna-3.6-cp311-cp311-manylinux_2_38_x86_64.whl", "idna-3.6-cp311-cp311-musllinux_1_1_x86_64.whl"],
+        );
+        let err = lock(&f, &reqs, "simple").unwrap_err().to_string();
+        assert!(err.ends_with(
+            "line 4: no wheel of `idna==3.6` is compatible with the image (CPython 3.11.2, glibc 2.36, x86_64): it wants \
+             `cp311-cp311-manylinux_2_36_x86_64`, `cp311-cp311-manylinux_2_35_x86_64`, `cp311-cp311-manylinux_2_34_x86_64`, \
+             `cp311-cp311-manylinux_2_33_x86_64`, …; the pinned wheels are `cp311-cp311-manylinux_2_38_x86_64`, `cp311-cp311-musllinux_1_1_x86_64`"
+        ), "{err}");
+    }
+
+    #[test]
+    fn sdist_only_and_unlisted_hashes_are_refused_naming_the_package() {
+        let mut f = requests_fixture();
+        f.add("idna", "idna-3.6.tar.gz", b"an sdist");
+        let reqs = requests_requirements(&f, &["idna-3.6.tar.gz"]);
+        let err = lock(&f, &reqs, "simple").unwrap_err().to_string();
+        assert!(err.ends_with("line 4: `idna==3.6` has only an sdist among the files its hashes allow (`idna-3.6.tar.gz`): a wheel must be built from it and pinned"), "{err}");
+        let reqs = reqs.replace(&f.hashes["idna-3.6.tar.gz"].hex(), &"a".repeat(64));
+        let err = lock(&f, &reqs, "simple").unwrap_err().to_string();
+        assert!(err.ends_with("line 4: `idna==3.6`: no file the index lists for it has a sha256 the requirements name (the index lists 6 files)"), "{err}");
+    }
+
+    #[test]
+    fn a_wheel_whose_bytes_differ_from_its_hash_is_refused_naming_the_file() {
+        let f = requests_fixture();
+        let file = "idna-3.6-py3-none-any.whl";
+        let reqs = requests_requirements(&f, &[file]);
+        // The index and the requirements agree on a hash; the file served is another.
+        fs_err::write(f.dir.path().join("files").join(file), wheel(file, "idna", "3.6", &["x"], None)).unwrap();
+        let err = lock(&f, &reqs, "simple").unwrap_err();
+        let chain = anyhow::Error::from(err);
+        let text = format!("{chain:#}");
+        assert!(text.starts_with(&format!("wheel `{file}` of `idna` (from `file://")), "{text}");
+        assert!(text.contains(&format!("does not match its pin: expected {}", f.hashes[file])), "{text}");
+    }
+
+    #[test]
+    fn incomplete_requirements_are_refused_naming_both_packages() {
+        let f = requests_fixture();
+        let reqs = format!("requests==2.31.0 {}\n", f.hash("requests-2.31.0-py3-none-any.whl"));
+        let err = lock(&f, &reqs, "simple").unwrap_err();
+        assert!(matches!(err, WheelLockError::MissingDependency { .. }));
+        assert_eq!(
+            err.to_string(),
+            "`requests` 2.31.0 requires `idna<4,>=2.5`, which the requirements do not pin; they must be complete, as `pip-compile` makes them"
+        );
+        // An extra asked for brings its own requirements in.
+        let all = requests_requirements(&f, &["idna-3.6-py3-none-any.whl"])
+            .replace("requests==2.31.0", "requests[socks]==2.31.0");
+        let err = lock(&f, &all, "simple").unwrap_err().to_string();
+        assert!(err.contains("requires `pysocks!=1.5.7,>=1.5.6`, which the requirements do not pin"), "{err}");
+    }
+
+    #[test]
+    fn a_pinned_dependency_outside_the_range_and_requires_python_are_refused() {
+        let mut f = requests_fixture();
+        let file = "idna-4.0-py3-none-any.whl";
+        f.add("idna", file, &wheel(file, "idna", "4.0", &[], None));
+        let reqs = requests_requirements(&f, &[file]).replace("idna==3.6", "idna==4.0");
+        let err = lock(&f, &reqs, "simple").unwrap_err().to_string();
+        assert_eq!(err, "`requests` 2.31.0 requires `idna<4,>=2.5`, but the requirements pin `idna` 4.0");
+        let file = "new-1.0-py3-none-any.whl";
+        f.add("new", file, &wheel(file, "new", "1.0", &[], Some(">=3.12")));
+        let err = lock(&f, &format!("new==1.0 {}\n", f.hash(file)), "simple").unwrap_err().to_string();
+        assert_eq!(err, "`new` 1.0 requires Python `>=3.12`, and the image's interpreter is 3.11.2");
+    }
+
+    /// A static file server on loopback, stopped (and joined) when dropped.
+    struct Server {
+        port: u16,
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Server {
+        fn start(root: PathBuf) -> Server {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopping = stop.clone();
+            let thread = std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(mut stream) = stream else { continue };
+                    let mut line = String::new();
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    reader.read_line(&mut line).unwrap();
+                    // The rest of the request head.
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap() <= 2 {
+                            break;
+                        }
+                    }
+                    let path = line.split(' ').nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
+                    let mut file = root.join(&path);
+                    if path.ends_with('/') {
+                        file = file.join("index.html");
+                    }
+                    let (status, body) = match fs_err::read(&file) {
+                        Ok(b) => ("200 OK", b),
+                        Err(_) => ("404 Not Found", b"not found".to_vec()),
+                    };
+                    let kind = if file.extension().is_some_and(|e| e == "html") {
+                        "text/html"
+                    } else {
+                        "application/octet-stream"
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body));
+                }
+            });
+            Server { port, stop, thread: Some(thread) }
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            // Wake the accept loop so that it sees the flag.
+            let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    #[test]
+    fn an_http_index_on_loopback_is_read_and_its_wheels_fetched() {
+        let f = requests_fixture();
+        let server = Server::start(f.dir.path().to_owned());
+        let all = ["idna-3.6-cp311-abi3-manylinux_2_28_x86_64.whl", "idna-3.6-py3-none-any.whl"];
+        let url = format!("http://127.0.0.1:{}/simple", server.port);
+        let locked = lock(&f, &requests_requirements(&f, &all), &url).unwrap();
+        assert_eq!(locked.wheels[0].url, format!("http://127.0.0.1:{}/files/{}", server.port, all[0]));
+        assert_eq!(locked.wheels[0].size, fs_err::metadata(f.dir.path().join("files").join(all[0])).unwrap().len());
+        let err = lock(&f, &format!("nothere==1.0 --hash=sha256:{}\n", "1".repeat(64)), &url).unwrap_err();
+        let text = format!("{:#}", anyhow::Error::from(err));
+        assert!(text.contains("has no project `nothere`"), "{text}");
+        drop(server);
+    }
+
+    #[test]
+    fn a_pylock_is_locked_from_its_own_wheels() {
+        let f = requests_fixture();
+        let idna = "idna-3.6-py3-none-any.whl";
+        let req = "requests-2.31.0-py3-none-any.whl";
+        let text = format!(
+            "lock-version = '1.0'\n\
+             [[packages]]\nname = 'idna'\nversion = '3.6'\n[[packages.wheels]]\npath = 'files/{idna}'\nhashes = {{sha256 = '{}'}}\n\
+             [[packages]]\nname = 'requests'\nversion = '2.31.0'\n[[packages.wheels]]\nurl = 'file://{}/files/{req}'\nhashes = {{sha256 = '{}'}}\n\
+             [[packages]]\nname = 'pywin32'\nversion = '306'\nmarker = \"sys_platform == 'win32'\"\n[[packages.wheels]]\nurl = 'https://example.invalid/pywin32-306-cp311-cp311-win_amd64.whl'\nhashes = {{sha256 = '{}'}}\n",
+            f.hashes[idna].hex(),
+            f.dir.path().display(),
+            f.hashes[req].hex(),
+            "2".repeat(64)
+        );
+        let path = f.dir.path().join("pylock.toml");
+        fs_err::write(&path, text).unwrap();
+        let ctx = context(f.dir.path());
+        let locked = lock_layer(&ctx, &"app".parse().unwrap(), Source::Pylock { path: &path }, &target()).unwrap();
+        let names: Vec<&str> = locked.wheels.iter().map(|w| w.filename.as_str()).collect();
+        assert_eq!(names, [idna, req]);
+        assert_eq!(locked.notes.len(), 1);
+        assert!(locked.notes[0].message.contains("package `pywin32` 306 (its marker"), "{:?}", locked.notes);
+    }
 }
