@@ -54,6 +54,8 @@ const STAGES: &[(&str, &[&str])] = &[
             "debian::layers",
             "debian::unpack",
             "layer",
+            "python::install",
+            "python::venv",
             "rootfs",
             "system::plan",
         ],

@@ -6,6 +6,8 @@
 //! The vocabulary (this file) is foundation; parsing the wheel format is foundation too;
 //! choosing wheels from an index is the lock stage; installing them is the layers stage.
 
+pub mod install;
+pub mod venv;
 pub mod wheel;
 pub mod zip;
 
