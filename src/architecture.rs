@@ -30,6 +30,11 @@ const STAGES: &[(&str, &[&str])] = &[
             "keys",
             "printer",
             "python",
+            "python::marker",
+            "python::pylock",
+            "python::requirements",
+            "python::tags",
+            "python::version",
             "python::wheel",
             "python::zip",
             "sandbox",
@@ -43,7 +48,20 @@ const STAGES: &[(&str, &[&str])] = &[
         ],
     ),
     ("recipe", &["lockfile", "recipe", "system"]),
-    ("lock", &["debian::archive", "debian::pin", "debian::resolve", "fetch", "local", "lock"]),
+    (
+        "lock",
+        &[
+            "debian::archive",
+            "debian::pin",
+            "debian::resolve",
+            "fetch",
+            "local",
+            "lock",
+            "python::index",
+            "python::lock",
+            "python::target",
+        ],
+    ),
     (
         "layers",
         &[
