@@ -73,6 +73,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "debian::unpack",
             "layer",
             "python::install",
+            "python::layers",
             "python::venv",
             "rootfs",
             "system::plan",

@@ -8,6 +8,7 @@
 
 pub mod index;
 pub mod install;
+pub mod layers;
 pub mod marker;
 pub mod pylock;
 pub mod requirements;
