@@ -8,6 +8,7 @@ mod determinism;
 mod formats;
 mod hostile;
 mod per_machine;
+mod python_lock;
 mod qualify;
 mod refusals;
 mod release;
