@@ -45,6 +45,8 @@ pub struct Diff {
     pub identical: bool,
     pub inputs: Vec<InputChange>,
     pub packages: Vec<PackageChange>,
+    /// Python wheels, by layer and name; always present (empty without Python).
+    pub wheels: Vec<WheelChange>,
     pub rootfs: RootfsChanges,
     pub layers: LayerChanges,
     /// The two images' names and versions, for the human lines.
@@ -123,6 +125,20 @@ pub struct PackageChange {
     pub b: Option<Version>,
     pub archive: Name,
     pub layer: Name,
+}
+
+/// A Python wheel that differs, by (layer, name): versions compared by PEP 440's order,
+/// as Debian packages are by dpkg's; the same version from another file is `rebuilt`.
+#[derive(Debug, Serialize)]
+pub struct WheelChange {
+    pub change: PackageChangeKind,
+    pub name: crate::python::Name,
+    pub layer: Name,
+    pub a: Option<String>,
+    pub b: Option<String>,
+    /// The wheel files (their tags can change with the version or alone).
+    pub file_a: Option<String>,
+    pub file_b: Option<String>,
 }
 
 /// The root filesystems' differences: counts per top-level folder, and every entry.
@@ -373,6 +389,7 @@ pub fn diff(ctx: &Context, a: &str, b: &str) -> anyhow::Result<Diff> {
         identical: id_a == id_b,
         inputs: input_changes(&ma, &mb),
         packages: package_changes(&ma, &mb),
+        wheels: wheel_changes(&ma, &mb),
         rootfs: RootfsChanges { summary, entries },
         layers: layer_changes(&ma, &mb),
         images: [
@@ -454,6 +471,48 @@ fn layer_changes(ma: &Manifest, mb: &Manifest) -> LayerChanges {
     }
 }
 
+/// Wheels added, removed, upgraded or downgraded (PEP 440 order), by (layer, name).
+fn wheel_changes(a: &Manifest, b: &Manifest) -> Vec<WheelChange> {
+    type Key = (Name, crate::python::Name);
+    fn wheels(m: &Manifest) -> BTreeMap<Key, &crate::manifest::Wheel> {
+        m.wheels.iter().map(|w| ((w.layer.clone(), w.name.clone()), w)).collect()
+    }
+    // A version that is not PEP 440 (a lockfile written by hand) still compares, as text.
+    fn order(x: &str, y: &str) -> std::cmp::Ordering {
+        match (x.parse::<crate::python::version::Version>(), y.parse::<crate::python::version::Version>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => x.cmp(y),
+        }
+    }
+    let (wa, wb) = (wheels(a), wheels(b));
+    let keys: BTreeSet<&Key> = wa.keys().chain(wb.keys()).collect();
+    let mut out = Vec::new();
+    for key in keys {
+        let (x, y) = (wa.get(key), wb.get(key));
+        let change = match (x, y) {
+            (Some(_), None) => PackageChangeKind::Removed,
+            (None, Some(_)) => PackageChangeKind::Added,
+            (Some(x), Some(y)) if x.sha256 == y.sha256 => continue,
+            (Some(x), Some(y)) => match order(&x.version, &y.version) {
+                std::cmp::Ordering::Less => PackageChangeKind::Upgraded,
+                std::cmp::Ordering::Greater => PackageChangeKind::Downgraded,
+                std::cmp::Ordering::Equal => PackageChangeKind::Rebuilt,
+            },
+            (None, None) => continue,
+        };
+        out.push(WheelChange {
+            change,
+            name: key.1.clone(),
+            layer: key.0.clone(),
+            a: x.map(|w| w.version.clone()),
+            b: y.map(|w| w.version.clone()),
+            file_a: x.map(|w| w.filename.clone()),
+            file_b: y.map(|w| w.filename.clone()),
+        });
+    }
+    out
+}
+
 /// Debian packages added, removed, upgraded or downgraded (dpkg version order), by
 /// (name, architecture), with the archive and layer they came from.
 fn package_changes(a: &Manifest, b: &Manifest) -> Vec<PackageChange> {
@@ -486,4 +545,64 @@ fn package_changes(a: &Manifest, b: &Manifest) -> Vec<PackageChange> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_wheels(wheels: &[(&str, &str, &str)]) -> Manifest {
+        let mut m =
+            Manifest::parse(Path::new("m.json"), include_bytes!("../tests/data/example.manifest.json")).unwrap();
+        m.wheels = wheels
+            .iter()
+            .map(|(name, version, layer)| crate::manifest::Wheel {
+                name: name.parse().unwrap(),
+                version: (*version).into(),
+                filename: format!("{name}-{version}-py3-none-any.whl"),
+                sha256: Digest::of(format!("{name}{version}").as_bytes()),
+                layer: layer.parse().unwrap(),
+            })
+            .collect();
+        m
+    }
+
+    #[test]
+    fn wheels_are_upgraded_and_downgraded_by_pep_440_order() {
+        let a = with_wheels(&[
+            ("numpy", "1.26.4", "app"),
+            ("idna", "3.10", "app"),
+            ("six", "1.16.0", "app"),
+            ("pyyaml", "6.0.1", "app"),
+        ]);
+        let mut b = with_wheels(&[
+            ("numpy", "2.0.0rc1", "app"),
+            ("idna", "3.9", "app"),
+            ("certifi", "2024.2.2", "app"),
+            ("pyyaml", "6.0.1", "app"),
+        ]);
+        // The same version from another file.
+        b.wheels[3].sha256 = Digest::of(b"rebuilt");
+        let changes = wheel_changes(&a, &b);
+        let changes: Vec<(&str, &str, Option<&str>, Option<&str>)> =
+            changes.iter().map(|c| (c.name.as_str(), c.change.as_str(), c.a.as_deref(), c.b.as_deref())).collect();
+        assert_eq!(
+            changes,
+            [
+                ("certifi", "added", None, Some("2024.2.2")),
+                // 3.10 > 3.9 as versions (as text it would be the other way).
+                ("idna", "downgraded", Some("3.10"), Some("3.9")),
+                ("numpy", "upgraded", Some("1.26.4"), Some("2.0.0rc1")),
+                ("pyyaml", "rebuilt", Some("6.0.1"), Some("6.0.1")),
+                ("six", "removed", Some("1.16.0"), None),
+            ]
+        );
+        assert!(wheel_changes(&a, &a).is_empty());
+        let json = serde_json::to_value(&wheel_changes(&a, &b)[1]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"change": "downgraded", "name": "idna", "layer": "app", "a": "3.10", "b": "3.9",
+                "file_a": "idna-3.10-py3-none-any.whl", "file_b": "idna-3.9-py3-none-any.whl"})
+        );
+    }
 }

@@ -581,6 +581,20 @@ impl Recipe {
             for tarball in &layer.tarballs {
                 Origin::parse(&tarball.url, &self.dir).map_err(|e| invalid(format!("layer `{}`: {e}", layer.name)))?;
             }
+            if let Some(python) = &layer.python {
+                if python.requirements.is_some() == python.lock.is_some() {
+                    return Err(invalid(format!(
+                        "layer `{}`: `python` takes exactly one of `requirements` (a pinned requirements file) and `lock` (a `pylock.toml`)",
+                        layer.name
+                    )));
+                }
+                if layer.has_packages() {
+                    return Err(invalid(format!(
+                        "layer `{}` has both Debian packages and `python`: install the interpreter in a layer below the python layer",
+                        layer.name
+                    )));
+                }
+            }
             if layer.has_packages() {
                 let mixed = !(layer.files.is_empty()
                     && layer.tarballs.is_empty()

@@ -16,9 +16,10 @@ pub fn diff(ctx: &Context, a: &str, b: &str) -> anyhow::Result<()> {
     }
     Err(CheckFailed {
         message: format!(
-            "the candidates differ ({} input(s), {} package(s), {} rootfs entr(ies))",
+            "the candidates differ ({} input(s), {} package(s), {} wheel(s), {} rootfs entr(ies))",
             diff.inputs.len(),
             diff.packages.len(),
+            diff.wheels.len(),
             diff.rootfs.entries.len()
         ),
         hint: None,
@@ -53,6 +54,17 @@ fn print_lines(diff: &Diff) {
             c.archive,
             c.layer
         );
+    }
+    for c in &diff.wheels {
+        let versions = match (&c.a, &c.b) {
+            (Some(a), Some(b)) if a == b => {
+                format!("{a} ({} -> {})", c.file_a.as_deref().unwrap_or(""), c.file_b.as_deref().unwrap_or(""))
+            }
+            (Some(a), Some(b)) => format!("{a} -> {b}"),
+            (Some(v), None) | (None, Some(v)) => v.clone(),
+            (None, None) => String::new(),
+        };
+        println!("wheel   {:<10} {} {versions} (layer {})", c.change.as_str(), c.name, c.layer);
     }
     for (top, counts) in &diff.rootfs.summary {
         let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {}", k.as_str())).collect();

@@ -9,6 +9,7 @@ mod formats;
 mod hostile;
 mod per_machine;
 mod python;
+mod python_lock;
 mod qualify;
 mod refusals;
 mod release;
