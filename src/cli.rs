@@ -33,6 +33,11 @@ pub struct GlobalArgs {
     /// `CANDIDATE_MIRROR_NAME`). A mirror is a location, not an input: the lockfile pins hashes.
     #[arg(long = "mirror", global = true, value_name = "NAME=URL", value_parser = parse_mirror)]
     pub mirrors: Vec<(String, String)>,
+    /// Lock Python wheels from this PEP 503/691 simple index (an `http(s)://` or `file://`
+    /// URL, or a path) instead of the recipe's `[python] index`. Like a mirror, a location
+    /// only: the lockfile pins every wheel's sha256.
+    #[arg(long, global = true, env = "CANDIDATE_PYTHON_INDEX", value_name = "URL")]
+    pub python_index: Option<String>,
     /// Print more about each step.
     #[arg(long, short, global = true, conflicts_with = "quiet")]
     pub verbose: bool,

@@ -14,4 +14,7 @@ pub struct Context {
     pub printer: Printer,
     /// `--mirror NAME=URL`: where to read an archive from instead of the recipe's `url`.
     pub mirrors: BTreeMap<String, String>,
+    /// `--python-index` / `CANDIDATE_PYTHON_INDEX`: the simple index Python wheels are locked
+    /// from instead of the recipe's `[python] index`.
+    pub python_index: Option<String>,
 }

@@ -136,7 +136,8 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
     recipe.image.source_date_epoch.settle(crate::debian::pin::newest_date(&archives));
     let mut inputs = Vec::new();
     let mut files = Vec::new();
-    for layer in &recipe.layers {
+    let mut wheels = Vec::new();
+    for (at, layer) in recipe.layers.iter().enumerate() {
         let mut layer_files = Vec::new();
         for spec in &layer.files {
             let (input, scanned) = pin_files(ctx, &recipe, layer, spec)?;
@@ -147,9 +148,14 @@ fn resolve(ctx: &Context, recipe: Recipe, existing: Option<&Lockfile>, purpose: 
         for spec in &layer.tarballs {
             inputs.push(pin_tarball(ctx, &recipe, layer, spec, existing, purpose)?);
         }
+        if let Some(spec) = &layer.python {
+            let (input, layer_wheels) = pin_python(ctx, &recipe, at, spec, &packages, existing, purpose)?;
+            inputs.push(input);
+            wheels.extend(layer_wheels);
+        }
     }
     let recipe_digest = recipe_digest(&recipe, &inputs, &keyrings);
-    let lockfile = Lockfile { version: VERSION, recipe: recipe_digest, archives, inputs, packages, wheels: Vec::new() };
+    let lockfile = Lockfile { version: VERSION, recipe: recipe_digest, archives, inputs, packages, wheels };
     Ok(Resolved { recipe, lockfile, files, keyrings })
 }
 
@@ -232,6 +238,78 @@ fn pin_tarball(
     })
 }
 
+/// A python layer: its requirements file (or `pylock.toml`) pinned as an input, and, when
+/// locking, one wheel per requirement chosen for the image (see [`crate::python::lock`]). A
+/// check takes the wheels the lockfile has: they stand as long as the file they were locked
+/// from is the same (the input's digest, which the recipe digest covers) and so are the
+/// Debian packages the interpreter comes from.
+fn pin_python(
+    ctx: &Context,
+    recipe: &Recipe,
+    at: usize,
+    spec: &crate::recipe::PythonSpec,
+    packages: &[crate::lockfile::LockedPackage],
+    existing: Option<&Lockfile>,
+    purpose: Purpose,
+) -> anyhow::Result<(LockedInput, Vec<crate::lockfile::LockedWheel>)> {
+    use crate::python::lock::Source;
+    let layer = &recipe.layers[at];
+    let rel = spec.requirements.as_ref().or(spec.lock.as_ref()).expect("the recipe has one of them");
+    let path = recipe.resolve(rel);
+    let bytes =
+        fs_err::read(&path).with_context(|| format!("layer `{}`: cannot read its `python` input", layer.name))?;
+    let input = LockedInput {
+        layer: layer.name.clone(),
+        kind: InputKind::Python,
+        origin: rel.display().to_string(),
+        size: bytes.len() as u64,
+        sha256: Digest::of(&bytes),
+        files: None,
+    };
+    if purpose == Purpose::Check {
+        let wheels = existing.map(|l| l.wheels.iter().filter(|w| w.layer == layer.name).cloned().collect());
+        return Ok((input, wheels.unwrap_or_default()));
+    }
+    let arch = &recipe.image.architecture;
+    let target = crate::python::target::Target::from_packages(packages, arch)
+        .with_context(|| format!("layer `{}` installs Python wheels", layer.name))?;
+    // The venv's interpreter must be in the image below the python layer.
+    let interpreter = |p: &&crate::lockfile::LockedPackage| {
+        let name = p.name.as_str();
+        let minor = format!("python{}.{}", target.python_minor.0, target.python_minor.1);
+        (name == minor || name.strip_suffix("-minimal") == Some(minor.as_str())) && p.architecture == *arch
+    };
+    let below = |p: &&crate::lockfile::LockedPackage| recipe.layers[..at].iter().any(|l| l.name == p.layer);
+    if let Some(p) = packages.iter().filter(interpreter).find(|p| !below(p)) {
+        if !packages.iter().filter(interpreter).any(|p| below(&p)) {
+            bail!(
+                "layer `{}` installs Python wheels, but its interpreter `{}` is installed by layer `{}`, which is not below it",
+                layer.name,
+                p.name,
+                p.layer
+            );
+        }
+    }
+    ctx.printer.status(
+        "Locking",
+        format_args!("Python wheels of layer `{}` for CPython {} ({})", layer.name, target.python_full, target.machine),
+    );
+    let index = match (&ctx.python_index, &recipe.python.index) {
+        (Some(url), _) => Some(crate::python::index::Index::new(url, Path::new("."))?),
+        (None, Some(url)) => Some(crate::python::index::Index::new(url, &recipe.dir)?),
+        (None, None) => None,
+    };
+    let source = match (&spec.requirements, &spec.lock) {
+        (Some(_), _) => Source::Requirements { path: &path, index: index.as_ref() },
+        (None, _) => Source::Pylock { path: &path },
+    };
+    let locked = crate::python::lock::lock_layer(ctx, &layer.name, source, &target)?;
+    for note in &locked.notes {
+        ctx.printer.status(note.verb, &note.message);
+    }
+    Ok((input, locked.wheels))
+}
+
 /// The recipe digest: its bytes and the digest of every local input it includes (remote
 /// inputs are pinned by the lockfile's own entries).
 fn recipe_digest(recipe: &Recipe, inputs: &[LockedInput], keyrings: &Keyrings) -> Digest {
@@ -240,7 +318,7 @@ fn recipe_digest(recipe: &Recipe, inputs: &[LockedInput], keyrings: &Keyrings) -
     keyrings.digest_into(&mut h);
     for input in inputs {
         let local = match input.kind {
-            InputKind::Files => true,
+            InputKind::Files | InputKind::Python => true,
             InputKind::Tarball => !Origin::parse(&input.origin, &recipe.dir).is_ok_and(|o| o.is_remote()),
         };
         if local {
@@ -270,6 +348,22 @@ fn explain(old: &Lockfile, new: &Lockfile) -> String {
     }
     if let Some(o) = old.packages.iter().find(|o| !new.packages.iter().any(|n| package(n) == package(o))) {
         return format!("package `{}` of layer `{}` is no longer needed", o.name, o.layer);
+    }
+    let wheel = |w: &crate::lockfile::LockedWheel| (w.layer.clone(), w.name.clone());
+    for n in &new.wheels {
+        match old.wheels.iter().find(|o| wheel(o) == wheel(n)) {
+            None => return format!("wheel `{}` ({}) of layer `{}` is not in it", n.name, n.version, n.layer),
+            Some(o) if o != n => {
+                return format!(
+                    "wheel `{}` of layer `{}` changed: locked `{}`, now `{}`",
+                    n.name, n.layer, o.filename, n.filename
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(o) = old.wheels.iter().find(|o| !new.wheels.iter().any(|n| wheel(n) == wheel(o))) {
+        return format!("wheel `{}` of layer `{}` is no longer needed", o.name, o.layer);
     }
     if old.archives != new.archives {
         return "an archive's signed index changed since it was locked".to_owned();

@@ -138,6 +138,10 @@ pub struct LockedInput {
 pub enum InputKind {
     Files,
     Tarball,
+    /// A python layer's requirements file or `pylock.toml`: the wheels are locked from it,
+    /// so a changed file makes the lockfile stale. New in schema 2 without a version bump:
+    /// older lockfiles have no python layers, so none of them holds or misses one.
+    Python,
 }
 
 impl std::fmt::Display for InputKind {
@@ -145,6 +149,7 @@ impl std::fmt::Display for InputKind {
         f.write_str(match self {
             InputKind::Files => "files",
             InputKind::Tarball => "tarball",
+            InputKind::Python => "python",
         })
     }
 }

@@ -40,7 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let store = Store::open(&store_root)
         .map_err(|e| anyhow::anyhow!(e).context(format!("cannot open store `{}`", store_root.display())))?;
     let mirrors = cli.global.mirrors.into_iter().collect();
-    let ctx = Context { store, printer, mirrors };
+    let ctx = Context { store, printer, mirrors, python_index: cli.global.python_index };
     let channels = cli.global.channels.as_deref();
     let policy = cli.global.policy.as_path();
     match cli.command {

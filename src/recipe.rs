@@ -613,6 +613,20 @@ impl Recipe {
             } else if !layer.exclude.is_empty() {
                 return Err(invalid(format!("layer `{}` has `exclude` but installs no packages", layer.name)));
             }
+            if let Some(python) = &layer.python {
+                if python.requirements.is_some() == python.lock.is_some() {
+                    return Err(invalid(format!(
+                        "layer `{}`: `python` takes exactly one of `requirements` (a pinned requirements file) and `lock` (a `pylock.toml`)",
+                        layer.name
+                    )));
+                }
+                if layer.has_packages() {
+                    return Err(invalid(format!(
+                        "layer `{}` has both Debian packages and `python`: install the interpreter in a layer below the python layer",
+                        layer.name
+                    )));
+                }
+            }
         }
         if self.configure.maintainer_scripts && !self.layers.iter().any(Layer::has_packages) {
             return Err(invalid(

@@ -268,6 +268,7 @@ fn rebuild_and_compare(
         store: crate::store::Store::open(&scratch.path().join("store"))?,
         printer: ctx.printer,
         mirrors: ctx.mirrors.clone(),
+        python_index: ctx.python_index.clone(),
     };
     let seeded = seed_inputs(&ctx.store, &rebuild_ctx.store, &lockfile)?;
     if seeded > 0 {

@@ -9,6 +9,7 @@
 pub mod index;
 pub mod install;
 pub mod layers;
+pub mod lock;
 pub mod marker;
 pub mod pylock;
 pub mod requirements;

@@ -9,7 +9,7 @@
 //! - the image architecture gives the machine name wheels and markers use.
 
 use crate::debian::packages::Architecture;
-use crate::lockfile::Lockfile;
+use crate::lockfile::{LockedPackage, Lockfile};
 use crate::python::marker::Environment;
 
 /// The interpreter and platform of an image.
@@ -47,11 +47,16 @@ pub enum TargetError {
 impl Target {
     /// The image's Python from the locked Debian packages of `architecture`.
     pub fn from_lockfile(lockfile: &Lockfile, architecture: &Architecture) -> Result<Target, TargetError> {
+        Target::from_packages(&lockfile.packages, architecture)
+    }
+
+    /// The same, from the locked packages alone (while a lockfile is being made).
+    pub fn from_packages(packages: &[LockedPackage], architecture: &Architecture) -> Result<Target, TargetError> {
         let machine = machine(architecture)?;
-        let ours = |p: &&crate::lockfile::LockedPackage| p.architecture == *architecture || p.architecture.is_all();
+        let ours = |p: &&LockedPackage| p.architecture == *architecture || p.architecture.is_all();
         // Every locked interpreter: `python3.11` and `python3.11-minimal` are one.
-        let mut interpreters: Vec<((u32, u32), &crate::lockfile::LockedPackage)> = Vec::new();
-        for p in lockfile.packages.iter().filter(ours) {
+        let mut interpreters: Vec<((u32, u32), &LockedPackage)> = Vec::new();
+        for p in packages.iter().filter(ours) {
             let name = p.name.as_str();
             let Some(minor) = name.strip_prefix("python3.").map(|m| m.strip_suffix("-minimal").unwrap_or(m)) else {
                 continue;
@@ -67,8 +72,7 @@ impl Target {
             [one] => *one,
             several => {
                 // Debian's `python3` names the default interpreter by its own version.
-                let default = lockfile
-                    .packages
+                let default = packages
                     .iter()
                     .filter(ours)
                     .find(|p| p.name.as_str() == "python3")
@@ -89,8 +93,7 @@ impl Target {
                 version: package.version.as_str().to_owned(),
             });
         }
-        let libc = lockfile
-            .packages
+        let libc = packages
             .iter()
             .filter(ours)
             .find(|p| p.name.as_str() == "libc6")
@@ -133,7 +136,6 @@ fn machine(architecture: &Architecture) -> Result<&'static str, TargetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lockfile::LockedPackage;
 
     fn package(name: &str, version: &str, arch: &str) -> LockedPackage {
         LockedPackage {
