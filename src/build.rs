@@ -182,9 +182,8 @@ fn build_layers(
             match crate::python::layers::venv(&resolved.lockfile, recipe, layer)? {
                 None => match layer::lookup(&ctx.store, &key) {
                     Some(built) => built,
-                    None => {
-                        streaming.write(|tee| Ok(layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee)?))?
-                    }
+                    None => streaming
+                        .write(|tee| Ok(layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee, &Ok)?))?,
                 },
                 Some(venv) => {
                     let wheels = crate::python::layers::wheels(&resolved.lockfile, layer);
@@ -193,7 +192,7 @@ fn build_layers(
                         Some(built) => built,
                         None => streaming.write(|tee| {
                             let extend = |base| crate::python::layers::tree(&ctx.store, base, &venv, &wheels, sde);
-                            Ok(layer::write_extended(&ctx.store, layer, &files, tarballs, sde, key, tee, &extend)?)
+                            Ok(layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee, &extend)?)
                         })?,
                     }
                 }

@@ -160,32 +160,19 @@ pub fn build(
     let key = action_key(layer, files, tarballs, sde);
     match lookup(store, &key) {
         Some(built) => Ok(built),
-        None => write(store, layer, files, tarballs, sde, key, &mut io::sink()),
+        None => write(store, layer, files, tarballs, sde, key, &mut io::sink(), &Ok),
     }
 }
+
+/// What the layer's own entries leave to others (its `python` venv): applied to the tree of
+/// its entries before it is serialised (`&Ok` for none).
+pub type Extend<'a> = dyn Fn(Tree) -> anyhow::Result<Tree> + 'a;
 
 /// Builds the layer (whose action key is `key`), streaming its tar to the store and to
 /// `tee` at once: a one-layer rootfs is its layer, so its outputs can be encoded in the same
 /// pass, with the layer's disk writes overlapping the encoders' work.
-pub fn write(
-    store: &Store,
-    layer: &Layer,
-    files: &[FilesInput<'_>],
-    tarballs: &[TarballInput],
-    sde: u64,
-    key: Digest,
-    tee: &mut dyn Write,
-) -> Result<Built, LayerError> {
-    write_extended(store, layer, files, tarballs, sde, key, tee, &|tree| Ok(tree))
-}
-
-/// Adds what the layer's entries leave to others (its `python` venv) to its tree.
-pub type Extend<'a> = dyn Fn(Tree) -> anyhow::Result<Tree> + 'a;
-
-/// [`write`], with the tree of the layer's own entries passed through `extend` before it is
-/// serialised.
 #[allow(clippy::too_many_arguments)]
-pub fn write_extended(
+pub fn write(
     store: &Store,
     layer: &Layer,
     files: &[FilesInput<'_>],

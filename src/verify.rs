@@ -415,21 +415,42 @@ fn cross_check(
         Ok(sbom) => {
             report
                 .check(sbom.document_namespace.ends_with(&id.hex()), format_args!("{SBOM}: describes candidate {id}"));
-            // Its package checksums are exactly the manifest's tarball inputs.
-            let mut listed: Vec<String> = sbom
-                .packages
-                .iter()
-                .flat_map(|p| p.checksums.iter().flatten())
-                .map(|c| c.checksum_value.clone())
-                .collect();
-            let mut inputs: Vec<String> =
-                manifest.inputs.iter().filter(|i| i.kind == InputKind::Tarball).map(|i| i.sha256.hex()).collect();
-            listed.sort();
-            inputs.sort();
+            // Its package checksums are exactly the manifest's tarball inputs, then exactly its
+            // Debian packages and wheels (those packages also carry purls).
+            let listed = |prefix: &str| {
+                let mut sums: Vec<String> = sbom
+                    .packages
+                    .iter()
+                    .filter(|p| p.spdx_id.starts_with(prefix))
+                    .flat_map(|p| p.checksums.iter().flatten())
+                    .map(|c| c.checksum_value.clone())
+                    .collect();
+                sums.sort();
+                sums
+            };
+            let sorted = |mut v: Vec<String>| {
+                v.sort();
+                v
+            };
+            let inputs = sorted(
+                manifest.inputs.iter().filter(|i| i.kind == InputKind::Tarball).map(|i| i.sha256.hex()).collect(),
+            );
             report.check(
-                listed == inputs,
+                listed("SPDXRef-Input-") == inputs,
                 format_args!("{SBOM}: lists the manifest's {} tarball input(s)", inputs.len()),
             );
+            let packages = sorted(manifest.packages.iter().flatten().map(|p| p.sha256.hex()).collect());
+            let wheels = sorted(manifest.wheels.iter().map(|w| w.sha256.hex()).collect());
+            if !packages.is_empty() || !wheels.is_empty() {
+                report.check(
+                    listed("SPDXRef-Package-") == packages && listed("SPDXRef-Wheel-") == wheels,
+                    format_args!(
+                        "{SBOM}: lists the manifest's {} Debian package(s) and {} wheel(s)",
+                        packages.len(),
+                        wheels.len()
+                    ),
+                );
+            }
         }
         Err(e) => report.check(false, with_cause(&e)),
     }
