@@ -207,7 +207,13 @@ fn build_layers(
     }
     let mut per_machine = None;
     if recipe.configure.maintainer_scripts {
-        let (built, record) = configure_layer(ctx, recipe, &layers)?;
+        let venvs = recipe
+            .layers
+            .iter()
+            .map(|l| crate::python::layers::venv(&resolved.lockfile, recipe, l))
+            .filter_map(Result::transpose)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (built, record) = configure_layer(ctx, recipe, &layers, &venvs)?;
         warn_per_machine(ctx, &record);
         per_machine = Some(record);
         let verb = if built.cached { "Fresh" } else { "Configured" };
@@ -298,6 +304,7 @@ fn configure_layer(
     ctx: &Context,
     recipe: &crate::recipe::Recipe,
     layers: &[(String, layer::Built)],
+    venvs: &[crate::python::venv::Venv],
 ) -> anyhow::Result<(layer::Built, per_machine::Record)> {
     let sde = recipe.image.source_date_epoch.seconds();
     let architecture = recipe.image.architecture.to_string();
@@ -325,6 +332,7 @@ fn configure_layer(
         timeout,
         rules: &rules,
         guard,
+        venvs,
     };
     let (tree, timings, record) = configure::configure(&image, &run, instance.path()).map_err(|e| {
         match e.downcast::<per_machine::PerMachineError>() {

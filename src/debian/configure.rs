@@ -121,6 +121,8 @@ pub struct Run<'a> {
     pub rules: &'a [Rule],
     /// Run the scripts twice and refuse what differs.
     pub guard: bool,
+    /// The image's Python venvs, byte-compiled by the image's own interpreter after dpkg.
+    pub venvs: &'a [crate::python::venv::Venv],
 }
 
 /// How long each step of a configure run took (shown with `--verbose`).
@@ -162,7 +164,19 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
         }
         _ => bail!("the image has no /var/lib/dpkg/status: configure mode needs Debian packages installed"),
     };
-    let driver = driver_script(&status, image.get("usr/sbin/policy-rc.d").is_none())?;
+    for venv in run.venvs {
+        let python = format!("usr/bin/{}", venv.python_name());
+        if !image.resolve(&python).is_some_and(|n| matches!(n.kind, Kind::File { .. })) {
+            bail!(
+                "the venv `/{}` is byte-compiled by the image's own interpreter, but the image has no `/{python}`: \
+                 install `{}` in a layer below it",
+                venv.prefix,
+                venv.python_name()
+            );
+        }
+    }
+    let mut driver = driver_script(&status, image.get("usr/sbin/policy-rc.d").is_none())?;
+    driver.push_str(&byte_compile_script(run.venvs));
     let systemd = init_is_systemd(image);
     let finish = |layer: Tree| per_machine::apply(layer, run.rules, EMPTIED, systemd, run.guard, run.sde);
     if !run.guard {
@@ -322,7 +336,6 @@ fn preinst_order(status: &str) -> anyhow::Result<Vec<Installed>> {
 /// The shell script the sandbox runs: `policy-rc.d` (unless the image has one), each
 /// `preinst install` in order, `dpkg --configure -a`, then `policy-rc.d` removed again.
 fn driver_script(status: &str, own_policy_rc_d: bool) -> anyhow::Result<String> {
-    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let mut script = String::from("#!/bin/sh\n# Written by candidate: configures the image's packages.\nset -e\n");
     if own_policy_rc_d {
         script.push_str("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d\nchmod 0755 /usr/sbin/policy-rc.d\n");
@@ -333,9 +346,9 @@ fn driver_script(status: &str, own_policy_rc_d: bool) -> anyhow::Result<String> 
             "if [ -x {q} ]; then echo \"candidate: preinst install {name}\"; DPKG_MAINTSCRIPT_PACKAGE={name} \
              DPKG_MAINTSCRIPT_ARCH={arch} DPKG_MAINTSCRIPT_NAME=preinst DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 \
              DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT= {q} install; fi\n",
-            q = quote(&preinst),
-            name = quote(&p.name),
-            arch = quote(&p.arch),
+            q = shell_quote(&preinst),
+            name = shell_quote(&p.name),
+            arch = shell_quote(&p.arch),
         ));
     }
     script.push_str("echo 'candidate: dpkg --configure -a'\ndpkg --configure -a\n");
@@ -343,6 +356,32 @@ fn driver_script(status: &str, own_policy_rc_d: bool) -> anyhow::Result<String> 
         script.push_str("rm -f /usr/sbin/policy-rc.d\n");
     }
     Ok(script)
+}
+
+/// `s` as one single-quoted shell word.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The driver's tail that byte-compiles each venv's `site-packages` with the image's own
+/// interpreter, after dpkg (which may have configured that interpreter): hash-based `.pyc`
+/// that are never checked against their source (`unchecked-hash`: an image's files do not
+/// change), no timestamps in them, and `PYTHONHASHSEED=0` so that sets marshal in one order.
+/// As pip, a file that does not compile (Python 2 test data in a wheel) is left without its
+/// `.pyc` rather than failing the build.
+fn byte_compile_script(venvs: &[crate::python::venv::Venv]) -> String {
+    let mut script = String::new();
+    for venv in venvs {
+        let site = shell_quote(&format!("/{}", venv.site_packages()));
+        let python = shell_quote(&format!("/usr/bin/{}", venv.python_name()));
+        script.push_str(&format!(
+            "echo 'candidate: byte-compile /{prefix}'\nPYTHONHASHSEED=0 {python} -m compileall -q \
+             --invalidation-mode unchecked-hash {site} || echo 'candidate: some files of /{prefix} did not compile; \
+             they have no .pyc'\n",
+            prefix = venv.prefix.replace('\'', ""),
+        ));
+    }
+    script
 }
 
 /// A ctime every later change of an inode on this filesystem is newer than: a file touched
@@ -598,6 +637,55 @@ Architecture: amd64\nVersion: 1\nDepends: libc6\n";
         assert!(script.find("web.preinst").unwrap() < dpkg);
         assert!(script.trim_end().ends_with("rm -f /usr/sbin/policy-rc.d"));
         assert!(!driver_script(STATUS, false).unwrap().contains("policy-rc.d"));
+    }
+
+    /// The byte-compile step, run for real (with the host's Debian interpreter, standing in
+    /// for the image's) twice over the same venv: the `.pyc` are bit-identical.
+    #[test]
+    fn byte_compiled_venvs_are_bit_identical_across_runs() {
+        if !crate::testing::file("/usr/bin/python3.11", "python3.11-minimal") {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let venv = crate::python::venv::Venv {
+            prefix: dir.path().join("venv").to_str().unwrap().trim_start_matches('/').to_owned(),
+            python_minor: (3, 11),
+            python_full: "3.11.2".into(),
+        };
+        let site = Path::new("/").join(venv.site_packages());
+        fs_err::create_dir_all(site.join("pkg")).unwrap();
+        let source = "S = {'a', 'b', 'c', frozenset({1, 2})}\nD = {'x': (1, 2.5, b'y')}\ndef f(*a, **k):\n    return [x for x in a if x in S]\n";
+        fs_err::write(site.join("pkg/__init__.py"), source).unwrap();
+        fs_err::write(site.join("py2only.py"), "print 'no'\n").unwrap();
+        let compile = |umask: &str, tz: &str| {
+            let _ = fs_err::remove_dir_all(site.join("pkg/__pycache__"));
+            let script = format!("umask {umask}; {}", byte_compile_script(std::slice::from_ref(&venv)));
+            let out = std::process::Command::new("sh").args(["-c", &script]).env("TZ", tz).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let pyc = site.join("pkg/__pycache__/__init__.cpython-311.pyc");
+            (fs_err::read(pyc).unwrap(), String::from_utf8(out.stdout).unwrap())
+        };
+        let (first, said) = compile("022", "UTC");
+        let (second, _) = compile("077", "Asia/Tokyo");
+        assert!(first == second, "the .pyc differ between runs");
+        // Flags 0b01: hash-based, not checked against the source.
+        assert_eq!(first[4..8], [1, 0, 0, 0]);
+        assert!(said.contains("did not compile"), "{said}");
+        assert!(!site.join("__pycache__/py2only.cpython-311.pyc").exists());
+    }
+
+    #[test]
+    fn venvs_are_byte_compiled_by_the_image_s_interpreter() {
+        let venv = crate::python::venv::Venv {
+            prefix: "opt/app/venv".into(),
+            python_minor: (3, 11),
+            python_full: "3.11.2".into(),
+        };
+        assert_eq!(byte_compile_script(&[]), "");
+        insta::assert_snapshot!(byte_compile_script(&[venv]), @r"
+        echo 'candidate: byte-compile /opt/app/venv'
+        PYTHONHASHSEED=0 '/usr/bin/python3.11' -m compileall -q --invalidation-mode unchecked-hash '/opt/app/venv/lib/python3.11/site-packages' || echo 'candidate: some files of /opt/app/venv did not compile; they have no .pyc'
+        ");
     }
 
     #[test]

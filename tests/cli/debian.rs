@@ -294,12 +294,17 @@ formats = ["rootfs.tar"]
 
     /// Puts `deb` into the pool as `NAME_1.0-1_amd64.deb` and returns its Packages stanza.
     fn pool_deb(&self, name: &str, deb: &[u8]) -> String {
-        let rel = format!("pool/main/h/{name}/{name}_1.0-1_amd64.deb");
+        self.pool_deb_version(name, "1.0-1", deb)
+    }
+
+    /// Puts `deb` into the pool as `NAME_VERSION_amd64.deb` and returns its Packages stanza.
+    fn pool_deb_version(&self, name: &str, version: &str, deb: &[u8]) -> String {
+        let rel = format!("pool/main/h/{name}/{name}_{version}_amd64.deb");
         let path = self.archive().join(&rel);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, deb).unwrap();
         format!(
-            "Package: {name}\nArchitecture: amd64\nVersion: 1.0-1\nPriority: optional\nSection: misc\n\
+            "Package: {name}\nArchitecture: amd64\nVersion: {version}\nPriority: optional\nSection: misc\n\
              Maintainer: Hostile <hostile@candidate.invalid>\nInstalled-Size: 1\nFilename: {rel}\n\
              Size: {}\nSHA256: {}\nDescription: hostile test package\n hostile test package\n",
             deb.len(),
@@ -383,7 +388,8 @@ def tar(members):
                 t.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
-control = ("Package: %s\nVersion: 1.0-1\nArchitecture: amd64\n"
+import os
+control = ("Package: %s\nVersion: " + os.environ.get("DEB_VERSION", "1.0-1") + "\nArchitecture: amd64\n"
            "Maintainer: Hostile <hostile@candidate.invalid>\n"
            "Description: hostile test package\n hostile test package\n") % pkg
 members = [("debian-binary", b"2.0\n"),
@@ -832,4 +838,108 @@ fn a_file_shipped_twice_without_replaces_is_refused() {
     let recipe = sb.recipe("clash", &["base-files", "clash", "tools-old"]);
     sb.lock(&recipe).assert_ok();
     sb.assert_build_refused(&recipe, &["/usr/bin/tool", "clash", "tools-old", "Replaces"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python: a venv layer of locked wheels over the packages
+// ---------------------------------------------------------------------------------------------
+
+/// Python that writes a wheel: argv = out, name, version, then `path=content` members; a
+/// `console_scripts` entry point `NAME-cli = NAME:main` and a RECORD of every member.
+const MAKE_WHEEL: &str = r#"
+import base64, hashlib, sys, zipfile
+out, name, version, members = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+info = "%s-%s.dist-info" % (name, version)
+files = [m.split("=", 1) for m in members]
+files.append((info + "/METADATA", "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version)))
+files.append((info + "/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
+files.append((info + "/entry_points.txt", "[console_scripts]\n%s-cli = %s:main\n" % (name, name)))
+record = ""
+for path, data in files:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data.encode()).digest()).rstrip(b"=").decode()
+    record += "%s,sha256=%s,%d\n" % (path, digest, len(data.encode()))
+record += info + "/RECORD,,\n"
+with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+    for path, data in files + [(info + "/RECORD", record)]:
+        z.writestr(path, data)
+"#;
+
+/// A recipe whose `app` layer installs `demo` from a local simple index into `/opt/app/venv`,
+/// over packages with a `python3.11-minimal` of version `3.11.2-6`.
+fn python_sandbox() -> (Sandbox, PathBuf) {
+    let sb = Sandbox::new();
+    let python = serde_json_entries(&[("./usr/bin/python3.11", "file", "#!/bin/sh\n")]);
+    let deb = std::process::Command::new("python3")
+        .env("DEB_VERSION", "3.11.2-6")
+        .arg("-c")
+        .arg(MAKE_DEB)
+        .arg(sb.root().join("py.deb"))
+        .arg("python3.11-minimal")
+        .arg(&python)
+        .status()
+        .unwrap();
+    assert!(deb.success());
+    let deb = fs::read(sb.root().join("py.deb")).unwrap();
+    let mut text = sb.packages_text();
+    text.push('\n');
+    text.push_str(&sb.pool_deb_version("python3.11-minimal", "3.11.2-6", &deb));
+    sb.set_packages(&text);
+
+    let files = sb.root().join("index/files");
+    fs::create_dir_all(&files).unwrap();
+    let file = "demo-1.0-py3-none-any.whl";
+    sh(Command::new("python3").arg("-c").arg(MAKE_WHEEL).arg(files.join(file)).args([
+        "demo",
+        "1.0",
+        "demo.py=def main():\n    print('demo')\n",
+    ]));
+    let digest = hex(&sha256(&fs::read(files.join(file)).unwrap()));
+    fs::create_dir_all(sb.root().join("index/simple/demo")).unwrap();
+    fs::write(
+        sb.root().join("index/simple/demo/index.html"),
+        format!("<a href=\"../../files/{file}#sha256={digest}\">{file}</a>\n"),
+    )
+    .unwrap();
+    fs::write(sb.root().join("requirements.txt"), format!("demo==1.0 \\\n    --hash=sha256:{digest}\n")).unwrap();
+    let recipe = sb.recipe("py", &["base-files", "dash", "libc6", "passwd", "python3.11-minimal"]);
+    let mut body = fs::read_to_string(&recipe).unwrap();
+    body.push_str(
+        "\n[[layer]]\nname = \"app\"\npython = { requirements = \"../requirements.txt\", venv = \"/opt/app/venv\" }\n\n\
+         [python]\nindex = \"../index/simple\"\n",
+    );
+    fs::write(&recipe, body).unwrap();
+    (sb, recipe)
+}
+
+#[test]
+fn a_python_layer_installs_its_locked_wheels_into_a_venv() {
+    let (sb, recipe) = python_sandbox();
+    sb.lock(&recipe).assert_ok();
+    let lock = fs::read_to_string(sb.lockfile("py")).unwrap();
+    assert!(lock.contains("[[wheel]]") && lock.contains("demo-1.0-py3-none-any.whl"), "{lock}");
+    let first = sb.build(&recipe);
+    first.assert_ok();
+    let listing = tar_verbose(&sb.candidate_dir().join("rootfs.tar"));
+    for (mode, name) in [
+        ("-rwxr-xr-x", "./opt/app/venv/bin/demo-cli"),
+        ("lrwxrwxrwx", "./opt/app/venv/bin/python3.11 -> /usr/bin/python3.11"),
+        ("-rw-r--r--", "./opt/app/venv/lib/python3.11/site-packages/demo.py"),
+        ("-rw-r--r--", "./opt/app/venv/lib/python3.11/site-packages/demo-1.0.dist-info/INSTALLER"),
+        ("-rw-r--r--", "./opt/app/venv/pyvenv.cfg"),
+    ] {
+        assert!(
+            listing.lines().any(|l| l.starts_with(mode) && l.contains(" 0/0 ") && l.ends_with(name)),
+            "no `{mode} … {name}`:\n{listing}"
+        );
+    }
+    assert!(!listing.contains(".pyc"), "an extract-only build ships no .pyc:\n{listing}");
+    let manifest = fs::read_to_string(sb.candidate_dir().join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"wheels\":[{\"filename\":\"demo-1.0-py3-none-any.whl\""), "{manifest}");
+    let sbom = fs::read_to_string(sb.candidate_dir().join("sbom.spdx.json")).unwrap();
+    assert!(sbom.contains("pkg:pypi/demo@1.0") && sbom.contains("pkg:deb/debian/libc6@2.36-9?arch=amd64"));
+    // Built again from the cache: the same candidate.
+    let second = sb.build(&recipe);
+    second.assert_ok();
+    assert_eq!(first.stdout, second.stdout);
+    assert!(second.stderr.contains("Fresh") && second.stderr.contains("layer app"), "{}", second.describe());
 }
