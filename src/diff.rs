@@ -471,6 +471,27 @@ fn layer_changes(ma: &Manifest, mb: &Manifest) -> LayerChanges {
     }
 }
 
+/// How a package (or wheel) differs from `x` in a to `y` in b, versions compared by `order`;
+/// `None` when both have the same bytes.
+fn classify<T>(
+    x: Option<&T>,
+    y: Option<&T>,
+    sha256: impl Fn(&T) -> Digest,
+    order: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> Option<PackageChangeKind> {
+    Some(match (x, y) {
+        (Some(_), None) => PackageChangeKind::Removed,
+        (None, Some(_)) => PackageChangeKind::Added,
+        (Some(x), Some(y)) if sha256(x) == sha256(y) => return None,
+        (Some(x), Some(y)) => match order(x, y) {
+            std::cmp::Ordering::Less => PackageChangeKind::Upgraded,
+            std::cmp::Ordering::Greater => PackageChangeKind::Downgraded,
+            std::cmp::Ordering::Equal => PackageChangeKind::Rebuilt,
+        },
+        (None, None) => return None,
+    })
+}
+
 /// Wheels added, removed, upgraded or downgraded (PEP 440 order), by (layer, name).
 fn wheel_changes(a: &Manifest, b: &Manifest) -> Vec<WheelChange> {
     type Key = (Name, crate::python::Name);
@@ -488,18 +509,8 @@ fn wheel_changes(a: &Manifest, b: &Manifest) -> Vec<WheelChange> {
     let keys: BTreeSet<&Key> = wa.keys().chain(wb.keys()).collect();
     let mut out = Vec::new();
     for key in keys {
-        let (x, y) = (wa.get(key), wb.get(key));
-        let change = match (x, y) {
-            (Some(_), None) => PackageChangeKind::Removed,
-            (None, Some(_)) => PackageChangeKind::Added,
-            (Some(x), Some(y)) if x.sha256 == y.sha256 => continue,
-            (Some(x), Some(y)) => match order(&x.version, &y.version) {
-                std::cmp::Ordering::Less => PackageChangeKind::Upgraded,
-                std::cmp::Ordering::Greater => PackageChangeKind::Downgraded,
-                std::cmp::Ordering::Equal => PackageChangeKind::Rebuilt,
-            },
-            (None, None) => continue,
-        };
+        let (x, y) = (wa.get(key).copied(), wb.get(key).copied());
+        let Some(change) = classify(x, y, |w| w.sha256, |x, y| order(&x.version, &y.version)) else { continue };
         out.push(WheelChange {
             change,
             name: key.1.clone(),
@@ -523,16 +534,8 @@ fn package_changes(a: &Manifest, b: &Manifest) -> Vec<PackageChange> {
     let mut out = Vec::new();
     let keys: BTreeSet<&(PackageName, Architecture)> = pa.keys().chain(pb.keys()).collect();
     for key in keys {
-        let (x, y) = (pa.get(key), pb.get(key));
-        let change = match (x, y) {
-            (Some(_), None) => PackageChangeKind::Removed,
-            (None, Some(_)) => PackageChangeKind::Added,
-            (Some(x), Some(y)) if x.sha256 == y.sha256 => continue,
-            (Some(x), Some(y)) if y.version > x.version => PackageChangeKind::Upgraded,
-            (Some(x), Some(y)) if y.version < x.version => PackageChangeKind::Downgraded,
-            (Some(_), Some(_)) => PackageChangeKind::Rebuilt,
-            (None, None) => continue,
-        };
+        let (x, y) = (pa.get(key).copied(), pb.get(key).copied());
+        let Some(change) = classify(x, y, |p| p.sha256, |x, y| x.version.cmp(&y.version)) else { continue };
         let from = y.or(x).expect("one side has it");
         out.push(PackageChange {
             change,

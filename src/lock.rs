@@ -410,3 +410,50 @@ fn write_lockfile(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("failed to write lockfile `{}`", path.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The requirements file of a python layer is an input: changing it makes the lockfile
+    /// stale, and the check says which file of which layer changed (no network, no index).
+    #[test]
+    fn a_changed_requirements_file_makes_the_lockfile_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = dir.path().join("py.toml");
+        let requirements = dir.path().join("requirements.txt");
+        fs_err::write(&requirements, format!("six==1.16.0 --hash=sha256:{}\n", "1".repeat(64))).unwrap();
+        fs_err::write(
+            &recipe,
+            "[image]\nname = \"py\"\nversion = \"1.0\"\narchitecture = \"amd64\"\nos = \"debian\"\nrelease = \"stable\"\n\
+             source-date-epoch = 0\n\n[[layer]]\nname = \"app\"\n\
+             python = { requirements = \"requirements.txt\", venv = \"/opt/app/venv\" }\n\n[output]\nformats = [\"rootfs.tar\"]\n",
+        )
+        .unwrap();
+        let ctx = Context {
+            store: crate::store::Store::open(&dir.path().join("store")).unwrap(),
+            printer: crate::printer::Printer::new(true, false, false),
+            mirrors: Default::default(),
+            python_index: None,
+        };
+        let resolved = resolve(&ctx, Recipe::load(&recipe).unwrap(), None, Purpose::Check).unwrap();
+        let input = &resolved.lockfile.inputs[0];
+        assert_eq!((input.kind, input.origin.as_str()), (InputKind::Python, "requirements.txt"));
+        assert_eq!(input.sha256, Digest::of(&fs_err::read(&requirements).unwrap()));
+        let lockfile = dir.path().join("py.lock");
+        fs_err::write(&lockfile, resolved.lockfile.render()).unwrap();
+        check(&ctx, &recipe, &lockfile).unwrap();
+
+        let old = input.sha256;
+        fs_err::write(&requirements, format!("six==1.17.0 --hash=sha256:{}\n", "2".repeat(64))).unwrap();
+        let new = Digest::of(&fs_err::read(&requirements).unwrap());
+        let err = check(&ctx, &recipe, &lockfile).err().unwrap().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "lockfile `{}` is out of date: python `requirements.txt` of layer `app` changed: locked {old}, now {new}",
+                lockfile.display()
+            )
+        );
+    }
+}
