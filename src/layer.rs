@@ -269,7 +269,7 @@ fn gather(
         add_tarball(store, &mut tree, spec, input, sde)?;
     }
     for s in &layer.symlinks {
-        tree.insert(s.path.as_rel(), node(Kind::Symlink { target: s.target.clone() }, 0o777, s.owner))
+        tree.insert(s.path.as_rel(), node(Kind::Symlink { target: s.target.to_string() }, 0o777, s.owner))
             .map_err(tree_error)?;
     }
     Ok(tree)

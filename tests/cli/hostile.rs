@@ -389,6 +389,39 @@ fn unknown_recipe_key_is_named_with_its_line() {
     assert!(!sb.lockfile("unknown-key").exists(), "a lockfile was written for an invalid recipe");
 }
 
+/// Hole 1 of #16: the Proxmox template is named `OS-RELEASE-NAME_VERSION_ARCH.tar.zst`, and
+/// `os`/`release` were not checked, so an absolute or `../` value hard-linked a store blob to
+/// a path of the recipe's choosing (exit 0). Now the recipe is refused at `lock`, naming the
+/// key's line, and nothing is written anywhere.
+#[test]
+fn a_recipe_cannot_name_a_file_outside_the_output_folder() {
+    let sb = Sandbox::new();
+    let escape = sb.root().join("escaped");
+    for (key, value, outside) in [
+        ("os", format!("{}/x", escape.display()), escape.join("x-bookworm-fixture_1.0_amd64.tar.zst")),
+        ("release", "../../escaped".to_owned(), escape.join("-fixture_1.0_amd64.tar.zst")),
+    ] {
+        fs::create_dir_all(&escape).unwrap();
+        let body = format!(
+            "{}\n[[layer]]\nname = \"base\"\ndirectories = [{{ path = \"/srv\" }}]\n\n[output]\nformats = [\"proxmox\"]\n",
+            image_table()
+        )
+        .replace(&format!("{key} = "), &format!("{key} = \"{value}\"\nunused-{key} = "));
+        let body =
+            body.replace(&format!("\nunused-{key} = \"{}\"", if key == "os" { "debian" } else { "bookworm" }), "");
+        let line = body.lines().position(|l| l.starts_with(&format!("{key} = "))).unwrap() + 1;
+        let recipe = sb.recipe("escape", &body);
+        let run = sb.lock_then_build(&recipe);
+        assert!(!run.ok(), "`{key} = {value:?}` was accepted\n{}", run.describe());
+        run.assert_code(2)
+            .assert_stderr_has(&format!("`{value}` is not a valid name"))
+            .assert_stderr_has(&format!("line {line}"))
+            .assert_stderr_has(&format!("{key} = "));
+        let written: Vec<_> = walk(&escape).into_iter().filter(|p| !p.is_dir()).collect();
+        assert!(written.is_empty() && !outside.exists(), "the recipe wrote outside the output folder: {written:?}");
+    }
+}
+
 #[test]
 fn unknown_tarball_key_is_named() {
     let sb = Sandbox::new();
