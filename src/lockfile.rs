@@ -30,6 +30,65 @@ pub enum LockError {
     Parse { path: PathBuf, message: String },
     #[error("lockfile `{}` has schema version {found}; this candidate reads versions 1 and {VERSION}", path.display())]
     UnknownVersion { path: PathBuf, found: u32 },
+    /// A locked entry whose layer the recipe does not have, or which does not take its kind:
+    /// building it would leave the entry out while the manifest lists it.
+    #[error("lockfile `{}` line {line}: {entry} is locked in layer `{layer}`, {why}", path.display())]
+    Misplaced { path: PathBuf, line: usize, entry: String, layer: Name, why: String, recipe: PathBuf },
+}
+
+impl crate::error::Hint for LockError {
+    fn hints(&self) -> Vec<std::borrow::Cow<'_, str>> {
+        match self {
+            LockError::Misplaced { recipe, .. } => vec![format!(
+                "the lockfile does not match its recipe (edited by hand?): run `candidate lock {}` to write it again",
+                recipe.display()
+            )
+            .into()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The line of each locked entry's `layer` key, by table, in file order: for refusals that
+/// name the entry where a reader finds it (the parsed [`Lockfile`] has no spans).
+#[derive(Debug, Default, Deserialize)]
+pub struct LayerLines {
+    #[serde(default, rename = "input")]
+    pub inputs: Vec<usize>,
+    #[serde(default, rename = "package")]
+    pub packages: Vec<usize>,
+    #[serde(default, rename = "wheel")]
+    pub wheels: Vec<usize>,
+}
+
+impl LayerLines {
+    /// Reads the lines from `text`, a lockfile [`Lockfile::parse`] accepted.
+    pub fn of(text: &str) -> Self {
+        #[derive(Deserialize)]
+        struct Spans {
+            #[serde(default)]
+            input: Vec<Entry>,
+            #[serde(default)]
+            package: Vec<Entry>,
+            #[serde(default)]
+            wheel: Vec<Entry>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            layer: toml::Spanned<String>,
+        }
+        let line = |e: &Entry| text[..e.layer.span().start].matches('\n').count() + 1;
+        // A text `parse` accepted has a `layer` in every entry; if not, the caller's own
+        // refusal names the entry without a line (0).
+        match toml::from_str::<Spans>(text) {
+            Ok(spans) => LayerLines {
+                inputs: spans.input.iter().map(line).collect(),
+                packages: spans.package.iter().map(line).collect(),
+                wheels: spans.wheel.iter().map(line).collect(),
+            },
+            Err(_) => LayerLines::default(),
+        }
+    }
 }
 
 /// How `lock` treats the lockfile (cargo's and uv's modes, as one enum).

@@ -234,6 +234,32 @@ const ONE_EDIT: &[OneEdit] = &[
         args: BUILD,
         code: 2,
     },
+    // #16 hole 4: a `[[package]]` moved by hand to a layer the recipe does not have, or to
+    // one without packages, was built without it (exit 0) while the manifest listed it.
+    OneEdit {
+        name: "build_package_moved_to_an_unknown_layer",
+        file: LOCKFILE,
+        from: "layer = \"base\"\nfilename = \"pool/main/b/base-files/",
+        to: "layer = \"nowhere\"\nfilename = \"pool/main/b/base-files/",
+        args: BUILD,
+        code: 2,
+    },
+    OneEdit {
+        name: "build_package_moved_to_a_layer_without_packages",
+        file: LOCKFILE,
+        from: "layer = \"base\"\nfilename = \"pool/main/b/base-files/",
+        to: "layer = \"config\"\nfilename = \"pool/main/b/base-files/",
+        args: BUILD,
+        code: 2,
+    },
+    OneEdit {
+        name: "build_input_moved_to_a_layer_without_tarballs",
+        file: LOCKFILE,
+        from: "layer = \"app\"\nkind = \"tarball\"\norigin = \"../fixtures/example/app.tar.gz\"",
+        to: "layer = \"config\"\nkind = \"tarball\"\norigin = \"../fixtures/example/app.tar.gz\"",
+        args: BUILD,
+        code: 2,
+    },
     // The archive's secret key given as its keyring (the hint comes from `ReleaseError`).
     OneEdit {
         name: "lock_secret_keyring",
