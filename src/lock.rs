@@ -124,12 +124,12 @@ pub fn check(ctx: &Context, recipe_path: &Path, lockfile_path: &Path) -> anyhow:
 /// of the image while the manifest still listed it (#16, hole 4).
 fn check_placement(recipe: &Recipe, lockfile: &Lockfile, text: &str, path: &Path) -> Result<(), LockError> {
     let lines = LayerLines::of(text);
-    let misplaced = |line: Option<&usize>, entry: String, layer: &Name, why: &str| LockError::Misplaced {
+    let misplaced = |line: Option<&usize>, entry: String, layer: &Name, why: &'static str| LockError::Misplaced {
         path: path.to_owned(),
         line: line.copied().unwrap_or(0),
         entry,
         layer: layer.clone(),
-        why: why.to_owned(),
+        why,
         recipe: recipe.path.clone(),
     };
     let layer = |name: &Name| recipe.layers.iter().find(|l| l.name == *name);

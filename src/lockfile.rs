@@ -33,7 +33,7 @@ pub enum LockError {
     /// A locked entry whose layer the recipe does not have, or which does not take its kind:
     /// building it would leave the entry out while the manifest lists it.
     #[error("lockfile `{}` line {line}: {entry} is locked in layer `{layer}`, {why}", path.display())]
-    Misplaced { path: PathBuf, line: usize, entry: String, layer: Name, why: String, recipe: PathBuf },
+    Misplaced { path: PathBuf, line: usize, entry: String, layer: Name, why: &'static str, recipe: PathBuf },
 }
 
 impl crate::error::Hint for LockError {
