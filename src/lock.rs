@@ -352,9 +352,9 @@ fn explain(old: &Lockfile, new: &Lockfile) -> String {
 }
 
 fn read_existing(path: &Path) -> anyhow::Result<Option<String>> {
-    match fs_err::read_to_string(path) {
+    match crate::lockfile::read(path) {
         Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(LockError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -91,6 +91,18 @@ impl LayerLines {
     }
 }
 
+/// The largest lockfile read: it is parsed in memory. A lockfile entry is about 350 bytes,
+/// so 64 MiB holds ~190,000 packages, several times a full Debian archive's worth.
+pub const MAX_LOCKFILE_BYTES: u64 = 64 << 20;
+
+/// The text of the lockfile at `path`, at most [`MAX_LOCKFILE_BYTES`].
+pub fn read(path: &Path) -> Result<String, LockError> {
+    let read_error = |source| LockError::Read { path: path.to_owned(), source };
+    let bytes = crate::document::read_capped(path, MAX_LOCKFILE_BYTES).map_err(read_error)?;
+    String::from_utf8(bytes)
+        .map_err(|e| LockError::Parse { path: path.to_owned(), message: format!("not UTF-8: {}", e.utf8_error()) })
+}
+
 /// How `lock` treats the lockfile (cargo's and uv's modes, as one enum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockMode {
@@ -222,7 +234,7 @@ impl Lockfile {
     }
 
     pub fn load(path: &Path) -> Result<Self, LockError> {
-        let text = fs_err::read_to_string(path).map_err(|source| LockError::Read { path: path.to_owned(), source })?;
+        let text = read(path)?;
         Self::parse(path, &text)
     }
 

@@ -20,6 +20,10 @@ use crate::debian::packages::Architecture;
 use crate::digest::Digest;
 use crate::serde_str::serde_via_from_str;
 
+/// The largest recipe read: it is parsed in memory. The biggest real recipes are a few KB;
+/// 1 MiB is room for any hand-written one and stops a runaway file before it is read.
+pub const MAX_RECIPE_BYTES: u64 = 1 << 20;
+
 /// The name of the layer that running the maintainer scripts makes, in manifests and OCI
 /// history: reserved, so no recipe layer may take it.
 pub const CONFIGURE_LAYER: &str = "configure";
@@ -553,7 +557,8 @@ impl Format {
 
 impl Recipe {
     pub fn load(path: &Path) -> Result<Self, RecipeError> {
-        let bytes = fs_err::read(path).map_err(|source| RecipeError::Read { path: path.to_owned(), source })?;
+        let bytes = crate::document::read_capped(path, MAX_RECIPE_BYTES)
+            .map_err(|source| RecipeError::Read { path: path.to_owned(), source })?;
         Self::parse(path, bytes)
     }
 
@@ -1363,6 +1368,28 @@ tarballs = [{ url = "https://example.invalid/a.tar.gz", sha256 = "ba7816bf8f01cf
         let text = format!("{MINIMAL}symlinks = [{{ path = \"/l\", target = \"a\\u0000b\" }}]\n");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("`a\\0b` contains a NUL byte") && err.contains("line 14"), "{err}");
+    }
+
+    /// #16: recipe and lockfile reads were unbounded (`/dev/zero` was read until memory ran
+    /// out). Both stop at their cap, naming the file and the cap.
+    #[test]
+    fn recipe_and_lockfile_reads_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        fs_err::write(&big, format!("{MINIMAL}#{}\n", "x".repeat(MAX_RECIPE_BYTES as usize))).unwrap();
+        for path in [big.as_path(), Path::new("/dev/zero")] {
+            let err = Recipe::load(path).unwrap_err();
+            let source = std::error::Error::source(&err).unwrap().to_string();
+            assert!(source.ends_with("is larger than the 1048576 bytes allowed"), "{source}");
+        }
+        let err = crate::lockfile::Lockfile::load(Path::new("/dev/zero")).unwrap_err();
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(source, "`/dev/zero` is larger than the 67108864 bytes allowed");
+        let mut at_cap = format!("{MINIMAL}#");
+        at_cap.push_str(&"x".repeat(MAX_RECIPE_BYTES as usize - at_cap.len() - 1));
+        at_cap.push('\n');
+        fs_err::write(&big, at_cap).unwrap();
+        Recipe::load(&big).unwrap();
     }
 
     #[test]
