@@ -377,6 +377,7 @@ fn add_tarball(
         };
         tree.insert(dest.as_rel(), node).map_err(|e| fail(e.to_string()))?;
     }
+    reader.finish().map_err(|source| LayerError::Tarball { tarball: tarball.clone(), source })?;
     if let Backing::Spool { mut writer, .. } = backing {
         writer.flush().map_err(io_error)?;
     }

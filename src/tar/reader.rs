@@ -320,6 +320,19 @@ impl<R: Read> TarReader<R> {
         Ok(())
     }
 
+    /// Reads what follows the end-of-archive marker to the end of the stream, so that a
+    /// decoder reaches and checks its trailer (gzip's CRC-32 and length, xz's and zstd's
+    /// checks): a tar reader that stops at the marker never learns the content was corrupt.
+    /// What follows counts against [`Limits::max_total_size`], like content.
+    pub fn finish(mut self) -> Result<(), ReadError> {
+        let room = self.limits.max_total_size.saturating_sub(self.total);
+        let read = io::copy(&mut (&mut self.inner).take(room.saturating_add(1)), &mut io::sink())?;
+        if read > room {
+            return Err(ReadError::TooLarge(self.limits.max_total_size));
+        }
+        Ok(())
+    }
+
     /// The position in the stream (bytes consumed).
     pub fn position(&self) -> u64 {
         self.pos

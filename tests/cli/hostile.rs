@@ -331,6 +331,24 @@ fn deep_paths_are_refused_at_the_cap() {
     }
 }
 
+/// #16: the tar reader stopped at the end-of-archive marker, so a `.tar.gz` whose gzip
+/// trailer (CRC-32, length) did not match its content was never found out, and corrupt
+/// content was shipped. Now the stream is read to its end and the decoder's check refuses it.
+#[test]
+fn a_gzip_tarball_whose_crc_does_not_match_is_refused() {
+    let sb = Sandbox::new();
+    let mut bytes = fs::read(fixture("example/app.tar.gz")).unwrap();
+    let crc = bytes.len() - 8;
+    bytes[crc] ^= 0xff;
+    let tarball = sb.root().join("bad-crc.tar.gz");
+    fs::write(&tarball, &bytes).unwrap();
+    let recipe = sb.recipe("crc", &tarball_recipe(&tarball, ""));
+    let run = sb.lock_then_build(&recipe);
+    assert!(!run.ok(), "a tarball with a wrong gzip CRC was accepted\n{}", run.describe());
+    run.assert_code(2).assert_stderr_has("bad-crc.tar.gz").assert_stderr_has("checksum");
+    sb.assert_nothing_left(&sha256_hex(&tarball));
+}
+
 #[test]
 fn absolute_entry_is_normalised_under_destination() {
     let sb = Sandbox::new();
