@@ -348,6 +348,37 @@ fn promote_refuses_an_untrusted_key_and_a_missing_prerequisite() {
     assert_refusal!(p, run, 1, "promote_missing_prerequisite");
 }
 
+/// #16: two promotes to one channel at once made one fail (both claimed the same record
+/// number). They take turns on the channel's lock: all succeed, the log numbered 1..=N.
+#[test]
+fn concurrent_promotes_to_one_channel_take_turns() {
+    let p = Project::signed();
+    const N: usize = 4;
+    let children: Vec<_> = (0..N)
+        .map(|_| {
+            let mut cmd = with_store(
+                p.path(),
+                &p.path().join("store"),
+                ["promote", DIR, "--channel", "nightly", "--key", "keys/ci.key", "--channels", "chans"],
+            );
+            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "a concurrent promote failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut records: Vec<String> = fs::read_dir(p.path().join("chans/nightly"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    records.sort();
+    let expected: Vec<String> = (1..=N).map(|i| format!("{i:08}.json")).collect();
+    assert_eq!(records, expected);
+}
+
 #[test]
 fn test_refuses_a_failing_script() {
     // The namespace sandbox needs root; the example image has no shell of its own, so the
