@@ -59,6 +59,10 @@ fn shown(path: &str) -> String {
 /// Checks a path of the image (relative, `/`-separated) against [`MAX_PATH_BYTES`],
 /// [`MAX_NAME_BYTES`] and [`MAX_DEPTH`], in one pass over its bytes.
 pub fn check_path_limits(path: &str) -> Result<(), TreeError> {
+    // First, so a NUL is named as such, not as whatever the path looks like around it.
+    if path.contains('\0') {
+        return Err(TreeError::NulInPath { path: shown(&path.escape_debug().to_string()) });
+    }
     if path.len() > MAX_PATH_BYTES {
         return Err(TreeError::PathTooLong { path: shown(path), len: path.len() });
     }
@@ -109,6 +113,8 @@ pub enum TreeError {
     TooDeep { path: String, depth: usize },
     #[error("`/{path}`: the symlink target is {len} bytes, longer than the {MAX_PATH_BYTES} a path may have")]
     TargetTooLong { path: String, len: usize },
+    #[error("`/{path}`: the path contains a NUL byte")]
+    NulInPath { path: String },
     #[error("`/{path}`: the symlink target `{target}` contains a NUL byte")]
     NulInTarget { path: String, target: String },
 }
@@ -519,6 +525,9 @@ mod tests {
         }
         let err = tree.insert("l", symlink(&"t/".repeat(2049))).unwrap_err().to_string();
         assert!(err.contains("the symlink target is 4098 bytes"), "{err}");
+        // A NUL is named as a NUL, even where the path also climbs (#16: it was reported as `..`).
+        let err = tree.insert("../a\0b", file(1)).unwrap_err().to_string();
+        assert_eq!(err, "`/../a\\0b`: the path contains a NUL byte");
         let err = tree.insert("l", symlink("a\0b")).unwrap_err().to_string();
         assert_eq!(err, "`/l`: the symlink target `a\\0b` contains a NUL byte");
     }

@@ -628,6 +628,13 @@ mod tests {
             read_all(&tar).map(|_| ()).map_err(|e| e.to_string())
         };
         assert!(long_name(&format!("a/{}", "n".repeat(255))).is_ok());
+        // A NUL inside a PAX path is named as a NUL, not as the `..` beside it.
+        let mut tar = Vec::new();
+        member(&mut tar, "PaxHeaders/f", b'x', &pax(&[("path", b"../a\0b")]));
+        member(&mut tar, "f", b'0', b"");
+        tar.extend_from_slice(&[0; 2 * BLOCK]);
+        let err = read_all(&tar).unwrap_err().to_string();
+        assert_eq!(err, "`/../a\\0b`: the path contains a NUL byte");
         let err = long_name(&format!("a/{}", "n".repeat(256))).unwrap_err();
         assert!(err.contains("is 256 bytes, longer than the 255 a file name may have"), "{err}");
         let err = long_name(&"a/".repeat(40_000)).unwrap_err();
