@@ -586,19 +586,8 @@ mod tests {
     }
 
     fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (key, value) in records {
-            // `LEN KEY=VALUE\n`, where LEN counts itself.
-            let body = 1 + key.len() + 1 + value.len() + 1;
-            let mut len = body + 1;
-            while len != body + len.to_string().len() {
-                len = body + len.to_string().len();
-            }
-            out.extend_from_slice(format!("{len} {key}=").as_bytes());
-            out.extend_from_slice(value);
-            out.push(b'\n');
-        }
-        out
+        let records = records.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect();
+        crate::tar::writer::pax_records(&records)
     }
 
     /// #16: GNU and PAX metadata records escaped the entry and size caps (an endless run of
