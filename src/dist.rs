@@ -145,14 +145,64 @@ pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&
     Ok(())
 }
 
-/// Atomically exchanges two paths (`renameat2(RENAME_EXCHANGE)`).
+/// Atomically exchanges two paths (`renameat2(RENAME_EXCHANGE)`). On a file system without
+/// the flag (FUSE such as disorderfs, some network file systems: `EINVAL`), falls back to
+/// three plain renames: `b` aside, `a` to `b`, the old `b` to `a`. A reader then may find no
+/// folder at `b` for an instant, but never a mix of two candidates, which is what matters.
 fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-    renameat2(a, b, libc::RENAME_EXCHANGE)
+    match renameat2(a, b, libc::RENAME_EXCHANGE) {
+        Err(e) if unsupported(&e) => {
+            let aside = sibling(b, "old");
+            fs_err::rename(b, &aside)?;
+            if let Err(e) = fs_err::rename(a, b) {
+                // Put the old candidate back: `b` must not stay empty because of us.
+                let _ = fs_err::rename(&aside, b);
+                return Err(e);
+            }
+            fs_err::rename(&aside, a)
+        }
+        other => other,
+    }
 }
 
-/// Renames `from` to `to`, failing if `to` exists (`renameat2(RENAME_NOREPLACE)`).
+/// Renames `from` to `to`, failing if `to` exists (`renameat2(RENAME_NOREPLACE)`). Without the
+/// flag (`EINVAL`, as for [`exchange`]), checks that `to` is absent and renames: the window
+/// between the two only lets a concurrent publisher of the same folder win, which the caller
+/// retries against anyway.
 fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
-    renameat2(from, to, libc::RENAME_NOREPLACE)
+    match renameat2(from, to, libc::RENAME_NOREPLACE) {
+        Err(e) if unsupported(&e) => {
+            if fs_err::symlink_metadata(to).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("cannot move `{}` to `{}`: it exists", from.display(), to.display()),
+                ));
+            }
+            fs_err::rename(from, to)
+        }
+        other => other,
+    }
+}
+
+/// Whether a `renameat2` error means the file system does not take the flag (not that the
+/// move itself is wrong): `EINVAL` from FUSE and network file systems, `ENOSYS` from old
+/// kernels or seccomp filters.
+fn unsupported(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS))
+}
+
+/// A free name beside `path` for a moment's use: `.NAME.WHAT-PID-N`.
+fn sibling(path: &Path, what: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.{what}-{}-{n}", std::process::id()))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// An errno [`renameat2`] fails with instead of making the call, for tests of the fallback.
+    static RENAMEAT2_ERRNO: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
 }
 
 fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
@@ -160,13 +210,25 @@ fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()>
     let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
     let (from_c, to_c) = (c(from)?, c(to)?);
     // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
-    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, from_c.as_ptr(), libc::AT_FDCWD, to_c.as_ptr(), flags) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        let e = std::io::Error::last_os_error();
-        Err(std::io::Error::new(e.kind(), format!("cannot move `{}` to `{}`: {e}", from.display(), to.display())))
+    let call = || unsafe { libc::renameat2(libc::AT_FDCWD, from_c.as_ptr(), libc::AT_FDCWD, to_c.as_ptr(), flags) };
+    #[cfg(test)]
+    let call = || match RENAMEAT2_ERRNO.get() {
+        Some(errno) => {
+            // SAFETY: `__errno_location` is the calling thread's errno, always valid.
+            unsafe { *libc::__errno_location() = errno };
+            -1
+        }
+        None => call(),
+    };
+    if call() == 0 {
+        return Ok(());
     }
+    let e = std::io::Error::last_os_error();
+    if unsupported(&e) {
+        // Bare, so that the callers see the errno and fall back.
+        return Err(e);
+    }
+    Err(std::io::Error::new(e.kind(), format!("cannot move `{}` to `{}`: {e}", from.display(), to.display())))
 }
 
 /// Whether `dir` already holds exactly this candidate: the same documents (manifest, SBOM,
@@ -190,4 +252,44 @@ fn is_current(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&s
         };
         (have.dev(), have.ino()) == (blob.dev(), blob.ino())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// #16: publishing into a folder on a file system without `renameat2` flags (FUSE such as
+    /// disorderfs, some network file systems) failed with `Invalid argument`. With the call
+    /// made to fail so, the exchange and the no-replace rename still do what they promise.
+    #[test]
+    fn without_renameat2_flags_publishing_falls_back_to_plain_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for (path, text) in [(&a, "new"), (&b, "old")] {
+            fs_err::create_dir(path).unwrap();
+            fs_err::write(path.join("f"), text).unwrap();
+        }
+        for errno in [libc::EINVAL, libc::ENOSYS] {
+            RENAMEAT2_ERRNO.set(Some(errno));
+            exchange(&a, &b).unwrap();
+            assert_eq!(fs_err::read_to_string(b.join("f")).unwrap(), if errno == libc::EINVAL { "new" } else { "old" });
+            assert_eq!(fs_err::read_to_string(a.join("f")).unwrap(), if errno == libc::EINVAL { "old" } else { "new" });
+        }
+        let err = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+        let c = dir.path().join("c");
+        rename_noreplace(&a, &c).unwrap();
+        assert!(!a.exists() && c.join("f").is_file());
+        // Nothing was left beside them.
+        let mut names: Vec<_> =
+            fs_err::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["b", "c"]);
+        // Any other error is the move's own, named.
+        RENAMEAT2_ERRNO.set(Some(libc::EXDEV));
+        let err = exchange(&b, &c).unwrap_err().to_string();
+        assert!(err.starts_with("cannot move `") && err.contains("cross-device"), "{err}");
+        RENAMEAT2_ERRNO.set(None);
+        exchange(&b, &c).unwrap();
+    }
 }

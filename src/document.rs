@@ -46,6 +46,22 @@ pub fn parse<T: DeserializeOwned>(what: &'static str, path: &Path, bytes: &[u8])
     serde_json::from_slice(bytes).map_err(|source| DocumentError::Parse { what, path: path.to_owned(), source })
 }
 
+/// Reads the whole file at `path`, refusing one larger than `cap` bytes without reading
+/// past the cap: a text we parse in memory (a recipe, a lockfile) is bounded before it is
+/// read, so a `/dev/zero` or a runaway file fails with a message naming the file and the cap.
+pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    fs_err::File::open(path)?.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("`{}` is larger than the {cap} bytes allowed", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Reads and parses the `what` at `path`.
 pub fn read<T: DeserializeOwned>(what: &'static str, path: &Path) -> Result<T, DocumentError> {
     let bytes = fs_err::read(path).map_err(|source| DocumentError::Read { what, path: path.to_owned(), source })?;

@@ -20,9 +20,17 @@ pub enum FetchError {
     Remote { origin: String, message: String },
     #[error("`{origin}` is not in the store and `--offline` forbids downloading it")]
     Offline { origin: String },
+    #[error("`{origin}` is larger than the {cap} bytes an input without a pinned size may have")]
+    TooLarge { origin: String, cap: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// The most bytes read for an input whose size nothing pins yet (`candidate lock` learning a
+/// new tarball's digest): without it an endless or huge response would fill the store's disk.
+/// 8 GiB is beyond any vendor tarball we expect; a bigger one is pinned by size in the recipe's
+/// lockfile after a download by other means.
+pub const MAX_UNPINNED_BYTES: u64 = 8 << 30;
 
 /// What the lock says an input must be.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +57,23 @@ pub fn fetch(
     network: Network,
     progress: &dyn Fn(u64),
 ) -> Result<(Digest, u64), FetchError> {
+    fetch_capped(store, origin, pin, network, progress, MAX_UNPINNED_BYTES)
+}
+
+/// [`fetch`], with the cap on an input without a pinned size given (tests make it small).
+fn fetch_capped(
+    store: &Store,
+    origin: &Origin,
+    pin: Option<Pin>,
+    network: Network,
+    progress: &dyn Fn(u64),
+    unpinned_cap: u64,
+) -> Result<(Digest, u64), FetchError> {
+    let cap = pin.and_then(|p| p.size).unwrap_or(unpinned_cap).saturating_add(1);
+    let too_large = |read: u64| match pin.and_then(|p| p.size) {
+        None if read > unpinned_cap => Err(FetchError::TooLarge { origin: origin.to_string(), cap: unpinned_cap }),
+        _ => Ok(()),
+    };
     if let Some(pin) = pin {
         if let Some(size) = store.blob_size(&pin.sha256).filter(|&have| pin.size.is_none_or(|want| want == have)) {
             return Ok((pin.sha256, size));
@@ -60,7 +85,7 @@ pub fn fetch(
         Origin::Local(path) => {
             let local_error = |source| FetchError::Local { origin: origin.to_string(), source };
             let file = fs_err::File::open(path).map_err(local_error)?;
-            copy_limited(file, &mut writer, pin, progress).map_err(local_error)?;
+            too_large(copy_limited(file, &mut writer, cap, progress).map_err(local_error)?)?;
         }
         Origin::Remote(url) => {
             if network == Network::Offline {
@@ -69,7 +94,7 @@ pub fn fetch(
             let remote_error = |message: String| FetchError::Remote { origin: url.clone(), message };
             let mut response = ureq::get(url).call().map_err(|e| remote_error(e.to_string()))?;
             let body = response.body_mut().as_reader();
-            copy_limited(body, &mut writer, pin, progress).map_err(|e| remote_error(e.to_string()))?;
+            too_large(copy_limited(body, &mut writer, cap, progress).map_err(|e| remote_error(e.to_string()))?)?;
         }
     }
     Ok(match pin {
@@ -78,10 +103,10 @@ pub fn fetch(
     })
 }
 
-/// Copies at most one byte more than the pinned size, so an endless or oversized response
-/// is cut off and then reported as a size mismatch.
-fn copy_limited(reader: impl Read, out: &mut impl Write, pin: Option<Pin>, progress: &dyn Fn(u64)) -> io::Result<u64> {
-    let limit = pin.and_then(|p| p.size).map_or(u64::MAX, |size| size.saturating_add(1));
+/// Copies at most `limit` bytes: one more than the pinned size, so an endless or oversized
+/// response is cut off and then reported as a size mismatch; or, without a pinned size, one
+/// more than the cap, so that it is reported as too large.
+fn copy_limited(reader: impl Read, out: &mut impl Write, limit: u64, progress: &dyn Fn(u64)) -> io::Result<u64> {
     let mut reader = reader.take(limit);
     let mut buf = vec![0u8; 256 << 10];
     let mut total = 0;
@@ -117,6 +142,46 @@ mod tests {
         let err = fetch(&store, &origin, Some(other), Network::Offline, &|_| {}).unwrap_err().to_string();
         assert!(err.contains(&other.sha256.to_string()) && err.contains(&Digest::of(b"payloaX").to_string()), "{err}");
         assert!(!store.has_blob(&Digest::of(b"payloaX")));
+    }
+
+    /// #16: an unpinned `http` download had no size cap: an endless response filled the
+    /// store's disk. A loopback server (started and stopped here) sends bytes for ever; the
+    /// fetch stops one byte past the cap, names the URL and the cap, and stores nothing.
+    #[test]
+    fn an_unpinned_download_stops_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/endless.tar", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            // Until the client hangs up.
+            while stream.write_all(&[b'x'; 64 << 10]).is_ok() {}
+        });
+        let err =
+            fetch_capped(&store, &Origin::Remote(url.clone()), None, Network::Allowed, &|_| {}, 1 << 20).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("`{url}` is larger than the 1048576 bytes an input without a pinned size may have")
+        );
+        drop(store);
+        server.join().unwrap();
+        let blobs = walkdir::WalkDir::new(dir.path().join("store"))
+            .into_iter()
+            .filter(|e| e.as_ref().unwrap().file_type().is_file());
+        assert_eq!(blobs.count(), 0, "a refused download left a file in the store");
+        // A local input, the same.
+        let file = dir.path().join("big");
+        fs_err::write(&file, vec![0u8; 100]).unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let err = fetch_capped(&store, &Origin::Local(file), None, Network::Offline, &|_| {}, 99).unwrap_err();
+        assert!(
+            err.to_string().ends_with("is larger than the 99 bytes an input without a pinned size may have"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -278,7 +278,7 @@ fn gather(
         add_tarball(store, &mut tree, spec, input, sde)?;
     }
     for s in &layer.symlinks {
-        tree.insert(s.path.as_rel(), node(Kind::Symlink { target: s.target.clone() }, 0o777, s.owner))
+        tree.insert(s.path.as_rel(), node(Kind::Symlink { target: s.target.to_string() }, 0o777, s.owner))
             .map_err(tree_error)?;
     }
     Ok(tree)
@@ -386,6 +386,7 @@ fn add_tarball(
         };
         tree.insert(dest.as_rel(), node).map_err(|e| fail(e.to_string()))?;
     }
+    reader.finish().map_err(|source| LayerError::Tarball { tarball: tarball.clone(), source })?;
     if let Backing::Spool { mut writer, .. } = backing {
         writer.flush().map_err(io_error)?;
     }

@@ -34,6 +34,9 @@ pub enum LocalError {
     Special { path: PathBuf, kind: &'static str },
     #[error("`{}`: file names must be UTF-8", path.display())]
     NotUtf8 { path: PathBuf },
+    /// A path deeper or longer than an image may hold (the caps of [`crate::tree`]).
+    #[error("`{}` cannot go into an image", path.display())]
+    Limit { path: PathBuf, source: Box<crate::tree::TreeError> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +254,9 @@ fn scan_parallel(root: &Path) -> Result<Vec<LocalEntry>, LocalError> {
             let path = item.path();
             let name = name.to_str().ok_or_else(|| LocalError::NotUtf8 { path: path.clone() })?;
             let child = if rel.is_empty() { name.to_owned() } else { format!("{rel}/{name}") };
+            // Checked before going deeper: a host tree nested past the caps stops here.
+            crate::tree::check_path_limits(&child)
+                .map_err(|e| LocalError::Limit { path: path.clone(), source: Box::new(e) })?;
             let meta = item.metadata().map_err(|e| io(&path, e))?;
             if meta.is_dir() {
                 subdirs.push(child.clone());

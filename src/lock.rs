@@ -16,8 +16,8 @@ use crate::digest::{Digest, Hasher};
 use crate::error::CheckFailed;
 use crate::fetch::{self, Network};
 use crate::local::LocalTree;
-use crate::lockfile::{InputKind, LockMode, LockedInput, Lockfile, VERSION};
-use crate::recipe::{Origin, Recipe};
+use crate::lockfile::{InputKind, LayerLines, LockError, LockMode, LockedInput, Lockfile, VERSION};
+use crate::recipe::{Name, Origin, Recipe};
 
 /// A local `files` input of a layer, scanned, with its tree digest.
 pub struct ScannedFiles {
@@ -95,6 +95,7 @@ pub fn check(ctx: &Context, recipe_path: &Path, lockfile_path: &Path) -> anyhow:
         .into());
     };
     let existing = Lockfile::parse(lockfile_path, &text)?;
+    check_placement(&recipe, &existing, &text, lockfile_path)?;
     let resolved = match resolve(ctx, recipe, Some(&existing), Purpose::Check) {
         Err(e) if e.is::<Unpinned>() => {
             return Err(CheckFailed {
@@ -114,6 +115,64 @@ pub fn check(ctx: &Context, recipe_path: &Path, lockfile_path: &Path) -> anyhow:
         .into());
     }
     Ok((resolved, Digest::of(text.as_bytes())))
+}
+
+/// Every locked entry lands where the recipe puts it: a layer the recipe has, which takes
+/// that kind of entry (`[[package]]` a layer with packages, `[[input]]` one with files or
+/// tarballs, `[[wheel]]` one with `python`), and a package's archive is one the recipe names.
+/// The build takes packages from the lockfile as they are, so a hand-moved entry was left out
+/// of the image while the manifest still listed it (#16, hole 4).
+fn check_placement(recipe: &Recipe, lockfile: &Lockfile, text: &str, path: &Path) -> Result<(), LockError> {
+    let lines = LayerLines::of(text);
+    let misplaced = |line: Option<&usize>, entry: String, layer: &Name, why: &'static str| LockError::Misplaced {
+        path: path.to_owned(),
+        line: line.copied().unwrap_or(0),
+        entry,
+        layer: layer.clone(),
+        why,
+        recipe: recipe.path.clone(),
+    };
+    let layer = |name: &Name| recipe.layers.iter().find(|l| l.name == *name);
+    const UNKNOWN: &str = "which the recipe does not have";
+    for (i, package) in lockfile.packages.iter().enumerate() {
+        let entry = format!("`[[package]]` `{}` {}", package.name, package.version);
+        let why = match layer(&package.layer) {
+            None => Some(UNKNOWN),
+            Some(l) if !l.has_packages() => Some("which installs no packages"),
+            Some(_) if !recipe.archives.contains_key(package.archive.as_str()) => {
+                Some("but its archive is not one of the recipe's `[archive.NAME]`")
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            return Err(misplaced(lines.packages.get(i), entry, &package.layer, why));
+        }
+    }
+    for (i, input) in lockfile.inputs.iter().enumerate() {
+        let entry = format!("`[[input]]` {} `{}`", input.kind, input.origin);
+        let why = match (layer(&input.layer), input.kind) {
+            (None, _) => Some(UNKNOWN),
+            (Some(l), InputKind::Files) if l.files.is_empty() => Some("which has no `files`"),
+            (Some(l), InputKind::Tarball) if l.tarballs.is_empty() => Some("which has no `tarballs`"),
+            (Some(l), InputKind::Python) if l.python.is_none() => Some("which has no `python`"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(misplaced(lines.inputs.get(i), entry, &input.layer, why));
+        }
+    }
+    for (i, wheel) in lockfile.wheels.iter().enumerate() {
+        let entry = format!("`[[wheel]]` `{}` {}", wheel.name, wheel.version);
+        let why = match layer(&wheel.layer) {
+            None => Some(UNKNOWN),
+            Some(l) if l.python.is_none() => Some("which has no `python`"),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            return Err(misplaced(lines.wheels.get(i), entry, &wheel.layer, why));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -388,9 +447,9 @@ fn explain(old: &Lockfile, new: &Lockfile) -> String {
 }
 
 fn read_existing(path: &Path) -> anyhow::Result<Option<String>> {
-    match fs_err::read_to_string(path) {
+    match crate::lockfile::read(path) {
         Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(LockError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -30,6 +30,77 @@ pub enum LockError {
     Parse { path: PathBuf, message: String },
     #[error("lockfile `{}` has schema version {found}; this candidate reads versions 1 and {VERSION}", path.display())]
     UnknownVersion { path: PathBuf, found: u32 },
+    /// A locked entry whose layer the recipe does not have, or which does not take its kind:
+    /// building it would leave the entry out while the manifest lists it.
+    #[error("lockfile `{}` line {line}: {entry} is locked in layer `{layer}`, {why}", path.display())]
+    Misplaced { path: PathBuf, line: usize, entry: String, layer: Name, why: &'static str, recipe: PathBuf },
+}
+
+impl crate::error::Hint for LockError {
+    fn hints(&self) -> Vec<std::borrow::Cow<'_, str>> {
+        match self {
+            LockError::Misplaced { recipe, .. } => vec![format!(
+                "the lockfile does not match its recipe (edited by hand?): run `candidate lock {}` to write it again",
+                recipe.display()
+            )
+            .into()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The line of each locked entry's `layer` key, by table, in file order: for refusals that
+/// name the entry where a reader finds it (the parsed [`Lockfile`] has no spans).
+#[derive(Debug, Default, Deserialize)]
+pub struct LayerLines {
+    #[serde(default, rename = "input")]
+    pub inputs: Vec<usize>,
+    #[serde(default, rename = "package")]
+    pub packages: Vec<usize>,
+    #[serde(default, rename = "wheel")]
+    pub wheels: Vec<usize>,
+}
+
+impl LayerLines {
+    /// Reads the lines from `text`, a lockfile [`Lockfile::parse`] accepted.
+    pub fn of(text: &str) -> Self {
+        #[derive(Deserialize)]
+        struct Spans {
+            #[serde(default)]
+            input: Vec<Entry>,
+            #[serde(default)]
+            package: Vec<Entry>,
+            #[serde(default)]
+            wheel: Vec<Entry>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            layer: toml::Spanned<String>,
+        }
+        let line = |e: &Entry| text[..e.layer.span().start].matches('\n').count() + 1;
+        // A text `parse` accepted has a `layer` in every entry; if not, the caller's own
+        // refusal names the entry without a line (0).
+        match toml::from_str::<Spans>(text) {
+            Ok(spans) => LayerLines {
+                inputs: spans.input.iter().map(line).collect(),
+                packages: spans.package.iter().map(line).collect(),
+                wheels: spans.wheel.iter().map(line).collect(),
+            },
+            Err(_) => LayerLines::default(),
+        }
+    }
+}
+
+/// The largest lockfile read: it is parsed in memory. A lockfile entry is about 350 bytes,
+/// so 64 MiB holds ~190,000 packages, several times a full Debian archive's worth.
+pub const MAX_LOCKFILE_BYTES: u64 = 64 << 20;
+
+/// The text of the lockfile at `path`, at most [`MAX_LOCKFILE_BYTES`].
+pub fn read(path: &Path) -> Result<String, LockError> {
+    let read_error = |source| LockError::Read { path: path.to_owned(), source };
+    let bytes = crate::document::read_capped(path, MAX_LOCKFILE_BYTES).map_err(read_error)?;
+    String::from_utf8(bytes)
+        .map_err(|e| LockError::Parse { path: path.to_owned(), message: format!("not UTF-8: {}", e.utf8_error()) })
 }
 
 /// How `lock` treats the lockfile (cargo's and uv's modes, as one enum).
@@ -168,7 +239,7 @@ impl Lockfile {
     }
 
     pub fn load(path: &Path) -> Result<Self, LockError> {
-        let text = fs_err::read_to_string(path).map_err(|source| LockError::Read { path: path.to_owned(), source })?;
+        let text = read(path)?;
         Self::parse(path, &text)
     }
 

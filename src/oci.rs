@@ -16,6 +16,7 @@
 //! blob is a store blob, linked into `oci/blobs/sha256/`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -255,6 +256,11 @@ struct Cached {
     files: Vec<OutputFile>,
 }
 
+/// The recipe's checked values as the plain strings the OCI config holds.
+fn strings<T: fmt::Display>(values: &[T]) -> Vec<String> {
+    values.iter().map(ToString::to_string).collect()
+}
+
 /// The OCI platform of a Debian architecture: (architecture, variant).
 fn platform(debian: &str) -> (&str, Option<&str>) {
     match debian {
@@ -317,12 +323,12 @@ pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Resu
         os: "linux".to_owned(),
         created: rfc3339(sde),
         config: RuntimeConfig {
-            entrypoint: oci.entrypoint.clone(),
-            cmd: oci.cmd.clone(),
-            env: oci.env.clone(),
-            labels: oci.labels.clone(),
-            working_dir: oci.working_dir.clone(),
-            user: oci.user.clone(),
+            entrypoint: strings(&oci.entrypoint),
+            cmd: strings(&oci.cmd),
+            env: strings(&oci.env),
+            labels: oci.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            working_dir: oci.working_dir.as_ref().map(ToString::to_string),
+            user: oci.user.as_ref().map(ToString::to_string),
         },
         rootfs: RootFs { kind: "layers".to_owned(), diff_ids: oci_layers.iter().map(|l| l.diff_id).collect() },
         history,
@@ -336,7 +342,8 @@ pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Resu
         annotations: annotations(recipe),
     };
     let manifest = Descriptor::new(MediaType::ImageManifest, put_json(store, &manifest, &mut files, &blob_name)?);
-    let tag = oci.tag.clone().unwrap_or_else(|| recipe.image.version.to_string());
+    // The recipe checked that the version is a valid `ref.name` when there is no tag.
+    let tag = oci.tag.as_ref().map_or_else(|| recipe.image.version.to_string(), ToString::to_string);
     let index = ImageIndex {
         schema_version: 2,
         media_type: MediaType::ImageIndex,

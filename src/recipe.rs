@@ -20,6 +20,10 @@ use crate::debian::packages::Architecture;
 use crate::digest::Digest;
 use crate::serde_str::serde_via_from_str;
 
+/// The largest recipe read: it is parsed in memory. The biggest real recipes are a few KB;
+/// 1 MiB is room for any hand-written one and stops a runaway file before it is read.
+pub const MAX_RECIPE_BYTES: u64 = 1 << 20;
+
 /// The name of the layer that running the maintainer scripts makes, in manifests and OCI
 /// history: reserved, so no recipe layer may take it.
 pub const CONFIGURE_LAYER: &str = "configure";
@@ -76,6 +80,14 @@ pub enum ValueError {
     PathPattern(String),
     #[error("`{0}` holds a control character")]
     ControlInPath(String),
+    #[error("`{0}` is not a valid OCI `ref.name`: components of letters and digits joined by one of `-._:@+` or `--`, separated by `/`, at most {MAX_REF_NAME} bytes")]
+    RefName(String),
+    #[error("`{0}` contains a NUL byte")]
+    Nul(String),
+    #[error("`{0}` is not an environment entry `KEY=VALUE` (a non-empty key without `=`, spaces or control characters; no NUL)")]
+    EnvVar(String),
+    #[error("{0} is past {MAX_SOURCE_DATE_EPOCH} (2242-03-16), the latest time a tar header holds")]
+    EpochTooLate(u64),
 }
 
 /// A parsed recipe, with the bytes it was parsed from (they are part of the recipe digest).
@@ -238,17 +250,17 @@ pub struct PythonSpec {
 pub struct OciConfig {
     /// The `org.opencontainers.image.ref.name` of the image in `index.json` (default: the
     /// image version).
-    pub tag: Option<String>,
+    pub tag: Option<RefName>,
     #[serde(default)]
-    pub entrypoint: Vec<String>,
+    pub entrypoint: Vec<NoNul>,
     #[serde(default)]
-    pub cmd: Vec<String>,
+    pub cmd: Vec<NoNul>,
     #[serde(default)]
-    pub env: Vec<String>,
+    pub env: Vec<EnvVar>,
     #[serde(default)]
-    pub labels: std::collections::BTreeMap<String, String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
+    pub labels: std::collections::BTreeMap<NoNul, NoNul>,
+    pub working_dir: Option<NoNul>,
+    pub user: Option<NoNul>,
     /// How OCI layers are compressed: `gzip` (the default, read everywhere) or `zstd`.
     #[serde(default)]
     pub layer_compression: LayerCompression,
@@ -269,8 +281,10 @@ pub struct Image {
     pub version: ImageVersion,
     #[serde(deserialize_with = "concrete_architecture")]
     pub architecture: Architecture,
-    pub os: String,
-    pub release: String,
+    /// Part of file names (the Proxmox template's, LXC's metadata): a plain [`Name`], so an
+    /// absolute or `../` value is refused here, with its line, rather than written through.
+    pub os: Name,
+    pub release: Name,
     #[serde(default)]
     pub description: String,
     /// The time every timestamp of the candidate is set to.
@@ -299,6 +313,11 @@ fn concrete_architectures<'de, D: Deserializer<'de>>(deserializer: D) -> Result<
         .map(|arch| concrete(arch).map_err(serde::de::Error::custom))
         .collect()
 }
+
+/// The latest `source-date-epoch`: the largest mtime a ustar header's 11 octal digits hold
+/// (2242-03-16). The tar writer would clamp a later one, so every file's time would silently
+/// differ from the epoch the manifest claims; refused instead.
+pub const MAX_SOURCE_DATE_EPOCH: u64 = 0o77777777777;
 
 /// `source-date-epoch`: seconds since the epoch, or `"archive"`, the newest `Date` of the
 /// locked `InRelease` files, which only the lock stage knows.
@@ -350,12 +369,15 @@ impl<'de> Deserialize<'de> for SourceDateEpoch {
                 f.write_str("seconds since the epoch, or \"archive\"")
             }
             fn visit_u64<E: serde::de::Error>(self, seconds: u64) -> Result<SourceDateEpoch, E> {
+                if seconds > MAX_SOURCE_DATE_EPOCH {
+                    return Err(E::custom(ValueError::EpochTooLate(seconds)));
+                }
                 Ok(SourceDateEpoch::Fixed(seconds))
             }
             fn visit_i64<E: serde::de::Error>(self, seconds: i64) -> Result<SourceDateEpoch, E> {
                 u64::try_from(seconds)
-                    .map(SourceDateEpoch::Fixed)
                     .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(seconds), &self))
+                    .and_then(|seconds| self.visit_u64(seconds))
             }
             fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<SourceDateEpoch, E> {
                 match word {
@@ -451,7 +473,9 @@ pub struct DirectorySpec {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SymlinkSpec {
     pub path: ImagePath,
-    pub target: String,
+    /// Any text a symlink may hold but a NUL, which no file system stores (it would end the
+    /// target early: a different link than the recipe says).
+    pub target: NoNul,
     #[serde(default)]
     pub owner: Owner,
 }
@@ -533,7 +557,8 @@ impl Format {
 
 impl Recipe {
     pub fn load(path: &Path) -> Result<Self, RecipeError> {
-        let bytes = fs_err::read(path).map_err(|source| RecipeError::Read { path: path.to_owned(), source })?;
+        let bytes = crate::document::read_capped(path, MAX_RECIPE_BYTES)
+            .map_err(|source| RecipeError::Read { path: path.to_owned(), source })?;
         Self::parse(path, bytes)
     }
 
@@ -673,6 +698,14 @@ impl Recipe {
             if !plain(&archive.suite) || !archive.components.iter().all(|c| plain(c)) {
                 return Err(invalid(format!("archive `{name}`: `suite` and `components` must be plain names")));
             }
+        }
+        if self.output.formats.contains(&Format::Oci) && self.oci.tag.is_none() {
+            // The version is the default `ref.name`; it allows a `~` that the OCI grammar does not.
+            RefName::from_str(self.image.version.to_string().as_str()).map_err(|e| {
+                invalid(format!(
+                    "`[image] version` is the OCI tag when `[oci] tag` is not set, and {e}: set `[oci] tag`"
+                ))
+            })?;
         }
         if self.output.formats.is_empty() {
             return Err(invalid("`[output] formats` is empty: name at least one format".into()));
@@ -822,6 +855,113 @@ impl FromStr for ImageVersion {
 }
 display_as_str!(ImageVersion);
 serde_via_from_str!(ImageVersion);
+
+/// An OCI `org.opencontainers.image.ref.name` (`[oci] tag`), in the image spec's grammar:
+///
+/// ```text
+/// ref       ::= component ("/" component)*
+/// component ::= alphanum (separator alphanum)*
+/// alphanum  ::= [A-Za-z0-9]+
+/// separator ::= [-._:@+] | "--"
+/// ```
+///
+/// Tools name files and references after it (`oci:DIR:TAG`), so anything else is refused
+/// where the recipe is read rather than by the first tool that meets it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RefName(String);
+
+/// The longest `ref.name` accepted: the spec sets none, but registries cap a tag at 128 bytes
+/// and a repository path at 255, so a longer one could never be pushed anywhere.
+pub const MAX_REF_NAME: usize = 255;
+
+impl RefName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn is_valid(s: &str) -> bool {
+        let component = |c: &str| {
+            let bytes = c.as_bytes();
+            let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else { return false };
+            if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+                return false;
+            }
+            // Each run of non-alphanumerics between two alphanumerics is one separator.
+            c.split(|ch: char| ch.is_ascii_alphanumeric())
+                .filter(|run| !run.is_empty())
+                .all(|run| run == "--" || (run.len() == 1 && b"-._:@+".contains(&run.as_bytes()[0])))
+        };
+        s.len() <= MAX_REF_NAME && s.split('/').all(component)
+    }
+}
+
+impl FromStr for RefName {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        if RefName::is_valid(s) {
+            Ok(RefName(s.to_owned()))
+        } else {
+            Err(ValueError::RefName(s.escape_debug().to_string()))
+        }
+    }
+}
+display_as_str!(RefName);
+serde_via_from_str!(RefName);
+
+/// Text that holds no NUL byte: what the OCI config's strings and a symlink's target become
+/// in C strings (a runtime's `execve`, `symlink(2)`), where a NUL would silently cut them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NoNul(String);
+
+impl NoNul {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for NoNul {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        if s.contains('\0') {
+            return Err(ValueError::Nul(s.escape_debug().to_string()));
+        }
+        Ok(NoNul(s.to_owned()))
+    }
+}
+display_as_str!(NoNul);
+serde_via_from_str!(NoNul);
+
+impl AsRef<[u8]> for NoNul {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// One `[oci] env` entry, `KEY=VALUE`: the key non-empty, without `=`, whitespace or control
+/// characters (a runtime splits at the first `=`; anything else in a key is a name no shell
+/// can use), the value without NUL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar(String);
+
+impl EnvVar {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for EnvVar {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let bad = || ValueError::EnvVar(s.escape_debug().to_string());
+        let (key, value) = s.split_once('=').ok_or_else(bad)?;
+        if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) || value.contains('\0') {
+            return Err(bad());
+        }
+        Ok(EnvVar(s.to_owned()))
+    }
+}
+display_as_str!(EnvVar);
+serde_via_from_str!(EnvVar);
 
 /// Permission bits, setuid, setgid and sticky included (`0o7777` at most).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -1075,9 +1215,14 @@ tarballs = [{ url = "https://example.invalid/a.tar.gz", sha256 = "ba7816bf8f01cf
         archive.settle(9);
         assert_eq!(archive, SourceDateEpoch::Archive(Some(9)));
         assert_eq!(archive.seconds(), 9);
-        // `u64::MAX` was a sentinel once; now it is just a (far) time.
-        let max = MINIMAL.replace("1700000000", &u64::MAX.to_string());
-        assert_eq!(parse(&max).unwrap().image.source_date_epoch, SourceDateEpoch::Fixed(u64::MAX));
+        // The latest time a tar header holds is the latest epoch; one second more is refused
+        // with its line (it used to be clamped in every header, silently).
+        let max = MINIMAL.replace("1700000000", &MAX_SOURCE_DATE_EPOCH.to_string());
+        assert_eq!(parse(&max).unwrap().image.source_date_epoch, SourceDateEpoch::Fixed(MAX_SOURCE_DATE_EPOCH));
+        for late in [MAX_SOURCE_DATE_EPOCH + 1, i64::MAX as u64] {
+            let err = parse(&MINIMAL.replace("1700000000", &late.to_string())).unwrap_err().to_string();
+            assert!(err.contains(&format!("{late} is past 8589934591")) && err.contains("line 8"), "{err}");
+        }
         for bad in ["\"yesterday\"", "-1", "1.5"] {
             let err = parse(&MINIMAL.replace("1700000000", bad)).unwrap_err().to_string();
             assert!(
@@ -1186,6 +1331,79 @@ tarballs = [{ url = "https://example.invalid/a.tar.gz", sha256 = "ba7816bf8f01cf
                 assert!(err.contains(&culprit), "{culprit:?} not in: {err}");
             }
         }
+    }
+
+    /// Hole 1 of #16: `os` and `release` made the Proxmox template's file name, unchecked, so
+    /// `os = "/tmp/x"` or `release = "../../.."` wrote outside the output folder. Every string
+    /// that reaches a file name or a C string is refused here, with its key's line quoted.
+    #[test]
+    fn strings_that_reach_file_names_are_refused_with_their_key_and_line() {
+        for (from, to, key, culprit) in [
+            ("os = \"debian\"", "os = \"/tmp/escape\"", "os = ", "`/tmp/escape` is not a valid name"),
+            ("os = \"debian\"", "os = \"../../x\"", "os = ", "`../../x` is not a valid name"),
+            ("release = \"bookworm\"", "release = \"../../..\"", "release = ", "`../../..` is not a valid name"),
+            ("release = \"bookworm\"", "release = \"a/b\"", "release = ", "`a/b` is not a valid name"),
+            ("release = \"bookworm\"", "release = \"\"", "release = ", "`` is not a valid name"),
+            ("name = \"demo\"", "name = \"..\"", "name = ", "`..` is not a valid name"),
+            ("version = \"1.0\"", "version = \"../1\"", "version = ", "`../1` is not a valid version"),
+        ] {
+            let text = MINIMAL.replace(from, to);
+            let line = text.lines().position(|l| l == to).unwrap() + 1;
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(culprit) && err.contains(&format!("line {line}")) && err.contains(key), "{to}: {err}");
+        }
+        let with_oci = |section: &str| format!("{MINIMAL}\n[output]\nformats = [\"oci\"]\n\n[oci]\n{section}\n");
+        for (section, culprit) in [
+            ("tag = \"../x\"", "`../x` is not a valid OCI `ref.name`"),
+            ("tag = \"/x\"", "`/x` is not a valid OCI `ref.name`"),
+            ("tag = \"a b\"", "`a b` is not a valid OCI `ref.name`"),
+            ("tag = \"a..b\"", "`a..b` is not a valid OCI `ref.name`"),
+            ("tag = \"a-\"", "`a-` is not a valid OCI `ref.name`"),
+            ("tag = \"\"", "`` is not a valid OCI `ref.name`"),
+            ("env = [\"PATH\"]", "`PATH` is not an environment entry"),
+            ("env = [\"=x\"]", "`=x` is not an environment entry"),
+            ("env = [\"A B=x\"]", "`A B=x` is not an environment entry"),
+            ("env = [\"A=x\\u0000y\"]", "`A=x\\0y` is not an environment entry"),
+            ("cmd = [\"/bin/sh\\u0000x\"]", "`/bin/sh\\0x` contains a NUL byte"),
+            ("working-dir = \"/a\\u0000\"", "`/a\\0` contains a NUL byte"),
+        ] {
+            let text = with_oci(section);
+            let line = text.lines().position(|l| l == section).unwrap() + 1;
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(culprit) && err.contains(&format!("line {line}")), "{section}: {err}");
+        }
+        for good in ["1.0", "latest", "a/b:c@d+e", "x--y", "registry.local:5000/team/app"] {
+            let recipe = parse(&with_oci(&format!("tag = \"{good}\"\nenv = [\"PATH=/bin\", \"EMPTY=\"]"))).unwrap();
+            assert_eq!(recipe.oci.tag.unwrap().to_string(), good);
+        }
+        let tilde = with_oci("").replace("version = \"1.0\"", "version = \"1.0~rc1\"");
+        let err = parse(&tilde).unwrap_err().to_string();
+        assert!(err.contains("`[image] version` is the OCI tag") && err.contains("`1.0~rc1`"), "{err}");
+        let text = format!("{MINIMAL}symlinks = [{{ path = \"/l\", target = \"a\\u0000b\" }}]\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("`a\\0b` contains a NUL byte") && err.contains("line 14"), "{err}");
+    }
+
+    /// #16: recipe and lockfile reads were unbounded (`/dev/zero` was read until memory ran
+    /// out). Both stop at their cap, naming the file and the cap.
+    #[test]
+    fn recipe_and_lockfile_reads_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        fs_err::write(&big, format!("{MINIMAL}#{}\n", "x".repeat(MAX_RECIPE_BYTES as usize))).unwrap();
+        for path in [big.as_path(), Path::new("/dev/zero")] {
+            let err = Recipe::load(path).unwrap_err();
+            let source = std::error::Error::source(&err).unwrap().to_string();
+            assert!(source.ends_with("is larger than the 1048576 bytes allowed"), "{source}");
+        }
+        let err = crate::lockfile::Lockfile::load(Path::new("/dev/zero")).unwrap_err();
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(source, "`/dev/zero` is larger than the 67108864 bytes allowed");
+        let mut at_cap = format!("{MINIMAL}#");
+        at_cap.push_str(&"x".repeat(MAX_RECIPE_BYTES as usize - at_cap.len() - 1));
+        at_cap.push('\n');
+        fs_err::write(&big, at_cap).unwrap();
+        Recipe::load(&big).unwrap();
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub fn promote(
 
     let log_dir = root.join(channel_name);
     fs_err::create_dir_all(&log_dir)?;
+    // Held until the record is written: the next record's number is read from the log, so
+    // two promotes to one channel must take turns, not both claim the same number.
+    let _turn = take_turn(&log_dir)?;
     let records = channel::verify_log(&log_dir, channel_name, rules)
         .map_err(|e| refuse(format!("channel `{channel_name}` does not verify: {e}")))?;
     let pending_path = log_dir.join("pending.json");
@@ -123,6 +126,25 @@ pub fn promote(
     crate::store::sync_parent(&path)?;
     let _ = fs_err::remove_file(&pending_path);
     Ok((id, Promotion::Promoted { sequence }))
+}
+
+/// Waits for, then holds, the channel's lock (`flock` on `CHANNEL/.lock`, released when the
+/// file is dropped, or by the kernel if the process dies: a killed promote never wedges a
+/// channel). The file is not a record: [`channel::record_files`] lists only `NNNNNNNN.json`.
+fn take_turn(log_dir: &Path) -> anyhow::Result<fs_err::File> {
+    use std::os::fd::AsRawFd as _;
+    let path = log_dir.join(".lock");
+    let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    loop {
+        // SAFETY: the descriptor is open for the whole call.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).with_context(|| format!("cannot lock `{}`", path.display()));
+        }
+    }
 }
 
 /// The policy's admission rules for one channel, each unmet one a refusal naming it: the key

@@ -74,6 +74,15 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 /// follow it on the host.
 const MOUNT_POINTS: [&str; 4] = ["proc", "dev", "tmp", "run"];
 
+/// The size of the sandbox's `/tmp` tmpfs. A tmpfs lives in the host's memory, and without a
+/// size it may take half of it: a maintainer script (or a qualification test) that fills
+/// `/tmp` must hit `ENOSPC` in the sandbox, not push the build host into swap. 1 GiB is far
+/// above what package configuration writes there (dpkg and debconf use a few MB).
+pub const TMP_SIZE: &str = "1g";
+/// The size of `/run` (and `/dev/shm`): sockets, PID files and lock files, a few KB on a real
+/// system; 64 MiB leaves room for bound inputs' own folders and any service's state.
+pub const RUN_SIZE: &str = "64m";
+
 /// A host file or folder bound into the sandbox.
 #[derive(Debug, Clone)]
 pub struct Bind {
@@ -289,11 +298,13 @@ fn plan(root: &Path, binds: &[Bind]) -> Result<Plan, SandboxError> {
     );
     p.push(Op::Mkdir { path: at("dev/shm")?, mode: 0o1777, exist_ok: false }, "create `/dev/shm`".into());
     p.push(
-        mount(Some("tmpfs"), at("dev/shm")?, Some("tmpfs"), nosuid_nodev, Some("mode=1777"))?,
+        mount(Some("tmpfs"), at("dev/shm")?, Some("tmpfs"), nosuid_nodev, Some(&format!("mode=1777,size={RUN_SIZE}")))?,
         "mount `/dev/shm`".into(),
     );
-    p.push(mount(Some("tmpfs"), at("tmp")?, Some("tmpfs"), nosuid_nodev, Some("mode=1777"))?, "mount `/tmp`".into());
-    p.push(mount(Some("tmpfs"), at("run")?, Some("tmpfs"), nosuid_nodev, Some("mode=0755"))?, "mount `/run`".into());
+    let tmp = format!("mode=1777,size={TMP_SIZE}");
+    p.push(mount(Some("tmpfs"), at("tmp")?, Some("tmpfs"), nosuid_nodev, Some(&tmp))?, "mount `/tmp`".into());
+    let run = format!("mode=0755,size={RUN_SIZE}");
+    p.push(mount(Some("tmpfs"), at("run")?, Some("tmpfs"), nosuid_nodev, Some(&run))?, "mount `/run`".into());
     for bind in binds {
         if !valid_bind_target(&bind.target) {
             return Err(SandboxError::BindTarget { target: bind.target.clone() });
@@ -981,6 +992,20 @@ mod tests {
         for name in MOUNT_POINTS {
             assert!(fs_err::read_dir(root.path().join(name)).unwrap().next().is_none(), "{name}");
         }
+    }
+
+    /// #16: `/tmp`, `/run` and `/dev/shm` were tmpfs without a size, so a script could fill
+    /// the host's memory. Each reports its cap, and writing past it fails in the sandbox.
+    #[test]
+    fn the_sandbox_tmpfs_mounts_are_capped() {
+        let Some(root) = busybox_root() else { return };
+        let script = "df -k /tmp /run /dev/shm | tail -n +2 | while read fs size rest; do echo $size; done; \
+                      dd if=/dev/zero of=/run/fill bs=1M count=100 2>/dev/null && echo filled || echo refused";
+        let outcome = run(&spec(root.path(), script)).unwrap();
+        let text = String::from_utf8_lossy(&outcome.output);
+        assert_eq!(outcome.exit, Exit::Code(0), "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines, ["1048576", "65536", "65536", "refused"], "{text}");
     }
 
     #[test]

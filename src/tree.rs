@@ -31,6 +31,66 @@ use std::sync::Arc;
 /// Symlink hops allowed while resolving one path, as the kernel's `MAXSYMLINKS`.
 const MAX_SYMLINK_HOPS: usize = 40;
 
+/// The longest path in an image, in bytes: Linux's `PATH_MAX` (4096, with its NUL). No
+/// program in the image could open a longer one by name, and a cap on it is what keeps a
+/// hostile archive's deep paths from costing more than a fixed multiple of their own size.
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// The longest name of one path component, in bytes: Linux's `NAME_MAX`. Longer names fail
+/// `open(2)` with `ENAMETOOLONG` on every file system a candidate is unpacked on.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// The most components of a path. Every directory above an entry is an entry of its own in
+/// the tree and in each output tar, so an entry costs up to its depth in directories: this
+/// cap bounds that multiple. 256 is well beyond real trees (a Debian system stays under 20;
+/// nested `node_modules` under 100).
+pub const MAX_DEPTH: usize = 256;
+
+/// `path` shortened for a message: a path near the caps would drown the error.
+fn shown(path: &str) -> String {
+    const SHOWN: usize = 120;
+    if path.len() <= SHOWN {
+        return path.to_owned();
+    }
+    let end = (0..=SHOWN).rev().find(|&i| path.is_char_boundary(i)).unwrap_or(0);
+    format!("{}… ({} bytes)", &path[..end], path.len())
+}
+
+/// Checks a path of the image (relative, `/`-separated) against [`MAX_PATH_BYTES`],
+/// [`MAX_NAME_BYTES`] and [`MAX_DEPTH`], in one pass over its bytes.
+pub fn check_path_limits(path: &str) -> Result<(), TreeError> {
+    // First, so a NUL is named as such, not as whatever the path looks like around it.
+    if path.contains('\0') {
+        return Err(TreeError::NulInPath { path: shown(&path.escape_debug().to_string()) });
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Err(TreeError::PathTooLong { path: shown(path), len: path.len() });
+    }
+    let mut depth = 0;
+    for name in path.split('/').filter(|n| !n.is_empty()) {
+        depth += 1;
+        if name.len() > MAX_NAME_BYTES {
+            return Err(TreeError::NameTooLong { path: shown(path), name: shown(name), len: name.len() });
+        }
+    }
+    if depth > MAX_DEPTH {
+        return Err(TreeError::TooDeep { path: shown(path), depth });
+    }
+    Ok(())
+}
+
+/// Checks a symlink target: at most [`MAX_PATH_BYTES`] (`symlink(2)` refuses longer ones),
+/// and no NUL, which would end it early in every C string it goes through.
+pub fn check_link_target(path: &str, target: &str) -> Result<(), TreeError> {
+    if target.len() > MAX_PATH_BYTES {
+        return Err(TreeError::TargetTooLong { path: shown(path), len: target.len() });
+    }
+    if target.contains('\0') {
+        return Err(TreeError::NulInTarget { path: shown(path), target: target.escape_debug().to_string() });
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
     #[error("`/{path}` would be written through the symlink `/{link}`, which the same layer created")]
@@ -45,6 +105,18 @@ pub enum TreeError {
     SymlinkLoop { path: String },
     #[error("`/{path}`: {message}")]
     Refused { path: String, message: String },
+    #[error("`/{path}`: the path is {len} bytes, longer than the {MAX_PATH_BYTES} a path may have")]
+    PathTooLong { path: String, len: usize },
+    #[error("`/{path}`: the name `{name}` is {len} bytes, longer than the {MAX_NAME_BYTES} a file name may have")]
+    NameTooLong { path: String, name: String, len: usize },
+    #[error("`/{path}`: the path is {depth} levels deep, deeper than the {MAX_DEPTH} allowed")]
+    TooDeep { path: String, depth: usize },
+    #[error("`/{path}`: the symlink target is {len} bytes, longer than the {MAX_PATH_BYTES} a path may have")]
+    TargetTooLong { path: String, len: usize },
+    #[error("`/{path}`: the path contains a NUL byte")]
+    NulInPath { path: String },
+    #[error("`/{path}`: the symlink target `{target}` contains a NUL byte")]
+    NulInTarget { path: String, target: String },
 }
 
 /// Where a regular file's bytes come from.
@@ -191,15 +263,22 @@ impl Tree {
             };
             return Err(TreeError::Refused { path: path.to_owned(), message });
         }
-        // Every ancestor must be a directory of this layer; missing ones are created.
-        for (i, _) in path.match_indices('/') {
+        check_path_limits(path)?;
+        if let Kind::Symlink { target } = &node.kind {
+            check_link_target(path, target)?;
+        }
+        // Every ancestor must be a directory of this layer; missing ones are created. The
+        // ancestors are looked up from the nearest: the first one that exists is a directory
+        // whose own ancestors all exist (this function only ever adds a path with its
+        // parents), so the walk stops there, and each entry costs a lookup or two rather
+        // than one per level (which made deep archives quadratic, #16 hole 3).
+        let mut missing = Vec::new();
+        for (i, _) in path.rmatch_indices('/') {
             let parent = &path[..i];
             match self.nodes.get(parent) {
-                None => {
-                    self.nodes.insert(parent.to_owned(), Node::implicit_directory(self.mtime));
-                }
+                None => missing.push(parent),
                 Some(n) => match &n.kind {
-                    Kind::Directory => {}
+                    Kind::Directory => break,
                     Kind::Symlink { .. } => {
                         return Err(TreeError::ThroughOwnSymlink { path: path.to_owned(), link: parent.to_owned() })
                     }
@@ -212,6 +291,9 @@ impl Tree {
                     }
                 },
             }
+        }
+        for parent in missing {
+            self.nodes.insert(parent.to_owned(), Node::implicit_directory(self.mtime));
         }
         match self.nodes.get_mut(path) {
             Some(existing) if existing.is_dir() != node.is_dir() => {
@@ -418,6 +500,36 @@ mod tests {
             Kind::File { size, .. } => Some(size),
             _ => None,
         }
+    }
+
+    /// #16 hole 3: paths past `PATH_MAX`, `NAME_MAX` or the depth cap are refused naming
+    /// the cap; at the caps they go in, and their parents are made once.
+    #[test]
+    fn paths_are_capped_in_length_name_and_depth() {
+        let mut tree = Tree::new(0);
+        let deepest = vec!["d"; MAX_DEPTH].join("/");
+        tree.insert(&deepest, file(1)).unwrap();
+        assert_eq!(tree.len(), MAX_DEPTH + 1, "the root, {} parents and the file", MAX_DEPTH - 1);
+        let longest = format!("{}/{}", "n".repeat(MAX_NAME_BYTES), "m".repeat(MAX_NAME_BYTES));
+        tree.insert(&longest, file(2)).unwrap();
+        for (path, message) in [
+            (format!("{deepest}/x"), format!("is {} levels deep, deeper than the 256 allowed", MAX_DEPTH + 1)),
+            (format!("a/{}", "n".repeat(256)), "is 256 bytes, longer than the 255 a file name may have".to_owned()),
+            (
+                format!("{}/{}", "a".repeat(200), vec!["b".repeat(200); 20].join("/")),
+                "the path is 4220 bytes, longer than the 4096 a path may have".to_owned(),
+            ),
+        ] {
+            let err = tree.insert(&path, file(3)).unwrap_err().to_string();
+            assert!(err.contains(&message) && err.len() < 400, "{err}");
+        }
+        let err = tree.insert("l", symlink(&"t/".repeat(2049))).unwrap_err().to_string();
+        assert!(err.contains("the symlink target is 4098 bytes"), "{err}");
+        // A NUL is named as a NUL, even where the path also climbs (#16: it was reported as `..`).
+        let err = tree.insert("../a\0b", file(1)).unwrap_err().to_string();
+        assert_eq!(err, "`/../a\\0b`: the path contains a NUL byte");
+        let err = tree.insert("l", symlink("a\0b")).unwrap_err().to_string();
+        assert_eq!(err, "`/l`: the symlink target `a\\0b` contains a NUL byte");
     }
 
     fn paths(tree: &Tree) -> Vec<&str> {

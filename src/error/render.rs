@@ -16,6 +16,7 @@ fn hints_of<'a>(err: &'a (dyn StdError + 'static)) -> Vec<Cow<'a, str>> {
     use crate::debian::packages::{ParseRequestError, RelationError};
     use crate::debian::release::ReleaseError;
     use crate::debian::version::ParseVersionError;
+    use crate::lockfile::LockError;
     use crate::python::lock::WheelLockError;
     use crate::recipe::RecipeError;
     macro_rules! first_of {
@@ -32,6 +33,7 @@ fn hints_of<'a>(err: &'a (dyn StdError + 'static)) -> Vec<Cow<'a, str>> {
         RelationError,
         ParseRequestError,
         RecipeError,
+        LockError,
         WheelLockError,
     );
     Vec::new()

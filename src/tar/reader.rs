@@ -52,6 +52,43 @@ pub enum ReadError {
     TooManyEntries(u64),
     #[error("the archive's content exceeds {0} bytes; refusing it as a likely decompression bomb")]
     TooLarge(u64),
+    /// A path, name or link target past the image's caps ([`crate::tree::MAX_PATH_BYTES`] …),
+    /// refused as it is read, before any work is done for it.
+    /// Boxed: the tree's errors are large, and this one is rare.
+    #[error(transparent)]
+    Path(Box<crate::tree::TreeError>),
+    #[error("entry `{path}`: extended attribute `{name}`: {message}")]
+    Xattr { path: String, name: String, message: String },
+}
+
+/// The longest extended attribute name Linux stores (`XATTR_NAME_MAX`).
+pub const MAX_XATTR_NAME: usize = 255;
+/// The largest extended attribute value Linux stores (`XATTR_SIZE_MAX`, 64 KiB).
+pub const MAX_XATTR_VALUE: usize = 65536;
+/// The namespaces Linux knows; a name outside them is refused by `setxattr(2)`, so an image
+/// carrying one could never be unpacked as it claims to be.
+const XATTR_NAMESPACES: [&str; 4] = ["security.", "system.", "trusted.", "user."];
+
+/// Refuses an extended attribute Linux cannot hold: an unknown namespace, a name or value
+/// too long, a NUL in the name.
+fn check_xattr(path: &str, name: &str, value: &[u8]) -> Result<(), ReadError> {
+    let message = if !XATTR_NAMESPACES.iter().any(|ns| name.starts_with(ns) && name.len() > ns.len()) {
+        Some(format!("Linux holds only names in the {} namespaces", XATTR_NAMESPACES.join(", ")))
+    } else if name.len() > MAX_XATTR_NAME {
+        Some(format!("the name is {} bytes, longer than the {MAX_XATTR_NAME} Linux allows", name.len()))
+    } else if name.contains('\0') {
+        Some("the name contains a NUL byte".to_owned())
+    } else if value.len() > MAX_XATTR_VALUE {
+        Some(format!("the value is {} bytes, larger than the {MAX_XATTR_VALUE} Linux allows", value.len()))
+    } else {
+        None
+    };
+    match message {
+        Some(message) => {
+            Err(ReadError::Xattr { path: path.to_owned(), name: name.escape_debug().to_string(), message })
+        }
+        None => Ok(()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +190,9 @@ impl<R: Read> TarReader<R> {
                             message: format!("an extended header of {} bytes is larger than allowed", header.size),
                         });
                     }
+                    // Metadata records count against the caps like entries do: else an
+                    // endless run of them (each under `max_metadata`) is read for ever.
+                    self.count(header.size)?;
                     self.current = format!("(extended header at byte {offset})");
                     let data = self.read_data(header.size)?;
                     match header.typeflag {
@@ -169,6 +209,15 @@ impl<R: Read> TarReader<R> {
             let link_bytes = pax.remove("linkpath").or(gnu_link).unwrap_or(header.link);
             let path = utf8(path_bytes, offset, "path")?;
             let link = utf8(link_bytes, offset, "link target")?;
+            // Caps on the path and link are checked here, before anything is done for the
+            // entry: a deep path refused at once costs only its own bytes.
+            let limit = |e| ReadError::Path(Box::new(e));
+            crate::tree::check_path_limits(&path).map_err(limit)?;
+            if header.typeflag == b'1' {
+                crate::tree::check_path_limits(&link).map_err(limit)?;
+            } else if !link.is_empty() {
+                crate::tree::check_link_target(&path, &link).map_err(limit)?;
+            }
             let kind = match header.typeflag {
                 b'0' | b'\0' | b'7' => EntryType::File,
                 b'1' => EntryType::HardLink,
@@ -217,6 +266,11 @@ impl<R: Read> TarReader<R> {
                 u32::try_from(v)
                     .map_err(|_| ReadError::BadHeader { offset, message: format!("{what} {v} is out of range") })
             };
+            for (key, value) in &pax {
+                if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                    check_xattr(&path, name, value)?;
+                }
+            }
             let entry = Entry {
                 uid: as_u32(num("uid", header.uid)?, "uid")?,
                 gid: as_u32(num("gid", header.gid)?, "gid")?,
@@ -234,17 +288,23 @@ impl<R: Read> TarReader<R> {
             };
             // Only regular files are followed by data.
             self.pending = padded(size);
-            self.entries += 1;
-            if self.entries > self.limits.max_entries {
-                return Err(ReadError::TooManyEntries(self.limits.max_entries));
-            }
-            self.total = self.total.saturating_add(size);
-            if self.total > self.limits.max_total_size {
-                return Err(ReadError::TooLarge(self.limits.max_total_size));
-            }
+            self.count(size)?;
             self.current.clone_from(&entry.path);
             return Ok(Some(entry));
         }
+    }
+
+    /// Counts one member (an entry or a metadata record) of `size` bytes against the caps.
+    fn count(&mut self, size: u64) -> Result<(), ReadError> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(ReadError::TooManyEntries(self.limits.max_entries));
+        }
+        self.total = self.total.saturating_add(size);
+        if self.total > self.limits.max_total_size {
+            return Err(ReadError::TooLarge(self.limits.max_total_size));
+        }
+        Ok(())
     }
 
     /// Copies the current entry's `size` content bytes to `out`.
@@ -257,6 +317,19 @@ impl<R: Read> TarReader<R> {
             return Err(ReadError::TruncatedEntry { entry: self.current.clone() });
         }
         self.pending = self.pending.saturating_sub(size);
+        Ok(())
+    }
+
+    /// Reads what follows the end-of-archive marker to the end of the stream, so that a
+    /// decoder reaches and checks its trailer (gzip's CRC-32 and length, xz's and zstd's
+    /// checks): a tar reader that stops at the marker never learns the content was corrupt.
+    /// What follows counts against [`Limits::max_total_size`], like content.
+    pub fn finish(mut self) -> Result<(), ReadError> {
+        let room = self.limits.max_total_size.saturating_sub(self.total);
+        let read = io::copy(&mut (&mut self.inner).take(room.saturating_add(1)), &mut io::sink())?;
+        if read > room {
+            return Err(ReadError::TooLarge(self.limits.max_total_size));
+        }
         Ok(())
     }
 
@@ -488,6 +561,94 @@ mod tests {
         let mut out = Vec::new();
         crate::tar::writer::write_tree(&tree, &mut out).unwrap();
         out
+    }
+
+    /// One checksummed GNU-magic header block.
+    fn header(name: &str, typeflag: u8, size: u64) -> [u8; BLOCK] {
+        let mut h = [0u8; BLOCK];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        for (at, width, value) in [(100, 8, 0o644), (108, 8, 0), (116, 8, 0), (124, 12, size), (136, 12, 0)] {
+            h[at..at + width].copy_from_slice(format!("{value:0w$o}\0", w = width - 1).as_bytes());
+        }
+        h[156] = typeflag;
+        h[257..265].copy_from_slice(b"ustar  \0");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        h
+    }
+
+    /// A member of `typeflag` with `data` as its padded content.
+    fn member(out: &mut Vec<u8>, name: &str, typeflag: u8, data: &[u8]) {
+        out.extend_from_slice(&header(name, typeflag, data.len() as u64));
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(BLOCK) * BLOCK, 0);
+    }
+
+    fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
+        let records = records.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect();
+        crate::tar::writer::pax_records(&records)
+    }
+
+    /// #16: GNU and PAX metadata records escaped the entry and size caps (an endless run of
+    /// them was read for ever); paths and names past Linux's caps, and xattrs Linux cannot
+    /// hold, were accepted.
+    #[test]
+    fn metadata_records_paths_and_xattrs_are_capped() {
+        let mut tar = Vec::new();
+        for _ in 0..10 {
+            member(&mut tar, "././@LongLink", b'g', &pax(&[("comment", b"x")]));
+        }
+        member(&mut tar, "f", b'0', b"");
+        tar.extend_from_slice(&[0; 2 * BLOCK]);
+        let limits = Limits { max_entries: 5, ..Limits::default() };
+        let mut reader = TarReader::new(tar.as_slice(), limits);
+        let err = reader.next_entry().unwrap_err().to_string();
+        assert_eq!(err, "the archive holds more than 5 entries; refusing it as a likely decompression bomb");
+        let limits = Limits { max_total_size: 100, ..Limits::default() };
+        let err = TarReader::new(tar.as_slice(), limits).next_entry().unwrap_err().to_string();
+        assert!(err.contains("exceeds 100 bytes"), "{err}");
+
+        let long_name = |name: &str| {
+            let mut tar = Vec::new();
+            member(&mut tar, "././@LongLink", b'L', name.as_bytes());
+            member(&mut tar, "f", b'0', b"");
+            tar.extend_from_slice(&[0; 2 * BLOCK]);
+            read_all(&tar).map(|_| ()).map_err(|e| e.to_string())
+        };
+        assert!(long_name(&format!("a/{}", "n".repeat(255))).is_ok());
+        // A NUL inside a PAX path is named as a NUL, not as the `..` beside it.
+        let mut tar = Vec::new();
+        member(&mut tar, "PaxHeaders/f", b'x', &pax(&[("path", b"../a\0b")]));
+        member(&mut tar, "f", b'0', b"");
+        tar.extend_from_slice(&[0; 2 * BLOCK]);
+        let err = read_all(&tar).unwrap_err().to_string();
+        assert_eq!(err, "`/../a\\0b`: the path contains a NUL byte");
+        let err = long_name(&format!("a/{}", "n".repeat(256))).unwrap_err();
+        assert!(err.contains("is 256 bytes, longer than the 255 a file name may have"), "{err}");
+        let err = long_name(&"a/".repeat(40_000)).unwrap_err();
+        assert!(err.contains("the path is 80000 bytes, longer than the 4096 a path may have"), "{err}");
+        let err = long_name(&"a/".repeat(300)).unwrap_err();
+        assert!(err.contains("is 300 levels deep, deeper than the 256 allowed"), "{err}");
+
+        let xattr = |name: &str, value: &[u8]| {
+            let mut tar = Vec::new();
+            member(&mut tar, "PaxHeaders/f", b'x', &pax(&[(&format!("SCHILY.xattr.{name}"), value)]));
+            member(&mut tar, "f", b'0', b"");
+            tar.extend_from_slice(&[0; 2 * BLOCK]);
+            read_all(&tar).map(|_| ()).map_err(|e| e.to_string())
+        };
+        assert!(xattr("user.mime", b"text/plain").is_ok());
+        assert!(xattr("security.capability", &[1, 2]).is_ok());
+        for (name, value, message) in [
+            ("mime", &b"x"[..], "Linux holds only names in the security., system., trusted., user. namespaces"),
+            ("user.", &b"x"[..], "Linux holds only names in the"),
+            (&format!("user.{}", "n".repeat(251)), &b"x"[..], "the name is 256 bytes, longer than the 255"),
+            ("user.big", &vec![0; MAX_XATTR_VALUE + 1][..], "the value is 65537 bytes, larger than the 65536"),
+        ] {
+            let err = xattr(name, value).unwrap_err();
+            assert!(err.starts_with("entry `f`: extended attribute") && err.contains(message), "{err}");
+        }
     }
 
     #[test]

@@ -228,7 +228,7 @@ fn octal(field: &mut [u8], value: u64) {
 
 /// PAX records: `"<len> <key>=<value>\n"`, where `<len>` counts the whole record, itself
 /// included.
-fn pax_records(pax: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
+pub(super) fn pax_records(pax: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
     let mut out = Vec::new();
     for (key, value) in pax {
         let body = key.len() + value.len() + 3; // ' ', '=', '\n'

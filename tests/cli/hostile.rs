@@ -271,6 +271,84 @@ fn truncated_gzip_tarball_is_refused() {
     assert_refused("truncated.tar.gz", "big.bin");
 }
 
+/// One tar header block (GNU magic), checksummed: `typeflag` `L` is a GNU long name whose
+/// `size` bytes follow.
+fn tar_header(name: &str, typeflag: u8, size: u64) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    let octal = |h: &mut [u8; 512], at: usize, width: usize, value: u64| {
+        let text = format!("{value:0w$o}\0", w = width - 1);
+        h[at..at + width].copy_from_slice(text.as_bytes());
+    };
+    octal(&mut h, 100, 8, 0o644);
+    octal(&mut h, 108, 8, 0);
+    octal(&mut h, 116, 8, 0);
+    octal(&mut h, 124, 12, size);
+    octal(&mut h, 136, 12, 1_700_000_000);
+    h[156] = typeflag;
+    h[257..265].copy_from_slice(b"ustar  \0");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+/// A tar of one empty file whose name, `components` times `a/` then `f`, is carried by a GNU
+/// long-name record: the shape of #16's hole 3.
+fn deep_tar(components: usize) -> Vec<u8> {
+    let name = format!("{}f", "a/".repeat(components));
+    let mut tar = tar_header("././@LongLink", b'L', name.len() as u64 + 1).to_vec();
+    tar.extend_from_slice(name.as_bytes());
+    tar.push(0);
+    tar.resize(tar.len().div_ceil(512) * 512, 0);
+    tar.extend_from_slice(&tar_header("f", b'0', 0));
+    tar.extend_from_slice(&[0u8; 1024]);
+    tar
+}
+
+/// #16 hole 3: one GNU long-name entry of 40,000 `a/` components (an 80 KB tar) took 46 s,
+/// 4.7 GB of memory and wrote a 1.65 GB rootfs; 100,000 in a few hundred bytes of `.tar.gz`
+/// aborted on allocation. Both are refused as the entry is read, naming the tarball and the
+/// cap (the time is not asserted; the refusal is what makes it fast).
+#[test]
+fn deep_paths_are_refused_at_the_cap() {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut encoder, &deep_tar(100_000)).unwrap();
+    let gz = encoder.finish().unwrap();
+    assert!(gz.len() < 2048, "the .tar.gz is meant to be tiny: {} bytes", gz.len());
+    for (name, bytes, len) in [("deep.tar", deep_tar(40_000), 80_001), ("deeper.tar.gz", gz, 200_001)] {
+        // A sandbox each, so the store holds only this tarball.
+        let sb = Sandbox::new();
+        let tarball = &sb.root().join(name);
+        fs::write(tarball, bytes).unwrap();
+        let recipe = sb.recipe("deep", &tarball_recipe(tarball, ""));
+        let run = sb.lock_then_build(&recipe);
+        assert!(!run.ok(), "{} was accepted\n{}", tarball.display(), run.describe());
+        run.assert_code(2)
+            .assert_stderr_has(&tarball.file_name().unwrap().to_string_lossy())
+            .assert_stderr_has(&format!("the path is {len} bytes, longer than the 4096 a path may have"));
+        sb.assert_nothing_left(&sha256_hex(tarball));
+    }
+}
+
+/// #16: the tar reader stopped at the end-of-archive marker, so a `.tar.gz` whose gzip
+/// trailer (CRC-32, length) did not match its content was never found out, and corrupt
+/// content was shipped. Now the stream is read to its end and the decoder's check refuses it.
+#[test]
+fn a_gzip_tarball_whose_crc_does_not_match_is_refused() {
+    let sb = Sandbox::new();
+    let mut bytes = fs::read(fixture("example/app.tar.gz")).unwrap();
+    let crc = bytes.len() - 8;
+    bytes[crc] ^= 0xff;
+    let tarball = sb.root().join("bad-crc.tar.gz");
+    fs::write(&tarball, &bytes).unwrap();
+    let recipe = sb.recipe("crc", &tarball_recipe(&tarball, ""));
+    let run = sb.lock_then_build(&recipe);
+    assert!(!run.ok(), "a tarball with a wrong gzip CRC was accepted\n{}", run.describe());
+    run.assert_code(2).assert_stderr_has("bad-crc.tar.gz").assert_stderr_has("checksum");
+    sb.assert_nothing_left(&sha256_hex(&tarball));
+}
+
 #[test]
 fn absolute_entry_is_normalised_under_destination() {
     let sb = Sandbox::new();
@@ -387,6 +465,39 @@ fn unknown_recipe_key_is_named_with_its_line() {
         run.describe()
     );
     assert!(!sb.lockfile("unknown-key").exists(), "a lockfile was written for an invalid recipe");
+}
+
+/// Hole 1 of #16: the Proxmox template is named `OS-RELEASE-NAME_VERSION_ARCH.tar.zst`, and
+/// `os`/`release` were not checked, so an absolute or `../` value hard-linked a store blob to
+/// a path of the recipe's choosing (exit 0). Now the recipe is refused at `lock`, naming the
+/// key's line, and nothing is written anywhere.
+#[test]
+fn a_recipe_cannot_name_a_file_outside_the_output_folder() {
+    let sb = Sandbox::new();
+    let escape = sb.root().join("escaped");
+    for (key, value, outside) in [
+        ("os", format!("{}/x", escape.display()), escape.join("x-bookworm-fixture_1.0_amd64.tar.zst")),
+        ("release", "../../escaped".to_owned(), escape.join("-fixture_1.0_amd64.tar.zst")),
+    ] {
+        fs::create_dir_all(&escape).unwrap();
+        let body = format!(
+            "{}\n[[layer]]\nname = \"base\"\ndirectories = [{{ path = \"/srv\" }}]\n\n[output]\nformats = [\"proxmox\"]\n",
+            image_table()
+        )
+        .replace(&format!("{key} = "), &format!("{key} = \"{value}\"\nunused-{key} = "));
+        let body =
+            body.replace(&format!("\nunused-{key} = \"{}\"", if key == "os" { "debian" } else { "bookworm" }), "");
+        let line = body.lines().position(|l| l.starts_with(&format!("{key} = "))).unwrap() + 1;
+        let recipe = sb.recipe("escape", &body);
+        let run = sb.lock_then_build(&recipe);
+        assert!(!run.ok(), "`{key} = {value:?}` was accepted\n{}", run.describe());
+        run.assert_code(2)
+            .assert_stderr_has(&format!("`{value}` is not a valid name"))
+            .assert_stderr_has(&format!("line {line}"))
+            .assert_stderr_has(&format!("{key} = "));
+        let written: Vec<_> = walk(&escape).into_iter().filter(|p| !p.is_dir()).collect();
+        assert!(written.is_empty() && !outside.exists(), "the recipe wrote outside the output folder: {written:?}");
+    }
 }
 
 #[test]
