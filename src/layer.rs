@@ -49,6 +49,8 @@ pub enum LayerError {
     Changed { layer: String, root: std::path::PathBuf, source: Option<crate::local::LocalError> },
     #[error("layer `{layer}`: failed to write the layer")]
     Write { layer: String, source: std::io::Error },
+    #[error("tarball `{tarball}` cannot be used")]
+    Input { tarball: String, source: StoreError },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -298,7 +300,9 @@ fn add_tarball(
     let tarball = input.origin.clone();
     let io_error =
         |source: std::io::Error| LayerError::Tarball { tarball: tarball.clone(), source: ReadError::Io(source) };
-    let blob = fs_err::File::open(store.blob_path(&input.blob)).map_err(io_error)?.into_parts().0;
+    // Proved against its pin here, where it is used, not only when it was fetched.
+    let blob =
+        store.open_verified(&input.blob).map_err(|source| LayerError::Input { tarball: tarball.clone(), source })?;
     let (encoding, decoded) = compress::decoder(blob.try_clone().map_err(io_error)?).map_err(io_error)?;
     let mut backing = if encoding == Encoding::Plain {
         Backing::InPlace(Arc::new(blob))

@@ -39,6 +39,10 @@ pub enum StoreError {
     Io(#[from] io::Error),
     #[error("{what} does not match its pin: expected {expected}{}, got {actual} ({actual_size} bytes)", expected_size.map(|n| format!(" ({n} bytes)")).unwrap_or_default())]
     Mismatch { what: String, expected: Digest, expected_size: Option<u64>, actual: Digest, actual_size: u64 },
+    #[error("store blob `{}` is corrupt: it is named {expected} but its {size} bytes hash to {actual}; it was removed, so the next build fetches or builds it again", path.display())]
+    Corrupt { path: PathBuf, expected: Digest, actual: Digest, size: u64 },
+    #[error("cannot read store blob `{}`", path.display())]
+    Read { path: PathBuf, source: io::Error },
 }
 
 /// A handle on a store folder.
@@ -82,6 +86,46 @@ impl Store {
     /// The size of a stored blob, if present.
     pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
         fs_err::metadata(self.blob_path(digest)).ok().map(|m| m.len())
+    }
+
+    /// Opens the blob `digest` for reading, after hashing all of it: an input is proved
+    /// against its name on every use, so a blob changed in place (bit rot, a write through a
+    /// hard link, a careless operator) is never read as if it were the pinned content. One
+    /// sequential read at sha256 speed, which leaves the file in the page cache for the read
+    /// that follows. The returned handle is the very inode that was hashed.
+    ///
+    /// A blob that does not match is removed (a concurrent reader keeps its open handle), so
+    /// that the next build fetches or rebuilds it instead of failing on it again.
+    pub fn open_verified(&self, digest: &Digest) -> Result<std::fs::File, StoreError> {
+        let path = self.blob_path(digest);
+        let read_error = |source| StoreError::Read { path: path.clone(), source };
+        let mut file = fs_err::File::open(&path).map_err(read_error)?.into_parts().0;
+        let (actual, size) = hash_file(&file).map_err(read_error)?;
+        if actual != *digest {
+            self.discard_corrupt(digest);
+            return Err(StoreError::Corrupt { path, expected: *digest, actual, size });
+        }
+        io::Seek::rewind(&mut file).map_err(read_error)?;
+        Ok(file)
+    }
+
+    /// Reads all of the blob `digest`, checked against its name like [`Store::open_verified`].
+    pub fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        let bytes = fs_err::read(&path).map_err(|source| StoreError::Read { path: path.clone(), source })?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            self.discard_corrupt(digest);
+            return Err(StoreError::Corrupt { path, expected: *digest, actual, size: bytes.len() as u64 });
+        }
+        Ok(bytes)
+    }
+
+    /// Removes a blob found not to match its name. Failing to remove it (a read-only store)
+    /// changes nothing for the caller, who reports the corruption either way.
+    pub fn discard_corrupt(&self, digest: &Digest) {
+        let _ = fs_err::remove_file(self.blob_path(digest));
+        let _ = sync_parent(&self.blob_path(digest));
     }
 
     /// A new object being written.
@@ -235,12 +279,19 @@ impl Staged {
         self.file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
         self.file.sync_all()?;
         // Objects are immutable: if another build already stored this one, keep it and let
-        // our temporary file go.
-        if !self.target.exists() {
+        // our temporary file go — unless what is there cannot be it (another size: a
+        // truncated blob), which our checked bytes replace in one atomic rename.
+        if !self.target_holds_same_size()? {
             self.temp.persist(&self.target).map_err(|e| e.error)?;
             sync_parent(&self.target)?;
         }
         Ok(())
+    }
+
+    /// Whether the final name already holds a file of this blob's size.
+    fn target_holds_same_size(&self) -> io::Result<bool> {
+        let ours = self.file.metadata()?.len();
+        Ok(fs_err::metadata(&self.target).is_ok_and(|m| m.is_file() && m.len() == ours))
     }
 }
 
@@ -265,7 +316,7 @@ impl Store {
             return Err(io::Error::last_os_error().into());
         }
         for blob in blobs {
-            if !blob.staged.target.exists() {
+            if !blob.staged.target_holds_same_size()? {
                 blob.staged.temp.persist(&blob.staged.target).map_err(|e| e.error)?;
             }
         }
@@ -344,6 +395,27 @@ impl Write for WritebackFile {
     }
 }
 
+/// The sha256 of a whole file and its length, read with positioned reads (the file's offset
+/// is left alone) in 1 MiB chunks.
+pub fn hash_file(file: &std::fs::File) -> io::Result<(Digest, u64)> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = HashingWriter::new(io::sink());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    loop {
+        let n = match file.read_at(&mut buf, pos) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.write_all(&buf[..n])?;
+        pos += n as u64;
+    }
+    let (digest, len, _) = hasher.finish();
+    Ok((digest, len))
+}
+
 /// Fsyncs the folder holding `path`, so that a rename into it is durable.
 pub fn sync_parent(path: &Path) -> io::Result<()> {
     if let Some(parent) = path.parent() {
@@ -382,6 +454,41 @@ mod tests {
         );
         assert!(!store.has_blob(&Digest::of(b"tampered")));
         assert_eq!(fs_err::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    /// Makes the blob `digest` writable and overwrites it with `bytes`, in place.
+    fn overwrite(store: &Store, digest: &Digest, bytes: &[u8]) {
+        let path = store.blob_path(digest);
+        fs_err::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        fs_err::write(&path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_blob_changed_in_place_is_refused_on_use_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = store.put_bytes(b"pinned content").unwrap();
+        assert_eq!(io::read_to_string(store.open_verified(&digest).unwrap()).unwrap(), "pinned content");
+        overwrite(&store, &digest, b"PINNED content");
+        let err = store.open_verified(&digest).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { actual, size: 14, .. } if *actual == Digest::of(b"PINNED content"))
+        );
+        assert!(err.to_string().contains(&digest.to_string()), "{err}");
+        assert!(!store.has_blob(&digest), "the corrupt blob is removed");
+        assert!(matches!(store.read_verified(&digest), Err(StoreError::Read { .. })));
+    }
+
+    #[test]
+    fn a_commit_replaces_a_truncated_blob_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = store.put_bytes(b"the whole blob").unwrap();
+        overwrite(&store, &digest, b"the whole");
+        let mut w = store.writer().unwrap();
+        w.write_all(b"the whole blob").unwrap();
+        w.commit_expecting("the input", digest, Some(14)).unwrap();
+        assert_eq!(store.read_verified(&digest).unwrap(), b"the whole blob");
     }
 
     #[test]

@@ -1,0 +1,143 @@
+//! A store that proves and heals itself: inputs checked against their pin on every use,
+//! `verify --rebuild` that does not trust the store it seeds from, `store verify [--repair]`,
+//! `store gc`, and outputs in `dist/` that share no inode with a store blob.
+
+use fs_err as fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{run, sha256, with_store, Run};
+
+/// A project folder with one plain tarball input (`input/app.tar`, holding `app/hello.txt`)
+/// and a recipe unpacking it, locked against a store at `store/`.
+struct Project {
+    _temp: tempfile::TempDir,
+    root: PathBuf,
+    store: PathBuf,
+    /// The pinned digest of the tarball, hex.
+    input: String,
+}
+
+/// What `app/hello.txt` holds; a corruption of the store's copy flips it to upper case.
+const HELLO: &[u8] = b"hello from the pinned tarball\n";
+
+impl Project {
+    fn new() -> Self {
+        let temp = tempfile::Builder::new().prefix("candidate-heal-").tempdir().unwrap();
+        let root = temp.path().to_owned();
+        fs::create_dir_all(root.join("input/app")).unwrap();
+        fs::write(root.join("input/app/hello.txt"), HELLO).unwrap();
+        // A plain ustar: the content sits in the blob as it is, so a same-size change of it is
+        // not caught by any decoder's own checksum.
+        let tar = Command::new("tar")
+            .args(["--format=ustar", "--owner=0", "--group=0", "--mtime=@1700000000", "-cf", "app.tar", "app"])
+            .current_dir(root.join("input"))
+            .status()
+            .unwrap();
+        assert!(tar.success(), "tar failed");
+        let input = sha256(&fs::read(root.join("input/app.tar")).unwrap()).trim_start_matches("sha256:").to_owned();
+        fs::create_dir_all(root.join("recipes")).unwrap();
+        fs::write(
+            root.join("recipes/app.toml"),
+            format!(
+                r#"[image]
+name = "app"
+version = "1.0"
+architecture = "amd64"
+os = "debian"
+release = "bookworm"
+description = "heal test"
+source-date-epoch = 1700000000
+
+[[layer]]
+name = "app"
+tarballs = [{{ url = '../input/app.tar', sha256 = "{input}", strip-components = 1, to = "/opt/app" }}]
+
+[output]
+formats = ["rootfs.tar"]
+"#
+            ),
+        )
+        .unwrap();
+        let store = root.join("store");
+        let project = Project { _temp: temp, root, store, input };
+        project.cmd(&["lock", "recipes/app.toml"]).assert_ok();
+        project
+    }
+
+    fn cmd(&self, args: &[&str]) -> Run {
+        run(with_store(&self.root, &self.store, args))
+    }
+
+    fn build(&self, out: &str) -> Run {
+        self.cmd(&["build", "recipes/app.toml", "--out", out])
+    }
+
+    fn blob(&self, hex: &str) -> PathBuf {
+        self.store.join("v1/blobs/sha256").join(hex)
+    }
+
+    /// Changes `HELLO` to upper case inside the store's blob `hex`, in place, same size.
+    fn corrupt(&self, hex: &str) {
+        corrupt_in_place(&self.blob(hex));
+    }
+}
+
+/// Upper-cases the first `HELLO` in the file at `path`, writing through the same inode.
+fn corrupt_in_place(path: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let bytes = fs::read(path).unwrap();
+    let at = bytes.windows(HELLO.len()).position(|w| w == HELLO).expect("the file holds the text");
+    let mut perms = fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    fs::set_permissions(path, perms).unwrap();
+    let mut file = fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.seek(SeekFrom::Start(at as u64)).unwrap();
+    file.write_all(&HELLO.to_ascii_uppercase()).unwrap();
+}
+
+/// The candidate id a successful build printed.
+#[track_caller]
+fn id_of(run: &Run) -> String {
+    run.assert_ok();
+    run.stdout.trim().to_owned()
+}
+
+/// Hole 2: an input changed in place in the store (same size) is refused where it is used,
+/// naming it, and the next build fetches it again and gives the candidate a fresh store gives.
+#[test]
+fn a_corrupt_input_in_the_store_is_refused_and_fetched_again() {
+    let p = Project::new();
+    let good = id_of(&p.build("out-good"));
+    // Only the input is there: the layer has to be made from it again.
+    fs::remove_dir_all(p.store.join("v1")).unwrap();
+    p.cmd(&["fetch", "recipes/app.toml"]).assert_ok();
+    p.corrupt(&p.input);
+
+    let refused = p.build("out-bad");
+    refused.assert_code(2).assert_stderr_has(&p.input).assert_stderr_has("corrupt");
+    assert!(
+        !Path::new(&p.root.join("out-bad/app_1.0_amd64")).exists(),
+        "a candidate was published\n{}",
+        refused.describe()
+    );
+
+    // The corrupt blob is gone; the next build fetches the input again from its origin.
+    let healed = p.build("out-healed");
+    assert_eq!(id_of(&healed), good, "the build after the refusal differs from the first\n{}", healed.describe());
+    assert_eq!(sha256(&fs::read(p.blob(&p.input)).unwrap()), format!("sha256:{}", p.input));
+}
+
+/// Hole 2: `verify --rebuild` re-hashes what it takes from this store, so a corrupt copy of
+/// an input is not carried into the rebuild (which fetches the input from its origin).
+#[test]
+fn verify_rebuild_does_not_trust_the_store_it_seeds_from() {
+    let p = Project::new();
+    fs::create_dir_all(p.root.join("keys")).unwrap();
+    p.cmd(&["key", "generate", "--out", "keys/ci"]).assert_ok();
+    p.cmd(&["build", "recipes/app.toml", "--out", "out", "--sign", "keys/ci.key"]).assert_ok();
+    p.corrupt(&p.input);
+    let verified =
+        p.cmd(&["verify", "out/app_1.0_amd64", "--key", "keys/ci.pub", "--rebuild", "--recipe", "recipes/app.toml"]);
+    verified.assert_ok().assert_stderr_has(&p.input);
+}
