@@ -50,7 +50,7 @@ pub enum LayerError {
     #[error("layer `{layer}`: failed to write the layer")]
     Write { layer: String, source: std::io::Error },
     #[error("tarball `{tarball}` cannot be used")]
-    Input { tarball: String, source: StoreError },
+    Input { tarball: String, source: Box<StoreError> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -301,8 +301,9 @@ fn add_tarball(
     let io_error =
         |source: std::io::Error| LayerError::Tarball { tarball: tarball.clone(), source: ReadError::Io(source) };
     // Proved against its pin here, where it is used, not only when it was fetched.
-    let blob =
-        store.open_verified(&input.blob).map_err(|source| LayerError::Input { tarball: tarball.clone(), source })?;
+    let blob = store
+        .open_verified(&input.blob)
+        .map_err(|source| LayerError::Input { tarball: tarball.clone(), source: Box::new(source) })?;
     let (encoding, decoded) = compress::decoder(blob.try_clone().map_err(io_error)?).map_err(io_error)?;
     let mut backing = if encoding == Encoding::Plain {
         Backing::InPlace(Arc::new(blob))
