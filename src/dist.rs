@@ -99,7 +99,8 @@ pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&
     let parent = dir.parent().expect("a candidate folder has a parent");
     let name = dir.file_name().expect("a candidate folder has a name").to_string_lossy().into_owned();
     fs_err::create_dir_all(parent)?;
-    let staging = tempfile::Builder::new().prefix(&format!(".{name}.new-")).tempdir_in(parent)?;
+    let staging =
+        tempfile::Builder::new().prefix(&format!(".{name}.new-{}-", std::process::id())).tempdir_in(parent)?;
     for output in &assembled.outputs {
         let blob = ctx.store.blob_path(&output.sha256);
         let target = staging.path().join(&output.name);

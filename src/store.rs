@@ -45,21 +45,39 @@ pub enum StoreError {
     Read { path: PathBuf, source: io::Error },
 }
 
-/// A handle on a store folder.
+/// A handle on a store folder. It holds a shared `flock` on `STORE/v1/lock` for as long as
+/// any clone of it lives: `store gc` takes the lock exclusively, so it never removes an
+/// object a running command has just written and not yet named in an action or a candidate.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    lock: std::sync::Arc<std::fs::File>,
 }
 
 impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        let store = Store { root: root.join(LAYOUT) };
+        let root = root.join(LAYOUT);
         for dir in ["blobs/sha256", "actions", "stat", "tmp", "candidates", "channels", "seen", "layers", "archives"] {
-            fs_err::create_dir_all(store.root.join(dir))?;
+            fs_err::create_dir_all(root.join(dir))?;
         }
+        let lock = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(root.join("lock"))?;
+        flock(lock.file(), libc::LOCK_SH)?;
+        let store = Store { root, lock: std::sync::Arc::new(lock.into_parts().0) };
         store.remove_stale_temps();
         Ok(store)
+    }
+
+    /// Turns this process's shared lock on the store into an exclusive one: returns once no
+    /// other command uses the store, and keeps them out until this process ends. Returns at
+    /// once with `false` if `wait` is unset and another command holds it.
+    pub fn lock_exclusive(&self, wait: bool) -> Result<bool, StoreError> {
+        let flags = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+        match flock(&self.lock, flags) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The default store: `$XDG_CACHE_HOME/candidate`, else `~/.cache/candidate`.
@@ -130,7 +148,7 @@ impl Store {
 
     /// A new object being written.
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
-        let temp = tempfile::Builder::new().prefix("blob-").tempfile_in(self.root.join("tmp"))?;
+        let temp = tempfile::Builder::new().prefix(&temp_prefix("blob")).tempfile_in(self.root.join("tmp"))?;
         let file = temp.as_file().try_clone()?;
         Ok(BlobWriter {
             store: self.clone(),
@@ -163,7 +181,7 @@ impl Store {
 
     /// Writes `value` at `path` (inside the store) through a fsynced temporary file.
     pub fn write_atomic(&self, path: &Path, value: &[u8]) -> Result<(), StoreError> {
-        let mut temp = tempfile::Builder::new().prefix("meta-").tempfile_in(self.root.join("tmp"))?;
+        let mut temp = tempfile::Builder::new().prefix(&temp_prefix("meta")).tempfile_in(self.root.join("tmp"))?;
         temp.write_all(value)?;
         temp.as_file().sync_all()?;
         temp.persist(path).map_err(|e| e.error)?;
@@ -395,6 +413,41 @@ impl Write for WritebackFile {
     }
 }
 
+/// The name prefix of a temporary file or folder of kind `kind` made by this process,
+/// `KIND-PID-`: `store gc` removes one whose process is gone ([`recorded_pid`]).
+pub fn temp_prefix(kind: &str) -> String {
+    format!("{kind}-{}-", std::process::id())
+}
+
+/// The PID a leftover's name records: `KIND-PID-…` ([`temp_prefix`]) or a publish's staging
+/// folder `.NAME.new-PID-…`.
+pub fn recorded_pid(name: &str) -> Option<u32> {
+    let rest = match name.rsplit_once(".new-") {
+        Some((_, rest)) if name.starts_with('.') => rest,
+        _ => name.split_once('-')?.1,
+    };
+    rest.split('-').next()?.parse().ok().filter(|&pid| pid > 0)
+}
+
+/// Whether process `pid` exists (in this PID namespace: a store shared between machines or
+/// containers must be collected from one that sees every process using it).
+pub fn pid_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+fn flock(file: &std::fs::File, operation: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock only reads its integer arguments; the descriptor is owned by `file`.
+        if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// The sha256 of a whole file and its length, read with positioned reads (the file's offset
 /// is left alone) in 1 MiB chunks.
 pub fn hash_file(file: &std::fs::File) -> io::Result<(Digest, u64)> {
@@ -489,6 +542,16 @@ mod tests {
         w.write_all(b"the whole blob").unwrap();
         w.commit_expecting("the input", digest, Some(14)).unwrap();
         assert_eq!(store.read_verified(&digest).unwrap(), b"the whole blob");
+    }
+
+    #[test]
+    fn leftovers_name_their_process() {
+        assert_eq!(recorded_pid(&format!("{}abc123", temp_prefix("blob"))), Some(std::process::id()));
+        assert_eq!(recorded_pid("instance-4242-Xy12ab"), Some(4242));
+        assert_eq!(recorded_pid(".example_1.0_amd64.new-77-Ab12cd"), Some(77));
+        assert_eq!(recorded_pid("blob-Xy12ab"), None, "an older, unnamed temp");
+        assert_eq!(recorded_pid(".example_1.0_amd64.new-Ab12cd"), None);
+        assert!(pid_alive(std::process::id()));
     }
 
     #[test]

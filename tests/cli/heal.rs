@@ -141,3 +141,105 @@ fn verify_rebuild_does_not_trust_the_store_it_seeds_from() {
         p.cmd(&["verify", "out/app_1.0_amd64", "--key", "keys/ci.pub", "--rebuild", "--recipe", "recipes/app.toml"]);
     verified.assert_ok().assert_stderr_has(&p.input);
 }
+
+/// What is in the store's `v1/tmp/`.
+fn temps(store: &Path) -> Vec<PathBuf> {
+    fs::read_dir(store.join("v1/tmp")).unwrap().map(|e| e.unwrap().path()).collect()
+}
+
+/// A PID no process has: one that just exited (PIDs are not reused so soon).
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn store_verify_names_each_bad_object_and_repair_heals_it() {
+    let p = Project::new();
+    let good = id_of(&p.build("out"));
+    p.cmd(&["store", "verify"]).assert_ok();
+
+    p.corrupt(&p.input);
+    let junk_action = format!("{:064}", 1);
+    fs::write(p.store.join("v1/actions").join(&junk_action), "{\"diff_id\": \"sha256:").unwrap();
+    fs::write(p.store.join("v1/candidates").join(format!("{:064}.json", 2)), "not a registration").unwrap();
+
+    let found = p.cmd(&["store", "verify"]);
+    found.assert_code(1);
+    for object in
+        [format!("blobs/sha256/{}", p.input), format!("actions/{junk_action}"), format!("candidates/{:064}.json", 2)]
+    {
+        assert!(found.stdout.contains(&object), "`store verify` does not name {object}\n{}", found.describe());
+    }
+    let json = p.cmd(&["--json", "store", "verify"]);
+    json.assert_code(1);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["bad"].as_array().map(Vec::len), Some(3), "{}", json.describe());
+
+    p.cmd(&["store", "verify", "--repair"]).assert_ok();
+    p.cmd(&["store", "verify"]).assert_ok();
+    // The input is fetched again from its origin; the candidate is the one built before.
+    assert_eq!(id_of(&p.build("out-again")), good);
+    assert!(temps(&p.store).is_empty(), "leftovers in tmp/: {:?}", temps(&p.store));
+}
+
+#[test]
+fn store_gc_keeps_what_is_needed_and_removes_the_rest_and_dead_leftovers() {
+    let p = Project::new();
+    let id = id_of(&p.build("out"));
+
+    // Another project, built with the same store, then deleted with its candidate.
+    let other = tempfile::Builder::new().prefix("candidate-heal-other-").tempdir().unwrap();
+    fs::create_dir_all(other.path().join("recipes")).unwrap();
+    fs::create_dir_all(other.path().join("input/app")).unwrap();
+    fs::write(other.path().join("input/app/other.txt"), b"another project\n").unwrap();
+    let body = fs::read_to_string(p.root.join("recipes/app.toml"))
+        .unwrap()
+        .replace("name = \"app\"\nversion", "name = \"other\"\nversion");
+    let other_tar = {
+        let st = Command::new("tar")
+            .args(["--format=ustar", "--owner=0", "--group=0", "--mtime=@1700000000", "-cf", "app.tar", "app"])
+            .current_dir(other.path().join("input"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        sha256(&fs::read(other.path().join("input/app.tar")).unwrap()).trim_start_matches("sha256:").to_owned()
+    };
+    fs::write(other.path().join("recipes/other.toml"), body.replace(&p.input, &other_tar)).unwrap();
+    run(with_store(other.path(), &p.store, ["lock", "recipes/other.toml"])).assert_ok();
+    run(with_store(other.path(), &p.store, ["build", "recipes/other.toml", "--out", "out"])).assert_ok();
+    assert!(p.blob(&other_tar).is_file());
+    drop(other);
+
+    // Leftovers of a dead process (its PID in their names), and one of a live process.
+    let dead = dead_pid();
+    let tmp = p.store.join("v1/tmp");
+    fs::write(tmp.join(format!("blob-{dead}-aB3dE5")), vec![7u8; 100_000]).unwrap();
+    fs::create_dir_all(tmp.join(format!("instance-{dead}-xY1zZ2/etc"))).unwrap();
+    fs::write(tmp.join(format!("instance-{dead}-xY1zZ2/etc/hostname")), "x\n").unwrap();
+    fs::create_dir_all(tmp.join(format!("script-{dead}-qQ9wW8"))).unwrap();
+    let staging = p.root.join(format!("out/.app_1.0_amd64.new-{dead}-Zz0yY1"));
+    fs::create_dir_all(&staging).unwrap();
+    fs::write(staging.join("rootfs.tar"), vec![1u8; 50_000]).unwrap();
+    let live = tmp.join(format!("blob-{}-liveAA", std::process::id()));
+    fs::write(&live, "being written").unwrap();
+
+    let gc = p.cmd(&["--json", "store", "gc", "--root", "."]);
+    gc.assert_ok();
+    let doc: serde_json::Value = serde_json::from_str(&gc.stdout).unwrap();
+    assert!(doc["bytes_freed"].as_u64().unwrap() >= 150_000, "{}", gc.describe());
+    assert_eq!(doc["removed_candidates"], 1, "{}", gc.describe());
+    assert_eq!(doc["removed_leftovers"].as_array().map(Vec::len), Some(4), "{}", gc.describe());
+    assert!(!p.blob(&other_tar).exists(), "the deleted project's input is still there");
+    assert!(p.blob(&p.input).is_file(), "the live lockfile's input was removed");
+    assert!(!staging.exists() && live.exists());
+    assert_eq!(temps(&p.store), vec![live.clone()]);
+    fs::remove_file(&live).unwrap();
+
+    // What is left verifies, and the live candidate builds again, offline, to the same id.
+    p.cmd(&["store", "verify"]).assert_ok();
+    let again = p.cmd(&["build", "recipes/app.toml", "--out", "out", "--offline"]);
+    assert_eq!(id_of(&again), id);
+}
