@@ -243,3 +243,28 @@ fn store_gc_keeps_what_is_needed_and_removes_the_rest_and_dead_leftovers() {
     let again = p.cmd(&["build", "recipes/app.toml", "--out", "out", "--offline"]);
     assert_eq!(id_of(&again), id);
 }
+
+/// Also found in #16: an output written to through `dist/` changed the store's blob (a hard
+/// link), and later builds published the wrong bytes under the right digest. Outputs now
+/// share no inode with the store, and a changed output is republished.
+#[test]
+fn an_output_changed_in_dist_does_not_reach_the_store() {
+    use std::os::unix::fs::MetadataExt;
+    let p = Project::new();
+    let id = id_of(&p.build("out"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(p.root.join("out/app_1.0_amd64/manifest.json")).unwrap()).unwrap();
+    let digest = manifest["outputs"][0]["sha256"].as_str().unwrap().to_owned();
+    let output = p.root.join("out/app_1.0_amd64/rootfs.tar");
+    let blob = p.blob(digest.trim_start_matches("sha256:"));
+    let (o, b) = (fs::metadata(&output).unwrap(), fs::metadata(&blob).unwrap());
+    assert_ne!((o.dev(), o.ino()), (b.dev(), b.ino()), "the output is the store's blob");
+
+    corrupt_in_place(&output);
+    p.cmd(&["store", "verify"]).assert_ok();
+    assert_eq!(id_of(&p.build("out2")), id);
+    assert_eq!(sha256(&fs::read(p.root.join("out2/app_1.0_amd64/rootfs.tar")).unwrap()), digest);
+    // The changed folder is not taken for current: it is published again, whole.
+    assert_eq!(id_of(&p.build("out")), id);
+    assert_eq!(sha256(&fs::read(&output).unwrap()), digest);
+}
