@@ -268,3 +268,75 @@ fn an_output_changed_in_dist_does_not_reach_the_store() {
     assert_eq!(id_of(&p.build("out")), id);
     assert_eq!(sha256(&fs::read(&output).unwrap()), digest);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Crashes, concurrency, a full disk
+// ---------------------------------------------------------------------------------------------
+
+/// A copy of the repository's example project, with its own store.
+fn example_project() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::Builder::new().prefix("candidate-crash-").tempdir().unwrap();
+    super::copy_project(t.path(), false);
+    let store = t.path().join("store");
+    (t, store)
+}
+
+/// Everything under `out` that is not the candidate folder `name` (staging folders of killed
+/// publishes, stray files).
+fn strays(out: &Path, name: &str) -> Vec<PathBuf> {
+    super::walk(out).into_iter().filter(|p| !p.starts_with(out.join(name))).collect()
+}
+
+/// Crash consistency: at least 50 SIGKILLs spread over the example's cold build (whose
+/// action cache is emptied before each), each followed by `store verify` (clean), a build
+/// that completes to the very candidate, and `store gc`, after which nothing is left over.
+#[test]
+fn fifty_kills_spread_over_a_build_leave_a_store_that_verifies() {
+    use std::time::Instant;
+    let (t, store) = example_project();
+    let root = t.path();
+    let cmd = |args: &[&str]| with_store(root, &store, args);
+    run(cmd(&["lock", "recipes/example.toml"])).assert_ok();
+    let cold = || {
+        for folder in ["actions", "layers"] {
+            let _ = fs::remove_dir_all(store.join("v1").join(folder));
+        }
+    };
+    // One format keeps each round short enough for 50 rounds in about a minute.
+    let build = || cmd(&["build", "recipes/example.toml", "--out", "out", "--format", "rootfs.tar.zst"]);
+    id_of(&run(build())); // inputs fetched, indexes kept
+                          // The reference: a cold build from stored inputs, timed, to spread the kills over it.
+    cold();
+    let started = Instant::now();
+    let id = id_of(&run(build()));
+    let length = started.elapsed();
+    let (mut kills, mut attempts) = (0, 0);
+    while kills < 50 {
+        attempts += 1;
+        assert!(attempts <= 120, "only {kills} of {attempts} builds could be killed before they ended");
+        cold();
+        // Delays from 0 to the whole cold build, in 50 steps, golden-ratio interleaved.
+        let fraction = (attempts as f64 * 0.618_033_988_7).fract();
+        let mut child =
+            build().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(length.mul_f64(fraction * 0.9));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        let context = format!("after kill {kills} at {:.0}% of the build", fraction * 100.0);
+        let verify = run(cmd(&["store", "verify"]));
+        assert!(verify.ok(), "{context}: the store does not verify\n{}", verify.describe());
+        let again = run(build());
+        assert_eq!(id_of(&again), id, "{context}: the build after the kill gives another candidate");
+        run(cmd(&["store", "gc", "--root", "."])).assert_ok();
+        assert!(temps(&store).is_empty(), "{context}: leftovers in tmp/ after gc: {:?}", temps(&store));
+        assert!(
+            strays(&root.join("out"), "example_1.0_amd64").is_empty(),
+            "{context}: {:?}",
+            strays(&root.join("out"), "example_1.0_amd64")
+        );
+    }
+    eprintln!("{kills} kills of {attempts} builds survived (cold build {:.2} s)", length.as_secs_f64());
+}
