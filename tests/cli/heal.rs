@@ -340,3 +340,47 @@ fn fifty_kills_spread_over_a_build_leave_a_store_that_verifies() {
     }
     eprintln!("{kills} kills of {attempts} builds survived (cold build {:.2} s)", length.as_secs_f64());
 }
+
+/// Eight builds at once on one cold store: four of the example (into four folders) and four
+/// of other recipes. Each gives the candidate a fresh store gives it, and the store verifies.
+#[test]
+fn eight_concurrent_builds_on_one_store_agree() {
+    let (t, store) = example_project();
+    let root = t.path();
+    let mut recipes = vec!["example".to_owned(); 4];
+    for i in 0..4 {
+        let name = format!("small{i}");
+        fs::create_dir_all(root.join(format!("input/{name}"))).unwrap();
+        fs::write(root.join(format!("input/{name}/data.txt")), format!("recipe {i}\n").repeat(1000 * (i + 1))).unwrap();
+        fs::write(
+            root.join(format!("recipes/{name}.toml")),
+            format!(
+                "[image]\nname = \"{name}\"\nversion = \"1.0\"\narchitecture = \"amd64\"\nos = \"debian\"\nrelease = \"bookworm\"\n\
+                 description = \"concurrency\"\nsource-date-epoch = 1700000000\n\n[[layer]]\nname = \"data\"\n\
+                 files = [{{ from = \"../input/{name}\", to = \"/srv/data\" }}]\n\n[output]\nformats = [\"rootfs.tar.zst\", \"oci\"]\n"
+            ),
+        )
+        .unwrap();
+        recipes.push(name);
+    }
+    for name in ["example", "small0", "small1", "small2", "small3"] {
+        run(with_store(root, &store, ["lock", &format!("recipes/{name}.toml")])).assert_ok();
+    }
+    let spawn = |store: &Path, name: &str, out: &str| {
+        let mut cmd = with_store(root, store, ["build", &format!("recipes/{name}.toml"), "--out", out]);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        (super::command_line(&cmd), cmd.spawn().unwrap())
+    };
+    let running: Vec<_> = recipes.iter().enumerate().map(|(i, name)| spawn(&store, name, &format!("out{i}"))).collect();
+    let ids: Vec<String> =
+        running.into_iter().map(|(what, child)| id_of(&Run::new(what, child.wait_with_output().unwrap()))).collect();
+    let fresh = root.join("fresh-store");
+    for (i, name) in recipes.iter().enumerate() {
+        let (what, child) = spawn(&fresh, name, &format!("fresh{i}"));
+        let alone = id_of(&Run::new(what, child.wait_with_output().unwrap()));
+        assert_eq!(ids[i], alone, "build {i} of `{name}` among eight differs from one alone in a fresh store");
+    }
+    assert!(ids[..4].iter().all(|id| *id == ids[0]));
+    run(with_store(root, &store, ["store", "verify"])).assert_ok();
+    assert!(temps(&store).is_empty(), "leftovers in tmp/: {:?}", temps(&store));
+}
