@@ -152,7 +152,7 @@ impl Store {
         let file = temp.as_file().try_clone()?;
         Ok(BlobWriter {
             store: self.clone(),
-            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, WritebackFile::new(file))),
+            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, WritebackFile::new(file, temp.path()))),
             temp,
         })
     }
@@ -182,7 +182,7 @@ impl Store {
     /// Writes `value` at `path` (inside the store) through a fsynced temporary file.
     pub fn write_atomic(&self, path: &Path, value: &[u8]) -> Result<(), StoreError> {
         let mut temp = tempfile::Builder::new().prefix(&temp_prefix("meta")).tempfile_in(self.root.join("tmp"))?;
-        temp.write_all(value)?;
+        temp.write_all(value).map_err(|e| disk_full(e, path))?;
         temp.as_file().sync_all()?;
         temp.persist(path).map_err(|e| e.error)?;
         sync_parent(path)?;
@@ -295,7 +295,7 @@ impl Staged {
         // Objects are read-only: they are linked into `dist/`, and a tool that opened one
         // there for writing would otherwise change the store's copy too.
         self.file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
-        self.file.sync_all()?;
+        self.file.sync_all().map_err(|e| disk_full(e, self.temp.path()))?;
         // Objects are immutable: if another build already stored this one, keep it and let
         // our temporary file go — unless what is there cannot be it (another size: a
         // truncated blob), which our checked bytes replace in one atomic rename.
@@ -375,6 +375,7 @@ impl Write for BlobWriter {
 /// hashing and compression that produce it.
 struct WritebackFile {
     file: std::fs::File,
+    path: PathBuf,
     written: u64,
     flushed: u64,
 }
@@ -382,14 +383,14 @@ struct WritebackFile {
 const WRITEBACK_CHUNK: u64 = 8 << 20;
 
 impl WritebackFile {
-    fn new(file: std::fs::File) -> Self {
-        Self { file, written: 0, flushed: 0 }
+    fn new(file: std::fs::File, path: &Path) -> Self {
+        Self { file, path: path.to_owned(), written: 0, flushed: 0 }
     }
 }
 
 impl Write for WritebackFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = self.file.write(buf).map_err(|e| disk_full(e, &self.path))?;
         self.written += n as u64;
         if self.written - self.flushed >= WRITEBACK_CHUNK {
             // SAFETY: sync_file_range only reads its integer arguments; the descriptor is
@@ -409,8 +410,29 @@ impl Write for WritebackFile {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.file.flush().map_err(|e| disk_full(e, &self.path))
     }
+}
+
+/// A store whose filesystem is full, named: the bare `ENOSPC` says neither that it is the
+/// store's disk (not the input being read) nor where that disk is.
+#[derive(Debug, thiserror::Error)]
+#[error("the disk is full: no space left on the filesystem of the store at `{}` (writing `{}`)", store.display(), path.display())]
+pub struct DiskFull {
+    pub store: PathBuf,
+    pub path: PathBuf,
+    source: io::Error,
+}
+
+/// `error`, named as the store's full disk if it is one (`ENOSPC`, `EDQUOT`).
+fn disk_full(error: io::Error, path: &Path) -> io::Error {
+    if !matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+        return error;
+    }
+    // `STORE/v1/tmp/NAME` or `STORE/v1/blobs/sha256/HEX`: the store is the folder above `v1`.
+    let store = path.ancestors().find(|a| a.file_name().is_some_and(|n| n == LAYOUT)).and_then(Path::parent);
+    let store = store.unwrap_or(path).to_owned();
+    io::Error::new(error.kind(), DiskFull { store, path: path.to_owned(), source: error })
 }
 
 /// The name prefix of a temporary file or folder of kind `kind` made by this process,

@@ -384,3 +384,82 @@ fn eight_concurrent_builds_on_one_store_agree() {
     run(with_store(root, &store, ["store", "verify"])).assert_ok();
     assert!(temps(&store).is_empty(), "leftovers in tmp/: {:?}", temps(&store));
 }
+
+/// A tmpfs of `size` bytes mounted on a fresh folder; unmounted when dropped (also when the
+/// test panics), so nothing stays mounted.
+struct SmallDisk {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(size: u64) -> Self {
+        let dir = tempfile::Builder::new().prefix("candidate-full-").tempdir().unwrap();
+        let path = dir.path().to_owned();
+        Self::call(&path, 0, size);
+        SmallDisk { _dir: dir, path }
+    }
+
+    /// Gives the filesystem `size` bytes, keeping what is on it.
+    fn resize(&self, size: u64) {
+        Self::call(&self.path, libc::MS_REMOUNT, size);
+    }
+
+    fn call(path: &Path, flags: libc::c_ulong, size: u64) {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |s: &[u8]| std::ffi::CString::new(s).unwrap();
+        let (source, target, kind, options) =
+            (c(b"tmpfs"), c(path.as_os_str().as_bytes()), c(b"tmpfs"), c(format!("size={size},mode=0755").as_bytes()));
+        // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+        let rc =
+            unsafe { libc::mount(source.as_ptr(), target.as_ptr(), kind.as_ptr(), flags, options.as_ptr().cast()) };
+        assert_eq!(rc, 0, "mount tmpfs on {}: {}", path.display(), std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        use std::os::unix::ffi::OsStrExt;
+        let target = std::ffi::CString::new(self.path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path that outlives the call. MNT_DETACH: even a process
+        // still holding a file there does not keep the mount.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// Disk full: a store on a 3 MiB filesystem, a build whose layer does not fit. A clean error
+/// that says the disk is full and names where; the store verifies and holds no temporary;
+/// with room, the same store builds.
+#[test]
+fn a_full_disk_fails_cleanly_and_the_store_survives() {
+    if !candidate::testing::root() {
+        return;
+    }
+    let p = Project::new();
+    // 2 MiB that do not compress, in the tarball: the layer (2 MiB more) does not fit.
+    let noise: Vec<u8> = (0u32..(2 << 20) / 4).flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()).collect();
+    fs::write(p.root.join("input/app/noise.bin"), noise).unwrap();
+    let tar = Command::new("tar")
+        .args(["--format=ustar", "--owner=0", "--group=0", "--mtime=@1700000000", "-cf", "app.tar", "app"])
+        .current_dir(p.root.join("input"))
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let new = sha256(&fs::read(p.root.join("input/app.tar")).unwrap()).trim_start_matches("sha256:").to_owned();
+    let recipe = fs::read_to_string(p.root.join("recipes/app.toml")).unwrap().replace(&p.input, &new);
+    fs::write(p.root.join("recipes/app.toml"), recipe).unwrap();
+
+    let disk = SmallDisk::mount(3 << 20);
+    let store = disk.path.join("store");
+    let cmd = |args: &[&str]| run(with_store(&p.root, &store, args));
+    cmd(&["lock", "recipes/app.toml"]).assert_ok();
+    let full = cmd(&["build", "recipes/app.toml", "--out", "out"]);
+    full.assert_code(2).assert_stderr_has("No space left on device").assert_stderr_has(&store.display().to_string());
+    assert!(!p.root.join("out/app_1.0_amd64").exists());
+    cmd(&["store", "verify"]).assert_ok();
+    assert!(temps(&store).is_empty(), "leftovers in tmp/: {:?}", temps(&store));
+
+    disk.resize(16 << 20);
+    id_of(&cmd(&["build", "recipes/app.toml", "--out", "out"]));
+    cmd(&["store", "verify"]).assert_ok();
+}
