@@ -19,26 +19,8 @@ cp -a "$REPO/recipes/example.toml" "$WORK/recipes/"
 cp -a "$REPO/fixtures" "$REPO/lockfiles" "$WORK/"
 recipes=(example)
 if [ -d "$BENCH/mirror-signed/dists" ]; then
-  cat > "$WORK/recipes/minbase.toml" <<EOT
-[image]
-name = "minbase"
-version = "1"
-architecture = "amd64"
-os = "debian"
-release = "bookworm"
-source-date-epoch = "archive"
-
-[archive.debian]
-url = "file://$BENCH/mirror-signed"
-suite = "bookworm"
-components = ["main"]
-keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-
-[[layer]]
-name = "base"
-priority = "required"
-packages = ["apt"]
-EOT
+  . "$REPO/benches/minbase-recipe.sh"
+  minbase_recipe "$BENCH" > "$WORK/recipes/minbase.toml"
   recipes+=(minbase)
 else
   echo "no $BENCH/mirror-signed: measuring the example only" >&2

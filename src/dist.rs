@@ -10,10 +10,7 @@
 //! it is written and refused unless it is the blob's name. A rebuild whose candidate folder
 //! already holds the same bytes (every output re-hashed) touches nothing.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use anyhow::Context as _;
 
@@ -58,20 +55,7 @@ pub fn subjects(dir: &Path) -> anyhow::Result<Vec<Subject>> {
 
 /// Hashes files on every core, results in input order.
 pub fn hash_files(paths: &[PathBuf]) -> anyhow::Result<Vec<Digest>> {
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(BTreeMap::new());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(path) = paths.get(i) else { break };
-                let result = fs_err::File::open(path).and_then(Digest::of_reader).map(|(d, _)| d);
-                results.lock().expect("no hashing thread panics").insert(i, result);
-            });
-        }
-    });
-    results.into_inner().expect("no hashing thread panics").into_values().map(|r| Ok(r?)).collect()
+    crate::store::hash_paths(paths).into_iter().map(|r| Ok(r?.0)).collect()
 }
 
 /// The attestation envelopes beside a candidate folder: `NAME_VERSION_ARCH.*.intoto.json`,

@@ -470,6 +470,25 @@ fn flock(file: &std::fs::File, operation: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// Hashes files on every core ([`hash_file`] each); results in input order.
+pub fn hash_paths(paths: &[PathBuf]) -> Vec<io::Result<(Digest, u64)>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                let result = fs_err::File::open(path).and_then(|f| hash_file(f.file()));
+                results.lock().expect("no hashing thread panics").insert(i, result);
+            });
+        }
+    });
+    results.into_inner().expect("no hashing thread panics").into_values().collect()
+}
+
 /// The sha256 of a whole file and its length, read with positioned reads (the file's offset
 /// is left alone) in 1 MiB chunks.
 pub fn hash_file(file: &std::fs::File) -> io::Result<(Digest, u64)> {

@@ -19,8 +19,6 @@
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -78,7 +76,7 @@ pub fn verify(store: &Store, repair: bool) -> Result<VerifyReport, UpkeepError> 
     let mut report = VerifyReport { repaired: repair, ..Default::default() };
     let blob_dir = root.join("blobs/sha256");
     let names = file_names(&blob_dir)?;
-    let hashed = hash_all(&names.iter().map(|n| blob_dir.join(n)).collect::<Vec<_>>());
+    let hashed = store::hash_paths(&names.iter().map(|n| blob_dir.join(n)).collect::<Vec<_>>());
     let mut corrupt = BTreeSet::new();
     for (name, result) in names.iter().zip(hashed) {
         let object = format!("blobs/sha256/{name}");
@@ -324,24 +322,6 @@ fn file_names(dir: &Path) -> Result<Vec<String>, UpkeepError> {
     let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     Ok(names)
-}
-
-/// Hashes files on every core, results in input order.
-fn hash_all(paths: &[PathBuf]) -> Vec<std::io::Result<(Digest, u64)>> {
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(std::collections::BTreeMap::new());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(path) = paths.get(i) else { break };
-                let result = fs_err::File::open(path).and_then(|f| store::hash_file(f.file()));
-                results.lock().expect("no hashing thread panics").insert(i, result);
-            });
-        }
-    });
-    results.into_inner().expect("no hashing thread panics").into_values().collect()
 }
 
 /// Removes a file or a folder with what is in it; returns the bytes it held (blocks on disk).
