@@ -250,7 +250,7 @@ impl BlobWriter {
         let (staged, digest, size) = self.stage(None)?;
         let reader = std::sync::Arc::new(staged.temp.reopen()?);
         let handle = std::thread::spawn(move || staged.publish());
-        Ok(PendingBlob { digest, size, reader, handle })
+        Ok(PendingBlob { digest, size, reader, handle: Some(handle) })
     }
 
     /// Finishes the blob without making it durable: many small blobs (one per package) are
@@ -349,13 +349,26 @@ pub struct PendingBlob {
     pub size: u64,
     /// Reads the blob's bytes, before and after it is named.
     pub reader: std::sync::Arc<std::fs::File>,
-    handle: std::thread::JoinHandle<Result<(), StoreError>>,
+    handle: Option<std::thread::JoinHandle<Result<(), StoreError>>>,
 }
 
 impl PendingBlob {
     /// Waits until the blob is durable and named.
-    pub fn wait(self) -> Result<(), StoreError> {
-        self.handle.join().expect("the commit thread does not panic")
+    pub fn wait(mut self) -> Result<(), StoreError> {
+        let handle = self.handle.take().expect("only `wait` and `drop` take the thread");
+        handle.join().expect("the commit thread does not panic")
+    }
+}
+
+/// Dropped without [`PendingBlob::wait`] (a build refused after this blob was written), the
+/// commit is still waited for: the process would otherwise exit under the thread and leave
+/// its temporary file in `tmp/`, one orphan per refused build. The blob it names is whole
+/// and named by its content, so finishing the commit is as safe as a completed build's.
+impl Drop for PendingBlob {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
     }
 }
 

@@ -463,3 +463,32 @@ fn a_full_disk_fails_cleanly_and_the_store_survives() {
     id_of(&cmd(&["build", "recipes/app.toml", "--out", "out"]));
     cmd(&["store", "verify"]).assert_ok();
 }
+
+/// Also found in #16: a build refused after a layer was written left that layer's temporary
+/// blob in `tmp/` (its commit ran on a thread the exiting process cut short), once per run.
+#[test]
+fn a_refused_build_leaves_no_temporary_blob() {
+    let p = Project::new();
+    fs::create_dir_all(p.root.join("input/big")).unwrap();
+    let noise: Vec<u8> = (0u32..(24 << 20) / 4).flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()).collect();
+    fs::write(p.root.join("input/big/noise.bin"), noise).unwrap();
+    let hostile = super::fixture("hostile/dotdot.tar");
+    let pin = sha256(&fs::read(&hostile).unwrap()).trim_start_matches("sha256:").to_owned();
+    let body = fs::read_to_string(p.root.join("recipes/app.toml")).unwrap();
+    let (image, _) = body.split_once("[[layer]]").unwrap();
+    fs::write(
+        p.root.join("recipes/app.toml"),
+        format!(
+            "{image}[[layer]]\nname = \"big\"\nfiles = [{{ from = \"../input/big\", to = \"/big\" }}]\n\n\
+             [[layer]]\nname = \"app\"\ntarballs = [{{ url = '{}', sha256 = \"{pin}\" }}]\n\n[output]\nformats = [\"rootfs.tar\"]\n",
+            hostile.display()
+        ),
+    )
+    .unwrap();
+    p.cmd(&["lock", "recipes/app.toml"]).assert_ok();
+    for round in 0..3 {
+        let _ = fs::remove_dir_all(p.store.join("v1/actions"));
+        p.build("out").assert_code(2).assert_stderr_has("dotdot.tar");
+        assert!(temps(&p.store).is_empty(), "round {round}: a refusal left {:?}", temps(&p.store));
+    }
+}
