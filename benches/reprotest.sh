@@ -11,6 +11,9 @@
 # time (faketime), fileordering (disorderfs, FUSE), domain_host (hostname and domain, in a
 # UTS namespace), home, locales, exec_path, timezone, umask. Not user_group: it needs spare
 # user accounts made for it (`--vary=user_group.available+=USER:GROUP`).
+# `fileordering` needs publishing to fall back from `renameat2` flags on FUSE (disorderfs
+# refuses them with EINVAL); until that fallback is in, run with
+# VARY=+all,-user_group,-fileordering.
 # Usage: benches/reprotest.sh ; BIN (default target/debug/candidate), VARY.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
