@@ -29,13 +29,7 @@ impl Project {
         fs::write(root.join("input/app/hello.txt"), HELLO).unwrap();
         // A plain ustar: the content sits in the blob as it is, so a same-size change of it is
         // not caught by any decoder's own checksum.
-        let tar = Command::new("tar")
-            .args(["--format=ustar", "--owner=0", "--group=0", "--mtime=@1700000000", "-cf", "app.tar", "app"])
-            .current_dir(root.join("input"))
-            .status()
-            .unwrap();
-        assert!(tar.success(), "tar failed");
-        let input = sha256(&fs::read(root.join("input/app.tar")).unwrap()).trim_start_matches("sha256:").to_owned();
+        let input = pack_app(&root.join("input"));
         fs::create_dir_all(root.join("recipes")).unwrap();
         fs::write(
             root.join("recipes/app.toml"),
@@ -81,6 +75,18 @@ formats = ["rootfs.tar"]
     fn corrupt(&self, hex: &str) {
         corrupt_in_place(&self.blob(hex));
     }
+}
+
+/// Packs `dir/app` into `dir/app.tar` (plain ustar, fixed owners and mtime); returns its
+/// sha256 in hex.
+fn pack_app(dir: &Path) -> String {
+    let tar = Command::new("tar")
+        .args(["--format=ustar", "--owner=0", "--group=0", "--mtime=@1700000000", "-cf", "app.tar", "app"])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(tar.success(), "tar failed");
+    sha256(&fs::read(dir.join("app.tar")).unwrap()).trim_start_matches("sha256:").to_owned()
 }
 
 /// Upper-cases the first `HELLO` in the file at `path`, writing through the same inode.
@@ -198,15 +204,7 @@ fn store_gc_keeps_what_is_needed_and_removes_the_rest_and_dead_leftovers() {
     let body = fs::read_to_string(p.root.join("recipes/app.toml"))
         .unwrap()
         .replace("name = \"app\"\nversion", "name = \"other\"\nversion");
-    let other_tar = {
-        let st = Command::new("tar")
-            .args(["--format=ustar", "--owner=0", "--group=0", "--mtime=@1700000000", "-cf", "app.tar", "app"])
-            .current_dir(other.path().join("input"))
-            .status()
-            .unwrap();
-        assert!(st.success());
-        sha256(&fs::read(other.path().join("input/app.tar")).unwrap()).trim_start_matches("sha256:").to_owned()
-    };
+    let other_tar = pack_app(&other.path().join("input"));
     fs::write(other.path().join("recipes/other.toml"), body.replace(&p.input, &other_tar)).unwrap();
     run(with_store(other.path(), &p.store, ["lock", "recipes/other.toml"])).assert_ok();
     run(with_store(other.path(), &p.store, ["build", "recipes/other.toml", "--out", "out"])).assert_ok();
@@ -439,13 +437,7 @@ fn a_full_disk_fails_cleanly_and_the_store_survives() {
     // 2 MiB that do not compress, in the tarball: the layer (2 MiB more) does not fit.
     let noise: Vec<u8> = (0u32..(2 << 20) / 4).flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()).collect();
     fs::write(p.root.join("input/app/noise.bin"), noise).unwrap();
-    let tar = Command::new("tar")
-        .args(["--format=ustar", "--owner=0", "--group=0", "--mtime=@1700000000", "-cf", "app.tar", "app"])
-        .current_dir(p.root.join("input"))
-        .status()
-        .unwrap();
-    assert!(tar.success());
-    let new = sha256(&fs::read(p.root.join("input/app.tar")).unwrap()).trim_start_matches("sha256:").to_owned();
+    let new = pack_app(&p.root.join("input"));
     let recipe = fs::read_to_string(p.root.join("recipes/app.toml")).unwrap().replace(&p.input, &new);
     fs::write(p.root.join("recipes/app.toml"), recipe).unwrap();
 
