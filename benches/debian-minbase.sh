@@ -23,26 +23,8 @@ BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/candidate}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 [ -d "$BENCH/mirror-signed/dists" ] || { echo "no $BENCH/mirror-signed: run ../shared/bench/make-local-mirror.sh and make-signed-mirror.sh" >&2; exit 1; }
 rm -rf "$WORK"; mkdir -p "$WORK/recipes"
-cat > "$WORK/recipes/minbase.toml" <<EOF
-[image]
-name = "minbase"
-version = "1"
-architecture = "amd64"
-os = "debian"
-release = "bookworm"
-source-date-epoch = "archive"
-
-[archive.debian]
-url = "file://$BENCH/mirror-signed"
-suite = "bookworm"
-components = ["main"]
-keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-
-[[layer]]
-name = "base"
-priority = "required"
-packages = ["apt"]
-EOF
+. "$(dirname "$0")/minbase-recipe.sh"
+minbase_recipe "$BENCH" > "$WORK/recipes/minbase.toml"
 # The same set, configured (same lockfile content: the recipe differs only in [configure]).
 sed -e 's/^name = "minbase"/name = "configured"/' "$WORK/recipes/minbase.toml" > "$WORK/recipes/configured.toml"
 printf '\n[configure]\nmaintainer-scripts = true\n' >> "$WORK/recipes/configured.toml"

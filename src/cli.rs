@@ -158,6 +158,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "lxc")]
         runtime: crate::system::lxc::Backend,
     },
+    /// Check the store or collect its garbage.
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
+    },
     /// Show a deployment (or list every deployment of this store).
     Status { name: Option<String> },
     /// Remove a deployment: every container, its network and its state.
@@ -194,6 +199,24 @@ pub enum ChannelCommand {
     Show { name: String },
     /// Check every record of a channel: signatures, hash chain, no gap, no rollback, expiry.
     Verify { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Re-hash every blob and check every action-cache entry, layer record and candidate
+    /// registration against what it names; exit 1 naming each bad object.
+    Verify {
+        /// Remove the bad objects, so that the next build fetches or rebuilds them.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Remove what no candidate, channel record, deployment or lockfile (or candidate folder)
+    /// under the roots needs, and the temporary files of dead processes; print the bytes freed.
+    Gc {
+        /// A folder whose lockfiles and candidate folders keep what they name (repeatable).
+        #[arg(long = "root", value_name = "PATH")]
+        roots: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

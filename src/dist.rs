@@ -3,15 +3,14 @@
 //!
 //! Publishing writes a fresh folder beside the final one and swaps it in with one atomic
 //! exchange (`renameat2`), so that a reader sees the old candidate or the new one and never a
-//! mix. Outputs are hard links to read-only store blobs (copies across filesystems):
-//! publishing a gigabyte candidate costs no copy, and a no-op rebuild whose candidate folder
-//! already holds those very blobs touches nothing.
+//! mix. Outputs share no inode with the store: a hard link would let a write through
+//! `dist/` (root ignores the blobs' read-only mode) change the store's object, which later
+//! builds would publish again under its old digest. Each output is a reflink of its blob
+//! (`FICLONE`: no data copied) where the filesystem has them, else a copy that is hashed as
+//! it is written and refused unless it is the blob's name. A rebuild whose candidate folder
+//! already holds the same bytes (every output re-hashed) touches nothing.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use anyhow::Context as _;
 
@@ -56,20 +55,7 @@ pub fn subjects(dir: &Path) -> anyhow::Result<Vec<Subject>> {
 
 /// Hashes files on every core, results in input order.
 pub fn hash_files(paths: &[PathBuf]) -> anyhow::Result<Vec<Digest>> {
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(BTreeMap::new());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(path) = paths.get(i) else { break };
-                let result = fs_err::File::open(path).and_then(Digest::of_reader).map(|(d, _)| d);
-                results.lock().expect("no hashing thread panics").insert(i, result);
-            });
-        }
-    });
-    results.into_inner().expect("no hashing thread panics").into_values().map(|r| Ok(r?)).collect()
+    crate::store::hash_paths(paths).into_iter().map(|r| Ok(r?.0)).collect()
 }
 
 /// The attestation envelopes beside a candidate folder: `NAME_VERSION_ARCH.*.intoto.json`,
@@ -93,22 +79,21 @@ pub fn attestation_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Publishes the candidate folder: a fresh folder beside the final one, swapped in by rename.
 pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&str, Vec<u8>)]) -> anyhow::Result<()> {
-    if is_current(ctx, dir, assembled, documents) {
+    if is_current(dir, assembled, documents) {
         return Ok(());
     }
     let parent = dir.parent().expect("a candidate folder has a parent");
     let name = dir.file_name().expect("a candidate folder has a name").to_string_lossy().into_owned();
     fs_err::create_dir_all(parent)?;
-    let staging = tempfile::Builder::new().prefix(&format!(".{name}.new-")).tempdir_in(parent)?;
+    let staging =
+        tempfile::Builder::new().prefix(&format!(".{name}.new-{}-", std::process::id())).tempdir_in(parent)?;
     for output in &assembled.outputs {
         let blob = ctx.store.blob_path(&output.sha256);
         let target = staging.path().join(&output.name);
         if let Some(parent) = target.parent() {
             fs_err::create_dir_all(parent)?;
         }
-        if fs_err::hard_link(&blob, &target).is_err() {
-            fs_err::copy(&blob, &target)?;
-        }
+        place_output(&ctx.store, &output.sha256, &blob, &target)?;
     }
     for (name, bytes) in documents {
         let path = staging.path().join(name);
@@ -142,6 +127,31 @@ pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&
         fs_err::remove_dir_all(&staging)?;
     }
     crate::store::sync_parent(dir)?;
+    Ok(())
+}
+
+/// Writes `target` as a reflink or a checked copy of the store's blob `digest` at `blob`,
+/// read-only and durable.
+fn place_output(store: &crate::store::Store, digest: &Digest, blob: &Path, target: &Path) -> anyhow::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let source = fs_err::File::open(blob)?;
+    let mut out = fs_err::File::create(target)?;
+    // SAFETY: FICLONE reads two descriptors, both owned by open files that outlive the call.
+    let cloned = unsafe { libc::ioctl(out.as_raw_fd(), libc::FICLONE, source.as_raw_fd()) } == 0;
+    if !cloned {
+        // No reflinks here (ext4, tmpfs, another filesystem): copy, proving the bytes on the way.
+        let mut writer = crate::digest::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, &mut out));
+        std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, source.file()), &mut writer)?;
+        let (actual, size, buffered) = writer.finish();
+        buffered.into_inner().map_err(|e| e.into_error())?;
+        if actual != *digest {
+            store.discard_corrupt(digest);
+            return Err(crate::store::StoreError::Corrupt { path: blob.to_owned(), expected: *digest, actual, size })
+                .with_context(|| format!("cannot publish `{}`", target.display()));
+        }
+    }
+    out.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
+    out.sync_all()?;
     Ok(())
 }
 
@@ -232,9 +242,9 @@ fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()>
 }
 
 /// Whether `dir` already holds exactly this candidate: the same documents (manifest, SBOM,
-/// envelope), nothing else, and every output the very store blob (same inode). Anything less
-/// is republished.
-fn is_current(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&str, Vec<u8>)]) -> bool {
+/// envelope), nothing else, and every output with its size and sha256 (re-hashed: an output
+/// changed in place is republished). Anything less is republished.
+fn is_current(dir: &Path, assembled: &Assembled, documents: &[(&str, Vec<u8>)]) -> bool {
     if documents.iter().any(|(name, bytes)| fs_err::read(dir.join(name)).ok().as_ref() != Some(bytes)) {
         return false;
     }
@@ -244,14 +254,11 @@ fn is_current(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&s
     if present != expected {
         return false;
     }
-    assembled.outputs.iter().all(|o| {
-        let (Ok(have), Ok(blob)) =
-            (fs_err::metadata(dir.join(&o.name)), fs_err::metadata(ctx.store.blob_path(&o.sha256)))
-        else {
-            return false;
-        };
-        (have.dev(), have.ino()) == (blob.dev(), blob.ino())
-    })
+    if !assembled.outputs.iter().all(|o| fs_err::metadata(dir.join(&o.name)).is_ok_and(|m| m.len() == o.size)) {
+        return false;
+    }
+    let paths: Vec<PathBuf> = assembled.outputs.iter().map(|o| dir.join(&o.name)).collect();
+    hash_files(&paths).is_ok_and(|digests| digests.iter().zip(&assembled.outputs).all(|(d, o)| *d == o.sha256))
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ pub enum LayerError {
     Write { layer: String, source: std::io::Error },
     #[error("layer `{layer}`")]
     Extend { layer: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("tarball `{tarball}` cannot be used")]
+    Input { tarball: String, source: Box<StoreError> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -307,7 +309,10 @@ fn add_tarball(
     let tarball = input.origin.clone();
     let io_error =
         |source: std::io::Error| LayerError::Tarball { tarball: tarball.clone(), source: ReadError::Io(source) };
-    let blob = fs_err::File::open(store.blob_path(&input.blob)).map_err(io_error)?.into_parts().0;
+    // Proved against its pin here, where it is used, not only when it was fetched.
+    let blob = store
+        .open_verified(&input.blob)
+        .map_err(|source| LayerError::Input { tarball: tarball.clone(), source: Box::new(source) })?;
     let (encoding, decoded) = compress::decoder(blob.try_clone().map_err(io_error)?).map_err(io_error)?;
     let mut backing = if encoding == Encoding::Plain {
         Backing::InPlace(Arc::new(blob))

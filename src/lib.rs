@@ -72,6 +72,7 @@ pub mod tar;
 #[doc(hidden)]
 pub mod testing;
 pub mod tree;
+pub mod upkeep;
 pub mod verify;
 
 #[cfg(test)]

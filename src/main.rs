@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use candidate::build::BuildOptions;
-use candidate::cli::{ChannelCommand, Cli, Command, KeyCommand};
+use candidate::cli::{ChannelCommand, Cli, Command, KeyCommand, StoreCommand};
 use candidate::fetch::Network;
 use candidate::keys::PrivateKey;
 use candidate::lockfile::LockMode;
@@ -91,6 +91,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let options = ops::deploy::Options { system: &system, name: name.as_deref(), keep, backend: runtime };
             ops::deploy::deploy(&ctx, &candidate, &options, policy, channels)?;
         }
+        Command::Store { action: StoreCommand::Verify { repair } } => ops::store_verify::store_verify(&ctx, repair)?,
+        Command::Store { action: StoreCommand::Gc { roots } } => ops::store_gc::store_gc(&ctx, &roots, channels)?,
         Command::Status { name } => ops::status::status(&ctx, name.as_deref())?,
         Command::Undeploy { name, when_stdin_closes } => ops::undeploy::undeploy(&ctx, &name, when_stdin_closes)?,
         Command::Verify { candidate, keys, threshold, rebuild, recipe, lockfile } => {

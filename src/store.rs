@@ -39,23 +39,45 @@ pub enum StoreError {
     Io(#[from] io::Error),
     #[error("{what} does not match its pin: expected {expected}{}, got {actual} ({actual_size} bytes)", expected_size.map(|n| format!(" ({n} bytes)")).unwrap_or_default())]
     Mismatch { what: String, expected: Digest, expected_size: Option<u64>, actual: Digest, actual_size: u64 },
+    #[error("store blob `{}` is corrupt: it is named {expected} but its {size} bytes hash to {actual}; it was removed, so the next build fetches or builds it again", path.display())]
+    Corrupt { path: PathBuf, expected: Digest, actual: Digest, size: u64 },
+    #[error("cannot read store blob `{}`", path.display())]
+    Read { path: PathBuf, source: io::Error },
 }
 
-/// A handle on a store folder.
+/// A handle on a store folder. It holds a shared `flock` on `STORE/v1/lock` for as long as
+/// any clone of it lives: `store gc` takes the lock exclusively, so it never removes an
+/// object a running command has just written and not yet named in an action or a candidate.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    lock: std::sync::Arc<std::fs::File>,
 }
 
 impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        let store = Store { root: root.join(LAYOUT) };
+        let root = root.join(LAYOUT);
         for dir in ["blobs/sha256", "actions", "stat", "tmp", "candidates", "channels", "seen", "layers", "archives"] {
-            fs_err::create_dir_all(store.root.join(dir))?;
+            fs_err::create_dir_all(root.join(dir))?;
         }
+        let lock = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(root.join("lock"))?;
+        flock(lock.file(), libc::LOCK_SH)?;
+        let store = Store { root, lock: std::sync::Arc::new(lock.into_parts().0) };
         store.remove_stale_temps();
         Ok(store)
+    }
+
+    /// Turns this process's shared lock on the store into an exclusive one: returns once no
+    /// other command uses the store, and keeps them out until this process ends. Returns at
+    /// once with `false` if `wait` is unset and another command holds it.
+    pub fn lock_exclusive(&self, wait: bool) -> Result<bool, StoreError> {
+        let flags = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+        match flock(&self.lock, flags) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The default store: `$XDG_CACHE_HOME/candidate`, else `~/.cache/candidate`.
@@ -84,13 +106,53 @@ impl Store {
         fs_err::metadata(self.blob_path(digest)).ok().map(|m| m.len())
     }
 
+    /// Opens the blob `digest` for reading, after hashing all of it: an input is proved
+    /// against its name on every use, so a blob changed in place (bit rot, a write through a
+    /// hard link, a careless operator) is never read as if it were the pinned content. One
+    /// sequential read at sha256 speed, which leaves the file in the page cache for the read
+    /// that follows. The returned handle is the very inode that was hashed.
+    ///
+    /// A blob that does not match is removed (a concurrent reader keeps its open handle), so
+    /// that the next build fetches or rebuilds it instead of failing on it again.
+    pub fn open_verified(&self, digest: &Digest) -> Result<std::fs::File, StoreError> {
+        let path = self.blob_path(digest);
+        let read_error = |source| StoreError::Read { path: path.clone(), source };
+        let mut file = fs_err::File::open(&path).map_err(read_error)?.into_parts().0;
+        let (actual, size) = hash_file(&file).map_err(read_error)?;
+        if actual != *digest {
+            self.discard_corrupt(digest);
+            return Err(StoreError::Corrupt { path, expected: *digest, actual, size });
+        }
+        io::Seek::rewind(&mut file).map_err(read_error)?;
+        Ok(file)
+    }
+
+    /// Reads all of the blob `digest`, checked against its name like [`Store::open_verified`].
+    pub fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        let bytes = fs_err::read(&path).map_err(|source| StoreError::Read { path: path.clone(), source })?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            self.discard_corrupt(digest);
+            return Err(StoreError::Corrupt { path, expected: *digest, actual, size: bytes.len() as u64 });
+        }
+        Ok(bytes)
+    }
+
+    /// Removes a blob found not to match its name. Failing to remove it (a read-only store)
+    /// changes nothing for the caller, who reports the corruption either way.
+    pub fn discard_corrupt(&self, digest: &Digest) {
+        let _ = fs_err::remove_file(self.blob_path(digest));
+        let _ = sync_parent(&self.blob_path(digest));
+    }
+
     /// A new object being written.
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
-        let temp = tempfile::Builder::new().prefix("blob-").tempfile_in(self.root.join("tmp"))?;
+        let temp = tempfile::Builder::new().prefix(&temp_prefix("blob")).tempfile_in(self.root.join("tmp"))?;
         let file = temp.as_file().try_clone()?;
         Ok(BlobWriter {
             store: self.clone(),
-            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, WritebackFile::new(file))),
+            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, WritebackFile::new(file, temp.path()))),
             temp,
         })
     }
@@ -119,8 +181,8 @@ impl Store {
 
     /// Writes `value` at `path` (inside the store) through a fsynced temporary file.
     pub fn write_atomic(&self, path: &Path, value: &[u8]) -> Result<(), StoreError> {
-        let mut temp = tempfile::Builder::new().prefix("meta-").tempfile_in(self.root.join("tmp"))?;
-        temp.write_all(value)?;
+        let mut temp = tempfile::Builder::new().prefix(&temp_prefix("meta")).tempfile_in(self.root.join("tmp"))?;
+        temp.write_all(value).map_err(|e| disk_full(e, path))?;
         temp.as_file().sync_all()?;
         temp.persist(path).map_err(|e| e.error)?;
         sync_parent(path)?;
@@ -188,7 +250,7 @@ impl BlobWriter {
         let (staged, digest, size) = self.stage(None)?;
         let reader = std::sync::Arc::new(staged.temp.reopen()?);
         let handle = std::thread::spawn(move || staged.publish());
-        Ok(PendingBlob { digest, size, reader, handle })
+        Ok(PendingBlob { digest, size, reader, handle: Some(handle) })
     }
 
     /// Finishes the blob without making it durable: many small blobs (one per package) are
@@ -233,14 +295,21 @@ impl Staged {
         // Objects are read-only: they are linked into `dist/`, and a tool that opened one
         // there for writing would otherwise change the store's copy too.
         self.file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
-        self.file.sync_all()?;
+        self.file.sync_all().map_err(|e| disk_full(e, self.temp.path()))?;
         // Objects are immutable: if another build already stored this one, keep it and let
-        // our temporary file go.
-        if !self.target.exists() {
+        // our temporary file go — unless what is there cannot be it (another size: a
+        // truncated blob), which our checked bytes replace in one atomic rename.
+        if !self.target_holds_same_size()? {
             self.temp.persist(&self.target).map_err(|e| e.error)?;
             sync_parent(&self.target)?;
         }
         Ok(())
+    }
+
+    /// Whether the final name already holds a file of this blob's size.
+    fn target_holds_same_size(&self) -> io::Result<bool> {
+        let ours = self.file.metadata()?.len();
+        Ok(fs_err::metadata(&self.target).is_ok_and(|m| m.is_file() && m.len() == ours))
     }
 }
 
@@ -265,7 +334,7 @@ impl Store {
             return Err(io::Error::last_os_error().into());
         }
         for blob in blobs {
-            if !blob.staged.target.exists() {
+            if !blob.staged.target_holds_same_size()? {
                 blob.staged.temp.persist(&blob.staged.target).map_err(|e| e.error)?;
             }
         }
@@ -280,13 +349,26 @@ pub struct PendingBlob {
     pub size: u64,
     /// Reads the blob's bytes, before and after it is named.
     pub reader: std::sync::Arc<std::fs::File>,
-    handle: std::thread::JoinHandle<Result<(), StoreError>>,
+    handle: Option<std::thread::JoinHandle<Result<(), StoreError>>>,
 }
 
 impl PendingBlob {
     /// Waits until the blob is durable and named.
-    pub fn wait(self) -> Result<(), StoreError> {
-        self.handle.join().expect("the commit thread does not panic")
+    pub fn wait(mut self) -> Result<(), StoreError> {
+        let handle = self.handle.take().expect("only `wait` and `drop` take the thread");
+        handle.join().expect("the commit thread does not panic")
+    }
+}
+
+/// Dropped without [`PendingBlob::wait`] (a build refused after this blob was written), the
+/// commit is still waited for: the process would otherwise exit under the thread and leave
+/// its temporary file in `tmp/`, one orphan per refused build. The blob it names is whole
+/// and named by its content, so finishing the commit is as safe as a completed build's.
+impl Drop for PendingBlob {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -306,6 +388,7 @@ impl Write for BlobWriter {
 /// hashing and compression that produce it.
 struct WritebackFile {
     file: std::fs::File,
+    path: PathBuf,
     written: u64,
     flushed: u64,
 }
@@ -313,14 +396,14 @@ struct WritebackFile {
 const WRITEBACK_CHUNK: u64 = 8 << 20;
 
 impl WritebackFile {
-    fn new(file: std::fs::File) -> Self {
-        Self { file, written: 0, flushed: 0 }
+    fn new(file: std::fs::File, path: &Path) -> Self {
+        Self { file, path: path.to_owned(), written: 0, flushed: 0 }
     }
 }
 
 impl Write for WritebackFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = self.file.write(buf).map_err(|e| disk_full(e, &self.path))?;
         self.written += n as u64;
         if self.written - self.flushed >= WRITEBACK_CHUNK {
             // SAFETY: sync_file_range only reads its integer arguments; the descriptor is
@@ -340,8 +423,104 @@ impl Write for WritebackFile {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.file.flush().map_err(|e| disk_full(e, &self.path))
     }
+}
+
+/// A store whose filesystem is full, named: the bare `ENOSPC` says neither that it is the
+/// store's disk (not the input being read) nor where that disk is.
+#[derive(Debug, thiserror::Error)]
+#[error("the disk is full: no space left on the filesystem of the store at `{}` (writing `{}`)", store.display(), path.display())]
+pub struct DiskFull {
+    pub store: PathBuf,
+    pub path: PathBuf,
+    source: io::Error,
+}
+
+/// `error`, named as the store's full disk if it is one (`ENOSPC`, `EDQUOT`).
+fn disk_full(error: io::Error, path: &Path) -> io::Error {
+    if !matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+        return error;
+    }
+    // `STORE/v1/tmp/NAME` or `STORE/v1/blobs/sha256/HEX`: the store is the folder above `v1`.
+    let store = path.ancestors().find(|a| a.file_name().is_some_and(|n| n == LAYOUT)).and_then(Path::parent);
+    let store = store.unwrap_or(path).to_owned();
+    io::Error::new(error.kind(), DiskFull { store, path: path.to_owned(), source: error })
+}
+
+/// The name prefix of a temporary file or folder of kind `kind` made by this process,
+/// `KIND-PID-`: `store gc` removes one whose process is gone ([`recorded_pid`]).
+pub fn temp_prefix(kind: &str) -> String {
+    format!("{kind}-{}-", std::process::id())
+}
+
+/// The PID a leftover's name records: `KIND-PID-…` ([`temp_prefix`]) or a publish's staging
+/// folder `.NAME.new-PID-…`.
+pub fn recorded_pid(name: &str) -> Option<u32> {
+    let rest = match name.rsplit_once(".new-") {
+        Some((_, rest)) if name.starts_with('.') => rest,
+        _ => name.split_once('-')?.1,
+    };
+    rest.split('-').next()?.parse().ok().filter(|&pid| pid > 0)
+}
+
+/// Whether process `pid` exists (in this PID namespace: a store shared between machines or
+/// containers must be collected from one that sees every process using it).
+pub fn pid_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+fn flock(file: &std::fs::File, operation: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock only reads its integer arguments; the descriptor is owned by `file`.
+        if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Hashes files on every core ([`hash_file`] each); results in input order.
+pub fn hash_paths(paths: &[PathBuf]) -> Vec<io::Result<(Digest, u64)>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                let result = fs_err::File::open(path).and_then(|f| hash_file(f.file()));
+                results.lock().expect("no hashing thread panics").insert(i, result);
+            });
+        }
+    });
+    results.into_inner().expect("no hashing thread panics").into_values().collect()
+}
+
+/// The sha256 of a whole file and its length, read with positioned reads (the file's offset
+/// is left alone) in 1 MiB chunks.
+pub fn hash_file(file: &std::fs::File) -> io::Result<(Digest, u64)> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = HashingWriter::new(io::sink());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    loop {
+        let n = match file.read_at(&mut buf, pos) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.write_all(&buf[..n])?;
+        pos += n as u64;
+    }
+    let (digest, len, _) = hasher.finish();
+    Ok((digest, len))
 }
 
 /// Fsyncs the folder holding `path`, so that a rename into it is durable.
@@ -382,6 +561,51 @@ mod tests {
         );
         assert!(!store.has_blob(&Digest::of(b"tampered")));
         assert_eq!(fs_err::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    /// Makes the blob `digest` writable and overwrites it with `bytes`, in place.
+    fn overwrite(store: &Store, digest: &Digest, bytes: &[u8]) {
+        let path = store.blob_path(digest);
+        fs_err::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        fs_err::write(&path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_blob_changed_in_place_is_refused_on_use_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = store.put_bytes(b"pinned content").unwrap();
+        assert_eq!(io::read_to_string(store.open_verified(&digest).unwrap()).unwrap(), "pinned content");
+        overwrite(&store, &digest, b"PINNED content");
+        let err = store.open_verified(&digest).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { actual, size: 14, .. } if *actual == Digest::of(b"PINNED content"))
+        );
+        assert!(err.to_string().contains(&digest.to_string()), "{err}");
+        assert!(!store.has_blob(&digest), "the corrupt blob is removed");
+        assert!(matches!(store.read_verified(&digest), Err(StoreError::Read { .. })));
+    }
+
+    #[test]
+    fn a_commit_replaces_a_truncated_blob_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = store.put_bytes(b"the whole blob").unwrap();
+        overwrite(&store, &digest, b"the whole");
+        let mut w = store.writer().unwrap();
+        w.write_all(b"the whole blob").unwrap();
+        w.commit_expecting("the input", digest, Some(14)).unwrap();
+        assert_eq!(store.read_verified(&digest).unwrap(), b"the whole blob");
+    }
+
+    #[test]
+    fn leftovers_name_their_process() {
+        assert_eq!(recorded_pid(&format!("{}abc123", temp_prefix("blob"))), Some(std::process::id()));
+        assert_eq!(recorded_pid("instance-4242-Xy12ab"), Some(4242));
+        assert_eq!(recorded_pid(".example_1.0_amd64.new-77-Ab12cd"), Some(77));
+        assert_eq!(recorded_pid("blob-Xy12ab"), None, "an older, unnamed temp");
+        assert_eq!(recorded_pid(".example_1.0_amd64.new-Ab12cd"), None);
+        assert!(pid_alive(std::process::id()));
     }
 
     #[test]

@@ -217,12 +217,15 @@ pub fn check(
 /// Rebuilds the candidate into a temporary store and folder and compares every file byte
 /// for byte; for an archive that differs, names the first tar entry that differs and how.
 /// Gives the rebuild's fresh store every locked *input* this store already holds (signed
-/// `InRelease` files, indexes, `.deb`s, tarballs — by their sha256, hard links where the
-/// filesystem allows), so that an auditor can rebuild offline. Nothing derived is shared: no
-/// layer, no output, no action cache; and every input is still checked by the rebuild (a
-/// signature, an index hash, a package against its index), so a damaged blob shows as a
-/// failed rebuild, never as a pass. Returns how many were seeded.
-fn seed_inputs(from: &crate::store::Store, into: &crate::store::Store, lockfile: &Path) -> anyhow::Result<usize> {
+/// `InRelease` files, indexes, `.deb`s, tarballs — by their sha256), so that an auditor can
+/// rebuild offline. Nothing derived is shared: no layer, no output, no action cache. Nor is
+/// this store trusted for what it gives: each input is copied through a writer that hashes
+/// it and refuses it unless it matches its name (a copy, not a hard link, so the rebuild's
+/// store shares no inode with this one). A corrupt copy is left out and named on stderr; the
+/// rebuild fetches that input from its origin or fails, never passes on the corrupt bytes.
+/// Returns how many were seeded.
+fn seed_inputs(ctx: &Context, into: &crate::store::Store, lockfile: &Path) -> anyhow::Result<usize> {
+    let from = &ctx.store;
     let Ok(locked) = crate::lockfile::Lockfile::load(lockfile) else {
         return Ok(0); // the rebuild itself reports an unreadable lockfile
     };
@@ -238,13 +241,18 @@ fn seed_inputs(from: &crate::store::Store, into: &crate::store::Store, lockfile:
         if !source.is_file() || target.exists() {
             continue;
         }
-        if let Some(parent) = target.parent() {
-            fs_err::create_dir_all(parent)?;
+        let mut writer = into.writer()?;
+        std::io::copy(&mut fs_err::File::open(&source)?, &mut writer)?;
+        match writer.commit_expecting(&format!("this store's `{}`", source.display()), digest, None) {
+            Ok(_) => seeded += 1,
+            Err(crate::store::StoreError::Mismatch { actual, .. }) => ctx.printer.status(
+                "Skipped",
+                format_args!(
+                    "input {digest} of this store is corrupt (its bytes hash to {actual}); not given to the rebuild"
+                ),
+            ),
+            Err(e) => return Err(e.into()),
         }
-        if fs_err::hard_link(&source, &target).is_err() {
-            fs_err::copy(&source, &target)?;
-        }
-        seeded += 1;
     }
     Ok(seeded)
 }
@@ -270,7 +278,7 @@ fn rebuild_and_compare(
         mirrors: ctx.mirrors.clone(),
         python_index: ctx.python_index.clone(),
     };
-    let seeded = seed_inputs(&ctx.store, &rebuild_ctx.store, &lockfile)?;
+    let seeded = seed_inputs(ctx, &rebuild_ctx.store, &lockfile)?;
     if seeded > 0 {
         ctx.printer.detail("Seeded", format_args!("{seeded} locked inputs from this store (no layer, no cache)"));
     }

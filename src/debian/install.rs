@@ -132,7 +132,8 @@ pub fn deb_layer(store: &Store, package: &LockedPackage, sde: u64) -> anyhow::Re
         }
     }
     let label = package.filename.rsplit('/').next().unwrap_or(&package.filename).to_owned();
-    let deb = fs_err::File::open(store.blob_path(&package.sha256))?.into_parts().0;
+    // Proved against its pin here, where it is used, not only when it was fetched.
+    let deb = store.open_verified(&package.sha256).with_context(|| format!("package `{label}`"))?;
     let unpacked = unpack::unpack(&deb, &label, &store.root().join("tmp"), sde, UnpackLimits::default())?;
     // The version as written, not dpkg's equality: `1.0` and `0:1.0` are one version to dpkg
     // but two different control files.

@@ -8,6 +8,8 @@ pub mod key;
 pub mod lock;
 pub mod release;
 pub mod status;
+pub mod store_gc;
+pub mod store_verify;
 pub mod test;
 pub mod test_system;
 pub mod undeploy;

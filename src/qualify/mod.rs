@@ -203,12 +203,12 @@ pub fn run_in_sandbox(
 ) -> anyhow::Result<ScriptRun> {
     let tmp = ctx.store.root().join("tmp");
     // The bytes that were hashed, outside the instance: the script cannot change under us.
-    let staged = tempfile::Builder::new().prefix("script-").tempdir_in(&tmp)?;
+    let staged = tempfile::Builder::new().prefix(&crate::store::temp_prefix("script")).tempdir_in(&tmp)?;
     let source = staged.path().join(&script.name);
     let mut file = fs_err::File::create(&source)?;
     file.write_all(&script.bytes)?;
     drop(file);
-    let instance = tempfile::Builder::new().prefix("instance-").tempdir_in(&tmp)?;
+    let instance = tempfile::Builder::new().prefix(&crate::store::temp_prefix("instance")).tempdir_in(&tmp)?;
     crate::instance::materialize(tree, instance.path())?;
     let target = format!("{SCRIPT_DIR}/{}", script.name);
     let spec = sandbox::Spec {

@@ -6,6 +6,7 @@ mod configure;
 mod debian;
 mod determinism;
 mod formats;
+mod heal;
 mod hostile;
 mod per_machine;
 mod python;
