@@ -203,9 +203,9 @@ fn unsupported(e: &std::io::Error) -> bool {
 
 /// A free name beside `path` for a moment's use: `.NAME.WHAT-PID-N`.
 fn sibling(path: &Path, what: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     path.with_file_name(format!(".{name}.{what}-{}-{n}", std::process::id()))
 }
 
