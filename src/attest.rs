@@ -11,7 +11,7 @@
 //!   plus every local input, see the lockfile docs) and the lockfile's sha256;
 //! * `internalParameters`: `SOURCE_DATE_EPOCH` and the layer format version;
 //! * `resolvedDependencies`: every locked input, by origin, with its sha256 (a tree digest
-//!   for local folders);
+//!   for local folders), then every wheel by file name;
 //! * `runDetails.builder`: the tool and the compressor libraries that made the outputs;
 //! * `byproducts`: the layers and the merged rootfs, by `diff_id`.
 
@@ -56,6 +56,18 @@ pub fn statement(manifest: &Manifest, subjects: &[Subject]) -> Vec<u8> {
             }
             d
         })
+        .collect();
+    // Wheels after the inputs, by their index URL's file name; nothing when there are none,
+    // so that statements of candidates without Python keep their bytes.
+    let inputs: Vec<Value> = inputs
+        .into_iter()
+        .chain(manifest.wheels.iter().map(|w| {
+            json!({
+                "name": format!("wheel:{}", w.filename),
+                "digest": sha256_map(&w.sha256),
+                "annotations": { "layer": w.layer, "name": w.name, "version": w.version },
+            })
+        }))
         .collect();
     let mut byproducts: Vec<Value> = manifest
         .layers

@@ -74,6 +74,17 @@ fn fetch_inputs(ctx: &Context, resolved: &Resolved, network: Network) -> anyhow:
         }
         out.push(tarballs);
     }
+    for wheel in &resolved.lockfile.wheels {
+        let origin = Origin::parse(&wheel.url, &recipe.dir).map_err(anyhow::Error::msg)?;
+        let pin = Pin { sha256: wheel.sha256, size: Some(wheel.size) };
+        if !ctx.store.has_blob(&pin.sha256) {
+            ctx.printer.status("Fetching", &wheel.filename);
+        }
+        let bar = ctx.printer.bytes_bar(pin.size, "Fetching".into());
+        fetch::fetch(&ctx.store, &origin, Some(pin), network, &|n| bar.set_position(n))
+            .with_context(|| format!("layer `{}`: cannot fetch wheel `{}`", wheel.layer, wheel.filename))?;
+        bar.finish_and_clear();
+    }
     Ok(out)
 }
 
@@ -168,9 +179,24 @@ fn build_layers(
             let files: Vec<FilesInput<'_>> =
                 files.iter().map(|f| FilesInput { tree: &f.tree, digest: f.digest }).collect();
             let key = layer::action_key(layer, &files, tarballs, sde);
-            match layer::lookup(&ctx.store, &key) {
-                Some(built) => built,
-                None => streaming.write(|tee| Ok(layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee)?))?,
+            match crate::python::layers::venv(&resolved.lockfile, recipe, layer)? {
+                None => match layer::lookup(&ctx.store, &key) {
+                    Some(built) => built,
+                    None => {
+                        streaming.write(|tee| Ok(layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee)?))?
+                    }
+                },
+                Some(venv) => {
+                    let wheels = crate::python::layers::wheels(&resolved.lockfile, layer);
+                    let key = crate::python::layers::action_key(&key, &venv, &wheels, sde);
+                    match layer::lookup(&ctx.store, &key) {
+                        Some(built) => built,
+                        None => streaming.write(|tee| {
+                            let extend = |base| crate::python::layers::tree(&ctx.store, base, &venv, &wheels, sde);
+                            Ok(layer::write_extended(&ctx.store, layer, &files, tarballs, sde, key, tee, &extend)?)
+                        })?,
+                    }
+                }
             }
         };
         spinner.finish_and_clear();

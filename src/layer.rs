@@ -49,6 +49,8 @@ pub enum LayerError {
     Changed { layer: String, root: std::path::PathBuf, source: Option<crate::local::LocalError> },
     #[error("layer `{layer}`: failed to write the layer")]
     Write { layer: String, source: std::io::Error },
+    #[error("layer `{layer}`")]
+    Extend { layer: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -174,7 +176,27 @@ pub fn write(
     key: Digest,
     tee: &mut dyn Write,
 ) -> Result<Built, LayerError> {
+    write_extended(store, layer, files, tarballs, sde, key, tee, &|tree| Ok(tree))
+}
+
+/// Adds what the layer's entries leave to others (its `python` venv) to its tree.
+pub type Extend<'a> = dyn Fn(Tree) -> anyhow::Result<Tree> + 'a;
+
+/// [`write`], with the tree of the layer's own entries passed through `extend` before it is
+/// serialised.
+#[allow(clippy::too_many_arguments)]
+pub fn write_extended(
+    store: &Store,
+    layer: &Layer,
+    files: &[FilesInput<'_>],
+    tarballs: &[TarballInput],
+    sde: u64,
+    key: Digest,
+    tee: &mut dyn Write,
+    extend: &Extend<'_>,
+) -> Result<Built, LayerError> {
     let tree = gather(store, layer, files, tarballs, sde)?;
+    let tree = extend(tree).map_err(|e| LayerError::Extend { layer: layer.name.to_string(), source: e.into() })?;
     let unchanged = || {
         for input in files {
             let changed =

@@ -59,6 +59,21 @@ pub struct Manifest {
     /// of it, sorted, and the first-boot actions that make them, in order), for auditors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_machine: Option<crate::debian::per_machine::Record>,
+    /// The Python wheels installed into the layers' venvs, in lockfile order. Left out when
+    /// there are none, so that candidates without Python keep their bytes (and ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wheels: Vec<Wheel>,
+}
+
+/// A Python wheel of the candidate, as the lockfile pins it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wheel {
+    pub name: crate::python::Name,
+    pub version: String,
+    pub filename: String,
+    pub sha256: Digest,
+    pub layer: Name,
 }
 
 /// The program that built the candidate.
@@ -304,6 +319,17 @@ impl Manifest {
                 Mode::ExtractOnly
             }),
             per_machine: input.per_machine.cloned(),
+            wheels: lock
+                .wheels
+                .iter()
+                .map(|w| Wheel {
+                    name: w.name.clone(),
+                    version: w.version.clone(),
+                    filename: w.filename.clone(),
+                    sha256: w.sha256,
+                    layer: w.layer.clone(),
+                })
+                .collect(),
         }
     }
 

@@ -1,8 +1,8 @@
 //! The SPDX 2.3 software bill of materials (`sbom.spdx.json`).
 //!
 //! One package for the image (the root, `DESCRIBES`d by the document), one per input it
-//! `CONTAINS` — tarballs and local file trees now, Debian packages when archives come —
-//! each with its sha256. Deterministic like everything else: the creation time is the
+//! `CONTAINS` — tarballs and local file trees, Debian packages and Python wheels (these two
+//! with their purl) — each with its sha256. Deterministic like everything else: the creation time is the
 //! candidate's `SOURCE_DATE_EPOCH`, the document namespace is derived from the candidate id,
 //! and the JSON is canonical ([`crate::document`]). The document is the [`Sbom`] type, with
 //! only the SPDX fields we write; [`Sbom::read`] reads one back.
@@ -71,8 +71,8 @@ pub struct SpdxPackage {
     pub checksums: Option<Vec<Checksum>>,
 }
 
-/// An SPDX external reference (a purl, a CPE). We write none yet: the image lists an empty
-/// `externalRefs`, which a reader of the SPDX spec expects on a package it may refer to.
+/// An SPDX external reference: the purl of a Debian package or a wheel. The image lists an
+/// empty `externalRefs`, which a reader of the SPDX spec expects on a package it may refer to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalRef {
@@ -150,6 +150,44 @@ impl Sbom {
             packages.push(p);
             relationships.push(relationship("SPDXRef-Image", "CONTAINS", &spdx_id));
         }
+        let purl = |locator: String| {
+            Some(vec![ExternalRef {
+                reference_category: "PACKAGE-MANAGER".to_owned(),
+                reference_type: "purl".to_owned(),
+                reference_locator: locator,
+            }])
+        };
+        let sha256 = |d: &Digest| Some(vec![Checksum { algorithm: "SHA256".to_owned(), checksum_value: d.hex() }]);
+        // Debian packages and wheels, by their file's sha256 and their package URL (purl
+        // spec: `pkg:deb/debian/NAME@VERSION?arch=ARCH`, `pkg:pypi/NAME@VERSION` with the
+        // PEP 503 name), in manifest order.
+        for (i, p) in manifest.packages.iter().flatten().enumerate() {
+            let spdx_id = format!("SPDXRef-Package-{}", i + 1);
+            packages.push(SpdxPackage {
+                version_info: Some(p.version.to_string()),
+                external_refs: purl(format!(
+                    "pkg:deb/debian/{}@{}?arch={}",
+                    p.name,
+                    purl_escape(&p.version.to_string()),
+                    p.architecture
+                )),
+                checksums: sha256(&p.sha256),
+                comment: Some(format!("Debian package `{}` of layer `{}`", p.filename, p.layer)),
+                ..package(spdx_id.clone(), &p.name.to_string(), NOASSERTION)
+            });
+            relationships.push(relationship("SPDXRef-Image", "CONTAINS", &spdx_id));
+        }
+        for (i, w) in manifest.wheels.iter().enumerate() {
+            let spdx_id = format!("SPDXRef-Wheel-{}", i + 1);
+            packages.push(SpdxPackage {
+                version_info: Some(w.version.clone()),
+                external_refs: purl(format!("pkg:pypi/{}@{}", w.name, purl_escape(&w.version))),
+                checksums: sha256(&w.sha256),
+                comment: Some(format!("Python wheel `{}` of layer `{}`", w.filename, w.layer)),
+                ..package(spdx_id.clone(), w.name.as_str(), NOASSERTION)
+            });
+            relationships.push(relationship("SPDXRef-Image", "CONTAINS", &spdx_id));
+        }
         Sbom {
             spdx_version: "SPDX-2.3".to_owned(),
             data_license: "CC0-1.0".to_owned(),
@@ -175,6 +213,20 @@ impl Sbom {
     pub fn read(path: &Path) -> Result<Self, DocumentError> {
         document::read("SBOM", path)
     }
+}
+
+/// A purl version: percent-encoded except the characters the purl spec leaves as they are
+/// (`+` is encoded: `1.0+dfsg` is `1.0%2Bdfsg`; the spec leaves an epoch's `:` as it is).
+fn purl_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The SBOM's canonical bytes for a candidate whose manifest is `manifest` and id `id`.
@@ -214,6 +266,30 @@ mod tests {
         let sbom: Sbom = document::parse("SBOM", Path::new("sbom.spdx.json"), SBOM).unwrap();
         assert!(sbom.to_bytes() == SBOM, "parse then serialise changed the SBOM");
         insta::assert_json_snapshot!(sbom);
+    }
+
+    #[test]
+    fn wheels_are_listed_with_their_purl_and_round_trip_through_the_manifest() {
+        let mut manifest = Manifest::parse(Path::new("manifest.json"), MANIFEST).unwrap();
+        manifest.wheels.push(crate::manifest::Wheel {
+            name: "PyYAML".parse().unwrap(),
+            version: "6.0.1+local".into(),
+            filename: "PyYAML-6.0.1-cp311-cp311-manylinux_2_17_x86_64.whl".into(),
+            sha256: Digest::of(b"wheel"),
+            layer: "app".parse().unwrap(),
+        });
+        let bytes = manifest.to_bytes();
+        assert_eq!(Manifest::parse(Path::new("manifest.json"), &bytes).unwrap(), manifest);
+        let sbom = Sbom::new(&manifest, &Digest::of(&bytes));
+        let wheel = sbom.packages.iter().find(|p| p.spdx_id == "SPDXRef-Wheel-1").unwrap();
+        let purl = &wheel.external_refs.as_ref().unwrap()[0].reference_locator;
+        assert_eq!(purl, "pkg:pypi/pyyaml@6.0.1%2Blocal");
+        assert_eq!(wheel.checksums.as_ref().unwrap()[0].checksum_value, Digest::of(b"wheel").hex());
+        assert!(sbom.relationships.iter().any(|r| r.related_spdx_element == "SPDXRef-Wheel-1"));
+        let statement = crate::attest::statement(&manifest, &[]);
+        assert!(String::from_utf8(statement)
+            .unwrap()
+            .contains("\"wheel:PyYAML-6.0.1-cp311-cp311-manylinux_2_17_x86_64.whl\""));
     }
 
     #[test]

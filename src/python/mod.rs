@@ -6,6 +6,19 @@
 //! The vocabulary (this file) is foundation; parsing the wheel format is foundation too;
 //! choosing wheels from an index is the lock stage; installing them is the layers stage.
 
+pub mod index;
+pub mod install;
+pub mod layers;
+pub mod marker;
+pub mod pylock;
+pub mod requirements;
+pub mod tags;
+pub mod target;
+pub mod venv;
+pub mod version;
+pub mod wheel;
+pub mod zip;
+
 use std::fmt;
 use std::str::FromStr;
 

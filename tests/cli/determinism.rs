@@ -28,7 +28,7 @@ const GOLDEN_OUTPUTS: &[(&str, &str)] = &[
     ("rootfs.tar.gz", "sha256:b43682290a28f21dd8abe286843ddcd6e468db86ee2bcea8a5c8fe2b084952d5"),
     ("rootfs.tar.xz", "sha256:0bd4c24292aa9c21b9360c39cf07a15ceea8c1db239d7269d680ba6b67e57447"),
     ("rootfs.tar.zst", "sha256:c81b444907cd8f3f8635e85dc37973e5a1eba5dd0e7fedb9c3245b541d295cea"),
-    ("sbom.spdx.json", "sha256:df0816a404b16f2f73eb78ffcbda922fdf334cc1610b707c920e175055f7feb2"),
+    ("sbom.spdx.json", "sha256:9e9a1407ffe4049f661cf06dba511a618aaccaaf0a9f4a39c24031f2c465066c"),
 ];
 
 /// The example's OCI layout with `[oci] layer-compression = "zstd"`: `oci/index.json` pins the

@@ -1,0 +1,187 @@
+//! The layer of a recipe `[[layer]]` with `python`: its venv and its locked wheels installed
+//! into it ([`super::install`]), over whatever else the layer declares.
+//!
+//! Each wheel's installed tree is cached like a package's data tree: a tar blob in the store,
+//! named in the action cache by the wheel's sha256 and everything that shapes its tree (file
+//! name, venv, interpreter, `SOURCE_DATE_EPOCH`, the install format). The layer's own key is
+//! over the same, for all its wheels, and the venv.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::install::{self, INSTALL_VERSION};
+use super::venv::Venv;
+use super::wheel::Wheel;
+use crate::digest::{Digest, Hasher};
+use crate::layer::{self, LayerInfo};
+use crate::lockfile::{LockedWheel, Lockfile};
+use crate::recipe::{Layer, Recipe};
+use crate::store::Store;
+use crate::tree::Tree;
+
+/// The venv a python layer installs into, for the image's interpreter.
+pub fn venv(lockfile: &Lockfile, recipe: &Recipe, layer: &Layer) -> anyhow::Result<Option<Venv>> {
+    let Some(spec) = &layer.python else { return Ok(None) };
+    let target = super::target::Target::from_lockfile(lockfile, &recipe.image.architecture)
+        .with_context(|| format!("layer `{}`: the venv needs the image's Python", layer.name))?;
+    Ok(Some(Venv {
+        prefix: spec.venv.as_rel().to_owned(),
+        python_minor: target.python_minor,
+        python_full: target.python_full,
+    }))
+}
+
+/// The wheels of `layer`, in lockfile order (sorted by name there).
+pub fn wheels<'a>(lockfile: &'a Lockfile, layer: &Layer) -> Vec<&'a LockedWheel> {
+    lockfile.wheels.iter().filter(|w| w.layer == layer.name).collect()
+}
+
+fn venv_fields(h: &mut Hasher, venv: &Venv, sde: u64) {
+    h.field(layer::FORMAT_VERSION.to_le_bytes()).field(INSTALL_VERSION.to_le_bytes()).field(sde.to_le_bytes());
+    h.field(&venv.prefix).field(venv.python_minor.0.to_le_bytes()).field(venv.python_minor.1.to_le_bytes());
+    h.field(&venv.python_full);
+}
+
+/// The layer's action key: its other inputs' key (`base`), the venv and its wheels.
+pub fn action_key(base: &Digest, venv: &Venv, wheels: &[&LockedWheel], sde: u64) -> Digest {
+    let mut h = Hasher::new();
+    h.field("candidate-python-layer").field(base.as_bytes());
+    venv_fields(&mut h, venv, sde);
+    for w in wheels {
+        h.field("wheel").field(w.sha256.as_bytes()).field(&w.filename);
+    }
+    h.finish()
+}
+
+fn wheel_key(wheel: &LockedWheel, venv: &Venv, sde: u64) -> Digest {
+    let mut h = Hasher::new();
+    h.field("candidate-wheel-tree").field(wheel.sha256.as_bytes()).field(&wheel.filename);
+    venv_fields(&mut h, venv, sde);
+    h.finish()
+}
+
+/// One wheel's installed tree: from the cache, or installed from its store blob now.
+fn wheel_tree(store: &Store, wheel: &LockedWheel, venv: &Venv, sde: u64) -> anyhow::Result<Tree> {
+    let key = wheel_key(wheel, venv, sde);
+    if let Some(info) = store.action(&key).and_then(|b| serde_json::from_slice::<LayerInfo>(&b).ok()) {
+        if store.blob_size(&info.diff_id) == Some(info.size) {
+            let blob = Arc::new(fs_err::File::open(store.blob_path(&info.diff_id))?.into_parts().0);
+            return Ok(layer::read(&info, &blob, 0)?);
+        }
+    }
+    let file = fs_err::File::open(store.blob_path(&wheel.sha256))?.into_parts().0;
+    let opened = Wheel::open(file, &wheel.filename)?;
+    if opened.metadata().name != wheel.name {
+        anyhow::bail!(
+            "`{}`: its METADATA names `{}`, the lockfile `{}`",
+            wheel.filename,
+            opened.metadata().name,
+            wheel.name
+        );
+    }
+    let tree = install::install(&opened, &wheel.filename, venv, sde)?;
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, store.writer()?);
+    let written =
+        crate::tar::writer::write_tree(&tree, &mut writer).with_context(|| format!("`{}`", wheel.filename))?;
+    let (diff_id, size) = writer.into_inner().map_err(|e| e.into_error())?.commit()?;
+    let implicit = tree.iter().filter(|(_, n)| n.implicit).map(|(p, _)| p.clone()).collect();
+    let info = LayerInfo { diff_id, size, entries: written.entries, implicit };
+    store.put_action(&key, &serde_json::to_vec(&info).expect("layer info serialises"))?;
+    let blob = Arc::new(fs_err::File::open(store.blob_path(&diff_id))?.into_parts().0);
+    Ok(layer::read(&info, &blob, 0)?)
+}
+
+/// The layer's tree: `base` (what else the layer declares), the venv, and every wheel,
+/// installed on all cores and merged in lockfile order.
+pub fn tree(store: &Store, base: Tree, venv: &Venv, wheels: &[&LockedWheel], sde: u64) -> anyhow::Result<Tree> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(wheels.len().max(1));
+    let slots: std::sync::Mutex<Vec<Option<anyhow::Result<Tree>>>> =
+        std::sync::Mutex::new((0..wheels.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(wheel) = wheels.get(i) else { break };
+                let result = wheel_tree(store, wheel, venv, sde);
+                slots.lock().expect("no thread panics holding it")[i] = Some(result);
+            });
+        }
+    });
+    let mut trees = Vec::new();
+    for (wheel, slot) in wheels.iter().zip(slots.into_inner().expect("no thread panicked")) {
+        trees.push((wheel.filename.clone(), slot.expect("every wheel was installed")?));
+    }
+    let mut out = install::combine(venv.tree(sde)?, trees)?;
+    // What else the layer declares goes under the venv: it cannot be overwritten by a wheel.
+    for (path, node) in base.iter() {
+        if path.is_empty() || (node.implicit && out.get(path).is_some()) {
+            continue;
+        }
+        if out.get(path).is_some_and(|n| !n.is_dir() || !node.is_dir()) {
+            anyhow::bail!("`/{path}` is both in the layer's venv and among its other entries");
+        }
+        out.insert(path, node.clone())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::python::wheel::testing::make;
+
+    fn locked(store: &Store, name: &str, bytes: &[u8]) -> LockedWheel {
+        LockedWheel {
+            name: name.parse().unwrap(),
+            version: "1.0".into(),
+            layer: "app".parse().unwrap(),
+            filename: format!("{name}-1.0-py3-none-any.whl"),
+            url: format!("file:///nonexistent/{name}-1.0-py3-none-any.whl"),
+            size: bytes.len() as u64,
+            sha256: store.put_bytes(bytes).unwrap(),
+        }
+    }
+
+    fn tar_of(tree: &Tree) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::tar::writer::write_tree(tree, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_layer_tree_is_the_same_installed_or_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let venv = Venv { prefix: "opt/app/venv".into(), python_minor: (3, 11), python_full: "3.11.2".into() };
+        let a = locked(&store, "alpha", &make("alpha", "1.0", true, &[("alpha.py", b"a", false)], None));
+        let b = locked(&store, "beta", &make("beta", "1.0", true, &[("beta/__init__.py", b"b", false)], None));
+        let wheels = [&a, &b];
+        let first = tree(&store, Tree::new(5), &venv, &wheels, 5).unwrap();
+        assert!(store.action(&wheel_key(&a, &venv, 5)).is_some(), "the wheel's tree is cached");
+        let second = tree(&store, Tree::new(5), &venv, &wheels, 5).unwrap();
+        assert_eq!(tar_of(&first), tar_of(&second));
+        let paths: Vec<&str> = first.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(paths.contains(&"opt/app/venv/lib/python3.11/site-packages/alpha.py"));
+        assert!(paths.contains(&"opt/app/venv/lib/python3.11/site-packages/beta/__init__.py"));
+        assert!(paths.contains(&"opt/app/venv/pyvenv.cfg"));
+        // The key moves with every wheel and with the venv.
+        let base = Digest::of(b"base");
+        let key = action_key(&base, &venv, &wheels, 5);
+        assert_ne!(key, action_key(&base, &venv, &[&a], 5));
+        assert_ne!(key, action_key(&base, &Venv { prefix: "opt/b".into(), ..venv.clone() }, &wheels, 5));
+        assert_ne!(key, action_key(&base, &venv, &wheels, 6));
+    }
+
+    #[test]
+    fn a_wheel_whose_content_is_not_the_locked_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let venv = Venv { prefix: "v".into(), python_minor: (3, 11), python_full: "3.11.2".into() };
+        let mut w = locked(&store, "alpha", &make("alpha", "1.0", true, &[], None));
+        w.name = "other".parse().unwrap();
+        let err = tree(&store, Tree::new(0), &venv, &[&w], 0).unwrap_err();
+        assert_eq!(err.to_string(), "`alpha-1.0-py3-none-any.whl`: its METADATA names `alpha`, the lockfile `other`");
+    }
+}
