@@ -92,6 +92,72 @@ seed channel 1 <"$scratch/promotion.json"
 envelope "$scratch/promotion.json" | seed channel 0
 seed statement <"$scratch/promotion.json"
 
+# Python: a small wheel made the way wheel builders make them (RECORD with sha256 and sizes),
+# its texts for the direct modes, and the files that pin wheels.
+if have python3; then
+  python3 - "$scratch" <<'PY'
+import base64, hashlib, sys, zipfile
+out = sys.argv[1]
+files = {
+    "demo/__init__.py": b"print('hello')\n",
+    "demo-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: idna (>=2.5); python_version >= '3.8'\n\nA demo.\n",
+    "demo-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: seed\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    "demo-1.0.dist-info/entry_points.txt": b"[console_scripts]\ndemo = demo:main\n",
+}
+def row(name, data):
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}\n"
+record = "".join(row(n, d) for n, d in files.items()) + "demo-1.0.dist-info/RECORD,,\n"
+files["demo-1.0.dist-info/RECORD"] = record.encode()
+with zipfile.ZipFile(f"{out}/demo-1.0-py3-none-any.whl", "w", zipfile.ZIP_DEFLATED) as z:
+    for name, data in files.items():
+        z.writestr(name, data)
+for name, data in files.items():
+    open(f"{out}/{name.rsplit('/', 1)[-1]}", "wb").write(data)
+PY
+  seed wheel 0 <"$scratch/demo-1.0-py3-none-any.whl"
+  seed wheel 1 <"$scratch/RECORD"
+  seed wheel 2 <"$scratch/METADATA"
+  seed wheel 3 <"$scratch/entry_points.txt"
+  seed wheel 4 <"$scratch/WHEEL"
+  printf 'demo-1.0-1build-py2.py3-none-any.whl' | seed wheel 5
+fi
+sha=5d2a6c2a50dbf6bd0ec02c7a8d8f2b5d6d2c2f0b1a8e8d2b3c4d5e6f708192a3
+seed python_requirements 0 <<REQ
+# pip-compile --generate-hashes
+idna==3.7 \\
+    --hash=sha256:$sha
+requests[socks]==2.32.3 ; python_version >= "3.8" and sys_platform == "linux" \\
+    --hash=sha256:$sha
+REQ
+seed python_requirements 1 <<TOML
+lock-version = "1.0"
+environments = ["sys_platform == 'linux'"]
+requires-python = ">=3.11"
+created-by = "seed"
+
+[[packages]]
+name = "idna"
+version = "3.7"
+marker = "python_version >= '3.8'"
+
+[[packages.wheels]]
+name = "idna-3.7-py3-none-any.whl"
+url = "https://files.invalid/idna-3.7-py3-none-any.whl"
+size = 66836
+hashes = { sha256 = "$sha" }
+TOML
+# Index pages (PEP 503 HTML, even mode byte; PEP 691 JSON, odd).
+seed python_index 0 <<HTML
+<!DOCTYPE html><html><head><base href="https://files.invalid/"></head><body>
+<a href="../packages/idna-3.7-py3-none-any.whl#sha256=$sha" data-requires-python="&gt;=3.5">idna-3.7-py3-none-any.whl</a>
+<a href='idna-3.6.tar.gz' data-yanked="">idna-3.6.tar.gz</a>
+</body></html>
+HTML
+seed python_index 1 <<JSON
+{"meta":{"api-version":"1.1"},"name":"idna","files":[{"filename":"idna-3.7-py3-none-any.whl","url":"../../packages/idna-3.7-py3-none-any.whl","hashes":{"sha256":"$sha"},"requires-python":">=3.5","yanked":false}]}
+JSON
+
 for dir in "$corpus"/*/; do
   printf '%-12s %3d seeds\n' "$(basename "$dir")" "$(find "$dir" -type f | wc -l)"
 done
