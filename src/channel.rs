@@ -233,9 +233,20 @@ pub fn record_name(sequence: u64) -> String {
 
 /// Parses and checks one envelope as a record of `channel` signed by `policy`'s keys.
 pub fn read_record(file: &Path, channel: &str, policy: &ChannelPolicy) -> Result<(Record, Value), BadRecord> {
+    let bytes = fs_err::read(file).map_err(|e| BadRecord { file: file.to_owned(), reason: e.to_string() })?;
+    parse_record(file, &bytes, channel, policy)
+}
+
+/// [`read_record`] of bytes already read from `file` (which only names the record): the
+/// entry point of the fuzz target for channel records.
+pub fn parse_record(
+    file: &Path,
+    bytes: &[u8],
+    channel: &str,
+    policy: &ChannelPolicy,
+) -> Result<(Record, Value), BadRecord> {
     let bad = |reason: String| BadRecord { file: file.to_owned(), reason };
-    let bytes = fs_err::read(file).map_err(|e| bad(e.to_string()))?;
-    let envelope = Envelope::parse(&bytes).map_err(|e| bad(e.to_string()))?;
+    let envelope = Envelope::parse(bytes).map_err(|e| bad(e.to_string()))?;
     let verified = envelope
         .verify(IN_TOTO_PAYLOAD_TYPE, &policy.keys, policy.threshold)
         .map_err(|e| bad(format!("signatures: {e}")))?;
@@ -338,7 +349,13 @@ pub fn check_attestation(
 /// The statement of an attestation envelope about `candidate`, once a trusted key's signature
 /// over its exact payload checks and its subject names the candidate's `manifest.json`.
 pub fn read_attestation(file: &Path, candidate: &Digest, keys: &[PublicKey]) -> Result<Value, AttestationError> {
-    let envelope = Envelope::parse(&fs_err::read(file)?)?;
+    parse_attestation(&fs_err::read(file)?, candidate, keys)
+}
+
+/// [`read_attestation`] of an envelope's bytes: the entry point of the fuzz target for
+/// statements.
+pub fn parse_attestation(bytes: &[u8], candidate: &Digest, keys: &[PublicKey]) -> Result<Value, AttestationError> {
+    let envelope = Envelope::parse(bytes)?;
     let verified = envelope.verify(IN_TOTO_PAYLOAD_TYPE, keys, 1)?;
     let statement: Value =
         serde_json::from_slice(&verified.payload).map_err(|e| AttestationError::Statement(e.to_string()))?;

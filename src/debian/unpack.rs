@@ -540,14 +540,20 @@ fn decoder<'a>(
     cap: u64,
     exceeded: Rc<Cell<bool>>,
 ) -> io::Result<Capped<Box<dyn Read + 'a>>> {
-    let inner: Box<dyn Read + 'a> = match compression {
+    Ok(Capped { inner: member_decoder(compression, raw)?, left: cap, exceeded })
+}
+
+/// The decoder a member's name calls for, uncapped (the caller bounds what it reads). Public
+/// for the fuzz target of the decoders; [`unpack`] is the way to read a package.
+#[doc(hidden)]
+pub fn member_decoder<'a>(compression: Compression, raw: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
         Compression::None => Box::new(raw),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(raw)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(raw)?),
         Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(raw)),
-    };
-    Ok(Capped { inner, left: cap, exceeded })
+    })
 }
 
 /// Fails once more than the cap has been read, and says so through `exceeded`.

@@ -101,11 +101,7 @@ impl Index {
             }
             None => self.get(&page, name)?,
         };
-        if json {
-            parse_json(&final_url, &body)
-        } else {
-            Ok(parse_html(&final_url, &body))
-        }
+        parse_page(&final_url, &body, json)
     }
 
     fn get(&self, url: &str, name: &Name) -> Result<(String, String, bool), IndexError> {
@@ -160,6 +156,17 @@ struct JsonFile {
     /// `false`, `true` or a reason.
     #[serde(default)]
     yanked: serde_json::Value,
+}
+
+/// The files a project page at `page` lists: `body` is PEP 691 JSON if `json`, else PEP 503
+/// HTML. Public for the fuzz target of index pages (they come from the network).
+#[doc(hidden)]
+pub fn parse_page(page: &str, body: &str, json: bool) -> Result<Vec<IndexFile>, IndexError> {
+    if json {
+        parse_json(page, body)
+    } else {
+        Ok(parse_html(page, body))
+    }
 }
 
 fn parse_json(page: &str, body: &str) -> Result<Vec<IndexFile>, IndexError> {
