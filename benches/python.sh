@@ -13,12 +13,13 @@
 #
 # Needs the local Debian 12 mirror (../shared/bench, + python3 via benches/extend-mirror.sh)
 # and network to pip's configured index once. Environment: BENCH_DIR (/tmp/candidate-bench),
-# MIRROR (/tmp/bench/mirror-signed), CANDIDATE (the release binary if built, else debug),
+# BENCH (/tmp/bench, holding mirror-signed), CANDIDATE (the release binary if built, else debug),
 # RUNS (5).
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/candidate-bench}
-MIRROR=${MIRROR:-/tmp/bench/mirror-signed}
+BENCH=${BENCH:-/tmp/bench}
+MIRROR=$BENCH/mirror-signed
 RUNS=${RUNS:-5}
 CANDIDATE=${CANDIDATE:-$REPO_ROOT/target/release/candidate}
 [ -x "$CANDIDATE" ] || CANDIDATE=$REPO_ROOT/target/debug/candidate
@@ -27,36 +28,12 @@ work=$BENCH_DIR/python
 rm -rf "$work" && mkdir -p "$work/recipes" "$work/python"
 "$REPO_ROOT/benches/python-index.sh" "$work/index" >/dev/null
 cp "$work/index/requirements.txt" "$work/python/"
+# shellcheck source=benches/minbase-recipe.sh
+. "$REPO_ROOT/benches/minbase-recipe.sh"
+# The minbase recipe with python3 instead of apt, named $1, its layers written to OCI (zstd).
 recipe_head() {
-  cat <<TOML
-[image]
-name = "$1"
-version = "1"
-architecture = "amd64"
-os = "debian"
-release = "bookworm"
-source-date-epoch = "archive"
-
-[archive.debian]
-url = "file://$MIRROR"
-suite = "bookworm"
-components = ["main"]
-keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-
-[python]
-index = "file://$work/index/simple"
-
-[[layer]]
-name = "base"
-priority = "required"
-packages = ["python3"]
-
-[oci]
-layer-compression = "zstd"
-
-[output]
-formats = ["oci"]
-TOML
+  minbase_recipe "$BENCH" | sed -e "s/^name = \"minbase\"/name = \"$1\"/" -e 's/^packages = \["apt"\]/packages = ["python3"]/'
+  printf '\n[python]\nindex = "file://%s/index/simple"\n\n[oci]\nlayer-compression = "zstd"\n\n[output]\nformats = ["oci"]\n' "$work"
 }
 recipe_head base >"$work/recipes/base.toml"
 { recipe_head py; printf '\n[[layer]]\nname = "app"\npython = { requirements = "../python/requirements.txt", venv = "/opt/app/venv" }\n'; } >"$work/recipes/py.toml"
