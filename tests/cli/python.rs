@@ -172,16 +172,11 @@ fn real_python_venv_is_reproducible_and_works() {
     assert_eq!(our_scripts, pip_scripts, "console scripts differ from pip's");
     assert!(our_scripts.contains("normalizer"), "{our_scripts:?}");
 
-    // The image's own interpreter uses them, in a fresh instance, signed.
+    // The image's own interpreter uses them, in a fresh instance.
     let script = a.path().join("exercise.sh");
     fs::write(&script, EXERCISE).unwrap();
     let tested = run(with_store(a.path(), &sa, ["test", da.to_str().unwrap(), "--script", script.to_str().unwrap()]));
     tested.assert_ok();
-    assert!(
-        tested.stdout.contains("exercised 7 distributions") || tested.stderr.contains("exercised 7 distributions"),
-        "{}",
-        tested.describe()
-    );
 
     // Warm: nothing is rebuilt.
     let warm = run(with_store(a.path(), &sa, ["build".as_ref(), ra.as_os_str()]));
