@@ -11,10 +11,10 @@
 # time (faketime), fileordering (disorderfs, FUSE), domain_host (hostname and domain, in a
 # UTS namespace), home, locales, exec_path, timezone, umask. Not user_group: it needs spare
 # user accounts made for it (`--vary=user_group.available+=USER:GROUP`).
-# `fileordering` needs publishing to fall back from `renameat2` flags on FUSE (disorderfs
-# refuses them with EINVAL); until that fallback is in, run with
-# VARY=+all,-user_group,-fileordering.
-# Usage: benches/reprotest.sh ; BIN (default target/debug/candidate), VARY.
+# `fileordering` works because publishing falls back from `renameat2` flags on FUSE
+# (disorderfs refuses them with EINVAL: src/dist.rs).
+# Usage: benches/reprotest.sh ; BIN (default target/debug/candidate), VARY, REPROTEST_ARGS
+# (e.g. `--verbosity 1` lists each variation as it is applied).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$REPO/target/debug/candidate}
@@ -29,4 +29,4 @@ cp "$BIN" "$SRC/candidate"
 cd "$SRC"
 BUILD='./candidate -q --store ./store build recipes/example.toml --out dist --offline >/dev/null && (cd dist/example_1.0_amd64 && find . -type f | LC_ALL=C sort | xargs sha256sum) > SHA256SUMS'
 echo "variations: $VARY"
-reprotest --vary="$VARY" --min-cpus=1 "$BUILD" SHA256SUMS
+reprotest ${REPROTEST_ARGS:-} --vary="$VARY" --min-cpus=1 "$BUILD" SHA256SUMS
