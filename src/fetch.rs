@@ -375,9 +375,14 @@ mod tests {
         }
     }
 
-    fn ok(stream: &mut std::net::TcpStream, body: &[u8]) {
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    /// The headers of a 200 response announcing `len` bytes.
+    fn ok_head(stream: &mut std::net::TcpStream, len: usize) {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
         let _ = stream.write_all(head.as_bytes());
+    }
+
+    fn ok(stream: &mut std::net::TcpStream, body: &[u8]) {
+        ok_head(stream, body.len());
         let _ = stream.write_all(body);
     }
 
@@ -412,8 +417,7 @@ mod tests {
     #[test]
     fn a_truncated_body_is_retried_then_refused() {
         let server = Server::start(|_, stream| {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", BODY.len());
-            let _ = stream.write_all(head.as_bytes());
+            ok_head(stream, BODY.len());
             let _ = stream.write_all(&BODY[..10]);
         });
         let url = server.url.clone();
@@ -430,8 +434,7 @@ mod tests {
     #[test]
     fn a_stalled_body_times_out() {
         let server = Server::start(|_, stream| {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", BODY.len());
-            let _ = stream.write_all(head.as_bytes());
+            ok_head(stream, BODY.len());
             let _ = stream.write_all(&BODY[..5]);
             // Until the client hangs up (or the 5 s safety net).
             let _ = stream.read(&mut [0u8; 16]);
