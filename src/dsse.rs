@@ -115,7 +115,18 @@ impl Envelope {
                 Some(key) => {
                     signers.insert(key.id);
                 }
-                None => rejected.push(format!("signature {i} (keyid `{}`) is not by a trusted key", signature.keyid)),
+                // A signature naming a trusted key that fails is an invalid signature (an
+                // altered payload or signature), not a stranger's: saying "untrusted key"
+                // would send the operator hunting for a key problem.
+                None => match trusted.iter().find(|k| k.id.to_string() == signature.keyid) {
+                    Some(key) => rejected.push(format!(
+                        "signature {i} by trusted key `{}` ({}) is invalid: it does not verify over this payload",
+                        signature.keyid, key.origin
+                    )),
+                    None => {
+                        rejected.push(format!("signature {i} (keyid `{}`) is not by a trusted key", signature.keyid))
+                    }
+                },
             }
         }
         if signers.len() < threshold.max(1) {
@@ -167,5 +178,40 @@ mod tests {
         let mut unsigned = both;
         unsigned.signatures.clear();
         assert!(matches!(unsigned.verify(IN_TOTO_PAYLOAD_TYPE, &trusted, 1), Err(DsseError::Unsigned)));
+    }
+
+    /// #16 wrong-reason refusal: a signature by a trusted key that does not verify (the
+    /// payload or the signature altered) was reported as "not by a trusted key".
+    #[test]
+    fn a_bad_signature_by_a_trusted_key_is_reported_as_invalid() {
+        let key = PrivateKey::generate().unwrap();
+        let stranger = PrivateKey::generate().unwrap();
+        let trusted = [key.public.clone()];
+        let id = key.public.id.to_string();
+        let signed = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"{}", &[key]);
+
+        let mut tampered = signed.clone();
+        tampered.payload = BASE64.encode(b"{ }");
+        let err = tampered.verify(IN_TOTO_PAYLOAD_TYPE, &trusted, 1).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "0 valid signature(s) by trusted keys, 1 required; rejected: signature 0 by trusted key `{id}` ({}) is \
+                 invalid: it does not verify over this payload",
+                trusted[0].origin
+            )
+        );
+
+        let mut flipped = signed;
+        let mut sig = BASE64.decode(&flipped.signatures[0].sig).unwrap();
+        sig[0] ^= 1;
+        flipped.signatures[0].sig = BASE64.encode(sig);
+        let err = flipped.verify(IN_TOTO_PAYLOAD_TYPE, &trusted, 1).unwrap_err().to_string();
+        assert!(err.contains("is invalid: it does not verify") && !err.contains("not by a trusted key"), "{err}");
+
+        // A stranger's signature is still reported as such.
+        let foreign = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"{}", &[stranger]);
+        let err = foreign.verify(IN_TOTO_PAYLOAD_TYPE, &trusted, 1).unwrap_err().to_string();
+        assert!(err.ends_with("is not by a trusted key"), "{err}");
     }
 }

@@ -7,10 +7,11 @@
 //! (which forbids the network only) still builds from them.
 
 use std::io::{self, Read, Write};
+use std::time::Duration;
 
 use crate::digest::Digest;
 use crate::recipe::Origin;
-use crate::store::{Store, StoreError};
+use crate::store::{BlobWriter, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -18,6 +19,8 @@ pub enum FetchError {
     Local { origin: String, source: io::Error },
     #[error("failed to download `{origin}`: {message}")]
     Remote { origin: String, message: String },
+    #[error("failed to download `{origin}` after {attempts} attempts: {fault}")]
+    Retried { origin: String, attempts: u32, fault: String },
     #[error("`{origin}` is not in the store and `--offline` forbids downloading it")]
     Offline { origin: String },
     #[error("`{origin}` is larger than the {cap} bytes an input without a pinned size may have")]
@@ -31,6 +34,58 @@ pub enum FetchError {
 /// 8 GiB is beyond any vendor tarball we expect; a bigger one is pinned by size in the recipe's
 /// lockfile after a download by other means.
 pub const MAX_UNPINNED_BYTES: u64 = 8 << 30;
+
+/// How a download copes with a faulty network: transient faults (connection refused or
+/// reset, a body cut short, HTTP 5xx, a stalled server, wrong bytes for a pin) are retried
+/// `attempts` times in all, waiting `backoff`, then twice as long each time (at most
+/// `max_backoff`); then the last fault is reported with the number of attempts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NetPolicy {
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// Connecting, TLS included.
+    pub connect: Duration,
+    /// From the request sent to the response headers received.
+    pub response: Duration,
+    /// The longest wait for any one read of the body. ureq's body timeout bounds the whole
+    /// body, which would cut a slow but live multi-gigabyte download; a per-read deadline
+    /// catches a server that sent the headers and then nothing, however big the input.
+    pub stall: Duration,
+}
+
+impl Default for NetPolicy {
+    /// 4 attempts with 1 s, 2 s, 4 s between them ride out a mirror's restart or a proxy's
+    /// brief hiccup in about 7 s, without hammering a server that is really down. 30 s to
+    /// connect and 60 s for headers or for any one read are far beyond a healthy server and
+    /// short enough that a hung one fails a CI job in minutes, not hours.
+    fn default() -> Self {
+        NetPolicy {
+            attempts: 4,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            connect: Duration::from_secs(30),
+            response: Duration::from_secs(60),
+            stall: Duration::from_secs(60),
+        }
+    }
+}
+
+impl NetPolicy {
+    fn agent(&self) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .timeout_connect(Some(self.connect))
+            .timeout_recv_response(Some(self.response))
+            .timeout_per_read(Some(self.stall))
+            .build()
+            .new_agent()
+    }
+
+    /// The wait after failed attempt `attempt` (1-based).
+    fn backoff_after(&self, attempt: u32) -> Duration {
+        self.backoff.saturating_mul(1 << (attempt - 1).min(16)).min(self.max_backoff)
+    }
+}
 
 /// What the lock says an input must be.
 #[derive(Debug, Clone, Copy)]
@@ -57,10 +112,11 @@ pub fn fetch(
     network: Network,
     progress: &dyn Fn(u64),
 ) -> Result<(Digest, u64), FetchError> {
-    fetch_capped(store, origin, pin, network, progress, MAX_UNPINNED_BYTES)
+    fetch_capped(store, origin, pin, network, progress, MAX_UNPINNED_BYTES, &NetPolicy::default())
 }
 
-/// [`fetch`], with the cap on an input without a pinned size given (tests make it small).
+/// [`fetch`], with the cap on an input without a pinned size and the network policy given
+/// (tests make them small).
 fn fetch_capped(
     store: &Store,
     origin: &Origin,
@@ -68,6 +124,7 @@ fn fetch_capped(
     network: Network,
     progress: &dyn Fn(u64),
     unpinned_cap: u64,
+    policy: &NetPolicy,
 ) -> Result<(Digest, u64), FetchError> {
     let cap = pin.and_then(|p| p.size).unwrap_or(unpinned_cap).saturating_add(1);
     let too_large = |read: u64| match pin.and_then(|p| p.size) {
@@ -80,33 +137,108 @@ fn fetch_capped(
         }
     }
     let what = format!("`{origin}`");
-    let mut writer = store.writer()?;
+    let commit = |writer: BlobWriter| match pin {
+        Some(pin) => writer.commit_expecting(&what, pin.sha256, pin.size),
+        None => writer.commit(),
+    };
     match origin {
         Origin::Local(path) => {
             let local_error = |source| FetchError::Local { origin: origin.to_string(), source };
+            let mut writer = store.writer()?;
             let file = fs_err::File::open(path).map_err(local_error)?;
-            too_large(copy_limited(file, &mut writer, cap, progress).map_err(local_error)?)?;
+            let read = copy_limited(file, &mut writer, cap, progress).map_err(|e| local_error(e.into_inner()))?;
+            too_large(read)?;
+            Ok(commit(writer)?)
         }
         Origin::Remote(url) => {
             if network == Network::Offline {
                 return Err(FetchError::Offline { origin: url.clone() });
             }
-            let remote_error = |message: String| FetchError::Remote { origin: url.clone(), message };
-            let mut response = ureq::get(url).call().map_err(|e| remote_error(e.to_string()))?;
-            let body = response.body_mut().as_reader();
-            too_large(copy_limited(body, &mut writer, cap, progress).map_err(|e| remote_error(e.to_string()))?)?;
+            let agent = policy.agent();
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let failure = match download(&agent, store, url, cap, progress) {
+                    Ok(writer) => match too_large(writer.1) {
+                        Err(e) => return Err(e),
+                        Ok(()) => match commit(writer.0) {
+                            Ok(got) => return Ok(got),
+                            // Wrong bytes may be a proxy's or mirror's passing fault: retried
+                            // like one, then reported as the digest error it is.
+                            Err(e @ StoreError::Mismatch { .. }) => FetchError::Store(e),
+                            Err(e) => return Err(e.into()),
+                        },
+                    },
+                    Err(Failure::Fatal(e)) => return Err(e),
+                    Err(Failure::Transient(fault)) => {
+                        FetchError::Retried { origin: url.clone(), attempts: attempt, fault }
+                    }
+                };
+                if attempt >= policy.attempts {
+                    return Err(failure);
+                }
+                std::thread::sleep(policy.backoff_after(attempt));
+            }
         }
     }
-    Ok(match pin {
-        Some(pin) => writer.commit_expecting(&what, pin.sha256, pin.size)?,
-        None => writer.commit()?,
-    })
+}
+
+/// Why one download attempt failed.
+enum Failure {
+    /// Worth another attempt; the fault, described.
+    Transient(String),
+    Fatal(FetchError),
+}
+
+/// One attempt at downloading `url` into a new blob writer (not yet committed; dropped, it
+/// leaves nothing behind). Returns the writer and the number of bytes read.
+fn download(
+    agent: &ureq::Agent,
+    store: &Store,
+    url: &str,
+    cap: u64,
+    progress: &dyn Fn(u64),
+) -> Result<(BlobWriter, u64), Failure> {
+    let mut response = agent.get(url).call().map_err(|e| match e {
+        ureq::Error::StatusCode(code) if code >= 500 || code == 408 || code == 429 => {
+            Failure::Transient(format!("http status {code}"))
+        }
+        ureq::Error::Io(_)
+        | ureq::Error::Timeout(_)
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::Protocol(_)
+        | ureq::Error::BodyStalled => Failure::Transient(e.to_string()),
+        e => Failure::Fatal(FetchError::Remote { origin: url.to_owned(), message: e.to_string() }),
+    })?;
+    let mut writer = store.writer().map_err(|e| Failure::Fatal(e.into()))?;
+    let body = response.body_mut().as_reader();
+    match copy_limited(body, &mut writer, cap, progress) {
+        Ok(read) => Ok((writer, read)),
+        // A body cut short or stalled: the server's or the network's fault.
+        Err(CopyError::Read(e)) => Err(Failure::Transient(format!("reading the body failed: {e}"))),
+        // The store's disk, not the input: not worth retrying, and not blamed on the URL.
+        Err(CopyError::Write(e)) => Err(Failure::Fatal(StoreError::Io(e).into())),
+    }
+}
+
+/// Which side of a copy failed.
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+impl CopyError {
+    fn into_inner(self) -> io::Error {
+        match self {
+            CopyError::Read(e) | CopyError::Write(e) => e,
+        }
+    }
 }
 
 /// Copies at most `limit` bytes: one more than the pinned size, so an endless or oversized
 /// response is cut off and then reported as a size mismatch; or, without a pinned size, one
 /// more than the cap, so that it is reported as too large.
-fn copy_limited(reader: impl Read, out: &mut impl Write, limit: u64, progress: &dyn Fn(u64)) -> io::Result<u64> {
+fn copy_limited(reader: impl Read, out: &mut impl Write, limit: u64, progress: &dyn Fn(u64)) -> Result<u64, CopyError> {
     let mut reader = reader.take(limit);
     let mut buf = vec![0u8; 256 << 10];
     let mut total = 0;
@@ -115,9 +247,9 @@ fn copy_limited(reader: impl Read, out: &mut impl Write, limit: u64, progress: &
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(CopyError::Read(e)),
         };
-        out.write_all(&buf[..n])?;
+        out.write_all(&buf[..n]).map_err(CopyError::Write)?;
         total += n as u64;
         progress(total);
     }
@@ -161,8 +293,8 @@ mod tests {
             // Until the client hangs up.
             while stream.write_all(&[b'x'; 64 << 10]).is_ok() {}
         });
-        let err =
-            fetch_capped(&store, &Origin::Remote(url.clone()), None, Network::Allowed, &|_| {}, 1 << 20).unwrap_err();
+        let err = fetch_capped(&store, &Origin::Remote(url.clone()), None, Network::Allowed, &|_| {}, 1 << 20, &fast())
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("`{url}` is larger than the 1048576 bytes an input without a pinned size may have")
@@ -179,11 +311,187 @@ mod tests {
         let file = dir.path().join("big");
         fs_err::write(&file, vec![0u8; 100]).unwrap();
         let store = Store::open(&dir.path().join("store")).unwrap();
-        let err = fetch_capped(&store, &Origin::Local(file), None, Network::Offline, &|_| {}, 99).unwrap_err();
+        let err = fetch_capped(&store, &Origin::Local(file), None, Network::Offline, &|_| {}, 99, &fast()).unwrap_err();
         assert!(
             err.to_string().ends_with("is larger than the 99 bytes an input without a pinned size may have"),
             "{err}"
         );
+    }
+
+    /// Millisecond timeouts and backoff, 3 attempts: the network tests take well under a second.
+    fn fast() -> NetPolicy {
+        NetPolicy {
+            attempts: 3,
+            backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(40),
+            connect: Duration::from_millis(500),
+            response: Duration::from_millis(500),
+            stall: Duration::from_millis(200),
+        }
+    }
+
+    /// A loopback HTTP server: answers each connection (one request each) with
+    /// `respond(n, stream)`, `n` counting from 0, until [`Server::stop`], which joins its
+    /// thread and returns how many requests it served.
+    struct Server {
+        url: String,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        thread: std::thread::JoinHandle<usize>,
+    }
+
+    impl Server {
+        fn start(respond: impl Fn(usize, &mut std::net::TcpStream) + Send + 'static) -> Server {
+            use std::sync::atomic::Ordering;
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let url = format!("http://{}/input.tar", listener.local_addr().unwrap());
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stopped = stop.clone();
+            let thread = std::thread::spawn(move || {
+                let mut served = 0;
+                while !stopped.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((mut stream, _)) => {
+                            stream.set_nonblocking(false).unwrap();
+                            // A safety net: no test waits on a client for long.
+                            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                            let mut request = [0u8; 4096];
+                            let _ = stream.read(&mut request);
+                            respond(served, &mut stream);
+                            served += 1;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                }
+                served
+            });
+            Server { url, stop, thread }
+        }
+
+        fn stop(self) -> usize {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.thread.join().unwrap()
+        }
+    }
+
+    /// The headers of a 200 response announcing `len` bytes.
+    fn ok_head(stream: &mut std::net::TcpStream, len: usize) {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes());
+    }
+
+    fn ok(stream: &mut std::net::TcpStream, body: &[u8]) {
+        ok_head(stream, body.len());
+        let _ = stream.write_all(body);
+    }
+
+    fn status_500(stream: &mut std::net::TcpStream) {
+        let _ =
+            stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+
+    /// Runs a pinned fetch of `BODY` against `server`; returns its result, the number of
+    /// requests served, and the files left in the store (its `v1/lock` is not content).
+    fn fetch_from(server: Server) -> (Result<(Digest, u64), FetchError>, usize, Vec<std::path::PathBuf>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let pin = Pin { sha256: Digest::of(BODY), size: Some(BODY.len() as u64) };
+        let origin = Origin::Remote(server.url.clone());
+        let got = fetch_capped(&store, &origin, Some(pin), Network::Allowed, &|_| {}, 1 << 20, &fast());
+        let served = server.stop();
+        drop(store);
+        let left = walkdir::WalkDir::new(dir.path().join("store"))
+            .into_iter()
+            .map(Result::unwrap)
+            .filter(|e| e.file_type().is_file() && e.file_name() != "lock")
+            .map(|e| e.path().strip_prefix(dir.path()).unwrap().to_owned())
+            .collect();
+        (got, served, left)
+    }
+
+    const BODY: &[u8] = b"the right bytes of a pinned input";
+
+    /// #16 network faults: a body cut short of its Content-Length is retried, then reported
+    /// with the URL and the attempts, and leaves nothing in the store.
+    #[test]
+    fn a_truncated_body_is_retried_then_refused() {
+        let server = Server::start(|_, stream| {
+            ok_head(stream, BODY.len());
+            let _ = stream.write_all(&BODY[..10]);
+        });
+        let url = server.url.clone();
+        let (got, served, left) = fetch_from(server);
+        let err = got.unwrap_err().to_string();
+        assert!(err.starts_with(&format!("failed to download `{url}` after 3 attempts: ")), "{err}");
+        eprintln!("{err}");
+        assert_eq!(served, 3);
+        assert_eq!(left, Vec::<std::path::PathBuf>::new());
+    }
+
+    /// A server that sends the headers and then nothing: each attempt gives up after the
+    /// stall deadline instead of hanging the build.
+    #[test]
+    fn a_stalled_body_times_out() {
+        let server = Server::start(|_, stream| {
+            ok_head(stream, BODY.len());
+            let _ = stream.write_all(&BODY[..5]);
+            // Until the client hangs up (or the 5 s safety net).
+            let _ = stream.read(&mut [0u8; 16]);
+        });
+        let url = server.url.clone();
+        let started = std::time::Instant::now();
+        let (got, served, left) = fetch_from(server);
+        let took = started.elapsed();
+        let err = got.unwrap_err().to_string();
+        assert!(err.starts_with(&format!("failed to download `{url}` after 3 attempts: ")), "{err}");
+        assert!(err.contains("timeout") || err.contains("timed out"), "{err}");
+        eprintln!("{err} ({took:?})");
+        assert_eq!(served, 3);
+        // 3 stalls of 200 ms and the backoff; far below the 5 s the server would wait.
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+        assert_eq!(left, Vec::<std::path::PathBuf>::new());
+    }
+
+    /// Two 500s, then the right bytes: the third attempt succeeds.
+    #[test]
+    fn server_errors_are_retried_until_success() {
+        let server = Server::start(|n, stream| if n < 2 { status_500(stream) } else { ok(stream, BODY) });
+        let (got, served, left) = fetch_from(server);
+        assert_eq!(got.unwrap(), (Digest::of(BODY), BODY.len() as u64));
+        assert_eq!(served, 3);
+        let blob = std::path::Path::new("store/v1/blobs/sha256").join(Digest::of(BODY).hex());
+        assert_eq!(left, vec![blob]);
+    }
+
+    /// A server that always fails: bounded attempts, then an error naming the status.
+    #[test]
+    fn a_server_that_always_fails_is_given_up() {
+        let server = Server::start(|_, stream| status_500(stream));
+        let url = server.url.clone();
+        let (got, served, left) = fetch_from(server);
+        assert_eq!(
+            got.unwrap_err().to_string(),
+            format!("failed to download `{url}` after 3 attempts: http status 500")
+        );
+        assert_eq!(served, 3);
+        assert_eq!(left, Vec::<std::path::PathBuf>::new());
+    }
+
+    /// Wrong bytes for a pin: retried a bounded number of times, then the digest error;
+    /// nothing corrupt is stored.
+    #[test]
+    fn wrong_bytes_for_a_pin_are_refused_after_the_retries() {
+        let wrong = b"the wrong bytes of a pinned input";
+        assert_eq!(wrong.len(), BODY.len());
+        let server = Server::start(move |_, stream| ok(stream, wrong));
+        let (got, served, left) = fetch_from(server);
+        let err = got.unwrap_err();
+        assert!(matches!(err, FetchError::Store(StoreError::Mismatch { .. })), "{err:?}");
+        let err = err.to_string();
+        assert!(err.contains(&Digest::of(BODY).to_string()) && err.contains(&Digest::of(wrong).to_string()), "{err}");
+        assert_eq!(served, 3);
+        assert_eq!(left, Vec::<std::path::PathBuf>::new());
     }
 
     #[test]
