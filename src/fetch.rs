@@ -146,7 +146,12 @@ fn fetch_capped(
             let local_error = |source| FetchError::Local { origin: origin.to_string(), source };
             let mut writer = store.writer()?;
             let file = fs_err::File::open(path).map_err(local_error)?;
-            let read = copy_limited(file, &mut writer, cap, progress).map_err(|e| local_error(e.into_inner()))?;
+            let read = copy_limited(file, &mut writer, cap, progress).map_err(|e| match e {
+                CopyError::Read(e) => local_error(e),
+                // The store's disk, not the input: a full store was reported as a failure to
+                // read the input (#16). The store's writer names a full disk as such.
+                CopyError::Write(e) => StoreError::Io(e).into(),
+            })?;
             too_large(read)?;
             Ok(commit(writer)?)
         }
@@ -225,14 +230,6 @@ fn download(
 enum CopyError {
     Read(io::Error),
     Write(io::Error),
-}
-
-impl CopyError {
-    fn into_inner(self) -> io::Error {
-        match self {
-            CopyError::Read(e) | CopyError::Write(e) => e,
-        }
-    }
 }
 
 /// Copies at most `limit` bytes: one more than the pinned size, so an endless or oversized

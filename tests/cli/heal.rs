@@ -445,6 +445,14 @@ fn a_full_disk_fails_cleanly_and_the_store_survives() {
     let store = disk.path.join("store");
     let cmd = |args: &[&str]| run(with_store(&p.root, &store, args));
     cmd(&["lock", "recipes/app.toml"]).assert_ok();
+    // First the input itself does not fit: the store's disk is blamed, not the input (a full
+    // store was reported as a failure to read the tarball).
+    disk.resize(1 << 20);
+    let refused = cmd(&["build", "recipes/app.toml", "--out", "out"]);
+    refused.assert_code(2).assert_stderr_has("disk is full").assert_stderr_has(&store.display().to_string());
+    assert!(!refused.stderr.contains("failed to read"), "{}", refused.describe());
+    assert!(temps(&store).is_empty(), "leftovers in tmp/: {:?}", temps(&store));
+    disk.resize(3 << 20);
     let full = cmd(&["build", "recipes/app.toml", "--out", "out"]);
     full.assert_code(2).assert_stderr_has("No space left on device").assert_stderr_has(&store.display().to_string());
     assert!(!p.root.join("out/app_1.0_amd64").exists());
