@@ -615,7 +615,9 @@ fn system_qualification_reports_per_node_attests_the_plan_and_gates_promotion() 
     // its failing test, and its logs are collected.
     let never = fs::read_to_string(p.root.join("systems/ground.toml")).unwrap().replace(
         "ready = \"test -s /srv/backup/value\"\nready-timeout = 60",
-        "ready = \"echo not yet; false\"\nready-timeout = 2",
+        // 10 s, not 2: on a loaded machine one `lxc-attach` can take seconds, and the report
+        // must carry what the probe printed.
+        "ready = \"echo not yet; false\"\nready-timeout = 10",
     );
     let file = p.write("systems/ground-never.toml", &never);
     let t = p.cmd(&["test", DIR, "--system", &file, "--report", "report-never"]);
