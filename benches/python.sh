@@ -13,7 +13,7 @@
 #
 # Needs the local Debian 12 mirror (../shared/bench, + python3 via benches/extend-mirror.sh)
 # and network to pip's configured index once. Environment: BENCH_DIR (/tmp/candidate-bench),
-# BENCH (/tmp/bench, holding mirror-signed), CANDIDATE (the release binary if built, else debug),
+# BENCH (/tmp/bench, holding mirror-signed), CANDIDATE (default: this checkout's release binary, built first),
 # RUNS (5).
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,9 +21,12 @@ BENCH_DIR=${BENCH_DIR:-/tmp/candidate-bench}
 BENCH=${BENCH:-/tmp/bench}
 MIRROR=$BENCH/mirror-signed
 RUNS=${RUNS:-5}
-CANDIDATE=${CANDIDATE:-$REPO_ROOT/target/release/candidate}
-[ -x "$CANDIDATE" ] || CANDIDATE=$REPO_ROOT/target/debug/candidate
-[ -x "$CANDIDATE" ] || (cd "$REPO_ROOT" && cargo build --locked)
+# The release binary of this checkout, built (or found current) first: a stale binary from an
+# older checkout would time other code, or refuse the recipe's `python` key.
+if [ -z "${CANDIDATE:-}" ]; then
+  (cd "$REPO_ROOT" && cargo build --release --locked --quiet)
+  CANDIDATE=$REPO_ROOT/target/release/candidate
+fi
 work=$BENCH_DIR/python
 rm -rf "$work" && mkdir -p "$work/recipes" "$work/python"
 "$REPO_ROOT/benches/python-index.sh" "$work/index" >/dev/null
@@ -51,7 +54,7 @@ for round in $(seq "$RUNS"); do
   rm -rf store out venv && cp -a store0 store && cp -a venv0 venv
   # The whole build, and within it the python layer alone: from the base layer found in the
   # cache to the app layer written (the OCI assembly after it compresses every layer).
-  t ours_cold "$CANDIDATE" --store store build recipes/py.toml --out out 2>status.txt >/dev/null
+  t ours_cold "$CANDIDATE" -q --store store build recipes/py.toml --out out
   rm -rf store out && cp -a store0 store
   "$CANDIDATE" --store store build recipes/py.toml --out out 2>&1 >/dev/null | while IFS= read -r line; do
     case $line in

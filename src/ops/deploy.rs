@@ -13,7 +13,6 @@ use crate::dist::MANIFEST;
 use crate::system::lxc::{self, Backend, DeployOptions, NodeRecord};
 use crate::system::System;
 
-/// `candidate deploy`.
 /// What `deploy` is asked besides the candidate.
 pub struct Options<'a> {
     pub system: &'a Path,
@@ -22,6 +21,7 @@ pub struct Options<'a> {
     pub backend: Backend,
 }
 
+/// `candidate deploy`.
 pub fn deploy(
     ctx: &Context,
     candidate: &str,
