@@ -12,14 +12,14 @@ use super::configure::{extract, leftovers, mirror, unsafe_umask};
 use super::formats::ok;
 use super::{repo, run, with_store};
 
-/// The recipe: Debian 12 minbase + `python3`, and a layer with a virtual environment of the
-/// requirements `python-index.sh` wrote. `source-date-epoch` from the archive.
-fn python_recipe(dir: &Path, index: &Path, configure: bool) -> PathBuf {
+/// The recipe: Debian 12 minbase + `python3`, configured, and a layer with a virtual
+/// environment of the requirements `python-index.sh` wrote. `source-date-epoch` from the
+/// archive.
+fn python_recipe(dir: &Path, index: &Path) -> PathBuf {
     fs::create_dir_all(dir.join("recipes")).unwrap();
     fs::create_dir_all(dir.join("python")).unwrap();
     fs::copy(index.join("requirements.txt"), dir.join("python/requirements.txt")).unwrap();
     let path = dir.join("recipes/py.toml");
-    let configure = if configure { "[configure]\nmaintainer-scripts = true\n\n" } else { "" };
     fs::write(
         &path,
         format!(
@@ -29,7 +29,7 @@ fn python_recipe(dir: &Path, index: &Path, configure: bool) -> PathBuf {
              [python]\nindex = \"file://{}/simple\"\n\n\
              [[layer]]\nname = \"base\"\npriority = \"required\"\npackages = [\"python3\"]\n\n\
              [[layer]]\nname = \"app\"\npython = {{ requirements = \"../python/requirements.txt\", venv = \"/opt/app/venv\" }}\n\n\
-             {configure}[output]\nformats = [\"rootfs.tar.zst\"]\n",
+             [configure]\nmaintainer-scripts = true\n\n[output]\nformats = [\"rootfs.tar.zst\"]\n",
             mirror().display(),
             index.display(),
         ),
@@ -88,7 +88,7 @@ fn real_python_venv_is_reproducible_and_works() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::Builder::new().prefix("elsewhere-").tempdir().unwrap();
     let index = real_index(a.path());
-    let (ra, rb) = (python_recipe(a.path(), &index, true), python_recipe(b.path(), &index, true));
+    let (ra, rb) = (python_recipe(a.path(), &index), python_recipe(b.path(), &index));
     let (sa, sb) = (a.path().join("store"), b.path().join("store"));
     run(with_store(a.path(), &sa, ["lock".as_ref(), ra.as_os_str()])).assert_ok();
     let lock = a.path().join("lockfiles/py.lock");
