@@ -44,7 +44,8 @@ pub fn fetch(ctx: &Context, recipe_path: &Path, lockfile_path: &Path, network: N
     Ok(())
 }
 
-/// Fetches every tarball of the lockfile, per layer, checked against its pin.
+/// Fetches every tarball (returned per layer) and wheel of the lockfile, each checked against
+/// its pin.
 fn fetch_inputs(ctx: &Context, resolved: &Resolved, network: Network) -> anyhow::Result<Vec<Vec<TarballInput>>> {
     let recipe = &resolved.recipe;
     if !recipe.archives.is_empty() {
@@ -61,31 +62,39 @@ fn fetch_inputs(ctx: &Context, resolved: &Resolved, network: Network) -> anyhow:
                 .iter()
                 .find(|i| i.layer == layer.name && i.kind == InputKind::Tarball && i.origin == spec.url)
                 .expect("a checked lockfile pins every tarball");
-            let origin = Origin::parse(&spec.url, &recipe.dir).map_err(anyhow::Error::msg)?;
             let pin = Pin { sha256: locked.sha256, size: Some(locked.size) };
-            if !ctx.store.has_blob(&pin.sha256) {
-                ctx.printer.status("Fetching", &spec.url);
-            }
-            let bar = ctx.printer.bytes_bar(pin.size, "Fetching".into());
-            fetch::fetch(&ctx.store, &origin, Some(pin), network, &|n| bar.set_position(n))
+            fetch_pinned(ctx, &recipe.dir, &spec.url, &spec.url, pin, network)
                 .with_context(|| format!("layer `{}`: cannot fetch tarball", layer.name))?;
-            bar.finish_and_clear();
             tarballs.push(TarballInput { origin: spec.url.clone(), blob: pin.sha256 });
         }
         out.push(tarballs);
     }
     for wheel in &resolved.lockfile.wheels {
-        let origin = Origin::parse(&wheel.url, &recipe.dir).map_err(anyhow::Error::msg)?;
         let pin = Pin { sha256: wheel.sha256, size: Some(wheel.size) };
-        if !ctx.store.has_blob(&pin.sha256) {
-            ctx.printer.status("Fetching", &wheel.filename);
-        }
-        let bar = ctx.printer.bytes_bar(pin.size, "Fetching".into());
-        fetch::fetch(&ctx.store, &origin, Some(pin), network, &|n| bar.set_position(n))
+        fetch_pinned(ctx, &recipe.dir, &wheel.url, &wheel.filename, pin, network)
             .with_context(|| format!("layer `{}`: cannot fetch wheel `{}`", wheel.layer, wheel.filename))?;
-        bar.finish_and_clear();
     }
     Ok(out)
+}
+
+/// Makes sure the store holds the pinned `url` (relative to the recipe's folder), saying so
+/// with a progress bar when it must be fetched.
+fn fetch_pinned(
+    ctx: &Context,
+    recipe_dir: &Path,
+    url: &str,
+    shown: &str,
+    pin: Pin,
+    network: Network,
+) -> anyhow::Result<()> {
+    let origin = Origin::parse(url, recipe_dir).map_err(anyhow::Error::msg)?;
+    if !ctx.store.has_blob(&pin.sha256) {
+        ctx.printer.status("Fetching", shown);
+    }
+    let bar = ctx.printer.bytes_bar(pin.size, "Fetching".into());
+    fetch::fetch(&ctx.store, &origin, Some(pin), network, &|n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    Ok(())
 }
 
 /// `candidate build`: returns the candidate id and the folder it was written to.
