@@ -70,7 +70,9 @@ fn wheel_tree(store: &Store, wheel: &LockedWheel, venv: &Venv, sde: u64) -> anyh
             return Ok(layer::read(&info, &blob, 0)?);
         }
     }
-    let file = fs_err::File::open(store.blob_path(&wheel.sha256))?.into_parts().0;
+    // Proved against its pin here, where it is used, not only when it was fetched: RECORD
+    // only proves the members against a list the wheel itself carries.
+    let file = store.open_verified(&wheel.sha256).with_context(|| format!("`{}`", wheel.filename))?;
     let opened = Wheel::open(file, &wheel.filename)?;
     if opened.metadata().name != wheel.name {
         anyhow::bail!(
@@ -172,6 +174,24 @@ mod tests {
         assert_ne!(key, action_key(&base, &venv, &[&a], 5));
         assert_ne!(key, action_key(&base, &Venv { prefix: "opt/b".into(), ..venv.clone() }, &wheels, 5));
         assert_ne!(key, action_key(&base, &venv, &wheels, 6));
+    }
+
+    #[test]
+    fn a_wheel_blob_changed_in_the_store_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let venv = Venv { prefix: "v".into(), python_minor: (3, 11), python_full: "3.11.2".into() };
+        let w = locked(&store, "alpha", &make("alpha", "1.0", true, &[("alpha.py", b"a", false)], None));
+        // Another wheel under the pinned name: whole and consistent (its RECORD matches its
+        // members), so only the pin can tell.
+        let path = store.blob_path(&w.sha256);
+        fs_err::remove_file(&path).unwrap();
+        fs_err::write(&path, make("alpha", "1.0", true, &[("alpha.py", b"evil", false)], None)).unwrap();
+        let err = tree(&store, Tree::new(0), &venv, &[&w], 0).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.starts_with("`alpha-1.0-py3-none-any.whl`: store blob `"), "{text}");
+        assert!(text.contains(&format!("is corrupt: it is named {}", w.sha256)), "{text}");
+        assert!(!path.exists(), "the corrupt blob is removed");
     }
 
     #[test]
