@@ -17,7 +17,7 @@ use crate::digest::{Digest, Hasher};
 use crate::layer::{self, LayerInfo};
 use crate::lockfile::{LockedWheel, Lockfile};
 use crate::recipe::{Layer, Recipe};
-use crate::store::Store;
+use crate::store::{BatchedBlob, Store};
 use crate::tree::Tree;
 
 /// The venv a python layer installs into, for the image's interpreter.
@@ -61,13 +61,21 @@ fn wheel_key(wheel: &LockedWheel, venv: &Venv, sde: u64) -> Digest {
     h.finish()
 }
 
-/// One wheel's installed tree: from the cache, or installed from its store blob now.
-fn wheel_tree(store: &Store, wheel: &LockedWheel, venv: &Venv, sde: u64) -> anyhow::Result<Tree> {
+/// A wheel's installed tree written to the store but not yet durable or named, with the
+/// cache entry that names it once it is.
+type Pending = (BatchedBlob, Digest, LayerInfo);
+
+/// A wheel's installed tree, and its blob when it was installed now.
+type WheelTree = (Tree, Option<Pending>);
+
+/// One wheel's installed tree: from the cache, or installed from its store blob now (then
+/// with its tree's blob, pending: see [`tree`]).
+fn wheel_tree(store: &Store, wheel: &LockedWheel, venv: &Venv, sde: u64) -> anyhow::Result<WheelTree> {
     let key = wheel_key(wheel, venv, sde);
     if let Some(info) = store.action(&key).and_then(|b| serde_json::from_slice::<LayerInfo>(&b).ok()) {
         if store.blob_size(&info.diff_id) == Some(info.size) {
             let blob = Arc::new(fs_err::File::open(store.blob_path(&info.diff_id))?.into_parts().0);
-            return Ok(layer::read(&info, &blob, 0)?);
+            return Ok((layer::read(&info, &blob, 0)?, None));
         }
     }
     // Proved against its pin here, where it is used, not only when it was fetched: RECORD
@@ -86,12 +94,15 @@ fn wheel_tree(store: &Store, wheel: &LockedWheel, venv: &Venv, sde: u64) -> anyh
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, store.writer()?);
     let written =
         crate::tar::writer::write_tree(&tree, &mut writer).with_context(|| format!("`{}`", wheel.filename))?;
-    let (diff_id, size) = writer.into_inner().map_err(|e| e.into_error())?.commit()?;
+    // Not made durable one by one (an fsync each, on the install threads): [`tree`] makes
+    // them durable together, as the package blobs of a Debian layer are.
+    let blob = writer.into_inner().map_err(|e| e.into_error())?.commit_batched()?;
     let implicit = tree.iter().filter(|(_, n)| n.implicit).map(|(p, _)| p.clone()).collect();
-    let info = LayerInfo { diff_id, size, entries: written.entries, implicit };
-    store.put_action(&key, &serde_json::to_vec(&info).expect("layer info serialises"))?;
-    let blob = Arc::new(fs_err::File::open(store.blob_path(&diff_id))?.into_parts().0);
-    Ok(layer::read(&info, &blob, 0)?)
+    let info = LayerInfo { diff_id: blob.digest, size: blob.size, entries: written.entries, implicit };
+    // The tree read back from the blob points into it: the installed bytes are not held in
+    // memory until the layer is written (a CUDA stack installs to gigabytes).
+    let read = layer::read(&info, &blob.reader, 0)?;
+    Ok((read, Some((blob, key, info))))
 }
 
 /// The layer's tree: `base` (what else the layer declares), the venv, and every wheel,
@@ -99,7 +110,7 @@ fn wheel_tree(store: &Store, wheel: &LockedWheel, venv: &Venv, sde: u64) -> anyh
 pub fn tree(store: &Store, base: Tree, venv: &Venv, wheels: &[&LockedWheel], sde: u64) -> anyhow::Result<Tree> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(wheels.len().max(1));
-    let slots: std::sync::Mutex<Vec<Option<anyhow::Result<Tree>>>> =
+    let slots: std::sync::Mutex<Vec<Option<anyhow::Result<WheelTree>>>> =
         std::sync::Mutex::new((0..wheels.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -112,8 +123,18 @@ pub fn tree(store: &Store, base: Tree, venv: &Venv, wheels: &[&LockedWheel], sde
         }
     });
     let mut trees = Vec::new();
+    let mut pending = Vec::new();
     for (wheel, slot) in wheels.iter().zip(slots.into_inner().expect("no thread panicked")) {
-        trees.push((wheel.filename.clone(), slot.expect("every wheel was installed")?));
+        let (tree, new) = slot.expect("every wheel was installed")?;
+        trees.push((wheel.filename.clone(), tree));
+        pending.extend(new);
+    }
+    // The new wheel trees are made durable together (one `syncfs`), and only then named.
+    let (blobs, records): (Vec<BatchedBlob>, Vec<(Digest, LayerInfo)>) =
+        pending.into_iter().map(|(blob, key, info)| (blob, (key, info))).unzip();
+    store.publish_batch(blobs)?;
+    for (key, info) in records {
+        store.put_action(&key, &serde_json::to_vec(&info).expect("layer info serialises"))?;
     }
     let mut out = install::combine(venv.tree(sde)?, trees)?;
     // What else the layer declares goes under the venv: it cannot be overwritten by a wheel.
