@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 
 use super::venv::{file_node, Venv};
 use super::wheel::{parse_record, write_record, RecordHash, RecordRow, Wheel, WheelError, WheelName};
+use super::zip::Entry;
 use crate::tree::{Kind, Tree, TreeError};
 
 /// Bumped whenever the tree installed from the same wheel would change.
@@ -74,8 +75,12 @@ pub fn install(wheel: &Wheel, file_name: &str, venv: &Venv, mtime: u64) -> Resul
             source,
         })
     };
-    for entry in wheel.files() {
-        let mut bytes = wheel.read(entry)?;
+    // Every member inflated and checked before anything is placed (on all cores for a big
+    // wheel): RECORD's own bytes are kept for its rewrite below.
+    let entries: Vec<&Entry> = wheel.files().collect();
+    let contents = wheel.read_all(&entries)?;
+    let mut old_record = None;
+    for (entry, mut bytes) in entries.into_iter().zip(contents) {
         let mode = if entry.executable { 0o755 } else { 0o644 };
         let dest = match entry.name.strip_prefix(&data_dir) {
             None => format!("{site}/{}", entry.name),
@@ -111,7 +116,9 @@ pub fn install(wheel: &Wheel, file_name: &str, venv: &Venv, mtime: u64) -> Resul
         };
         installed.insert(entry.name.clone(), relative_to(&dest, &site));
         // RECORD is written anew below.
-        if entry.name != record_member {
+        if entry.name == record_member {
+            old_record = Some(bytes);
+        } else {
             place(&mut tree, dest, bytes, mode, &entry.name)?;
         }
     }
@@ -130,8 +137,8 @@ pub fn install(wheel: &Wheel, file_name: &str, venv: &Venv, mtime: u64) -> Resul
 
     // RECORD: the wheel's rows with their installed paths (changed files rehashed), then
     // the generated files; sorted as pip's `_normalized_outrows` sorts them.
-    let old = wheel.files().find(|e| e.name == record_member).expect("a wheel has a RECORD");
-    let old = String::from_utf8(wheel.read(old)?).expect("RECORD was read as text when the wheel was opened");
+    let old = String::from_utf8(old_record.expect("a wheel has a RECORD"))
+        .expect("RECORD was read as text when the wheel was opened");
     let mut rows: Vec<RecordRow> = parse_record(&old)
         .expect("RECORD was parsed when the wheel was opened")
         .into_iter()
