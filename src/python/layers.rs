@@ -108,24 +108,11 @@ fn wheel_tree(store: &Store, wheel: &LockedWheel, venv: &Venv, sde: u64) -> anyh
 /// The layer's tree: `base` (what else the layer declares), the venv, and every wheel,
 /// installed on all cores and merged in lockfile order.
 pub fn tree(store: &Store, base: Tree, venv: &Venv, wheels: &[&LockedWheel], sde: u64) -> anyhow::Result<Tree> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(wheels.len().max(1));
-    let slots: std::sync::Mutex<Vec<Option<anyhow::Result<WheelTree>>>> =
-        std::sync::Mutex::new((0..wheels.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(wheel) = wheels.get(i) else { break };
-                let result = wheel_tree(store, wheel, venv, sde);
-                slots.lock().expect("no thread panics holding it")[i] = Some(result);
-            });
-        }
-    });
+    let installed = super::map_on_threads(wheels, super::cores(), |wheel| wheel_tree(store, wheel, venv, sde));
     let mut trees = Vec::new();
     let mut pending = Vec::new();
-    for (wheel, slot) in wheels.iter().zip(slots.into_inner().expect("no thread panicked")) {
-        let (tree, new) = slot.expect("every wheel was installed")?;
+    for (wheel, result) in wheels.iter().zip(installed) {
+        let (tree, new) = result?;
         trees.push((wheel.filename.clone(), tree));
         pending.extend(new);
     }

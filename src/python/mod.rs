@@ -23,6 +23,35 @@ pub mod zip;
 use std::fmt;
 use std::str::FromStr;
 
+/// `f` of every item, on up to `threads` threads (fewer for fewer items); the results in
+/// `items` order, whichever thread finished first. (`store::hash_paths` and the Debian
+/// layer's `deb_layers` hold the same loop; they could share this one.)
+pub(crate) fn map_on_threads<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = threads.min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: std::sync::Mutex<Vec<Option<R>>> = std::sync::Mutex::new(items.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let result = f(item);
+                slots.lock().expect("no thread panics holding it")[i] = Some(result);
+            });
+        }
+    });
+    let slots = slots.into_inner().expect("no thread panicked");
+    slots.into_iter().map(|slot| slot.expect("every item was done")).collect()
+}
+
+/// The threads worth running: the cores this process may use.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// A distribution's name, normalised as PEP 503 says (`PyYAML` and `pyyaml` and `py_yaml`
 /// are one project): lower case, runs of `-`, `_` and `.` made one `-`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

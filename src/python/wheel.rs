@@ -552,27 +552,8 @@ impl Wheel {
     /// member's in `entries` order, whichever thread met it first.
     pub fn read_all(&self, entries: &[&Entry]) -> Result<Vec<Vec<u8>>, WheelError> {
         let total: u64 = entries.iter().map(|e| e.size).sum();
-        let threads = if total < PARALLEL_READ_BYTES {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get()).min(entries.len())
-        };
-        if threads <= 1 {
-            return entries.iter().map(|e| self.read(e)).collect();
-        }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let slots: Vec<std::sync::OnceLock<Result<Vec<u8>, WheelError>>> =
-            entries.iter().map(|_| std::sync::OnceLock::new()).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(entry) = entries.get(i) else { break };
-                    let _ = slots[i].set(self.read(entry));
-                });
-            }
-        });
-        slots.into_iter().map(|slot| slot.into_inner().expect("every member was read")).collect()
+        let threads = if total < PARALLEL_READ_BYTES { 1 } else { super::cores() };
+        super::map_on_threads(entries, threads, |e| self.read(e)).into_iter().collect()
     }
 
     /// Reads every member, checking each against `RECORD`.
