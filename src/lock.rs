@@ -16,7 +16,7 @@ use crate::digest::{Digest, Hasher};
 use crate::error::CheckFailed;
 use crate::fetch::{self, Network};
 use crate::local::LocalTree;
-use crate::lockfile::{InputKind, LayerLines, LockError, LockMode, LockedInput, Lockfile, VERSION};
+use crate::lockfile::{Entries, InputKind, LockError, LockMode, LockedInput, Lockfile, VERSION};
 use crate::recipe::{Name, Origin, Recipe};
 
 /// A local `files` input of a layer, scanned, with its tree digest.
@@ -123,10 +123,10 @@ pub fn check(ctx: &Context, recipe_path: &Path, lockfile_path: &Path) -> anyhow:
 /// The build takes packages from the lockfile as they are, so a hand-moved entry was left out
 /// of the image while the manifest still listed it (#16, hole 4).
 fn check_placement(recipe: &Recipe, lockfile: &Lockfile, text: &str, path: &Path) -> Result<(), LockError> {
-    let lines = LayerLines::of(text);
-    let misplaced = |line: Option<&usize>, entry: String, layer: &Name, why: &'static str| LockError::Misplaced {
+    // The line is looked up only for the entry refused: it means parsing the text again.
+    let misplaced = |entries: Entries, i: usize, entry: String, layer: &Name, why: &'static str| LockError::Misplaced {
         path: path.to_owned(),
-        line: line.copied().unwrap_or(0),
+        line: crate::lockfile::layer_line(text, entries, i),
         entry,
         layer: layer.clone(),
         why,
@@ -145,7 +145,7 @@ fn check_placement(recipe: &Recipe, lockfile: &Lockfile, text: &str, path: &Path
             Some(_) => None,
         };
         if let Some(why) = why {
-            return Err(misplaced(lines.packages.get(i), entry, &package.layer, why));
+            return Err(misplaced(Entries::Package, i, entry, &package.layer, why));
         }
     }
     for (i, input) in lockfile.inputs.iter().enumerate() {
@@ -158,7 +158,7 @@ fn check_placement(recipe: &Recipe, lockfile: &Lockfile, text: &str, path: &Path
             _ => None,
         };
         if let Some(why) = why {
-            return Err(misplaced(lines.inputs.get(i), entry, &input.layer, why));
+            return Err(misplaced(Entries::Input, i, entry, &input.layer, why));
         }
     }
     for (i, wheel) in lockfile.wheels.iter().enumerate() {
@@ -169,7 +169,7 @@ fn check_placement(recipe: &Recipe, lockfile: &Lockfile, text: &str, path: &Path
             Some(_) => None,
         };
         if let Some(why) = why {
-            return Err(misplaced(lines.wheels.get(i), entry, &wheel.layer, why));
+            return Err(misplaced(Entries::Wheel, i, entry, &wheel.layer, why));
         }
     }
     Ok(())

@@ -49,46 +49,39 @@ impl crate::error::Hint for LockError {
     }
 }
 
-/// The line of each locked entry's `layer` key, by table, in file order: for refusals that
-/// name the entry where a reader finds it (the parsed [`Lockfile`] has no spans).
-#[derive(Debug, Default, Deserialize)]
-pub struct LayerLines {
-    #[serde(default, rename = "input")]
-    pub inputs: Vec<usize>,
-    #[serde(default, rename = "package")]
-    pub packages: Vec<usize>,
-    #[serde(default, rename = "wheel")]
-    pub wheels: Vec<usize>,
+/// The tables of a lockfile whose entries are locked in a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entries {
+    Input,
+    Package,
+    Wheel,
 }
 
-impl LayerLines {
-    /// Reads the lines from `text`, a lockfile [`Lockfile::parse`] accepted.
-    pub fn of(text: &str) -> Self {
-        #[derive(Deserialize)]
-        struct Spans {
-            #[serde(default)]
-            input: Vec<Entry>,
-            #[serde(default)]
-            package: Vec<Entry>,
-            #[serde(default)]
-            wheel: Vec<Entry>,
-        }
-        #[derive(Deserialize)]
-        struct Entry {
-            layer: toml::Spanned<String>,
-        }
-        let line = |e: &Entry| text[..e.layer.span().start].matches('\n').count() + 1;
-        // A text `parse` accepted has a `layer` in every entry; if not, the caller's own
-        // refusal names the entry without a line (0).
-        match toml::from_str::<Spans>(text) {
-            Ok(spans) => LayerLines {
-                inputs: spans.input.iter().map(line).collect(),
-                packages: spans.package.iter().map(line).collect(),
-                wheels: spans.wheel.iter().map(line).collect(),
-            },
-            Err(_) => LayerLines::default(),
-        }
+/// The line of the `layer` key of entry `index` (in file order) of the `entries` table in
+/// `text`, a lockfile [`Lockfile::parse`] accepted: for a refusal that names the entry where
+/// a reader finds it (the parsed [`Lockfile`] has no spans). Parses the text again, so it is
+/// only called once something is refused; 0 if the entry is not found.
+pub fn layer_line(text: &str, entries: Entries, index: usize) -> usize {
+    #[derive(Deserialize)]
+    struct Spans {
+        #[serde(default)]
+        input: Vec<Entry>,
+        #[serde(default)]
+        package: Vec<Entry>,
+        #[serde(default)]
+        wheel: Vec<Entry>,
     }
+    #[derive(Deserialize)]
+    struct Entry {
+        layer: toml::Spanned<String>,
+    }
+    let Ok(spans) = toml::from_str::<Spans>(text) else { return 0 };
+    let table = match entries {
+        Entries::Input => spans.input,
+        Entries::Package => spans.package,
+        Entries::Wheel => spans.wheel,
+    };
+    table.get(index).map_or(0, |e| text[..e.layer.span().start].matches('\n').count() + 1)
 }
 
 /// The largest lockfile read: it is parsed in memory. A lockfile entry is about 350 bytes,
