@@ -45,6 +45,7 @@ pub mod dist;
 pub mod document;
 pub mod dsse;
 pub mod error;
+pub mod feed;
 pub mod fetch;
 pub mod instance;
 pub mod keys;

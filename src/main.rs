@@ -99,6 +99,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rebuild = rebuild.then_some(candidate::verify::Rebuild { recipe, lockfile });
             ops::verify::verify(&ctx, &candidate, &keys, threshold, rebuild.as_ref())?;
         }
+        Command::Publish { channel, to, keys, keep } => {
+            let options = ops::publish::Options { channel: &channel, to: &to, keys: &keys, keep: keep as usize };
+            ops::publish::publish(&ctx, &options, policy, channels)?;
+        }
+        Command::VerifyFeed { feed, keys, threshold, ca } => {
+            ops::verify_feed::verify_feed(&ctx, &feed, &keys, threshold, ca.as_deref())?;
+        }
     }
     Ok(())
 }
