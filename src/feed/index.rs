@@ -260,7 +260,11 @@ mod tests {
                 combined: d,
             }),
             lxc: true,
-            proxmox: Some(ProxmoxFile { path: format!("images/{serial}/t.tar.zst"), md5: "m".into(), sha512: "s".into() }),
+            proxmox: Some(ProxmoxFile {
+                path: format!("images/{serial}/t.tar.zst"),
+                md5: "m".into(),
+                sha512: "s".into(),
+            }),
         }
     }
 
@@ -272,7 +276,11 @@ mod tests {
 
     #[test]
     fn the_lxc_index_lists_the_newest_build_of_each_image() {
-        let images = [image("box", "20261203_00000002", 2), image("box", "20261203_00000001", 1), image("web", "20261203_00000001", 3)];
+        let images = [
+            image("box", "20261203_00000002", 2),
+            image("box", "20261203_00000001", 1),
+            image("web", "20261203_00000001", 3),
+        ];
         assert_eq!(
             lxc_index(&images).unwrap(),
             "debian;bookworm;amd64;box;20261203_00000002;/images/debian/bookworm/amd64/box/20261203_00000002/\n\

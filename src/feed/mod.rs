@@ -58,8 +58,11 @@ const INDEX_CAP: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    #[error("candidate {candidate}: `{}` does not match its manifest (sha256 {actual}, {size} bytes; expected {expected})", path.display())]
-    Changed { candidate: Digest, path: PathBuf, expected: Digest, actual: Digest, size: u64 },
+    #[error(
+        "candidate {}: `{}` does not match its manifest (sha256 {}, {} bytes; expected {})",
+        .0.candidate, .0.path.display(), .0.actual, .0.size, .0.expected
+    )]
+    Changed(Box<Mismatch>),
     #[error("candidate {candidate} (`{}`) has none of the formats a feed serves (`incus`, `lxc`, `proxmox`)", dir.display())]
     NoFormat { candidate: Digest, dir: PathBuf },
     #[error("candidate {candidate}: its manifest lists `{file}` for format `{format}`, but lists no such output")]
@@ -86,6 +89,16 @@ pub enum FeedError {
     Signature(#[source] DsseError),
     #[error("`{STATEMENT}` holds no feed statement ({0})")]
     Statement(String),
+}
+
+/// A candidate file that is not what its manifest says (boxed: errors stay small).
+#[derive(Debug)]
+pub struct Mismatch {
+    pub candidate: Digest,
+    pub path: PathBuf,
+    pub expected: Digest,
+    pub actual: Digest,
+    pub size: u64,
 }
 
 fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> FeedError + '_ {
@@ -311,7 +324,13 @@ fn copy_checked(candidate: Digest, from: &Path, to: &Path, expected: Digest) -> 
     let out = buffered.into_inner().map_err(|e| FeedError::Write { path: to.to_owned(), source: e.into_error() })?;
     if actual != expected {
         let _ = fs_err::remove_file(to);
-        return Err(FeedError::Changed { candidate, path: from.to_owned(), expected, actual, size });
+        return Err(FeedError::Changed(Box::new(Mismatch {
+            candidate,
+            path: from.to_owned(),
+            expected,
+            actual,
+            size,
+        })));
     }
     // Read-only, as a candidate's outputs are: a feed is replaced, never edited in place.
     out.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444)).map_err(write_error(to))?;
@@ -434,7 +453,8 @@ pub fn verify(source: &Source, keys: &[PublicKey], threshold: usize) -> Result<V
     }];
     let mut check = |ok: bool, check: String| checks.push(Check { ok, check });
     for subject in &statement.subject {
-        let cap = if index::INDEXES.contains(&subject.name.as_str()) { INDEX_CAP } else { crate::fetch::MAX_UNPINNED_BYTES };
+        let cap =
+            if index::INDEXES.contains(&subject.name.as_str()) { INDEX_CAP } else { crate::fetch::MAX_UNPINNED_BYTES };
         match source.hash(&subject.name, cap) {
             Ok(Some((digest, _))) if digest.hex() == subject.digest.sha256 => {
                 check(true, format!("{}: sha256:{}", subject.name, subject.digest.sha256));

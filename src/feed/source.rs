@@ -62,8 +62,7 @@ impl Source {
             if certs.is_empty() {
                 return Err(bad("no certificate in it".into()));
             }
-            let tls =
-                ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build();
+            let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build();
             config = config.tls_config(tls);
         }
         Ok(Source::Url { base: location.trim_end_matches('/').to_owned(), agent: config.build().new_agent() })
@@ -149,8 +148,10 @@ impl Source {
             }
             Source::Url { base, agent } => {
                 let url = format!("{base}/{rel}");
-                let response =
-                    agent.get(&url).call().map_err(|e| SourceError::Fetch { url: url.clone(), message: e.to_string() })?;
+                let response = agent
+                    .get(&url)
+                    .call()
+                    .map_err(|e| SourceError::Fetch { url: url.clone(), message: e.to_string() })?;
                 match response.status().as_u16() {
                     200 => Ok(Some(Box::new(response.into_body().into_reader()))),
                     404 | 410 => Ok(None),

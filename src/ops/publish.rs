@@ -46,7 +46,8 @@ pub fn publish(ctx: &Context, options: &Options<'_>, policy: &Path, channels: Op
     let Options { channel, to, keys, keep } = *options;
     let keys = keys.iter().map(|k| PrivateKey::load(k)).collect::<Result<Vec<_>, _>>()?;
     let records = crate::release::verified_log(ctx, channel, policy, channels)?;
-    let head = records.last().with_context(|| format!("channel `{channel}` holds no candidate yet: nothing to publish"))?;
+    let head =
+        records.last().with_context(|| format!("channel `{channel}` holds no candidate yet: nothing to publish"))?;
     let chosen = newest_distinct(&records, keep.max(1));
     let policy = Policy::load(policy)?;
     let mut folders = Vec::new();
@@ -98,7 +99,10 @@ pub fn publish(ctx: &Context, options: &Options<'_>, policy: &Path, channels: Op
         format_args!("channel `{channel}` at record {} ({}) to `{}`", p.sequence, p.candidate, to.display()),
     );
     for image in &p.images {
-        println!("{}  {} {} {}  record {}  {}", image.serial, image.name, image.version, image.architecture, image.sequence, image.candidate);
+        println!(
+            "{}  {} {} {}  record {}  {}",
+            image.serial, image.name, image.version, image.architecture, image.sequence, image.candidate
+        );
     }
     println!("indexes: {}; {} file(s) signed in `{}`", p.indexes.join(", "), statement.subject.len(), feed::STATEMENT);
     Ok(())

@@ -35,10 +35,8 @@ pub fn verify_feed(
         Ok(verdict) => verdict,
         // A statement that is not what the trusted keys signed is a failed check (exit 1).
         Err(e @ (feed::FeedError::Signature(_) | feed::FeedError::Envelope(_) | feed::FeedError::Statement(_))) => {
-            return Err(anyhow::Error::new(e).context(CheckFailed {
-                message: format!("the feed at `{location}` does not verify"),
-                hint: None,
-            }));
+            return Err(anyhow::Error::new(e)
+                .context(CheckFailed { message: format!("the feed at `{location}` does not verify"), hint: None }));
         }
         Err(e) => return Err(e.into()),
     };
@@ -46,7 +44,10 @@ pub fn verify_feed(
     // Only a feed whose every file checks may move what this store remembers.
     if verdict.failures().next().is_none() {
         let channel = &predicate.channel;
-        if channel.is_empty() || channel.starts_with('.') || !channel.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        if channel.is_empty()
+            || channel.starts_with('.')
+            || !channel.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
             anyhow::bail!("the feed names channel `{channel}`, which is not a channel name");
         }
         let seen = ctx.store.root().join("seen-feeds").join(channel);
@@ -54,7 +55,10 @@ pub fn verify_feed(
         verdict.checks.push(Check {
             ok: refusal.is_none(),
             check: refusal.unwrap_or_else(|| {
-                format!("freshness: record {} is the newest this store has verified for `{channel}`", predicate.sequence)
+                format!(
+                    "freshness: record {} is the newest this store has verified for `{channel}`",
+                    predicate.sequence
+                )
             }),
         });
     }
@@ -77,7 +81,10 @@ pub fn verify_feed(
     match first {
         None => {
             if !ctx.printer.json() {
-                println!("verified feed of channel `{}` at record {} ({})", predicate.channel, predicate.sequence, predicate.candidate);
+                println!(
+                    "verified feed of channel `{}` at record {} ({})",
+                    predicate.channel, predicate.sequence, predicate.candidate
+                );
             }
             Ok(())
         }
