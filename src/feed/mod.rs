@@ -537,3 +537,45 @@ pub fn check_fresh(seen: &Path, predicate: &Predicate) -> Result<Option<String>,
     temp.persist(seen).map_err(|e| FeedError::Write { path: seen.to_owned(), source: e.error })?;
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn predicate(sequence: u64, record: u8) -> Predicate {
+        Predicate {
+            channel: "production".into(),
+            sequence,
+            record: Digest::from_bytes([record; 32]),
+            candidate: Digest::from_bytes([9; 32]),
+            indexes: Vec::new(),
+            images: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn freshness_refuses_an_older_head_and_a_rewritten_one_and_remembers_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = dir.path().join("seen-feeds/production");
+        assert_eq!(check_fresh(&seen, &predicate(2, 2)).unwrap(), None, "first sight");
+        assert_eq!(check_fresh(&seen, &predicate(2, 2)).unwrap(), None, "the same head again");
+        let rollback = check_fresh(&seen, &predicate(1, 1)).unwrap().unwrap();
+        assert!(rollback.contains("is at record 1, but record 2 was verified before"), "{rollback}");
+        let rewritten = check_fresh(&seen, &predicate(2, 7)).unwrap().unwrap();
+        assert!(rewritten.contains("the channel was rewritten"), "{rewritten}");
+        // A refusal changes nothing; a newer head moves what is remembered.
+        assert_eq!(check_fresh(&seen, &predicate(3, 3)).unwrap(), None);
+        assert!(check_fresh(&seen, &predicate(2, 2)).unwrap().is_some());
+        assert!(fs_err::read_to_string(&seen).unwrap().starts_with("3 sha256:0303"));
+    }
+
+    #[test]
+    fn a_signed_name_cannot_leave_the_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Source::Dir(dir.path().to_owned());
+        for bad in ["../x", "/etc/passwd", "a//b", "a/./b", "a/../../b", ""] {
+            assert!(matches!(source.read(bad, 10), Err(SourceError::BadPath(_))), "{bad}");
+        }
+        assert!(source.read("missing", 10).unwrap().is_none());
+    }
+}
