@@ -181,7 +181,7 @@ pub fn publish(
     };
     let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "feed".into());
     fs_err::create_dir_all(&parent).map_err(write_error(&parent))?;
-    // `.NAME.new-PID-…`: the staging name `store gc` knows to sweep when its process is dead.
+    // `.NAME.new-PID-…`, the staging name of candidate folders: removed on any error below.
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{name}.new-{}-", std::process::id()))
         .tempdir_in(&parent)

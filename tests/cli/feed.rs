@@ -122,6 +122,25 @@ fn a_feed_is_reproducible_and_verify_feed_refuses_tampering_and_rollback() {
         index,
         format!("debian;bookworm;amd64;example;{serial};/images/debian/bookworm/amd64/example/{serial}/\n")
     );
+    // Proxmox VE's index names the template with the digests `pveam` checks, as coreutils
+    // computes them.
+    let aplinfo = fs::read_to_string(p.root().join("feed/aplinfo.dat")).unwrap();
+    let field = |name: &str| {
+        aplinfo
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("{name}: {aplinfo}"))
+    };
+    assert_eq!(
+        (field("Package"), field("Version"), field("Type"), field("OS")),
+        ("example", "1.0", "lxc", "debian-bookworm")
+    );
+    let template = p.root().join("feed").join(field("Location"));
+    assert_eq!(template.file_name().unwrap(), "debian-bookworm-example_1.0_amd64.tar.zst");
+    for (tool, name) in [("sha512sum", "sha512sum"), ("md5sum", "md5sum")] {
+        let out = super::formats::ok(Command::new(tool).arg(&template));
+        assert_eq!(out.split_whitespace().next(), Some(field(name)), "{tool}");
+    }
     p.verify_feed("feed", &[]).assert_ok();
     let old = p.root().join("feed-at-record-1");
     copy_dir(&p.root().join("feed"), &old);
@@ -174,10 +193,34 @@ fn a_feed_is_reproducible_and_verify_feed_refuses_tampering_and_rollback() {
     // The feed of record 1, replayed: every file is as signed, but it is older than what
     // this store verified.
     let replayed = p.verify_feed("feed-at-record-1", &[]);
-    replayed.assert_code(1).assert_stderr_has("is at record 1, but record 2 was verified before");
+    replayed.assert_code(1);
+    assert_eq!(
+        replayed.stderr,
+        "error: the feed at `feed-at-record-1` does not verify: 1 failed check(s), the first: the feed of channel \
+         `production` is at record 1, but record 2 was verified before: an older feed was replayed (a rollback)\n"
+    );
     // Nothing above moved what is remembered: the current feed still verifies.
     p.verify_feed("feed", &[]).assert_ok();
     assert_eq!(fs::read(p.root().join("feed/feed.intoto.json")).unwrap(), statement);
+
+    // A candidate changed after it was signed is not published, and the feed stays as it was.
+    let before = super::snapshot(&p.root().join("feed"));
+    let lxd_meta = second.join("incus.meta.tar.xz");
+    let mut bytes = fs::read(&lxd_meta).unwrap();
+    bytes[100] ^= 1;
+    overwrite(&lxd_meta, &bytes);
+    let refused = p.publish("feed");
+    refused
+        .assert_code(1)
+        .assert_stderr_has("fails verification, so it is not published")
+        .assert_stderr_has("incus.meta.tar.xz");
+    assert_eq!(super::snapshot(&p.root().join("feed")), before, "a refused publish changed the feed");
+    let staging: Vec<_> = fs::read_dir(p.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".feed."))
+        .collect();
+    assert!(staging.is_empty(), "{staging:?}");
 
     // Served over HTTPS: the same verdicts through the URL.
     let Some(tls) = Tls::make(p.root()) else { return };
