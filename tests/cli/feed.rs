@@ -203,6 +203,17 @@ fn a_feed_is_reproducible_and_verify_feed_refuses_tampering_and_rollback() {
     p.verify_feed("feed", &[]).assert_ok();
     assert_eq!(fs::read(p.root().join("feed/feed.intoto.json")).unwrap(), statement);
 
+    // An older candidate this store no longer holds: refused, with the way out.
+    let aside = p.root().join("first-aside");
+    fs::rename(&first, &aside).unwrap();
+    p.publish("feed-head")
+        .assert_code(2)
+        .assert_stderr_has("which this store does not hold")
+        .assert_stderr_has("hint: build or restore it, or publish only the newer ones: `--keep 1`");
+    assert!(!p.root().join("feed-head").exists());
+    p.run(&["publish", "production", "--to", "feed-head", "--key", "keys/feed.key", "--keep", "1"]).assert_ok();
+    fs::rename(&aside, &first).unwrap();
+
     // A candidate changed after it was signed is not published, and the feed stays as it was.
     let before = super::snapshot(&p.root().join("feed"));
     let lxd_meta = second.join("incus.meta.tar.xz");
