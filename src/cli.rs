@@ -219,6 +219,10 @@ pub enum Command {
         /// Trust this CA certificate (PEM) for HTTPS instead of the built-in roots.
         #[arg(long, value_name = "FILE")]
         ca: Option<PathBuf>,
+        /// Require the feed to be of this channel (a site that follows `production` must not
+        /// take a `nightly` feed signed by the same key).
+        #[arg(long, value_name = "NAME")]
+        channel: Option<String>,
     },
 }
 

@@ -103,8 +103,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let options = ops::publish::Options { channel: &channel, to: &to, keys: &keys, keep: keep as usize };
             ops::publish::publish(&ctx, &options, policy, channels)?;
         }
-        Command::VerifyFeed { feed, keys, threshold, ca } => {
-            ops::verify_feed::verify_feed(&ctx, &feed, &keys, threshold, ca.as_deref())?;
+        Command::VerifyFeed { feed, keys, threshold, ca, channel } => {
+            let options =
+                ops::verify_feed::Options { keys: &keys, threshold, ca: ca.as_deref(), channel: channel.as_deref() };
+            ops::verify_feed::verify_feed(&ctx, &feed, &options)?;
         }
     }
     Ok(())

@@ -21,14 +21,18 @@ struct Verdict<'a> {
     checks: &'a [Check],
 }
 
+/// What `verify-feed` is asked besides the feed.
+pub struct Options<'a> {
+    pub keys: &'a [PathBuf],
+    pub threshold: usize,
+    pub ca: Option<&'a Path>,
+    /// The channel the feed must be of.
+    pub channel: Option<&'a str>,
+}
+
 /// `candidate verify-feed`.
-pub fn verify_feed(
-    ctx: &Context,
-    location: &str,
-    keys: &[PathBuf],
-    threshold: usize,
-    ca: Option<&Path>,
-) -> anyhow::Result<()> {
+pub fn verify_feed(ctx: &Context, location: &str, options: &Options<'_>) -> anyhow::Result<()> {
+    let Options { keys, threshold, ca, channel: wanted } = *options;
     let keys = keys.iter().map(|k| PublicKey::load(k)).collect::<Result<Vec<_>, _>>()?;
     let source = Source::open(location, ca)?;
     let mut verdict = match feed::verify(&source, &keys, threshold) {
@@ -41,6 +45,12 @@ pub fn verify_feed(
         Err(e) => return Err(e.into()),
     };
     let predicate = verdict.statement.predicate.clone();
+    if let Some(wanted) = wanted.filter(|w| *w != predicate.channel) {
+        verdict.checks.push(Check {
+            ok: false,
+            check: format!("channel: the feed is of channel `{}`, not `{wanted}`", predicate.channel),
+        });
+    }
     // Only a feed whose every file checks may move what this store remembers.
     if verdict.failures().next().is_none() {
         let channel = &predicate.channel;

@@ -185,6 +185,10 @@ fn a_feed_is_reproducible_and_verify_feed_refuses_tampering_and_rollback() {
     swapped.assert_code(1).assert_stderr_has(&format!("{rel}: changed"));
     let extra = tampered("extra-file", &|d| fs::write(d.join("meta/1.0/index-system.7"), "debian;x\n").unwrap());
     extra.assert_code(1).assert_stderr_has("meta/1.0/index-system.7: not signed by the feed statement");
+    // Another channel's feed (signed by the same key) where `production` is expected.
+    p.verify_feed("feed", &["--channel", "nightly"])
+        .assert_code(1)
+        .assert_stderr_has("the feed is of channel `production`, not `nightly`");
     // Signed by someone else: refused as not signed by the trusted key.
     p.run(&["verify-feed", "feed", "--key", "keys/stranger.pub"])
         .assert_code(1)
