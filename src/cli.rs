@@ -205,6 +205,10 @@ pub enum Command {
         /// How many of the channel's most recently promoted distinct candidates it serves.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         keep: u64,
+        /// The feed expires this many days after it is signed (`verify-feed` then refuses it):
+        /// a server that stops updating cannot keep sites on an old feed forever.
+        #[arg(long, value_name = "DAYS")]
+        expires_after_days: Option<u64>,
     },
     /// Verify a published feed (its folder or its `http(s)://` URL): the statement's
     /// signatures, every file it names, nothing unsigned, and no rollback to an older head.

@@ -99,8 +99,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rebuild = rebuild.then_some(candidate::verify::Rebuild { recipe, lockfile });
             ops::verify::verify(&ctx, &candidate, &keys, threshold, rebuild.as_ref())?;
         }
-        Command::Publish { channel, to, keys, keep } => {
-            let options = ops::publish::Options { channel: &channel, to: &to, keys: &keys, keep: keep as usize };
+        Command::Publish { channel, to, keys, keep, expires_after_days } => {
+            let keep = keep as usize;
+            let options = ops::publish::Options { channel: &channel, to: &to, keys: &keys, keep, expires_after_days };
             ops::publish::publish(&ctx, &options, policy, channels)?;
         }
         Command::VerifyFeed { feed, keys, threshold, ca, channel } => {

@@ -143,6 +143,10 @@ pub struct Predicate {
     pub indexes: Vec<String>,
     /// Every candidate published, newest first.
     pub images: Vec<Published>,
+    /// When the feed stops being valid (seconds since the epoch), if its publisher set a
+    /// limit: a site is not kept on an old feed forever by a server that stops updating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
 }
 
 /// One candidate of a feed.
@@ -167,13 +171,15 @@ pub struct Member<'a> {
 }
 
 /// Writes the feed of `channel` at head `head` with `members` (newest first) to `to`,
-/// signed with `keys`, and swaps it in. Returns the statement.
+/// signed with `keys`, valid until `expires` (seconds since the epoch) if given, and swaps it
+/// in. Returns the statement.
 pub fn publish(
     channel: &str,
     head: &Record,
     members: &[Member<'_>],
     to: &Path,
     keys: &[PrivateKey],
+    expires: Option<u64>,
 ) -> Result<Statement, FeedError> {
     let parent = match to.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -232,6 +238,7 @@ pub fn publish(
             candidate: head.candidate,
             indexes,
             images: published,
+            expires,
         },
     };
     let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &crate::document::to_canonical(&statement), keys);
@@ -452,6 +459,16 @@ pub fn verify(source: &Source, keys: &[PublicKey], threshold: usize) -> Result<V
         ),
     }];
     let mut check = |ok: bool, check: String| checks.push(Check { ok, check });
+    if let Some(expires) = statement.predicate.expires {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let at = crate::sbom::rfc3339(expires);
+        match now < expires {
+            true => check(true, format!("expiry: valid until {at}")),
+            false => {
+                check(false, format!("expiry: the feed expired at {at}: its publisher has not signed a newer one"))
+            }
+        }
+    }
     for subject in &statement.subject {
         let cap =
             if index::INDEXES.contains(&subject.name.as_str()) { INDEX_CAP } else { crate::fetch::MAX_UNPINNED_BYTES };
@@ -550,6 +567,7 @@ mod tests {
             candidate: Digest::from_bytes([9; 32]),
             indexes: Vec::new(),
             images: Vec::new(),
+            expires: None,
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Options<'a> {
     pub keys: &'a [PathBuf],
     /// How many distinct candidates, newest first.
     pub keep: usize,
+    /// The feed expires this many days after it is published.
+    pub expires_after_days: Option<u64>,
 }
 
 /// What `publish --json` prints.
@@ -43,7 +45,7 @@ struct Done<'a> {
 
 /// `candidate publish`.
 pub fn publish(ctx: &Context, options: &Options<'_>, policy: &Path, channels: Option<&Path>) -> anyhow::Result<()> {
-    let Options { channel, to, keys, keep } = *options;
+    let Options { channel, to, keys, keep, expires_after_days } = *options;
     let keys = keys.iter().map(|k| PrivateKey::load(k)).collect::<Result<Vec<_>, _>>()?;
     let records = crate::release::verified_log(ctx, channel, policy, channels)?;
     let head =
@@ -79,7 +81,13 @@ pub fn publish(ctx: &Context, options: &Options<'_>, policy: &Path, channels: Op
     }
     let members: Vec<Member<'_>> =
         folders.iter().map(|(record, dir, manifest)| Member { record, dir, manifest }).collect();
-    let statement = feed::publish(channel, head, &members, to, &keys)
+    // The one value a feed takes from the clock, on purpose: an expiry counts from when the
+    // feed was signed (without one, the same channel publishes the same bytes).
+    let expires = expires_after_days.map(|days| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        now + days * 86_400
+    });
+    let statement = feed::publish(channel, head, &members, to, &keys, expires)
         .with_context(|| format!("cannot publish channel `{channel}` to `{}`", to.display()))?;
     let p = &statement.predicate;
     if ctx.printer.json() {

@@ -189,6 +189,13 @@ fn a_feed_is_reproducible_and_verify_feed_refuses_tampering_and_rollback() {
     p.verify_feed("feed", &["--channel", "nightly"])
         .assert_code(1)
         .assert_stderr_has("the feed is of channel `production`, not `nightly`");
+    // A feed past its expiry is refused (0 days: it expires as it is signed).
+    p.run(&["publish", "production", "--to", "expiring", "--key", "keys/feed.key", "--expires-after-days", "0"])
+        .assert_ok();
+    p.verify_feed("expiring", &[]).assert_code(1).assert_stderr_has("expiry: the feed expired at");
+    p.run(&["publish", "production", "--to", "expiring", "--key", "keys/feed.key", "--expires-after-days", "30"])
+        .assert_ok();
+    assert!(p.verify_feed("expiring", &[]).assert_ok().stdout.contains("ok      expiry: valid until "));
     // Signed by someone else: refused as not signed by the trusted key.
     p.run(&["verify-feed", "feed", "--key", "keys/stranger.pub"])
         .assert_code(1)
