@@ -462,11 +462,10 @@ pub fn verify(source: &Source, keys: &[PublicKey], threshold: usize) -> Result<V
     if let Some(expires) = statement.predicate.expires {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let at = crate::sbom::rfc3339(expires);
-        match now < expires {
-            true => check(true, format!("expiry: valid until {at}")),
-            false => {
-                check(false, format!("expiry: the feed expired at {at}: its publisher has not signed a newer one"))
-            }
+        if now < expires {
+            check(true, format!("expiry: valid until {at}"));
+        } else {
+            check(false, format!("expiry: the feed expired at {at}: its publisher has not signed a newer one"));
         }
     }
     for subject in &statement.subject {
