@@ -191,6 +191,43 @@ pub enum Command {
         #[arg(long, value_name = "PATH", requires = "rebuild")]
         lockfile: Option<PathBuf>,
     },
+    /// Publish a channel's newest candidates as a signed static feed for any web server: an
+    /// LXD/Incus simplestreams tree, LXC's download index, Proxmox VE's template index, and
+    /// `feed.intoto.json` binding every file to the channel's head record.
+    Publish {
+        channel: String,
+        /// The feed folder (replaced atomically).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// A private key that signs the feed statement (repeatable).
+        #[arg(long = "key", value_name = "KEY", required = true)]
+        keys: Vec<PathBuf>,
+        /// How many of the channel's most recently promoted distinct candidates it serves.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        keep: u64,
+        /// The feed expires this many days after it is signed (`verify-feed` then refuses it):
+        /// a server that stops updating cannot keep sites on an old feed forever.
+        #[arg(long, value_name = "DAYS")]
+        expires_after_days: Option<u64>,
+    },
+    /// Verify a published feed (its folder or its `http(s)://` URL): the statement's
+    /// signatures, every file it names, nothing unsigned, and no rollback to an older head.
+    VerifyFeed {
+        feed: String,
+        /// A trusted public key (SPKI PEM); repeatable.
+        #[arg(long = "key", value_name = "PUB", required = true)]
+        keys: Vec<PathBuf>,
+        /// How many distinct trusted keys must have signed.
+        #[arg(long, default_value_t = 1)]
+        threshold: usize,
+        /// Trust this CA certificate (PEM) for HTTPS instead of the built-in roots.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Require the feed to be of this channel (a site that follows `production` must not
+        /// take a `nightly` feed signed by the same key).
+        #[arg(long, value_name = "NAME")]
+        channel: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -109,8 +109,7 @@ pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&
     let staging = staging.keep();
     let mut attempt = 0;
     loop {
-        let result = if dir.exists() { exchange(&staging, dir) } else { rename_noreplace(&staging, dir) };
-        match result {
+        match swap_in(&staging, dir) {
             Ok(()) => break,
             Err(e) if attempt < 5 => {
                 attempt += 1;
@@ -128,6 +127,17 @@ pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&
     }
     crate::store::sync_parent(dir)?;
     Ok(())
+}
+
+/// Puts the folder `staging` at `dir`: one atomic exchange when `dir` exists (`staging` then
+/// holds the previous folder), else a rename that refuses to replace. A reader of `dir` sees
+/// the old folder or the new one, never a mix (a published feed is swapped in the same way).
+pub fn swap_in(staging: &Path, dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        exchange(staging, dir)
+    } else {
+        rename_noreplace(staging, dir)
+    }
 }
 
 /// Writes `target` as a reflink or a checked copy of the store's blob `digest` at `blob`,

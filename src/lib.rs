@@ -29,7 +29,8 @@
 //! * **attest** — [`attest`] (the in-toto statement with SLSA provenance, signed).
 //! * **release** — [`build`] (the build orchestration), [`verify`] (checks and rebuilds),
 //!   [`registry`] (the store's candidates), [`channel`] (promotion logs and policy),
-//!   [`qualify`] (scripts in fresh instances, test-result attestations).
+//!   [`qualify`] (scripts in fresh instances, test-result attestations), [`feed`] (a channel
+//!   published as a signed static feed for LXD/Incus, LXC and Proxmox VE, and its verifier).
 //! * **commands** — [`ops`] (one thin file per command) and [`cli`] (the arguments).
 
 pub mod attest;
@@ -45,6 +46,7 @@ pub mod dist;
 pub mod document;
 pub mod dsse;
 pub mod error;
+pub mod feed;
 pub mod fetch;
 pub mod instance;
 pub mod keys;

@@ -99,6 +99,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rebuild = rebuild.then_some(candidate::verify::Rebuild { recipe, lockfile });
             ops::verify::verify(&ctx, &candidate, &keys, threshold, rebuild.as_ref())?;
         }
+        Command::Publish { channel, to, keys, keep, expires_after_days } => {
+            let keep = keep as usize;
+            let options = ops::publish::Options { channel: &channel, to: &to, keys: &keys, keep, expires_after_days };
+            ops::publish::publish(&ctx, &options, policy, channels)?;
+        }
+        Command::VerifyFeed { feed, keys, threshold, ca, channel } => {
+            let options =
+                ops::verify_feed::Options { keys: &keys, threshold, ca: ca.as_deref(), channel: channel.as_deref() };
+            ops::verify_feed::verify_feed(&ctx, &feed, &options)?;
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod diff;
 pub mod key;
 pub mod lock;
+pub mod publish;
 pub mod release;
 pub mod status;
 pub mod store_gc;
@@ -14,6 +15,7 @@ pub mod test;
 pub mod test_system;
 pub mod undeploy;
 pub mod verify;
+pub mod verify_feed;
 
 use std::path::{Path, PathBuf};
 

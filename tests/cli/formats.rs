@@ -155,7 +155,7 @@ fn zstd_labelled_oci_layers_are_zstd_and_hash_to_their_diff_ids() {
 /// A tiny bootable-enough image: a static busybox, a merged-/usr skeleton, and `/etc/hostname`
 /// and `/etc/hosts` naming the host `box`, as an ordinary image does (the `lxc` format must
 /// put LXC's `LXC_NAME` in itself). `None` (a skip, under CI a failure) without busybox.
-fn busybox_project(dir: &Path, oci_extra: &str) -> Option<PathBuf> {
+pub fn busybox_project(dir: &Path, oci_extra: &str) -> Option<PathBuf> {
     if !testing::file("/bin/busybox", "busybox-static") {
         return None;
     }

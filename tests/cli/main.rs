@@ -5,6 +5,7 @@ mod attest;
 mod configure;
 mod debian;
 mod determinism;
+mod feed;
 mod formats;
 mod heal;
 mod hostile;

@@ -697,18 +697,25 @@ fn an_interrupted_or_killed_system_test_leaves_nothing_running() {
 
 /// A private LXD daemon (`LXD_DIR` of its own, a `dir` pool, no network), stopped by its PID
 /// and its folder removed when dropped, also on a panic.
-struct LxdDaemon {
-    dir: PathBuf,
+pub struct LxdDaemon {
+    pub dir: PathBuf,
     child: std::process::Child,
 }
 
 impl LxdDaemon {
-    fn start() -> Self {
+    pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// [`LxdDaemon::start`] with more environment for the daemon (`SSL_CERT_FILE`, for an
+    /// image server with a private CA).
+    pub fn start_with_env(env: &[(&str, &Path)]) -> Self {
         // Short: the socket's path must fit a `sockaddr_un`.
         let dir = tempfile::Builder::new().prefix("lxd-").tempdir_in("/tmp").unwrap().keep();
         let log = fs::File::create(dir.with_extension("log")).unwrap();
         let child = Command::new("lxd")
             .args(["--group", "root"])
+            .envs(env.iter().copied())
             .env("LXD_DIR", &dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap().into_parts().0)
@@ -734,7 +741,7 @@ impl LxdDaemon {
         Command::new("lxd").args(args).env("LXD_DIR", &self.dir).stdin(Stdio::null()).output().unwrap()
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
     }
 
