@@ -29,7 +29,8 @@
 //! * **attest** — [`attest`] (the in-toto statement with SLSA provenance, signed).
 //! * **release** — [`build`] (the build orchestration), [`verify`] (checks and rebuilds),
 //!   [`registry`] (the store's candidates), [`channel`] (promotion logs and policy),
-//!   [`qualify`] (scripts in fresh instances, test-result attestations).
+//!   [`qualify`] (scripts in fresh instances, test-result attestations), [`remote`] (candidates
+//!   pushed to and pulled from an OCI registry).
 //! * **commands** — [`ops`] (one thin file per command) and [`cli`] (the arguments).
 
 pub mod attest;
@@ -62,6 +63,7 @@ pub mod qualify;
 pub mod recipe;
 pub mod registry;
 pub mod release;
+pub mod remote;
 pub mod rootfs;
 pub mod sandbox;
 pub mod sbom;

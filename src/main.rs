@@ -57,7 +57,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let options = BuildOptions { out, network, formats: (!formats.is_empty()).then_some(formats), sign };
             ops::build::build(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), &options)?;
         }
-        Command::List => ops::release::list(&ctx, channels)?,
+        Command::List { remote: None, .. } => ops::release::list(&ctx, channels)?,
+        Command::List { remote: Some(remote), registry } => {
+            ops::list_remote::list_remote(&ctx, &remote, &registry.access())?;
+        }
         Command::Promote { candidate, channel, key, note } => {
             ops::release::promote(&ctx, &candidate, &channel, &key, note.as_deref(), policy, channels)?;
         }
@@ -98,6 +101,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify { candidate, keys, threshold, rebuild, recipe, lockfile } => {
             let rebuild = rebuild.then_some(candidate::verify::Rebuild { recipe, lockfile });
             ops::verify::verify(&ctx, &candidate, &keys, threshold, rebuild.as_ref())?;
+        }
+        Command::Push { candidate, reference, mount_from, chunk_size, registry } => {
+            ops::push::push(&ctx, &candidate, &reference, &registry.access(), &mount_from, chunk_size)?;
+        }
+        Command::Pull { reference, out, keys, threshold, registry } => {
+            ops::pull::pull(&ctx, &reference, &out, &registry.access(), &keys, threshold)?;
         }
     }
     Ok(())
