@@ -284,8 +284,13 @@ impl Client {
             self.count(|s| s.present += 1);
             return Ok(());
         }
+        // Mount from the first repository that has the blob (a `HEAD` there first: a mount
+        // the registry cannot make opens an upload instead, which is then used).
         let mut location = None;
         for from in mount_from.iter().filter(|f| *f != repository) {
+            if !self.has_blob(from, digest)? {
+                continue;
+            }
             let url = self.url(&format!("/v2/{repository}/blobs/uploads/?mount={digest}&from={from}"));
             let mut response = self.call(Method::Post, &url, &[], &Body::Empty)?;
             match response.status().as_u16() {
@@ -293,13 +298,10 @@ impl Client {
                     self.count(|s| s.mounted += 1);
                     return Ok(());
                 }
-                // Not mountable from there: the registry opened an upload instead; use it.
-                202 => {
-                    location = Some(self.location(Method::Post, &url, &mut response)?);
-                    break;
-                }
+                202 => location = Some(self.location(Method::Post, &url, &mut response)?),
                 _ => return Err(status(Method::Post, &url, &mut response)),
             }
+            break;
         }
         let mut location = match location {
             Some(l) => l,

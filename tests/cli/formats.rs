@@ -155,7 +155,7 @@ fn zstd_labelled_oci_layers_are_zstd_and_hash_to_their_diff_ids() {
 /// A tiny bootable-enough image: a static busybox, a merged-/usr skeleton, and `/etc/hostname`
 /// and `/etc/hosts` naming the host `box`, as an ordinary image does (the `lxc` format must
 /// put LXC's `LXC_NAME` in itself). `None` (a skip, under CI a failure) without busybox.
-fn busybox_project(dir: &Path, oci_extra: &str) -> Option<PathBuf> {
+pub fn busybox_project(dir: &Path, oci_extra: &str) -> Option<PathBuf> {
     if !testing::file("/bin/busybox", "busybox-static") {
         return None;
     }
@@ -216,7 +216,7 @@ fn runc_runs_a_command_in_our_oci_image() {
 }
 
 /// A process the test started, stopped by its PID when dropped.
-struct Daemon(std::process::Child);
+pub struct Daemon(pub std::process::Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -226,12 +226,12 @@ impl Drop for Daemon {
 }
 
 /// A free loopback port (bound, then released for the daemon to take).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `http://127.0.0.1:port/path` until it answers 200, for up to 10 s.
-fn wait_http(port: u16, path: &str) {
+pub fn wait_http(port: u16, path: &str) {
     use std::io::{Read, Write};
     for _ in 0..100 {
         if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
