@@ -486,3 +486,145 @@ fn a_changed_registry_blob_or_a_wrong_key_is_refused_and_leaves_nothing() {
     tampered.assert_code(2).assert_stderr_has(&sbom).assert_stderr_has("box_1_amd64/sbom.spdx.json");
     assert_eq!(super::walk(&out), Vec::<PathBuf>::new(), "a refused pull left files");
 }
+
+/// A token server for distribution's bearer flow, on 127.0.0.1, in a thread of the test: it
+/// gives `token` to a request carrying `basic` (and answers 401 otherwise), and counts requests.
+struct TokenServer {
+    port: u16,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TokenServer {
+    fn start(token: String, basic: String) -> TokenServer {
+        use std::io::{BufRead, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, st) = (served.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut authorized = false;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    let lower = line.to_ascii_lowercase();
+                    if lower.starts_with("authorization:") && line.trim_end().ends_with(&basic) {
+                        authorized = true;
+                    }
+                    line.clear();
+                }
+                s.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = if authorized {
+                    ("200 OK", format!("{{\"token\":\"{token}\"}}"))
+                } else {
+                    ("401 Unauthorized", "{}".into())
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        TokenServer { port, served, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A JWT distribution accepts: RS256, signed by openssl with a key whose self-signed
+/// certificate is the registry's `rootcertbundle` and rides in the header's `x5c`.
+fn signed_token(dir: &Path, issuer: &str, service: &str, repository: &str) -> String {
+    use base64::Engine as _;
+    let openssl = |args: &[&str]| ok(Command::new("openssl").current_dir(dir).args(args));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "token.key",
+        "-out",
+        "token.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=candidate test token issuer",
+    ]);
+    openssl(&["x509", "-in", "token.pem", "-outform", "DER", "-out", "token.der"]);
+    let der = fs::read(dir.join("token.der")).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [b64.encode(der)]});
+    let claims = serde_json::json!({
+        "iss": issuer, "sub": "release", "aud": service, "exp": now + 3600, "nbf": now - 60, "iat": now - 60,
+        "jti": "candidate-test",
+        "access": [{"type": "repository", "name": repository, "actions": ["pull", "push"]}],
+    });
+    let signing_input = format!("{}.{}", url.encode(header.to_string()), url.encode(claims.to_string()));
+    fs::write(dir.join("token.input"), &signing_input).unwrap();
+    openssl(&["dgst", "-sha256", "-sign", "token.key", "-out", "token.sig", "token.input"]);
+    format!("{signing_input}.{}", url.encode(fs::read(dir.join("token.sig")).unwrap()))
+}
+
+#[test]
+fn the_bearer_token_flow_gets_a_token_with_the_credentials_and_pushes_and_pulls() {
+    if !tools() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let Some(built) = candidate(t.path(), None) else { return };
+    let (issuer, service) = ("candidate-test-issuer", "candidate-test-registry");
+    let token = signed_token(t.path(), issuer, service, "candidate/box");
+    let basic = format!("Basic {}", base64_encode("release:token-pass"));
+    let server = TokenServer::start(token, basic);
+    let port = free_port();
+    let config = t.path().join("bearer.yml");
+    fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {0}/bearer-storage\n\
+             http:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: http://127.0.0.1:{1}/token\n    \
+             service: {service}\n    issuer: {issuer}\n    rootcertbundle: {0}/token.pem\n",
+            t.path().display(),
+            server.port
+        ),
+    )
+    .unwrap();
+    let _registry = Daemon(Command::new("docker-registry").arg("serve").arg(&config).spawn().unwrap());
+    wait_port(port);
+    let reference = format!("127.0.0.1:{port}/candidate/box:1");
+    let push = ["push", built.to_str().unwrap(), reference.as_str(), "--plain-http"];
+
+    // The token server refuses other credentials, and so the push is refused.
+    let wrong = [("CANDIDATE_REGISTRY_USERNAME", "release"), ("CANDIDATE_REGISTRY_PASSWORD", "nope")];
+    cmd(t.path(), &push, &wrong).assert_code(2).assert_stderr_has("refused the credentials");
+    let before = server.served.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(before >= 1, "the token server was not asked");
+
+    let right = [("CANDIDATE_REGISTRY_USERNAME", "release"), ("CANDIDATE_REGISTRY_PASSWORD", "token-pass")];
+    cmd(t.path(), &push, &right).assert_ok();
+    let pulled = t.path().join("pulled");
+    let pull = ["pull", reference.as_str(), "--out", pulled.to_str().unwrap(), "--key", "ci.pub", "--plain-http"];
+    cmd(t.path(), &pull, &right).assert_ok();
+    assert!(snapshot(&t.path().join("out")) == snapshot(&pulled));
+    assert!(server.served.load(std::sync::atomic::Ordering::SeqCst) > before, "no token was fetched");
+}
