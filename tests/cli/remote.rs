@@ -8,7 +8,7 @@ use std::process::Command;
 use candidate::testing::{self, tool as require};
 use fs_err as fs;
 
-use super::formats::{busybox_project, free_port, ok, wait_http, Daemon};
+use super::formats::{busybox_project, free_port, ok, podman_in, wait_http, Daemon};
 use super::{run, snapshot, with_store, Run};
 
 /// A `docker-registry` the test started, stopped by its PID when dropped; its access log
@@ -288,24 +288,7 @@ fn round_trip(dir: &Path, registry: &Registry, secure: Option<&Secure>, access: 
 
 /// podman pulls the image from the registry and runs it without network.
 fn podman_runs(dir: &Path, reference: &str, creds: &[String]) {
-    let conf = dir.join("containers.conf");
-    fs::write(
-        &conf,
-        "[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
-         [containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n",
-    )
-    .unwrap();
-    let podman = |args: &[&str]| {
-        let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", &conf)
-            .arg("--root")
-            .arg(dir.join("podman-root"))
-            .arg("--runroot")
-            .arg(dir.join("podman-runroot"))
-            .args(["--storage-driver", "vfs"])
-            .args(args);
-        c
-    };
+    let podman = podman_in(dir);
     let mut pull = vec!["pull", "-q", "--tls-verify=false"];
     pull.extend(creds.iter().map(String::as_str));
     let remote = format!("docker://{reference}");
