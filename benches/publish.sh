@@ -6,7 +6,8 @@
 #   repush        candidate push of the unchanged candidate again (should send no blob)
 #   pull          candidate pull into an empty folder, every blob hashed, then verified (--key)
 #   skopeo-pull   skopeo copy of the image back into an OCI layout
-# Our push also sends the candidate's own files (manifest, SBOM, provenance) and the referrers;
+# Each round has a fresh registry (skopeo's blob info cache would mount blobs it saw in an
+# earlier round's repository). Our push also sends the candidate's own files (manifest, SBOM, provenance) and the referrers;
 # each step's requests and uploaded blobs are counted from the registry's access log.
 # Needs the mirrors of ../shared/bench (default /tmp/bench, first argument) and docker-registry,
 # skopeo. Usage: benches/publish.sh [BENCH] ; RUNS=5, BIN (default target/release/candidate).
@@ -20,7 +21,7 @@ BIN=${BIN:-$HERE/../target/release/candidate}
 WORK=$(mktemp -d /var/tmp/publish-bench.XXXXXX)
 REGISTRY_PID=
 cleanup() {
-  [ -n "$REGISTRY_PID" ] && kill "$REGISTRY_PID" 2>/dev/null && wait "$REGISTRY_PID" 2>/dev/null
+  if [ -n "$REGISTRY_PID" ]; then kill "$REGISTRY_PID" 2>/dev/null || true; wait "$REGISTRY_PID" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -36,22 +37,31 @@ DIR=$(ls -d dist/minbase_*)
 TAG=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])' "$DIR/oci/index.json")
 echo "candidate: $DIR, $(du -sb "$DIR" | cut -f1) bytes in $(find "$DIR" -type f | wc -l) files; image tag $TAG; $(nproc) cores"
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > registry.yml <<EOT
+# A fresh registry each round, for both tools: skopeo remembers where it has seen a blob (its
+# blob info cache) and mounts it from there, which would make its later rounds no-op pushes.
+start_registry() { # round: starts a registry with its own storage; sets HOST, REGISTRY_PID
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat > registry.yml <<EOT
 version: 0.1
 log:
   level: info
 storage:
   filesystem:
-    rootdirectory: $WORK/registry
+    rootdirectory: $WORK/registry-$1
 http:
-  addr: 127.0.0.1:$PORT
+  addr: 127.0.0.1:$port
 EOT
-docker-registry serve registry.yml > registry.log 2>&1 &
-REGISTRY_PID=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done
-HOST=127.0.0.1:$PORT
-
+  docker-registry serve registry.yml >> registry.log 2>&1 &
+  REGISTRY_PID=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+  HOST=127.0.0.1:$port
+}
+stop_registry() {
+  kill "$REGISTRY_PID"; wait "$REGISTRY_PID" 2>/dev/null || true; REGISTRY_PID=
+  rm -rf "$WORK/registry-$1"
+}
+: > registry.log
 : > times.tsv
 : > counts.tsv
 t() { # name command...: runs, appends "name seconds maxrss_kb" to times.tsv and the requests
@@ -63,6 +73,7 @@ t() { # name command...: runs, appends "name seconds maxrss_kb" to times.tsv and
   echo "$name $(printf '%s\n' "$new" | grep -c . || true) $(printf '%s\n' "$new" | grep -c '"PUT /v2/[^ ]*/blobs/uploads/[^ ]*digest=' || true)" >> counts.tsv
 }
 for i in $(seq "$RUNS"); do
+  start_registry "$i"
   sync; t push "$BIN" -q --store "$STORE" push "$DIR" "$HOST/bench/candidate-$i:$TAG" --plain-http
   sync; t skopeo-push skopeo copy -q --dest-tls-verify=false "oci:$DIR/oci:$TAG" "docker://$HOST/bench/skopeo-$i:$TAG"
   sync; t repush "$BIN" -q --store "$STORE" push "$DIR" "$HOST/bench/candidate-$i:$TAG" --plain-http
@@ -72,6 +83,7 @@ for i in $(seq "$RUNS"); do
   rm -rf "pulled-$i" "skopeo-$i"; sync
   t skopeo-pull skopeo copy -q --src-tls-verify=false "docker://$HOST/bench/skopeo-$i:$TAG" "oci:skopeo-$i:$TAG"
   rm -rf "skopeo-$i"
+  stop_registry "$i"
 done
 python3 "$HERE/medians.py" times.tsv --vs skopeo-push
 python3 - counts.tsv <<'EOT'
