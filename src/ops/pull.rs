@@ -32,29 +32,56 @@ pub fn pull(
     ctx.printer
         .status("Pulled", format_args!("{} file(s), {} bytes, each matching its digest", pulled.files, pulled.bytes));
     let dir = pulled.dir();
+    let mut report = Report::new(!ctx.printer.json());
     if keys.is_empty() {
         ctx.printer
             .status("Warning", "no `--key`: the blobs match the registry's digests, but no signature was checked");
     } else {
-        let mut report = Report::new(!ctx.printer.json());
         check(ctx, &dir, &keys, threshold, None, &mut report)?;
         check_attestations(&dir, &keys, &mut report)?;
-        if !report.failures.is_empty() {
-            // The staging folder goes with `pulled`: nothing is left in `out`.
-            return Err(CheckFailed {
-                message: format!(
-                    "{} check(s) failed for the candidate pulled from `{reference}`",
-                    report.failures.len()
-                ),
-                hint: Some(
-                    "nothing was written; the candidate in the registry is not signed by these keys, or was changed"
-                        .to_owned(),
-                ),
-            }
-            .into());
-        }
     }
-    let placed = pulled.place(out)?;
-    println!("{}", placed.display());
-    Ok(())
+    let verified = (!keys.is_empty()).then_some(report.failures.is_empty());
+    let artifact = pulled.artifact;
+    let (files, bytes) = (pulled.files, pulled.bytes);
+    // A refused candidate is not placed: the staging folder goes with `pulled`.
+    let placed = if verified == Some(false) { None } else { Some(pulled.place(out)?) };
+    if ctx.printer.json() {
+        let document = Pulled {
+            reference: reference.to_string(),
+            artifact,
+            candidate: placed.as_deref(),
+            files,
+            bytes,
+            verified,
+            checks: &report.checks,
+        };
+        ctx.printer.data(&document)?;
+    } else if let Some(placed) = &placed {
+        println!("{}", placed.display());
+    }
+    match placed {
+        Some(_) => Ok(()),
+        None => Err(CheckFailed {
+            message: format!("{} check(s) failed for the candidate pulled from `{reference}`", report.failures.len()),
+            hint: Some(
+                "nothing was written: the candidate in the registry is not signed by these keys, or was changed"
+                    .to_owned(),
+            ),
+        }
+        .into()),
+    }
+}
+
+/// What `pull --json` prints.
+#[derive(serde::Serialize)]
+struct Pulled<'a> {
+    reference: String,
+    artifact: crate::digest::Digest,
+    /// Where the candidate folder now is; `null` when a check failed.
+    candidate: Option<&'a Path>,
+    files: usize,
+    bytes: u64,
+    /// `null` without `--key`.
+    verified: Option<bool>,
+    checks: &'a [crate::verify::Check],
 }

@@ -60,7 +60,7 @@ pub fn push(client: &Client, dir: &Path, repository: &str, tag: &str, mount_from
 
     // The image first: its blobs, then its manifest, byte for byte, under the tag.
     let image = match image_of(dir)? {
-        Some((descriptor, bytes, blobs)) => {
+        Some(Image { descriptor, bytes, blobs }) => {
             for (digest, size) in blobs {
                 ensure(&digest, size, &dir.join(format!("oci/blobs/sha256/{}", digest.hex())))?;
             }
@@ -218,10 +218,17 @@ fn candidate_files(dir: &Path, folder: &str) -> anyhow::Result<Vec<File>> {
         .collect()
 }
 
-/// The image of the folder's `oci/` layout, if it has one: its descriptor, the manifest's
-/// bytes, and the (digest, size) of its config and layers.
-#[allow(clippy::type_complexity)]
-fn image_of(dir: &Path) -> anyhow::Result<Option<(Descriptor, Vec<u8>, Vec<(Digest, u64)>)>> {
+/// The image of a candidate folder's `oci/` layout.
+struct Image {
+    descriptor: Descriptor,
+    /// The manifest's exact bytes.
+    bytes: Vec<u8>,
+    /// (digest, size) of its config and layers.
+    blobs: Vec<(Digest, u64)>,
+}
+
+/// The image of the folder's `oci/` layout, if it has one.
+fn image_of(dir: &Path) -> anyhow::Result<Option<Image>> {
     let index_path = dir.join("oci/index.json");
     if !index_path.exists() {
         return Ok(None);
@@ -244,7 +251,7 @@ fn image_of(dir: &Path) -> anyhow::Result<Option<(Descriptor, Vec<u8>, Vec<(Dige
         artifact_type: None,
         annotations: BTreeMap::new(),
     };
-    Ok(Some((descriptor, bytes, blobs)))
+    Ok(Some(Image { descriptor, bytes, blobs }))
 }
 
 /// The candidate artifact that `reference` (a tag or digest of the image, or of the artifact
