@@ -592,7 +592,15 @@ fn the_bearer_token_flow_gets_a_token_with_the_credentials_and_pushes_and_pulls(
         ),
     )
     .unwrap();
-    let _registry = Daemon(Command::new("docker-registry").arg("serve").arg(&config).spawn().unwrap());
+    let _registry = Daemon(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_port(port);
     let reference = format!("127.0.0.1:{port}/candidate/box:1");
     let push = ["push", built.to_str().unwrap(), reference.as_str(), "--plain-http"];
@@ -610,4 +618,72 @@ fn the_bearer_token_flow_gets_a_token_with_the_credentials_and_pushes_and_pulls(
     cmd(t.path(), &pull, &right).assert_ok();
     assert!(snapshot(&t.path().join("out")) == snapshot(&pulled));
     assert!(server.served.load(std::sync::atomic::Ordering::SeqCst) > before, "no token was fetched");
+}
+
+/// Uploads `bytes` as a blob of `repository` with curl (POST, then PUT with the digest).
+fn curl_put_blob(host: &str, repository: &str, bytes: &[u8], dir: &Path) -> String {
+    let digest = super::sha256(bytes);
+    let file = dir.join("blob.upload");
+    fs::write(&file, bytes).unwrap();
+    let headers = ok(Command::new("curl")
+        .args(["-sf", "-D", "-", "-o", "/dev/null", "-X", "POST"])
+        .arg(format!("http://{host}/v2/{repository}/blobs/uploads/")));
+    let location = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let separator = if location.contains('?') { '&' } else { '?' };
+    ok(Command::new("curl")
+        .args(["-sf", "-X", "PUT", "-H", "Content-Type: application/octet-stream", "--data-binary"])
+        .arg(format!("@{}", file.display()))
+        .arg(format!("{location}{separator}digest={digest}")));
+    digest
+}
+
+#[test]
+fn an_artifact_naming_a_file_outside_its_folder_is_refused_before_anything_is_written() {
+    if !(require("docker-registry", "docker-registry") && require("curl", "curl")) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (registry, _) = Registry::start(t.path(), "hostile", false);
+    let host = registry.host();
+    let evil = curl_put_blob(&host, "candidate/box", b"#!/bin/sh\necho owned\n", t.path());
+    let empty = curl_put_blob(&host, "candidate/box", b"{}", t.path());
+    for (tag, title) in [("up", "box_1_amd64/../../evil"), ("abs", "/tmp/evil"), ("other", "elsewhere/evil")] {
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/vnd.candidate.candidate.v1",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [{"mediaType": "application/octet-stream", "digest": evil, "size": 21,
+                        "annotations": {"org.opencontainers.image.title": title}}],
+            "annotations": {"dev.candidate.folder": "box_1_amd64"},
+        });
+        ok(Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/vnd.oci.image.manifest.v1+json",
+                "--data-binary",
+            ])
+            .arg(manifest.to_string())
+            .arg(format!("http://{host}/v2/candidate/box/manifests/{tag}")));
+        let out = t.path().join("a/b/pulled");
+        let pull = cmd(
+            t.path(),
+            &["pull", &format!("{host}/candidate/box:{tag}"), "--out", out.to_str().unwrap(), "--plain-http"],
+            &[],
+        );
+        pull.assert_code(2)
+            .assert_stderr_has(&format!("lists blob {evil} as {title:?}, outside its folder `box_1_amd64`"));
+        assert_eq!(super::walk(&out), Vec::<PathBuf>::new(), "{tag}: something was written");
+        assert!(
+            !t.path().join("a/evil").exists() && !Path::new("/tmp/evil").exists() && !out.join("elsewhere").exists()
+        );
+    }
 }
