@@ -687,3 +687,47 @@ fn an_artifact_naming_a_file_outside_its_folder_is_refused_before_anything_is_wr
         );
     }
 }
+
+#[test]
+fn a_candidate_without_an_image_is_tagged_as_its_artifact_and_pulls_back() {
+    if !tools() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    if candidate(t.path(), None).is_none() {
+        return;
+    }
+    // The same recipe, LXC only (no `oci/`), signed.
+    let store = t.path().join("store");
+    let lxc = ["build", "recipes/box.toml", "--out", "lxc-only", "--format", "lxc", "--sign", "ci.key"];
+    run(with_store(t.path(), &store, lxc)).assert_ok();
+    let built = t.path().join("lxc-only/box_1_amd64");
+    assert!(!built.join("oci").exists());
+    let (registry, _) = Registry::start(t.path(), "lxc", false);
+    let reference = format!("{}/candidate/lxc:1", registry.host());
+    let pushed = cmd(t.path(), &["push", built.to_str().unwrap(), &reference, "--plain-http", "--json"], &[]);
+    pushed.assert_ok();
+    let document: serde_json::Value = serde_json::from_str(&pushed.stdout).unwrap();
+    assert_eq!(document["image"], serde_json::Value::Null, "{}", pushed.describe());
+    let listed =
+        cmd(t.path(), &["list", "--remote", &format!("{}/candidate/lxc", registry.host()), "--plain-http"], &[]);
+    let id = super::sha256(&fs::read(built.join("manifest.json")).unwrap());
+    assert!(
+        listed.assert_ok().stdout.trim_end().ends_with(&format!("\tcandidate\tbox_1_amd64\t{id}")),
+        "{}",
+        listed.describe()
+    );
+    // The provenance and SBOM refer to the artifact, through the fallback tag.
+    let artifact = document["artifact"].as_str().unwrap();
+    let (status, body) = http_get(
+        &format!("http://{}/v2/candidate/lxc/manifests/sha256-{}", registry.host(), &artifact["sha256:".len()..]),
+        "application/vnd.oci.image.index.v1+json",
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["manifests"].as_array().unwrap().len(), 2);
+    let pulled = t.path().join("pulled");
+    cmd(t.path(), &["pull", &reference, "--out", pulled.to_str().unwrap(), "--key", "ci.pub", "--plain-http"], &[])
+        .assert_ok();
+    assert!(snapshot(&t.path().join("lxc-only")) == snapshot(&pulled));
+}
