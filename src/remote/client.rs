@@ -141,7 +141,7 @@ impl Client {
         }
     }
 
-    /// One request, answering an auth challenge once.
+    /// One request, sent again once with the `Authorization` a `401` challenge calls for.
     fn call(
         &self,
         method: Method,
@@ -149,9 +149,47 @@ impl Client {
         headers: &[(&str, &str)],
         body: &Body<'_>,
     ) -> Result<Response, RemoteError> {
+        let send = || -> Result<Response, RemoteError> {
+            self.count(|s| s.requests += 1);
+            let authorization = self.authorization.borrow().clone();
+            macro_rules! with_headers {
+                ($builder:expr) => {{
+                    let mut b = $builder;
+                    for (k, v) in headers {
+                        b = b.header(*k, *v);
+                    }
+                    if let Some(a) = &authorization {
+                        b = b.header("Authorization", a.as_str());
+                    }
+                    b
+                }};
+            }
+            let connect = |source| RemoteError::Connect { url: url.to_owned(), source: Box::new(source) };
+            let with_body = |b: ureq::RequestBuilder<ureq::typestate::WithBody>| -> Result<Response, RemoteError> {
+                match body {
+                    Body::Empty => b.header("Content-Length", "0").send_empty().map_err(connect),
+                    Body::Bytes(bytes) => b.send(*bytes).map_err(connect),
+                    Body::File { file, offset, len } => {
+                        let mut f = file.file();
+                        f.seek(SeekFrom::Start(*offset))?;
+                        let mut reader = f.take(*len);
+                        b.header("Content-Length", len.to_string())
+                            .send(ureq::SendBody::from_reader(&mut reader))
+                            .map_err(connect)
+                    }
+                }
+            };
+            match method {
+                Method::Get => with_headers!(self.agent.get(url)).call().map_err(connect),
+                Method::Head => with_headers!(self.agent.head(url)).call().map_err(connect),
+                Method::Post => with_body(with_headers!(self.agent.post(url))),
+                Method::Put => with_body(with_headers!(self.agent.put(url))),
+                Method::Patch => with_body(with_headers!(self.agent.patch(url))),
+            }
+        };
         let mut answered = false;
         loop {
-            let response = self.call_once(method, url, headers, body)?;
+            let response = send()?;
             if response.status() != 401 {
                 return Ok(response);
             }
@@ -160,51 +198,6 @@ impl Client {
                 return Err(RemoteError::Unauthorized { host: self.host.clone() });
             }
             answered = true;
-        }
-    }
-
-    fn call_once(
-        &self,
-        method: Method,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: &Body<'_>,
-    ) -> Result<Response, RemoteError> {
-        self.count(|s| s.requests += 1);
-        let authorization = self.authorization.borrow().clone();
-        macro_rules! with_headers {
-            ($builder:expr) => {{
-                let mut b = $builder;
-                for (k, v) in headers {
-                    b = b.header(*k, *v);
-                }
-                if let Some(a) = &authorization {
-                    b = b.header("Authorization", a.as_str());
-                }
-                b
-            }};
-        }
-        let connect = |source| RemoteError::Connect { url: url.to_owned(), source: Box::new(source) };
-        let with_body = |b: ureq::RequestBuilder<ureq::typestate::WithBody>| -> Result<Response, RemoteError> {
-            match body {
-                Body::Empty => b.header("Content-Length", "0").send_empty().map_err(connect),
-                Body::Bytes(bytes) => b.send(*bytes).map_err(connect),
-                Body::File { file, offset, len } => {
-                    let mut f = file.file();
-                    f.seek(SeekFrom::Start(*offset))?;
-                    let mut reader = f.take(*len);
-                    b.header("Content-Length", len.to_string())
-                        .send(ureq::SendBody::from_reader(&mut reader))
-                        .map_err(connect)
-                }
-            }
-        };
-        match method {
-            Method::Get => with_headers!(self.agent.get(url)).call().map_err(connect),
-            Method::Head => with_headers!(self.agent.head(url)).call().map_err(connect),
-            Method::Post => with_body(with_headers!(self.agent.post(url))),
-            Method::Put => with_body(with_headers!(self.agent.put(url))),
-            Method::Patch => with_body(with_headers!(self.agent.patch(url))),
         }
     }
 
