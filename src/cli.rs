@@ -85,8 +85,14 @@ pub enum Command {
         #[arg(long = "sign", value_name = "KEY")]
         sign: Vec<PathBuf>,
     },
-    /// List the candidates this store has built, with the channels they are in.
-    List,
+    /// List the candidates this store has built, with the channels they are in; with
+    /// `--remote HOST/REPOSITORY`, the tags a registry repository holds and their candidates.
+    List {
+        #[arg(long, value_name = "REF")]
+        remote: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
     /// Promote a candidate (a folder or an id prefix) to a channel, as the policy allows.
     Promote {
         candidate: String,
@@ -228,6 +234,56 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         channel: Option<String>,
     },
+    /// Push a candidate (a folder or an id prefix) to an OCI registry: its image under the tag,
+    /// the whole candidate and its statements as OCI 1.1 referrers of the image.
+    Push {
+        candidate: String,
+        /// `HOST[:PORT]/REPOSITORY[:TAG]` [default tag: the image's own].
+        reference: String,
+        /// Mount blobs from this repository of the same registry instead of uploading them
+        /// (repeatable).
+        #[arg(long = "mount-from", value_name = "REPOSITORY")]
+        mount_from: Vec<String>,
+        /// Upload blobs larger than this in chunks of this many bytes [default: 64 MiB].
+        #[arg(long, value_name = "BYTES")]
+        chunk_size: Option<u64>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Pull a candidate from an OCI registry into `--out` (as `build --out`), every blob checked
+    /// by digest, then verified with `--key` like `verify`.
+    Pull {
+        /// `HOST[:PORT]/REPOSITORY:TAG` or `…@sha256:HEX`.
+        reference: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A trusted public key (SPKI PEM); repeatable. Without one, no signature is checked.
+        #[arg(long = "key", value_name = "PUB")]
+        keys: Vec<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        threshold: usize,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+/// How to reach an OCI registry. Credentials come from `CANDIDATE_REGISTRY_USERNAME` and
+/// `CANDIDATE_REGISTRY_PASSWORD`, else `auth.json` (`REGISTRY_AUTH_FILE`, the containers
+/// tools' places) or docker's `config.json`.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Talk `http://` to the registry (a loopback registry without TLS).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Trust the CA certificates of this PEM file (a registry with a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    pub fn access(self) -> crate::remote::Access {
+        crate::remote::Access { plain_http: self.plain_http, ca: self.ca }
+    }
 }
 
 #[derive(Debug, Subcommand)]

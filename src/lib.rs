@@ -30,7 +30,8 @@
 //! * **release** — [`build`] (the build orchestration), [`verify`] (checks and rebuilds),
 //!   [`registry`] (the store's candidates), [`channel`] (promotion logs and policy),
 //!   [`qualify`] (scripts in fresh instances, test-result attestations), [`feed`] (a channel
-//!   published as a signed static feed for LXD/Incus, LXC and Proxmox VE, and its verifier).
+//!   published as a signed static feed for LXD/Incus, LXC and Proxmox VE, and its verifier),
+//!   [`remote`] (candidates pushed to and pulled from an OCI registry).
 //! * **commands** — [`ops`] (one thin file per command) and [`cli`] (the arguments).
 
 pub mod attest;
@@ -64,6 +65,7 @@ pub mod qualify;
 pub mod recipe;
 pub mod registry;
 pub mod release;
+pub mod remote;
 pub mod rootfs;
 pub mod sandbox;
 pub mod sbom;

@@ -57,7 +57,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let options = BuildOptions { out, network, formats: (!formats.is_empty()).then_some(formats), sign };
             ops::build::build(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), &options)?;
         }
-        Command::List => ops::release::list(&ctx, channels)?,
+        Command::List { remote: None, .. } => ops::release::list(&ctx, channels)?,
+        Command::List { remote: Some(remote), registry } => {
+            ops::list_remote::list_remote(&ctx, &remote, &registry.access())?;
+        }
         Command::Promote { candidate, channel, key, note } => {
             ops::release::promote(&ctx, &candidate, &channel, &key, note.as_deref(), policy, channels)?;
         }
@@ -108,6 +111,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let options =
                 ops::verify_feed::Options { keys: &keys, threshold, ca: ca.as_deref(), channel: channel.as_deref() };
             ops::verify_feed::verify_feed(&ctx, &feed, &options)?;
+        }
+        Command::Push { candidate, reference, mount_from, chunk_size, registry } => {
+            ops::push::push(&ctx, &candidate, &reference, &registry.access(), &mount_from, chunk_size)?;
+        }
+        Command::Pull { reference, out, keys, threshold, registry } => {
+            ops::pull::pull(&ctx, &reference, &out, &registry.access(), &keys, threshold)?;
         }
     }
     Ok(())

@@ -19,6 +19,7 @@ fn hints_of<'a>(err: &'a (dyn StdError + 'static)) -> Vec<Cow<'a, str>> {
     use crate::lockfile::LockError;
     use crate::python::lock::WheelLockError;
     use crate::recipe::RecipeError;
+    use crate::remote::RemoteError;
     macro_rules! first_of {
         ($($ty:ty),+ $(,)?) => {
             $(if let Some(e) = err.downcast_ref::<$ty>() { return e.hints(); })+
@@ -35,6 +36,7 @@ fn hints_of<'a>(err: &'a (dyn StdError + 'static)) -> Vec<Cow<'a, str>> {
         RecipeError,
         LockError,
         WheelLockError,
+        RemoteError,
     );
     Vec::new()
 }

@@ -216,7 +216,7 @@ fn runc_runs_a_command_in_our_oci_image() {
 }
 
 /// A process the test started, stopped by its PID when dropped.
-struct Daemon(std::process::Child);
+pub struct Daemon(pub std::process::Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -226,12 +226,12 @@ impl Drop for Daemon {
 }
 
 /// A free loopback port (bound, then released for the daemon to take).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `http://127.0.0.1:port/path` until it answers 200, for up to 10 s.
-fn wait_http(port: u16, path: &str) {
+pub fn wait_http(port: u16, path: &str) {
     use std::io::{Read, Write};
     for _ in 0..100 {
         if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
@@ -307,29 +307,35 @@ fn podman_runs_our_image_without_network() {
     // proof that the label is right: the layers are decoded as labelled first.
     let types = check_oci_layers_decode_as_labelled(&candidate.join("oci"));
     assert!(types.iter().all(|t| t == "application/vnd.oci.image.layer.v1.tar+zstd"), "{types:?}");
-    let conf = t.join("containers.conf");
+    let podman = podman_in(t);
+    let layout = format!("oci:{}:1", candidate.join("oci").display());
+    let id = ok(&mut podman(&["pull", "-q", &layout])).trim().to_owned();
+    let out = ok(&mut podman(&["run", "--rm", "--network", "none", &id]));
+    assert_eq!(out.trim(), "hello from candidate");
+    let _ = podman(&["rmi", "-af"]).output();
+}
+
+/// `podman ARGS…` with its own root, runroot and configuration under `dir`: runc, cgroupfs,
+/// the vfs driver and file events, as podman runs on these machines (RUNTIMES.md).
+pub fn podman_in(dir: &Path) -> impl Fn(&[&str]) -> Command + '_ {
+    let conf = dir.join("containers.conf");
     fs::write(
         &conf,
         "[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
          [containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n",
     )
     .unwrap();
-    let podman = |args: &[&str]| {
+    move |args: &[&str]| {
         let mut cmd = Command::new("podman");
         cmd.env("CONTAINERS_CONF", &conf)
             .arg("--root")
-            .arg(t.join("podman-root"))
+            .arg(dir.join("podman-root"))
             .arg("--runroot")
-            .arg(t.join("podman-runroot"))
+            .arg(dir.join("podman-runroot"))
             .args(["--storage-driver", "vfs"])
             .args(args);
         cmd
-    };
-    let layout = format!("oci:{}:1", candidate.join("oci").display());
-    let id = ok(&mut podman(&["pull", "-q", &layout])).trim().to_owned();
-    let out = ok(&mut podman(&["run", "--rm", "--network", "none", &id]));
-    assert_eq!(out.trim(), "hello from candidate");
-    let _ = podman(&["rmi", "-af"]).output();
+    }
 }
 
 /// Runs `f` with `root:100000:65536` in /etc/subuid and /etc/subgid, putting them back after.

@@ -15,6 +15,7 @@ mod python_lock;
 mod qualify;
 mod refusals;
 mod release;
+mod remote;
 mod store;
 mod systems;
 
