@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use crate::context::Context;
 use crate::digest::Digest;
 use crate::rootfs::Assembled;
+use crate::store::{sibling_prefix, Sibling};
 
 /// A file of the candidate folder with its sha256: what a signed statement lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +86,7 @@ pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&
     let parent = dir.parent().expect("a candidate folder has a parent");
     let name = dir.file_name().expect("a candidate folder has a name").to_string_lossy().into_owned();
     fs_err::create_dir_all(parent)?;
-    let staging =
-        tempfile::Builder::new().prefix(&format!(".{name}.new-{}-", std::process::id())).tempdir_in(parent)?;
+    let staging = tempfile::Builder::new().prefix(&sibling_prefix(&name, Sibling::New)).tempdir_in(parent)?;
     for output in &assembled.outputs {
         let blob = ctx.store.blob_path(&output.sha256);
         let target = staging.path().join(&output.name);
@@ -172,7 +172,7 @@ fn place_output(store: &crate::store::Store, digest: &Digest, blob: &Path, targe
 fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     match renameat2(a, b, libc::RENAME_EXCHANGE) {
         Err(e) if unsupported(&e) => {
-            let aside = sibling(b, "old");
+            let aside = sibling(b, Sibling::Old);
             fs_err::rename(b, &aside)?;
             if let Err(e) = fs_err::rename(a, b) {
                 // Put the old candidate back: `b` must not stay empty because of us.
@@ -211,12 +211,13 @@ fn unsupported(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS))
 }
 
-/// A free name beside `path` for a moment's use: `.NAME.WHAT-PID-N`.
-fn sibling(path: &Path, what: &str) -> PathBuf {
+/// A free name beside `path` for a moment's use: `.NAME.WHAT-PID-N` ([`sibling_prefix`], so
+/// that `store gc` removes it if this process dies before it is gone).
+fn sibling(path: &Path, what: Sibling) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    path.with_file_name(format!(".{name}.{what}-{}-{n}", std::process::id()))
+    path.with_file_name(format!("{}{n}", sibling_prefix(&name, what)))
 }
 
 #[cfg(test)]

@@ -454,14 +454,38 @@ pub fn temp_prefix(kind: &str) -> String {
     format!("{kind}-{}-", std::process::id())
 }
 
-/// The PID a leftover's name records: `KIND-PID-…` ([`temp_prefix`]) or a publish's staging
-/// folder `.NAME.new-PID-…`.
+/// The PID a temporary's name records: `KIND-PID-…` ([`temp_prefix`]).
 pub fn recorded_pid(name: &str) -> Option<u32> {
-    let rest = match name.rsplit_once(".new-") {
-        Some((_, rest)) if name.starts_with('.') => rest,
-        _ => name.split_once('-')?.1,
+    name.split_once('-')?.1.split('-').next()?.parse().ok().filter(|&pid| pid > 0)
+}
+
+/// What a publish puts beside a candidate folder `NAME` for a moment, as a name prefix
+/// `.NAME.WHAT-PID-`: its staging folder (`new`) and, where the file system has no atomic
+/// exchange, the old folder moved aside (`old`). `store gc` removes one whose process is gone
+/// ([`sibling_pid`]); a kill between two renames must not leave a candidate's worth of files.
+pub fn sibling_prefix(name: &str, what: Sibling) -> String {
+    let what = match what {
+        Sibling::New => "new",
+        Sibling::Old => "old",
     };
-    rest.split('-').next()?.parse().ok().filter(|&pid| pid > 0)
+    format!(".{name}.{}", temp_prefix(what))
+}
+
+/// The kinds of [`sibling_prefix`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sibling {
+    New,
+    Old,
+}
+
+/// The PID a publish's sibling of a candidate folder records ([`sibling_prefix`]).
+pub fn sibling_pid(name: &str) -> Option<u32> {
+    // The folder's own name has dots (`example_1.0_amd64`); the kind is after the last one.
+    let (_, tail) = name.strip_prefix('.')?.rsplit_once('.')?;
+    if !(tail.starts_with("new-") || tail.starts_with("old-")) {
+        return None;
+    }
+    recorded_pid(tail)
 }
 
 /// Whether process `pid` exists (in this PID namespace: a store shared between machines or
@@ -602,9 +626,16 @@ mod tests {
     fn leftovers_name_their_process() {
         assert_eq!(recorded_pid(&format!("{}abc123", temp_prefix("blob"))), Some(std::process::id()));
         assert_eq!(recorded_pid("instance-4242-Xy12ab"), Some(4242));
-        assert_eq!(recorded_pid(".example_1.0_amd64.new-77-Ab12cd"), Some(77));
         assert_eq!(recorded_pid("blob-Xy12ab"), None, "an older, unnamed temp");
-        assert_eq!(recorded_pid(".example_1.0_amd64.new-Ab12cd"), None);
+        let name = "example_1.0_amd64";
+        for what in [Sibling::New, Sibling::Old] {
+            assert_eq!(sibling_pid(&format!("{}Ab12cd", sibling_prefix(name, what))), Some(std::process::id()));
+        }
+        assert_eq!(sibling_pid(".example_1.0_amd64.new-77-Ab12cd"), Some(77));
+        assert_eq!(sibling_pid(".example_1.0_amd64.old-77-0"), Some(77), "the fallback's folder moved aside");
+        assert_eq!(sibling_pid(".example_1.0_amd64.new-Ab12cd"), None, "an older, unnamed staging folder");
+        assert_eq!(sibling_pid(".example_1.0_amd64.cache-77-0"), None, "not a publish's");
+        assert_eq!(sibling_pid("example_1.0_amd64.new-77-0"), None, "not hidden: not ours");
         assert!(pid_alive(std::process::id()));
     }
 
