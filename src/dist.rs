@@ -8,7 +8,9 @@
 //! builds would publish again under its old digest. Each output is a reflink of its blob
 //! (`FICLONE`: no data copied) where the filesystem has them, else a copy that is hashed as
 //! it is written and refused unless it is the blob's name. A rebuild whose candidate folder
-//! already holds the same bytes (every output re-hashed) touches nothing.
+//! already holds the same bytes touches nothing; it knows them by the stamps recorded when
+//! they were written (a few `stat`s, see [`stamps_key`]) and re-hashes only an output whose
+//! stat has changed since.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +18,9 @@ use anyhow::Context as _;
 
 use crate::context::Context;
 use crate::digest::Digest;
+use crate::local::{unix_now_ns, Fingerprint, Stat};
 use crate::rootfs::Assembled;
+use crate::store::{sibling_prefix, Sibling, Store};
 
 /// A file of the candidate folder with its sha256: what a signed statement lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,21 +83,22 @@ pub fn attestation_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Publishes the candidate folder: a fresh folder beside the final one, swapped in by rename.
 pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&str, Vec<u8>)]) -> anyhow::Result<()> {
-    if is_current(dir, assembled, documents) {
+    if is_current(&ctx.store, dir, assembled, documents) {
         return Ok(());
     }
     let parent = dir.parent().expect("a candidate folder has a parent");
     let name = dir.file_name().expect("a candidate folder has a name").to_string_lossy().into_owned();
     fs_err::create_dir_all(parent)?;
-    let staging =
-        tempfile::Builder::new().prefix(&format!(".{name}.new-{}-", std::process::id())).tempdir_in(parent)?;
+    let staging = tempfile::Builder::new().prefix(&sibling_prefix(&name, Sibling::New)).tempdir_in(parent)?;
+    let mut stamps = Vec::with_capacity(assembled.outputs.len());
     for output in &assembled.outputs {
         let blob = ctx.store.blob_path(&output.sha256);
         let target = staging.path().join(&output.name);
         if let Some(parent) = target.parent() {
             fs_err::create_dir_all(parent)?;
         }
-        place_output(&ctx.store, &output.sha256, &blob, &target)?;
+        let stat = place_output(&ctx.store, &output.sha256, &blob, &target)?;
+        stamps.push((output.name.clone(), stat, output.sha256));
     }
     for (name, bytes) in documents {
         let path = staging.path().join(name);
@@ -101,6 +106,14 @@ pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&
         fs_err::File::open(&path)?.sync_all()?;
     }
     fs_err::File::open(staging.path())?.sync_all()?;
+    // A stamp vouches for its output only if a write after the swap is sure to change the
+    // output's ctime: wait the few milliseconds that takes, where that is all it takes.
+    let written_by = unix_now_ns();
+    if let Some(wait) = stamps.iter().filter_map(|(_, stat, _)| stat.settles_in(written_by)).max() {
+        std::thread::sleep(wait);
+    }
+    let swapped_after = unix_now_ns();
+    stamps.retain(|(_, stat, _)| stat.settled(swapped_after));
 
     // Swap the new folder in with one atomic exchange (or a rename that refuses to replace,
     // when there is nothing yet), so a reader always finds a whole candidate at `dir`. Two
@@ -126,6 +139,9 @@ pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&
         fs_err::remove_dir_all(&staging)?;
     }
     crate::store::sync_parent(dir)?;
+    // The exchange moved the folder, not its files: their stamps hold at `dir`. Those not
+    // yet settled (a file system with whole seconds) are left to the next check.
+    Fingerprint { entries: stamps }.save(&ctx.store, &stamps_key(dir));
     Ok(())
 }
 
@@ -141,8 +157,9 @@ pub fn swap_in(staging: &Path, dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes `target` as a reflink or a checked copy of the store's blob `digest` at `blob`,
-/// read-only and durable.
-fn place_output(store: &crate::store::Store, digest: &Digest, blob: &Path, target: &Path) -> anyhow::Result<()> {
+/// read-only and durable; returns its stamp ([`stamps_key`]), taken from our own handle
+/// after our last change to it. Until the folder is swapped in, only we know of it.
+fn place_output(store: &Store, digest: &Digest, blob: &Path, target: &Path) -> anyhow::Result<Stat> {
     use std::os::unix::io::AsRawFd;
     let source = fs_err::File::open(blob)?;
     let mut out = fs_err::File::create(target)?;
@@ -162,7 +179,7 @@ fn place_output(store: &crate::store::Store, digest: &Digest, blob: &Path, targe
     }
     out.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
     out.sync_all()?;
-    Ok(())
+    Ok(Stat::of(&out.metadata()?))
 }
 
 /// Atomically exchanges two paths (`renameat2(RENAME_EXCHANGE)`). On a file system without
@@ -172,7 +189,7 @@ fn place_output(store: &crate::store::Store, digest: &Digest, blob: &Path, targe
 fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     match renameat2(a, b, libc::RENAME_EXCHANGE) {
         Err(e) if unsupported(&e) => {
-            let aside = sibling(b, "old");
+            let aside = sibling(b, Sibling::Old);
             fs_err::rename(b, &aside)?;
             if let Err(e) = fs_err::rename(a, b) {
                 // Put the old candidate back: `b` must not stay empty because of us.
@@ -211,18 +228,21 @@ fn unsupported(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS))
 }
 
-/// A free name beside `path` for a moment's use: `.NAME.WHAT-PID-N`.
-fn sibling(path: &Path, what: &str) -> PathBuf {
+/// A free name beside `path` for a moment's use: `.NAME.WHAT-PID-N` ([`sibling_prefix`], so
+/// that `store gc` removes it if this process dies before it is gone).
+fn sibling(path: &Path, what: Sibling) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    path.with_file_name(format!(".{name}.{what}-{}-{n}", std::process::id()))
+    path.with_file_name(format!("{}{n}", sibling_prefix(&name, what)))
 }
 
 #[cfg(test)]
 thread_local! {
     /// An errno [`renameat2`] fails with instead of making the call, for tests of the fallback.
     static RENAMEAT2_ERRNO: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+    /// How many outputs [`is_current`] re-hashed, for the test that a warm build reads none.
+    static OUTPUTS_HASHED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
@@ -252,9 +272,10 @@ fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()>
 }
 
 /// Whether `dir` already holds exactly this candidate: the same documents (manifest, SBOM,
-/// envelope), nothing else, and every output with its size and sha256 (re-hashed: an output
-/// changed in place is republished). Anything less is republished.
-fn is_current(dir: &Path, assembled: &Assembled, documents: &[(&str, Vec<u8>)]) -> bool {
+/// envelope), nothing else, and every output with its size and sha256. An output whose stat
+/// is the stamp recorded when its bytes were known ([`stamps_key`]) is taken to hold them
+/// still; any other is re-hashed, and stamped if it matches. Anything less is republished.
+fn is_current(store: &Store, dir: &Path, assembled: &Assembled, documents: &[(&str, Vec<u8>)]) -> bool {
     if documents.iter().any(|(name, bytes)| fs_err::read(dir.join(name)).ok().as_ref() != Some(bytes)) {
         return false;
     }
@@ -264,16 +285,105 @@ fn is_current(dir: &Path, assembled: &Assembled, documents: &[(&str, Vec<u8>)]) 
     if present != expected {
         return false;
     }
-    if !assembled.outputs.iter().all(|o| fs_err::metadata(dir.join(&o.name)).is_ok_and(|m| m.len() == o.size)) {
-        return false;
+    // Before any stat: a write after this is one a stat may not show (see `Stat::settled`).
+    let checked_after = unix_now_ns();
+    let key = stamps_key(dir);
+    let stamps = Fingerprint::load(store, &key);
+    let mut stats = Vec::with_capacity(assembled.outputs.len());
+    let mut unstamped = Vec::new();
+    for o in &assembled.outputs {
+        let path = dir.join(&o.name);
+        let Ok(meta) = fs_err::metadata(&path) else { return false };
+        if meta.len() != o.size {
+            return false;
+        }
+        let stat = Stat::of(&meta);
+        if stamps.get(&o.name) != Some(&(stat, o.sha256)) {
+            unstamped.push((path, o));
+        }
+        stats.push((o.name.clone(), stat, o.sha256));
     }
-    let paths: Vec<PathBuf> = assembled.outputs.iter().map(|o| dir.join(&o.name)).collect();
-    hash_files(&paths).is_ok_and(|digests| digests.iter().zip(&assembled.outputs).all(|(d, o)| *d == o.sha256))
+    if unstamped.is_empty() {
+        return true;
+    }
+    #[cfg(test)]
+    OUTPUTS_HASHED.set(OUTPUTS_HASHED.get() + unstamped.len());
+    let paths: Vec<PathBuf> = unstamped.iter().map(|(path, _)| path.clone()).collect();
+    let held = hash_files(&paths).is_ok_and(|digests| digests.iter().zip(&unstamped).all(|(d, (_, o))| *d == o.sha256));
+    if held {
+        // Proved by their bytes just now: stamped, so that the next check need not read them
+        // (unless so recent that a write in the same clock tick could still follow unseen).
+        let entries = stats.into_iter().filter(|(_, stat, _)| stat.settled(checked_after)).collect();
+        Fingerprint { entries }.save(store, &key);
+    }
+    held
+}
+
+/// The key of a candidate folder's output stamps in the store's stat cache: for each output,
+/// the stat (device, inode, size, mtime, ctime, mode) it had when its bytes were known, and
+/// their sha256. Outputs share no inode with the store, so only a write in the folder itself
+/// can change one, and such a write moves its ctime, which no writer can set back; replacing
+/// the file changes its inode. A warm build thus proves a gigabyte candidate by a few `stat`s
+/// instead of reading it all.
+fn stamps_key(dir: &Path) -> String {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+    format!("candidate-dist-stamps-v1\0{}", absolute.display())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A candidate folder of one output, `rootfs.tar` holding `bytes`, with its store.
+    fn one_output(dir: &Path, bytes: &[u8]) -> (Context, Assembled) {
+        let ctx = Context {
+            store: Store::open(&dir.join("store")).unwrap(),
+            printer: crate::printer::Printer::new(true, false, false),
+            mirrors: Default::default(),
+            python_index: None,
+        };
+        let sha256 = ctx.store.put_bytes(bytes).unwrap();
+        let size = bytes.len() as u64;
+        let output =
+            crate::rootfs::OutputFile { name: "rootfs.tar".into(), sha256, size, codec: crate::compress::Codec::None };
+        let rootfs = crate::layer::LayerInfo { diff_id: sha256, size, entries: 0, implicit: Vec::new() };
+        (ctx, Assembled { rootfs, outputs: vec![output] })
+    }
+
+    /// A warm publish read every output again (a 600 MB image paid seconds for a no-op). It
+    /// now reads none whose stamp holds, re-hashes one without a stamp (and keeps it), and
+    /// republishes one changed in place.
+    #[test]
+    fn a_warm_publish_knows_its_outputs_by_their_stamps() {
+        use std::os::unix::fs::MetadataExt;
+        let temp = tempfile::tempdir().unwrap();
+        let (ctx, assembled) = one_output(temp.path(), b"the rootfs bytes");
+        let documents = [(MANIFEST, b"{}".to_vec())];
+        let dir = temp.path().join("out/x_1_amd64");
+        let output = dir.join("rootfs.tar");
+        let publish_counting = || {
+            OUTPUTS_HASHED.set(0);
+            publish(&ctx, &dir, &assembled, &documents).unwrap();
+            (OUTPUTS_HASHED.get(), fs_err::metadata(&output).unwrap().ino())
+        };
+        let (hashed, ino) = publish_counting();
+        assert_eq!(hashed, 0, "nothing to check in an empty folder");
+
+        assert_eq!(publish_counting(), (0, ino), "a warm publish read an output, or republished");
+
+        // No stamps (a store from before them, a lost cache): proved by hashing, kept as is.
+        fs_err::remove_file(ctx.store.stat_path(&Digest::of(stamps_key(&dir).as_bytes()))).unwrap();
+        assert_eq!(publish_counting(), (1, ino));
+
+        // Changed in place, same size: re-hashed, found wrong, published again.
+        fs_err::set_permissions(&output, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        fs_err::write(&output, b"THE rootfs bytes").unwrap();
+        let (hashed, new_ino) = publish_counting();
+        assert_eq!(hashed, 1);
+        assert_ne!(new_ino, ino, "the changed folder was taken for current");
+        assert_eq!(fs_err::read(&output).unwrap(), b"the rootfs bytes");
+        assert_eq!(publish_counting(), (0, new_ino), "the republished output has its stamp");
+    }
 
     /// #16: publishing into a folder on a file system without `renameat2` flags (FUSE such as
     /// disorderfs, some network file systems) failed with `Invalid argument`. With the call

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::digest::Digest;
 use crate::recipe::Origin;
-use crate::store::{BlobWriter, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -126,34 +126,19 @@ fn fetch_capped(
     unpinned_cap: u64,
     policy: &NetPolicy,
 ) -> Result<(Digest, u64), FetchError> {
-    let cap = pin.and_then(|p| p.size).unwrap_or(unpinned_cap).saturating_add(1);
-    let too_large = |read: u64| match pin.and_then(|p| p.size) {
-        None if read > unpinned_cap => Err(FetchError::TooLarge { origin: origin.to_string(), cap: unpinned_cap }),
-        _ => Ok(()),
-    };
     if let Some(pin) = pin {
         if let Some(size) = store.blob_size(&pin.sha256).filter(|&have| pin.size.is_none_or(|want| want == have)) {
             return Ok((pin.sha256, size));
         }
     }
-    let what = format!("`{origin}`");
-    let commit = |writer: BlobWriter| match pin {
-        Some(pin) => writer.commit_expecting(&what, pin.sha256, pin.size),
-        None => writer.commit(),
+    let keep = |reader: &mut dyn Read, read_error: &dyn Fn(io::Error) -> FetchError| {
+        store_body(store, reader, read_error, origin, pin, unpinned_cap, progress)
     };
     match origin {
         Origin::Local(path) => {
             let local_error = |source| FetchError::Local { origin: origin.to_string(), source };
-            let mut writer = store.writer()?;
-            let file = fs_err::File::open(path).map_err(local_error)?;
-            let read = copy_limited(file, &mut writer, cap, progress).map_err(|e| match e {
-                CopyError::Read(e) => local_error(e),
-                // The store's disk, not the input: a full store was reported as a failure to
-                // read the input (#16). The store's writer names a full disk as such.
-                CopyError::Write(e) => StoreError::Io(e).into(),
-            })?;
-            too_large(read)?;
-            Ok(commit(writer)?)
+            let mut file = fs_err::File::open(path).map_err(local_error)?;
+            keep(&mut file, &local_error)
         }
         Origin::Remote(url) => {
             if network == Network::Offline {
@@ -163,21 +148,20 @@ fn fetch_capped(
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let failure = match download(&agent, store, url, cap, progress) {
-                    Ok(writer) => match too_large(writer.1) {
-                        Err(e) => return Err(e),
-                        Ok(()) => match commit(writer.0) {
-                            Ok(got) => return Ok(got),
-                            // Wrong bytes may be a proxy's or mirror's passing fault: retried
-                            // like one, then reported as the digest error it is.
-                            Err(e @ StoreError::Mismatch { .. }) => FetchError::Store(e),
-                            Err(e) => return Err(e.into()),
-                        },
-                    },
+                let retried = |fault| FetchError::Retried { origin: url.clone(), attempts: attempt, fault };
+                let failure = match request(&agent, url) {
+                    Err(Failure::Transient(fault)) => retried(fault),
                     Err(Failure::Fatal(e)) => return Err(e),
-                    Err(Failure::Transient(fault)) => {
-                        FetchError::Retried { origin: url.clone(), attempts: attempt, fault }
-                    }
+                    // A body cut short or stalled is the server's or the network's fault.
+                    Ok(mut response) => match keep(&mut response.body_mut().as_reader(), &|e| {
+                        retried(format!("reading the body failed: {e}"))
+                    }) {
+                        Ok(got) => return Ok(got),
+                        // Wrong bytes may be a proxy's or mirror's passing fault: retried like
+                        // one, then reported as the digest error it is (which names the URL).
+                        Err(e @ (FetchError::Retried { .. } | FetchError::Store(StoreError::Mismatch { .. }))) => e,
+                        Err(e) => return Err(e),
+                    },
                 };
                 if attempt >= policy.attempts {
                     return Err(failure);
@@ -188,23 +172,16 @@ fn fetch_capped(
     }
 }
 
-/// Why one download attempt failed.
+/// Why a request failed.
 enum Failure {
-    /// Worth another attempt; the fault, described.
+    /// The network's or the server's fault, described: worth another attempt.
     Transient(String),
     Fatal(FetchError),
 }
 
-/// One attempt at downloading `url` into a new blob writer (not yet committed; dropped, it
-/// leaves nothing behind). Returns the writer and the number of bytes read.
-fn download(
-    agent: &ureq::Agent,
-    store: &Store,
-    url: &str,
-    cap: u64,
-    progress: &dyn Fn(u64),
-) -> Result<(BlobWriter, u64), Failure> {
-    let mut response = agent.get(url).call().map_err(|e| match e {
+/// Sends the request for `url`; a fault worth another attempt is [`Failure::Transient`].
+fn request(agent: &ureq::Agent, url: &str) -> Result<ureq::http::Response<ureq::Body>, Failure> {
+    agent.get(url).call().map_err(|e| match e {
         ureq::Error::StatusCode(code) if code >= 500 || code == 408 || code == 429 => {
             Failure::Transient(format!("http status {code}"))
         }
@@ -214,16 +191,37 @@ fn download(
         | ureq::Error::Protocol(_)
         | ureq::Error::BodyStalled => Failure::Transient(e.to_string()),
         e => Failure::Fatal(FetchError::Remote { origin: url.to_owned(), message: e.to_string() }),
+    })
+}
+
+/// Copies `reader` (what `origin` gives; its failures are `read_error`'s) into a new blob and
+/// names it, if it is what `pin` says or, without a pinned size, no larger than
+/// `unpinned_cap`. Refused, it leaves nothing.
+fn store_body(
+    store: &Store,
+    reader: &mut dyn Read,
+    read_error: &dyn Fn(io::Error) -> FetchError,
+    origin: &Origin,
+    pin: Option<Pin>,
+    unpinned_cap: u64,
+    progress: &dyn Fn(u64),
+) -> Result<(Digest, u64), FetchError> {
+    let pinned_size = pin.and_then(|p| p.size);
+    let mut writer = store.writer()?;
+    let limit = pinned_size.unwrap_or(unpinned_cap).saturating_add(1);
+    let read = copy_limited(reader, &mut writer, limit, progress).map_err(|e| match e {
+        CopyError::Read(e) => read_error(e),
+        // The store's disk, not the input: a full store was reported as a failure to read the
+        // input (#16). The store's writer names a full disk as such.
+        CopyError::Write(e) => StoreError::Io(e).into(),
     })?;
-    let mut writer = store.writer().map_err(|e| Failure::Fatal(e.into()))?;
-    let body = response.body_mut().as_reader();
-    match copy_limited(body, &mut writer, cap, progress) {
-        Ok(read) => Ok((writer, read)),
-        // A body cut short or stalled: the server's or the network's fault.
-        Err(CopyError::Read(e)) => Err(Failure::Transient(format!("reading the body failed: {e}"))),
-        // The store's disk, not the input: not worth retrying, and not blamed on the URL.
-        Err(CopyError::Write(e)) => Err(Failure::Fatal(StoreError::Io(e).into())),
+    if pinned_size.is_none() && read > unpinned_cap {
+        return Err(FetchError::TooLarge { origin: origin.to_string(), cap: unpinned_cap });
     }
+    Ok(match pin {
+        Some(pin) => writer.commit_expecting(&format!("`{origin}`"), pin.sha256, pin.size),
+        None => writer.commit(),
+    }?)
 }
 
 /// Which side of a copy failed.

@@ -55,8 +55,10 @@ pub struct LocalEntry {
     stat: Stat,
 }
 
+/// What a file's `stat` says that changes whenever its bytes may have: the key of a
+/// fingerprint entry (here, and for the outputs of a candidate folder in [`crate::dist`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
+pub(crate) struct Stat {
     size: u64,
     mtime_ns: i128,
     ctime_ns: i128,
@@ -66,7 +68,7 @@ struct Stat {
 }
 
 impl Stat {
-    fn of(m: &std::fs::Metadata) -> Self {
+    pub(crate) fn of(m: &std::fs::Metadata) -> Self {
         Stat {
             size: m.size(),
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
@@ -76,6 +78,48 @@ impl Stat {
             mode: m.mode(),
         }
     }
+
+    /// Whether the file changed so recently (`now`, unix seconds) that a write within the
+    /// clock's granularity could still follow unseen: such a stat vouches for nothing yet.
+    pub(crate) fn racy(&self, now: i64) -> bool {
+        let recent = |ns: i128| ns / 1_000_000_000 >= i128::from(now - RACY_SECONDS);
+        recent(self.mtime_ns) || recent(self.ctime_ns)
+    }
+
+    /// How long before a time `T` a file's ctime must be for a write after `T` to be sure to
+    /// give it another ctime, on a file system with sub-second timestamps: the kernel stamps
+    /// writes from a clock that advances in ticks of up to 10 ms (before Linux 6.13's
+    /// multigrain timestamps), and exFAT keeps 10 ms.
+    pub(crate) const SETTLE_NS: i128 = 20_000_000;
+
+    /// Whether a write to the file after `now_ns` (unix nanoseconds, taken before this stat)
+    /// is sure to change its ctime, so that this stat vouches for the bytes it was seen with.
+    /// A ctime without a sub-second part is taken to come from a file system with whole (or
+    /// two) seconds, which needs the racy rule's seconds.
+    pub(crate) fn settled(&self, now_ns: i128) -> bool {
+        if self.ctime_ns % 1_000_000_000 == 0 {
+            return !self.racy((now_ns / 1_000_000_000) as i64);
+        }
+        self.ctime_ns < now_ns - Self::SETTLE_NS
+    }
+
+    /// How long to wait from `now_ns` until [`Stat::settled`] holds, if that is a wait of no
+    /// more than [`Stat::SETTLE_NS`] (a file system with sub-second timestamps).
+    pub(crate) fn settles_in(&self, now_ns: i128) -> Option<std::time::Duration> {
+        let wait = self.ctime_ns + Self::SETTLE_NS - now_ns;
+        let fine = self.ctime_ns % 1_000_000_000 != 0;
+        (fine && wait <= Self::SETTLE_NS).then(|| std::time::Duration::from_nanos(wait.max(0) as u64))
+    }
+}
+
+/// The current unix time in seconds, for [`Stat::racy`].
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The current unix time in nanoseconds, for [`Stat::settled`].
+pub(crate) fn unix_now_ns() -> i128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128)
 }
 
 /// A scanned local input: a single file or a folder tree.
@@ -135,13 +179,8 @@ impl LocalTree {
     /// The tree digest, reading only the files the store's fingerprint cannot vouch for
     /// (all of them without a store), hashed on every core. Updates the fingerprint.
     pub fn digest(&self, store: Option<&Store>) -> Result<(Digest, Vec<Option<Digest>>), LocalError> {
-        let cache_path = store.map(|s| s.stat_path(&Digest::of(fingerprint_key(&self.root).as_bytes())));
-        let cached: HashMap<String, (Stat, Digest)> = cache_path
-            .as_ref()
-            .and_then(|p| fs_err::read(p).ok())
-            .and_then(|bytes| Fingerprint::decode(&bytes))
-            .map(|f| f.entries.into_iter().map(|(rel, stat, digest)| (rel, (stat, digest))).collect())
-            .unwrap_or_default();
+        let key = fingerprint_key(&self.root);
+        let cached = store.map(|s| Fingerprint::load(s, &key)).unwrap_or_default();
 
         let mut digests: Vec<Option<Digest>> = vec![None; self.entries.len()];
         let mut todo = Vec::new();
@@ -172,20 +211,17 @@ impl LocalTree {
         }
         let tree_digest = h.finish();
 
-        if let (Some(store), Some(path)) = (store, cache_path) {
+        if let Some(store) = store {
             if !todo.is_empty() {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-                let racy = |ns: i128| ns / 1_000_000_000 >= i128::from(now - RACY_SECONDS);
+                let now = unix_now();
                 let entries = self
                     .entries
                     .iter()
                     .zip(&digests)
                     .filter_map(|(e, d)| Some((e.rel.clone(), e.stat, (*d)?)))
-                    .filter(|(_, stat, _)| !racy(stat.mtime_ns) && !racy(stat.ctime_ns))
+                    .filter(|(_, stat, _)| !stat.racy(now))
                     .collect();
-                let bytes = Fingerprint { entries }.encode();
-                // A fingerprint is only a cache: failing to save it costs time, not correctness.
-                let _ = store.write_atomic(&path, &bytes);
+                Fingerprint { entries }.save(store, &key);
             }
         }
         Ok((tree_digest, digests))
@@ -309,13 +345,31 @@ fn scan_parallel(root: &Path) -> Result<Vec<LocalEntry>, LocalError> {
 }
 
 /// The stat fingerprint of a tree, in a small binary form: it is read on every build, and
-/// for 50k files JSON costs more to parse than the walk it saves.
-struct Fingerprint {
-    entries: Vec<(String, Stat, Digest)>,
+/// for 50k files JSON costs more to parse than the walk it saves. Kept in the store's stat
+/// cache under a key naming what it fingerprints (a local input's path; a candidate folder's).
+pub(crate) struct Fingerprint {
+    /// Relative path, the stat it had when its sha256 was known, that sha256.
+    pub(crate) entries: Vec<(String, Stat, Digest)>,
 }
 
 impl Fingerprint {
     const MAGIC: &'static [u8] = b"candidate-fingerprint-1\n";
+
+    /// The fingerprint kept under `key`, by relative path; empty if there is none or it does
+    /// not decode (a cache: a bad one is a miss).
+    pub(crate) fn load(store: &Store, key: &str) -> HashMap<String, (Stat, Digest)> {
+        fs_err::read(store.stat_path(&Digest::of(key.as_bytes())))
+            .ok()
+            .and_then(|bytes| Fingerprint::decode(&bytes))
+            .map(|f| f.entries.into_iter().map(|(rel, stat, digest)| (rel, (stat, digest))).collect())
+            .unwrap_or_default()
+    }
+
+    /// Keeps this fingerprint under `key`. It is only a cache: failing to save it costs time,
+    /// not correctness.
+    pub(crate) fn save(&self, store: &Store, key: &str) {
+        let _ = store.write_atomic(&store.stat_path(&Digest::of(key.as_bytes())), &self.encode());
+    }
 
     fn encode(&self) -> Vec<u8> {
         let mut out = Self::MAGIC.to_vec();
@@ -407,6 +461,25 @@ mod tests {
         fs_err::write(dir.join("a/b/f"), b"one").unwrap();
         fs_err::write(dir.join("x"), b"two").unwrap();
         std::os::unix::fs::symlink("a/b/f", dir.join("link")).unwrap();
+    }
+
+    /// A stamp vouches for a file only once a later write must give it another ctime: 20 ms
+    /// on a file system with sub-second timestamps (a wait worth making), the racy rule's
+    /// seconds on one with whole seconds (not worth waiting for).
+    #[test]
+    fn a_stat_settles_once_a_later_write_must_change_its_ctime() {
+        let second = 1_000_000_000;
+        let at = |ctime_ns: i128| Stat { size: 1, mtime_ns: ctime_ns, ctime_ns, ino: 1, dev: 1, mode: 0o100444 };
+        let now = 1_700_000_000 * second + 500_000_000;
+        let fine = at(now - 5_000_000);
+        assert!(!fine.settled(now), "written 5 ms ago: a write in the same clock tick could keep its ctime");
+        assert_eq!(fine.settles_in(now), Some(std::time::Duration::from_millis(15)));
+        assert!(fine.settled(now + 16_000_000));
+        assert_eq!(at(now - second).settles_in(now), Some(std::time::Duration::ZERO));
+        let whole = at(now - now % second - second);
+        assert!(!whole.settled(now), "whole seconds: a write in this second could keep its ctime");
+        assert_eq!(whole.settles_in(now), None, "seconds are not worth waiting for");
+        assert!(whole.settled(now + 3 * second));
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub enum StoreError {
 pub struct Store {
     root: PathBuf,
     lock: std::sync::Arc<std::fs::File>,
+    /// The blobs this process named with bytes it hashed as it wrote them.
+    written: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<Digest>>>,
 }
 
 impl Store {
@@ -63,7 +65,7 @@ impl Store {
         }
         let lock = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(root.join("lock"))?;
         flock(lock.file(), libc::LOCK_SH)?;
-        let store = Store { root, lock: std::sync::Arc::new(lock.into_parts().0) };
+        let store = Store { root, lock: std::sync::Arc::new(lock.into_parts().0), written: Default::default() };
         store.remove_stale_temps();
         Ok(store)
     }
@@ -110,33 +112,50 @@ impl Store {
     /// against its name on every use, so a blob changed in place (bit rot, a write through a
     /// hard link, a careless operator) is never read as if it were the pinned content. One
     /// sequential read at sha256 speed, which leaves the file in the page cache for the read
-    /// that follows. The returned handle is the very inode that was hashed.
+    /// that follows. The returned handle is the very inode that was hashed. A blob this
+    /// process named itself ([`Store::written_here`]) is not read twice.
     ///
     /// A blob that does not match is removed (a concurrent reader keeps its open handle), so
     /// that the next build fetches or rebuilds it instead of failing on it again.
     pub fn open_verified(&self, digest: &Digest) -> Result<std::fs::File, StoreError> {
         let path = self.blob_path(digest);
         let read_error = |source| StoreError::Read { path: path.clone(), source };
-        let mut file = fs_err::File::open(&path).map_err(read_error)?.into_parts().0;
-        let (actual, size) = hash_file(&file).map_err(read_error)?;
-        if actual != *digest {
-            self.discard_corrupt(digest);
-            return Err(StoreError::Corrupt { path, expected: *digest, actual, size });
+        let file = fs_err::File::open(&path).map_err(read_error)?.into_parts().0;
+        if !self.written_here(digest) {
+            let (actual, size) = hash_file(&file).map_err(read_error)?;
+            self.prove(digest, actual, size)?;
         }
-        io::Seek::rewind(&mut file).map_err(read_error)?;
         Ok(file)
     }
 
     /// Reads all of the blob `digest`, checked against its name like [`Store::open_verified`].
     pub fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
         let path = self.blob_path(digest);
-        let bytes = fs_err::read(&path).map_err(|source| StoreError::Read { path: path.clone(), source })?;
-        let actual = Digest::of(&bytes);
-        if actual != *digest {
-            self.discard_corrupt(digest);
-            return Err(StoreError::Corrupt { path, expected: *digest, actual, size: bytes.len() as u64 });
+        let bytes = fs_err::read(&path).map_err(|source| StoreError::Read { path, source })?;
+        if !self.written_here(digest) {
+            self.prove(digest, Digest::of(&bytes), bytes.len() as u64)?;
         }
         Ok(bytes)
+    }
+
+    /// Whether this process (this handle or a clone) named the blob `digest` with bytes it
+    /// hashed as it wrote them: proved already, and not worth reading again in this process
+    /// (a fetch followed by its use; a rebuild's seeded inputs). A blob another process
+    /// named, or one ours found already there, is not.
+    fn written_here(&self, digest: &Digest) -> bool {
+        self.written.lock().expect("no thread panics holding the set").contains(digest)
+    }
+
+    /// `Ok` if the blob `digest` hashes to `actual`; else removes it (see
+    /// [`Store::open_verified`]) and names it.
+    fn prove(&self, digest: &Digest, actual: Digest, size: u64) -> Result<(), StoreError> {
+        #[cfg(test)]
+        BLOBS_PROVED.set(BLOBS_PROVED.get() + 1);
+        if actual == *digest {
+            return Ok(());
+        }
+        self.discard_corrupt(digest);
+        Err(StoreError::Corrupt { path: self.blob_path(digest), expected: *digest, actual, size })
     }
 
     /// Removes a blob found not to match its name. Failing to remove it (a read-only store)
@@ -236,8 +255,11 @@ impl BlobWriter {
     }
 
     fn commit_checked(self, expected: Option<(&str, Digest, Option<u64>)>) -> Result<(Digest, u64), StoreError> {
+        let store = self.store.clone();
         let (staged, digest, len) = self.stage(expected)?;
-        staged.publish()?;
+        if staged.publish()? {
+            store.written.lock().expect("no thread panics holding the set").insert(digest);
+        }
         Ok((digest, len))
     }
 
@@ -249,7 +271,7 @@ impl BlobWriter {
     pub fn commit_in_background(self) -> Result<PendingBlob, StoreError> {
         let (staged, digest, size) = self.stage(None)?;
         let reader = std::sync::Arc::new(staged.temp.reopen()?);
-        let handle = std::thread::spawn(move || staged.publish());
+        let handle = std::thread::spawn(move || staged.publish().map(drop));
         Ok(PendingBlob { digest, size, reader, handle: Some(handle) })
     }
 
@@ -291,19 +313,22 @@ struct Staged {
 }
 
 impl Staged {
-    fn publish(self) -> Result<(), StoreError> {
-        // Objects are read-only: they are linked into `dist/`, and a tool that opened one
-        // there for writing would otherwise change the store's copy too.
+    /// Makes the blob durable and named; returns whether the name now holds our bytes (not a
+    /// copy another build stored first).
+    fn publish(self) -> Result<bool, StoreError> {
+        // Objects are read-only: nothing may change an object in place, and a tool that
+        // opens one for writing by mistake is refused (unless it runs as root).
         self.file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
         self.file.sync_all().map_err(|e| disk_full(e, self.temp.path()))?;
         // Objects are immutable: if another build already stored this one, keep it and let
         // our temporary file go — unless what is there cannot be it (another size: a
         // truncated blob), which our checked bytes replace in one atomic rename.
-        if !self.target_holds_same_size()? {
-            self.temp.persist(&self.target).map_err(|e| e.error)?;
-            sync_parent(&self.target)?;
+        if self.target_holds_same_size()? {
+            return Ok(false);
         }
-        Ok(())
+        self.temp.persist(&self.target).map_err(|e| e.error)?;
+        sync_parent(&self.target)?;
+        Ok(true)
     }
 
     /// Whether the final name already holds a file of this blob's size.
@@ -454,14 +479,38 @@ pub fn temp_prefix(kind: &str) -> String {
     format!("{kind}-{}-", std::process::id())
 }
 
-/// The PID a leftover's name records: `KIND-PID-…` ([`temp_prefix`]) or a publish's staging
-/// folder `.NAME.new-PID-…`.
+/// The PID a temporary's name records: `KIND-PID-…` ([`temp_prefix`]).
 pub fn recorded_pid(name: &str) -> Option<u32> {
-    let rest = match name.rsplit_once(".new-") {
-        Some((_, rest)) if name.starts_with('.') => rest,
-        _ => name.split_once('-')?.1,
+    name.split_once('-')?.1.split('-').next()?.parse().ok().filter(|&pid| pid > 0)
+}
+
+/// What a publish puts beside a candidate folder `NAME` for a moment, as a name prefix
+/// `.NAME.WHAT-PID-`: its staging folder (`new`) and, where the file system has no atomic
+/// exchange, the old folder moved aside (`old`). `store gc` removes one whose process is gone
+/// ([`sibling_pid`]); a kill between two renames must not leave a candidate's worth of files.
+pub fn sibling_prefix(name: &str, what: Sibling) -> String {
+    let what = match what {
+        Sibling::New => "new",
+        Sibling::Old => "old",
     };
-    rest.split('-').next()?.parse().ok().filter(|&pid| pid > 0)
+    format!(".{name}.{}", temp_prefix(what))
+}
+
+/// The kinds of [`sibling_prefix`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sibling {
+    New,
+    Old,
+}
+
+/// The PID a publish's sibling of a candidate folder records ([`sibling_prefix`]).
+pub fn sibling_pid(name: &str) -> Option<u32> {
+    // The folder's own name has dots (`example_1.0_amd64`); the kind is after the last one.
+    let (_, tail) = name.strip_prefix('.')?.rsplit_once('.')?;
+    if !(tail.starts_with("new-") || tail.starts_with("old-")) {
+        return None;
+    }
+    recorded_pid(tail)
 }
 
 /// Whether process `pid` exists (in this PID namespace: a store shared between machines or
@@ -532,6 +581,12 @@ pub fn sync_parent(path: &Path) -> io::Result<()> {
 }
 
 #[cfg(test)]
+thread_local! {
+    /// How many blobs [`Store::open_verified`] and [`Store::read_verified`] hashed.
+    static BLOBS_PROVED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -573,8 +628,9 @@ mod tests {
     #[test]
     fn a_blob_changed_in_place_is_refused_on_use_and_removed() {
         let dir = tempfile::tempdir().unwrap();
+        let digest = Store::open(dir.path()).unwrap().put_bytes(b"pinned content").unwrap();
+        // A later build (this handle did not write the blob).
         let store = Store::open(dir.path()).unwrap();
-        let digest = store.put_bytes(b"pinned content").unwrap();
         assert_eq!(io::read_to_string(store.open_verified(&digest).unwrap()).unwrap(), "pinned content");
         overwrite(&store, &digest, b"PINNED content");
         let err = store.open_verified(&digest).unwrap_err();
@@ -584,6 +640,35 @@ mod tests {
         assert!(err.to_string().contains(&digest.to_string()), "{err}");
         assert!(!store.has_blob(&digest), "the corrupt blob is removed");
         assert!(matches!(store.read_verified(&digest), Err(StoreError::Read { .. })));
+    }
+
+    /// An input fetched and then used in one build was hashed twice in a row (on the write,
+    /// then on the use); a rebuild's seeded inputs likewise. A blob this process wrote and
+    /// named is proved already; one found in the store is hashed on use.
+    #[test]
+    fn a_blob_named_by_this_process_is_not_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = Digest::of(b"pinned content");
+        // How many blobs one open and one read of `digest` hashed.
+        let proved = |store: &Store| {
+            BLOBS_PROVED.set(0);
+            drop(store.open_verified(&digest).unwrap());
+            assert_eq!(store.read_verified(&digest).unwrap(), b"pinned content");
+            BLOBS_PROVED.get()
+        };
+        let mut w = store.clone().writer().unwrap();
+        w.write_all(b"pinned content").unwrap();
+        w.commit_expecting("the input", digest, Some(14)).unwrap();
+        assert_eq!(proved(&store), 0);
+        // Another process (a store opened again) did not write it: it proves it on use.
+        let other = Store::open(dir.path()).unwrap();
+        assert_eq!(proved(&other), 2);
+        // Nor did a writer that found it there already.
+        let mut w = other.writer().unwrap();
+        w.write_all(b"pinned content").unwrap();
+        w.commit().unwrap();
+        assert_eq!(proved(&other), 2);
     }
 
     #[test]
@@ -602,9 +687,16 @@ mod tests {
     fn leftovers_name_their_process() {
         assert_eq!(recorded_pid(&format!("{}abc123", temp_prefix("blob"))), Some(std::process::id()));
         assert_eq!(recorded_pid("instance-4242-Xy12ab"), Some(4242));
-        assert_eq!(recorded_pid(".example_1.0_amd64.new-77-Ab12cd"), Some(77));
         assert_eq!(recorded_pid("blob-Xy12ab"), None, "an older, unnamed temp");
-        assert_eq!(recorded_pid(".example_1.0_amd64.new-Ab12cd"), None);
+        let name = "example_1.0_amd64";
+        for what in [Sibling::New, Sibling::Old] {
+            assert_eq!(sibling_pid(&format!("{}Ab12cd", sibling_prefix(name, what))), Some(std::process::id()));
+        }
+        assert_eq!(sibling_pid(".example_1.0_amd64.new-77-Ab12cd"), Some(77));
+        assert_eq!(sibling_pid(".example_1.0_amd64.old-77-0"), Some(77), "the fallback's folder moved aside");
+        assert_eq!(sibling_pid(".example_1.0_amd64.new-Ab12cd"), None, "an older, unnamed staging folder");
+        assert_eq!(sibling_pid(".example_1.0_amd64.cache-77-0"), None, "not a publish's");
+        assert_eq!(sibling_pid("example_1.0_amd64.new-77-0"), None, "not hidden: not ours");
         assert!(pid_alive(std::process::id()));
     }
 

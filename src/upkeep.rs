@@ -13,7 +13,7 @@
 //! of those (so the layers and the other formats of a live candidate stay cached). It
 //! removes every other blob, action entry and layer record, registrations whose folder is
 //! gone, and the temporary files and staging folders of processes that no longer exist: their
-//! names record the PID (`store::temp_prefix`, a publish's `.NAME.new-PID-…`). It runs with
+//! names record the PID (`store::temp_prefix`, a publish's `store::sibling_prefix`). It runs with
 //! the store's lock held exclusively, so no build writes meanwhile.
 
 use std::collections::BTreeSet;
@@ -189,10 +189,13 @@ pub fn gc(ctx: &Context, roots: &[PathBuf], channels: Option<&Path>) -> Result<G
     let mut live = BTreeSet::new();
 
     // Candidates: registered ones whose folder still holds them, and those a channel names.
+    // Beside each registered folder, a publish may have left a staging folder.
+    let mut output_folders: BTreeSet<PathBuf> = BTreeSet::new();
     let in_channels = crate::release::memberships(ctx, channels);
     for name in file_names(&root.join("candidates"))? {
         let path = root.join("candidates").join(&name);
         let entry = fs_err::read(&path).ok().and_then(|b| serde_json::from_slice::<Entry>(&b).ok());
+        output_folders.extend(entry.as_ref().and_then(|e| e.dir.parent()).map(Path::to_owned));
         let holds = entry.as_ref().is_some_and(|e| candidate_digests(&e.dir, Some(&e.id), &mut live));
         if !holds && !entry.is_some_and(|e| in_channels.contains_key(&e.id)) {
             report.bytes_freed += remove_path(&path)?;
@@ -208,13 +211,6 @@ pub fn gc(ctx: &Context, roots: &[PathBuf], channels: Option<&Path>) -> Result<G
         }
     }
     // Lockfiles and candidate folders under the roots; staging folders of dead publishes.
-    let mut output_folders: BTreeSet<PathBuf> = BTreeSet::new();
-    for entry in crate::registry::entries(store).map_err(|e| UpkeepError::Read {
-        path: root.join("candidates"),
-        source: std::io::Error::other(e.to_string()),
-    })? {
-        output_folders.extend(entry.dir.parent().map(Path::to_owned));
-    }
     for top in roots {
         let mut walk = walkdir::WalkDir::new(top).into_iter();
         while let Some(Ok(entry)) = walk.next() {
@@ -273,17 +269,15 @@ pub fn gc(ctx: &Context, roots: &[PathBuf], channels: Option<&Path>) -> Result<G
         }
     }
 
-    // Leftovers of dead processes: the store's temporaries, staging folders beside candidates.
-    let folders = std::iter::once(root.join("tmp")).chain(output_folders);
-    for folder in folders {
+    // Leftovers of dead processes: the store's temporaries, and what a publish puts beside a
+    // candidate folder (its staging folder, the old folder moved aside).
+    let leftovers = std::iter::once((root.join("tmp"), store::recorded_pid as fn(&str) -> Option<u32>))
+        .chain(output_folders.into_iter().map(|folder| (folder, store::sibling_pid as fn(&str) -> Option<u32>)));
+    for (folder, recorded_pid) in leftovers {
         let Ok(entries) = fs_err::read_dir(&folder) else { continue };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let staging = name.starts_with('.') && name.contains(".new-");
-            if folder != root.join("tmp") && !staging {
-                continue;
-            }
-            if store::recorded_pid(&name).is_some_and(|pid| !store::pid_alive(pid)) {
+            if recorded_pid(&name).is_some_and(|pid| !store::pid_alive(pid)) {
                 report.bytes_freed += remove_path(&entry.path())?;
                 report.removed_leftovers.push(entry.path());
             }

@@ -187,9 +187,9 @@ pub fn publish(
     };
     let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "feed".into());
     fs_err::create_dir_all(&parent).map_err(write_error(&parent))?;
-    // `.NAME.new-PID-…`, the staging name of candidate folders: removed on any error below.
+    // The staging name of candidate folders (`store gc` knows it): removed on any error below.
     let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.new-{}-", std::process::id()))
+        .prefix(&crate::store::sibling_prefix(&name, crate::store::Sibling::New))
         .tempdir_in(&parent)
         .map_err(write_error(&parent))?;
     let root = staging.path();

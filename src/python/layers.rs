@@ -195,6 +195,8 @@ mod tests {
         let path = store.blob_path(&w.sha256);
         fs_err::remove_file(&path).unwrap();
         fs_err::write(&path, make("alpha", "1.0", true, &[("alpha.py", b"evil", false)], None)).unwrap();
+        // A later build: the process that stored a blob has proved it already (`Store`).
+        let store = Store::open(dir.path()).unwrap();
         let err = tree(&store, Tree::new(0), &venv, &[&w], 0).unwrap_err();
         let text = format!("{err:#}");
         assert!(text.starts_with("`alpha-1.0-py3-none-any.whl`: store blob `"), "{text}");

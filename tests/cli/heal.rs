@@ -221,18 +221,22 @@ fn store_gc_keeps_what_is_needed_and_removes_the_rest_and_dead_leftovers() {
     let staging = p.root.join(format!("out/.app_1.0_amd64.new-{dead}-Zz0yY1"));
     fs::create_dir_all(&staging).unwrap();
     fs::write(staging.join("rootfs.tar"), vec![1u8; 50_000]).unwrap();
+    // The old folder a publish without `renameat2` flags moves aside, killed before it was gone.
+    let aside = p.root.join(format!("out/.app_1.0_amd64.old-{dead}-0"));
+    fs::create_dir_all(&aside).unwrap();
+    fs::write(aside.join("rootfs.tar"), vec![2u8; 50_000]).unwrap();
     let live = tmp.join(format!("blob-{}-liveAA", std::process::id()));
     fs::write(&live, "being written").unwrap();
 
     let gc = p.cmd(&["--json", "store", "gc", "--root", "."]);
     gc.assert_ok();
     let doc: serde_json::Value = serde_json::from_str(&gc.stdout).unwrap();
-    assert!(doc["bytes_freed"].as_u64().unwrap() >= 150_000, "{}", gc.describe());
+    assert!(doc["bytes_freed"].as_u64().unwrap() >= 200_000, "{}", gc.describe());
     assert_eq!(doc["removed_candidates"], 1, "{}", gc.describe());
-    assert_eq!(doc["removed_leftovers"].as_array().map(Vec::len), Some(4), "{}", gc.describe());
+    assert_eq!(doc["removed_leftovers"].as_array().map(Vec::len), Some(5), "{}", gc.describe());
     assert!(!p.blob(&other_tar).exists(), "the deleted project's input is still there");
     assert!(p.blob(&p.input).is_file(), "the live lockfile's input was removed");
-    assert!(!staging.exists() && live.exists());
+    assert!(!staging.exists() && !aside.exists() && live.exists());
     assert_eq!(temps(&p.store), vec![live.clone()]);
     fs::remove_file(&live).unwrap();
 
