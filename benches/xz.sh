@@ -4,20 +4,14 @@
 # (single-threaded xz) and NEW, each cold (no action cache) with every format, and cold with
 # every format but the xz ones (`rootfs.tar.xz`, `lxc`, `incus`): the difference is the xz
 # stage. Beside them, `xz -T0 -6` of the same rootfs tar, for throughput. Peak RSS from
-# `/usr/bin/time`. Prints every run and the medians, and checks that OLD's and NEW's xz
-# outputs decode to the same tars.
+# `/usr/bin/time`. Prints every run and the medians, checks that OLD's and NEW's xz outputs
+# decode to the same tars, and whether NEW's `rootfs.tar.xz` is `xz -T0 -6`'s bytes.
 # Usage: OLD=path NEW=path benches/xz.sh [BENCH]
 set -euo pipefail
 BENCH=${1:-/tmp/bench}
 RUNS=${RUNS:-2}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-NEW=${NEW:-$REPO/target/release/candidate}
-: "${OLD:?set OLD to the binary to compare with}"
-WORK=$(mktemp -d /tmp/xz-bench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/recipes"
-cp -a "$REPO/recipes/example.toml" "$WORK/recipes/"
-cp -a "$REPO/fixtures" "$REPO/lockfiles" "$WORK/"
+. "$(dirname "$0")/old-new.sh"
+old_new_work xz-bench
 r=example
 if [ -d "$BENCH/mirror-signed/dists" ]; then
   . "$REPO/benches/minbase-recipe.sh"
@@ -50,7 +44,7 @@ for i in $(seq "$RUNS"); do
   done
   tar=$(ls dist-NEW-all/*/rootfs.tar)
   sync
-  /usr/bin/time -f "xz-T0-6 rootfs.tar %e %M" -a -o times.tsv xz -T0 -6 -c "$tar" >/dev/null
+  /usr/bin/time -f "xz-T0-6 rootfs.tar %e %M" -a -o times.tsv xz -T0 -6 -c "$tar" > xz-T0-6.tar.xz
 done
 tar=$(ls dist-NEW-all/*/rootfs.tar)
 echo "rootfs.tar $(stat -c %s "$tar") bytes"
@@ -59,6 +53,8 @@ for f in rootfs.tar.xz lxc.rootfs.tar.xz meta.tar.xz incus.meta.tar.xz; do
   cmp <(xz -dc "$old") <(xz -dc "$new") || { echo "$f: OLD and NEW decode to other bytes" >&2; exit 1; }
   echo "$f OLD $(stat -c %s "$old") bytes, NEW $(stat -c %s "$new") bytes ($(xz --list --robot "$new" | awk -F'\t' '/^file/ {print $3}') blocks), same tar"
 done
+same=$(cmp -s xz-T0-6.tar.xz dist-NEW-all/*/rootfs.tar.xz && echo "the same bytes as" || echo "other bytes than")
+echo "NEW's rootfs.tar.xz: $same \`xz -T0 -6\` ($(xz --version | head -1)) of the same tar"
 python3 - "$(stat -c %s "$tar")" <<'EOT'
 import collections, statistics, sys
 size = int(sys.argv[1])
