@@ -9,14 +9,8 @@
 set -euo pipefail
 BENCH=${1:-/tmp/bench}
 RUNS=${RUNS:-3}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-NEW=${NEW:-$REPO/target/release/candidate}
-: "${OLD:?set OLD to the binary to compare with}"
-WORK=$(mktemp -d /tmp/store-costs.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/recipes"
-cp -a "$REPO/recipes/example.toml" "$WORK/recipes/"
-cp -a "$REPO/fixtures" "$REPO/lockfiles" "$WORK/"
+. "$(dirname "$0")/old-new.sh"
+old_new_work store-costs
 recipes=(example)
 if [ -d "$BENCH/mirror-signed/dists" ]; then
   . "$REPO/benches/minbase-recipe.sh"

@@ -17,7 +17,20 @@ const XZ_CRATE: &str = "liblzma-sys 0.4.4";
 
 const ZSTD_LEVEL: i32 = 3;
 const GZIP_LEVEL: u32 = 6;
+/// xz's default preset, and what distrobuilder, which makes LXC's and Incus's own images,
+/// compresses with (`xz -f --threads=0`): LZMA2 with an 8 MiB dictionary.
 const XZ_PRESET: u32 = 6;
+/// The uncompressed size of each xz block. liblzma's multi-threaded encoder compresses
+/// blocks independently on its threads, so the output bytes depend on this size and not on
+/// the number of threads (a test encodes with 1, 2 and 8). 24 MiB is what `xz -T0 -6` (and
+/// so distrobuilder) uses for this preset, three dictionaries: smaller blocks cost ratio
+/// (each block starts with an empty dictionary), larger ones parallelism (a 170 MB minbase
+/// rootfs is 7 blocks, for 2 to 8 cores). README.md, "Archives", has the figures.
+const XZ_BLOCK_SIZE: u64 = 24 << 20;
+/// The memory the xz encoder's threads may take together: each holds an LZMA2 encoder
+/// (~94 MiB at preset 6) and a block's input and output. The thread count is cut to fit;
+/// it does not change the bytes, only the speed.
+const XZ_MEMORY: u64 = 768 << 20;
 
 /// The encodings an input may arrive in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +161,7 @@ impl Codec {
                     .operating_system(255)
                     .write(out, flate2::Compression::new(GZIP_LEVEL)),
             ),
-            Codec::Xz => Encoder::Xz(liblzma::write::XzEncoder::new(out, XZ_PRESET)),
+            Codec::Xz => Encoder::Xz(xz_encoder(out, XZ_BLOCK_SIZE, xz_threads())?),
             Codec::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
                 enc.include_checksum(true)?;
@@ -168,9 +181,13 @@ impl Codec {
             Codec::None => return None,
             // mtime 0 and OS byte 255 ("unknown"): what `encoder` writes into every header.
             Codec::Gzip => Compression::Gzip { library: library(FLATE_CRATE), level: GZIP_LEVEL, mtime: 0, os: 255 },
-            Codec::Xz => {
-                Compression::Xz { library: library(XZ_CRATE), preset: XZ_PRESET, check: "crc64".to_owned(), threads: 1 }
-            }
+            Codec::Xz => Compression::Xz {
+                library: library(XZ_CRATE),
+                preset: XZ_PRESET,
+                check: "crc64".to_owned(),
+                block_size: Some(XZ_BLOCK_SIZE),
+                threads: None,
+            },
             Codec::Zstd => Compression::Zstd {
                 library: library(ZSTD_CRATE),
                 level: ZSTD_LEVEL,
@@ -187,9 +204,30 @@ impl Codec {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "name", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Compression {
-    Gzip { library: String, level: u32, mtime: u32, os: u8 },
-    Xz { library: String, preset: u32, check: String, threads: u32 },
-    Zstd { library: String, level: i32, checksum: bool, multithreaded: bool },
+    Gzip {
+        library: String,
+        level: u32,
+        mtime: u32,
+        os: u8,
+    },
+    Xz {
+        library: String,
+        preset: u32,
+        check: String,
+        /// The multi-threaded encoder's block size, which (with the preset) fixes the bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        block_size: Option<u64>,
+        /// Only in manifests written before the multi-threaded encoder: `threads: 1`, the
+        /// single-threaded encoder (one block). Kept so that they read back to their bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        threads: Option<u32>,
+    },
+    Zstd {
+        library: String,
+        level: i32,
+        checksum: bool,
+        multithreaded: bool,
+    },
 }
 
 impl Compression {
@@ -205,6 +243,29 @@ impl Compression {
 
 fn workers() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32).max(1)
+}
+
+/// liblzma's multi-threaded xz encoder with the pinned preset and check, cutting a block
+/// every `block_size` bytes, on `threads` threads (which do not change the bytes).
+fn xz_encoder<W: Write>(out: W, block_size: u64, threads: u32) -> io::Result<liblzma::write::XzEncoder<W>> {
+    let stream = liblzma::stream::MtStreamBuilder::new()
+        .preset(XZ_PRESET)
+        .check(liblzma::stream::Check::Crc64)
+        .block_size(block_size)
+        .threads(threads)
+        // No timeout: `write` may block until a thread is free, which is what a writer wants.
+        .timeout_ms(0)
+        .encoder()
+        .map_err(io::Error::other)?;
+    Ok(liblzma::write::XzEncoder::new_stream(out, stream))
+}
+
+/// As many xz threads as there are cores, but no more than fit in [`XZ_MEMORY`], and at
+/// least one.
+fn xz_threads() -> u32 {
+    let mut builder = liblzma::stream::MtStreamBuilder::new();
+    builder.preset(XZ_PRESET).block_size(XZ_BLOCK_SIZE);
+    (1..=workers()).rev().find(|&n| builder.threads(n).memusage() <= XZ_MEMORY).unwrap_or(1)
 }
 
 /// A running encoder; [`Encoder::finish`] writes the trailer and returns the inner writer.
@@ -240,7 +301,10 @@ impl<W: Write> Write for Encoder<'_, W> {
         match self {
             Encoder::None(w) => w.flush(),
             Encoder::Gzip(e) => e.flush(),
-            Encoder::Xz(e) => e.flush(),
+            // Not liblzma's flush: that ends the block early, so the bytes would depend on
+            // where a caller flushes (the tar writer does, at its end). The stream is ended
+            // once, by `finish`; until then its pending output stays in liblzma.
+            Encoder::Xz(e) => e.get_mut().flush(),
             Encoder::Zstd(e) => e.flush(),
         }
     }
@@ -308,6 +372,105 @@ mod tests {
         let one = with(1);
         assert!(one == with(2) && one == with(5));
         assert!(one == encode(Codec::Zstd, &data));
+    }
+
+    /// Two blocks and a part: zeros (cheap to compress, so that the test is quick) with
+    /// some of [`sample`] every 4 MiB, so that blocks differ.
+    fn blocks_of_data() -> Vec<u8> {
+        let mut data = vec![0u8; (2 * XZ_BLOCK_SIZE + (3 << 20)) as usize];
+        let sample = sample();
+        for (i, at) in (0..data.len() - (64 << 10)).step_by(4 << 20).enumerate() {
+            data[at..at + (64 << 10)].copy_from_slice(&sample[i * (64 << 10)..(i + 1) * (64 << 10)]);
+        }
+        data
+    }
+
+    fn xz(data: &[u8], block_size: u64, threads: u32) -> Vec<u8> {
+        let mut e = xz_encoder(Vec::new(), block_size, threads).unwrap();
+        // Written in odd pieces: blocks are cut by size, not where the writes fall.
+        for chunk in data.chunks(1_000_003) {
+            e.write_all(chunk).unwrap();
+        }
+        e.finish().unwrap()
+    }
+
+    /// `xz -d` decodes `encoded` to `data`, and `xz --list` counts `blocks`; `None` when `xz`
+    /// is missing (and not under CI, see [`crate::testing`]).
+    fn check_with_system_xz(encoded: &[u8], data: &[u8], blocks: usize) -> Option<()> {
+        if !crate::testing::tool("xz", "xz-utils") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks.xz");
+        fs_err::write(&path, encoded).unwrap();
+        let list = std::process::Command::new("xz").args(["--list", "--robot"]).arg(&path).output().unwrap();
+        let list = String::from_utf8(list.stdout).unwrap();
+        // `file`, the number of streams, then of blocks.
+        let file: Vec<&str> = list.lines().find(|l| l.starts_with("file\t")).unwrap().split('\t').collect();
+        assert_eq!(file[2], blocks.to_string(), "{list}");
+        let out = std::process::Command::new("xz").args(["-d", "-c"]).arg(&path).output().unwrap();
+        assert!(out.status.success(), "xz -d: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout == data, "xz -d gives other bytes");
+        Some(())
+    }
+
+    #[test]
+    fn xz_output_does_not_depend_on_the_thread_count() {
+        let data = blocks_of_data();
+        let one = xz(&data, XZ_BLOCK_SIZE, 1);
+        for threads in [2, 8] {
+            assert!(xz(&data, XZ_BLOCK_SIZE, threads) == one, "{threads} threads wrote other bytes than one");
+        }
+        // The codec, on however many threads this machine gives it, and flushed on the way
+        // (as the tar writer does), writes the same bytes too.
+        let mut e = Codec::Xz.encoder(Vec::new()).unwrap();
+        for chunk in data.chunks(7_000_001) {
+            e.write_all(chunk).unwrap();
+            e.flush().unwrap();
+        }
+        assert!(e.finish().unwrap() == one, "the codec wrote other bytes than one thread");
+        let (encoding, mut d) = decoder(&one[..]).unwrap();
+        let mut back = Vec::new();
+        d.read_to_end(&mut back).unwrap();
+        assert_eq!(encoding, Encoding::Xz);
+        assert!(back == data);
+        // Three blocks: cut where the block size says.
+        check_with_system_xz(&one, &data, 3);
+    }
+
+    #[test]
+    fn xz_output_does_not_depend_on_the_thread_count_with_many_small_blocks() {
+        // Hard-to-compress data in small blocks, more threads than blocks in flight at the end.
+        let data = sample();
+        let one = xz(&data, 1 << 20, 1);
+        for threads in [2, 3, 8] {
+            assert!(xz(&data, 1 << 20, threads) == one, "{threads} threads wrote other bytes than one");
+        }
+        check_with_system_xz(&one, &data, 6);
+    }
+
+    #[test]
+    fn xz_threads_fit_in_their_memory() {
+        let threads = xz_threads();
+        assert!(threads >= 1 && threads <= workers());
+        let mut builder = liblzma::stream::MtStreamBuilder::new();
+        builder.preset(XZ_PRESET).block_size(XZ_BLOCK_SIZE).threads(threads);
+        assert!(threads == 1 || builder.memusage() <= XZ_MEMORY, "{} bytes for {threads} threads", builder.memusage());
+    }
+
+    #[test]
+    fn xz_descriptions_old_and_new_read_back_to_their_bytes() {
+        let new = crate::document::to_canonical(&Codec::Xz.describe().unwrap());
+        assert_eq!(
+            String::from_utf8_lossy(&new),
+            r#"{"block_size":25165824,"check":"crc64","library":"liblzma-sys 0.4.4","name":"xz","preset":6}"#
+        );
+        // What candidates built with the single-threaded encoder recorded: still theirs.
+        let old = br#"{"check":"crc64","library":"liblzma-sys 0.4.4","name":"xz","preset":6,"threads":1}"#;
+        for bytes in [&new[..], &old[..]] {
+            let read: Compression = serde_json::from_slice(bytes).unwrap();
+            assert_eq!(crate::document::to_canonical(&read), bytes);
+        }
     }
 
     #[test]

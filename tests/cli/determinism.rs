@@ -14,21 +14,26 @@ use super::{copy_project, repo, sha256, snapshot};
 /// Changed deliberately when the `lxc` format got a rootfs of its own (`lxc.rootfs.tar.xz`,
 /// holding LXC's `LXC_NAME` templates in `/etc/hostname` and `/etc/hosts`): that file is new,
 /// and the manifest (so the id) and the SBOM list it; every other output kept its bytes.
-const GOLDEN_ID: &str = "sha256:2e59bf17f54c5ea3b183868f0ad81a3535635e095493bf2793a3b76a7fa91eb2";
+///
+/// Changed deliberately when xz moved to liblzma's multi-threaded encoder with 24 MiB blocks
+/// (README.md, "Archives"): the four `.tar.xz` files (a block header now records its sizes),
+/// the manifest (their digests, and the xz settings it records: `block_size` for `threads`)
+/// and so the id and the SBOM that names it. The rootfs and every other output kept their bytes.
+const GOLDEN_ID: &str = "sha256:c5781ee35e311e737f2521ee6c379fe6015ecc7599c2759ec34d614136d35626";
 const GOLDEN_ROOTFS: &str = "sha256:60049863c0e874c302dfc73b2654e2e8a626274452ce8d67912b7f6ff75d32f8";
 const GOLDEN_OUTPUTS: &[(&str, &str)] = &[
     (
         "debian-bookworm-example_1.0_amd64.tar.zst",
         "sha256:c81b444907cd8f3f8635e85dc37973e5a1eba5dd0e7fedb9c3245b541d295cea",
     ),
-    ("incus.meta.tar.xz", "sha256:1ea1ade644122d9494b76dc649c61337cbc2ad5d5dc6ba051436d47ffc49d668"),
-    ("lxc.rootfs.tar.xz", "sha256:1b1e1efb4681a5214a2d659246abd98b9c275439e6e9b1c41ede1ba3133d5096"),
-    ("meta.tar.xz", "sha256:5a98cba3cfa64c3d2b3691895cf08dc6c45b199ad82db2f0a40daf59252790f0"),
+    ("incus.meta.tar.xz", "sha256:e876d0044d9291b03b82f1d731a8c711d4214cdfa1300064b020dd9481cd6f18"),
+    ("lxc.rootfs.tar.xz", "sha256:46ad2b8995085f63c9eda1cb01f5a68c0ddc69bb212e87da58844f45bfec0536"),
+    ("meta.tar.xz", "sha256:fc8cbd2487e1e96720e3e76751c80df064105f1b09b93e2f49b3d4d8360eb892"),
     ("oci/index.json", "sha256:23d516e9f531feca1cdf4722a0ad1a9a8dccb7d0cff60dc515ab03aa256a0bda"),
     ("rootfs.tar.gz", "sha256:b43682290a28f21dd8abe286843ddcd6e468db86ee2bcea8a5c8fe2b084952d5"),
-    ("rootfs.tar.xz", "sha256:0bd4c24292aa9c21b9360c39cf07a15ceea8c1db239d7269d680ba6b67e57447"),
+    ("rootfs.tar.xz", "sha256:a23d82d00c5ab4479e1f70ac0c24feefef562e29f287a6fc0b66700a213e0e0e"),
     ("rootfs.tar.zst", "sha256:c81b444907cd8f3f8635e85dc37973e5a1eba5dd0e7fedb9c3245b541d295cea"),
-    ("sbom.spdx.json", "sha256:9a5a1ea86220ed71cee84f872f7e9521e667d474ba2f8ae1bc4cf3bc9cd003ce"),
+    ("sbom.spdx.json", "sha256:4199ce75fc7f63b0348833e617b6110a4dccba6dd9321e0695e7215ea08049a5"),
 ];
 
 /// The example's OCI layout with `[oci] layer-compression = "zstd"`: `oci/index.json` pins the
