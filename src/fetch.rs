@@ -19,6 +19,9 @@ pub enum FetchError {
     Local { origin: String, source: io::Error },
     #[error("failed to download `{origin}`: {message}")]
     Remote { origin: String, message: String },
+    /// The server says the file is not there (404) or gone for good (410).
+    #[error("failed to download `{origin}`: http status: {status}")]
+    Gone { origin: String, status: u16 },
     #[error("failed to download `{origin}` after {attempts} attempts: {fault}")]
     Retried { origin: String, attempts: u32, fault: String },
     #[error("`{origin}` is not in the store and `--offline` forbids downloading it")]
@@ -27,6 +30,20 @@ pub enum FetchError {
     TooLarge { origin: String, cap: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl FetchError {
+    /// Whether the location no longer serves the pinned input: not found there (HTTP 404 or
+    /// 410, or a missing file), or other bytes than the pin (after the retries). What an
+    /// archive's mirror says of a file it dropped or replaced since the lock; another copy
+    /// (a snapshot of the archive as of the lock) may still have it.
+    pub fn moved_on(&self) -> bool {
+        match self {
+            FetchError::Gone { .. } | FetchError::Store(StoreError::Mismatch { .. }) => true,
+            FetchError::Local { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
 }
 
 /// The most bytes read for an input whose size nothing pins yet (`candidate lock` learning a
@@ -184,6 +201,9 @@ fn request(agent: &ureq::Agent, url: &str) -> Result<ureq::http::Response<ureq::
     agent.get(url).call().map_err(|e| match e {
         ureq::Error::StatusCode(code) if code >= 500 || code == 408 || code == 429 => {
             Failure::Transient(format!("http status {code}"))
+        }
+        ureq::Error::StatusCode(status @ (404 | 410)) => {
+            Failure::Fatal(FetchError::Gone { origin: url.to_owned(), status })
         }
         ureq::Error::Io(_)
         | ureq::Error::Timeout(_)
@@ -487,6 +507,36 @@ mod tests {
         assert!(err.contains(&Digest::of(BODY).to_string()) && err.contains(&Digest::of(wrong).to_string()), "{err}");
         assert_eq!(served, 3);
         assert_eq!(left, Vec::<std::path::PathBuf>::new());
+    }
+
+    /// 404 and 410 say the file is not there (a mirror that moved on): one request, no
+    /// retries, and an error that says so, as a missing local file does; a mismatch too
+    /// (`wrong_bytes_…` above), a server error not.
+    #[test]
+    fn not_found_and_gone_are_told_apart() {
+        for status in [404, 410] {
+            let server = Server::start(move |_, stream| {
+                let head = format!("HTTP/1.1 {status} Gone\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = stream.write_all(head.as_bytes());
+            });
+            let url = server.url.clone();
+            let (got, served, left) = fetch_from(server);
+            let err = got.unwrap_err();
+            assert!(err.moved_on(), "{err:?}");
+            assert_eq!(err.to_string(), format!("failed to download `{url}`: http status: {status}"));
+            assert_eq!(served, 1);
+            assert_eq!(left, Vec::<std::path::PathBuf>::new());
+        }
+        let (got, _, _) = fetch_from(Server::start(|_, stream| status_500(stream)));
+        assert!(!got.unwrap_err().moved_on());
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let pin = Pin { sha256: Digest::of(BODY), size: None };
+        let missing = Origin::Local(dir.path().join("missing"));
+        assert!(fetch(&store, &missing, Some(pin), Network::Offline, &|_| {}).unwrap_err().moved_on());
+        let wrong = dir.path().join("wrong");
+        fs_err::write(&wrong, b"other").unwrap();
+        assert!(fetch(&store, &Origin::Local(wrong), Some(pin), Network::Offline, &|_| {}).unwrap_err().moved_on());
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub enum ValueError {
     EnvVar(String),
     #[error("{0} is past {MAX_SOURCE_DATE_EPOCH} (2242-03-16), the latest time a tar header holds")]
     EpochTooLate(u64),
+    #[error("`{0}` is not a snapshot URL: it must hold `{{timestamp}}` once, in an http://, https://, file:// URL or a path (`http://HOST/archive/NAME/{{timestamp}}/`)")]
+    SnapshotTemplate(String),
 }
 
 /// A parsed recipe, with the bytes it was parsed from (they are part of the recipe digest).
@@ -168,6 +170,10 @@ pub struct ArchiveSpec {
     pub components: Vec<String>,
     /// OpenPGP public keys (armored or binary), relative to the recipe. The only trust root.
     pub keyring: PathBuf,
+    /// Where the archive was as of a time: a snapshot service, asked for what the mirror no
+    /// longer serves (see [`SnapshotTemplate`]). A location too: what it serves is checked
+    /// against the same pins.
+    pub snapshot: Option<SnapshotTemplate>,
 }
 
 /// What the LXC and LXD/Incus metadata say (`[lxc]`).
@@ -908,6 +914,43 @@ impl FromStr for RefName {
 display_as_str!(RefName);
 serde_via_from_str!(RefName);
 
+/// A snapshot service's URL for an archive, with `{timestamp}` where the time goes
+/// (`snapshot = "http://HOST/archive/debian/{timestamp}/"`): the layout of Debian's snapshot
+/// archive, `/archive/NAME/YYYYMMDDTHHMMSSZ/` holding `dists/…` and `pool/…` as the archive
+/// did at that time. The time is the locked `InRelease`'s `Date`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotTemplate(String);
+
+impl SnapshotTemplate {
+    const PLACEHOLDER: &'static str = "{timestamp}";
+
+    /// The archive root as of `date` (unix seconds), as an http(s) URL, file:// URL or path.
+    pub fn at(&self, date: i64) -> String {
+        self.0.replace(Self::PLACEHOLDER, &snapshot_timestamp(date))
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ` (UTC), the time stamp a snapshot archive's URLs take.
+pub fn snapshot_timestamp(date: i64) -> String {
+    crate::document::rfc3339(date.max(0) as u64).replace(['-', ':'], "")
+}
+
+impl FromStr for SnapshotTemplate {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        // The scheme is checked as a URL `Origin::parse` takes; a relative path is resolved
+        // against the recipe's folder when it is used.
+        let url_like = Origin::parse(&s.replace(Self::PLACEHOLDER, "0"), Path::new("")).is_ok();
+        if s.matches(Self::PLACEHOLDER).count() == 1 && url_like && !s.contains('\0') {
+            Ok(SnapshotTemplate(s.to_owned()))
+        } else {
+            Err(ValueError::SnapshotTemplate(s.escape_debug().to_string()))
+        }
+    }
+}
+display_as_str!(SnapshotTemplate);
+serde_via_from_str!(SnapshotTemplate);
+
 /// Text that holds no NUL byte: what the OCI config's strings and a symlink's target become
 /// in C strings (a runtime's `execve`, `symlink(2)`), where a NUL would silently cut them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -1410,5 +1453,18 @@ tarballs = [{ url = "https://example.invalid/a.tar.gz", sha256 = "ba7816bf8f01cf
     fn owners_are_numeric() {
         assert_eq!("1000:50".parse::<Owner>().unwrap(), Owner { uid: 1000, gid: 50 });
         assert!("root:root".parse::<Owner>().is_err());
+    }
+
+    #[test]
+    fn snapshot_templates_hold_one_timestamp_in_a_url() {
+        let t: SnapshotTemplate = "http://127.0.0.1:8080/archive/debian/{timestamp}/".parse().unwrap();
+        // 2023-11-14 22:13:20 UTC.
+        assert_eq!(t.at(1_700_000_000), "http://127.0.0.1:8080/archive/debian/20231114T221320Z/");
+        assert_eq!(snapshot_timestamp(0), "19700101T000000Z");
+        for bad in ["http://h/archive/debian/", "http://h/{timestamp}/{timestamp}", "ftp://h/{timestamp}/"] {
+            let err = bad.parse::<SnapshotTemplate>().unwrap_err().to_string();
+            assert!(err.starts_with(&format!("`{bad}` is not a snapshot URL")), "{err}");
+        }
+        assert!("../snapshot/{timestamp}".parse::<SnapshotTemplate>().is_ok());
     }
 }

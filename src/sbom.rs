@@ -234,21 +234,9 @@ pub fn render(manifest: &Manifest, id: &Digest) -> Vec<u8> {
     Sbom::new(manifest, id).to_bytes()
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (UTC; the civil-from-days algorithm).
-pub fn rfc3339(epoch: u64) -> String {
-    let days = (epoch / 86_400) as i64;
-    let secs = epoch % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
-}
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (UTC); a foundation function, here
+/// where the SBOM's and the other documents' callers have always found it.
+pub use crate::document::rfc3339;
 
 #[cfg(test)]
 mod tests {
