@@ -51,6 +51,7 @@ const STAGES: &[(&str, &[&str])] = &[
     (
         "lock",
         &[
+            "bundle",
             "debian::archive",
             "debian::pin",
             "debian::resolve",

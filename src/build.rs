@@ -37,10 +37,32 @@ pub struct BuildOptions {
     pub formats: Option<Vec<Format>>,
 }
 
-/// Makes sure the store holds every locked input (`candidate fetch`).
-pub fn fetch(ctx: &Context, recipe_path: &Path, lockfile_path: &Path, network: Network) -> anyhow::Result<()> {
-    let (resolved, _) = lock::check(ctx, recipe_path, lockfile_path)?;
+/// Makes sure the store holds every locked input (`candidate fetch`); with `bundle`, then
+/// writes them all into that file ([`crate::bundle::write`]).
+pub fn fetch(
+    ctx: &Context,
+    recipe_path: &Path,
+    lockfile_path: &Path,
+    network: Network,
+    bundle: Option<&Path>,
+) -> anyhow::Result<()> {
+    let (resolved, lockfile_digest) = lock::check(ctx, recipe_path, lockfile_path)?;
     fetch_inputs(ctx, &resolved, network)?;
+    if let Some(path) = bundle {
+        let wrote = crate::bundle::write(&ctx.store, &resolved.lockfile, lockfile_digest, path)?;
+        ctx.printer.status(
+            "Bundled",
+            format_args!("{} locked inputs ({} bytes) into {}", wrote.blobs, wrote.bytes, path.display()),
+        );
+    }
+    Ok(())
+}
+
+/// Imports a bundle's locked inputs into the store (`--from-bundle`), saying how many.
+pub fn import_bundle(ctx: &Context, path: &Path) -> anyhow::Result<()> {
+    let got = crate::bundle::import(&ctx.store, path)?;
+    ctx.printer
+        .status("Imported", format_args!("{} locked inputs ({} bytes) from {}", got.blobs, got.bytes, path.display()));
     Ok(())
 }
 

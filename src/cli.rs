@@ -33,6 +33,12 @@ pub struct GlobalArgs {
     /// `CANDIDATE_MIRROR_NAME`). A mirror is a location, not an input: the lockfile pins hashes.
     #[arg(long = "mirror", global = true, value_name = "NAME=URL", value_parser = parse_mirror)]
     pub mirrors: Vec<(String, String)>,
+    /// Fetch what archive NAME's mirror no longer has from this snapshot service, a URL with
+    /// `{timestamp}` (`YYYYMMDDTHHMMSSZ`, the locked `InRelease`'s `Date`), instead of the
+    /// recipe's `snapshot` (repeatable; also `CANDIDATE_SNAPSHOT_NAME`). A location only:
+    /// what it serves is checked against the lockfile's pins.
+    #[arg(long = "snapshot", global = true, value_name = "NAME=URL", value_parser = parse_mirror)]
+    pub snapshots: Vec<(String, String)>,
     /// Lock Python wheels from this PEP 503/691 simple index (an `http(s)://` or `file://`
     /// URL, or a path) instead of the recipe's `[python] index`. Like a mirror, a location
     /// only: the lockfile pins every wheel's sha256.
@@ -66,6 +72,14 @@ pub enum Command {
         recipe: PathBuf,
         #[arg(long, value_name = "PATH")]
         lockfile: Option<PathBuf>,
+        /// Then write every locked input into this one file (a deterministic tar), for a
+        /// rebuild elsewhere with no network (`--from-bundle`).
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+        /// Take the locked inputs from this bundle instead of the network: every member is
+        /// checked against its digest before any is imported.
+        #[arg(long, value_name = "FILE")]
+        from_bundle: Option<PathBuf>,
     },
     /// Build a candidate from a recipe and its lockfile.
     Build {
@@ -78,6 +92,10 @@ pub enum Command {
         /// Never use the network (local paths and file:// inputs are still read).
         #[arg(long)]
         offline: bool,
+        /// Import the locked inputs of this bundle (`fetch --bundle`) into the store first,
+        /// every member checked against its digest.
+        #[arg(long, value_name = "FILE")]
+        from_bundle: Option<PathBuf>,
         /// Build this format instead of the recipe's `[output] formats` (repeatable).
         #[arg(long = "format", value_name = "NAME")]
         formats: Vec<Format>,
@@ -196,6 +214,9 @@ pub enum Command {
         recipe: Option<PathBuf>,
         #[arg(long, value_name = "PATH", requires = "rebuild")]
         lockfile: Option<PathBuf>,
+        /// Give the rebuild the locked inputs of this bundle (`fetch --bundle`), each checked.
+        #[arg(long, value_name = "FILE", requires = "rebuild")]
+        from_bundle: Option<PathBuf>,
     },
     /// Publish a channel's newest candidates as a signed static feed for any web server: an
     /// LXD/Incus simplestreams tree, LXC's download index, Proxmox VE's template index, and

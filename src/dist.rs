@@ -340,6 +340,7 @@ mod tests {
             store: Store::open(&dir.join("store")).unwrap(),
             printer: crate::printer::Printer::new(true, false, false),
             mirrors: Default::default(),
+            snapshots: Default::default(),
             python_index: None,
         };
         let sha256 = ctx.store.put_bytes(bytes).unwrap();

@@ -19,8 +19,9 @@
 //!   that are text with a shape), and Debian's parsers in [`debian`].
 //! * **recipe** — [`recipe`] (the typed, strict recipe), [`lockfile`] (the lockfile schema).
 //! * **lock** — [`lock`] (pin a recipe's inputs; check a lockfile against its recipe),
-//!   [`fetch`] (stream pinned inputs into the store), [`local`] (local trees and their
-//!   digests), and in [`debian`]: the signed index chain, the resolver, [`debian::pin`].
+//!   [`fetch`] (stream pinned inputs into the store; an archive's snapshot for what its mirror
+//!   dropped), [`bundle`] (every locked input in one checked file, for a rebuild with no
+//!   network), [`local`] (local trees and their digests), and in [`debian`]: the signed index chain, the resolver, [`debian::pin`].
 //! * **layers** — [`layer`] (one recipe layer into one deterministic tar), [`rootfs`] (merging
 //!   layers, writing the rootfs archives), and in [`debian`]: unpacking, the dpkg database,
 //!   [`debian::layers`] and configure mode.
@@ -36,6 +37,7 @@
 
 pub mod attest;
 pub mod build;
+pub mod bundle;
 pub mod channel;
 pub mod cli;
 pub mod compress;

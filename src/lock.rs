@@ -493,6 +493,7 @@ mod tests {
             store: crate::store::Store::open(&dir.path().join("store")).unwrap(),
             printer: crate::printer::Printer::new(true, false, false),
             mirrors: Default::default(),
+            snapshots: Default::default(),
             python_index: None,
         };
         let resolved = resolve(&ctx, Recipe::load(&recipe).unwrap(), None, Purpose::Check).unwrap();

@@ -40,7 +40,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let store = Store::open(&store_root)
         .map_err(|e| anyhow::anyhow!(e).context(format!("cannot open store `{}`", store_root.display())))?;
     let mirrors = cli.global.mirrors.into_iter().collect();
-    let ctx = Context { store, printer, mirrors, python_index: cli.global.python_index };
+    let snapshots = cli.global.snapshots.into_iter().collect();
+    let ctx = Context { store, printer, mirrors, snapshots, python_index: cli.global.python_index };
     let channels = cli.global.channels.as_deref();
     let policy = cli.global.policy.as_path();
     match cli.command {
@@ -48,14 +49,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mode = if check { LockMode::Check } else { LockMode::Write };
             ops::lock::lock(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), mode, allow_rollback)?;
         }
-        Command::Fetch { recipe, lockfile } => {
-            ops::build::fetch(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile))?;
+        Command::Fetch { recipe, lockfile, bundle, from_bundle } => {
+            let bundles = ops::build::Bundles { write: bundle.as_deref(), read: from_bundle.as_deref() };
+            ops::build::fetch(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), &bundles)?;
         }
-        Command::Build { recipe, lockfile, out, offline, formats, sign } => {
+        Command::Build { recipe, lockfile, out, offline, from_bundle, formats, sign } => {
             let network = if offline { Network::Offline } else { Network::Allowed };
             let sign = sign.iter().map(|k| PrivateKey::load(k)).collect::<Result<Vec<_>, _>>()?;
             let options = BuildOptions { out, network, formats: (!formats.is_empty()).then_some(formats), sign };
-            ops::build::build(&ctx, &recipe, &ops::lockfile_path(&recipe, lockfile), &options)?;
+            let lockfile = ops::lockfile_path(&recipe, lockfile);
+            ops::build::build(&ctx, &recipe, &lockfile, &options, from_bundle.as_deref())?;
         }
         Command::List { remote: None, .. } => ops::release::list(&ctx, channels)?,
         Command::List { remote: Some(remote), registry } => {
@@ -98,8 +101,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store { action: StoreCommand::Gc { roots } } => ops::store_gc::store_gc(&ctx, &roots, channels)?,
         Command::Status { name } => ops::status::status(&ctx, name.as_deref())?,
         Command::Undeploy { name, when_stdin_closes } => ops::undeploy::undeploy(&ctx, &name, when_stdin_closes)?,
-        Command::Verify { candidate, keys, threshold, rebuild, recipe, lockfile } => {
-            let rebuild = rebuild.then_some(candidate::verify::Rebuild { recipe, lockfile });
+        Command::Verify { candidate, keys, threshold, rebuild, recipe, lockfile, from_bundle } => {
+            let rebuild = rebuild.then_some(candidate::verify::Rebuild { recipe, lockfile, from_bundle });
             ops::verify::verify(&ctx, &candidate, &keys, threshold, rebuild.as_ref())?;
         }
         Command::Publish { channel, to, keys, keep, expires_after_days } => {

@@ -65,6 +65,8 @@ pub struct Rebuild {
     /// Default: `recipes/<the manifest's recipe name>` in the working directory.
     pub recipe: Option<PathBuf>,
     pub lockfile: Option<PathBuf>,
+    /// A bundle (`fetch --bundle`) whose inputs the rebuild's store is given, each checked.
+    pub from_bundle: Option<PathBuf>,
 }
 
 /// One line per attestation beside the candidate: it must be signed by a trusted key over
@@ -276,8 +278,13 @@ fn rebuild_and_compare(
         store: crate::store::Store::open(&scratch.path().join("store"))?,
         printer: ctx.printer,
         mirrors: ctx.mirrors.clone(),
+        snapshots: ctx.snapshots.clone(),
         python_index: ctx.python_index.clone(),
     };
+    if let Some(bundle) = &rebuild.from_bundle {
+        let got = crate::bundle::import(&rebuild_ctx.store, bundle)?;
+        ctx.printer.status("Imported", format_args!("{} locked inputs from {}", got.blobs, bundle.display()));
+    }
     let seeded = seed_inputs(ctx, &rebuild_ctx.store, &lockfile)?;
     if seeded > 0 {
         ctx.printer.detail("Seeded", format_args!("{seeded} locked inputs from this store (no layer, no cache)"));

@@ -44,13 +44,31 @@ pub struct Source<'a> {
     pub spec: &'a ArchiveSpec,
     /// The archive root: the recipe's `url`, or the `--mirror` given for this archive.
     pub root: Origin,
+    /// Where a pinned file the mirror no longer serves is fetched from: the archive's snapshot
+    /// as of the locked `InRelease`'s `Date` (a build from a lockfile only; a new lock reads
+    /// the archive as it is now).
+    pub snapshot: Option<Snapshot>,
     pub keyring: &'a Keyring,
     pub keyring_digest: Digest,
+}
+
+/// An archive's snapshot at one time: its root (`dists/…`, `pool/…` below it) and the time
+/// stamp it was taken for, `YYYYMMDDTHHMMSSZ`.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub root: Origin,
+    pub timestamp: String,
 }
 
 impl Source<'_> {
     fn origin(&self, rel: &str) -> Origin {
         self.root.join(rel)
+    }
+
+    /// Makes sure the store holds `rel` (below the archive root) by its pin, from the mirror
+    /// or, where that no longer serves it, the snapshot ([`fetch_pinned`]).
+    fn fetch(&self, store: &Store, rel: &str, pin: Pin, network: Network) -> anyhow::Result<(Digest, u64)> {
+        fetch_pinned(store, self.name, &self.root, self.snapshot.as_ref(), rel, pin, network)
     }
 
     fn dists(&self, rel: &str) -> String {
@@ -160,6 +178,44 @@ fn verified_release(
     Ok(release)
 }
 
+/// Makes sure the store holds the file `rel` of archive `name` by its pin: fetched from the
+/// mirror at `root`; where the mirror no longer serves it ([`fetch::FetchError::moved_on`]:
+/// not found, or other bytes), from `snapshot`, checked against the same pin. The error names
+/// the file, both URLs and what each said; without a snapshot, a hint says how to give one.
+pub fn fetch_pinned(
+    store: &Store,
+    name: &Name,
+    root: &Origin,
+    snapshot: Option<&Snapshot>,
+    rel: &str,
+    pin: Pin,
+    network: Network,
+) -> anyhow::Result<(Digest, u64)> {
+    let at_mirror = root.join(rel);
+    let mirror_fault = match fetch::fetch(store, &at_mirror, Some(pin), network, &|_| {}) {
+        Ok(got) => return Ok(got),
+        Err(e) if e.moved_on() => e,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(snapshot) = snapshot else {
+        return Err(anyhow::Error::new(mirror_fault).context(Hinted::new(
+            format!("archive `{name}`: the mirror no longer serves the pinned `{rel}`, and the archive has no snapshot"),
+            format!(
+                "give archive `{name}` a `snapshot = \"URL/{{timestamp}}/\"` in the recipe (or `--snapshot {name}=URL`) \
+                 to fetch what the mirror dropped from a snapshot archive as of the lockfile's `Date`"
+            ),
+        )));
+    };
+    let at_snapshot = snapshot.root.join(rel);
+    fetch::fetch(store, &at_snapshot, Some(pin), network, &|_| {}).with_context(|| {
+        format!(
+            "archive `{name}`: the mirror no longer serves the pinned `{rel}` ({mirror_fault}), \
+             nor does its snapshot as of {}",
+            snapshot.timestamp
+        )
+    })
+}
+
 /// Fetches `InRelease` (the current one, or the pinned one), verifies it against the
 /// keyring — key validity at the signature's time and, given `now`, today — and parses it.
 fn read_inrelease(
@@ -172,8 +228,12 @@ fn read_inrelease(
     let path = source.dists("InRelease");
     let origin = source.origin(&path);
     let context = |what: &str| format!("archive `{}`: `{origin}` {what}", source.name);
-    let (digest, size) =
-        fetch::fetch(store, &origin, pin, network, &|_| {}).with_context(|| context("cannot be fetched"))?;
+    let (digest, size) = match pin {
+        // The pinned one may be gone from the mirror (replaced by a newer one): the snapshot's.
+        Some(pin) => source.fetch(store, &path, pin, network),
+        None => Ok(fetch::fetch(store, &origin, pin, network, &|_| {})?),
+    }
+    .with_context(|| context("cannot be fetched"))?;
     let bytes = store.read_verified(&digest).with_context(|| context("cannot be read from the store"))?;
     let verified = verify_inrelease(&bytes, source.keyring, now).with_context(|| context("is not trustworthy"))?;
     let release = verified.release().with_context(|| context("is not a valid `Release`"))?;
@@ -232,7 +292,7 @@ fn read_indexes(
             }
         }
         let pin = Pin { sha256: index.sha256, size: Some(index.size) };
-        fetch::fetch(store, &source.origin(&path), Some(pin), network, &|_| {}).with_context(context)?;
+        source.fetch(store, &path, pin, network).with_context(context)?;
         let file = fs_err::File::from_parts(
             store.open_verified(&index.sha256).with_context(context)?,
             store.blob_path(&index.sha256),

@@ -9,26 +9,41 @@ use anyhow::{bail, Context as _};
 use crate::error::Hinted;
 
 use crate::context::Context;
-use crate::debian::archive::{self, Freshness, Source};
+use crate::debian::archive::{self, Freshness, Snapshot, Source};
 use crate::debian::packages::Requested;
 use crate::debian::packages::{Architecture, PackageName};
 use crate::debian::release::Keyring;
 use crate::debian::resolve::{self, Reason, Request, Universe};
 use crate::digest::{Digest, Hasher};
-use crate::fetch::{self, Network, Pin};
+use crate::fetch::{Network, Pin};
 use crate::lockfile::{LockedArchive, LockedPackage, Lockfile};
-use crate::recipe::{Name, Origin, Recipe};
+use crate::recipe::{Name, Origin, Recipe, SnapshotTemplate};
 
 /// Where each archive of a recipe is read from in this run: `--mirror NAME=URL`, else
 /// `CANDIDATE_MIRROR_NAME` (upper case, `-`, `.` and `+` as `_`), else the recipe's `url`.
 pub fn archive_root(ctx: &Context, recipe: &Recipe, name: &str) -> anyhow::Result<Origin> {
-    let spec = &recipe.archives[name];
-    let env_name = format!("CANDIDATE_MIRROR_{}", name.to_uppercase().replace(['-', '.', '+'], "_"));
-    let url = match ctx.mirrors.get(name) {
-        Some(url) => url.clone(),
-        None => std::env::var(&env_name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| spec.url.clone()),
-    };
+    let url = overridden(&ctx.mirrors, "MIRROR", name).unwrap_or_else(|| recipe.archives[name].url.clone());
     Origin::parse(&url, &recipe.dir).map_err(|e| anyhow::anyhow!("archive `{name}`: {e}"))
+}
+
+/// Where a build fetches what archive `name`'s mirror no longer serves: the snapshot service
+/// of `--snapshot NAME=URL`, else `CANDIDATE_SNAPSHOT_NAME`, else the recipe's `snapshot`,
+/// as of `date` (the locked `InRelease`'s); none without one.
+pub fn snapshot_root(ctx: &Context, recipe: &Recipe, name: &str, date: i64) -> anyhow::Result<Option<Snapshot>> {
+    let template = match overridden(&ctx.snapshots, "SNAPSHOT", name) {
+        Some(text) => Some(text.parse::<SnapshotTemplate>().map_err(|e| anyhow::anyhow!("archive `{name}`: {e}"))?),
+        None => recipe.archives[name].snapshot.clone(),
+    };
+    let Some(template) = template else { return Ok(None) };
+    let root = Origin::parse(&template.at(date), &recipe.dir).map_err(|e| anyhow::anyhow!("archive `{name}`: {e}"))?;
+    Ok(Some(Snapshot { root, timestamp: crate::recipe::snapshot_timestamp(date) }))
+}
+
+/// The command line's location for archive `name`, else the environment's
+/// (`CANDIDATE_{KIND}_NAME`, upper case, `-`, `.` and `+` as `_`).
+fn overridden(given: &BTreeMap<String, String>, kind: &str, name: &str) -> Option<String> {
+    let env_name = format!("CANDIDATE_{kind}_{}", name.to_uppercase().replace(['-', '.', '+'], "_"));
+    given.get(name).cloned().or_else(|| std::env::var(&env_name).ok().filter(|v| !v.is_empty()))
 }
 
 /// The keyrings of a recipe's archives, by archive name, with their digests.
@@ -52,13 +67,26 @@ impl Keyrings {
         }
     }
 
-    fn source<'a>(&'a self, ctx: &Context, recipe: &'a Recipe, name: &'a Name) -> anyhow::Result<Source<'a>> {
+    /// Archive `name` as this run reads it; with the `Date` a lockfile locked it at, with its
+    /// snapshot as of then.
+    fn source<'a>(
+        &'a self,
+        ctx: &Context,
+        recipe: &'a Recipe,
+        name: &'a Name,
+        locked_date: Option<i64>,
+    ) -> anyhow::Result<Source<'a>> {
         let spec = &recipe.archives[name];
         let (keyring, keyring_digest) = &self.0[name.as_str()];
+        let snapshot = match locked_date {
+            Some(date) => snapshot_root(ctx, recipe, name.as_str(), date)?,
+            None => None,
+        };
         Ok(Source {
             name,
             spec,
             root: archive_root(ctx, recipe, name.as_str())?,
+            snapshot,
             keyring,
             keyring_digest: *keyring_digest,
         })
@@ -90,7 +118,7 @@ pub fn lock(
     let mut archives = Vec::new();
     let names: Vec<Name> = recipe.archives.keys().cloned().collect();
     for (index, name) in names.iter().enumerate() {
-        let source = keyrings.source(ctx, recipe, name)?;
+        let source = keyrings.source(ctx, recipe, name, None)?;
         ctx.printer.status("Reading", format_args!("archive {name} ({})", source.root));
         let read = archive::lock(&ctx.store, &source, &archs, &freshness, Network::Allowed)?;
         ctx.printer.detail("Verified", format_args!("{name}: {} packages", read.packages.len()));
@@ -172,7 +200,7 @@ pub fn check_locked(
         return Ok(());
     }
     for locked in &lockfile.archives {
-        let source = keyrings.source(ctx, recipe, &locked.name)?;
+        let source = keyrings.source(ctx, recipe, &locked.name, Some(locked.date))?;
         let pinned: std::collections::BTreeSet<&str> =
             lockfile.packages.iter().filter(|p| p.archive == locked.name).map(|p| p.name.as_str()).collect();
         let read = archive::load_locked(&ctx.store, &source, locked, network, &|name| pinned.contains(name))?;
@@ -233,11 +261,16 @@ pub fn fetch_packages(ctx: &Context, recipe: &Recipe, lockfile: &Lockfile, netwo
     let mut roots = BTreeMap::new();
     for p in missing {
         if !roots.contains_key(&p.archive) {
-            roots.insert(p.archive.clone(), archive_root(ctx, recipe, p.archive.as_str())?);
+            let date = lockfile.archives.iter().find(|a| a.name == p.archive).map(|a| a.date);
+            let snapshot = match date {
+                Some(date) => snapshot_root(ctx, recipe, p.archive.as_str(), date)?,
+                None => None,
+            };
+            roots.insert(p.archive.clone(), (archive_root(ctx, recipe, p.archive.as_str())?, snapshot));
         }
-        let origin = roots[&p.archive].join(&p.filename);
+        let (root, snapshot) = &roots[&p.archive];
         let pin = Pin { sha256: p.sha256, size: Some(p.size) };
-        fetch::fetch(&ctx.store, &origin, Some(pin), network, &|_| {})
+        archive::fetch_pinned(&ctx.store, &p.archive, root, snapshot.as_ref(), &p.filename, pin, network)
             .with_context(|| format!("package `{}` {} ({})", p.name, p.version, p.architecture))?;
     }
     Ok(())

@@ -609,6 +609,7 @@ mod tests {
             store: crate::store::Store::open(&dir.join("store")).unwrap(),
             printer: crate::printer::Printer::new(true, false, false),
             mirrors: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
             python_index: None,
         }
     }
