@@ -22,6 +22,35 @@ const AMD64: &str = "dists/stable/main/binary-amd64";
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
+/// A recipe of image `fixture` 1.0 (amd64, `rootfs.tar`) with one layer of exactly `packages`
+/// from archive `test` (suite `stable`, `main`, the keyring at `../keyring.gpg`), whose
+/// location is `location`: its `url = …` line and any other of its keys.
+pub(crate) fn fixture_recipe(location: &str, packages: &[&str]) -> String {
+    let list = packages.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"[image]
+name = "fixture"
+version = "1.0"
+architecture = "amd64"
+os = "debian"
+release = "stable"
+source-date-epoch = "archive"
+
+[archive.test]
+{location}suite = "stable"
+components = ["main"]
+keyring = "../keyring.gpg"
+
+[[layer]]
+name = "base"
+packages = [{list}]
+
+[output]
+formats = ["rootfs.tar"]
+"#
+    )
+}
+
 /// Runs `cmd`, panicking with its stderr if it fails; returns stdout.
 #[track_caller]
 fn sh(cmd: &mut Command) -> Vec<u8> {
@@ -84,32 +113,8 @@ impl Sandbox {
 
     /// Writes `recipes/STEM.toml`: one layer with exactly `packages` from `archive_dir`.
     fn recipe_from(&self, stem: &str, archive_dir: &str, packages: &[&str]) -> PathBuf {
-        let list = packages.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ");
-        let body = format!(
-            r#"[image]
-name = "fixture"
-version = "1.0"
-architecture = "amd64"
-os = "debian"
-release = "stable"
-source-date-epoch = "archive"
-
-[archive.test]
-url = "../{archive_dir}"
-suite = "stable"
-components = ["main"]
-keyring = "../keyring.gpg"
-
-[[layer]]
-name = "base"
-packages = [{list}]
-
-[output]
-formats = ["rootfs.tar"]
-"#
-        );
         let path = self.root().join("recipes").join(format!("{stem}.toml"));
-        fs::write(&path, body).unwrap();
+        fs::write(&path, fixture_recipe(&format!("url = \"../{archive_dir}\"\n"), packages)).unwrap();
         path
     }
 

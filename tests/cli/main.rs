@@ -9,6 +9,7 @@ mod feed;
 mod formats;
 mod heal;
 mod hostile;
+mod moved_on;
 mod per_machine;
 mod python;
 mod python_lock;
@@ -38,7 +39,7 @@ pub fn copy_project(dest: &Path, reverse_order: bool) {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path, reverse_order: bool) {
+pub fn copy_tree(from: &Path, to: &Path, reverse_order: bool) {
     fs_err::create_dir_all(to).unwrap();
     let mut entries: Vec<_> = fs_err::read_dir(from).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();

@@ -49,7 +49,7 @@ impl Running {
 
 /// The candidate id a successful build printed.
 #[track_caller]
-fn id_of(run: &Run) -> String {
+pub(crate) fn id_of(run: &Run) -> String {
     run.assert_ok();
     let id = run.stdout.trim();
     assert!(
@@ -129,12 +129,12 @@ fn assert_store_trustworthy(store: &Path, context: &str) {
 }
 
 /// What is in the store's `v1/tmp/` (orphans of killed or failed writes).
-fn store_temps(store: &Path) -> Vec<PathBuf> {
+pub(crate) fn store_temps(store: &Path) -> Vec<PathBuf> {
     walk(&store.join("v1/tmp"))
 }
 
 /// The hex digests of the blobs in the store.
-fn store_blobs(store: &Path) -> Vec<String> {
+pub(crate) fn store_blobs(store: &Path) -> Vec<String> {
     walk(&store.join("v1/blobs/sha256")).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
 }
 
@@ -349,7 +349,7 @@ formats = ["rootfs.tar.zst", "rootfs.tar.xz"]
 
 /// What the test server answers for a path.
 #[derive(Clone)]
-enum Route {
+pub(crate) enum Route {
     /// 200 with these bytes and their Content-Length.
     Full(Vec<u8>),
     /// 200 with the Content-Length of these bytes, but only the first half of them, then the
@@ -357,9 +357,9 @@ enum Route {
     Truncated(Vec<u8>),
 }
 
-/// A tiny HTTP/1.1 server on 127.0.0.1, one connection at a time, `Connection: close`.
-/// Dropping it stops its thread.
-struct Server {
+/// A tiny HTTP/1.1 server on 127.0.0.1, one connection at a time, `Connection: close`; a
+/// path without a route is a 404. Dropping it stops its thread.
+pub(crate) struct Server {
     addr: SocketAddr,
     routes: Arc<Mutex<BTreeMap<String, Route>>>,
     /// Every request path, in order.
@@ -369,7 +369,7 @@ struct Server {
 }
 
 impl Server {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let routes = Arc::new(Mutex::new(BTreeMap::new()));
@@ -392,16 +392,32 @@ impl Server {
         Server { addr, routes, requests, stop, thread: Some(thread) }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn route(&self, path: &str, route: Route) {
+    pub(crate) fn route(&self, path: &str, route: Route) {
         self.routes.lock().unwrap().insert(path.to_owned(), route);
     }
 
+    /// Serves every file below `dir` at `prefix` + its path below `dir` (bytes read now).
+    pub(crate) fn route_dir(&self, prefix: &str, dir: &Path) {
+        for entry in walkdir::WalkDir::new(dir) {
+            let entry = entry.unwrap();
+            if entry.file_type().is_file() {
+                let rel = entry.path().strip_prefix(dir).unwrap().to_str().unwrap();
+                self.route(&format!("{prefix}/{rel}"), Route::Full(fs::read(entry.path()).unwrap()));
+            }
+        }
+    }
+
+    /// From now on, `path` is not found (404).
+    pub(crate) fn unroute(&self, path: &str) {
+        self.routes.lock().unwrap().remove(path);
+    }
+
     /// How many requests asked for `path`.
-    fn hits(&self, path: &str) -> usize {
+    pub(crate) fn hits(&self, path: &str) -> usize {
         self.requests.lock().unwrap().iter().filter(|p| *p == path).count()
     }
 }
