@@ -207,6 +207,9 @@ pub fn fetch_pinned(
         )));
     };
     let at_snapshot = snapshot.root.join(rel);
+    // The mirror's fault goes into the message whole (its causes too: a missing file's
+    // `No such file or directory`); the snapshot's is the cause.
+    let mirror_fault = format!("{:#}", anyhow::Error::new(mirror_fault));
     fetch::fetch(store, &at_snapshot, Some(pin), network, &|_| {}).with_context(|| {
         format!(
             "archive `{name}`: the mirror no longer serves the pinned `{rel}` ({mirror_fault}), \
@@ -530,6 +533,48 @@ mod tests {
 
     use super::*;
     use crate::compress::Codec;
+
+    /// A file the mirror dropped comes from the snapshot, checked against the pin; without a
+    /// snapshot the error says so with a hint; other bytes at the snapshot are refused naming
+    /// its URL; a fault other than "moved on" is not taken to the snapshot.
+    #[test]
+    fn a_file_the_mirror_dropped_comes_from_the_snapshot_by_its_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let (mirror, snapshot_dir) = (dir.path().join("mirror"), dir.path().join("snapshot"));
+        let rel = "pool/main/h/hello/hello_1.0-1_amd64.deb";
+        fs_err::create_dir_all(snapshot_dir.join("pool/main/h/hello")).unwrap();
+        fs_err::create_dir_all(&mirror).unwrap();
+        let bytes = b"the pinned package";
+        let pin = Pin { sha256: Digest::of(bytes), size: Some(bytes.len() as u64) };
+        let name: Name = "test".parse().unwrap();
+        let snapshot = Snapshot { root: Origin::Local(snapshot_dir.clone()), timestamp: "20231114T221320Z".into() };
+        let fetch = |snapshot: Option<&Snapshot>| {
+            fetch_pinned(&store, &name, &Origin::Local(mirror.clone()), snapshot, rel, pin, Network::Offline)
+        };
+
+        let err = fetch(None).unwrap_err();
+        assert!(err.to_string().contains("the mirror no longer serves the pinned"), "{err:#}");
+        let hinted = err.downcast_ref::<Hinted>().expect("a hint on giving a snapshot");
+        assert!(hinted.hint.contains("snapshot = "), "{}", hinted.hint);
+
+        fs_err::write(snapshot_dir.join(rel), b"other bytes, same size").unwrap();
+        let err = format!("{:#}", fetch(Some(&snapshot)).unwrap_err());
+        assert!(err.contains("nor does its snapshot as of 20231114T221320Z"), "{err}");
+        assert!(err.contains(&format!("`{}` does not match its pin", snapshot_dir.join(rel).display())), "{err}");
+        assert!(err.contains("No such file or directory"), "the mirror's fault is not told: {err}");
+        assert!(!store.has_blob(&pin.sha256));
+
+        fs_err::write(snapshot_dir.join(rel), bytes).unwrap();
+        assert_eq!(fetch(Some(&snapshot)).unwrap(), (pin.sha256, bytes.len() as u64));
+
+        // Offline with a remote mirror is not the mirror moving on: no snapshot is asked.
+        let other = Store::open(&dir.path().join("other")).unwrap();
+        let remote = Origin::Remote("http://127.0.0.1:9/debian".into());
+        let err = fetch_pinned(&other, &name, &remote, Some(&snapshot), rel, pin, Network::Offline).unwrap_err();
+        assert!(matches!(err.downcast_ref::<fetch::FetchError>(), Some(fetch::FetchError::Offline { .. })), "{err:#}");
+        assert!(!other.has_blob(&pin.sha256));
+    }
 
     /// An index of `n` entries, some with long multi-line descriptions, one of which is larger
     /// than a chunk.
