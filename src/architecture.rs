@@ -80,7 +80,7 @@ const STAGES: &[(&str, &[&str])] = &[
         ],
     ),
     ("outputs", &["dist", "lxc", "manifest", "oci", "sbom"]),
-    ("attest", &["attest"]),
+    ("attest", &["attest", "rebuild_attest"]),
     (
         "release",
         &[

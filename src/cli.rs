@@ -196,6 +196,11 @@ pub enum Command {
         recipe: Option<PathBuf>,
         #[arg(long, value_name = "PATH", requires = "rebuild")]
         lockfile: Option<PathBuf>,
+        /// Sign what the rebuild found (IDENTICAL, or FAILED and the first difference) with
+        /// this private key, into `NAME_VERSION_ARCH.rebuild.KEY.intoto.json` beside the
+        /// candidate folder; repeatable (one file per key).
+        #[arg(long = "sign", value_name = "KEY", requires = "rebuild")]
+        sign: Vec<PathBuf>,
     },
     /// Publish a channel's newest candidates as a signed static feed for any web server: an
     /// LXD/Incus simplestreams tree, LXC's download index, Proxmox VE's template index, and
