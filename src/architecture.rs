@@ -81,7 +81,7 @@ const STAGES: &[(&str, &[&str])] = &[
         ],
     ),
     ("outputs", &["dist", "lxc", "manifest", "oci", "sbom"]),
-    ("attest", &["attest"]),
+    ("attest", &["attest", "rebuild_attest"]),
     (
         "release",
         &[

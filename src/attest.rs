@@ -15,6 +15,7 @@
 //! * `runDetails.builder`: the tool and the compressor libraries that made the outputs;
 //! * `byproducts`: the layers and the merged rootfs, by `diff_id`.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,50 @@ pub const BUILDER_ID: &str = "urn:candidate:builder";
 
 /// A file of the candidate, as a statement subject.
 pub use crate::dist::Subject;
+
+/// An in-toto Statement v1 with a typed predicate: the shape the statements we read back share
+/// (a feed's, a rebuild's), each with its own predicate type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statement<P> {
+    #[serde(rename = "_type")]
+    pub statement_type: String,
+    pub subject: Vec<StatementSubject>,
+    #[serde(rename = "predicateType")]
+    pub predicate_type: String,
+    pub predicate: P,
+}
+
+/// A statement's subject: a name and its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementSubject {
+    pub name: String,
+    pub digest: DigestSet,
+}
+
+/// An in-toto digest set: hex, without the algorithm prefix our own documents carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSet {
+    #[serde(with = "bare_hex")]
+    pub sha256: Digest,
+}
+
+mod bare_hex {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    use crate::digest::Digest;
+
+    pub fn serialize<S: Serializer>(digest: &Digest, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&digest.hex())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let text = String::deserialize(d)?;
+        Digest::from_hex(&text).map_err(serde::de::Error::custom)
+    }
+}
 
 fn sha256_map(digest: &Digest) -> Value {
     json!({ "sha256": digest.hex() })

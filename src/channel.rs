@@ -78,6 +78,12 @@ struct ChannelFile {
     /// this candidate and the plan it makes with each (`candidate test --system`).
     #[serde(default)]
     system_tests: Vec<PathBuf>,
+    /// Identical rebuild attestations required, each by a distinct key of `rebuilders`
+    /// ([`crate::rebuild_attest`]).
+    #[serde(default)]
+    rebuilds: usize,
+    #[serde(default)]
+    rebuilders: Vec<PathBuf>,
 }
 
 fn one() -> usize {
@@ -101,6 +107,9 @@ pub struct ChannelPolicy {
     pub expires_after_days: Option<u64>,
     /// System files, resolved against the policy's folder.
     pub system_tests: Vec<PathBuf>,
+    /// Identical rebuilds required, by distinct keys of `rebuilders`.
+    pub rebuilds: usize,
+    pub rebuilders: Vec<PublicKey>,
 }
 
 impl Policy {
@@ -122,6 +131,18 @@ impl Policy {
                     });
                 }
             }
+            let rebuilders = load(&c.rebuilders)?;
+            let distinct: std::collections::BTreeSet<_> = rebuilders.iter().map(|k| k.id).collect();
+            if c.rebuilds > distinct.len() {
+                return Err(PolicyError::Parse {
+                    path: path.to_owned(),
+                    message: format!(
+                        "channel `{name}` requires {} rebuilds by distinct keys but `rebuilders` names {} key(s)",
+                        c.rebuilds,
+                        distinct.len()
+                    ),
+                });
+            }
             let keys = load(&c.keys)?;
             let attestation_keys = if c.attestation_keys.is_empty() {
                 [keys.clone(), verify_keys.clone()].concat()
@@ -138,6 +159,8 @@ impl Policy {
                     attestation_keys,
                     expires_after_days: c.expires_after_days,
                     system_tests: c.system_tests.iter().map(|p| dir.join(p)).collect(),
+                    rebuilds: c.rebuilds,
+                    rebuilders,
                 },
             );
         }

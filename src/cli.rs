@@ -217,6 +217,11 @@ pub enum Command {
         /// Give the rebuild the locked inputs of this bundle (`fetch --bundle`), each checked.
         #[arg(long, value_name = "FILE", requires = "rebuild")]
         from_bundle: Option<PathBuf>,
+        /// Sign what the rebuild found (IDENTICAL, or FAILED and the first difference) with
+        /// this private key, into `NAME_VERSION_ARCH.rebuild.KEY.intoto.json` beside the
+        /// candidate folder; repeatable (one file per key).
+        #[arg(long = "sign", value_name = "KEY", requires = "rebuild")]
+        sign: Vec<PathBuf>,
     },
     /// Publish a channel's newest candidates as a signed static feed for any web server: an
     /// LXD/Incus simplestreams tree, LXC's download index, Proxmox VE's template index, and

@@ -81,6 +81,27 @@ pub fn attestation_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Rebuild attestations beside a candidate folder are `NAME_VERSION_ARCH.rebuild.KEY.intoto.json`,
+/// `KEY` the first 16 hex digits of the signer's key id: one file per rebuilder, side by side.
+/// The name only says what a file claims to be; what counts is its verified content.
+pub const REBUILD_INFIX: &str = "rebuild";
+
+/// Where the rebuild attestation of the rebuilder with key id `key` (hex) goes.
+pub fn rebuild_attestation_path(dir: &Path, key: &str) -> PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    parent.join(format!("{name}.{REBUILD_INFIX}.{}.intoto.json", &key[..key.len().min(16)]))
+}
+
+/// Whether `file`, one of [`attestation_files`], is named as a rebuild attestation.
+pub fn is_rebuild_attestation(dir: &Path, file: &Path) -> bool {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    file.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&format!("{name}.{REBUILD_INFIX}.")))
+}
+
 /// Publishes the candidate folder: a fresh folder beside the final one, swapped in by rename.
 pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&str, Vec<u8>)]) -> anyhow::Result<()> {
     if is_current(&ctx.store, dir, assembled, documents) {

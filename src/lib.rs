@@ -27,7 +27,8 @@
 //!   [`debian::layers`] and configure mode.
 //! * **outputs** — [`manifest`], [`sbom`], [`oci`], [`lxc`], and [`dist`] (the candidate
 //!   folder's file names; publishing it atomically).
-//! * **attest** — [`attest`] (the in-toto statement with SLSA provenance, signed).
+//! * **attest** — [`attest`] (the in-toto statement with SLSA provenance, signed),
+//!   [`rebuild_attest`] (a rebuilder's signed verdict beside a candidate; the rebuilder quorum).
 //! * **release** — [`build`] (the build orchestration), [`verify`] (checks and rebuilds),
 //!   [`registry`] (the store's candidates), [`channel`] (promotion logs and policy),
 //!   [`qualify`] (scripts in fresh instances, test-result attestations), [`feed`] (a channel
@@ -64,6 +65,7 @@ pub mod ops;
 pub mod printer;
 pub mod python;
 pub mod qualify;
+pub mod rebuild_attest;
 pub mod recipe;
 pub mod registry;
 pub mod release;

@@ -101,9 +101,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store { action: StoreCommand::Gc { roots } } => ops::store_gc::store_gc(&ctx, &roots, channels)?,
         Command::Status { name } => ops::status::status(&ctx, name.as_deref())?,
         Command::Undeploy { name, when_stdin_closes } => ops::undeploy::undeploy(&ctx, &name, when_stdin_closes)?,
-        Command::Verify { candidate, keys, threshold, rebuild, recipe, lockfile, from_bundle } => {
+        Command::Verify { candidate, keys, threshold, rebuild, recipe, lockfile, from_bundle, sign } => {
             let rebuild = rebuild.then_some(candidate::verify::Rebuild { recipe, lockfile, from_bundle });
-            ops::verify::verify(&ctx, &candidate, &keys, threshold, rebuild.as_ref())?;
+            ops::verify::verify(&ctx, &candidate, &keys, threshold, rebuild.as_ref(), &sign)?;
         }
         Command::Publish { channel, to, keys, keep, expires_after_days } => {
             let keep = keep as usize;

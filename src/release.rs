@@ -185,6 +185,16 @@ fn admit(
     for system in &rules.system_tests {
         check_system_attestation(ctx, dir, system, id, &rules.attestation_keys)?;
     }
+    if rules.rebuilds > 0 {
+        let quorum = crate::rebuild_attest::count(dir, id, &rules.rebuilders)?;
+        if quorum.counted.len() < rules.rebuilds {
+            return Err(CheckFailed {
+                message: quorum.refusal(id, channel_name, rules.rebuilds),
+                hint: Some(crate::rebuild_attest::HINT.to_owned()),
+            }
+            .into());
+        }
+    }
     Ok(())
 }
 

@@ -16,12 +16,13 @@ use serde_json::Value;
 use crate::attest;
 use crate::context::Context;
 use crate::digest::Digest;
-use crate::dist::{attestation_files, hash_files, subjects, ENVELOPE, MANIFEST, SBOM};
+use crate::dist::{attestation_files, hash_files, is_rebuild_attestation, subjects, ENVELOPE, MANIFEST, SBOM};
 use crate::document::DocumentError;
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::PublicKey;
 use crate::lockfile::InputKind;
 use crate::manifest::Manifest;
+use crate::rebuild_attest::{EntryDifference, FileDifference};
 use crate::sbom::Sbom;
 
 /// The lines of a verification: printed as they come (the `verify` command), or only
@@ -73,7 +74,18 @@ pub struct Rebuild {
 /// its exact payload and be about this candidate (its `manifest.json`, and any other subject
 /// an output of the manifest with the same sha256). A test result that FAILED is reported,
 /// not a failure of the candidate: the candidate is what it claims to be, it just did not pass.
-pub fn check_attestations(dir: &Path, keys: &[PublicKey], report: &mut Report) -> anyhow::Result<()> {
+///
+/// A rebuild attestation (`NAME.rebuild.KEY.intoto.json`) that names none of `keys` as its
+/// signer is an independent rebuilder's claim: it is not checked here but said to be skipped
+/// on stderr (a channel's `rebuilders` check it; its key given with `--key` checks it here).
+/// Otherwise one rebuilder's attestation would fail `verify` for everyone who does not
+/// trust that rebuilder, and a second rebuilder could not verify after the first.
+pub fn check_attestations(
+    printer: &crate::printer::Printer,
+    dir: &Path,
+    keys: &[PublicKey],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let Ok(manifest_bytes) = fs_err::read(dir.join(MANIFEST)) else { return Ok(()) };
     let id = Digest::of(&manifest_bytes);
     // A manifest that does not parse lists no outputs (`check` reports it): every subject but
@@ -83,6 +95,13 @@ pub fn check_attestations(dir: &Path, keys: &[PublicKey], report: &mut Report) -
         .unwrap_or_default();
     for file in attestation_files(dir)? {
         let shown = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if is_rebuild_attestation(dir, &file) && !names_a_key(&file, keys) {
+            printer.status(
+                "Skipped",
+                format_args!("attestation {shown}: a rebuild attestation by none of the `--key` keys, not checked"),
+            );
+            continue;
+        }
         let statement = match crate::channel::read_attestation(&file, &id, keys) {
             Ok(statement) => statement,
             Err(e) => {
@@ -122,6 +141,18 @@ pub fn check_attestations(dir: &Path, keys: &[PublicKey], report: &mut Report) -
                 list("passedTests"),
                 list("failedTests")
             )
+        } else if predicate_type == crate::rebuild_attest::REBUILD {
+            // The same typed reading a promotion counts with; a malformed one is reported.
+            match serde_json::from_value::<crate::rebuild_attest::Statement>(statement.clone()) {
+                Ok(rebuild) => match &rebuild.predicate.difference {
+                    Some(difference) => format!("rebuild {} ({})", rebuild.predicate.result, difference.summary()),
+                    None => format!("rebuild {}", rebuild.predicate.result),
+                },
+                Err(e) => {
+                    report.check(false, format_args!("attestation {shown}: not a valid rebuild attestation: {e}"));
+                    continue;
+                }
+            }
         } else {
             format!("`{predicate_type}`")
         };
@@ -130,8 +161,17 @@ pub fn check_attestations(dir: &Path, keys: &[PublicKey], report: &mut Report) -
     Ok(())
 }
 
+/// Whether an envelope's signatures name one of `keys` by key id (a hint only: a signature
+/// that names a trusted key is then checked, and fails if it does not verify). An envelope
+/// that does not parse names every key, so that it is checked and reported.
+fn names_a_key(file: &Path, keys: &[PublicKey]) -> bool {
+    let envelope = fs_err::read(file).ok().and_then(|bytes| Envelope::parse(&bytes).ok());
+    envelope.is_none_or(|e| e.signatures.iter().any(|s| keys.iter().any(|k| k.id.to_string() == s.keyid)))
+}
+
 /// Runs every check of a candidate folder into `report`. Errors are for checks that could
-/// not run (a missing envelope, an unreadable file), not for checks that failed.
+/// not run (a missing envelope, an unreadable file), not for checks that failed. Returns what
+/// the rebuild found when `rebuild` asked for one and the checks before it let it run.
 pub fn check(
     ctx: &Context,
     dir: &Path,
@@ -139,7 +179,7 @@ pub fn check(
     threshold: usize,
     rebuild: Option<&Rebuild>,
     report: &mut Report,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Rebuilt>> {
     let envelope_path = dir.join(ENVELOPE);
     let bytes =
         fs_err::read(&envelope_path).with_context(|| format!("`{}` is not a signed candidate", dir.display()))?;
@@ -148,14 +188,14 @@ pub fn check(
         Ok(e) => e,
         Err(e) => {
             report.check(false, format_args!("{ENVELOPE}: {e}"));
-            return Ok(());
+            return Ok(None);
         }
     };
     let verified = match envelope.verify(IN_TOTO_PAYLOAD_TYPE, keys, threshold) {
         Ok(v) => v,
         Err(e) => {
             report.check(false, format_args!("signatures: {e}"));
-            return Ok(());
+            return Ok(None);
         }
     };
     let signers: Vec<String> = verified.signers.iter().map(|k| k.to_string()[..16].to_owned()).collect();
@@ -174,7 +214,7 @@ pub fn check(
         Ok(v) => v,
         Err(e) => {
             report.check(false, format_args!("statement: not JSON ({e})"));
-            return Ok(());
+            return Ok(None);
         }
     };
     let well_formed =
@@ -210,10 +250,10 @@ pub fn check(
     } else {
         report.check(false, format_args!("{MANIFEST}: missing"));
     }
-    if let Some(rebuild) = rebuild {
-        rebuild_and_compare(ctx, report, dir, rebuild, &actual)?;
+    match rebuild {
+        Some(rebuild) => Ok(Some(rebuild_and_compare(ctx, report, dir, rebuild, &actual)?)),
+        None => Ok(None),
     }
-    Ok(())
 }
 
 /// Rebuilds the candidate into a temporary store and folder and compares every file byte
@@ -259,13 +299,23 @@ fn seed_inputs(ctx: &Context, into: &crate::store::Store, lockfile: &Path) -> an
     Ok(seeded)
 }
 
+/// What a rebuild found: the rebuild's own manifest (the inputs and the tool it used), how
+/// many files it compared, and the first that differs.
+#[derive(Debug, Clone)]
+pub struct Rebuilt {
+    pub manifest: Manifest,
+    pub compared: usize,
+    /// The first file of the candidate, in name order, that the rebuild did not reproduce.
+    pub first_difference: Option<FileDifference>,
+}
+
 fn rebuild_and_compare(
     ctx: &Context,
     report: &mut Report,
     dir: &Path,
     rebuild: &Rebuild,
     actual: &BTreeMap<String, Digest>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Rebuilt> {
     let manifest = Manifest::read(&dir.join(MANIFEST))?;
     let recipe = match &rebuild.recipe {
         Some(path) => path.clone(),
@@ -299,26 +349,47 @@ fn rebuild_and_compare(
     let (_, rebuilt) = crate::build::build(&rebuild_ctx, &recipe, &lockfile, &options)
         .with_context(|| format!("cannot rebuild `{}` from `{}`", dir.display(), recipe.display()))?;
     let again: BTreeMap<String, Digest> = subjects(&rebuilt)?.into_iter().map(|s| (s.name, s.sha256)).collect();
+    let mut first_difference = None;
     for (name, theirs) in actual {
-        match again.get(name) {
-            Some(ours) if ours == theirs => report.check(true, format_args!("rebuild: {name} is identical")),
+        let difference = match again.get(name) {
+            Some(ours) if ours == theirs => {
+                report.check(true, format_args!("rebuild: {name} is identical"));
+                continue;
+            }
             Some(ours) => {
-                let detail = match first_difference(&dir.join(name), &rebuilt.join(name)) {
-                    Ok(Some(d)) => d,
+                let entry = first_difference_in(&dir.join(name), &rebuilt.join(name));
+                let detail = match &entry {
+                    Ok(Some(d)) => d.to_string(),
                     Ok(None) => "the archives hold the same entries; only the encoding differs".to_owned(),
                     Err(e) => format!("cannot compare entries: {e:#}"),
                 };
-                report.check(false, format_args!("rebuild: {name} differs ({theirs} here, {ours} rebuilt): {detail}"));
+                let detail = format!("{name} differs ({theirs} here, {ours} rebuilt): {detail}");
+                FileDifference {
+                    file: name.clone(),
+                    candidate: *theirs,
+                    rebuilt: Some(*ours),
+                    entry: entry.ok().flatten(),
+                    detail,
+                }
             }
-            None => report.check(false, format_args!("rebuild: {name} is not produced by the rebuild")),
-        }
+            None => FileDifference {
+                file: name.clone(),
+                candidate: *theirs,
+                rebuilt: None,
+                entry: None,
+                detail: format!("{name} is not produced by the rebuild"),
+            },
+        };
+        report.check(false, format_args!("rebuild: {}", difference.detail));
+        first_difference.get_or_insert(difference);
     }
-    Ok(())
+    let manifest = Manifest::read(&rebuilt.join(MANIFEST))?;
+    Ok(Rebuilt { manifest, compared: actual.len(), first_difference })
 }
 
-/// The first difference between two tar archives (any encoding), as `entry PATH: FIELD ...`,
-/// or `None` when every entry is the same.
-fn first_difference(ours: &Path, rebuilt: &Path) -> anyhow::Result<Option<String>> {
+/// The first difference between two tar archives (any encoding), or `None` when every entry
+/// is the same.
+fn first_difference_in(ours: &Path, rebuilt: &Path) -> anyhow::Result<Option<EntryDifference>> {
     use crate::tar::reader::{Entry, Limits, TarReader};
     use std::io::Read;
     let open = |path: &Path| -> anyhow::Result<TarReader<Box<dyn Read>>> {
@@ -337,21 +408,25 @@ fn first_difference(ours: &Path, rebuilt: &Path) -> anyhow::Result<Option<String
         };
         Ok(Some((entry, digest)))
     };
+    let only = |path: &str, here: bool| EntryDifference {
+        path: path.to_owned(),
+        field: "presence".to_owned(),
+        candidate: if here { "present" } else { "absent" }.to_owned(),
+        rebuilt: if here { "absent" } else { "present" }.to_owned(),
+    };
     loop {
         let (x, y) = (next(&mut a)?, next(&mut b)?);
         let ((ea, da), (eb, db)) = match (x, y) {
             (None, None) => return Ok(None),
-            (Some((e, _)), None) => return Ok(Some(format!("entry `{}` is only in this candidate", e.path))),
-            (None, Some((e, _))) => return Ok(Some(format!("entry `{}` is only in the rebuild", e.path))),
+            (Some((e, _)), None) => return Ok(Some(only(&e.path, true))),
+            (None, Some((e, _))) => return Ok(Some(only(&e.path, false))),
             (Some(x), Some(y)) => (x, y),
         };
         if ea.path != eb.path {
-            let (first, which) =
-                if ea.path < eb.path { (&ea.path, "this candidate") } else { (&eb.path, "the rebuild") };
-            return Ok(Some(format!("entry `{first}` is only in {which}")));
+            return Ok(Some(if ea.path < eb.path { only(&ea.path, true) } else { only(&eb.path, false) }));
         }
         let field = |name: &str, x: String, y: String| {
-            Some(format!("entry `{}`: {name} differs ({x} here, {y} rebuilt)", ea.path))
+            Some(EntryDifference { path: ea.path.clone(), field: name.to_owned(), candidate: x, rebuilt: y })
         };
         let difference = if ea.kind != eb.kind {
             field("type", ea.kind.describe().into(), eb.kind.describe().into())

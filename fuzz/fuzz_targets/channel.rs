@@ -20,6 +20,8 @@ fuzz_target!(|data: &[u8]| {
         attestation_keys: Vec::new(),
         expires_after_days: None,
         system_tests: Vec::new(),
+        rebuilds: 0,
+        rebuilders: Vec::new(),
     };
     let file = Path::new("channels/nightly/00000001.json");
     if mode % 2 == 0 {

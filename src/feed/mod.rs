@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::attest::{DigestSet, StatementSubject};
 use crate::channel::Record;
 use crate::digest::{Digest, HashingWriter};
 use crate::dsse::{DsseError, Envelope, IN_TOTO_PAYLOAD_TYPE};
@@ -105,29 +106,9 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> FeedError + '_ {
     move |source| FeedError::Write { path: path.to_owned(), source }
 }
 
-/// The in-toto statement of a feed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Statement {
-    #[serde(rename = "_type")]
-    pub statement_type: String,
-    /// Every file of the feed but the statement, sorted by name.
-    pub subject: Vec<Subject>,
-    #[serde(rename = "predicateType")]
-    pub predicate_type: String,
-    pub predicate: Predicate,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subject {
-    pub name: String,
-    pub digest: SubjectDigest,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubjectDigest {
-    /// Hex, as in-toto spells it.
-    pub sha256: String,
-}
+/// The in-toto statement of a feed: every file of the feed but the statement, sorted by
+/// name, as its subjects.
+pub type Statement = crate::attest::Statement<Predicate>;
 
 /// What a feed is: a channel at one head record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -392,7 +373,7 @@ fn md5_sha512(path: &Path) -> Result<(String, String), FeedError> {
 }
 
 /// Every file under `root` but the statement, hashed, sorted by name.
-fn subjects(root: &Path) -> Result<Vec<Subject>, FeedError> {
+fn subjects(root: &Path) -> Result<Vec<StatementSubject>, FeedError> {
     let mut names = Vec::new();
     for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
         let entry = entry.map_err(|e| FeedError::Read { path: root.to_owned(), source: e.into() })?;
@@ -410,7 +391,7 @@ fn subjects(root: &Path) -> Result<Vec<Subject>, FeedError> {
     let mut subjects = Vec::new();
     for (name, hashed) in names.into_iter().zip(crate::store::hash_paths(&paths)) {
         let (digest, _) = hashed.map_err(|source| FeedError::Read { path: root.join(&name), source })?;
-        subjects.push(Subject { name, digest: SubjectDigest { sha256: digest.hex() } });
+        subjects.push(StatementSubject { name, digest: DigestSet { sha256: digest } });
     }
     Ok(subjects)
 }
@@ -472,15 +453,12 @@ pub fn verify(source: &Source, keys: &[PublicKey], threshold: usize) -> Result<V
         let cap =
             if index::INDEXES.contains(&subject.name.as_str()) { INDEX_CAP } else { crate::fetch::MAX_UNPINNED_BYTES };
         match source.hash(&subject.name, cap) {
-            Ok(Some((digest, _))) if digest.hex() == subject.digest.sha256 => {
-                check(true, format!("{}: sha256:{}", subject.name, subject.digest.sha256));
+            Ok(Some((digest, _))) if digest == subject.digest.sha256 => {
+                check(true, format!("{}: {}", subject.name, subject.digest.sha256));
             }
             Ok(Some((digest, size))) => check(
                 false,
-                format!(
-                    "{}: changed: sha256 {digest} ({size} bytes), signed sha256:{}",
-                    subject.name, subject.digest.sha256
-                ),
+                format!("{}: changed: sha256 {digest} ({size} bytes), signed {}", subject.name, subject.digest.sha256),
             ),
             Ok(None) => check(false, format!("{}: missing from the feed", subject.name)),
             Err(e) => check(false, format!("{}: {e}", subject.name)),

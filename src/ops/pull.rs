@@ -38,7 +38,7 @@ pub fn pull(
             .status("Warning", "no `--key`: the blobs match the registry's digests, but no signature was checked");
     } else {
         check(ctx, &dir, &keys, threshold, None, &mut report)?;
-        check_attestations(&dir, &keys, &mut report)?;
+        check_attestations(&ctx.printer, &dir, &keys, &mut report)?;
     }
     let verified = (!keys.is_empty()).then_some(report.failures.is_empty());
     let artifact = pulled.artifact;

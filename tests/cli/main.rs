@@ -14,6 +14,7 @@ mod per_machine;
 mod python;
 mod python_lock;
 mod qualify;
+mod rebuilds;
 mod refusals;
 mod release;
 mod remote;
