@@ -84,6 +84,7 @@ const STAGES: &[(&str, &[&str])] = &[
     (
         "release",
         &[
+            "budget",
             "build",
             "channel",
             "diff",
@@ -94,6 +95,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "qualify::lxc",
             "registry",
             "release",
+            "release_notes",
             "remote",
             "remote::auth",
             "remote::client",
