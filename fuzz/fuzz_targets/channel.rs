@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         attestation_keys: Vec::new(),
         expires_after_days: None,
         system_tests: Vec::new(),
+        budgets: None,
     };
     let file = Path::new("channels/nightly/00000001.json");
     if mode % 2 == 0 {
