@@ -21,7 +21,7 @@ const BUILD: &[&str] = &["build", "recipes/example.toml", "--out", "out"];
 /// Fixed ed25519 keys (PKCS#8 and SPKI, base64 of the DER; made once by `candidate key
 /// generate`), so that key ids and signatures in the snapshots are the same on every run.
 /// Test keys only: they sign nothing outside these temporary folders.
-const KEYS: [(&str, &str, &str); 3] = [
+pub const KEYS: [(&str, &str, &str); 3] = [
     (
         "ci",
         "MC4CAQAwBQYDK2VwBCIEIBOqWnFssKng7LeXwV/2eRVrsdQhcfSdbkPR/BxLoena",
@@ -39,7 +39,7 @@ const KEYS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-fn pem(kind: &str, base64: &str) -> String {
+pub fn pem(kind: &str, base64: &str) -> String {
     format!("-----BEGIN {kind} KEY-----\n{base64}\n-----END {kind} KEY-----\n")
 }
 
