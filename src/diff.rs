@@ -205,15 +205,20 @@ impl From<&Layer> for LayerRef {
     }
 }
 
-/// The entries of a candidate's rootfs, read from its least-compressed archive.
-fn rootfs_entries(dir: &Path, manifest: &Manifest) -> anyhow::Result<BTreeMap<String, EntryFacts>> {
+/// A reader of a candidate's least-compressed rootfs archive.
+fn rootfs_archive(dir: &Path, manifest: &Manifest) -> anyhow::Result<TarReader<Box<dyn std::io::Read>>> {
     let outputs: Vec<&str> = manifest.outputs.iter().map(|o| o.name.as_str()).collect();
     let archive = ["rootfs.tar", "rootfs.tar.zst", "rootfs.tar.gz", "rootfs.tar.xz"]
         .into_iter()
         .find(|n| outputs.contains(n))
-        .with_context(|| format!("`{}` has no rootfs archive to compare", dir.display()))?;
+        .with_context(|| format!("`{}` has no rootfs archive to read", dir.display()))?;
     let (_, decoded) = crate::compress::decoder(fs_err::File::open(dir.join(archive))?)?;
-    let mut reader = TarReader::new(decoded, Limits::default());
+    Ok(TarReader::new(decoded, Limits::default()))
+}
+
+/// The entries of a candidate's rootfs, read from its least-compressed archive.
+fn rootfs_entries(dir: &Path, manifest: &Manifest) -> anyhow::Result<BTreeMap<String, EntryFacts>> {
+    let mut reader = rootfs_archive(dir, manifest)?;
     let mut entries = BTreeMap::new();
     while let Some(entry) = reader.next_entry()? {
         let content = if entry.kind == EntryType::File {
@@ -440,13 +445,7 @@ pub fn read_rootfs(
         }
         return Ok(out);
     }
-    let outputs: Vec<&str> = manifest.outputs.iter().map(|o| o.name.as_str()).collect();
-    let archive = ["rootfs.tar", "rootfs.tar.zst", "rootfs.tar.gz", "rootfs.tar.xz"]
-        .into_iter()
-        .find(|n| outputs.contains(n))
-        .with_context(|| format!("`{}` has no rootfs archive to read", dir.display()))?;
-    let (_, decoded) = crate::compress::decoder(fs_err::File::open(dir.join(archive))?)?;
-    let mut reader = TarReader::new(decoded, Limits::default());
+    let mut reader = rootfs_archive(dir, manifest)?;
     while let Some(entry) = reader.next_entry()? {
         if entry.kind != EntryType::File {
             continue;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use fs_err as fs;
 
-use super::refusals::{pem, KEYS};
+use super::refusals::{write_keys, KEYS};
 use super::{copy_project, run, with_store, Run};
 
 const DIR: &str = "out/example_1.0_amd64";
@@ -24,13 +24,7 @@ impl Site {
     fn new(policy: &str) -> Self {
         let root = tempfile::Builder::new().prefix("candidate-budgets-").tempdir().unwrap();
         let site = Site { root };
-        for (name, private, public) in KEYS {
-            let key = site.write(&format!("keys/{name}.key"), &pem("PRIVATE", private));
-            let mut mode = fs::metadata(&key).unwrap().permissions();
-            std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o600);
-            fs::set_permissions(&key, mode).unwrap();
-            site.write(&format!("keys/{name}.pub"), &pem("PUBLIC", public));
-        }
+        write_keys(site.path());
         site.write("channels.toml", &format!("[verify]\nkeys = [\"keys/ci.pub\"]\n\n{policy}"));
         site
     }
