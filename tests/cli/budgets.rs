@@ -135,7 +135,7 @@ fn over_budget_is_refused_with_figures_and_only_an_override_key_may_promote_it()
 
 #[test]
 fn release_notes_list_exactly_what_diff_finds_and_render_as_text_and_markdown() {
-    let site = Site::new("[channel.nightly]\nkeys = [\"keys/ci.pub\"]\n");
+    let site = Site::new("[channel.nightly]\nkeys = [\"keys/ci.pub\"]\n\n[channel.mirror]\nkeys = [\"keys/ci.pub\"]\n");
     let old = site.candidate("old", OLD);
     let new = site.candidate("new", NEW);
     site.promote(&old, "nightly", "ci", &[]).assert_ok();
@@ -184,6 +184,16 @@ fn release_notes_list_exactly_what_diff_finds_and_render_as_text_and_markdown() 
     insta::assert_snapshot!("release_notes_markdown", site.shown(&markdown));
     let short = site.cmd(&["channel", "show", "nightly", "--notes", "--markdown"]);
     assert_eq!(short.stdout, markdown.stdout);
+
+    // Without the layers in the store, the notes are read from the rootfs archives: the same.
+    fs::remove_dir_all(site.path().join("store/v1/layers")).unwrap();
+    site.promote(&old, "mirror", "ci", &[]).assert_ok();
+    site.promote(&new, "mirror", "ci", &[]).assert_ok();
+    let mirror: serde_json::Value =
+        serde_json::from_str(&site.cmd(&["channel", "show", "mirror", "--json"]).stdout).unwrap();
+    for i in 0..2 {
+        assert_eq!(mirror["history"][i]["release_note"], json["history"][i]["release_note"], "record {}", 2 - i);
+    }
 }
 
 #[test]
