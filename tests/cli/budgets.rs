@@ -97,7 +97,9 @@ fn over_budget_is_refused_with_figures_and_only_an_override_key_may_promote_it()
     let site = Site::new(
         "[channel.nightly]\nkeys = [\"keys/ci.pub\", \"keys/rm1.pub\", \"keys/stranger.pub\"]\n\n\
          [channel.nightly.budgets]\nmax-packages-added = 1\nmax-packages-removed = 0\nmax-growth-percent = 50\n\
-         required-packages = [\"web\"]\noverride-keys = [\"keys/rm1.pub\"]\n",
+         required-packages = [\"web\"]\noverride-keys = [\"keys/rm1.pub\"]\n\n\
+         [channel.pair]\nkeys = [\"keys/ci.pub\", \"keys/rm1.pub\"]\nthreshold = 2\n\n\
+         [channel.pair.budgets]\noverride-keys = [\"keys/rm1.pub\"]\n",
     );
     let old = site.candidate("old", OLD);
     let new = site.candidate("new", NEW);
@@ -131,6 +133,14 @@ fn over_budget_is_refused_with_figures_and_only_an_override_key_may_promote_it()
     assert!(json["history"][1].get("override").is_none(), "{json}");
     // The record is signed with the override in it: `channel verify` checks it.
     site.cmd(&["channel", "verify", "nightly"]).assert_ok();
+
+    // A co-signer signs the pending statement as its first signer made it: no override then.
+    site.promote(&old, "pair", "ci", &[]).assert_ok();
+    let late = site.promote(&old, "pair", "rm1", &["--override", "late"]);
+    late.assert_code(1);
+    late.assert_stderr_has("channel `pair` has a pending record awaiting signatures");
+    site.promote(&old, "pair", "rm1", &[]).assert_ok();
+    assert!(site.path().join("store/v1/channels/pair/00000001.json").exists());
 }
 
 #[test]
