@@ -7,7 +7,9 @@
 //!
 //! Relative budgets (growth, packages added, packages removed) compare with the channel's
 //! head and do not apply to its first record; absolute ones (size, forbidden, required)
-//! always do. "Packages" are the candidate's Debian packages and Python wheels, by name.
+//! always do. "Packages" are the candidate's Debian packages and Python wheels: added and
+//! removed ones are counted as `diff` lists them (a package of two architectures twice),
+//! forbidden and required ones are matched by name.
 //!
 //! [`gate`] is what `promote` calls: the diff against the head, the budgets' verdict and the
 //! release note ([`crate::release_notes`]) from the same diff, so the two cannot disagree.
@@ -157,7 +159,8 @@ pub struct Measure {
     pub size: u64,
     /// The head's; `None` when the channel has no head (its first record).
     pub head_size: Option<u64>,
-    /// Packages and wheels added and removed since the head, by name.
+    /// Packages and wheels added and removed since the head, as `diff` lists them (a package
+    /// of two architectures twice).
     pub added: Vec<String>,
     pub removed: Vec<String>,
     /// Every package and wheel name of the candidate.
