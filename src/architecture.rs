@@ -85,6 +85,7 @@ const STAGES: &[(&str, &[&str])] = &[
     (
         "release",
         &[
+            "budget",
             "build",
             "channel",
             "diff",
@@ -95,6 +96,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "qualify::lxc",
             "registry",
             "release",
+            "release_notes",
             "remote",
             "remote::auth",
             "remote::client",

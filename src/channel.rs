@@ -84,6 +84,8 @@ struct ChannelFile {
     rebuilds: usize,
     #[serde(default)]
     rebuilders: Vec<PathBuf>,
+    /// `[channel.NAME.budgets]`: limits against the channel's head ([`crate::budget`]).
+    budgets: Option<crate::budget::BudgetsFile>,
 }
 
 fn one() -> usize {
@@ -110,6 +112,7 @@ pub struct ChannelPolicy {
     /// Identical rebuilds required, by distinct keys of `rebuilders`.
     pub rebuilds: usize,
     pub rebuilders: Vec<PublicKey>,
+    pub budgets: Option<crate::budget::Budgets>,
 }
 
 impl Policy {
@@ -144,6 +147,10 @@ impl Policy {
                 });
             }
             let keys = load(&c.keys)?;
+            let budgets = c.budgets.map(|b| b.load(load)).transpose().map_err(|message| PolicyError::Parse {
+                path: path.to_owned(),
+                message: format!("channel `{name}`: {message}"),
+            })?;
             let attestation_keys = if c.attestation_keys.is_empty() {
                 [keys.clone(), verify_keys.clone()].concat()
             } else {
@@ -161,6 +168,7 @@ impl Policy {
                     system_tests: c.system_tests.iter().map(|p| dir.join(p)).collect(),
                     rebuilds: c.rebuilds,
                     rebuilders,
+                    budgets,
                 },
             );
         }
@@ -188,9 +196,14 @@ pub struct Record {
     pub statement_digest: Digest,
     pub signers: usize,
     pub file: PathBuf,
+    /// The budgets this promotion overrode, and why.
+    pub overridden: Option<crate::budget::Override>,
+    /// What it changed since the previous head (none in records made before release notes).
+    pub release_note: Option<crate::release_notes::ReleaseNote>,
 }
 
-/// The statement of a new promotion record.
+/// The statement of a new promotion record; `extra` adds predicate fields (the gate's
+/// `override` and `release-note`, [`crate::budget::Gate::predicate_fields`]).
 #[allow(clippy::too_many_arguments)]
 pub fn statement(
     channel: &str,
@@ -202,8 +215,9 @@ pub fn statement(
     now: u64,
     note: Option<&str>,
     expires: Option<u64>,
+    extra: serde_json::Map<String, Value>,
 ) -> Vec<u8> {
-    let value = json!({
+    let mut value = json!({
         "_type": crate::attest::STATEMENT_TYPE,
         "subject": [{ "name": "manifest.json", "digest": { "sha256": candidate.hex() } }],
         "predicateType": PROMOTION,
@@ -220,6 +234,7 @@ pub fn statement(
             "expires": expires,
         },
     });
+    value["predicate"].as_object_mut().expect("the predicate is an object").extend(extra);
     serde_json::to_vec(&value).expect("a JSON value serialises")
 }
 
@@ -298,8 +313,18 @@ pub fn parse_record(
         statement_digest: Digest::of(&verified.payload),
         signers: verified.signers.len(),
         file: file.to_owned(),
+        overridden: typed(&p["override"]).map_err(|e| bad(format!("its `override` is malformed: {e}")))?,
+        release_note: typed(&p["release-note"]).map_err(|e| bad(format!("its `release-note` is malformed: {e}")))?,
     };
     Ok((record, statement))
+}
+
+/// A predicate field read as its type; absent (or null) is `None`.
+fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<Option<T>, serde_json::Error> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    T::deserialize(value).map(Some)
 }
 
 /// Verifies a channel's whole log: returns its records in order, or the first bad one.

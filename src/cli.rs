@@ -121,6 +121,11 @@ pub enum Command {
         key: PathBuf,
         #[arg(long)]
         note: Option<String>,
+        /// Promote over the channel's budgets, for this reason (only with a key the policy
+        /// lists in the channel's `override-keys`); the reason and the budgets overridden go
+        /// into the signed record.
+        #[arg(long = "override", value_name = "REASON")]
+        override_reason: Option<String>,
     },
     /// Inspect or verify a channel.
     Channel {
@@ -315,7 +320,18 @@ impl RegistryArgs {
 #[derive(Debug, Subcommand)]
 pub enum ChannelCommand {
     /// The history of a channel, newest first, and its current candidate.
-    Show { name: String },
+    Show {
+        name: String,
+        /// Show each record's signed release note (what changed since the previous head).
+        #[arg(long)]
+        notes: bool,
+        /// How `--notes` renders them.
+        #[arg(long, value_enum, default_value = "text", requires = "notes")]
+        format: crate::release_notes::NoteFormat,
+        /// `--format markdown`.
+        #[arg(long, requires = "notes", conflicts_with = "format")]
+        markdown: bool,
+    },
     /// Check every record of a channel: signatures, hash chain, no gap, no rollback, expiry.
     Verify { name: String },
 }

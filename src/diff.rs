@@ -91,7 +91,7 @@ pub struct InputChange {
 }
 
 /// How a Debian package differs, by dpkg's version order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PackageChangeKind {
     Added,
@@ -205,15 +205,20 @@ impl From<&Layer> for LayerRef {
     }
 }
 
-/// The entries of a candidate's rootfs, read from its least-compressed archive.
-fn rootfs_entries(dir: &Path, manifest: &Manifest) -> anyhow::Result<BTreeMap<String, EntryFacts>> {
+/// A reader of a candidate's least-compressed rootfs archive.
+fn rootfs_archive(dir: &Path, manifest: &Manifest) -> anyhow::Result<TarReader<Box<dyn std::io::Read>>> {
     let outputs: Vec<&str> = manifest.outputs.iter().map(|o| o.name.as_str()).collect();
     let archive = ["rootfs.tar", "rootfs.tar.zst", "rootfs.tar.gz", "rootfs.tar.xz"]
         .into_iter()
         .find(|n| outputs.contains(n))
-        .with_context(|| format!("`{}` has no rootfs archive to compare", dir.display()))?;
+        .with_context(|| format!("`{}` has no rootfs archive to read", dir.display()))?;
     let (_, decoded) = crate::compress::decoder(fs_err::File::open(dir.join(archive))?)?;
-    let mut reader = TarReader::new(decoded, Limits::default());
+    Ok(TarReader::new(decoded, Limits::default()))
+}
+
+/// The entries of a candidate's rootfs, read from its least-compressed archive.
+fn rootfs_entries(dir: &Path, manifest: &Manifest) -> anyhow::Result<BTreeMap<String, EntryFacts>> {
+    let mut reader = rootfs_archive(dir, manifest)?;
     let mut entries = BTreeMap::new();
     while let Some(entry) = reader.next_entry()? {
         let content = if entry.kind == EntryType::File {
@@ -397,6 +402,65 @@ pub fn diff(ctx: &Context, a: &str, b: &str) -> anyhow::Result<Diff> {
             (mb.image.name.clone(), mb.image.version.to_string()),
         ],
     })
+}
+
+/// The package and wheel changes of a candidate against nothing (a channel's first
+/// record): every package and wheel is added, found the way [`diff`] finds them.
+pub fn changes_from_nothing(m: &Manifest) -> (Vec<PackageChange>, Vec<WheelChange>) {
+    let mut nothing = m.clone();
+    nothing.packages = None;
+    nothing.wheels.clear();
+    (package_changes(&nothing, m), wheel_changes(&nothing, m))
+}
+
+/// What release notes read of a candidate's root filesystem: the bytes of its regular files
+/// per top-level folder (as [`Diff`]'s summary names them: `/usr`, `/` for files at the top),
+/// a file with several names (hard links) counted once, and the contents of the files that
+/// `wanted` picks (by path without the leading `/`).
+#[derive(Debug, Default)]
+pub struct RootfsReading {
+    pub sizes: BTreeMap<String, u64>,
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+/// Reads a candidate's root filesystem as [`diff`] does: from its layers in the store when
+/// it has them all, else from its rootfs archive.
+pub fn read_rootfs(
+    ctx: &Context,
+    dir: &Path,
+    manifest: &Manifest,
+    wanted: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<RootfsReading> {
+    let mut out = RootfsReading::default();
+    if let Some(tree) = layered_tree(ctx, manifest, &mut BTreeMap::new())? {
+        let mut groups = BTreeSet::new();
+        for (path, node) in tree.iter() {
+            let Kind::File { size, content, link_group } = &node.kind else { continue };
+            if link_group.is_none_or(|g| groups.insert(g)) {
+                *out.sizes.entry(top_level(&format!("/{path}"))).or_default() += size;
+            }
+            if wanted(path) {
+                out.files.insert(path.clone(), content.read_all(*size)?);
+            }
+        }
+        return Ok(out);
+    }
+    let mut reader = rootfs_archive(dir, manifest)?;
+    while let Some(entry) = reader.next_entry()? {
+        if entry.kind != EntryType::File {
+            continue;
+        }
+        // A hard link's entry has no content of its own: its bytes are counted with the first
+        // name, as the layered tree counts a link group once.
+        let path = entry.path.trim_start_matches("./").to_owned();
+        *out.sizes.entry(top_level(&format!("/{path}"))).or_default() += entry.size;
+        if wanted(&path) {
+            let mut bytes = Vec::new();
+            reader.copy_content(entry.size, &mut bytes)?;
+            out.files.insert(path, bytes);
+        }
+    }
+    Ok(out)
 }
 
 /// Locked inputs that differ, keyed by (layer, kind, origin).

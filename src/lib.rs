@@ -31,12 +31,15 @@
 //!   [`rebuild_attest`] (a rebuilder's signed verdict beside a candidate; the rebuilder quorum).
 //! * **release** — [`build`] (the build orchestration), [`verify`] (checks and rebuilds),
 //!   [`registry`] (the store's candidates), [`channel`] (promotion logs and policy),
+//!   [`budget`] (a channel's budgets against its head, and the promotion gate),
+//!   [`release_notes`] (the signed release note of each promotion),
 //!   [`qualify`] (scripts in fresh instances, test-result attestations), [`feed`] (a channel
 //!   published as a signed static feed for LXD/Incus, LXC and Proxmox VE, and its verifier),
 //!   [`remote`] (candidates pushed to and pulled from an OCI registry).
 //! * **commands** — [`ops`] (one thin file per command) and [`cli`] (the arguments).
 
 pub mod attest;
+pub mod budget;
 pub mod build;
 pub mod bundle;
 pub mod channel;
@@ -69,6 +72,7 @@ pub mod rebuild_attest;
 pub mod recipe;
 pub mod registry;
 pub mod release;
+pub mod release_notes;
 pub mod remote;
 pub mod rootfs;
 pub mod sandbox;

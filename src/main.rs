@@ -64,11 +64,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List { remote: Some(remote), registry } => {
             ops::list_remote::list_remote(&ctx, &remote, &registry.access())?;
         }
-        Command::Promote { candidate, channel, key, note } => {
-            ops::release::promote(&ctx, &candidate, &channel, &key, note.as_deref(), policy, channels)?;
+        Command::Promote { candidate, channel, key, note, override_reason } => {
+            let (note, override_reason) = (note.as_deref(), override_reason.as_deref());
+            ops::release::promote(&ctx, &candidate, &channel, &key, note, override_reason, policy, channels)?;
         }
-        Command::Channel { action: ChannelCommand::Show { name } } => {
-            ops::release::show_channel(&ctx, &name, policy, channels)?;
+        Command::Channel { action: ChannelCommand::Show { name, notes, format, markdown } } => {
+            let notes = notes.then_some(if markdown { candidate::release_notes::NoteFormat::Markdown } else { format });
+            ops::release::show_channel(&ctx, &name, notes, policy, channels)?;
         }
         Command::Channel { action: ChannelCommand::Verify { name } } => {
             ops::release::verify_channel(&ctx, &name, policy, channels)?;

@@ -74,14 +74,17 @@ pub enum Promotion {
 }
 
 /// Promotes `candidate` into `channel_name` (`candidate promote`): checks the policy
-/// (`admit`), then signs the record (`sign_record`) and appends it once enough trusted keys
-/// have signed. Returns the candidate id and what happened.
+/// (`admit`), then the channel's budgets against its head (`budget::gate`, which also writes
+/// the release note), then signs the record (`sign_record`) and appends it once enough
+/// trusted keys have signed. Returns the candidate id and what happened.
+#[allow(clippy::too_many_arguments)] // the command's arguments, each needed once
 pub fn promote(
     ctx: &Context,
     candidate: &str,
     channel_name: &str,
     key: &Path,
     note: Option<&str>,
+    override_reason: Option<&str>,
     policy_path: &Path,
     channels: Option<&Path>,
 ) -> anyhow::Result<(Digest, Promotion)> {
@@ -103,7 +106,21 @@ pub fn promote(
     let records = channel::verify_log(&log_dir, channel_name, rules)
         .map_err(|e| refuse(format!("channel `{channel_name}` does not verify: {e}")))?;
     let pending_path = log_dir.join("pending.json");
-    let envelope = sign_record(&pending_path, channel_name, rules, &records, &id, image, note, &key)?;
+    // A pending record's statement (its override and release note with it) was made by its
+    // first signer: later signers co-sign it as it is.
+    let extra = if pending_path.exists() {
+        if override_reason.is_some() {
+            return Err(refuse(format!(
+                "channel `{channel_name}` has a pending record awaiting signatures: `--override` belongs to the promote that starts a record"
+            )));
+        }
+        serde_json::Map::new()
+    } else {
+        let head = records.last().map(|r| crate::budget::Head { sequence: r.sequence, candidate: r.candidate });
+        crate::budget::gate(ctx, channel_name, rules.budgets.as_ref(), head, &dir, &key, override_reason)?
+            .predicate_fields()
+    };
+    let envelope = sign_record(&pending_path, channel_name, rules, &records, &id, image, note, extra, &key)?;
     let signed = envelope.verify(IN_TOTO_PAYLOAD_TYPE, &rules.keys, 1).map(|v| v.signers.len()).unwrap_or(0);
     if signed < rules.threshold {
         let mut temp = tempfile::Builder::new().prefix(".pending-").tempfile_in(&log_dir)?;
@@ -250,6 +267,7 @@ fn sign_record(
     id: &Digest,
     (name, version): (&str, &str),
     note: Option<&str>,
+    extra: serde_json::Map<String, Value>,
     key: &PrivateKey,
 ) -> anyhow::Result<Envelope> {
     match fs_err::read(pending_path) {
@@ -282,6 +300,7 @@ fn sign_record(
                 time,
                 note,
                 expires,
+                extra,
             );
             Ok(Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &statement, std::slice::from_ref(key)))
         }

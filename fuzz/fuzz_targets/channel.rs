@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         system_tests: Vec::new(),
         rebuilds: 0,
         rebuilders: Vec::new(),
+        budgets: None,
     };
     let file = Path::new("channels/nightly/00000001.json");
     if mode % 2 == 0 {

@@ -10,6 +10,7 @@ use super::Context;
 use crate::channel::Record;
 use crate::digest::Digest;
 use crate::release::{self, Promotion};
+use crate::release_notes::NoteFormat;
 
 /// One candidate of `candidate list --json`.
 #[derive(Serialize)]
@@ -52,17 +53,19 @@ pub fn list(ctx: &Context, channels: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `candidate promote CANDIDATE --channel NAME --key KEY [--note TEXT]`.
+/// `candidate promote CANDIDATE --channel NAME --key KEY [--note TEXT] [--override REASON]`.
+#[allow(clippy::too_many_arguments)] // the command's arguments, each needed once
 pub fn promote(
     ctx: &Context,
     candidate: &str,
     channel: &str,
     key: &Path,
     note: Option<&str>,
+    override_reason: Option<&str>,
     policy: &Path,
     channels: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let (id, promotion) = release::promote(ctx, candidate, channel, key, note, policy, channels)?;
+    let (id, promotion) = release::promote(ctx, candidate, channel, key, note, override_reason, policy, channels)?;
     match promotion {
         Promotion::Promoted { sequence } => {
             ctx.printer.status("Promoted", format_args!("{id} to `{channel}` as record {sequence}"))
@@ -95,6 +98,10 @@ struct Shown<'a> {
     note: Option<&'a str>,
     expires: Option<u64>,
     signatures: usize,
+    #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
+    overridden: Option<&'a crate::budget::Override>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release_note: Option<&'a crate::release_notes::ReleaseNote>,
 }
 
 impl<'a> From<&'a Record> for Shown<'a> {
@@ -108,6 +115,8 @@ impl<'a> From<&'a Record> for Shown<'a> {
             note: r.note.as_deref(),
             expires: r.expires,
             signatures: r.signers,
+            overridden: r.overridden.as_ref(),
+            release_note: r.release_note.as_ref(),
         }
     }
 }
@@ -131,11 +140,20 @@ impl<'a> Channel<'a> {
     }
 }
 
-/// `candidate channel show NAME`.
-pub fn show_channel(ctx: &Context, name: &str, policy: &Path, channels: Option<&Path>) -> anyhow::Result<()> {
+/// `candidate channel show NAME [--notes [--format text|markdown]]`.
+pub fn show_channel(
+    ctx: &Context,
+    name: &str,
+    notes: Option<NoteFormat>,
+    policy: &Path,
+    channels: Option<&Path>,
+) -> anyhow::Result<()> {
     let records = release::verified_log(ctx, name, policy, channels)?;
     if ctx.printer.json() {
         return ctx.printer.data(&Channel::new(name, &records));
+    }
+    if let Some(format) = notes {
+        return print_notes(name, &records, format);
     }
     match records.last() {
         Some(head) => println!("channel `{name}`: current {} ({} {})", head.candidate, head.name, head.version),
@@ -152,7 +170,41 @@ pub fn show_channel(ctx: &Context, name: &str, policy: &Path, channels: Option<&
             r.time,
             r.signers
         );
+        if let Some(o) = &r.overridden {
+            let exceeded: Vec<String> = o.exceeded.iter().map(ToString::to_string).collect();
+            let exceeded = if exceeded.is_empty() { "within every budget".to_owned() } else { exceeded.join("; ") };
+            println!("        override by key {}: {} ({exceeded})", o.key.hex(), o.reason);
+        }
     }
+    Ok(())
+}
+
+/// `channel show --notes`: each record's release note, newest first, under a line naming
+/// the record (or saying it has none: records made before release notes existed).
+fn print_notes(name: &str, records: &[Record], format: NoteFormat) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for r in records.iter().rev() {
+        let heading = format!("record {} of channel `{name}`: {} {}", r.sequence, r.name, r.version);
+        out.push_str(&match format {
+            NoteFormat::Text => format!("{heading}\n"),
+            NoteFormat::Markdown => format!("# {heading}\n\n"),
+        });
+        match (&r.release_note, format) {
+            (Some(note), NoteFormat::Text) => out.push_str(&note.text()),
+            (Some(note), NoteFormat::Markdown) => out.push_str(&note.markdown()),
+            (None, _) => out.push_str("(no release note: the record predates them)\n"),
+        }
+        if let Some(o) = &r.overridden {
+            let exceeded: Vec<String> = o.exceeded.iter().map(ToString::to_string).collect();
+            let line = format!("budgets overridden by key {}: {} ({})", o.key.hex(), o.reason, exceeded.join("; "));
+            out.push_str(&match format {
+                NoteFormat::Text => format!("{line}\n"),
+                NoteFormat::Markdown => format!("**{line}**\n\n"),
+            });
+        }
+        out.push('\n');
+    }
+    print!("{out}");
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! one module per area, sharing the small context below.
 
 mod attest;
+mod budgets;
 mod configure;
 mod debian;
 mod determinism;

@@ -21,7 +21,7 @@ const BUILD: &[&str] = &["build", "recipes/example.toml", "--out", "out"];
 /// Fixed ed25519 keys (PKCS#8 and SPKI, base64 of the DER; made once by `candidate key
 /// generate`), so that key ids and signatures in the snapshots are the same on every run.
 /// Test keys only: they sign nothing outside these temporary folders.
-const KEYS: [(&str, &str, &str); 3] = [
+pub const KEYS: [(&str, &str, &str); 3] = [
     (
         "ci",
         "MC4CAQAwBQYDK2VwBCIEIBOqWnFssKng7LeXwV/2eRVrsdQhcfSdbkPR/BxLoena",
@@ -43,6 +43,19 @@ fn pem(kind: &str, base64: &str) -> String {
     format!("-----BEGIN {kind} KEY-----\n{base64}\n-----END {kind} KEY-----\n")
 }
 
+/// Writes [`KEYS`] as `ROOT/keys/NAME.key` (0600) and `ROOT/keys/NAME.pub`.
+pub fn write_keys(root: &Path) {
+    fs::create_dir_all(root.join("keys")).unwrap();
+    for (name, private, public) in KEYS {
+        let key = root.join(format!("keys/{name}.key"));
+        fs::write(&key, pem("PRIVATE", private)).unwrap();
+        let mut mode = fs::metadata(&key).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o600);
+        fs::set_permissions(&key, mode).unwrap();
+        fs::write(root.join(format!("keys/{name}.pub")), pem("PUBLIC", public)).unwrap();
+    }
+}
+
 /// A copy of the project (`recipes/`, `lockfiles/`, `fixtures/`) in a temporary folder, with
 /// its own store.
 struct Project {
@@ -61,13 +74,7 @@ impl Project {
     /// `nightly`.
     fn signed() -> Self {
         let p = Project::new();
-        for (name, private, public) in KEYS {
-            let key = p.write(&format!("keys/{name}.key"), &pem("PRIVATE", private));
-            let mut mode = fs::metadata(&key).unwrap().permissions();
-            std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o600);
-            fs::set_permissions(&key, mode).unwrap();
-            p.write(&format!("keys/{name}.pub"), &pem("PUBLIC", public));
-        }
+        write_keys(p.path());
         p.write(
             "channels.toml",
             "[verify]\nkeys = [\"keys/ci.pub\"]\n\n[channel.nightly]\nkeys = [\"keys/ci.pub\"]\n\n\
