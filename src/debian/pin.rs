@@ -16,7 +16,7 @@ use crate::debian::release::Keyring;
 use crate::debian::resolve::{self, Reason, Request, Universe};
 use crate::digest::{Digest, Hasher};
 use crate::fetch::{self, Network, Pin};
-use crate::lockfile::{LockedArchive, LockedPackage, Lockfile};
+use crate::lockfile::{LockedArchive, LockedPackage, Lockfile, PackageRef};
 use crate::recipe::{Name, Origin, Recipe};
 
 /// Where each archive of a recipe is read from in this run: `--mirror NAME=URL`, else
@@ -130,6 +130,7 @@ pub fn lock(
                 size: p.size,
                 sha256: p.sha256,
                 reason: describe(&chosen.reason),
+                depends: Some(references(&universe, &chosen.depends)),
             });
             installed.push(chosen.id);
         }
@@ -139,6 +140,20 @@ pub fn lock(
     // exits first, which frees them all at once).
     std::thread::spawn(move || drop(universe));
     Ok((archives, packages))
+}
+
+/// The lockfile's names of `ids`, sorted (the resolver sorts them by its own ids).
+fn references(universe: &Universe, ids: &[resolve::PackageId]) -> Vec<PackageRef> {
+    let mut refs: Vec<PackageRef> = ids
+        .iter()
+        .map(|&id| {
+            let p = universe.package(id);
+            PackageRef { name: p.name.clone(), architecture: p.architecture.clone() }
+        })
+        .collect();
+    refs.sort();
+    refs.dedup();
+    refs
 }
 
 fn describe(reason: &Reason) -> String {
