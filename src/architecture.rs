@@ -79,7 +79,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "system::plan",
         ],
     ),
-    ("outputs", &["dist", "lxc", "manifest", "oci", "sbom"]),
+    ("outputs", &["cyclonedx", "dist", "lxc", "manifest", "oci", "sbom"]),
     ("attest", &["attest"]),
     (
         "release",
