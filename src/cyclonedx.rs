@@ -262,11 +262,6 @@ impl Bom {
     pub fn read(path: &Path) -> Result<Self, DocumentError> {
         document::read(WHAT, path)
     }
-
-    /// The component whose `bom-ref` is `bom_ref`.
-    pub fn component(&self, bom_ref: &str) -> Option<&Component> {
-        self.components.iter().find(|c| c.bom_ref.as_deref() == Some(bom_ref))
-    }
 }
 
 /// The BOM's canonical bytes for a candidate whose manifest is `manifest` and id `id`.

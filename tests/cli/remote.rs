@@ -419,7 +419,7 @@ fn a_second_candidate_uploads_only_the_layer_it_does_not_share() {
     let before = registry.requests().len();
     let mirror = format!("{host}/candidate/mirror:first");
     let mount = ["push", first.to_str().unwrap(), &mirror, "--plain-http", "--mount-from", "candidate/box"];
-    cmd(&a, &mount, &[]).assert_ok().assert_stderr_has("0 blob(s) uploaded (0 bytes), 0 already there, 17 mounted");
+    cmd(&a, &mount, &[]).assert_ok().assert_stderr_has("0 blob(s) uploaded (0 bytes), 0 already there, 18 mounted");
     let requests = registry.requests()[before..].to_vec();
     assert_eq!(Registry::uploaded(&requests), Vec::<String>::new());
     assert!(requests
