@@ -7,7 +7,7 @@
 #   pull          candidate pull into an empty folder, every blob hashed, then verified (--key)
 #   skopeo-pull   skopeo copy of the image back into an OCI layout
 # Each round has a fresh registry (skopeo's blob info cache would mount blobs it saw in an
-# earlier round's repository). Our push also sends the candidate's own files (manifest, SBOM, provenance) and the referrers;
+# earlier round's repository). Our push also sends the candidate's own files (manifest, SBOMs, provenance) and the referrers;
 # each step's requests and uploaded blobs are counted from the registry's access log.
 # Needs the mirrors of ../shared/bench (default /tmp/bench, first argument) and docker-registry,
 # skopeo. Usage: benches/publish.sh [BENCH] ; RUNS=5, BIN (default target/release/candidate).

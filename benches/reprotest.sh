@@ -2,7 +2,7 @@
 # Reprotest (Debian's package: reprotest, disorderfs, faketime) on the example build: the
 # build runs twice from copies of the project, the second under every variation that runs
 # on this machine, and the candidate must be bit-identical. The artifact compared is
-# SHA256SUMS: the sha256 of every file of the candidate folder (manifest, SBOM, every format),
+# SHA256SUMS: the sha256 of every file of the candidate folder (manifest, SBOMs, every format),
 # so one differing byte anywhere fails the run; reprotest runs diffoscope on it when it does.
 # The store is inside the build tree (`--store ./store`): each build is cold, from fixtures
 # only, with no network.

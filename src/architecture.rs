@@ -80,7 +80,7 @@ const STAGES: &[(&str, &[&str])] = &[
             "system::plan",
         ],
     ),
-    ("outputs", &["dist", "lxc", "manifest", "oci", "sbom"]),
+    ("outputs", &["cyclonedx", "dist", "lxc", "manifest", "oci", "sbom"]),
     ("attest", &["attest", "rebuild_attest"]),
     (
         "release",

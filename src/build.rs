@@ -3,7 +3,7 @@
 //! `build` never resolves: it checks that the lockfile is the one the recipe calls for
 //! ([`crate::lock::check`]), fetches what the store lacks (unless `--offline`, which forbids
 //! the network only), builds or reuses each layer, assembles the outputs, writes the manifest,
-//! SBOM and (with keys) the signed statement, publishes the folder ([`crate::dist::publish`])
+//! the SPDX and CycloneDX SBOMs and (with keys) the signed statement, publishes the folder ([`crate::dist::publish`])
 //! and records it in the store's registry.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use crate::context::Context;
 use crate::debian::configure;
 use crate::debian::per_machine;
 use crate::digest::Digest;
-use crate::dist::{ENVELOPE, MANIFEST, SBOM};
+use crate::dist::{CYCLONEDX, ENVELOPE, MANIFEST, SBOM};
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::fetch::{self, Network, Pin};
 use crate::keys::PrivateKey;
@@ -299,7 +299,7 @@ fn assemble(
     Ok(assembled)
 }
 
-/// The candidate id and the folder's documents: the manifest, the SBOM and, with keys, the
+/// The candidate id and the folder's documents: the manifest, the two SBOMs and, with keys, the
 /// signed statement whose subjects are every file of the folder but the envelope, by name
 /// (the same list `candidate sign` hashes from a published folder).
 fn documents(
@@ -310,7 +310,8 @@ fn documents(
     let manifest_bytes = manifest.to_bytes();
     let id = Digest::of(&manifest_bytes);
     let sbom = sbom::render(manifest, &id);
-    let mut documents = vec![(MANIFEST, manifest_bytes), (SBOM, sbom)];
+    let cyclonedx = crate::cyclonedx::render(manifest, &id);
+    let mut documents = vec![(MANIFEST, manifest_bytes), (SBOM, sbom), (CYCLONEDX, cyclonedx)];
     if !keys.is_empty() {
         let mut subjects: Vec<Subject> = assembled
             .outputs

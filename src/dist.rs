@@ -36,6 +36,8 @@ pub const ENVELOPE: &str = "manifest.intoto.json";
 pub const MANIFEST: &str = "manifest.json";
 /// The SPDX 2.3 SBOM.
 pub const SBOM: &str = "sbom.spdx.json";
+/// The CycloneDX 1.6 SBOM.
+pub const CYCLONEDX: &str = "sbom.cdx.json";
 
 /// The statement subjects of a candidate folder: every file but the envelope, hashed.
 pub fn subjects(dir: &Path) -> anyhow::Result<Vec<Subject>> {
@@ -292,7 +294,7 @@ fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()>
     Err(std::io::Error::new(e.kind(), format!("cannot move `{}` to `{}`: {e}", from.display(), to.display())))
 }
 
-/// Whether `dir` already holds exactly this candidate: the same documents (manifest, SBOM,
+/// Whether `dir` already holds exactly this candidate: the same documents (manifest, SBOMs,
 /// envelope), nothing else, and every output with its size and sha256. An output whose stat
 /// is the stamp recorded when its bytes were known ([`stamps_key`]) is taken to hold them
 /// still; any other is re-hashed, and stamped if it matches. Anything less is republished.

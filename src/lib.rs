@@ -25,7 +25,7 @@
 //! * **layers** — [`layer`] (one recipe layer into one deterministic tar), [`rootfs`] (merging
 //!   layers, writing the rootfs archives), and in [`debian`]: unpacking, the dpkg database,
 //!   [`debian::layers`] and configure mode.
-//! * **outputs** — [`manifest`], [`sbom`], [`oci`], [`lxc`], and [`dist`] (the candidate
+//! * **outputs** — [`manifest`], [`sbom`] (SPDX) and [`cyclonedx`], [`oci`], [`lxc`], and [`dist`] (the candidate
 //!   folder's file names; publishing it atomically).
 //! * **attest** — [`attest`] (the in-toto statement with SLSA provenance, signed),
 //!   [`rebuild_attest`] (a rebuilder's signed verdict beside a candidate; the rebuilder quorum).
@@ -46,6 +46,7 @@ pub mod channel;
 pub mod cli;
 pub mod compress;
 pub mod context;
+pub mod cyclonedx;
 pub mod debian;
 pub mod diff;
 pub mod digest;

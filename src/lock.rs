@@ -16,7 +16,7 @@ use crate::digest::{Digest, Hasher};
 use crate::error::CheckFailed;
 use crate::fetch::{self, Network};
 use crate::local::LocalTree;
-use crate::lockfile::{Entries, InputKind, LockError, LockMode, LockedInput, Lockfile, VERSION};
+use crate::lockfile::{Entries, InputKind, LockError, LockMode, LockedInput, Lockfile, PackageRef, VERSION};
 use crate::recipe::{Name, Origin, Recipe};
 
 /// A local `files` input of a layer, scanned, with its tree digest.
@@ -70,6 +70,15 @@ pub fn lock(
     let text = resolved.lockfile.render();
     if existing_text.as_deref() == Some(text.as_str()) {
         ctx.printer.status("Unchanged", lockfile_path.display());
+        return Ok(LockOutcome::Unchanged);
+    }
+    if mode == LockMode::Check && existing.as_ref().is_some_and(|old| same_but_edges(old, &resolved.lockfile)) {
+        // Written before dependency edges were recorded: its pins are current, so a build
+        // takes it as it is (its SBOMs show no dependency graph); `lock` adds the edges.
+        ctx.printer.status(
+            "Unchanged",
+            format_args!("{} (it records no dependency edges; `candidate lock` adds them)", lockfile_path.display()),
+        );
         return Ok(LockOutcome::Unchanged);
     }
     if mode == LockMode::Check {
@@ -146,6 +155,17 @@ fn check_placement(recipe: &Recipe, lockfile: &Lockfile, text: &str, path: &Path
         };
         if let Some(why) = why {
             return Err(misplaced(Entries::Package, i, entry, &package.layer, why));
+        }
+    }
+    let locked: std::collections::BTreeSet<PackageRef> = lockfile.packages.iter().map(|p| p.reference()).collect();
+    for (i, package) in lockfile.packages.iter().enumerate() {
+        if let Some(dependency) = package.depends.iter().flatten().find(|d| !locked.contains(d)) {
+            return Err(LockError::UnknownDependency {
+                path: path.to_owned(),
+                line: crate::lockfile::layer_line(text, Entries::Package, i),
+                edge: format!("`[[package]]` `{}` {} depends on `{dependency}`", package.name, package.version),
+                recipe: recipe.path.clone(),
+            });
         }
     }
     for (i, input) in lockfile.inputs.iter().enumerate() {
@@ -387,6 +407,17 @@ fn recipe_digest(recipe: &Recipe, inputs: &[LockedInput], keyrings: &Keyrings) -
     h.finish()
 }
 
+/// Whether `old` is `new` written before lockfiles recorded dependency edges: no package of
+/// it has `depends`, and it pins exactly what `new` pins.
+fn same_but_edges(old: &Lockfile, new: &Lockfile) -> bool {
+    if old.packages.iter().any(|p| p.depends.is_some()) {
+        return false;
+    }
+    let mut stripped = new.clone();
+    stripped.packages.iter_mut().for_each(|p| p.depends = None);
+    *old == stripped
+}
+
 /// Says what differs between a lockfile and the one the recipe now calls for.
 fn explain(old: &Lockfile, new: &Lockfile) -> String {
     if old.version != new.version {
@@ -401,6 +432,12 @@ fn explain(old: &Lockfile, new: &Lockfile) -> String {
                     "package `{}` of layer `{}` changed: locked {}, now {}",
                     n.name, n.layer, o.version, n.version
                 )
+            }
+            Some(o) if o.depends != n.depends => {
+                return match o.depends {
+                    None => "it records no dependency edges (locked before they were)".to_owned(),
+                    Some(_) => format!("package `{}` of layer `{}` depends on other packages now", n.name, n.layer),
+                }
             }
             Some(_) => {}
         }

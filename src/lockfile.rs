@@ -34,12 +34,17 @@ pub enum LockError {
     /// building it would leave the entry out while the manifest lists it.
     #[error("lockfile `{}` line {line}: {entry} is locked in layer `{layer}`, {why}", path.display())]
     Misplaced { path: PathBuf, line: usize, entry: String, layer: Name, why: &'static str, recipe: PathBuf },
+    /// A package's `depends` names a package the lockfile does not lock: the SBOMs would show
+    /// an edge to nothing.
+    /// `edge`: "`[[package]]` `NAME` VERSION depends on `NAME:ARCH`".
+    #[error("lockfile `{}` line {line}: {edge}, which the lockfile does not lock", path.display())]
+    UnknownDependency { path: PathBuf, line: usize, edge: String, recipe: PathBuf },
 }
 
 impl crate::error::Hint for LockError {
     fn hints(&self) -> Vec<std::borrow::Cow<'_, str>> {
         match self {
-            LockError::Misplaced { recipe, .. } => vec![format!(
+            LockError::Misplaced { recipe, .. } | LockError::UnknownDependency { recipe, .. } => vec![format!(
                 "the lockfile does not match its recipe (edited by hand?): run `candidate lock {}` to write it again",
                 recipe.display()
             )
@@ -165,6 +170,47 @@ pub struct LockedPackage {
     pub sha256: Digest,
     /// Why it is in the candidate: the request that pulled it in.
     pub reason: String,
+    /// The locked packages that meet its `Pre-Depends` and `Depends` (the resolver's edges,
+    /// [`crate::debian::resolve::Chosen::depends`]), sorted; `depends = []` for none. Absent
+    /// from lockfiles written before edges were recorded: the edges are then not known (an
+    /// SBOM says nothing of them), which is not the same as none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends: Option<Vec<PackageRef>>,
+}
+
+/// A Debian package of the lockfile by name and architecture, `NAME:ARCH` (`libc6:amd64`,
+/// `adduser:all`): what names one `[[package]]` among those of a candidate.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PackageRef {
+    pub name: PackageName,
+    pub architecture: Architecture,
+}
+
+impl std::str::FromStr for PackageRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, architecture) = s.split_once(':').ok_or_else(|| format!("`{s}` is not `NAME:ARCHITECTURE`"))?;
+        Ok(PackageRef {
+            name: name.parse().map_err(|e| format!("{e}"))?,
+            architecture: architecture.parse().map_err(|e| format!("{e}"))?,
+        })
+    }
+}
+
+impl std::fmt::Display for PackageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.name, self.architecture)
+    }
+}
+
+crate::serde_str::serde_via_from_str!(PackageRef);
+
+impl LockedPackage {
+    /// How other packages' `depends` name this one.
+    pub fn reference(&self) -> PackageRef {
+        PackageRef { name: self.name.clone(), architecture: self.architecture.clone() }
+    }
 }
 
 /// One Python wheel of the candidate, chosen for the image's interpreter and platform.
@@ -323,6 +369,27 @@ sha256 = \"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015
         // A version is kept as written, not as dpkg's equal one: `0:1.0` stays `0:1.0`.
         let epoch = text.replace("2.36-9+deb12u4\"", "0:2.36-9+deb12u4\"");
         assert_eq!(Lockfile::parse(Path::new("x.lock"), &epoch).unwrap().render(), epoch);
+    }
+
+    /// Dependency edges: `NAME:ARCH` each, written after `reason`; a lockfile without them
+    /// (older than edges) reads as "not known", one with `depends = []` as "none".
+    #[test]
+    fn dependency_edges_round_trip_and_their_absence_is_not_none() {
+        let old = Lockfile::parse(Path::new("x.lock"), &format!("{HEADER}{WITH_PACKAGE}")).unwrap();
+        assert_eq!(old.packages[0].depends, None);
+        let text = format!("{HEADER}{WITH_PACKAGE}depends = [\"libc6:amd64\", \"tzdata:all\"]\n");
+        let lock = Lockfile::parse(Path::new("x.lock"), &text).unwrap();
+        let depends = lock.packages[0].depends.as_ref().unwrap();
+        assert_eq!(depends.iter().map(|d| d.to_string()).collect::<Vec<_>>(), ["libc6:amd64", "tzdata:all"]);
+        assert_eq!(depends[1].architecture.as_str(), "all");
+        assert_eq!(lock.render(), text);
+        let none = format!("{HEADER}{WITH_PACKAGE}depends = []\n");
+        assert_eq!(Lockfile::parse(Path::new("x.lock"), &none).unwrap().packages[0].depends, Some(vec![]));
+        for (bad, culprit) in [("libc6", "is not `NAME:ARCHITECTURE`"), ("libc6:any", "invalid architecture `any`")] {
+            let text = format!("{WITH_PACKAGE}depends = [\"{bad}\"]\n");
+            let err = Lockfile::parse(Path::new("x.lock"), &text).unwrap_err().to_string();
+            assert!(err.contains(culprit) && err.contains("depends = "), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::debian::version::Version;
 use crate::digest::Digest;
 use crate::document::{self, DocumentError};
 use crate::layer::{self, LayerInfo};
-use crate::lockfile::{LockedIndex, LockedInput, Lockfile};
+use crate::lockfile::{LockedIndex, LockedInput, Lockfile, PackageRef};
 use crate::recipe::{Format, ImageVersion, Name, Recipe};
 use crate::rootfs::Assembled;
 
@@ -168,6 +168,10 @@ pub struct Package {
     pub filename: String,
     pub size: u64,
     pub sha256: Digest,
+    /// The lockfile's dependency edges of the package, verbatim (left out when the lockfile
+    /// records none, so that such candidates keep their bytes); the SBOMs' graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends: Option<Vec<PackageRef>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,6 +306,7 @@ impl Manifest {
                         filename: p.filename.clone(),
                         size: p.size,
                         sha256: p.sha256,
+                        depends: p.depends.clone(),
                     })
                     .collect()
             }),

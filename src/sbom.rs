@@ -1,11 +1,14 @@
-//! The SPDX 2.3 software bill of materials (`sbom.spdx.json`).
+//! The SPDX 2.3 software bill of materials (`sbom.spdx.json`), and what it shares with the
+//! CycloneDX one ([`crate::cyclonedx`]): the package URLs and the dependency edges.
 //!
 //! One package for the image (the root, `DESCRIBES`d by the document), one per input it
-//! `CONTAINS` — tarballs and local file trees, Debian packages and Python wheels (these two
-//! with their purl) — each with its sha256. Deterministic like everything else: the creation time is the
-//! candidate's `SOURCE_DATE_EPOCH`, the document namespace is derived from the candidate id,
-//! and the JSON is canonical ([`crate::document`]). The document is the [`Sbom`] type, with
-//! only the SPDX fields we write; [`Sbom::read`] reads one back.
+//! `CONTAINS` — tarballs and local file trees, Debian packages and Python wheels (all but the
+//! trees with their purl) — each with its sha256, and a `DEPENDS_ON` relationship for each
+//! dependency edge the lockfile records between Debian packages. Deterministic like
+//! everything else: the creation time is the candidate's `SOURCE_DATE_EPOCH`, the document
+//! namespace is derived from the candidate id, and the JSON is canonical
+//! ([`crate::document`]). The document is the [`Sbom`] type, with only the SPDX fields we
+//! write; [`Sbom::read`] reads one back.
 
 use std::path::Path;
 
@@ -13,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::document::{self, DocumentError};
-use crate::lockfile::InputKind;
-use crate::manifest::Manifest;
+use crate::lockfile::{InputKind, LockedInput};
+use crate::manifest::{Manifest, Package, Wheel};
 
 /// The SPDX value for "not stated", used for every field we have nothing true to say in.
 const NOASSERTION: &str = "NOASSERTION";
@@ -143,6 +146,7 @@ impl Sbom {
             if input.kind == InputKind::Tarball {
                 p.checksums =
                     Some(vec![Checksum { algorithm: "SHA256".to_owned(), checksum_value: input.sha256.hex() }]);
+                p.external_refs = Some(vec![purl_ref(tarball_purl(input))]);
                 p.comment = Some(comment);
             } else {
                 p.comment = Some(format!("{comment}; tree digest {}", input.sha256));
@@ -150,27 +154,15 @@ impl Sbom {
             packages.push(p);
             relationships.push(relationship("SPDXRef-Image", "CONTAINS", &spdx_id));
         }
-        let purl = |locator: String| {
-            Some(vec![ExternalRef {
-                reference_category: "PACKAGE-MANAGER".to_owned(),
-                reference_type: "purl".to_owned(),
-                reference_locator: locator,
-            }])
-        };
+        let purl = |locator: String| Some(vec![purl_ref(locator)]);
         let sha256 = |d: &Digest| Some(vec![Checksum { algorithm: "SHA256".to_owned(), checksum_value: d.hex() }]);
-        // Debian packages and wheels, by their file's sha256 and their package URL (purl
-        // spec: `pkg:deb/debian/NAME@VERSION?arch=ARCH`, `pkg:pypi/NAME@VERSION` with the
-        // PEP 503 name), in manifest order.
+        // Debian packages and wheels, by their file's sha256 and their package URL (see
+        // [`deb_purl`], [`pypi_purl`]), in manifest order.
         for (i, p) in manifest.packages.iter().flatten().enumerate() {
             let spdx_id = format!("SPDXRef-Package-{}", i + 1);
             packages.push(SpdxPackage {
                 version_info: Some(p.version.to_string()),
-                external_refs: purl(format!(
-                    "pkg:deb/debian/{}@{}?arch={}",
-                    p.name,
-                    purl_escape(&p.version.to_string()),
-                    p.architecture
-                )),
+                external_refs: purl(deb_purl(p)),
                 checksums: sha256(&p.sha256),
                 comment: Some(format!("Debian package `{}` of layer `{}`", p.filename, p.layer)),
                 ..package(spdx_id.clone(), &p.name.to_string(), NOASSERTION)
@@ -181,12 +173,19 @@ impl Sbom {
             let spdx_id = format!("SPDXRef-Wheel-{}", i + 1);
             packages.push(SpdxPackage {
                 version_info: Some(w.version.clone()),
-                external_refs: purl(format!("pkg:pypi/{}@{}", w.name, purl_escape(&w.version))),
+                external_refs: purl(pypi_purl(w)),
                 checksums: sha256(&w.sha256),
                 comment: Some(format!("Python wheel `{}` of layer `{}`", w.filename, w.layer)),
                 ..package(spdx_id.clone(), w.name.as_str(), NOASSERTION)
             });
             relationships.push(relationship("SPDXRef-Image", "CONTAINS", &spdx_id));
+        }
+        // The resolver's edges, after every `CONTAINS`: package `i` `DEPENDS_ON` package `j`.
+        for (from, to) in package_edges(manifest).iter().enumerate() {
+            for to in to.iter().flatten() {
+                let (from, to) = (format!("SPDXRef-Package-{}", from + 1), format!("SPDXRef-Package-{}", to + 1));
+                relationships.push(relationship(&from, "DEPENDS_ON", &to));
+            }
         }
         Sbom {
             spdx_version: "SPDX-2.3".to_owned(),
@@ -215,12 +214,72 @@ impl Sbom {
     }
 }
 
-/// A purl version: percent-encoded except the characters the purl spec leaves as they are
-/// (`+` is encoded: `1.0+dfsg` is `1.0%2Bdfsg`; the spec leaves an epoch's `:` as it is).
+fn purl_ref(locator: String) -> ExternalRef {
+    ExternalRef {
+        reference_category: "PACKAGE-MANAGER".to_owned(),
+        reference_type: "purl".to_owned(),
+        reference_locator: locator,
+    }
+}
+
+/// A Debian package's package URL (purl spec, `deb` type): `pkg:deb/debian/NAME@VERSION?arch=ARCH`.
+pub fn deb_purl(p: &Package) -> String {
+    format!("pkg:deb/debian/{}@{}?arch={}", p.name, purl_escape(&p.version.to_string()), p.architecture)
+}
+
+/// A wheel's package URL (`pypi` type, with the PEP 503 normalised name): `pkg:pypi/NAME@VERSION`.
+pub fn pypi_purl(w: &Wheel) -> String {
+    format!("pkg:pypi/{}@{}", w.name, purl_escape(&w.version))
+}
+
+/// A tarball's package URL. Nothing names a vendor tarball in an ecosystem, so it is the purl
+/// spec's `generic` type, named by its file name and identified by its sha256 (the `checksum`
+/// qualifier), with the URL it was fetched from as `download_url` when it is one (a path
+/// relative to the recipe is not): `pkg:generic/app.tar.gz?checksum=sha256:HEX`. Qualifiers
+/// in the spec's canonical (sorted) order.
+pub fn tarball_purl(input: &LockedInput) -> String {
+    let origin = input.origin.as_str();
+    let file_name = origin.rsplit('/').next().unwrap_or(origin);
+    let mut purl = format!("pkg:generic/{}?checksum=sha256:{}", purl_escape(file_name), input.sha256.hex());
+    if origin.starts_with("http://") || origin.starts_with("https://") {
+        purl.push_str("&download_url=");
+        purl.push_str(&escape(origin, b":/"));
+    }
+    purl
+}
+
+/// For each Debian package of the manifest (in order), the indexes of the packages it depends
+/// on, as the lockfile recorded its edges; `None` where the lockfile recorded none (locked
+/// before edges were): then nothing is known, which is not the same as no dependency.
+pub fn package_edges(manifest: &Manifest) -> Vec<Option<Vec<usize>>> {
+    let packages = manifest.packages.as_deref().unwrap_or_default();
+    let index: std::collections::BTreeMap<(&str, &str), usize> = packages
+        .iter()
+        .enumerate()
+        .rev() // the first of two equal names wins, as in the lockfile's check
+        .map(|(i, p)| ((p.name.as_str(), p.architecture.as_str()), i))
+        .collect();
+    packages
+        .iter()
+        .map(|p| {
+            p.depends.as_ref().map(|depends| {
+                depends.iter().filter_map(|d| index.get(&(d.name.as_str(), d.architecture.as_str())).copied()).collect()
+            })
+        })
+        .collect()
+}
+
+/// A purl version or name: percent-encoded except the characters the purl spec leaves as they
+/// are (`+` is encoded: `1.0+dfsg` is `1.0%2Bdfsg`; the spec leaves an epoch's `:` as it is).
 fn purl_escape(s: &str) -> String {
+    escape(s, b":")
+}
+
+/// Percent-encodes all but ASCII letters, digits, `.-_~` and the bytes of `keep`.
+fn escape(s: &str, keep: &[u8]) -> String {
     let mut out = String::new();
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~' | b':') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') || keep.contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -242,8 +301,10 @@ pub use crate::document::rfc3339;
 mod tests {
     use super::*;
 
-    /// The example's manifest and SBOM, as built at the commit that typed them (the SBOM's
-    /// sha256 is pinned in `tests/cli/determinism.rs`).
+    /// The example's manifest as built at the commit that typed it, and its SBOM as this
+    /// version writes it (tarball purls were added with the CycloneDX SBOM; the manifest has
+    /// no dependency edges, so neither has the SBOM). The example's SBOM as built today is
+    /// pinned in `tests/cli/determinism.rs`.
     const MANIFEST: &[u8] = include_bytes!("../tests/data/example.manifest.json");
     const SBOM: &[u8] = include_bytes!("../tests/data/example.sbom.spdx.json");
 

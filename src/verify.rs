@@ -3,7 +3,7 @@
 //! Verification answers an auditor's questions about a candidate folder, one line per check:
 //! did enough trusted keys sign exactly these bytes; does every file still hash to what the
 //! signed statement says, with nothing missing and nothing extra; do the manifest, the
-//! statement and the SBOM agree with each other; do the layers the store still holds hash to
+//! statement and the two SBOMs (SPDX, CycloneDX) agree with each other; do the layers the store still holds hash to
 //! their `diff_id`s. Files are hashed on every core, so a gigabyte candidate verifies at the
 //! machine's sha256 throughput.
 
@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::attest;
 use crate::context::Context;
 use crate::digest::Digest;
-use crate::dist::{attestation_files, hash_files, is_rebuild_attestation, subjects, ENVELOPE, MANIFEST, SBOM};
+use crate::dist::{attestation_files, hash_files, is_rebuild_attestation, subjects, CYCLONEDX, ENVELOPE, MANIFEST, SBOM};
 use crate::document::DocumentError;
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::PublicKey;
@@ -461,6 +461,66 @@ fn with_cause(e: &DocumentError) -> String {
     }
 }
 
+/// The manifest's dependency edges between Debian packages, as (purl, purl), sorted.
+fn expected_edges(manifest: &Manifest) -> Vec<(String, String)> {
+    let packages = manifest.packages.as_deref().unwrap_or_default();
+    let mut edges: Vec<(String, String)> = crate::sbom::package_edges(manifest)
+        .iter()
+        .enumerate()
+        .flat_map(|(from, to)| {
+            to.iter()
+                .flatten()
+                .map(move |&to| (crate::sbom::deb_purl(&packages[from]), crate::sbom::deb_purl(&packages[to])))
+        })
+        .collect();
+    edges.sort();
+    edges
+}
+
+/// The CycloneDX BOM against the manifest: the candidate it names, every component it lists
+/// (by `bom-ref`, purl and SHA-256), and its dependency graph, each one line.
+fn check_cyclonedx(report: &mut Report, manifest: &Manifest, id: &Digest, bom: &crate::cyclonedx::Bom) {
+    use crate::cyclonedx::{serial_number, Bom, Component};
+    report.check(
+        bom.serial_number == serial_number(id) && bom.spec_version == "1.6",
+        format_args!("{CYCLONEDX}: CycloneDX 1.6, describes candidate {id}"),
+    );
+    let expected = Bom::new(manifest, id);
+    let facts = |c: &Component| (c.bom_ref.clone(), c.purl.clone(), c.hashes.clone());
+    let (ours, theirs): (Vec<_>, Vec<_>) =
+        (expected.components.iter().map(facts).collect(), bom.components.iter().map(facts).collect());
+    let what = format!(
+        "{CYCLONEDX}: lists the manifest's {} input(s), {} Debian package(s) and {} wheel(s) with their purls and \
+         SHA-256",
+        manifest.inputs.len(),
+        manifest.packages.as_ref().map_or(0, Vec::len),
+        manifest.wheels.len()
+    );
+    match ours.iter().zip(&theirs).find(|(a, b)| a != b) {
+        None if ours.len() == theirs.len() => report.check(true, what),
+        None => report.check(false, format_args!("{what}: it lists {} component(s), not {}", theirs.len(), ours.len())),
+        Some(((bom_ref, ..), (listed, ..))) => report.check(
+            false,
+            format_args!(
+                "{what}: component `{}` differs from what the manifest says of `{}`",
+                listed.as_deref().unwrap_or("?"),
+                bom_ref.as_deref().unwrap_or("?")
+            ),
+        ),
+    }
+    let edges = |b: &Bom| {
+        let mut d = b.dependencies.clone();
+        d.sort_by(|x, y| x.reference.cmp(&y.reference));
+        d.iter_mut().for_each(|d| d.depends_on.sort());
+        d
+    };
+    let count: usize = expected.dependencies.iter().skip(1).map(|d| d.depends_on.len()).sum();
+    report.check(
+        edges(bom) == edges(&expected),
+        format_args!("{CYCLONEDX}: its dependency graph is the image's components and the lockfile's {count} edge(s)"),
+    );
+}
+
 fn cross_check(
     ctx: &Context,
     report: &mut Report,
@@ -541,7 +601,37 @@ fn cross_check(
                     ),
                 );
             }
+            // Its `DEPENDS_ON` relationships are the lockfile's edges, by purl.
+            if manifest.packages.is_some() {
+                let purl_of: BTreeMap<&str, &str> = sbom
+                    .packages
+                    .iter()
+                    .filter_map(|p| {
+                        let purl = p.external_refs.iter().flatten().find(|r| r.reference_type == "purl")?;
+                        Some((p.spdx_id.as_str(), purl.reference_locator.as_str()))
+                    })
+                    .collect();
+                let mut listed: Vec<(String, String)> = sbom
+                    .relationships
+                    .iter()
+                    .filter(|r| r.relationship_type == "DEPENDS_ON")
+                    .map(|r| {
+                        let purl = |id: &str| purl_of.get(id).map_or_else(|| id.to_owned(), |p| (*p).to_owned());
+                        (purl(&r.spdx_element_id), purl(&r.related_spdx_element))
+                    })
+                    .collect();
+                listed.sort();
+                let expected = expected_edges(manifest);
+                report.check(
+                    listed == expected,
+                    format_args!("{SBOM}: its DEPENDS_ON relationships are the lockfile's {} edge(s)", expected.len()),
+                );
+            }
         }
+        Err(e) => report.check(false, with_cause(&e)),
+    }
+    match crate::cyclonedx::Bom::read(&dir.join(CYCLONEDX)) {
+        Ok(bom) => check_cyclonedx(report, manifest, id, &bom),
         Err(e) => report.check(false, with_cause(&e)),
     }
     // Layers the store still holds: their bytes must hash to their diff_ids.

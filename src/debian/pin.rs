@@ -15,8 +15,8 @@ use crate::debian::packages::{Architecture, PackageName};
 use crate::debian::release::Keyring;
 use crate::debian::resolve::{self, Reason, Request, Universe};
 use crate::digest::{Digest, Hasher};
-use crate::fetch::{Network, Pin};
-use crate::lockfile::{LockedArchive, LockedPackage, Lockfile};
+use crate::fetch::{self, Network, Pin};
+use crate::lockfile::{LockedArchive, LockedPackage, Lockfile, PackageRef};
 use crate::recipe::{Name, Origin, Recipe, SnapshotTemplate};
 
 /// Where each archive of a recipe is read from in this run: `--mirror NAME=URL`, else
@@ -158,6 +158,7 @@ pub fn lock(
                 size: p.size,
                 sha256: p.sha256,
                 reason: describe(&chosen.reason),
+                depends: Some(references(&universe, &chosen.depends)),
             });
             installed.push(chosen.id);
         }
@@ -167,6 +168,20 @@ pub fn lock(
     // exits first, which frees them all at once).
     std::thread::spawn(move || drop(universe));
     Ok((archives, packages))
+}
+
+/// The lockfile's names of `ids`, sorted (the resolver sorts them by its own ids).
+fn references(universe: &Universe, ids: &[resolve::PackageId]) -> Vec<PackageRef> {
+    let mut refs: Vec<PackageRef> = ids
+        .iter()
+        .map(|&id| {
+            let p = universe.package(id);
+            PackageRef { name: p.name.clone(), architecture: p.architecture.clone() }
+        })
+        .collect();
+    refs.sort();
+    refs.dedup();
+    refs
 }
 
 fn describe(reason: &Reason) -> String {

@@ -326,6 +326,11 @@ pub struct Resolution {
 pub struct Chosen {
     pub id: PackageId,
     pub reason: Reason,
+    /// The packages (chosen here or installed by an earlier layer) that meet its `Pre-Depends`
+    /// and `Depends` in the final set: for each item, every package that meets the first of its
+    /// alternatives met, as the walk judges an item met. Sorted by id, without repeats or
+    /// the package itself (an item it meets on its own). These are the edges an SBOM's dependency graph shows.
+    pub depends: Vec<PackageId>,
 }
 
 /// Why a package is in the image: the first reason the resolver's walk found.
@@ -415,7 +420,9 @@ pub fn resolve(universe: &Universe, installed: &[PackageId], request: &Request) 
         .trail
         .iter()
         .filter_map(|&id| match &solver.why[id.index()] {
-            Some(Why { reason: Some(reason), .. }) => Some(Chosen { id, reason: reason.clone() }),
+            Some(Why { reason: Some(reason), .. }) => {
+                Some(Chosen { id, reason: reason.clone(), depends: solver.dependencies(id) })
+            }
             _ => None,
         })
         .collect();
@@ -644,6 +651,43 @@ impl<'u> Solver<'u> {
             let p = u.package(id);
             u.dependency_arch_ok(from, relation, p) && p.provides.iter().any(|provide| provide.satisfies(relation))
         })
+    }
+
+    /// The chosen (or installed) packages that meet `relation`, written by a package of
+    /// architecture `from`: the real packages of its name, then its providers (the two halves
+    /// of [`Self::satisfied`]).
+    fn satisfiers(&self, from: &str, relation: &Relation) -> Vec<PackageId> {
+        let u = self.universe;
+        let name = relation.name.as_str();
+        let real = self.by_name.get(name).into_iter().flatten().filter(|&&id| {
+            let p = u.package(id);
+            u.dependency_arch_ok(from, relation, p) && relation.version_satisfied_by(&p.version)
+        });
+        let provided = self.by_provide.get(name).into_iter().flatten().filter(|&&id| {
+            let p = u.package(id);
+            u.dependency_arch_ok(from, relation, p) && p.provides.iter().any(|provide| provide.satisfies(relation))
+        });
+        real.chain(provided).copied().collect()
+    }
+
+    /// What chosen package `id` depends on in the final set (see [`Chosen::depends`]). Called
+    /// once the walk is over, so that an item met by a package chosen later still counts.
+    fn dependencies(&self, id: PackageId) -> Vec<PackageId> {
+        let p = self.package(id);
+        let from = self.universe.effective_arch(p);
+        let mut depends: Vec<PackageId> = p
+            .pre_depends
+            .iter()
+            .chain(p.depends.iter())
+            .flat_map(|alternatives| {
+                alternatives.iter().map(|relation| self.satisfiers(from, relation)).find(|s| !s.is_empty())
+            })
+            .flatten()
+            .filter(|&target| target != id)
+            .collect();
+        depends.sort();
+        depends.dedup();
+        depends
     }
 
     /// The packages that could be chosen for `relation`, best first, and whether an excluded
@@ -987,6 +1031,37 @@ mod tests {
             .map(|i| PackageId(i as u32))
             .find(|&id| u.package(id).name.as_str() == name && u.package(id).version.as_str() == version)
             .unwrap()
+    }
+
+    /// The edges of each chosen package: every package that meets an item's first met
+    /// alternative (a real package, or each provider of a virtual name), including packages an
+    /// earlier layer installed; not the package itself.
+    #[test]
+    fn dependency_edges_are_the_packages_that_meet_each_item() {
+        let u = universe(
+            "Package: web\nPre-Depends: libc\nDepends: app, nosuch | mawk, awk, web\n\n\
+             Package: app\nDepends: libc (>= 1), awk\n\n\
+             Package: mawk\nProvides: awk\n\n\
+             Package: gawk\nProvides: awk\n\n\
+             Package: libc\n",
+        );
+        let base = resolve(&u, &[], &request(&["libc"])).unwrap();
+        assert!(base.chosen[0].depends.is_empty());
+        let installed: Vec<PackageId> = base.chosen.iter().map(|c| c.id).collect();
+        let r = resolve(&u, &installed, &request(&["web", "gawk"])).unwrap();
+        let edges: Vec<(String, Vec<String>)> =
+            r.chosen.iter().map(|c| (u.display(c.id), c.depends.iter().map(|&d| u.display(d)).collect())).collect();
+        let edge = |of: &str, to: &[&str]| (of.to_owned(), to.iter().map(|t| t.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            edges,
+            [
+                // `awk` is provided by both chosen packages: both are edges.
+                edge("app", &["mawk", "gawk", "libc"]),
+                edge("gawk", &[]),
+                edge("mawk", &[]),
+                edge("web", &["app", "mawk", "gawk", "libc"]),
+            ]
+        );
     }
 
     #[test]

@@ -148,6 +148,7 @@ mod tests {
             size: 1,
             sha256: crate::digest::Digest::of(name.as_bytes()),
             reason: "requested".into(),
+            depends: None,
         }
     }
 

@@ -9,7 +9,7 @@
 //!   and the attestations beside it, one layer blob each, named by its
 //!   `org.opencontainers.image.title` annotation (relative to the folder's parent), with
 //!   `subject` = the image manifest;
-//! * one small **referrer** per statement (provenance, SBOM, each test attestation), each with
+//! * one small **referrer** per statement (provenance, each SBOM, each test attestation), each with
 //!   `subject` = the image manifest, so that a registry's tooling finds them from the image.
 //!
 //! One reference finds both the image and the candidate: `TAG` names the image and the
@@ -45,6 +45,8 @@ pub const CANDIDATE_ARTIFACT: &str = "application/vnd.candidate.candidate.v1";
 pub const INTOTO_ARTIFACT: &str = "application/vnd.in-toto+json";
 /// The `artifactType` of the SPDX SBOM.
 pub const SPDX_ARTIFACT: &str = "application/spdx+json";
+/// The `artifactType` of the CycloneDX SBOM (its IANA media type).
+pub const CYCLONEDX_ARTIFACT: &str = "application/vnd.cyclonedx+json";
 /// The media type of a file blob of a candidate (its bytes, as they are in the folder).
 pub const FILE_MEDIA_TYPE: &str = "application/octet-stream";
 /// The OCI 1.1 empty config of an artifact, `{}`.

@@ -8,11 +8,11 @@ use anyhow::{bail, Context as _};
 
 use super::client::{Client, Stats};
 use super::{
-    fallback_tag, Descriptor, Index, Manifest, CANDIDATE_ARTIFACT, CANDIDATE_ID, EMPTY_MEDIA_TYPE, FILE_MEDIA_TYPE,
-    FOLDER, INDEX_MEDIA_TYPE, INTOTO_ARTIFACT, MANIFEST_MEDIA_TYPE, SPDX_ARTIFACT, TITLE,
+    fallback_tag, Descriptor, Index, Manifest, CANDIDATE_ARTIFACT, CANDIDATE_ID, CYCLONEDX_ARTIFACT, EMPTY_MEDIA_TYPE,
+    FILE_MEDIA_TYPE, FOLDER, INDEX_MEDIA_TYPE, INTOTO_ARTIFACT, MANIFEST_MEDIA_TYPE, SPDX_ARTIFACT, TITLE,
 };
 use crate::digest::Digest;
-use crate::dist::{attestation_files, hash_files, ENVELOPE, MANIFEST, SBOM};
+use crate::dist::{attestation_files, hash_files, CYCLONEDX, ENVELOPE, MANIFEST, SBOM};
 
 /// The media type of a file blob that is a DSSE envelope (provenance, test results).
 const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
@@ -24,7 +24,7 @@ pub struct Pushed {
     pub image: Option<Digest>,
     /// The candidate artifact's manifest.
     pub artifact: Digest,
-    /// The referrers (provenance, SBOM, attestations).
+    /// The referrers (provenance, the two SBOMs, attestations).
     pub referrers: Vec<Digest>,
     /// Whether the registry had no referrers API, so the fallback tag was written.
     pub fallback_tag: Option<String>,
@@ -117,13 +117,15 @@ pub fn push(client: &Client, dir: &Path, repository: &str, tag: &str, mount_from
         }
     };
 
-    // One referrer per statement: the provenance, the SBOM, each attestation beside the folder.
+    // One referrer per statement: the provenance, each SBOM, each attestation beside the folder.
     let mut referrers = if image.is_some() { vec![artifact_descriptor] } else { Vec::new() };
     for f in &files {
         let kind = if f.title == format!("{folder}/{ENVELOPE}") || !f.title.starts_with(&format!("{folder}/")) {
             Some((INTOTO_ARTIFACT, DSSE_MEDIA_TYPE))
         } else if f.title == format!("{folder}/{SBOM}") {
             Some((SPDX_ARTIFACT, SPDX_ARTIFACT))
+        } else if f.title == format!("{folder}/{CYCLONEDX}") {
+            Some((CYCLONEDX_ARTIFACT, CYCLONEDX_ARTIFACT))
         } else {
             None
         };

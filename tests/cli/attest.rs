@@ -1,5 +1,6 @@
-//! Keys, signed provenance, the SBOM and `candidate verify`: checked with standard tools
-//! (openssl, the SPDX validator) and against every tampering an auditor must catch.
+//! Keys, signed provenance, the SBOMs and `candidate verify`: checked with standard tools
+//! (openssl, the SPDX and CycloneDX validators) and against every tampering an auditor must
+//! catch.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -213,7 +214,7 @@ fn several_signers_meet_a_threshold() {
 }
 
 #[test]
-fn the_sbom_passes_an_independent_spdx_validator() {
+fn the_sboms_pass_independent_spdx_and_cyclonedx_validators() {
     let s = Signed::new(&[]);
     let sbom = s.candidate().join("sbom.spdx.json");
     let doc: serde_json::Value = serde_json::from_slice(&fs::read(&sbom).unwrap()).unwrap();
@@ -221,11 +222,65 @@ fn the_sbom_passes_an_independent_spdx_validator() {
     assert_eq!(doc["creationInfo"]["created"], "2023-11-14T22:13:20Z", "creation time is SOURCE_DATE_EPOCH");
     let tarball =
         doc["packages"].as_array().unwrap().iter().find(|p| p["name"] == "app.tar.gz").expect("a package per tarball");
-    assert_eq!(
-        tarball["checksums"][0]["checksumValue"],
-        "e2958fa30c9395b2b0f050ad6d2303af359032bf291a18464591e3532106d0e8"
+    const APP: &str = "e2958fa30c9395b2b0f050ad6d2303af359032bf291a18464591e3532106d0e8";
+    assert_eq!(tarball["checksums"][0]["checksumValue"], APP);
+    let cdx: serde_json::Value =
+        serde_json::from_slice(&fs::read(s.candidate().join("sbom.cdx.json")).unwrap()).unwrap();
+    assert_eq!((&cdx["bomFormat"], &cdx["specVersion"]), (&"CycloneDX".into(), &"1.6".into()));
+    assert_eq!(cdx["metadata"]["timestamp"], "2023-11-14T22:13:20Z", "the timestamp is SOURCE_DATE_EPOCH");
+    let tarball = cdx["components"].as_array().unwrap().iter().find(|c| c["name"] == "app.tar.gz").unwrap();
+    assert_eq!(tarball["purl"], format!("pkg:generic/app.tar.gz?checksum=sha256:{APP}"));
+    assert_eq!(tarball["hashes"][0], serde_json::json!({ "alg": "SHA-256", "content": APP }));
+    validate_sboms(&s.candidate());
+}
+
+/// A signer who re-signs an altered SBOM still fails `verify`: each SBOM must say what the
+/// manifest (and the lockfile behind it) says, component by component and edge by edge.
+#[test]
+fn verify_catches_an_sbom_that_disagrees_with_the_manifest_even_when_re_signed() {
+    let s = Signed::new(&["ci"]);
+    let ok = s.verify(&s.candidate(), &["ci"], &[]);
+    let line = "ok      sbom.cdx.json: its dependency graph is the image's components and the lockfile's 8 edge(s)";
+    assert!(ok.assert_ok().stdout.contains(line), "{}", ok.describe());
+    let edit = |name: &str, file: &str, from: &str, to: &str, needles: &[&str]| {
+        let dir = s.copy(name);
+        let text = fs::read_to_string(dir.join(file)).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        fs::write(dir.join(file), text.replacen(from, to, 1)).unwrap();
+        fs::remove_file(dir.join("manifest.intoto.json")).unwrap();
+        s.cmd(&["sign", dir.to_str().unwrap(), "--key", "ci.key"]).assert_ok();
+        assert_fails_naming(&s.verify(&dir, &["ci"], &[]), needles);
+    };
+    // An edge dropped from each SBOM; a Debian package's purl changed in the CycloneDX one.
+    edit(
+        "spdx-edge",
+        "sbom.spdx.json",
+        r#""relationshipType":"DEPENDS_ON""#,
+        r#""relationshipType":"OTHER""#,
+        &["FAILED  sbom.spdx.json: its DEPENDS_ON relationships are the lockfile's 8 edge(s)"],
     );
-    match Command::new("pyspdxtools").arg("-i").arg(&sbom).output() {
+    edit(
+        "cdx-edge",
+        "sbom.cdx.json",
+        r#"{"dependsOn":["package-5"],"ref":"package-2"}"#,
+        r#"{"ref":"package-2"}"#,
+        &["FAILED  sbom.cdx.json: its dependency graph"],
+    );
+    edit(
+        "cdx-purl",
+        "sbom.cdx.json",
+        "pkg:deb/debian/libc6@2.36-9?arch=amd64",
+        "pkg:deb/debian/libc6@2.36-10?arch=amd64",
+        &["FAILED  sbom.cdx.json: lists the manifest's", "component `package-5` differs"],
+    );
+}
+
+/// Runs the independent validators on the two SBOMs of the candidate folder `dir`: SPDX's
+/// `pyspdxtools` and the CycloneDX Python library's strict JSON schema validation for 1.6
+/// (its schemas are bundled: nothing is fetched).
+pub(super) fn validate_sboms(dir: &Path) {
+    let spdx = dir.join("sbom.spdx.json");
+    match Command::new("pyspdxtools").arg("-i").arg(&spdx).output() {
         Ok(out) => assert!(
             out.status.success(),
             "the SPDX validator rejects our SBOM:\n{}{}",
@@ -236,7 +291,38 @@ fn the_sbom_passes_an_independent_spdx_validator() {
             candidate::testing::missing("`pyspdxtools`", "install the PyPI package `spdx-tools`");
         }
     }
+    if !candidate::testing::tool("python3", "python3") {
+        return;
+    }
+    let probe = ["-c", "import cyclonedx.validation.json, jsonschema, referencing"];
+    if !Command::new("python3").args(probe).output().unwrap().status.success() {
+        candidate::testing::missing(
+            "the Python modules `cyclonedx`, `jsonschema`, `referencing`",
+            "install the PyPI package `cyclonedx-python-lib[json-validation]`",
+        );
+        return;
+    }
+    let out =
+        Command::new("python3").arg("-c").arg(VALIDATE_CYCLONEDX).arg(dir.join("sbom.cdx.json")).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the CycloneDX validator rejects our SBOM:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
+
+/// The CycloneDX library's strict validator (no property outside the 1.6 schema) on the file
+/// `argv[1]`: exit 1 with the first error's message and where it is.
+const VALIDATE_CYCLONEDX: &str = r#"
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())
+if error is not None:
+    data = error.data
+    sys.exit("%s at %s" % (getattr(data, "message", data), getattr(data, "json_path", "?")))
+"#;
 
 #[test]
 fn verify_rebuild_passes_and_names_an_altered_entry() {

@@ -948,3 +948,156 @@ fn a_python_layer_installs_its_locked_wheels_into_a_venv() {
     assert_eq!(first.stdout, second.stdout);
     assert!(second.stderr.contains("Fresh") && second.stderr.contains("layer app"), "{}", second.describe());
 }
+
+/// Both SBOMs list exactly what the lockfile pins — Debian packages, wheels, tarballs and local
+/// trees, with their purls — and the dependency edges the resolver used: `passwd` depends on
+/// `libc6` and `base-files` in the fixture archive.
+#[test]
+fn both_sboms_list_what_the_lockfile_pins_and_the_resolvers_edges() {
+    use std::collections::BTreeMap;
+    let (sb, recipe) = python_sandbox();
+    let extras = sb.root().join("extras");
+    fs::create_dir_all(extras.join("etc")).unwrap();
+    fs::write(extras.join("etc/site.conf"), "site = 1\n").unwrap();
+    sh(Command::new("tar").arg("-czf").arg(extras.join("vendor.tar.gz")).arg("-C").arg(&extras).arg("etc"));
+    let vendor = hex(&sha256(&fs::read(extras.join("vendor.tar.gz")).unwrap()));
+    let mut body = fs::read_to_string(&recipe).unwrap();
+    body.push_str(&format!(
+        "\n[[layer]]\nname = \"extras\"\nfiles = [{{ from = \"../extras/etc\", to = \"/etc/extras\" }}]\n\
+         tarballs = [{{ url = \"../extras/vendor.tar.gz\", sha256 = \"{vendor}\", to = \"/opt/vendor\" }}]\n"
+    ));
+    fs::write(&recipe, body).unwrap();
+    sb.lock(&recipe).assert_ok();
+    sb.build(&recipe).assert_ok();
+
+    // What the lockfile pins, as purls, and the edges it records, as (purl, purl).
+    let lock: toml::Value = toml::from_str(&fs::read_to_string(sb.lockfile("py")).unwrap()).unwrap();
+    let table = |name: &str| lock.get(name).and_then(toml::Value::as_array).cloned().unwrap_or_default();
+    let field = |v: &toml::Value, k: &str| v[k].as_str().unwrap().to_owned();
+    let (packages, wheels, inputs) = (table("package"), table("wheel"), table("input"));
+    let by_ref: BTreeMap<String, String> = packages
+        .iter()
+        .map(|p| {
+            let (name, arch) = (field(p, "name"), field(p, "architecture"));
+            let version = field(p, "version").replace('+', "%2B");
+            (format!("{name}:{arch}"), format!("pkg:deb/debian/{name}@{version}?arch={arch}"))
+        })
+        .collect();
+    let mut purls: Vec<String> = by_ref.values().cloned().collect();
+    purls.extend(wheels.iter().map(|w| format!("pkg:pypi/{}@{}", field(w, "name"), field(w, "version"))));
+    let kind = |k: &str| inputs.iter().filter(|i| i["kind"].as_str() == Some(k)).cloned().collect::<Vec<_>>();
+    let (tarballs, trees) = (kind("tarball"), kind("files"));
+    purls.extend(
+        tarballs.iter().map(|t| format!("pkg:generic/vendor.tar.gz?checksum=sha256:{}", hex(&field(t, "sha256")))),
+    );
+    purls.sort();
+    assert_eq!((tarballs.len(), trees.len(), wheels.len()), (1, 1, 1), "the fixture has one of each");
+    assert!(packages.len() >= 5, "{packages:?}");
+    let components = packages.len() + wheels.len() + inputs.len();
+    let passwd = packages.iter().find(|p| p["name"].as_str() == Some("passwd")).unwrap();
+    let depends: Vec<&str> = passwd["depends"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    assert_eq!(depends, ["base-files:amd64", "libc6:amd64"]);
+    let mut edges: Vec<(String, String)> = Vec::new();
+    for p in &packages {
+        let from = &by_ref[&format!("{}:{}", field(p, "name"), field(p, "architecture"))];
+        for to in p["depends"].as_array().unwrap() {
+            edges.push((from.clone(), by_ref[to.as_str().unwrap()].clone()));
+        }
+    }
+    edges.sort();
+    for dep in ["libc6:amd64", "base-files:amd64"] {
+        assert!(edges.contains(&(by_ref["passwd:amd64"].clone(), by_ref[dep].clone())), "{edges:?}");
+    }
+
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&fs::read(sb.candidate_dir().join(name)).unwrap()).unwrap()
+    };
+    // SPDX: the image and one package per locked component, their purls, DEPENDS_ON = the edges.
+    let spdx = read("sbom.spdx.json");
+    let spdx_packages = spdx["packages"].as_array().unwrap();
+    assert_eq!(spdx_packages.len(), components + 1);
+    let spdx_purl: BTreeMap<String, String> = spdx_packages
+        .iter()
+        .filter_map(|p| {
+            let purl = p["externalRefs"].as_array()?.iter().find(|r| r["referenceType"] == "purl")?;
+            Some((p["SPDXID"].as_str()?.to_owned(), purl["referenceLocator"].as_str()?.to_owned()))
+        })
+        .collect();
+    let mut listed: Vec<String> = spdx_purl.values().cloned().collect();
+    listed.sort();
+    assert_eq!(listed, purls);
+    let mut spdx_edges: Vec<(String, String)> = spdx["relationships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["relationshipType"] == "DEPENDS_ON")
+        .map(|r| {
+            let purl = |k: &str| spdx_purl[r[k].as_str().unwrap()].clone();
+            (purl("spdxElementId"), purl("relatedSpdxElement"))
+        })
+        .collect();
+    spdx_edges.sort();
+    assert_eq!(spdx_edges, edges);
+
+    // CycloneDX: the same components and purls, the same graph under `dependencies`, and the
+    // image depending on every component it ships.
+    let cdx = read("sbom.cdx.json");
+    let cdx_components = cdx["components"].as_array().unwrap();
+    assert_eq!(cdx_components.len(), components);
+    let cdx_purl: BTreeMap<String, String> = cdx_components
+        .iter()
+        .filter_map(|c| Some((c["bom-ref"].as_str()?.to_owned(), c["purl"].as_str()?.to_owned())))
+        .collect();
+    let mut listed: Vec<String> = cdx_purl.values().cloned().collect();
+    listed.sort();
+    assert_eq!(listed, purls);
+    let is_tree = |c: &&serde_json::Value| {
+        c["properties"].as_array().unwrap().iter().any(|p| p["name"] == "candidate:kind" && p["value"] == "files")
+    };
+    assert_eq!(cdx_components.iter().filter(is_tree).count(), trees.len());
+    let mut cdx_edges: Vec<(String, String)> = Vec::new();
+    for d in cdx["dependencies"].as_array().unwrap() {
+        let from = d["ref"].as_str().unwrap();
+        let to = d["dependsOn"].as_array().cloned().unwrap_or_default();
+        if from == "image" {
+            assert_eq!(to.len(), components, "the image depends on each component it ships");
+            continue;
+        }
+        cdx_edges.extend(to.iter().map(|to| (cdx_purl[from].clone(), cdx_purl[to.as_str().unwrap()].clone())));
+    }
+    cdx_edges.sort();
+    assert_eq!(cdx_edges, edges);
+
+    super::attest::validate_sboms(&sb.candidate_dir());
+}
+
+/// A lockfile from before dependency edges were recorded is still current for `lock --check`
+/// and builds (its SBOMs then show no graph); a `depends` naming a package the lockfile does
+/// not lock is refused, naming the package, the line and the culprit.
+#[test]
+fn lockfiles_without_edges_still_build_and_an_edge_to_nothing_is_refused() {
+    let sb = Sandbox::new();
+    let recipe = sb.recipe("four", FOUR);
+    sb.lock(&recipe).assert_ok();
+    let path = sb.lockfile("four");
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains("depends = [\"base-files:amd64\", \"libc6:amd64\"]"), "{text}");
+    let old: String = text.lines().filter(|l| !l.starts_with("depends = ")).map(|l| format!("{l}\n")).collect();
+    fs::write(&path, &old).unwrap();
+    sb.run([OsStr::new("lock"), recipe.as_os_str(), OsStr::new("--check")])
+        .assert_ok()
+        .assert_stderr_has("records no dependency edges");
+    assert_eq!(fs::read_to_string(&path).unwrap(), old, "a check writes nothing");
+    sb.build(&recipe).assert_ok();
+    let cdx: serde_json::Value =
+        serde_json::from_slice(&fs::read(sb.candidate_dir().join("sbom.cdx.json")).unwrap()).unwrap();
+    assert_eq!(cdx["dependencies"].as_array().unwrap().len(), 1, "only the image's: the edges are not known");
+    // `lock` adds them.
+    sb.lock(&recipe).assert_ok();
+    assert_eq!(fs::read_to_string(&path).unwrap(), text);
+
+    fs::remove_dir_all(sb.dist()).unwrap();
+    fs::write(&path, text.replace("\"base-files:amd64\", \"libc6:amd64\"", "\"base-files:amd64\", \"nosuch:amd64\""))
+        .unwrap();
+    sb.assert_build_refused(&recipe, &["four.lock", "`passwd`", "depends on `nosuch:amd64`", "candidate lock"]);
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use super::{copy_project, repo, sha256, snapshot};
 
 /// The example candidate's id and outputs, one per format (`oci/index.json` pins the OCI
-/// manifest, config and layers through their digests), and the SBOM. Any change to an output
+/// manifest, config and layers through their digests), and the two SBOMs. Any change to an output
 /// byte must change one of these and fail here: update them only for a deliberate format change, and say so in the
 /// commit.
 ///
@@ -19,7 +19,13 @@ use super::{copy_project, repo, sha256, snapshot};
 /// (README.md, "Archives"): the four `.tar.xz` files (a block header now records its sizes),
 /// the manifest (their digests, and the xz settings it records: `block_size` for `threads`)
 /// and so the id and the SBOM that names it. The rootfs and every other output kept their bytes.
-const GOLDEN_ID: &str = "sha256:c5781ee35e311e737f2521ee6c379fe6015ecc7599c2759ec34d614136d35626";
+///
+/// Changed deliberately when lockfiles recorded the resolver's dependency edges and the
+/// candidate got a CycloneDX SBOM (`sbom.cdx.json`, new): `lockfiles/example.lock` gained each
+/// package's `depends`, which the manifest lists (so the id moved), and the SPDX SBOM gained
+/// the `DEPENDS_ON` relationships and a `pkg:generic` purl per tarball. Every image output
+/// kept its bytes.
+const GOLDEN_ID: &str = "sha256:554d1e63189e2940b5a4ed6be862761d6d9035a6d8c9df30f8eeef3640fe749a";
 const GOLDEN_ROOTFS: &str = "sha256:60049863c0e874c302dfc73b2654e2e8a626274452ce8d67912b7f6ff75d32f8";
 const GOLDEN_OUTPUTS: &[(&str, &str)] = &[
     (
@@ -33,7 +39,8 @@ const GOLDEN_OUTPUTS: &[(&str, &str)] = &[
     ("rootfs.tar.gz", "sha256:b43682290a28f21dd8abe286843ddcd6e468db86ee2bcea8a5c8fe2b084952d5"),
     ("rootfs.tar.xz", "sha256:a23d82d00c5ab4479e1f70ac0c24feefef562e29f287a6fc0b66700a213e0e0e"),
     ("rootfs.tar.zst", "sha256:c81b444907cd8f3f8635e85dc37973e5a1eba5dd0e7fedb9c3245b541d295cea"),
-    ("sbom.spdx.json", "sha256:4199ce75fc7f63b0348833e617b6110a4dccba6dd9321e0695e7215ea08049a5"),
+    ("sbom.cdx.json", "sha256:97a2e2fddd04af50fc0bc315395b068760b73576de3fe4abb25937f57d277cb4"),
+    ("sbom.spdx.json", "sha256:2aa39c8a384ad4760d61a8ede7f62b7f60ad55549a9f0833f06a058599d893b3"),
 ];
 
 /// The example's OCI layout with `[oci] layer-compression = "zstd"`: `oci/index.json` pins the

@@ -113,11 +113,11 @@ fn real_python_venv_is_reproducible_and_works() {
     unsafe_umask(&mut second, 0o077);
     run(second).assert_ok();
     let (da, db) = (a.path().join("dist/py_1_amd64"), b.path().join("dist/py_1_amd64"));
-    for file in ["manifest.json", "rootfs.tar.zst", "sbom.spdx.json"] {
+    for file in ["manifest.json", "rootfs.tar.zst", "sbom.spdx.json", "sbom.cdx.json"] {
         assert_eq!(fs::read(da.join(file)).unwrap(), fs::read(db.join(file)).unwrap(), "{file} differs");
     }
 
-    // The manifest and the SBOM list every wheel, as the lockfile pins it.
+    // The manifest and the SBOMs list every wheel, as the lockfile pins it.
     let manifest: serde_json::Value = serde_json::from_slice(&fs::read(da.join("manifest.json")).unwrap()).unwrap();
     let listed: BTreeSet<String> = manifest["wheels"]
         .as_array()
@@ -129,10 +129,12 @@ fn real_python_venv_is_reproducible_and_works() {
     for w in manifest["wheels"].as_array().unwrap() {
         assert!(lock_text.contains(w["sha256"].as_str().unwrap()), "{w} is not the locked wheel");
     }
-    let sbom = fs::read_to_string(da.join("sbom.spdx.json")).unwrap();
-    for p in &pinned {
-        let (name, version) = p.split_once(' ').unwrap();
-        assert!(sbom.contains(&format!("pkg:pypi/{name}@{version}")), "the SBOM has no purl for {p}");
+    for file in ["sbom.spdx.json", "sbom.cdx.json"] {
+        let sbom = fs::read_to_string(da.join(file)).unwrap();
+        for p in &pinned {
+            let (name, version) = p.split_once(' ').unwrap();
+            assert!(sbom.contains(&format!("pkg:pypi/{name}@{version}")), "{file} has no purl for {p}");
+        }
     }
 
     // The installed tree: byte-code made by the image's interpreter in configure mode, and the

@@ -250,6 +250,7 @@ fn round_trip(dir: &Path, registry: &Registry, secure: Option<&Secure>, access: 
         [
             "application/spdx+json",
             "application/vnd.candidate.candidate.v1",
+            "application/vnd.cyclonedx+json",
             "application/vnd.in-toto+json",
             "application/vnd.in-toto+json"
         ]
@@ -418,7 +419,7 @@ fn a_second_candidate_uploads_only_the_layer_it_does_not_share() {
     let before = registry.requests().len();
     let mirror = format!("{host}/candidate/mirror:first");
     let mount = ["push", first.to_str().unwrap(), &mirror, "--plain-http", "--mount-from", "candidate/box"];
-    cmd(&a, &mount, &[]).assert_ok().assert_stderr_has("0 blob(s) uploaded (0 bytes), 0 already there, 17 mounted");
+    cmd(&a, &mount, &[]).assert_ok().assert_stderr_has("0 blob(s) uploaded (0 bytes), 0 already there, 18 mounted");
     let requests = registry.requests()[before..].to_vec();
     assert_eq!(Registry::uploaded(&requests), Vec::<String>::new());
     assert!(requests
@@ -717,7 +718,7 @@ fn a_candidate_without_an_image_is_tagged_as_its_artifact_and_pulls_back() {
         "{}",
         listed.describe()
     );
-    // The provenance and SBOM refer to the artifact, through the fallback tag.
+    // The provenance and the two SBOMs refer to the artifact, through the fallback tag.
     let artifact = document["artifact"].as_str().unwrap();
     let (status, body) = http_get(
         &format!("http://{}/v2/candidate/lxc/manifests/sha256-{}", registry.host(), &artifact["sha256:".len()..]),
@@ -725,7 +726,7 @@ fn a_candidate_without_an_image_is_tagged_as_its_artifact_and_pulls_back() {
         None,
     );
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["manifests"].as_array().unwrap().len(), 2);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["manifests"].as_array().unwrap().len(), 3);
     let pulled = t.path().join("pulled");
     cmd(t.path(), &["pull", &reference, "--out", pulled.to_str().unwrap(), "--key", "ci.pub", "--plain-http"], &[])
         .assert_ok();

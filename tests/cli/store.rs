@@ -78,15 +78,18 @@ fn assert_complete(dir: &Path, id: &str, formats: &[&str]) {
         assert_eq!(output["size"].as_u64(), Some(bytes.len() as u64), "{}/{name}: size", dir.display());
         assert_eq!(output["sha256"].as_str(), Some(sha256(&bytes).as_str()), "{}/{name}: sha256", dir.display());
     }
-    // Exactly the listed outputs, the manifest and the SBOM: nothing missing, nothing stray.
+    // Exactly the listed outputs, the manifest and the SBOMs: nothing missing, nothing stray.
     let mut present: Vec<String> = walk(dir)
         .into_iter()
         .filter(|p| !p.is_dir())
         .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
         .collect();
     present.sort();
-    let mut expected: Vec<String> =
-        listed.iter().map(|n| n.to_string()).chain(["manifest.json".into(), "sbom.spdx.json".into()]).collect();
+    let mut expected: Vec<String> = listed
+        .iter()
+        .map(|n| n.to_string())
+        .chain(["manifest.json".into(), "sbom.spdx.json".into(), "sbom.cdx.json".into()])
+        .collect();
     expected.sort();
     assert_eq!(present, expected, "{}: unexpected files in the candidate folder", dir.display());
 }
