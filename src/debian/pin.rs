@@ -15,7 +15,7 @@ use crate::debian::packages::{Architecture, PackageName};
 use crate::debian::release::Keyring;
 use crate::debian::resolve::{self, Reason, Request, Universe};
 use crate::digest::{Digest, Hasher};
-use crate::fetch::{self, Network, Pin};
+use crate::fetch::{Network, Pin};
 use crate::lockfile::{LockedArchive, LockedPackage, Lockfile, PackageRef};
 use crate::recipe::{Name, Origin, Recipe, SnapshotTemplate};
 
