@@ -4,7 +4,9 @@
 //! Each wheel's installed tree is cached like a package's data tree: a tar blob in the store,
 //! named in the action cache by the wheel's sha256 and everything that shapes its tree (file
 //! name, venv, interpreter, `SOURCE_DATE_EPOCH`, the install format). The layer's own key is
-//! over the same, for all its wheels, and the venv.
+//! over the same, for all its wheels, and the venv. Wheels are installed biggest first on
+//! all cores; the trees installed now are made durable and named on a thread of their own
+//! while the layer's tar is written ([`Caching`]).
 
 use std::sync::Arc;
 
