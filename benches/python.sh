@@ -64,7 +64,10 @@ c store0 build recipes/base.toml --out out0 >/dev/null
 python3 -m venv venv0 >/dev/null
 t() { local name=$1; shift; /usr/bin/time -f "$name %e %M" -a -o times.txt "$@"; }
 : >times.txt
-pip_install=(venv/bin/pip install --quiet --disable-pip-version-check --no-index --find-links index/wheels --require-hashes -r python/requirements.txt)
+# `venv/bin/python -m pip`, not `venv/bin/pip`: the copied venv's scripts name venv0's
+# interpreter in their shebang, so `venv/bin/pip` would install into venv0 once and find
+# every later round's requirements already satisfied.
+pip_install=(venv/bin/python -m pip install --quiet --disable-pip-version-check --no-index --find-links index/wheels --require-hashes -r python/requirements.txt)
 # cold NAME BINARY: NAME_cold (the whole build) and NAME_app_layer (the python layer alone:
 # from the base layer found in the cache to the app layer written), each from a fresh copy of
 # the store holding the base layer.
