@@ -5,16 +5,30 @@
 #   pip install --no-index --find-links WHEELS --require-hashes -r requirements.txt
 # (once with pip's default byte-compiling, once `--no-compile`, which is what an extract-only
 # layer ships). Our cold build is measured over a store that already holds the Debian base
-# layer (built once, copied before each round): `ours_cold` is the whole build (fetching the 7
-# wheels from the index into the store, verifying and installing them, writing the layer, then
-# the OCI assembly, which compresses every layer); `ours_app_layer` is the python layer alone
-# (from the status line of the cached base layer to the app layer's), the figure to hold
-# against pip's install.
+# layer (built once, copied before each round). What each figure includes:
+#   ours_cold        the whole build process: fetching the 7 wheels from the file:// index into
+#                    the store (hashed as they stream), installing them (every member inflated
+#                    and checked against RECORD), the wheel trees cached in the store, the app
+#                    layer's tar, then the OCI assembly (every layer compressed with zstd) and
+#                    every blob made durable.
+#   ours_app_layer   the python layer alone, the figure to hold against pip's install: from the
+#                    status line of the cached base layer to the app layer's, i.e. installing
+#                    and checking the wheels already in the store, caching their trees (durable
+#                    and named before the line), and writing the layer's tar into the store
+#                    (hashed; its fsync runs on in the background, which `ours_cold` waits
+#                    for). Not in it: fetching the wheels into the store (in `ours_cold`), and
+#                    process start.
+#   ours_warm        the same build again: every layer and output from the cache (a no-op).
+#   pip              the pip process: interpreter start, reading and hashing the wheels,
+#                    unpacking them into the venv (no fsync), byte-compiling every module.
+#   pip_no_compile   the same without byte-compiling.
+# With OLD=BINARY, every round also times that binary's cold build (`old_cold`,
+# `old_app_layer`) beside this checkout's, to compare two versions in one run.
 #
 # Needs the local Debian 12 mirror (../shared/bench, + python3 via benches/extend-mirror.sh)
-# and network to pip's configured index once. Environment: BENCH_DIR (/tmp/candidate-bench),
-# BENCH (/tmp/bench, holding mirror-signed), CANDIDATE (default: this checkout's release binary, built first),
-# RUNS (5).
+# and network to pip's configured index once (the wheels are kept in BENCH_DIR/python-index).
+# Environment: BENCH_DIR (/tmp/candidate-bench), BENCH (/tmp/bench, holding mirror-signed),
+# CANDIDATE (default: this checkout's release binary, built first), OLD (none), RUNS (5).
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/candidate-bench}
@@ -29,7 +43,8 @@ if [ -z "${CANDIDATE:-}" ]; then
 fi
 work=$BENCH_DIR/python
 rm -rf "$work" && mkdir -p "$work/recipes" "$work/python"
-"$REPO_ROOT/benches/python-index.sh" "$work/index" >/dev/null
+"$REPO_ROOT/benches/python-index.sh" "$BENCH_DIR/python-index" >/dev/null
+ln -s "$BENCH_DIR/python-index" "$work/index"
 cp "$work/index/requirements.txt" "$work/python/"
 # shellcheck source=benches/minbase-recipe.sh
 . "$REPO_ROOT/benches/minbase-recipe.sh"
@@ -49,20 +64,29 @@ c store0 build recipes/base.toml --out out0 >/dev/null
 python3 -m venv venv0 >/dev/null
 t() { local name=$1; shift; /usr/bin/time -f "$name %e %M" -a -o times.txt "$@"; }
 : >times.txt
-pip_install=(venv/bin/pip install --quiet --disable-pip-version-check --no-index --find-links index/wheels --require-hashes -r python/requirements.txt)
-for round in $(seq "$RUNS"); do
-  rm -rf store out venv && cp -a store0 store && cp -a venv0 venv
-  # The whole build, and within it the python layer alone: from the base layer found in the
-  # cache to the app layer written (the OCI assembly after it compresses every layer).
-  t ours_cold "$CANDIDATE" -q --store store build recipes/py.toml --out out
+# `venv/bin/python -m pip`, not `venv/bin/pip`: the copied venv's scripts name venv0's
+# interpreter in their shebang, so `venv/bin/pip` would install into venv0 once and find
+# every later round's requirements already satisfied.
+pip_install=(venv/bin/python -m pip install --quiet --disable-pip-version-check --no-index --find-links index/wheels --require-hashes -r python/requirements.txt)
+# cold NAME BINARY: NAME_cold (the whole build) and NAME_app_layer (the python layer alone:
+# from the base layer found in the cache to the app layer written), each from a fresh copy of
+# the store holding the base layer.
+cold() {
   rm -rf store out && cp -a store0 store
-  "$CANDIDATE" --store store build recipes/py.toml --out out 2>&1 >/dev/null | while IFS= read -r line; do
+  t "$1_cold" "$2" -q --store store build recipes/py.toml --out out
+  rm -rf store out && cp -a store0 store
+  "$2" --store store build recipes/py.toml --out out 2>&1 >/dev/null | while IFS= read -r line; do
     case $line in
       *"Fresh layer base"*) base=$EPOCHREALTIME ;;
-      *"layer app"*) printf 'ours_app_layer %.3f 0\n' "$(echo "$EPOCHREALTIME - $base" | bc)" >>times.txt ;;
+      *"layer app"*) printf '%s_app_layer %.3f 0\n' "$1" "$(echo "$EPOCHREALTIME - $base" | bc)" >>times.txt ;;
     esac
   done
+}
+for round in $(seq "$RUNS"); do
+  [ -z "${OLD:-}" ] || cold old "$OLD"
+  cold ours "$CANDIDATE"
   t ours_warm "$CANDIDATE" -q --store store build recipes/py.toml --out out
+  rm -rf venv && cp -a venv0 venv
   t pip "${pip_install[@]}"
   rm -rf venv && cp -a venv0 venv
   t pip_no_compile "${pip_install[@]}" --no-compile

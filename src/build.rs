@@ -222,8 +222,19 @@ fn build_layers(
                     match layer::lookup(&ctx.store, &key) {
                         Some(built) => built,
                         None => streaming.write(|tee| {
-                            let extend = |base| crate::python::layers::tree(&ctx.store, base, &venv, &wheels, sde);
-                            Ok(layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee, &extend)?)
+                            // The wheel trees installed now are cached while the layer is
+                            // written, and waited for once it is.
+                            let caching = std::cell::RefCell::new(None);
+                            let extend = |base| {
+                                let (tree, cache) = crate::python::layers::tree(&ctx.store, base, &venv, &wheels, sde)?;
+                                *caching.borrow_mut() = Some(cache);
+                                Ok(tree)
+                            };
+                            let built = layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee, &extend)?;
+                            if let Some(cache) = caching.take() {
+                                cache.wait()?;
+                            }
+                            Ok(built)
                         })?,
                     }
                 }

@@ -20,7 +20,7 @@
 //! renames put identical bytes in place. Action-cache entries point at blobs and are written
 //! the same way, after the blobs they name.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -171,7 +171,7 @@ impl Store {
         let file = temp.as_file().try_clone()?;
         Ok(BlobWriter {
             store: self.clone(),
-            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, WritebackFile::new(file, temp.path()))),
+            inner: HashingWriter::new(Background::new(WritebackFile::new(file, temp.path()))),
             temp,
         })
     }
@@ -227,7 +227,7 @@ impl Store {
 /// Dropped without a commit, the temporary file is removed.
 pub struct BlobWriter {
     store: Store,
-    inner: HashingWriter<BufWriter<WritebackFile>>,
+    inner: HashingWriter<Background>,
     temp: tempfile::NamedTempFile,
 }
 
@@ -287,8 +287,8 @@ impl BlobWriter {
 
     /// Finishes writing and checks the pin; what is left is making it durable and named.
     fn stage(self, expected: Option<(&str, Digest, Option<u64>)>) -> Result<(Staged, Digest, u64), StoreError> {
-        let (digest, len, buffered) = self.inner.finish();
-        let file = buffered.into_inner().map_err(|e| e.into_error())?;
+        let (digest, len, background) = self.inner.finish();
+        let file = background.finish()?;
         if let Some((what, expected, expected_size)) = expected {
             if digest != expected || expected_size.is_some_and(|size| size != len) {
                 return Err(StoreError::Mismatch {
@@ -404,6 +404,124 @@ impl Write for BlobWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// Writes to a file a chunk at a time on a thread of its own, so that the `write` calls
+/// (copying every byte into the page cache, as costly as hashing it) run beside the hashing
+/// and serialising of the caller instead of after each chunk of it. The bytes reach the
+/// file in the order they were given; a blob smaller than a chunk never starts the thread.
+/// [`Background::flush`] and [`Background::finish`] return once every byte is written.
+struct Background {
+    chunk: Vec<u8>,
+    state: Option<BackgroundState>,
+}
+
+enum BackgroundState {
+    Here(WritebackFile),
+    Thread {
+        full: std::sync::mpsc::SyncSender<Vec<u8>>,
+        /// Written chunks come back to be filled again (a fresh megabyte each time would be
+        /// page faults for every byte).
+        empty: std::sync::mpsc::Receiver<Vec<u8>>,
+        handle: std::thread::JoinHandle<io::Result<WritebackFile>>,
+    },
+}
+
+/// How much the caller fills before the thread writes it.
+const BACKGROUND_CHUNK: usize = 1 << 20;
+
+impl Background {
+    fn new(file: WritebackFile) -> Self {
+        Background { chunk: Vec::with_capacity(BACKGROUND_CHUNK), state: Some(BackgroundState::Here(file)) }
+    }
+
+    /// Hands the filled chunk to the thread (starting it if need be).
+    fn send(&mut self) -> io::Result<()> {
+        let state = self.state.take().ok_or_else(|| io::Error::other("a failed blob writer was written to"))?;
+        let (full, empty, handle) = match state {
+            BackgroundState::Here(mut file) => {
+                let (full, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+                let (back, empty) = std::sync::mpsc::channel();
+                let handle = std::thread::spawn(move || {
+                    for mut chunk in chunks {
+                        file.write_all(&chunk)?;
+                        chunk.clear();
+                        let _ = back.send(chunk);
+                    }
+                    Ok(file)
+                });
+                (full, empty, handle)
+            }
+            BackgroundState::Thread { full, empty, handle } => (full, empty, handle),
+        };
+        let next = empty.try_recv().unwrap_or_else(|_| Vec::with_capacity(BACKGROUND_CHUNK));
+        if full.send(std::mem::replace(&mut self.chunk, next)).is_err() {
+            // The thread stopped on a write error: that error is the one to report.
+            drop(full);
+            return Err(join(handle).err().unwrap_or_else(|| io::Error::other("the blob writer thread stopped")));
+        }
+        self.state = Some(BackgroundState::Thread { full, empty, handle });
+        Ok(())
+    }
+
+    /// Every byte given so far written to the file, which is returned.
+    fn finish(mut self) -> io::Result<WritebackFile> {
+        let mut file = match self.state.take() {
+            Some(BackgroundState::Here(file)) => file,
+            Some(BackgroundState::Thread { full, handle, .. }) => {
+                drop(full);
+                join(handle)?
+            }
+            None => return Err(io::Error::other("a failed blob writer was finished")),
+        };
+        file.write_all(&self.chunk)?;
+        self.chunk.clear();
+        Ok(file)
+    }
+}
+
+fn join(handle: std::thread::JoinHandle<io::Result<WritebackFile>>) -> io::Result<WritebackFile> {
+    handle.join().expect("the blob writer thread does not panic")
+}
+
+impl Write for Background {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(BACKGROUND_CHUNK - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..n]);
+        if self.chunk.len() == BACKGROUND_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    /// Waits until every byte given so far is in the file (the thread, if any, is stopped;
+    /// a later write starts another).
+    fn flush(&mut self) -> io::Result<()> {
+        match self.state.take() {
+            Some(BackgroundState::Thread { full, handle, .. }) => {
+                drop(full);
+                self.state = Some(BackgroundState::Here(join(handle)?));
+            }
+            other => self.state = other,
+        }
+        let Some(BackgroundState::Here(file)) = &mut self.state else {
+            return Err(io::Error::other("a failed blob writer was flushed"));
+        };
+        file.write_all(&self.chunk)?;
+        self.chunk.clear();
+        file.flush()
+    }
+}
+
+/// Dropped unfinished (a blob abandoned, or an error), the thread is stopped and waited for
+/// before the temporary file is removed.
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(BackgroundState::Thread { full, handle, .. }) = self.state.take() {
+            drop(full);
+            let _ = handle.join();
+        }
     }
 }
 
@@ -600,6 +718,28 @@ mod tests {
         assert_eq!(a, Digest::of(b"hello"));
         assert_eq!(fs_err::read(store.blob_path(&a)).unwrap(), b"hello");
         assert_eq!(fs_err::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_blob_of_many_chunks_is_written_whole_and_in_order() {
+        // More than the writer thread's queue holds, in writes that straddle its chunks,
+        // with a flush (which waits for the thread) half way.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let bytes: Vec<u8> = (0..BACKGROUND_CHUNK * 5 + 12345).map(|i| (i % 251) as u8).collect();
+        let mut writer = store.writer().unwrap();
+        let (first, second) = bytes.split_at(bytes.len() / 2);
+        for piece in first.chunks(70_001) {
+            writer.write_all(piece).unwrap();
+        }
+        writer.flush().unwrap();
+        assert_eq!(fs_err::read(writer.temp_path()).unwrap(), first, "a flush waits for every byte");
+        for piece in second.chunks(BACKGROUND_CHUNK + 3) {
+            writer.write_all(piece).unwrap();
+        }
+        let (digest, size) = writer.commit().unwrap();
+        assert_eq!((digest, size), (Digest::of(&bytes), bytes.len() as u64));
+        assert!(fs_err::read(store.blob_path(&digest)).unwrap() == bytes);
     }
 
     #[test]

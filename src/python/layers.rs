@@ -4,7 +4,9 @@
 //! Each wheel's installed tree is cached like a package's data tree: a tar blob in the store,
 //! named in the action cache by the wheel's sha256 and everything that shapes its tree (file
 //! name, venv, interpreter, `SOURCE_DATE_EPOCH`, the install format). The layer's own key is
-//! over the same, for all its wheels, and the venv.
+//! over the same, for all its wheels, and the venv. Wheels are installed biggest first on
+//! all cores; the trees installed now are made durable and named on a thread of their own
+//! while the layer's tar is written ([`Caching`]).
 
 use std::sync::Arc;
 
@@ -105,24 +107,76 @@ fn wheel_tree(store: &Store, wheel: &LockedWheel, venv: &Venv, sde: u64) -> anyh
     Ok((read, Some((blob, key, info))))
 }
 
+/// The wheel trees installed by [`tree`], being made durable and named on another thread
+/// while the layer that uses them is written: one `syncfs` and an action-cache entry each,
+/// which need not hold up the layer (its tree reads the blobs through handles that stay
+/// valid across their renames). [`Caching::wait`] reports how that went; dropped without
+/// it (the layer failed), the thread is still waited for, so that no temporary file is
+/// left behind by an exiting process.
+pub struct Caching {
+    handle: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Caching {
+    /// Waits until every new wheel tree is durable and named.
+    pub fn wait(mut self) -> anyhow::Result<()> {
+        match self.handle.take() {
+            Some(handle) => handle.join().expect("the caching thread does not panic"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Caching {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 /// The layer's tree: `base` (what else the layer declares), the venv, and every wheel,
-/// installed on all cores and merged in lockfile order.
-pub fn tree(store: &Store, base: Tree, venv: &Venv, wheels: &[&LockedWheel], sde: u64) -> anyhow::Result<Tree> {
-    let installed = super::map_on_threads(wheels, super::cores(), |wheel| wheel_tree(store, wheel, venv, sde));
+/// installed on all cores and merged in lockfile order; and the wheel trees installed now,
+/// being cached (see [`Caching`]).
+pub fn tree(
+    store: &Store,
+    base: Tree,
+    venv: &Venv,
+    wheels: &[&LockedWheel],
+    sde: u64,
+) -> anyhow::Result<(Tree, Caching)> {
+    // The biggest wheels first: one wheel is one thread's work, and a big one started last
+    // would leave the other cores idle while it finishes (numpy is most of the bytes of a
+    // typical set). The results go back to lockfile order, and so does the first error.
+    let mut order: Vec<usize> = (0..wheels.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(wheels[i].size));
+    let done = super::map_on_threads(&order, super::cores(), |&i| wheel_tree(store, wheels[i], venv, sde));
+    let mut installed: Vec<Option<anyhow::Result<WheelTree>>> = wheels.iter().map(|_| None).collect();
+    for (i, result) in order.into_iter().zip(done) {
+        installed[i] = Some(result);
+    }
     let mut trees = Vec::new();
     let mut pending = Vec::new();
     for (wheel, result) in wheels.iter().zip(installed) {
-        let (tree, new) = result?;
+        let (tree, new) = result.expect("every wheel was installed")?;
         trees.push((wheel.filename.clone(), tree));
         pending.extend(new);
     }
     // The new wheel trees are made durable together (one `syncfs`), and only then named.
-    let (blobs, records): (Vec<BatchedBlob>, Vec<(Digest, LayerInfo)>) =
-        pending.into_iter().map(|(blob, key, info)| (blob, (key, info))).unzip();
-    store.publish_batch(blobs)?;
-    for (key, info) in records {
-        store.put_action(&key, &serde_json::to_vec(&info).expect("layer info serialises"))?;
-    }
+    let caching = Caching {
+        handle: (!pending.is_empty()).then(|| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let (blobs, records): (Vec<BatchedBlob>, Vec<(Digest, LayerInfo)>) =
+                    pending.into_iter().map(|(blob, key, info)| (blob, (key, info))).unzip();
+                store.publish_batch(blobs)?;
+                for (key, info) in records {
+                    store.put_action(&key, &serde_json::to_vec(&info).expect("layer info serialises"))?;
+                }
+                Ok(())
+            })
+        }),
+    };
     let mut out = install::combine(venv.tree(sde)?, trees)?;
     // What else the layer declares goes under the venv: it cannot be overwritten by a wheel.
     for (path, node) in base.iter() {
@@ -134,7 +188,7 @@ pub fn tree(store: &Store, base: Tree, venv: &Venv, wheels: &[&LockedWheel], sde
         }
         out.insert(path, node.clone())?;
     }
-    Ok(out)
+    Ok((out, caching))
 }
 
 #[cfg(test)]
@@ -168,9 +222,11 @@ mod tests {
         let a = locked(&store, "alpha", &make("alpha", "1.0", true, &[("alpha.py", b"a", false)], None));
         let b = locked(&store, "beta", &make("beta", "1.0", true, &[("beta/__init__.py", b"b", false)], None));
         let wheels = [&a, &b];
-        let first = tree(&store, Tree::new(5), &venv, &wheels, 5).unwrap();
+        let (first, caching) = tree(&store, Tree::new(5), &venv, &wheels, 5).unwrap();
+        caching.wait().unwrap();
         assert!(store.action(&wheel_key(&a, &venv, 5)).is_some(), "the wheel's tree is cached");
-        let second = tree(&store, Tree::new(5), &venv, &wheels, 5).unwrap();
+        let (second, caching) = tree(&store, Tree::new(5), &venv, &wheels, 5).unwrap();
+        assert!(caching.handle.is_none(), "nothing was installed again");
         assert_eq!(tar_of(&first), tar_of(&second));
         let paths: Vec<&str> = first.iter().map(|(p, _)| p.as_str()).collect();
         assert!(paths.contains(&"opt/app/venv/lib/python3.11/site-packages/alpha.py"));
@@ -197,7 +253,7 @@ mod tests {
         fs_err::write(&path, make("alpha", "1.0", true, &[("alpha.py", b"evil", false)], None)).unwrap();
         // A later build: the process that stored a blob has proved it already (`Store`).
         let store = Store::open(dir.path()).unwrap();
-        let err = tree(&store, Tree::new(0), &venv, &[&w], 0).unwrap_err();
+        let err = tree(&store, Tree::new(0), &venv, &[&w], 0).err().unwrap();
         let text = format!("{err:#}");
         assert!(text.starts_with("`alpha-1.0-py3-none-any.whl`: store blob `"), "{text}");
         assert!(text.contains(&format!("is corrupt: it is named {}", w.sha256)), "{text}");
@@ -211,7 +267,7 @@ mod tests {
         let venv = Venv { prefix: "v".into(), python_minor: (3, 11), python_full: "3.11.2".into() };
         let mut w = locked(&store, "alpha", &make("alpha", "1.0", true, &[], None));
         w.name = "other".parse().unwrap();
-        let err = tree(&store, Tree::new(0), &venv, &[&w], 0).unwrap_err();
+        let err = tree(&store, Tree::new(0), &venv, &[&w], 0).err().unwrap();
         assert_eq!(err.to_string(), "`alpha-1.0-py3-none-any.whl`: its METADATA names `alpha`, the lockfile `other`");
     }
 }
