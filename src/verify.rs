@@ -16,7 +16,9 @@ use serde_json::Value;
 use crate::attest;
 use crate::context::Context;
 use crate::digest::Digest;
-use crate::dist::{attestation_files, hash_files, is_rebuild_attestation, subjects, CYCLONEDX, ENVELOPE, MANIFEST, SBOM};
+use crate::dist::{
+    attestation_files, hash_files, is_rebuild_attestation, subjects, CYCLONEDX, ENVELOPE, MANIFEST, SBOM,
+};
 use crate::document::DocumentError;
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::PublicKey;
