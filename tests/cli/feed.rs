@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use candidate::testing;
 use fs_err as fs;
 
-use super::{copy_project, run, with_store, Run};
+use super::{copy_project, run, with_store, Run, Tls};
 
 /// A project with keys, a policy and a `production` channel, in a temporary folder.
 struct Project {
@@ -409,75 +409,6 @@ fn lxc_download_creates_a_container_from_the_published_index() {
     let requests = server.requests();
     assert!(requests.iter().any(|r| r == "GET /meta/1.0/index-system"), "{requests:?}");
     assert!(requests.iter().any(|r| r.ends_with("/meta.tar.xz")), "{requests:?}");
-}
-
-/// A throwaway CA and a certificate for 127.0.0.1 signed by it, made by `openssl`.
-struct Tls {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Tls {
-    fn make(dir: &Path) -> Option<Self> {
-        if !testing::tool("openssl", "openssl") {
-            return None;
-        }
-        let dir = dir.join("tls");
-        fs::create_dir_all(&dir).unwrap();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(&dir).output().unwrap();
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        openssl(
-            &[
-                &["req", "-x509"],
-                &ec[..],
-                &[
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.pem",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=candidate test CA",
-                    "-addext",
-                    "basicConstraints=critical,CA:TRUE",
-                    "-addext",
-                    "keyUsage=critical,keyCertSign",
-                ],
-            ]
-            .concat(),
-        );
-        openssl(
-            &[&["req"], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat(),
-        );
-        fs::write(
-            dir.join("server.ext"),
-            "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature\nextendedKeyUsage = serverAuth\n",
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ]);
-        Some(Tls { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server.key") })
-    }
 }
 
 /// A static HTTPS server of one folder on 127.0.0.1, on threads of this test: GET and HEAD,

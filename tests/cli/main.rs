@@ -196,3 +196,75 @@ pub fn run(mut cmd: Command) -> Run {
     let output = cmd.output().expect("failed to run the candidate binary");
     Run::new(command_line(&cmd), output)
 }
+
+/// A throwaway CA and a certificate for 127.0.0.1 signed by it, made by `openssl`: the feed
+/// tests' HTTPS server and the registry tests' TLS registry.
+pub struct Tls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Tls {
+    /// In `dir/tls`: `ca.pem`, `server.pem` and `server.key`; `None` (a SKIPPED line, a
+    /// panic under CI) without `openssl`.
+    pub fn make(dir: &Path) -> Option<Self> {
+        if !candidate::testing::tool("openssl", "openssl") {
+            return None;
+        }
+        let dir = dir.join("tls");
+        fs_err::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(&dir).output().unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        openssl(
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=candidate test CA",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[&["req"], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat(),
+        );
+        fs_err::write(
+            dir.join("server.ext"),
+            "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature\nextendedKeyUsage = serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        Some(Tls { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server.key") })
+    }
+}

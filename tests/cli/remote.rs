@@ -9,7 +9,7 @@ use candidate::testing::{self, tool as require};
 use fs_err as fs;
 
 use super::formats::{busybox_project, free_port, ok, podman_in, wait_http, Daemon};
-use super::{run, snapshot, with_store, Run};
+use super::{run, snapshot, with_store, Run, Tls};
 
 /// A `docker-registry` the test started, stopped by its PID when dropped; its access log
 /// (every request line) in `log`.
@@ -38,9 +38,7 @@ impl Registry {
             storage.display()
         );
         let secure = secure.then(|| {
-            let tls = dir.join(format!("{name}-tls"));
-            fs::create_dir_all(&tls).unwrap();
-            let ca = make_ca_and_server_cert(&tls);
+            let tls = Tls::make(&dir.join(format!("{name}-tls"))).expect("`tools()` asked for openssl");
             let (user, password) = ("release", "s3cret-pass");
             let hash = ok(Command::new("python3").args([
                 "-W",
@@ -48,12 +46,15 @@ impl Registry {
                 "-c",
                 &format!("import crypt; print(crypt.crypt('{password}', crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))"),
             ]));
-            fs::write(tls.join("htpasswd"), format!("{user}:{}\n", hash.trim())).unwrap();
+            let htpasswd = dir.join(format!("{name}-htpasswd"));
+            fs::write(&htpasswd, format!("{user}:{}\n", hash.trim())).unwrap();
             config.push_str(&format!(
-                "  tls:\n    certificate: {0}/server.pem\n    key: {0}/server.key\nauth:\n  htpasswd:\n    realm: candidate-test\n    path: {0}/htpasswd\n",
-                tls.display()
+                "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: candidate-test\n    path: {}\n",
+                tls.cert.display(),
+                tls.key.display(),
+                htpasswd.display()
             ));
-            Secure { ca, user, password }
+            Secure { ca: tls.ca, user, password }
         });
         let config_path = dir.join(format!("{name}.yml"));
         fs::write(&config_path, config).unwrap();
@@ -100,40 +101,6 @@ impl Registry {
             .map(|d| d.split(' ').next().unwrap().replace("%3A", ":"))
             .collect()
     }
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`; returns the CA's path.
-fn make_ca_and_server_cert(dir: &Path) -> PathBuf {
-    let openssl = |args: &[&str]| ok(Command::new("openssl").current_dir(dir).args(args));
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=candidate test CA"],
-        ]
-        .concat(),
-    );
-    openssl(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat());
-    fs::write(dir.join("ext.cnf"), "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    dir.join("ca.pem")
 }
 
 /// Waits until something accepts connections on 127.0.0.1:port, for up to 10 s.
