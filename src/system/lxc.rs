@@ -658,6 +658,9 @@ fn wait_ready(runtime: &dyn Nodes, node: &NodeRecord, timeout: Duration, logs: &
     let started = Instant::now();
     let Some(probe) = &node.probe else { return Ok(now_ms()) };
     let probe_log = logs.join(format!("{}.probe.log", node.name));
+    // What the error reports: the last attempt that ran to its end, because the final one is
+    // usually cut short by the deadline and says nothing.
+    let mut reported: Option<Attached> = None;
     loop {
         let left = timeout.saturating_sub(started.elapsed());
         let attempt = runtime.exec(node, &["/bin/sh", "-c", probe], left.min(PROBE_ATTEMPT))?;
@@ -668,13 +671,17 @@ fn wait_ready(runtime: &dyn Nodes, node: &NodeRecord, timeout: Duration, logs: &
         if runtime.state(node).is_none_or(|s| s != "RUNNING") {
             return Err(DeployError::Stopped { node: node.name.clone() }.into());
         }
+        if attempt.exit != Exit::TimedOut || reported.is_none() {
+            reported = Some(attempt);
+        }
         if started.elapsed() + PROBE_PAUSE >= timeout {
+            let last = reported.expect("one attempt ran");
             return Err(DeployError::ProbeTimeout {
                 node: node.name.clone(),
                 probe: probe.clone(),
                 seconds: timeout.as_secs(),
-                exit: attempt.exit.to_string(),
-                output: crate::qualify::last_lines(&attempt.output, crate::qualify::SHOWN_LINES),
+                exit: last.exit.to_string(),
+                output: crate::qualify::last_lines(&last.output, crate::qualify::SHOWN_LINES),
             }
             .into());
         }

@@ -407,9 +407,10 @@ fn a_probe_that_never_succeeds_fails_at_its_timeout_and_leaves_nothing() {
     let Some(p) = project() else { return };
     let text = fs::read_to_string(p.root.join("systems/ground.toml")).unwrap().replace(
         "ready = \"test -s /srv/backup/value\"\nready-timeout = 60",
-        // 10 s, not less: on a loaded machine one `lxc-attach` alone can take seconds, and the
-        // message must carry what the probe printed.
-        "ready = \"echo waiting for godot; false\"\nready-timeout = 10",
+        // 10 s, not less: on a loaded machine one `lxc-attach` alone can take seconds. Each
+        // attempt takes 3 s, so the last one is cut short by the deadline and prints nothing:
+        // the message must carry what the last attempt that ran to its end printed.
+        "ready = \"echo waiting for godot; sleep 3; false\"\nready-timeout = 10",
     );
     let file = p.write("systems/never.toml", &text);
     let started = Instant::now();
@@ -417,7 +418,8 @@ fn a_probe_that_never_succeeds_fails_at_its_timeout_and_leaves_nothing() {
     deploy.assert_code(2);
     deploy
         .assert_stderr_has("node `backup1` was not ready within 10 s")
-        .assert_stderr_has("`echo waiting for godot; false`")
+        .assert_stderr_has("`echo waiting for godot; sleep 3; false`")
+        .assert_stderr_has("last gave exit code 1")
         .assert_stderr_has("| waiting for godot");
     assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
     assert_gone(p, "never", None);
