@@ -1020,7 +1020,8 @@ mod tests {
         let text = String::from_utf8_lossy(&outcome.output);
         assert_eq!(outcome.exit, Exit::Code(5), "{text}");
         assert!(!text.contains(") Z "), "a zombie was left unreaped:\n{text}");
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        // Far below the 1021 s the background `sleep` would take, and loose for a loaded machine.
+        assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
         let leftover = fs_err::read_dir("/proc")
             .unwrap()
             .filter_map(|e| e.ok())

@@ -303,7 +303,7 @@ fn a_hanging_script_is_killed_at_its_limit() {
     assert_eq!(predicate["result"], "FAILED");
     assert_eq!(predicate["configuration"][0]["annotations"]["timedOut"], true);
     let duration = predicate["configuration"][0]["annotations"]["durationMs"].as_u64().unwrap();
-    assert!((2000..10_000).contains(&duration), "{duration} ms");
+    assert!((2000..30_000).contains(&duration), "{duration} ms");
 
     // Nothing outlives the builder: kill `candidate` itself mid-run, and its sandbox goes too.
     let hang = q.script("hang-long.sh", "sleep 1031\n");
@@ -321,7 +321,7 @@ fn a_hanging_script_is_killed_at_its_limit() {
     builder.wait().unwrap();
     let killed = Instant::now();
     while !processes(&["sleep", "1031"]).is_empty() {
-        assert!(killed.elapsed() < Duration::from_secs(5), "the sandbox outlived the builder");
+        assert!(killed.elapsed() < Duration::from_secs(30), "the sandbox outlived the builder");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
