@@ -152,14 +152,8 @@ impl Codec {
     pub fn encoder<'a, W: Write + Send + 'a>(self, out: W) -> io::Result<Encoder<'a, W>> {
         Ok(match self {
             Codec::None => Encoder::None(out),
-            // mtime 0, no file name, OS byte "unknown": nothing from the build host.
-            Codec::Gzip => Encoder::Gzip(
-                flate2::GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(255)
-                    .write(out, flate2::Compression::new(GZIP_LEVEL)),
-            ),
-            Codec::Xz => Encoder::Xz(pieces::Pieces::new(out, xz_threads(), self.settings(), None)),
+            // Gzip members have mtime 0, no file name, OS byte "unknown": nothing from the host.
+            Codec::Gzip | Codec::Xz => Encoder::Pieces(self.pieces(out, None)),
             Codec::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
                 enc.include_checksum(true)?;
@@ -177,10 +171,19 @@ impl Codec {
     pub fn to_store(self, store: &Store) -> Result<StoreEncoder, StoreError> {
         let out = store.writer()?;
         let encoder = match self {
-            Codec::Xz => Encoder::Xz(pieces::Pieces::new(out, xz_threads(), self.settings(), Some(store.clone()))),
+            Codec::Gzip | Codec::Xz => Encoder::Pieces(self.pieces(out, Some(store.clone()))),
             _ => self.encoder(out)?,
         };
         Ok(StoreEncoder { encoder, store: store.clone(), settings: self.settings() })
+    }
+
+    /// The piece encoder of xz or gzip ([`pieces`]).
+    fn pieces<W: Write>(self, out: W, cache: Option<Store>) -> pieces::Pieces<W> {
+        let (kind, threads) = match self {
+            Codec::Xz => (pieces::Kind::Xz, xz_threads()),
+            _ => (pieces::Kind::Gzip, workers()),
+        };
+        pieces::Pieces::new(out, kind, threads, self.settings(), cache)
     }
 
     /// The digest of [`Codec::describe`]'s canonical bytes: what a cache keys this codec by.
@@ -194,19 +197,20 @@ impl Codec {
         Some(match self {
             Codec::None => return None,
             // mtime 0 and OS byte 255 ("unknown"): what `encoder` writes into every header.
-            Codec::Gzip => Compression::Gzip { library: library(FLATE_CRATE), level: GZIP_LEVEL, mtime: 0, os: 255 },
+            Codec::Gzip => Compression::Gzip {
+                library: library(FLATE_CRATE),
+                level: GZIP_LEVEL,
+                mtime: 0,
+                os: 255,
+                pieces: Some(PieceCuts::current()),
+            },
             Codec::Xz => Compression::Xz {
                 library: library(XZ_CRATE),
                 preset: XZ_PRESET,
                 check: "crc64".to_owned(),
                 block_size: None,
                 threads: None,
-                pieces: Some(PieceCuts {
-                    min: pieces::PIECE_MIN as u64,
-                    max: pieces::PIECE_MAX as u64,
-                    mask_bits: pieces::PIECE_MASK_BITS,
-                    gear_seed: format!("{:#018x}", pieces::GEAR_SEED),
-                }),
+                pieces: Some(PieceCuts::current()),
             },
             Codec::Zstd => Compression::Zstd {
                 library: library(ZSTD_CRATE),
@@ -229,6 +233,10 @@ pub enum Compression {
         level: u32,
         mtime: u32,
         os: u8,
+        /// Where the stream is cut into pieces, each one gzip member ([`pieces`]). Absent in
+        /// manifests written when a gzip output was one member.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pieces: Option<PieceCuts>,
     },
     Xz {
         library: String,
@@ -267,6 +275,18 @@ pub struct PieceCuts {
     pub mask_bits: u32,
     /// The splitmix64 seed of the 256-entry `GEAR` table.
     pub gear_seed: String,
+}
+
+impl PieceCuts {
+    /// The cuts of this build of candidate.
+    fn current() -> Self {
+        PieceCuts {
+            min: pieces::PIECE_MIN as u64,
+            max: pieces::PIECE_MAX as u64,
+            mask_bits: pieces::PIECE_MASK_BITS,
+            gear_seed: format!("{:#018x}", pieces::GEAR_SEED),
+        }
+    }
 }
 
 impl Compression {
@@ -323,8 +343,7 @@ impl Write for StoreEncoder {
 /// A running encoder; [`Encoder::finish`] writes the trailer and returns the inner writer.
 pub enum Encoder<'a, W: Write> {
     None(W),
-    Gzip(flate2::write::GzEncoder<W>),
-    Xz(pieces::Pieces<W>),
+    Pieces(pieces::Pieces<W>),
     Zstd(zstd::stream::write::Encoder<'a, W>),
 }
 
@@ -337,8 +356,7 @@ impl<W: Write> Encoder<'_, W> {
     pub fn finish_placed(self) -> io::Result<(W, Vec<pieces::Placed>)> {
         match self {
             Encoder::None(w) => Ok((w, Vec::new())),
-            Encoder::Gzip(e) => Ok((e.finish()?, Vec::new())),
-            Encoder::Xz(e) => e.finish(),
+            Encoder::Pieces(e) => e.finish(),
             Encoder::Zstd(e) => Ok((e.finish()?, Vec::new())),
         }
     }
@@ -348,8 +366,7 @@ impl<W: Write> Write for Encoder<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Encoder::None(w) => w.write(buf),
-            Encoder::Gzip(e) => e.write(buf),
-            Encoder::Xz(e) => e.write(buf),
+            Encoder::Pieces(e) => e.write(buf),
             Encoder::Zstd(e) => e.write(buf),
         }
     }
@@ -357,9 +374,8 @@ impl<W: Write> Write for Encoder<'_, W> {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Encoder::None(w) => w.flush(),
-            Encoder::Gzip(e) => e.flush(),
             // Pieces end where their content says, never where a caller flushes.
-            Encoder::Xz(e) => e.get_mut().flush(),
+            Encoder::Pieces(e) => e.get_mut().flush(),
             Encoder::Zstd(e) => e.flush(),
         }
     }
@@ -441,7 +457,7 @@ mod tests {
     }
 
     fn xz(data: &[u8], threads: u32) -> Vec<u8> {
-        let mut e = pieces::Pieces::new(Vec::new(), threads, Codec::Xz.settings(), None);
+        let mut e = pieces::Pieces::new(Vec::new(), pieces::Kind::Xz, threads, Codec::Xz.settings(), None);
         // Written in odd pieces: pieces are cut by content, not where the writes fall.
         for chunk in data.chunks(1_000_003) {
             e.write_all(chunk).unwrap();
@@ -511,6 +527,31 @@ mod tests {
     }
 
     #[test]
+    fn gzip_pieces_do_not_depend_on_the_thread_count_and_gzip_reads_them_as_one_file() {
+        let data = pieces_of_data();
+        let with = |threads: u32| {
+            let mut e = pieces::Pieces::new(Vec::new(), pieces::Kind::Gzip, threads, Codec::Gzip.settings(), None);
+            for chunk in data.chunks(999_983) {
+                e.write_all(chunk).unwrap();
+            }
+            e.finish().unwrap().0
+        };
+        let one = with(1);
+        assert!(one == with(2) && one == with(8));
+        assert!(one == encode(Codec::Gzip, &data), "the codec wrote other bytes");
+        // One member per piece: each starts with the gzip magic, mtime 0, OS 255.
+        let members = one.windows(10).filter(|w| w[..4] == [0x1f, 0x8b, 8, 0] && w[4..8] == [0; 4] && w[9] == 255);
+        assert!(members.count() >= pieces::tests::cut_count(&data));
+        if crate::testing::tool("gzip", "gzip") {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("pieces.gz");
+            fs_err::write(&path, &one).unwrap();
+            let out = std::process::Command::new("gzip").args(["-d", "-c"]).arg(&path).output().unwrap();
+            assert!(out.status.success() && out.stdout == data, "gzip -d: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
+    #[test]
     fn xz_threads_fit_in_their_memory() {
         let threads = xz_threads();
         assert!(threads >= 1 && threads <= workers());
@@ -519,7 +560,7 @@ mod tests {
     }
 
     #[test]
-    fn xz_descriptions_old_and_new_read_back_to_their_bytes() {
+    fn xz_and_gzip_descriptions_old_and_new_read_back_to_their_bytes() {
         let new = crate::document::to_canonical(&Codec::Xz.describe().unwrap());
         assert_eq!(
             String::from_utf8_lossy(&new),
@@ -529,7 +570,13 @@ mod tests {
         // single-threaded one, recorded: still theirs.
         let blocks = br#"{"block_size":25165824,"check":"crc64","library":"liblzma-sys 0.4.4","name":"xz","preset":6}"#;
         let old = br#"{"check":"crc64","library":"liblzma-sys 0.4.4","name":"xz","preset":6,"threads":1}"#;
-        for bytes in [&new[..], &blocks[..], &old[..]] {
+        let gzip = crate::document::to_canonical(&Codec::Gzip.describe().unwrap());
+        assert_eq!(
+            String::from_utf8_lossy(&gzip),
+            r#"{"level":6,"library":"miniz_oxide 0.8.9","mtime":0,"name":"gzip","os":255,"pieces":{"gear_seed":"0x63616e6469646174","mask_bits":22,"max":16777216,"min":4194304}}"#
+        );
+        let one_member = br#"{"level":6,"library":"miniz_oxide 0.8.9","mtime":0,"name":"gzip","os":255}"#;
+        for bytes in [&new[..], &blocks[..], &old[..], &gzip[..], &one_member[..]] {
             let read: Compression = serde_json::from_slice(bytes).unwrap();
             assert_eq!(crate::document::to_canonical(&read), bytes);
         }

@@ -1,5 +1,5 @@
-//! xz outputs in pieces: the uncompressed stream cut where its content says, each piece an
-//! xz stream of its own, the file their concatenation.
+//! xz and gzip outputs in pieces: the uncompressed stream cut where its content says, each
+//! piece an xz stream (a gzip member) of its own, the file their concatenation.
 //!
 //! * **Cut by content.** A gear hash runs over the bytes (it depends on the last 64 only). A
 //!   piece ends after a byte when it holds at least [`PIECE_MIN`] bytes and the hash's top
@@ -12,6 +12,9 @@
 //!   every decoder (xz-utils, GNU tar, Python, LXC, LXD and Incus). So an auditor re-makes the
 //!   file with the `xz` command alone: `xz --list --robot` gives each stream's size, `head -c`
 //!   cuts the tar there, `xz -6 -T1` compresses each piece, `cat` joins them (a test does).
+//!   Gzip pieces are members of a multi-member gzip file (RFC 1952), which gzip, Go's
+//!   `compress/gzip` (so podman, skopeo and containerd) and Python read as one stream; each is
+//!   miniz_oxide's deflate at the pinned level, mtime 0, no name.
 //! * **Reused by content.** A piece's compressed bytes are found again by the sha256 of its
 //!   uncompressed bytes: the store's action cache maps that to a range of an output blob that
 //!   already holds them (no second copy), checked against the range's own sha256 before it is
@@ -126,9 +129,19 @@ struct Entry {
     digest: Digest,
 }
 
-/// The xz encoder of [`super::Codec::Xz`]; see the module docs.
+/// What each piece becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An xz stream, `xz -6 -T1 --check=crc64`.
+    Xz,
+    /// A gzip member: deflate at [`super::GZIP_LEVEL`], mtime 0, OS "unknown", no name.
+    Gzip,
+}
+
+/// The encoder of [`super::Codec::Xz`] and [`super::Codec::Gzip`]; see the module docs.
 pub struct Pieces<W: Write> {
     out: W,
+    kind: Kind,
     cuts: Cuts,
     filling: Vec<u8>,
     hash: u64,
@@ -144,9 +157,10 @@ pub struct Pieces<W: Write> {
 impl<W: Write> Pieces<W> {
     /// `settings` names the encoder's settings in cache keys; `cache`, when given, is where
     /// pieces are looked up (their entries are written by [`record`]).
-    pub fn new(out: W, threads: u32, settings: Digest, cache: Option<Store>) -> Self {
+    pub fn new(out: W, kind: Kind, threads: u32, settings: Digest, cache: Option<Store>) -> Self {
         Pieces {
             out,
+            kind,
             cuts: CUTS,
             filling: Vec::new(),
             hash: 0,
@@ -166,19 +180,19 @@ impl<W: Write> Pieces<W> {
             self.write_oldest()?;
         }
         let piece = std::mem::take(&mut self.filling);
-        let (cache, settings) = (self.cache.clone(), self.settings);
+        let (cache, settings, kind) = (self.cache.clone(), self.settings, self.kind);
         self.any = true;
         self.in_flight.push_back(
             std::thread::Builder::new()
-                .name("xz-piece".into())
-                .spawn(move || compress(&piece, settings, cache.as_ref()))?,
+                .name("piece".into())
+                .spawn(move || compress(kind, &piece, settings, cache.as_ref()))?,
         );
         Ok(())
     }
 
     fn write_oldest(&mut self) -> io::Result<()> {
         let Some(handle) = self.in_flight.pop_front() else { return Ok(()) };
-        let done = handle.join().map_err(|_| io::Error::other("an xz thread panicked"))??;
+        let done = handle.join().map_err(|_| io::Error::other("a compressing thread panicked"))??;
         self.out.write_all(&done.bytes)?;
         let length = done.bytes.len() as u64;
         self.placed.push(Placed {
@@ -234,21 +248,34 @@ impl<W: Write> Write for Pieces<W> {
 
 fn cache_key(settings: Digest, piece: &Digest) -> Digest {
     let mut h = Hasher::new();
-    h.field("candidate-xz-piece").field(settings.as_bytes()).field(piece.as_bytes());
+    h.field("candidate-piece").field(settings.as_bytes()).field(piece.as_bytes());
     h.finish()
 }
 
-/// One xz stream of `piece`, from the cache when a blob there holds it.
-fn compress(piece: &[u8], settings: Digest, cache: Option<&Store>) -> io::Result<Done> {
+/// One xz stream (gzip member) of `piece`, from the cache when a blob there holds it.
+fn compress(kind: Kind, piece: &[u8], settings: Digest, cache: Option<&Store>) -> io::Result<Done> {
     let digest = Digest::of(piece);
     if let Some(done) = cache.and_then(|store| cached(store, settings, digest)) {
         return Ok(done);
     }
-    let stream = liblzma::stream::Stream::new_easy_encoder(super::XZ_PRESET, liblzma::stream::Check::Crc64)
-        .map_err(io::Error::other)?;
-    let mut encoder = liblzma::write::XzEncoder::new_stream(Vec::with_capacity(piece.len() / 4 + 4096), stream);
-    encoder.write_all(piece)?;
-    let bytes = encoder.finish()?;
+    let out = Vec::with_capacity(piece.len() / 3 + 4096);
+    let bytes = match kind {
+        Kind::Xz => {
+            let stream = liblzma::stream::Stream::new_easy_encoder(super::XZ_PRESET, liblzma::stream::Check::Crc64)
+                .map_err(io::Error::other)?;
+            let mut encoder = liblzma::write::XzEncoder::new_stream(out, stream);
+            encoder.write_all(piece)?;
+            encoder.finish()?
+        }
+        Kind::Gzip => {
+            let mut encoder = flate2::GzBuilder::new()
+                .mtime(0)
+                .operating_system(255)
+                .write(out, flate2::Compression::new(super::GZIP_LEVEL));
+            encoder.write_all(piece)?;
+            encoder.finish()?
+        }
+    };
     Ok(Done { piece: digest, sha256: Digest::of(&bytes), bytes, reused: false })
 }
 
@@ -341,7 +368,7 @@ pub(crate) mod tests {
     /// bytes and where the pieces went.
     fn to_store(store: &Store, data: &[u8]) -> (Vec<u8>, Vec<Placed>) {
         let settings = crate::compress::Codec::Xz.settings();
-        let mut e = Pieces::new(store.writer().unwrap(), 2, settings, Some(store.clone()));
+        let mut e = Pieces::new(store.writer().unwrap(), Kind::Xz, 2, settings, Some(store.clone()));
         e.cuts = SMALL;
         e.write_all(data).unwrap();
         let (out, placed) = e.finish().unwrap();
@@ -364,7 +391,7 @@ pub(crate) mod tests {
     /// `data` through an xz encoder that looks pieces up in `store`: its bytes, where the
     /// pieces went, which were reused.
     fn encode(data: &[u8], threads: u32, cache: Option<&Store>) -> (Vec<u8>, Vec<Placed>) {
-        let mut e = Pieces::new(Vec::new(), threads, crate::compress::Codec::Xz.settings(), cache.cloned());
+        let mut e = Pieces::new(Vec::new(), Kind::Xz, threads, crate::compress::Codec::Xz.settings(), cache.cloned());
         e.cuts = SMALL;
         e.write_all(data).unwrap();
         e.finish().unwrap()
