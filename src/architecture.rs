@@ -15,6 +15,7 @@ const STAGES: &[(&str, &[&str])] = &[
         "foundation",
         &[
             "compress",
+            "compress::pieces",
             "context",
             "debian",
             "debian::control",

@@ -135,9 +135,9 @@ fn lxc_rootfs(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Res
     }
     let mut tree = rootfs::merge(layers, sde)?;
     template(&mut tree, templates, sde)?;
-    let mut encoder = Codec::Xz.encoder(store.writer()?)?;
+    let mut encoder = Codec::Xz.to_store(store)?;
     write_tree(&tree, &mut encoder)?;
-    let (sha256, size) = encoder.finish()?.commit()?;
+    let (sha256, size) = encoder.commit()?;
     let done = OutputFile { name: ROOTFS.to_owned(), sha256, size, codec: Codec::Xz };
     store.put_action(&key, &serde_json::to_vec(&done).expect("an output file serialises"))?;
     Ok(done)
@@ -292,9 +292,9 @@ fn metadata(store: &Store, recipe: &Recipe, flavour: Flavour) -> Result<OutputFi
         let node = Node { kind, mode: 0o644, uid: 0, gid: 0, mtime: sde, xattrs: Default::default(), implicit: false };
         tree.insert(&path, node)?;
     }
-    let mut encoder = Codec::Xz.encoder(store.writer()?)?;
+    let mut encoder = Codec::Xz.to_store(store)?;
     write_tree(&tree, &mut encoder)?;
-    let (sha256, size) = encoder.finish()?.commit()?;
+    let (sha256, size) = encoder.commit()?;
     let name = match flavour {
         Flavour::Lxc => "meta.tar.xz",
         Flavour::Incus => "incus.meta.tar.xz",

@@ -227,12 +227,12 @@ pub struct Layer {
 impl Layer {
     /// Writes `tree` as a tar compressed with `compression` into the store.
     pub fn write(store: &Store, tree: &Tree, compression: LayerCompression) -> Result<Self, OciError> {
-        let encoder = codec(compression).encoder(store.writer()?)?;
+        let encoder = codec(compression).to_store(store)?;
         let mut writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, encoder));
         write_tree(tree, &mut writer)?;
         let (diff_id, _, buffered) = writer.finish();
         let encoder = buffered.into_inner().map_err(|e| e.into_error())?;
-        let (digest, size) = encoder.finish()?.commit()?;
+        let (digest, size) = encoder.commit()?;
         Ok(Layer { compression, digest, size, diff_id })
     }
 

@@ -14,11 +14,11 @@ use std::io::{self, BufReader, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::compress::{Codec, Encoder};
+use crate::compress::{Codec, StoreEncoder};
 use crate::digest::{Digest, Hasher, HashingWriter};
 use crate::layer::{self, Built, LayerError, LayerInfo};
 use crate::recipe::{Format, Recipe};
-use crate::store::{BlobWriter, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::tar::reader::ReadAt;
 use crate::tar::writer::write_tree;
 use crate::tree::{Tree, TreeError};
@@ -110,7 +110,7 @@ pub fn record(store: &Store, diff_ids: &[Digest], archives: &[Archive], done: &A
 /// One encoder per codec, fed one rootfs stream (a [`Write`]).
 pub struct Outputs {
     archives: Vec<Archive>,
-    sinks: Vec<(Codec, Encoder<'static, BlobWriter>)>,
+    sinks: Vec<(Codec, StoreEncoder)>,
     /// The rootfs is one layer's tar, so an uncompressed archive is that layer's blob.
     single_layer: bool,
 }
@@ -119,12 +119,12 @@ impl Outputs {
     /// Encoders for `archives`. When the rootfs is a single layer, its uncompressed archive
     /// is that layer's blob and is not written again.
     pub fn new(store: &Store, archives: &[Archive], single_layer: bool) -> Result<Self, RootfsError> {
-        let mut sinks: Vec<(Codec, Encoder<'static, BlobWriter>)> = Vec::new();
+        let mut sinks: Vec<(Codec, StoreEncoder)> = Vec::new();
         for archive in archives {
             if (archive.codec == Codec::None && single_layer) || sinks.iter().any(|(c, _)| *c == archive.codec) {
                 continue;
             }
-            sinks.push((archive.codec, archive.codec.encoder(store.writer()?).map_err(RootfsError::Write)?));
+            sinks.push((archive.codec, archive.codec.to_store(store)?));
         }
         Ok(Outputs { archives: archives.to_vec(), sinks, single_layer })
     }
@@ -133,7 +133,7 @@ impl Outputs {
     pub fn finish(self, rootfs: LayerInfo) -> Result<Assembled, RootfsError> {
         let mut encoded = Vec::new();
         for (codec, encoder) in self.sinks {
-            encoded.push((codec, encoder.finish().map_err(RootfsError::Write)?.commit()?));
+            encoded.push((codec, encoder.commit()?));
         }
         if self.single_layer {
             encoded.push((Codec::None, (rootfs.diff_id, rootfs.size)));

@@ -306,16 +306,22 @@ fn fifty_kills_spread_over_a_build_leave_a_store_that_verifies() {
     };
     // One format keeps each round short enough for 50 rounds in about a minute.
     let build = || cmd(&["build", "recipes/example.toml", "--out", "out", "--format", "rootfs.tar.zst"]);
-    id_of(&run(build())); // inputs fetched, indexes kept
-                          // The reference: a cold build from stored inputs, timed, to spread the kills over it.
-    cold();
-    let started = Instant::now();
-    let id = id_of(&run(build()));
-    let length = started.elapsed();
+    let id = id_of(&run(build())); // inputs fetched, indexes kept
+                                   // The reference: the shortest of three cold builds from stored inputs, to spread the
+                                   // kills over (one slow round on a busy machine would put most kills after the end).
+    let length = (0..3)
+        .map(|_| {
+            cold();
+            let started = Instant::now();
+            assert_eq!(id_of(&run(build())), id);
+            started.elapsed()
+        })
+        .min()
+        .unwrap();
     let (mut kills, mut attempts) = (0, 0);
     while kills < 50 {
         attempts += 1;
-        assert!(attempts <= 120, "only {kills} of {attempts} builds could be killed before they ended");
+        assert!(attempts <= 200, "only {kills} of {attempts} builds could be killed before they ended");
         cold();
         // Delays from 0 to the whole cold build, in 50 steps, golden-ratio interleaved.
         let fraction = (attempts as f64 * 0.618_033_988_7).fract();
