@@ -193,16 +193,6 @@ impl Store {
         self.write_atomic(&self.root.join("actions").join(key.hex()), value)
     }
 
-    /// Writes an action entry that is only a hint, checked wherever it is read: through a
-    /// temporary file and a rename (never torn), but not synced, so a crash may lose it.
-    pub fn put_hint(&self, key: &Digest, value: &[u8]) -> Result<(), StoreError> {
-        let path = self.root.join("actions").join(key.hex());
-        let mut temp = tempfile::Builder::new().prefix(&temp_prefix("meta")).tempfile_in(self.root.join("tmp"))?;
-        temp.write_all(value).map_err(|e| disk_full(e, &path))?;
-        temp.persist(&path).map_err(|e| e.error)?;
-        Ok(())
-    }
-
     /// The path of a local tree's fingerprint file.
     pub fn stat_path(&self, key: &Digest) -> PathBuf {
         self.root.join("stat").join(key.hex())

@@ -283,19 +283,24 @@ fn compress(kind: Kind, piece: &[u8], settings: Digest, cache: Option<&Store>) -
 /// entry says.
 fn cached(store: &Store, settings: Digest, piece: Digest) -> Option<Done> {
     let entry: Entry = serde_json::from_slice(&store.action(&cache_key(settings, &piece))?).ok()?;
+    // A stream is never much longer than its piece; a longer entry is not to be believed (or
+    // allocated).
+    if entry.length > 2 * PIECE_MAX as u64 + (1 << 16) {
+        return None;
+    }
     let file = fs_err::File::open(store.blob_path(&entry.output)).ok()?;
     let mut bytes = vec![0u8; usize::try_from(entry.length).ok()?];
     file.file().read_exact_at(&mut bytes, entry.offset).ok()?;
     (Digest::of(&bytes) == entry.digest).then_some(Done { piece, bytes, sha256: entry.digest, reused: true })
 }
 
-/// Records where `output` (a committed blob) holds each of its pieces. The entries are hints,
-/// checked when read, so they are not synced; each names the newest output that holds its
-/// piece, which keeps it alive as long as that output is (`store gc`).
+/// Records where `output` (a committed blob) holds each of its pieces, as action entries
+/// (written like every store object: `store verify` checks them). Each names the newest
+/// output that holds its piece, which keeps it alive as long as that output is (`store gc`).
 pub fn record(store: &Store, settings: Digest, output: Digest, placed: &[Placed]) -> Result<(), StoreError> {
     for p in placed {
         let entry = Entry { output, offset: p.offset, length: p.length, digest: p.sha256 };
-        store.put_hint(&cache_key(settings, &p.piece), &serde_json::to_vec(&entry).expect("an entry serialises"))?;
+        store.put_action(&cache_key(settings, &p.piece), &serde_json::to_vec(&entry).expect("an entry serialises"))?;
     }
     Ok(())
 }
@@ -437,6 +442,12 @@ pub(crate) mod tests {
         assert!(again == cold, "a bad range changed the bytes");
         let fresh: Vec<bool> = placed.iter().map(|p| !p.reused).collect();
         assert!(fresh[0] && fresh[1..].iter().all(|f| !f), "{fresh:?}");
+        // An entry claiming an absurd length is not believed (nor allocated).
+        let settings = crate::compress::Codec::Xz.settings();
+        let huge = Entry { output: digest, offset: 0, length: 1 << 50, digest: placed[1].sha256 };
+        store.put_action(&cache_key(settings, &placed[1].piece), &serde_json::to_vec(&huge).unwrap()).unwrap();
+        let (again, placed) = encode(&changed, 2, Some(&store));
+        assert!(again == cold && !placed[1].reused);
     }
 
     #[test]
