@@ -9,7 +9,8 @@ out=$(mktemp); trap 'rm -f "$out"' EXIT
 streams=0
 # `stream  N  blocks  compressed-offset  uncompressed-offset  compressed  uncompressed …`
 while IFS=$'\t' read -r _ _ _ _ offset _ size _; do
-  tail -c +"$((offset + 1))" "$tar" | head -c "$size" | xz -6 -T1 --check=crc64 -c >> "$out"
+  dd if="$tar" iflag=skip_bytes,count_bytes skip="$offset" count="$size" bs=1M status=none |
+    xz -6 -T1 --check=crc64 -c >> "$out"
   streams=$((streams + 1))
 done < <(xz --list --robot --verbose "$xz" | grep '^stream')
 if cmp -s "$out" "$xz"; then
