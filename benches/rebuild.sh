@@ -50,5 +50,5 @@ for bin in OLD NEW; do
 done
 python3 "$REPO/benches/medians.py" times.tsv | tee medians.txt
 awk '/^median /{for (i = 2; i <= NF; i++) { split($i, kv, "="); m[kv[1]] = kv[2] }}
-  END { for (b in s) {} ; split("OLD NEW", bins, " ");
+  END { split("OLD NEW", bins, " ");
         for (k = 1; k <= 2; k++) { b = bins[k]; printf "%s: change %.1f s of cold %.1f s (%.0f%%); warm %.2f s\n", b, m["change-" b], m["cold-" b], 100 * m["change-" b] / m["cold-" b], m["warm-" b] } }' medians.txt

@@ -126,7 +126,7 @@ fn lxc_rootfs(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Res
     for path in templates {
         h.field(path.as_rel());
     }
-    h.field(Codec::Xz.describe().map(|d| crate::document::to_canonical(&d)).unwrap_or_default());
+    h.field(Codec::Xz.canonical());
     let key: Digest = h.finish();
     if let Some(done) = store.action(&key).and_then(|bytes| serde_json::from_slice::<OutputFile>(&bytes).ok()) {
         if store.blob_size(&done.sha256) == Some(done.size) {

@@ -90,7 +90,7 @@ fn action_key(diff_ids: &[Digest], archives: &[Archive]) -> Digest {
     for archive in archives {
         h.field(&archive.name);
         // The manifest's canonical description of the codec, as the key's bytes have always been.
-        h.field(archive.codec.describe().map(|d| crate::document::to_canonical(&d)).unwrap_or_default());
+        h.field(archive.codec.canonical());
     }
     h.finish()
 }

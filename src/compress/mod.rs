@@ -166,8 +166,8 @@ impl Codec {
         })
     }
 
-    /// Writes a blob into `store` through this codec's encoder; an xz one looks its pieces up
-    /// in the store's cache and records them there ([`pieces`]).
+    /// Writes a blob into `store` through this codec's encoder; an xz or gzip one looks its
+    /// pieces up in the store's cache and records them there ([`pieces`]).
     pub fn to_store(self, store: &Store) -> Result<StoreEncoder, StoreError> {
         let out = store.writer()?;
         let encoder = match self {
@@ -186,9 +186,15 @@ impl Codec {
         pieces::Pieces::new(out, kind, threads, self.settings(), cache)
     }
 
-    /// The digest of [`Codec::describe`]'s canonical bytes: what a cache keys this codec by.
+    /// [`Codec::describe`]'s canonical bytes (none for [`Codec::None`]): what the action
+    /// cache keys outputs by.
+    pub fn canonical(self) -> Vec<u8> {
+        self.describe().map(|d| crate::document::to_canonical(&d)).unwrap_or_default()
+    }
+
+    /// The digest of [`Codec::canonical`]: what the piece cache keys this codec by.
     pub fn settings(self) -> Digest {
-        Digest::of(&self.describe().map(|d| crate::document::to_canonical(&d)).unwrap_or_default())
+        Digest::of(&self.canonical())
     }
 
     /// What the manifest records about this codec: enough to reproduce its bytes.
@@ -352,7 +358,8 @@ impl<W: Write> Encoder<'_, W> {
         Ok(self.finish_placed()?.0)
     }
 
-    /// As [`Encoder::finish`], with where an xz encoder put its pieces (none for the others).
+    /// As [`Encoder::finish`], with where an xz or gzip encoder put its pieces (none for the
+    /// others).
     pub fn finish_placed(self) -> io::Result<(W, Vec<pieces::Placed>)> {
         match self {
             Encoder::None(w) => Ok((w, Vec::new())),
@@ -374,8 +381,7 @@ impl<W: Write> Write for Encoder<'_, W> {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Encoder::None(w) => w.flush(),
-            // Pieces end where their content says, never where a caller flushes.
-            Encoder::Pieces(e) => e.get_mut().flush(),
+            Encoder::Pieces(e) => e.flush(),
             Encoder::Zstd(e) => e.flush(),
         }
     }

@@ -10,8 +10,8 @@
 //! * **Standard bytes.** Each piece is what `xz -6 --check=crc64 -T1` makes of it (liblzma's
 //!   easy encoder at the pinned preset), and concatenated xz streams are one `.xz` file for
 //!   every decoder (xz-utils, GNU tar, Python, LXC, LXD and Incus). So an auditor re-makes the
-//!   file with the `xz` command alone: `xz --list --robot` gives each stream's size, `head -c`
-//!   cuts the tar there, `xz -6 -T1` compresses each piece, `cat` joins them (a test does).
+//!   file with the `xz` command alone: `xz --list --robot --verbose` gives each stream's
+//!   offset and size in the tar, `dd` cuts the tar there, `xz -6 -T1` compresses each piece, `cat` joins them (a test does).
 //!   Gzip pieces are members of a multi-member gzip file (RFC 1952), which gzip, Go's
 //!   `compress/gzip` (so podman, skopeo and containerd) and Python read as one stream; each is
 //!   miniz_oxide's deflate at the pinned level, mtime 0, no name.
@@ -149,9 +149,8 @@ pub struct Pieces<W: Write> {
     threads: usize,
     cache: Option<Store>,
     settings: Digest,
-    written: u64,
+    /// Every piece written out so far, in order.
     placed: Vec<Placed>,
-    any: bool,
 }
 
 impl<W: Write> Pieces<W> {
@@ -168,9 +167,7 @@ impl<W: Write> Pieces<W> {
             threads: threads.max(1) as usize,
             cache,
             settings,
-            written: 0,
             placed: Vec::new(),
-            any: false,
         }
     }
 
@@ -181,7 +178,6 @@ impl<W: Write> Pieces<W> {
         }
         let piece = std::mem::take(&mut self.filling);
         let (cache, settings, kind) = (self.cache.clone(), self.settings, self.kind);
-        self.any = true;
         self.in_flight.push_back(
             std::thread::Builder::new()
                 .name("piece".into())
@@ -194,32 +190,22 @@ impl<W: Write> Pieces<W> {
         let Some(handle) = self.in_flight.pop_front() else { return Ok(()) };
         let done = handle.join().map_err(|_| io::Error::other("a compressing thread panicked"))??;
         self.out.write_all(&done.bytes)?;
+        let offset = self.placed.last().map_or(0, |p| p.offset + p.length);
         let length = done.bytes.len() as u64;
-        self.placed.push(Placed {
-            piece: done.piece,
-            offset: self.written,
-            length,
-            sha256: done.sha256,
-            reused: done.reused,
-        });
-        self.written += length;
+        self.placed.push(Placed { piece: done.piece, offset, length, sha256: done.sha256, reused: done.reused });
         Ok(())
     }
 
     /// Compresses what is left and returns the writer and where each piece went.
     pub fn finish(mut self) -> io::Result<(W, Vec<Placed>)> {
         // An empty input is still one (empty) xz stream, as `xz` makes of an empty file.
-        if !self.filling.is_empty() || !self.any {
+        if !self.filling.is_empty() || (self.placed.is_empty() && self.in_flight.is_empty()) {
             self.dispatch()?;
         }
         while !self.in_flight.is_empty() {
             self.write_oldest()?;
         }
         Ok((self.out, self.placed))
-    }
-
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.out
     }
 }
 
@@ -240,9 +226,10 @@ impl<W: Write> Write for Pieces<W> {
         Ok(buf.len())
     }
 
-    /// Nothing to do: a piece ends where its content says, never where a caller flushes.
+    /// Flushes the writer under it, and no more: a piece ends where its content says, never
+    /// where a caller flushes.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.out.flush()
     }
 }
 

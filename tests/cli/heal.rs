@@ -306,9 +306,10 @@ fn fifty_kills_spread_over_a_build_leave_a_store_that_verifies() {
     };
     // One format keeps each round short enough for 50 rounds in about a minute.
     let build = || cmd(&["build", "recipes/example.toml", "--out", "out", "--format", "rootfs.tar.zst"]);
-    let id = id_of(&run(build())); // inputs fetched, indexes kept
-                                   // The reference: the shortest of three cold builds from stored inputs, to spread the
-                                   // kills over (one slow round on a busy machine would put most kills after the end).
+    // Inputs fetched, indexes kept.
+    let id = id_of(&run(build()));
+    // The reference: the shortest of three cold builds from stored inputs, to spread the
+    // kills over (one slow round on a busy machine would put most kills after the end).
     let length = (0..3)
         .map(|_| {
             cold();
