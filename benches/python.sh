@@ -13,11 +13,12 @@
 #                    every blob made durable.
 #   ours_app_layer   the python layer alone, the figure to hold against pip's install: from the
 #                    status line of the cached base layer to the app layer's, i.e. installing
-#                    and checking the wheels already in the store, caching their trees (durable
-#                    and named before the line), and writing the layer's tar into the store
-#                    (hashed; its fsync runs on in the background, which `ours_cold` waits
-#                    for). Not in it: fetching the wheels into the store (in `ours_cold`), and
-#                    process start.
+#                    and checking the wheels already in the store and writing the layer's tar
+#                    into the store (hashed; its fsync runs on in the background, which
+#                    `ours_cold` waits for). The wheel trees' cache copies are written beside
+#                    the layer on another thread (competing for the same cores), made durable
+#                    and named by the end of the build (in `ours_cold`). Not in it: fetching
+#                    the wheels into the store (in `ours_cold`), and process start.
 #   ours_warm        the same build again: every layer and output from the cache (a no-op).
 #   pip              the pip process: interpreter start, reading and hashing the wheels,
 #                    unpacking them into the venv (no fsync), byte-compiling every module.
