@@ -6,18 +6,19 @@
 # (once with pip's default byte-compiling, once `--no-compile`, which is what an extract-only
 # layer ships). Our cold build is measured over a store that already holds the Debian base
 # layer (built once, copied before each round). What each figure includes:
-#   ours_cold        the whole build process: fetching the 7 wheels from the file:// index into
-#                    the store (hashed as they stream), installing them (every member inflated
-#                    and checked against RECORD), the wheel trees cached in the store, the app
-#                    layer's tar, then the OCI assembly (every layer compressed with zstd) and
-#                    every blob made durable.
+#   ours_cold        the whole build process: installing the 7 wheels (every member inflated
+#                    and checked against RECORD; the wheels are in the store already, as pip's
+#                    are in a local folder: `lock` stored them when it read their metadata),
+#                    the wheel trees cached in the store, the app layer's tar, then the OCI
+#                    assembly (every layer, the base's too, compressed with zstd) and every
+#                    blob made durable.
 #   ours_app_layer   the python layer alone, the figure to hold against pip's install: from the
 #                    status line of the cached base layer to the app layer's, i.e. installing
-#                    and checking the wheels already in the store, caching their trees (durable
-#                    and named before the line), and writing the layer's tar into the store
-#                    (hashed; its fsync runs on in the background, which `ours_cold` waits
-#                    for). Not in it: fetching the wheels into the store (in `ours_cold`), and
-#                    process start.
+#                    and checking the wheels in the store and writing the layer's tar into the
+#                    store (hashed; its fsync runs on in the background, which `ours_cold`
+#                    waits for). The wheel trees' cache copies are written beside the layer on
+#                    another thread (competing for the same cores), made durable and named by
+#                    the end of the build (in `ours_cold`). Not in it: process start.
 #   ours_warm        the same build again: every layer and output from the cache (a no-op).
 #   pip              the pip process: interpreter start, reading and hashing the wheels,
 #                    unpacking them into the venv (no fsync), byte-compiling every module.

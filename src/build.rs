@@ -144,6 +144,9 @@ pub fn build(
         .into_iter()
         .map(|(name, built)| Ok((name, built.finish(&ctx.store)?)))
         .collect::<anyhow::Result<_>>()?;
+    for caching in built.caching {
+        caching.wait()?;
+    }
 
     let manifest = Manifest::new(&ManifestInput {
         per_machine: built.per_machine.as_ref(),
@@ -180,6 +183,9 @@ struct BuiltLayers {
     replaced: Vec<(String, String, String)>,
     /// In configure mode: what each node adds to the candidate.
     per_machine: Option<per_machine::Record>,
+    /// The wheel trees installed now, still being made durable and named for later builds:
+    /// nothing of this build waits for them but its end.
+    caching: Vec<crate::python::layers::Caching>,
 }
 
 /// Builds (or takes from the action cache) every recipe layer in order, then the configure
@@ -198,6 +204,7 @@ fn build_layers(
     let mut streamed: Option<Assembled> = None;
     let mut packages = crate::debian::layers::PackageLayers::new(&resolved.lockfile);
     let single = recipe.layers.len() == 1 && !recipe.configure.maintainer_scripts;
+    let caching = std::cell::RefCell::new(Vec::new());
     for ((layer, files), tarballs) in recipe.layers.iter().zip(&resolved.files).zip(tarballs) {
         let spinner = ctx.printer.spinner(format!("layer {}", layer.name));
         let mut streaming = Streaming { ctx, archives, single, streamed: &mut streamed };
@@ -223,18 +230,13 @@ fn build_layers(
                         Some(built) => built,
                         None => streaming.write(|tee| {
                             // The wheel trees installed now are cached while the layer is
-                            // written, and waited for once it is.
-                            let caching = std::cell::RefCell::new(None);
+                            // written and the build goes on, and waited for at its end.
                             let extend = |base| {
                                 let (tree, cache) = crate::python::layers::tree(&ctx.store, base, &venv, &wheels, sde)?;
-                                *caching.borrow_mut() = Some(cache);
+                                caching.borrow_mut().push(cache);
                                 Ok(tree)
                             };
-                            let built = layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee, &extend)?;
-                            if let Some(cache) = caching.take() {
-                                cache.wait()?;
-                            }
-                            Ok(built)
+                            Ok(layer::write(&ctx.store, layer, &files, tarballs, sde, key, tee, &extend)?)
                         })?,
                     }
                 }
@@ -262,7 +264,7 @@ fn build_layers(
         ctx.printer.status(verb, format_args!("layer {LAYER_NAME} {} ({} entries)", info.diff_id, info.entries));
         layers.push((LAYER_NAME.to_owned(), built));
     }
-    Ok(BuiltLayers { layers, streamed, replaced: packages.replaced, per_machine })
+    Ok(BuiltLayers { layers, streamed, replaced: packages.replaced, per_machine, caching: caching.into_inner() })
 }
 
 /// What a configure run's per-machine record should make a user look at.

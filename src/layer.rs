@@ -440,7 +440,8 @@ pub fn read(info: &LayerInfo, blob: &Arc<File>, link_offset: u64) -> Result<Tree
 pub fn read_tar(tarball: &str, blob: &Arc<File>, link_offset: u64) -> Result<Tree, LayerError> {
     let tarball = tarball.to_owned();
     let reader = crate::tar::reader::ReadAt::new(blob.clone());
-    let mut reader = TarReader::new(BufReader::with_capacity(1 << 16, reader), Limits::default());
+    // Small reads: between two headers, the content is sought over, not read.
+    let mut reader = TarReader::seeking(BufReader::with_capacity(8 << 10, reader), Limits::default());
     let mut tree = Tree::new(0);
     let mut groups: std::collections::HashMap<String, u64> = Default::default();
     while let Some(entry) =

@@ -171,7 +171,7 @@ impl Store {
         let file = temp.as_file().try_clone()?;
         Ok(BlobWriter {
             store: self.clone(),
-            inner: HashingWriter::new(Background::new(WritebackFile::new(file, temp.path()))),
+            inner: Background::new(HashingWriter::new(WritebackFile::new(file, temp.path()))),
             temp,
         })
     }
@@ -227,7 +227,7 @@ impl Store {
 /// Dropped without a commit, the temporary file is removed.
 pub struct BlobWriter {
     store: Store,
-    inner: HashingWriter<Background>,
+    inner: Background,
     temp: tempfile::NamedTempFile,
 }
 
@@ -287,8 +287,7 @@ impl BlobWriter {
 
     /// Finishes writing and checks the pin; what is left is making it durable and named.
     fn stage(self, expected: Option<(&str, Digest, Option<u64>)>) -> Result<(Staged, Digest, u64), StoreError> {
-        let (digest, len, background) = self.inner.finish();
-        let file = background.finish()?;
+        let (digest, len, file) = self.inner.finish()?.finish();
         if let Some((what, expected, expected_size)) = expected {
             if digest != expected || expected_size.is_some_and(|size| size != len) {
                 return Err(StoreError::Mismatch {
@@ -407,9 +406,12 @@ impl Write for BlobWriter {
     }
 }
 
-/// Writes to a file a chunk at a time on a thread of its own, so that the `write` calls
-/// (copying every byte into the page cache, as costly as hashing it) run beside the hashing
-/// and serialising of the caller instead of after each chunk of it. The bytes reach the
+/// What [`Background`] writes through: the blob's hasher, then its file.
+type Sink = HashingWriter<WritebackFile>;
+
+/// Hashes and writes to a file a chunk at a time on a thread of its own, so that hashing
+/// and the `write` calls (copying every byte into the page cache) run beside the
+/// serialising of the caller instead of after each chunk of it. The bytes reach the
 /// file in the order they were given; a blob smaller than a chunk never starts the thread.
 /// [`Background::flush`] and [`Background::finish`] return once every byte is written.
 struct Background {
@@ -418,13 +420,13 @@ struct Background {
 }
 
 enum BackgroundState {
-    Here(WritebackFile),
+    Here(Sink),
     Thread {
         full: std::sync::mpsc::SyncSender<Vec<u8>>,
         /// Written chunks come back to be filled again (a fresh megabyte each time would be
         /// page faults for every byte).
         empty: std::sync::mpsc::Receiver<Vec<u8>>,
-        handle: std::thread::JoinHandle<io::Result<WritebackFile>>,
+        handle: std::thread::JoinHandle<io::Result<Sink>>,
     },
 }
 
@@ -432,7 +434,7 @@ enum BackgroundState {
 const BACKGROUND_CHUNK: usize = 1 << 20;
 
 impl Background {
-    fn new(file: WritebackFile) -> Self {
+    fn new(file: Sink) -> Self {
         Background { chunk: Vec::with_capacity(BACKGROUND_CHUNK), state: Some(BackgroundState::Here(file)) }
     }
 
@@ -466,7 +468,7 @@ impl Background {
     }
 
     /// Every byte given so far written to the file, which is returned.
-    fn finish(mut self) -> io::Result<WritebackFile> {
+    fn finish(mut self) -> io::Result<Sink> {
         let mut file = match self.state.take() {
             Some(BackgroundState::Here(file)) => file,
             Some(BackgroundState::Thread { full, handle, .. }) => {
@@ -481,7 +483,7 @@ impl Background {
     }
 }
 
-fn join(handle: std::thread::JoinHandle<io::Result<WritebackFile>>) -> io::Result<WritebackFile> {
+fn join(handle: std::thread::JoinHandle<io::Result<Sink>>) -> io::Result<Sink> {
     handle.join().expect("the blob writer thread does not panic")
 }
 

@@ -18,6 +18,7 @@
 //! only when every member passed: a wheel is installed whole or not at all.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::venv::{file_node, Venv};
 use super::wheel::{parse_record, write_record, RecordHash, RecordRow, Wheel, WheelError, WheelName};
@@ -63,9 +64,9 @@ pub fn install(wheel: &Wheel, file_name: &str, venv: &Venv, mtime: u64) -> Resul
     let mut tree = Tree::new(mtime);
     // Archive path -> installed path relative to site-packages, and which were changed.
     let mut installed: BTreeMap<String, String> = BTreeMap::new();
-    let mut changed: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut changed: BTreeMap<String, Arc<[u8]>> = BTreeMap::new();
     let mut placed: BTreeMap<String, String> = BTreeMap::new();
-    let mut place = |tree: &mut Tree, path: String, bytes: Vec<u8>, mode: u32, member: &str| {
+    let mut place = |tree: &mut Tree, path: String, bytes: Arc<[u8]>, mode: u32, member: &str| {
         if let Some(first) = placed.insert(path.clone(), member.to_owned()) {
             return Err(member_err(member, format!("it installs to `/{path}`, as `{first}` does")));
         }
@@ -100,7 +101,7 @@ pub fn install(wheel: &Wheel, file_name: &str, venv: &Venv, mtime: u64) -> Resul
                             let rest = bytes.iter().position(|&b| b == b'\n').map_or(&[][..], |i| &bytes[i + 1..]);
                             let mut fixed = format!("#!{}\n", venv.interpreter()).into_bytes();
                             fixed.extend_from_slice(rest);
-                            bytes = fixed;
+                            bytes = fixed.into();
                             changed.insert(entry.name.clone(), bytes.clone());
                         }
                         format!("{}/{sub}", venv.scripts())
@@ -129,17 +130,17 @@ pub fn install(wheel: &Wheel, file_name: &str, venv: &Venv, mtime: u64) -> Resul
         let path = format!("{}/{}", venv.scripts(), ep.name);
         let script = wrapper_script(&venv.interpreter(), &ep.module, &ep.attr);
         generated.push(row_for(&relative_to(&path, &site), &script));
-        place(&mut tree, path, script, 0o755, &format!("entry point `{}`", ep.name))?;
+        place(&mut tree, path, script.into(), 0o755, &format!("entry point `{}`", ep.name))?;
     }
     let dist_info = format!("{site}/{}", wheel.dist_info());
     generated.push(row_for(&relative_to(&format!("{dist_info}/INSTALLER"), &site), INSTALLER));
-    place(&mut tree, format!("{dist_info}/INSTALLER"), INSTALLER.to_vec(), 0o644, "INSTALLER")?;
+    place(&mut tree, format!("{dist_info}/INSTALLER"), INSTALLER.into(), 0o644, "INSTALLER")?;
 
     // RECORD: the wheel's rows with their installed paths (changed files rehashed), then
     // the generated files; sorted as pip's `_normalized_outrows` sorts them.
-    let old = String::from_utf8(old_record.expect("a wheel has a RECORD"))
-        .expect("RECORD was read as text when the wheel was opened");
-    let mut rows: Vec<RecordRow> = parse_record(&old)
+    let old_record = old_record.expect("a wheel has a RECORD");
+    let old = std::str::from_utf8(&old_record).expect("RECORD was read as text when the wheel was opened");
+    let mut rows: Vec<RecordRow> = parse_record(old)
         .expect("RECORD was parsed when the wheel was opened")
         .into_iter()
         .map(|row| match changed.get(&row.path) {
@@ -157,7 +158,7 @@ pub fn install(wheel: &Wheel, file_name: &str, venv: &Venv, mtime: u64) -> Resul
     };
     rows.sort_by_key(key);
     let record_path = format!("{dist_info}/RECORD");
-    place(&mut tree, record_path, write_record(&rows).into_bytes(), 0o644, &record_member)?;
+    place(&mut tree, record_path, write_record(&rows).into_bytes().into(), 0o644, &record_member)?;
     Ok(tree)
 }
 

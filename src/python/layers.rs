@@ -8,6 +8,7 @@
 //! all cores; the trees installed now are made durable and named on a thread of their own
 //! while the layer's tar is written ([`Caching`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -63,16 +64,35 @@ fn wheel_key(wheel: &LockedWheel, venv: &Venv, sde: u64) -> Digest {
     h.finish()
 }
 
-/// A wheel's installed tree written to the store but not yet durable or named, with the
-/// cache entry that names it once it is.
-type Pending = (BatchedBlob, Digest, LayerInfo);
+/// How many bytes of installed wheels a build keeps in memory until its layer is written
+/// ([`wheel_tree`]); past it, a wheel's tree is written to the store first and read back.
+const IN_MEMORY: u64 = 1 << 30;
 
-/// A wheel's installed tree, and its blob when it was installed now.
-type WheelTree = (Tree, Option<Pending>);
+/// A wheel's tree installed now, to be cached for later builds: already written to the
+/// store (durable and named later, see [`tree`]), or still in memory, written by the
+/// caching thread while the layer that uses it is written.
+enum Fresh {
+    Written(BatchedBlob, Digest, LayerInfo),
+    InMemory(Digest, Tree),
+}
 
-/// One wheel's installed tree: from the cache, or installed from its store blob now (then
-/// with its tree's blob, pending: see [`tree`]).
-fn wheel_tree(store: &Store, wheel: &LockedWheel, venv: &Venv, sde: u64) -> anyhow::Result<WheelTree> {
+/// A wheel's installed tree, and what is left to cache of it when it was installed now.
+type WheelTree = (Tree, Option<Fresh>);
+
+/// One wheel's installed tree: from the cache, or installed from its store blob now. A new
+/// tree stays in memory (its bytes go into the layer without a copy, and the cache's copy
+/// is written beside the layer's, see [`Caching`]) while the wheels installed now hold no
+/// more than `in_memory` bytes together (`held` counts them; [`IN_MEMORY`] in a build); past that, it is written
+/// to the store now and read back, pointing into its blob: a CUDA stack installs to
+/// gigabytes, which must not all be held at once.
+fn wheel_tree(
+    store: &Store,
+    wheel: &LockedWheel,
+    venv: &Venv,
+    sde: u64,
+    held: &AtomicU64,
+    in_memory: u64,
+) -> anyhow::Result<WheelTree> {
     let key = wheel_key(wheel, venv, sde);
     if let Some(info) = store.action(&key).and_then(|b| serde_json::from_slice::<LayerInfo>(&b).ok()) {
         if store.blob_size(&info.diff_id) == Some(info.size) {
@@ -93,18 +113,23 @@ fn wheel_tree(store: &Store, wheel: &LockedWheel, venv: &Venv, sde: u64) -> anyh
         );
     }
     let tree = install::install(&opened, &wheel.filename, venv, sde)?;
+    let size: u64 = opened.files().map(|e| e.size).sum();
+    if held.fetch_add(size, Ordering::Relaxed) + size <= in_memory {
+        return Ok((tree.clone(), Some(Fresh::InMemory(key, tree))));
+    }
+    let (blob, info) = write_tree(store, &tree).with_context(|| format!("`{}`", wheel.filename))?;
+    let read = layer::read(&info, &blob.reader, 0)?;
+    Ok((read, Some(Fresh::Written(blob, key, info))))
+}
+
+/// Writes an installed tree to the store, not yet durable (see [`Store::publish_batch`]).
+fn write_tree(store: &Store, tree: &Tree) -> anyhow::Result<(BatchedBlob, LayerInfo)> {
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, store.writer()?);
-    let written =
-        crate::tar::writer::write_tree(&tree, &mut writer).with_context(|| format!("`{}`", wheel.filename))?;
-    // Not made durable one by one (an fsync each, on the install threads): [`tree`] makes
-    // them durable together, as the package blobs of a Debian layer are.
+    let written = crate::tar::writer::write_tree(tree, &mut writer)?;
     let blob = writer.into_inner().map_err(|e| e.into_error())?.commit_batched()?;
     let implicit = tree.iter().filter(|(_, n)| n.implicit).map(|(p, _)| p.clone()).collect();
     let info = LayerInfo { diff_id: blob.digest, size: blob.size, entries: written.entries, implicit };
-    // The tree read back from the blob points into it: the installed bytes are not held in
-    // memory until the layer is written (a CUDA stack installs to gigabytes).
-    let read = layer::read(&info, &blob.reader, 0)?;
-    Ok((read, Some((blob, key, info))))
+    Ok((blob, info))
 }
 
 /// The wheel trees installed by [`tree`], being made durable and named on another thread
@@ -145,30 +170,54 @@ pub fn tree(
     wheels: &[&LockedWheel],
     sde: u64,
 ) -> anyhow::Result<(Tree, Caching)> {
+    tree_holding(store, base, venv, wheels, sde, IN_MEMORY)
+}
+
+/// [`tree`], holding at most `in_memory` bytes of new wheel trees in memory.
+fn tree_holding(
+    store: &Store,
+    base: Tree,
+    venv: &Venv,
+    wheels: &[&LockedWheel],
+    sde: u64,
+    in_memory: u64,
+) -> anyhow::Result<(Tree, Caching)> {
     // The biggest wheels first: one wheel is one thread's work, and a big one started last
     // would leave the other cores idle while it finishes (numpy is most of the bytes of a
     // typical set). The results go back to lockfile order, and so does the first error.
-    let mut order: Vec<usize> = (0..wheels.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(wheels[i].size));
-    let done = super::map_on_threads(&order, super::cores(), |&i| wheel_tree(store, wheels[i], venv, sde));
-    let mut installed: Vec<Option<anyhow::Result<WheelTree>>> = wheels.iter().map(|_| None).collect();
-    for (i, result) in order.into_iter().zip(done) {
-        installed[i] = Some(result);
-    }
+    let held = AtomicU64::new(0);
+    let done = super::map_biggest_first(
+        wheels,
+        super::cores(),
+        |w| w.size,
+        |w| wheel_tree(store, w, venv, sde, &held, in_memory),
+    );
     let mut trees = Vec::new();
-    let mut pending = Vec::new();
-    for (wheel, result) in wheels.iter().zip(installed) {
-        let (tree, new) = result.expect("every wheel was installed")?;
+    let mut fresh = Vec::new();
+    for (wheel, result) in wheels.iter().zip(done) {
+        let (tree, new) = result?;
         trees.push((wheel.filename.clone(), tree));
-        pending.extend(new);
+        fresh.extend(new);
     }
-    // The new wheel trees are made durable together (one `syncfs`), and only then named.
+    // The new wheel trees are written (those still in memory), made durable together (one
+    // `syncfs`), and only then named.
     let caching = Caching {
-        handle: (!pending.is_empty()).then(|| {
+        handle: (!fresh.is_empty()).then(|| {
             let store = store.clone();
             std::thread::spawn(move || {
-                let (blobs, records): (Vec<BatchedBlob>, Vec<(Digest, LayerInfo)>) =
-                    pending.into_iter().map(|(blob, key, info)| (blob, (key, info))).unzip();
+                let mut blobs = Vec::new();
+                let mut records = Vec::new();
+                for new in fresh {
+                    let (blob, key, info) = match new {
+                        Fresh::Written(blob, key, info) => (blob, key, info),
+                        Fresh::InMemory(key, tree) => {
+                            let (blob, info) = write_tree(&store, &tree)?;
+                            (blob, key, info)
+                        }
+                    };
+                    blobs.push(blob);
+                    records.push((key, info));
+                }
                 store.publish_batch(blobs)?;
                 for (key, info) in records {
                     store.put_action(&key, &serde_json::to_vec(&info).expect("layer info serialises"))?;
@@ -195,6 +244,7 @@ pub fn tree(
 mod tests {
     use super::*;
     use crate::python::wheel::testing::make;
+    use crate::tree::{Content, Kind};
 
     fn locked(store: &Store, name: &str, bytes: &[u8]) -> LockedWheel {
         LockedWheel {
@@ -228,6 +278,26 @@ mod tests {
         let (second, caching) = tree(&store, Tree::new(5), &venv, &wheels, 5).unwrap();
         assert!(caching.handle.is_none(), "nothing was installed again");
         assert_eq!(tar_of(&first), tar_of(&second));
+        // Past the memory budget a tree is written first and read back from its blob: the
+        // same layer, and the same cache entries (here for `alpha` only; `beta`, the
+        // biggest, was held in memory).
+        let fresh = tempfile::tempdir().unwrap();
+        let other = Store::open(fresh.path()).unwrap();
+        let bytes = |w: &LockedWheel| fs_err::read(store.blob_path(&w.sha256)).unwrap();
+        let (a2, b2) = (locked(&other, "alpha", &bytes(&a)), locked(&other, "beta", &bytes(&b)));
+        let beta_size = super::super::wheel::Wheel::open(other.open_verified(&b2.sha256).unwrap(), &b2.filename)
+            .unwrap()
+            .files()
+            .map(|e| e.size)
+            .sum();
+        let (third, caching) = tree_holding(&other, Tree::new(5), &venv, &[&a2, &b2], 5, beta_size).unwrap();
+        caching.wait().unwrap();
+        assert_eq!(tar_of(&first), tar_of(&third));
+        assert!(third.iter().any(|(_, n)| matches!(&n.kind, Kind::File { content: Content::Range { .. }, .. })));
+        for w in [&a, &b] {
+            let key = wheel_key(w, &venv, 5);
+            assert_eq!(store.action(&key), other.action(&key), "{}", w.filename);
+        }
         let paths: Vec<&str> = first.iter().map(|(p, _)| p.as_str()).collect();
         assert!(paths.contains(&"opt/app/venv/lib/python3.11/site-packages/alpha.py"));
         assert!(paths.contains(&"opt/app/venv/lib/python3.11/site-packages/beta/__init__.py"));

@@ -47,6 +47,25 @@ pub(crate) fn map_on_threads<T: Sync, R: Send>(items: &[T], threads: usize, f: i
     slots.into_iter().map(|slot| slot.expect("every item was done")).collect()
 }
 
+/// [`map_on_threads`], starting with the biggest items by `size` (one item is one thread's
+/// work: a big one started last would leave the other threads idle while it finishes); the
+/// results in `items` order.
+pub(crate) fn map_biggest_first<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    size: impl Fn(&T) -> u64,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(size(&items[i])));
+    let done = map_on_threads(&order, threads, |&i| f(&items[i]));
+    let mut results: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    for (i, result) in order.into_iter().zip(done) {
+        results[i] = Some(result);
+    }
+    results.into_iter().map(|r| r.expect("every item was done")).collect()
+}
+
 /// The threads worth running: the cores this process may use.
 pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -14,7 +14,7 @@
 //! archive (the `what` given by the caller), the member and, for a cap, the cap.
 
 use std::collections::BTreeSet;
-use std::io::Read as _;
+use std::sync::Arc;
 
 /// Limits that bound the work an archive can demand.
 #[derive(Debug, Clone, Copy)]
@@ -143,39 +143,65 @@ impl Zip {
     }
 
     /// A member's content, decompressed and checked against its size and CRC-32.
-    pub fn read(&self, entry: &Entry) -> Result<Vec<u8>, ZipError> {
+    pub fn read(&self, entry: &Entry) -> Result<Arc<[u8]>, ZipError> {
         let err = |message: String| ZipError::Member { what: self.what.clone(), member: entry.name.clone(), message };
         let start = entry.data_offset as usize;
         let data = &self.bytes[start..start + entry.compressed_size as usize];
         let out = match entry.method {
-            Method::Stored => data.to_vec(),
-            Method::Deflate => {
-                let mut decoder = flate2::read::DeflateDecoder::new(data);
-                // Never more than declared (plus one byte, to see a lie).
-                let mut out = Vec::with_capacity(entry.size.min(64 << 20) as usize);
-                (&mut decoder)
-                    .take(entry.size + 1)
-                    .read_to_end(&mut out)
-                    .map_err(|e| err(format!("its deflate stream is corrupt: {e}")))?;
-                if out.len() as u64 == entry.size && decoder.total_in() != entry.compressed_size {
-                    return Err(err(format!(
-                        "its deflate stream ends after {} of its {} compressed bytes",
-                        decoder.total_in(),
-                        entry.compressed_size
-                    )));
-                }
-                out
+            Method::Stored if data.len() as u64 == entry.size => Arc::from(data),
+            Method::Stored => {
+                return Err(err(format!("its content is not the {} bytes the archive declares", entry.size)))
             }
+            Method::Deflate => inflate(data, entry.size).map_err(err)?,
         };
-        if out.len() as u64 != entry.size {
-            return Err(err(format!("its content is not the {} bytes the archive declares", entry.size)));
-        }
         let mut crc = flate2::Crc::new();
         crc.update(&out);
         if crc.sum() != entry.crc32 {
             return Err(err(format!("CRC-32 mismatch: declared {:08x}, content has {:08x}", entry.crc32, crc.sum())));
         }
         Ok(out)
+    }
+}
+
+/// Inflates the raw deflate stream `data` into exactly `size` bytes, in one call into a
+/// buffer of that size (libdeflate; the members of a big wheel are most of an install's
+/// time). The stream must end where `data` does: a member with bytes after its stream
+/// is refused, as one whose stream is corrupt or yields other than `size` bytes.
+fn inflate(data: &[u8], size: u64) -> Result<Arc<[u8]>, String> {
+    let declared = || format!("its content is not the {size} bytes the archive declares");
+    // The central directory's sizes are bounded by the archive's (`Limits::max_ratio`).
+    let size = usize::try_from(size).map_err(|_| declared())?;
+    let mut out = Arc::<[u8]>::new_uninit_slice(size);
+    let buf = Arc::get_mut(&mut out).expect("a new Arc is not shared");
+    let (mut used_in, mut used_out) = (0usize, 0usize);
+    // SAFETY: the decompressor is checked and freed here; libdeflate reads `data` and
+    // writes at most `buf.len()` bytes into `buf`, reporting how many through `used_out`.
+    let result = unsafe {
+        let decompressor = libdeflate_sys::libdeflate_alloc_decompressor();
+        if decompressor.is_null() {
+            return Err("no memory for a deflate decompressor".into());
+        }
+        let result = libdeflate_sys::libdeflate_deflate_decompress_ex(
+            decompressor,
+            data.as_ptr().cast(),
+            data.len(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut used_in,
+            &mut used_out,
+        );
+        libdeflate_sys::libdeflate_free_decompressor(decompressor);
+        result
+    };
+    match result {
+        libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS if used_out != size => Err(declared()),
+        libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS if used_in != data.len() => {
+            Err(format!("its deflate stream ends after {used_in} of its {} compressed bytes", data.len()))
+        }
+        // SAFETY: libdeflate wrote all `size` bytes.
+        libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS => Ok(unsafe { out.assume_init() }),
+        libdeflate_sys::libdeflate_result_LIBDEFLATE_INSUFFICIENT_SPACE => Err(declared()),
+        _ => Err("its deflate stream is corrupt".into()),
     }
 }
 
@@ -563,9 +589,9 @@ mod tests {
             let e = zip.entries();
             assert_eq!(e.len(), 3);
             assert_eq!((e[0].name.as_str(), e[0].method, e[0].executable), ("a/b.py", Method::Deflate, false));
-            assert_eq!(zip.read(&e[0]).unwrap(), b"print(1)\n");
+            assert_eq!(*zip.read(&e[0]).unwrap(), *b"print(1)\n");
             assert_eq!((e[1].method, e[1].executable), (Method::Stored, true));
-            assert_eq!(zip.read(&e[1]).unwrap(), b"#!python\n");
+            assert_eq!(*zip.read(&e[1]).unwrap(), *b"#!python\n");
             assert!(e[2].is_dir);
         }
     }
@@ -604,6 +630,35 @@ mod tests {
         let limits = Limits { max_name_len: 3, ..Limits::default() };
         let err = Zip::parse(write(&[Member::file("abcd", b"")], false), "t.whl", &limits).unwrap_err();
         assert!(err.to_string().contains("max_name_len"), "{err}");
+    }
+
+    #[test]
+    fn a_deflate_stream_gives_exactly_its_declared_bytes_and_ends_with_the_member() {
+        use std::io::Write as _;
+        let deflated = |data: &[u8]| {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let text = b"hello hello hello world".repeat(100);
+        let stream = deflated(&text);
+        assert_eq!(*inflate(&stream, text.len() as u64).unwrap(), *text);
+        assert!(inflate(&deflated(b""), 0).unwrap().is_empty());
+        let declared = |n: usize| format!("its content is not the {n} bytes the archive declares");
+        for n in [text.len() + 1, text.len() - 1, 0] {
+            assert_eq!(inflate(&stream, n as u64).unwrap_err(), declared(n));
+        }
+        let mut trailing = stream.clone();
+        trailing.extend([0, 0, 0]);
+        assert_eq!(
+            inflate(&trailing, text.len() as u64).unwrap_err(),
+            format!("its deflate stream ends after {} of its {} compressed bytes", stream.len(), trailing.len())
+        );
+        assert_eq!(inflate(&[0xff; 16], 100).unwrap_err(), "its deflate stream is corrupt");
+        assert_eq!(
+            inflate(&stream[..stream.len() / 2], text.len() as u64).unwrap_err(),
+            "its deflate stream is corrupt"
+        );
     }
 
     #[test]
