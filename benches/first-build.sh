@@ -29,9 +29,9 @@ pin=()
 [ "$(nproc)" -le "$JOBS" ] || pin=(taskset -c "0-$((JOBS - 1))")
 t() { # name command...: runs, appends "name seconds maxrss_kb" to times.tsv
   local name=$1; shift
-  /usr/bin/time -f "$name %e %M" -a -o times.tsv "$@" >/dev/null 2>>log.txt
+  /usr/bin/time -f "$name %e %M" -a -o "$WORK/times.tsv" "$@" >/dev/null 2>>"$WORK/log.txt"
 }
-: >times.tsv
+: >"$WORK/times.tsv"
 for p in $PROFILES; do
   rm -rf src/target; sync
   (cd src && t "compile-$p" "${pin[@]}" cargo build --locked --offline --jobs "$JOBS" --profile "$p")
