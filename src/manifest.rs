@@ -19,7 +19,7 @@ use crate::digest::Digest;
 use crate::document::{self, DocumentError};
 use crate::layer::{self, LayerInfo};
 use crate::lockfile::{LockedIndex, LockedInput, Lockfile, PackageRef};
-use crate::recipe::{Format, ImageVersion, Name, Recipe};
+use crate::recipe::{Format, ImageVersion, IncusRootfs, Name, Recipe};
 use crate::rootfs::Assembled;
 
 pub const MANIFEST_VERSION: u32 = 1;
@@ -356,6 +356,17 @@ impl Manifest {
     /// The output called `name`, if the manifest lists one.
     pub fn output(&self, name: &str) -> Option<&Output> {
         self.outputs.iter().find(|o| o.name == name)
+    }
+
+    /// Which of the candidate's rootfs archives is its `incus` format's: `rootfs.tar.xz`,
+    /// or `rootfs.tar.zst` when it was built with `[lxc] incus-rootfs = "zstd"` and without
+    /// the xz rootfs (with both, they hold one tree, and the xz one is taken).
+    pub fn incus_rootfs(&self) -> IncusRootfs {
+        if self.output(IncusRootfs::Xz.file_name()).is_some() {
+            IncusRootfs::Xz
+        } else {
+            IncusRootfs::Zstd
+        }
     }
 }
 

@@ -189,11 +189,48 @@ pub struct LxcConfig {
     /// The image variant LXD/Incus shows (`default`, `cloud` …).
     #[serde(default = "LxcConfig::default_variant")]
     pub variant: String,
+    /// How the `incus` format's rootfs is compressed.
+    #[serde(default, skip_serializing_if = "IncusRootfs::is_default")]
+    pub incus_rootfs: IncusRootfs,
 }
 
 impl Default for LxcConfig {
     fn default() -> Self {
-        LxcConfig { templates: Self::default_templates(), expiry: None, variant: Self::default_variant() }
+        LxcConfig {
+            templates: Self::default_templates(),
+            expiry: None,
+            variant: Self::default_variant(),
+            incus_rootfs: IncusRootfs::default(),
+        }
+    }
+}
+
+/// The rootfs archive of the `incus` format (`[lxc] incus-rootfs`). LXD imports either
+/// beside the xz metadata (tested with LXD 5.0, from the command line and through its
+/// API). LXC's own `lxc-create -t local` does not: its template extracts with `tar -xpJf`,
+/// which forces xz, so the `lxc` format stays xz.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncusRootfs {
+    /// `rootfs.tar.xz`, what LXD's and Incus's own images use (the default).
+    #[default]
+    Xz,
+    /// `rootfs.tar.zst`, the candidate's zstd rootfs (the default format, so an `incus`
+    /// image beside it costs no compression of its own).
+    Zstd,
+}
+
+impl IncusRootfs {
+    fn is_default(&self) -> bool {
+        *self == IncusRootfs::default()
+    }
+
+    /// The candidate's file that is the `incus` format's rootfs.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            IncusRootfs::Xz => Format::RootfsTarXz.file_name(),
+            IncusRootfs::Zstd => Format::RootfsTarZst.file_name(),
+        }
     }
 }
 

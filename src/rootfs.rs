@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::compress::{Codec, StoreEncoder};
 use crate::digest::{Digest, Hasher, HashingWriter};
 use crate::layer::{self, Built, LayerError, LayerInfo};
-use crate::recipe::{Format, Recipe};
+use crate::recipe::{Format, IncusRootfs, Recipe};
 use crate::store::{Store, StoreError};
 use crate::tar::reader::ReadAt;
 use crate::tar::writer::write_tree;
@@ -68,8 +68,12 @@ pub fn archives(formats: &[Format], recipe: &Recipe) -> Vec<Archive> {
         let (name, codec) = match format {
             Format::RootfsTar => ("rootfs.tar".to_owned(), Codec::None),
             Format::RootfsTarGz => ("rootfs.tar.gz".to_owned(), Codec::Gzip),
-            Format::RootfsTarXz | Format::Incus => ("rootfs.tar.xz".to_owned(), Codec::Xz),
+            Format::RootfsTarXz => ("rootfs.tar.xz".to_owned(), Codec::Xz),
             Format::RootfsTarZst => ("rootfs.tar.zst".to_owned(), Codec::Zstd),
+            Format::Incus => match recipe.lxc.incus_rootfs {
+                IncusRootfs::Xz => ("rootfs.tar.xz".to_owned(), Codec::Xz),
+                IncusRootfs::Zstd => ("rootfs.tar.zst".to_owned(), Codec::Zstd),
+            },
             Format::Proxmox => (recipe.proxmox_name(), Codec::Zstd),
             Format::Oci | Format::Lxc => continue,
         };
@@ -209,4 +213,35 @@ pub fn merge(layers: &[(String, Built)], sde: u64) -> Result<Tree, RootfsError> 
         tree.merge(layer).map_err(|source| RootfsError::Merge { layer: name.clone(), source })?;
     }
     Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::RecipeError;
+
+    fn recipe(extra: &str) -> Result<Recipe, RecipeError> {
+        let text = format!(
+            "[image]\nname = \"demo\"\nversion = \"1\"\narchitecture = \"amd64\"\nos = \"debian\"\n\
+             release = \"bookworm\"\nsource-date-epoch = 1700000000\n[[layer]]\nname = \"base\"\n\
+             directories = [{{ path = \"/srv\" }}]\n{extra}"
+        );
+        Recipe::parse(std::path::Path::new("recipes/demo.toml"), text.into_bytes())
+    }
+
+    #[test]
+    fn the_incus_rootfs_is_xz_unless_the_recipe_says_zstd() {
+        let of = |recipe: &Recipe, formats: &[Format]| -> Vec<(String, Vec<u8>)> {
+            archives(formats, recipe).into_iter().map(|a| (a.name, a.codec.canonical())).collect()
+        };
+        let xz = recipe("").unwrap();
+        assert_eq!(xz.lxc.incus_rootfs, IncusRootfs::Xz);
+        assert_eq!(of(&xz, &[Format::Incus]), [("rootfs.tar.xz".into(), Codec::Xz.canonical())]);
+        let zstd = recipe("[lxc]\nincus-rootfs = \"zstd\"\n").unwrap();
+        assert_eq!(of(&zstd, &[Format::Incus]), [("rootfs.tar.zst".into(), Codec::Zstd.canonical())]);
+        // Beside the default format it is that format's archive: one zstd pass for both.
+        assert_eq!(of(&zstd, &[Format::Incus, Format::RootfsTarZst]).len(), 1);
+        let err = recipe("[lxc]\nincus-rootfs = \"gzip\"\n").unwrap_err().to_string();
+        assert!(err.contains("gzip") && err.contains("xz") && err.contains("zstd"), "{err}");
+    }
 }

@@ -68,6 +68,12 @@ pub enum FeedError {
     NoFormat { candidate: Digest, dir: PathBuf },
     #[error("candidate {candidate}: its manifest lists `{file}` for format `{format}`, but lists no such output")]
     MissingOutput { candidate: Digest, format: &'static str, file: String },
+    #[error(
+        "candidate {candidate}: its `incus` rootfs is `rootfs.tar.zst` (`[lxc] incus-rootfs = \"zstd\"`), and \
+         LXD's simplestreams serves a split image's rootfs only as `root.tar.xz`: to publish it in a feed, \
+         build it with `incus-rootfs = \"xz\"` or with the `rootfs.tar.xz` format too"
+    )]
+    IncusZstd { candidate: Digest },
     #[error("cannot write the feed at `{}`", path.display())]
     Write {
         path: PathBuf,
@@ -257,6 +263,9 @@ fn place_member(root: &Path, member: &Member<'_>) -> Result<(Image, Vec<String>)
     };
     let has = |f: Format| manifest.formats.contains(&f);
     let lxd = if has(Format::Incus) {
+        if manifest.incus_rootfs() != crate::recipe::IncusRootfs::Xz {
+            return Err(FeedError::IncusZstd { candidate });
+        }
         let meta = copy("incus.meta.tar.xz", "lxd.tar.xz", "incus")?;
         let rootfs = copy("rootfs.tar.xz", "root.tar.xz", "incus")?;
         let combined = combined_sha256(&[root.join(&meta.0), root.join(&rootfs.0)])?;

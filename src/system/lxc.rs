@@ -126,6 +126,10 @@ pub struct LxdRecord {
     /// Whether this deployment imported the image (so `undeploy` deletes it); an image
     /// already there is someone else's and is left.
     pub imported: bool,
+    /// Which rootfs archive is beside the metadata in the deployment's folder
+    /// ([`crate::manifest::Manifest::incus_rootfs`]; xz in records written before it could be zstd).
+    #[serde(default)]
+    pub rootfs: crate::recipe::IncusRootfs,
 }
 
 /// Which runtime a deployment's nodes run on.
@@ -466,10 +470,11 @@ pub fn deploy(ctx: &Context, options: &DeployOptions<'_>) -> anyhow::Result<(Dep
     if options.backend == Backend::Lxd {
         // Everything `undeploy` needs to find what it makes, before anything is made.
         record.base = String::new();
-        for name in [lxd::META, lxd::ROOTFS] {
+        let rootfs = options.manifest.incus_rootfs();
+        for name in [lxd::META, rootfs.file_name()] {
             copy_checked(options, &dir.join(name), name, "incus")?;
         }
-        record.lxd = Some(prepare_lxd(&dir)?);
+        record.lxd = Some(prepare_lxd(&dir, rootfs)?);
     }
     record.write(&dir)?;
     write_atomic(&dir.join(PLAN), &planned.document.canonical())?;
@@ -774,11 +779,11 @@ fn instance_request(node: &NodeRecord, image: &Digest, bridge: &str) -> Value {
 
 /// The daemon of `LXD_DIR` and the image of the candidate's `incus` archives in `dir`
 /// (copied there, checked): what the record must hold before anything is made.
-fn prepare_lxd(dir: &Path) -> anyhow::Result<LxdRecord> {
+fn prepare_lxd(dir: &Path, rootfs: crate::recipe::IncusRootfs) -> anyhow::Result<LxdRecord> {
     let lxd = lxd::Lxd::from_env();
-    let image = lxd::fingerprint(&dir.join(lxd::META), &dir.join(lxd::ROOTFS))?;
+    let image = lxd::fingerprint(&dir.join(lxd::META), &dir.join(rootfs.file_name()))?;
     let imported = !lxd.has_image(&image)?;
-    Ok(LxdRecord { socket: lxd.socket().to_owned(), image, imported })
+    Ok(LxdRecord { socket: lxd.socket().to_owned(), image, imported, rootfs })
 }
 
 /// Imports the image (unless it was there), makes every node's instance from it on the
@@ -791,7 +796,7 @@ fn create_lxd(
 ) -> anyhow::Result<LxdNodes> {
     let lxd_record = record.lxd.clone().expect("an LXD deployment");
     let lxd = lxd::Lxd::at(lxd_record.socket.clone());
-    let (meta, rootfs) = (dir.join(lxd::META), dir.join(lxd::ROOTFS));
+    let (meta, rootfs) = (dir.join(lxd::META), dir.join(lxd_record.rootfs.file_name()));
     if lxd_record.imported {
         let answer = lxd.import_image(&meta, &rootfs).context("cannot import the candidate's `incus` image")?;
         let got = answer["metadata"]["fingerprint"].as_str().unwrap_or_default();

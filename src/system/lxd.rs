@@ -38,9 +38,8 @@ use crate::digest::{Digest, Hasher};
 use crate::sandbox::Exit;
 use crate::tree::{Kind, Tree};
 
-/// The files of the `incus` format, as the candidate folder names them.
+/// The metadata file of the `incus` format, as the candidate folder names it.
 pub const META: &str = "incus.meta.tar.xz";
-pub const ROOTFS: &str = "rootfs.tar.xz";
 
 /// What the LXD API refused or could not be asked.
 #[derive(Debug, thiserror::Error)]

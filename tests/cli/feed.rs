@@ -91,6 +91,28 @@ fn overwrite(path: &Path, bytes: &[u8]) {
     fs::write(path, bytes).unwrap();
 }
 
+/// An `incus` image whose rootfs is zstd has no name in LXD's simplestreams (`root.tar.xz`
+/// only): the feed refuses it, naming the candidate and the two ways out, and writes nothing.
+#[test]
+fn a_feed_refuses_an_incus_image_whose_rootfs_is_zstd() {
+    let p = Project::with_keys(tempfile::tempdir().unwrap());
+    copy_project(p.root(), false);
+    let recipe = p.root().join("recipes/example.toml");
+    let text = fs::read_to_string(&recipe).unwrap() + "\n[lxc]\nincus-rootfs = \"zstd\"\n";
+    fs::write(&recipe, text).unwrap();
+    p.run(&["lock", "recipes/example.toml"]).assert_ok();
+    let args = ["build", "recipes/example.toml", "--out", "out", "--format", "incus", "--format", "lxc"];
+    p.run(&args).assert_ok();
+    let dir = p.root().join("out/example_1.0_amd64");
+    assert!(dir.join("rootfs.tar.zst").is_file() && !dir.join("rootfs.tar.xz").exists());
+    p.sign_and_promote(&dir);
+    let refused = p.publish("feed");
+    refused.assert_code(2);
+    refused.assert_stderr_has("its `incus` rootfs is `rootfs.tar.zst` (`[lxc] incus-rootfs = \"zstd\"`)");
+    refused.assert_stderr_has("build it with `incus-rootfs = \"xz\"` or with the `rootfs.tar.xz` format too");
+    assert!(!p.root().join("feed/streams").exists(), "a refused feed was written");
+}
+
 #[test]
 fn a_feed_is_reproducible_and_verify_feed_refuses_tampering_and_rollback() {
     let p = Project::with_keys(tempfile::tempdir().unwrap());

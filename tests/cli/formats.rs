@@ -470,12 +470,16 @@ fn lxc_creates_and_starts_our_template_privileged_and_unprivileged() {
 }
 
 #[test]
-fn lxd_imports_launches_and_templates_the_hostname() {
+fn lxd_imports_launches_and_templates_the_hostname_with_an_xz_or_a_zstd_rootfs() {
     if !require("lxd", "lxd") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let Some(candidate) = busybox_project(t.path(), "") else { return };
+    let Some(candidate) = busybox_project(&t.path().join("xz"), "") else { return };
+    // The same image with `[lxc] incus-rootfs = "zstd"`: its `incus` rootfs is the zstd one,
+    // and nothing is xz-compressed but the metadata.
+    let zstd = busybox_project(&t.path().join("zstd"), "[lxc]\nincus-rootfs = \"zstd\"\n").unwrap();
+    assert!(zstd.join("rootfs.tar.zst").is_file() && !zstd.join("rootfs.tar.xz").exists());
     let lxd_dir = t.path().join("lxd");
     fs::create_dir_all(&lxd_dir).unwrap();
     let client = |args: &[&str]| {
@@ -498,21 +502,26 @@ fn lxd_imports_launches_and_templates_the_hostname() {
     .unwrap();
     assert!(init.wait().unwrap().success(), "lxd init --preseed failed");
     let result = std::panic::catch_unwind(|| {
-        let meta = candidate.join("incus.meta.tar.xz");
-        let rootfs = candidate.join("rootfs.tar.xz");
-        ok(&mut client(&["image", "import", meta.to_str().unwrap(), rootfs.to_str().unwrap(), "--alias", "box"]));
-        ok(&mut client(&["launch", "box", "c1", "-c", "raw.lxc=lxc.init.cmd = /bin/sleep 600"]));
-        let hostname = ok(&mut client(&["exec", "c1", "--", "/bin/cat", "/etc/hostname"]));
-        let _ = client(&["delete", "--force", "c1"]).output();
-        let _ = client(&["image", "delete", "box"]).output();
-        hostname
+        let mut hostnames = Vec::new();
+        for (dir, rootfs, name) in [(&candidate, "rootfs.tar.xz", "c1"), (&zstd, "rootfs.tar.zst", "c2")] {
+            let meta = dir.join("incus.meta.tar.xz");
+            let rootfs = dir.join(rootfs);
+            ok(&mut client(&["image", "import", meta.to_str().unwrap(), rootfs.to_str().unwrap(), "--alias", name]));
+            ok(&mut client(&["launch", name, name, "-c", "raw.lxc=lxc.init.cmd = /bin/sleep 600"]));
+            let hostname = ok(&mut client(&["exec", name, "--", "/bin/cat", "/etc/hostname"]));
+            let _ = client(&["delete", "--force", name]).output();
+            let _ = client(&["image", "delete", name]).output();
+            hostnames.push((name, hostname));
+        }
+        hostnames
     });
     let _ = Command::new("lxd").args(["shutdown", "--timeout", "60"]).env("LXD_DIR", &lxd_dir).output();
     drop(daemon);
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(lxd_dir.to_str().unwrap()), "LXD left mounts under {}", lxd_dir.display());
-    let hostname = result.unwrap_or_else(|e| std::panic::resume_unwind(e));
-    assert_eq!(hostname.trim(), "c1", "LXD did not template /etc/hostname");
+    for (name, hostname) in result.unwrap_or_else(|e| std::panic::resume_unwind(e)) {
+        assert_eq!(hostname.trim(), name, "LXD did not template /etc/hostname");
+    }
 }
 
 #[test]
