@@ -5,8 +5,8 @@
 //! named in the action cache by the wheel's sha256 and everything that shapes its tree (file
 //! name, venv, interpreter, `SOURCE_DATE_EPOCH`, the install format). The layer's own key is
 //! over the same, for all its wheels, and the venv. Wheels are installed biggest first on
-//! all cores; the trees installed now are made durable and named on a thread of their own
-//! while the layer's tar is written ([`Caching`]).
+//! all cores; the trees installed now go into the layer from memory while their cache
+//! copies are written, made durable and named on a thread of their own ([`Caching`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -73,7 +73,8 @@ const IN_MEMORY: u64 = 1 << 30;
 /// caching thread while the layer that uses it is written.
 enum Fresh {
     Written(BatchedBlob, Digest, LayerInfo),
-    InMemory(Digest, Tree),
+    /// The cache key, the tree, and the wheel's file name (for the caching thread's errors).
+    InMemory(Digest, Tree, String),
 }
 
 /// A wheel's installed tree, and what is left to cache of it when it was installed now.
@@ -82,9 +83,9 @@ type WheelTree = (Tree, Option<Fresh>);
 /// One wheel's installed tree: from the cache, or installed from its store blob now. A new
 /// tree stays in memory (its bytes go into the layer without a copy, and the cache's copy
 /// is written beside the layer's, see [`Caching`]) while the wheels installed now hold no
-/// more than `in_memory` bytes together (`held` counts them; [`IN_MEMORY`] in a build); past that, it is written
-/// to the store now and read back, pointing into its blob: a CUDA stack installs to
-/// gigabytes, which must not all be held at once.
+/// more than `in_memory` bytes together (`held` counts them; [`IN_MEMORY`] in a build);
+/// past that, it is written to the store now and read back, pointing into its blob: a
+/// CUDA stack installs to gigabytes, which must not all be held at once.
 fn wheel_tree(
     store: &Store,
     wheel: &LockedWheel,
@@ -115,7 +116,7 @@ fn wheel_tree(
     let tree = install::install(&opened, &wheel.filename, venv, sde)?;
     let size: u64 = opened.files().map(|e| e.size).sum();
     if held.fetch_add(size, Ordering::Relaxed) + size <= in_memory {
-        return Ok((tree.clone(), Some(Fresh::InMemory(key, tree))));
+        return Ok((tree.clone(), Some(Fresh::InMemory(key, tree, wheel.filename.clone()))));
     }
     let (blob, info) = write_tree(store, &tree).with_context(|| format!("`{}`", wheel.filename))?;
     let read = layer::read(&info, &blob.reader, 0)?;
@@ -132,12 +133,13 @@ fn write_tree(store: &Store, tree: &Tree) -> anyhow::Result<(BatchedBlob, LayerI
     Ok((blob, info))
 }
 
-/// The wheel trees installed by [`tree`], being made durable and named on another thread
-/// while the layer that uses them is written: one `syncfs` and an action-cache entry each,
-/// which need not hold up the layer (its tree reads the blobs through handles that stay
-/// valid across their renames). [`Caching::wait`] reports how that went; dropped without
-/// it (the layer failed), the thread is still waited for, so that no temporary file is
-/// left behind by an exiting process.
+/// The wheel trees installed by [`tree`], written (those held in memory), made durable and
+/// named on another thread while the layer that uses them is written and the build goes
+/// on: one `syncfs` and an action-cache entry each, which need not hold up the layer (its
+/// tree holds the bytes, or reads the blobs through handles that stay valid across their
+/// renames). The build calls [`Caching::wait`] at its end, which reports how that went;
+/// dropped without it (the build failed), the thread is still waited for, so that no
+/// temporary file is left behind by an exiting process.
 pub struct Caching {
     handle: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
@@ -210,8 +212,9 @@ fn tree_holding(
                 for new in fresh {
                     let (blob, key, info) = match new {
                         Fresh::Written(blob, key, info) => (blob, key, info),
-                        Fresh::InMemory(key, tree) => {
-                            let (blob, info) = write_tree(&store, &tree)?;
+                        Fresh::InMemory(key, tree, wheel) => {
+                            let (blob, info) = write_tree(&store, &tree)
+                                .with_context(|| format!("caching the installed tree of `{wheel}`"))?;
                             (blob, key, info)
                         }
                     };
