@@ -7,12 +7,19 @@
 #   warm          that build again (the configure layer comes from the action cache)
 #   cold-noguard  the same recipe with `[configure] guard = false` (scripts run once)
 #   warm-noguard  that build again
+#   extract-cold  the same set extract-only (no [configure]), layer cache cold
+#   floor         dpkg-deb --fsys-tarfile of every .deb (2 jobs) + zstd -3 -T0 of the tars:
+#                 what extract-only cannot go below
+#   scripts-floor the maintainer scripts' own run in cold-noguard (the sandbox's wall time
+#                 around the image's `dpkg --configure -a` and preinsts): what no configured
+#                 build of this set can go below, here or in mmdebstrap
 #   mm-server     mmdebstrap --variant=minbase --include=<the same packages> from the same
 #                 local mirror, to .tar.zst (maintainer scripts run once, no guard)
 # Only rootfs.tar.zst is built (`--format`), the output mmdebstrap makes too.
 # Needs ../shared/bench's signed mirror with the server packages in its pool
 # (benches/extend-mirror.sh lockfiles/server.lock) and a release binary.
 # Usage: benches/server-configure.sh [BENCH] ; RUNS=3 by default. Prints a table of medians.
+# On tmpfs: WORK=/a/tmpfs/dir TMPDIR=/a/tmpfs/tmp (mmdebstrap unpacks under TMPDIR).
 set -euo pipefail
 BENCH=${1:-/tmp/bench}
 RUNS=${RUNS:-3}
@@ -28,11 +35,16 @@ cp "$REPO/recipes/server.toml" "$WORK/recipes/server.toml"
 cp "$REPO/lockfiles/server.lock" "$WORK/lockfiles/server.lock"
 sed -e 's/^maintainer-scripts = true$/maintainer-scripts = true\nguard = false/' "$WORK/recipes/server.toml" > "$WORK/recipes/noguard.toml"
 grep -q '^guard = false$' "$WORK/recipes/noguard.toml"
+sed -e '/^\[configure\]/,/^maintainer-scripts/d' -e 's/^name = "server"/name = "extract"/' \
+  "$WORK/recipes/server.toml" > "$WORK/recipes/extract.toml"
+! grep -q maintainer-scripts "$WORK/recipes/extract.toml"
 cd "$WORK"
 STORE=$WORK/store
 export CANDIDATE_MIRROR_DEBIAN=file://$MIRROR
 "$BIN" -q --store "$STORE" lock --check recipes/server.toml
 "$BIN" -q --store "$STORE" lock recipes/noguard.toml
+"$BIN" -q --store "$STORE" lock recipes/extract.toml
+awk -F' = ' '/^filename/{gsub(/"/,"",$2); print $2}' lockfiles/server.lock > debs.txt
 "$BIN" -q --store "$STORE" fetch recipes/server.toml
 PKGS=$(awk -F' = ' '/^\[\[package/{p=1} p&&/^name/{gsub(/"/,"",$2); printf "%s,", $2; p=0}' lockfiles/server.lock)
 HOOKS=/usr/share/mmdebstrap/hooks/file-mirror-automount
@@ -41,13 +53,21 @@ t() { # name command...: runs, appends "name seconds maxrss_kb" to times.tsv
   local name=$1; shift
   /usr/bin/time -f "$name %e %M" -a -o times.tsv "$@" >/dev/null 2>>log.txt
 }
+floor() {
+  rm -rf floor; mkdir floor
+  (cd "$MIRROR" && xargs -P2 -I{} sh -c 'dpkg-deb --fsys-tarfile "{}" > "'"$WORK"'/floor/$(basename {}).tar"' < "$WORK/debs.txt")
+  cat floor/*.tar | zstd -3 -T0 -q -f -o floor.tar.zst
+}
 cold() { rm -rf "$STORE/v1/actions" dist; mkdir -p "$STORE/v1/actions"; sync; }
 : > times.tsv
 for i in $(seq "$RUNS"); do
   cold; t cold "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/server.toml
   t warm "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/server.toml
-  cold; t cold-noguard "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/noguard.toml
+  # verbose: its "maintainer scripts ran in" line is the scripts' own time (their floor)
+  cold; t cold-noguard "$BIN" -v --store "$STORE" build --format rootfs.tar.zst recipes/noguard.toml
   t warm-noguard "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/noguard.toml
+  cold; t extract-cold "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/extract.toml
+  sync; t floor bash -c "$(declare -f floor); WORK=$WORK MIRROR=$MIRROR floor"; rm -rf floor
   if command -v mmdebstrap >/dev/null; then
     sync; t mm-server mmdebstrap --quiet --mode=root --variant=minbase --include="$PKGS" --hook-dir="$HOOKS" \
       bookworm mm-server.tar.zst "deb [trusted=yes] file://$MIRROR bookworm main"
@@ -60,7 +80,8 @@ if [ -f mm-server.tar.zst ]; then
   echo "package sets: $(wc -l < our-packages.txt) locked, $(wc -l < mm-packages.txt) installed by mmdebstrap; differences:"
   diff our-packages.txt mm-packages.txt || true
 fi
-python3 "$REPO/benches/medians.py" "$WORK/times.tsv" --faster mm-server | tee medians.txt
+sed -n 's/.*maintainer scripts ran in \([0-9.]*\) s.*/scripts-floor \1 0/p' log.txt >> times.tsv
+python3 "$REPO/benches/medians.py" "$WORK/times.tsv" --vs floor --faster mm-server | tee medians.txt
 # The guard's cost: cold with it against cold without.
 awk '/^median /{for (i = 2; i <= NF; i++) { split($i, kv, "="); m[kv[1]] = kv[2] }}
   END { if (m["cold"] && m["cold-noguard"]) printf "the guard costs %.1f s of a cold build (%.2fx); a warm build, nothing\n", m["cold"] - m["cold-noguard"], m["cold"] / m["cold-noguard"] }' medians.txt

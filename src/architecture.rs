@@ -69,6 +69,7 @@ const STAGES: &[(&str, &[&str])] = &[
         &[
             "debian::configure",
             "debian::per_machine",
+            "debian::usrmerge",
             "debian::dpkgdb",
             "debian::install",
             "debian::layers",

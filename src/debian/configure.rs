@@ -3,7 +3,8 @@
 //!
 //! The merged image (every recipe layer) is written to a fresh directory under the store's
 //! `tmp/` ([`crate::instance::materialize`]: our own validated tree, never an archive
-//! unpacked by someone else's code), then [`crate::sandbox::run`] runs, inside new mount,
+//! unpacked by someone else's code; with `/usr` already merged when the image installs
+//! `usrmerge`, [`super::usrmerge`]), then [`crate::sandbox::run`] runs, inside new mount,
 //! PID, UTS, IPC and network namespaces with a fixed environment and hostname, a driver
 //! script that installs a `policy-rc.d` (no service starts), runs each package's `preinst
 //! install` in the order apt would (essential packages and `Pre-Depends` first, every
@@ -32,12 +33,13 @@ use anyhow::{bail, Context as _};
 use super::control;
 use super::packages::Relations;
 use super::per_machine::{self, PerMachineError, Record, Rule};
+use super::usrmerge;
 use crate::digest::{Digest, Hasher};
 use crate::sandbox::{self, Bind, Exit, Spec};
 use crate::tree::{Content, Kind, Node, Tree, WHITEOUT_PREFIX};
 
 /// Bumped whenever the configure run or its normalisation changes.
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 
 /// The hostname the scripts see.
 pub const HOSTNAME: &str = "candidate";
@@ -179,8 +181,11 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
     driver.push_str(&byte_compile_script(run.venvs));
     let systemd = init_is_systemd(image);
     let finish = |layer: Tree| per_machine::apply(layer, run.rules, EMPTIED, systemd, run.guard, run.sde);
+    // What the scripts start from: the image, or the image with /usr merged already.
+    let merged = usrmerge::installs_usrmerge(&status).then(|| usrmerge::lay_out(image, run.sde)).flatten();
+    let start = Start { image, laid_out: merged.as_ref().unwrap_or(image) };
     if !run.guard {
-        let (layer, timings) = run_scripts(image, run, instance, &driver)?;
+        let (layer, timings) = run_scripts(&start, run, instance, &driver)?;
         let (layer, record) = finish(layer);
         return Ok((layer, timings, record));
     }
@@ -188,8 +193,8 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
     // one package at a time, so the second run mostly takes another core, not more time).
     let twin = instance_dir(run.scratch)?;
     let (first, second) = std::thread::scope(|scope| {
-        let second = scope.spawn(|| run_scripts(image, run, twin.path(), &driver));
-        let first = run_scripts(image, run, instance, &driver);
+        let second = scope.spawn(|| run_scripts(&start, run, twin.path(), &driver));
+        let first = run_scripts(&start, run, instance, &driver);
         (first, second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     });
     let ((layer, mut timings), (other, other_timings)) = (first?, second?);
@@ -215,12 +220,21 @@ fn init_is_systemd(image: &Tree) -> bool {
     })
 }
 
-/// One run of the maintainer scripts: `image` written to `instance`, the driver run over it
-/// in a sandbox, and what it changed read back and normalised.
-fn run_scripts(image: &Tree, run: &Run<'_>, instance: &Path, driver: &str) -> anyhow::Result<(Tree, Timings)> {
+/// What a run of the scripts starts from.
+struct Start<'a> {
+    /// The image the configure layer goes over.
+    image: &'a Tree,
+    /// What is written for the scripts: the image, or the image with `/usr` merged by
+    /// [`usrmerge::lay_out`] (a change the configure layer then holds, as the conversion's).
+    laid_out: &'a Tree,
+}
+
+/// One run of the maintainer scripts: the image laid out in `instance`, the driver run over
+/// it in a sandbox, and what it changed read back and normalised.
+fn run_scripts(start: &Start<'_>, run: &Run<'_>, instance: &Path, driver: &str) -> anyhow::Result<(Tree, Timings)> {
     let mut timings = Timings::default();
     let started = std::time::Instant::now();
-    crate::instance::materialize(image, instance)
+    crate::instance::materialize(start.laid_out, instance)
         .with_context(|| format!("cannot write the image to `{}` for its maintainer scripts", instance.display()))?;
     timings.materialize = started.elapsed();
     let marker = change_marker(run.scratch)?;
@@ -257,7 +271,7 @@ fn run_scripts(image: &Tree, run: &Run<'_>, instance: &Path, driver: &str) -> an
         ),
     }
     let started = std::time::Instant::now();
-    let layer = changes(image, instance, marker, run.sde)?;
+    let layer = changes(start.image, instance, marker, run.sde)?;
     timings.changes = started.elapsed();
     Ok((layer, timings))
 }
@@ -426,7 +440,9 @@ pub fn changes(before: &Tree, root: &Path, marker: (i64, i64), sde: u64) -> anyh
                 continue;
             }
             let old = before.get(&path);
-            let touched = (meta.ctime(), meta.ctime_nsec()) > marker;
+            // Top-level entries are always compared: the instance may have been written
+            // with `/bin` … already links ([`usrmerge::lay_out`]), before the marker.
+            let touched = !path.contains('/') || (meta.ctime(), meta.ctime_nsec()) > marker;
             if old.is_some() && !touched {
                 continue;
             }

@@ -31,4 +31,5 @@ pub mod pin;
 pub mod release;
 pub mod resolve;
 pub mod unpack;
+pub mod usrmerge;
 pub mod version;

@@ -257,6 +257,18 @@ fn real_configured_minbase_is_reproducible_and_fully_configured() {
     assert!(statuses.lines().count() >= 90, "{statuses}");
     assert_eq!(ok(Command::new("chroot").arg(&root).args(["dpkg", "--audit"])), "");
     ok(Command::new("chroot").arg(&root).args(["apt-get", "check", "-q"]));
+    // usrmerge's conversion was done before the scripts ran, and left what it leaves: `/bin`
+    // a link into `/usr`, and both names of every shell in /etc/shells.
+    assert_eq!(fs::read_link(root.join("bin")).unwrap(), Path::new("usr/bin"));
+    assert_eq!(fs::read_link(root.join("lib64")).unwrap(), Path::new("usr/lib64"));
+    let shells = fs::read_to_string(root.join("etc/shells")).unwrap();
+    for shell in ["/bin/sh", "/usr/bin/sh", "/bin/bash", "/usr/bin/bash", "/bin/dash", "/usr/bin/dash"] {
+        assert!(shells.lines().any(|l| l == shell), "{shell} is not in /etc/shells:\n{shells}");
+    }
+    // Laid out, not converted: the conversion copies file by file, which splits gzip's hard
+    // links (`/bin/gunzip`, `/bin/uncompress`); moved in memory they stay one inode.
+    let inode = |path: &str| std::os::unix::fs::MetadataExt::ino(&fs::metadata(root.join(path)).unwrap());
+    assert_eq!(inode("usr/bin/gunzip"), inode("usr/bin/uncompress"));
     // Normalised: no dpkg log, no aux-cache, no policy-rc.d left behind.
     for gone in ["var/log/dpkg.log", "var/cache/ldconfig/aux-cache", "usr/sbin/policy-rc.d", "var/lib/dpkg/status-old"]
     {
