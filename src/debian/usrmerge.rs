@@ -34,7 +34,8 @@ pub fn installs_usrmerge(status: &str) -> bool {
 pub fn lay_out(image: &Tree, sde: u64) -> Option<Tree> {
     let is_dir = |path: &str| image.get(path).is_some_and(Node::is_dir);
     let moving: Vec<&str> = MERGED.iter().copied().filter(|top| is_dir(top)).collect();
-    if moving.is_empty() {
+    // Without a `/usr` directory the conversion has nowhere to move to (it fails).
+    if moving.is_empty() || !is_dir("usr") {
         return None;
     }
     let link = |top: &str| Node {
@@ -200,6 +201,7 @@ mod tests {
         let merged = image(vec![("bin", symlink("usr/bin")), ("usr/bin/sh", file(b"sh", None))]);
         assert!(lay_out(&merged, 9).is_none());
         assert!(lay_out(&image(vec![("etc/hostname", file(b"h", None))]), 9).is_none());
+        assert!(lay_out(&image(vec![("bin/sh", file(b"sh", None)), ("usr", symlink("/elsewhere"))]), 9).is_none());
     }
 
     #[test]
