@@ -3,8 +3,9 @@
 //! so that the package's `postinst` finds nothing to convert.
 //!
 //! In a configured build the conversion (`/usr/lib/usrmerge/convert-usrmerge`, one `cp` per
-//! file) is the most expensive script there is: 1.4 s of the server set's 9 s, 0.4 s of
-//! minbase's. mmdebstrap avoids it the same way (its `merged-usr` hook lays the links out
+//! file: 1,192 of them for the server set) is the most expensive script there is: about 0.9 s
+//! of the server set's 10 s of scripts, 0.45 s of minbase's 2 s, measured side by side.
+//! mmdebstrap avoids it the same way (its `merged-usr` hook lays the links out
 //! before extraction). The conversion is only taken over where it is plain: every entry of a
 //! merged directory moves to the same path under `/usr`, and where both exist they must be
 //! directories (merged) — any other collision (two files, a file over a link …) is a case
