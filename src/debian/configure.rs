@@ -177,12 +177,14 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
             );
         }
     }
-    let mut driver = driver_script(&status, image.get("usr/sbin/policy-rc.d").is_none())?;
+    // The status file, read once: the driver's preinst order, and whether usrmerge is in it.
+    let installed = preinst_order(&status)?;
+    let mut driver = driver_script(&installed, image.get("usr/sbin/policy-rc.d").is_none());
     driver.push_str(&byte_compile_script(run.venvs));
     let systemd = init_is_systemd(image);
     let finish = |layer: Tree| per_machine::apply(layer, run.rules, EMPTIED, systemd, run.guard, run.sde);
     // What the scripts start from: the image, or the image with /usr merged already.
-    let merged = usrmerge::installs_usrmerge(&status).then(|| usrmerge::lay_out(image, run.sde)).flatten();
+    let merged = installed.iter().any(|p| p.name == "usrmerge").then(|| usrmerge::lay_out(image, run.sde)).flatten();
     let start = Start { image, laid_out: merged.as_ref().unwrap_or(image) };
     if !run.guard {
         let (layer, timings) = run_scripts(&start, run, instance, &driver)?;
@@ -348,13 +350,13 @@ fn preinst_order(status: &str) -> anyhow::Result<Vec<Installed>> {
 }
 
 /// The shell script the sandbox runs: `policy-rc.d` (unless the image has one), each
-/// `preinst install` in order, `dpkg --configure -a`, then `policy-rc.d` removed again.
-fn driver_script(status: &str, own_policy_rc_d: bool) -> anyhow::Result<String> {
+/// `preinst install` in the order given ([`preinst_order`]), `dpkg --configure -a`, then `policy-rc.d` removed again.
+fn driver_script(installed: &[Installed], own_policy_rc_d: bool) -> String {
     let mut script = String::from("#!/bin/sh\n# Written by candidate: configures the image's packages.\nset -e\n");
     if own_policy_rc_d {
         script.push_str("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d\nchmod 0755 /usr/sbin/policy-rc.d\n");
     }
-    for p in preinst_order(status)? {
+    for p in installed {
         let preinst = format!("/var/lib/dpkg/info/{}.preinst", p.info);
         script.push_str(&format!(
             "if [ -x {q} ]; then echo \"candidate: preinst install {name}\"; DPKG_MAINTSCRIPT_PACKAGE={name} \
@@ -369,7 +371,7 @@ fn driver_script(status: &str, own_policy_rc_d: bool) -> anyhow::Result<String> 
     if own_policy_rc_d {
         script.push_str("rm -f /usr/sbin/policy-rc.d\n");
     }
-    Ok(script)
+    script
 }
 
 /// `s` as one single-quoted shell word.
@@ -647,12 +649,12 @@ Architecture: amd64\nVersion: 1\nDepends: libc6\n";
 
     #[test]
     fn the_driver_quotes_and_runs_dpkg_last() {
-        let script = driver_script(STATUS, true).unwrap();
+        let script = driver_script(&preinst_order(STATUS).unwrap(), true);
         assert!(script.contains("'/var/lib/dpkg/info/libc6:amd64.preinst' install"), "{script}");
         let dpkg = script.find("dpkg --configure -a\n").unwrap();
         assert!(script.find("web.preinst").unwrap() < dpkg);
         assert!(script.trim_end().ends_with("rm -f /usr/sbin/policy-rc.d"));
-        assert!(!driver_script(STATUS, false).unwrap().contains("policy-rc.d"));
+        assert!(!driver_script(&preinst_order(STATUS).unwrap(), false).contains("policy-rc.d"));
     }
 
     /// The byte-compile step, run for real (with the host's Debian interpreter, standing in

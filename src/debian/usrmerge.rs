@@ -25,11 +25,6 @@ use crate::tree::{Kind, Node, Tree};
 /// The top-level directories the conversion merges into `/usr` (`directories_to_merge`).
 pub const MERGED: &[&str] = &["bin", "sbin", "lib", "lib32", "lib64", "libo32", "libx32"];
 
-/// Whether a dpkg status file lists `usrmerge`, whose `postinst` converts the system.
-pub fn installs_usrmerge(status: &str) -> bool {
-    status.lines().any(|line| line.trim_end() == "Package: usrmerge")
-}
-
 /// `image` laid out as usrmerge's conversion leaves it, or `None` when there is nothing to
 /// convert or a collision the conversion decides by its own rules (see the module docs).
 pub fn lay_out(image: &Tree, sde: u64) -> Option<Tree> {
@@ -203,11 +198,5 @@ mod tests {
         assert!(lay_out(&merged, 9).is_none());
         assert!(lay_out(&image(vec![("etc/hostname", file(b"h", None))]), 9).is_none());
         assert!(lay_out(&image(vec![("bin/sh", file(b"sh", None)), ("usr", symlink("/elsewhere"))]), 9).is_none());
-    }
-
-    #[test]
-    fn usrmerge_is_found_in_the_status_file() {
-        assert!(installs_usrmerge("Package: dash\nStatus: x\n\nPackage: usrmerge\nStatus: install ok unpacked\n"));
-        assert!(!installs_usrmerge("Package: usrmerge-doc\n\nPackage: usr-is-merged\n"));
     }
 }
