@@ -44,18 +44,13 @@ t() { # name command...: runs, appends "name seconds maxrss_kb" to times.tsv
   local name=$1; shift
   /usr/bin/time -f "$name %e %M" -a -o times.tsv "$@" >/dev/null 2>>log.txt
 }
-floor() {
-  rm -rf floor; mkdir floor
-  (cd "$BENCH/mirror-signed" && xargs -P2 -I{} sh -c 'dpkg-deb --fsys-tarfile "{}" > "'"$WORK"'/floor/$(basename {}).tar"' < "$WORK/debs.txt")
-  cat floor/*.tar | zstd -3 -T0 -q -f -o floor.tar.zst
-}
 : > times.tsv
 for i in $(seq "$RUNS"); do
   sync; t lock "$BIN" -q --store "$STORE" lock recipes/minbase.toml
   rm -rf "$STORE/v1/actions" dist; mkdir -p "$STORE/v1/actions"; sync
   t cold "$BIN" -q --store "$STORE" build recipes/minbase.toml
   t warm "$BIN" -q --store "$STORE" build recipes/minbase.toml
-  sync; t floor bash -c "$(declare -f floor); WORK=$WORK BENCH=$BENCH floor"
+  sync; t floor "$HERE/floor.sh" "$BENCH/mirror-signed" "$WORK/debs.txt" "$WORK"; rm -rf floor
   if command -v mmdebstrap >/dev/null; then
     sync; t mm-extract mmdebstrap --quiet --mode=root --variant=extract --include="$PKGS" bookworm mm-extract.tar "$MIRROR"
     sync; t mm-minbase mmdebstrap --quiet --mode=root --variant=minbase --hook-dir="$HOOKS" bookworm mm-minbase.tar \

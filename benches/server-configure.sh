@@ -53,11 +53,6 @@ t() { # name command...: runs, appends "name seconds maxrss_kb" to times.tsv
   local name=$1; shift
   /usr/bin/time -f "$name %e %M" -a -o times.tsv "$@" >/dev/null 2>>log.txt
 }
-floor() {
-  rm -rf floor; mkdir floor
-  (cd "$MIRROR" && xargs -P2 -I{} sh -c 'dpkg-deb --fsys-tarfile "{}" > "'"$WORK"'/floor/$(basename {}).tar"' < "$WORK/debs.txt")
-  cat floor/*.tar | zstd -3 -T0 -q -f -o floor.tar.zst
-}
 cold() { rm -rf "$STORE/v1/actions" dist; mkdir -p "$STORE/v1/actions"; sync; }
 : > times.tsv
 for i in $(seq "$RUNS"); do
@@ -67,7 +62,7 @@ for i in $(seq "$RUNS"); do
   cold; t cold-noguard "$BIN" -v --store "$STORE" build --format rootfs.tar.zst recipes/noguard.toml
   t warm-noguard "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/noguard.toml
   cold; t extract-cold "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/extract.toml
-  sync; t floor bash -c "$(declare -f floor); WORK=$WORK MIRROR=$MIRROR floor"; rm -rf floor
+  sync; t floor "$REPO/benches/floor.sh" "$MIRROR" "$WORK/debs.txt" "$WORK"; rm -rf floor
   if command -v mmdebstrap >/dev/null; then
     sync; t mm-server mmdebstrap --quiet --mode=root --variant=minbase --include="$PKGS" --hook-dir="$HOOKS" \
       bookworm mm-server.tar.zst "deb [trusted=yes] file://$MIRROR bookworm main"

@@ -155,19 +155,24 @@ pub fn deb_layer(store: &Store, package: &LockedPackage, sde: u64) -> anyhow::Re
     Ok(DebLayer { meta, blob: blob.reader.clone(), pending: Some((blob, key)) })
 }
 
-/// Unpacks (or finds) every package, on all cores, in the given order.
+/// Unpacks (or finds) every package, on all cores; the results are in the given order.
 pub fn deb_layers(store: &Store, packages: &[&LockedPackage], sde: u64) -> anyhow::Result<Vec<DebLayer>> {
+    // The largest packages first, so that no core is left alone with a large one at the end
+    // (the server set's libllvm14 and postgresql-15 are in the middle and near the end of
+    // the lock's order). Only the order of the work changes: each result goes to its slot.
+    let mut work: Vec<usize> = (0..packages.len()).collect();
+    work.sort_by_key(|&i| std::cmp::Reverse(packages[i].size));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(packages.len().max(1));
     let mut slots: Vec<Option<anyhow::Result<DebLayer>>> = (0..packages.len()).map(|_| None).collect();
     let results = std::sync::Mutex::new(&mut slots);
     std::thread::scope(|scope| {
         for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(package) = packages.get(i) else { break };
-                let result = deb_layer(store, package, sde);
-                results.lock().expect("no panics while holding it")[i] = Some(result);
+            scope.spawn(|| {
+                while let Some(&i) = work.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                    let result = deb_layer(store, packages[i], sde);
+                    results.lock().expect("no panics while holding it")[i] = Some(result);
+                }
             });
         }
     });
