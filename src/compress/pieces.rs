@@ -34,11 +34,9 @@ use crate::digest::{Digest, Hasher};
 use crate::store::{Store, StoreError};
 
 // The size of the pieces trades compressed size (each piece starts with an empty dictionary)
-// against what a change recompresses. Measured on the server set's 540 MB tar
-// (benches/rebuild.sh, python3-yaml removed): pieces of about 9 MiB (4 MiB minimum, 2^22,
-// 16 MiB at most) made 133.4 MB of xz and a 35.8 s rebuild; about 4 MiB, 137.2 MB (+2.8%)
-// and 15.6 s; about 2 MiB, 141.4 MB (+5.9%) and 12.9 s. Below 4 MiB a change costs little
-// less (what is left is mostly not xz), while the size keeps growing.
+// against what a change recompresses: pieces of about 4 MiB, because below that a one-package
+// rebuild gains little (what is left of it is mostly not xz) while the outputs keep growing
+// (README.md, "Benchmarks": the three sizes measured with benches/rebuild.sh).
 
 /// No piece is shorter, but the last.
 pub const PIECE_MIN: usize = 2 << 20;

@@ -165,9 +165,10 @@ pub enum ConffileError {
     Twice { line: String },
 }
 
-/// Unpacks the package in `deb` (read from its start, whatever the file's offset).
-/// `label` names it in errors; decompressed contents go to an anonymous file in
-/// `spool_dir`; mtimes are clamped to `sde`.
+/// Unpacks the package in `deb` (read from its start, whatever the file's offset), which the
+/// caller has proved against its pinned sha256: xz members are decoded without computing their
+/// own check ([`member_decoder`]). `label` names it in errors; decompressed contents go to an
+/// anonymous file in `spool_dir`; mtimes are clamped to `sde`.
 pub fn unpack(
     deb: &File,
     label: &str,
@@ -515,8 +516,8 @@ impl Errors<'_> {
 }
 
 /// Reads what follows the end-of-archive marker to the end of the compressed stream, so
-/// that the decoder checks its trailer (gzip's CRC, xz's index and footer), and insists it is zeros
-/// (the padding tar writes).
+/// that the decoder checks its trailer (gzip's CRC, xz's index and footer), and insists it
+/// is zeros (the padding tar writes).
 fn drain<R: Read>(tar: TarReader<R>, errors: &Errors<'_>) -> Result<(), UnpackError> {
     let mut rest = tar.into_inner();
     let mut buf = vec![0u8; 64 << 10];
@@ -551,7 +552,8 @@ pub fn member_decoder<'a>(compression: Compression, raw: impl Read + 'a) -> io::
         Compression::None => Box::new(raw),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
         // xz's own integrity check (a CRC64 of each block, for Debian's packages) is not
-        // computed: every input reaches here proven by its pinned sha256 (`Store::open_verified`),
+        // computed: every package reaches here proven by its pinned sha256 (`deb_layer` opens
+        // it with `Store::open_verified`),
         // which rules out the corruption an unkeyed checksum is for, and computing it was a
         // tenth of decoding. The stream's structure (index, footer, sizes) is still checked.
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new_stream(
