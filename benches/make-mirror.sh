@@ -29,6 +29,7 @@ if [ -z "${BIN:-}" ]; then
   for BIN in "$REPO/target/release/candidate" "$REPO/target/debug/candidate"; do [ -x "$BIN" ] && break; done
 fi
 [ -x "$BIN" ] || { echo "no candidate binary: cargo build --release (or set BIN)" >&2; exit 1; }
+BIN=$(realpath "$BIN")
 missing=$(for t in curl gpgv xz gzip apt-ftparchive; do command -v "$t" >/dev/null || echo "$t"; done)
 [ -z "$missing" ] || { echo "make-mirror.sh: missing:" $missing >&2; exit 1; }
 [ -f "$KEYRING" ] || { echo "no archive keyring at $KEYRING (debian-archive-keyring)" >&2; exit 1; }
