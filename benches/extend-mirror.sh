@@ -6,7 +6,8 @@
 # checked against the lockfile's sha256 before it is put there; a file already at that path is
 # kept only if it is the pinned package. A pool file is never partial, never anything else.
 # The signed index of such a mirror already lists every package of the suite; only the pool
-# is partial. Usage: benches/extend-mirror.sh lockfiles/server.lock
+# is partial. Exits 75 (EX_TEMPFAIL) when the archive cannot be reached, 1 on any other failure.
+# Usage: benches/extend-mirror.sh lockfiles/server.lock
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LOCK=${1:?usage: extend-mirror.sh LOCKFILE [MIRROR]}
@@ -32,7 +33,7 @@ while read -r name version filename sha256; do
   mkdir -p "$MIRROR/$(dirname "$filename")"
   part=$MIRROR/$(dirname "$filename")/.$(basename "$filename").part
   curl -fsS --retry 3 -o "$part" "$UPSTREAM/$filename" ||
-    { rm -f "$part"; echo "$name $version: could not download $filename from the machine's Debian archive" >&2; exit 1; }
+    { rm -f "$part"; echo "$name $version: could not download $filename from the machine's Debian archive" >&2; exit 75; }
   echo "$sha256  $part" | sha256sum -c --quiet - 2>/dev/null ||
     { rm -f "$part"; echo "$name $version: the downloaded $filename does not match the lockfile's sha256" >&2; exit 1; }
   mv "$part" "$MIRROR/$filename"

@@ -18,6 +18,7 @@
 # if it is the pinned one), so a rerun downloads only what changed.
 # Needs: curl, gpgv, xz, gzip, apt-ftparchive (apt-utils), the archive keyring, and a candidate
 # binary (BIN; default target/release/candidate, else target/debug/candidate).
+# Exits 75 (EX_TEMPFAIL) when the archive cannot be reached, 1 on any other failure.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -46,7 +47,7 @@ INDEX=main/binary-$ARCH/Packages.xz
 mkdir -p "$S/dists/$SUITE/main/binary-$ARCH"
 for f in InRelease "$INDEX"; do
   curl -fsS --retry 3 -o "$S/dists/$SUITE/$f" "$UPSTREAM/dists/$SUITE/$f" ||
-    { echo "cannot download dists/$SUITE/$f from $UPSTREAM (the machine's apt source; DEBIAN_MIRROR_URL overrides it)" >&2; exit 1; }
+    { echo "cannot download dists/$SUITE/$f from $UPSTREAM (the machine's apt source; DEBIAN_MIRROR_URL overrides it)" >&2; exit 75; }
 done
 gpgv --quiet --keyring "$KEYRING" --output "$new/Release" "$S/dists/$SUITE/InRelease" 2>/dev/null ||
   { echo "$SUITE's InRelease is not signed by a key in $KEYRING" >&2; exit 1; }
@@ -60,7 +61,7 @@ have=$(sha256sum "$S/dists/$SUITE/$INDEX" | cut -d' ' -f1)
 mkdir -p "$new/lock/recipes"
 minbase_recipe "$BENCH" > "$new/lock/recipes/minbase.toml"
 (cd "$new/lock" && CANDIDATE_MIRROR_DEBIAN="file://$S" "$BIN" -q --store "$new/lock/store" lock recipes/minbase.toml)
-"$HERE/extend-mirror.sh" "$new/lock/lockfiles/minbase.lock" "$S" >/dev/null
+"$HERE/extend-mirror.sh" "$new/lock/lockfiles/minbase.lock" "$S" >/dev/null || exit $?
 
 # 3. The flat repository of the same set.
 F=$new/mirror
