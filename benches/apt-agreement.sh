@@ -6,7 +6,7 @@
 # with an empty dpkg status, against the same signed index. Prints, per request, the sizes
 # of both sets and any package (name version arch) on one side only; exits 1 on a mismatch.
 # Usage: benches/apt-agreement.sh [ARCHIVE_URL] [SUITE] [KEYRING]
-#   default archive: file:///tmp/bench/mirror-signed (../shared/bench/make-signed-mirror.sh),
+#   default archive: file:///tmp/bench/mirror-signed (benches/make-mirror.sh),
 #   which holds the whole bookworm main index; only the index is read, no package.
 set -euo pipefail
 URL=${1:-file:///tmp/bench/mirror-signed}

@@ -5,12 +5,12 @@
 #   warm      candidate build again
 #   floor     dpkg-deb --fsys-tarfile of every .deb (2 jobs) + zstd -3 -T0 of the rootfs tar
 #   mm-extract  mmdebstrap --variant=extract of the same package set, to .tar
-#   mm-minbase  mmdebstrap --variant=minbase, to .tar (as ../shared/bench/baseline.sh runs it:
-#               file:// mirror, file-mirror-automount hook)
+#   mm-minbase  mmdebstrap --variant=minbase, to .tar (from the flat file:// mirror of the
+#               same set, with the file-mirror-automount hook)
 #   cfg-cold    candidate build with [configure] (maintainer scripts run, as mmdebstrap's
 #               minbase runs them), package layers and configure layer cold
 #   cfg-warm    that build again
-# Needs the mirrors of ../shared/bench (make-local-mirror.sh, make-signed-mirror.sh); their
+# Needs the mirrors benches/make-mirror.sh makes (mirror-signed and the flat mirror); their
 # location is the first argument (default /tmp/bench). WORK (default: $BENCH/candidate-bench)
 # is where builds run: put it on tmpfs to compare with the tmpfs figures.
 # Usage: benches/debian-minbase.sh [BENCH] ; RUNS=5 by default. Prints a table of medians.
@@ -21,7 +21,7 @@ RUNS=${RUNS:-5}
 WORK=${WORK:-$BENCH/candidate-bench}
 BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/candidate}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-[ -d "$BENCH/mirror-signed/dists" ] || { echo "no $BENCH/mirror-signed: run ../shared/bench/make-local-mirror.sh and make-signed-mirror.sh" >&2; exit 1; }
+[ -d "$BENCH/mirror-signed/dists" ] || { echo "no $BENCH/mirror-signed: run benches/make-mirror.sh" >&2; exit 1; }
 rm -rf "$WORK"; mkdir -p "$WORK/recipes"
 . "$(dirname "$0")/minbase-recipe.sh"
 minbase_recipe "$BENCH" > "$WORK/recipes/minbase.toml"

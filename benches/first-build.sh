@@ -11,7 +11,7 @@
 #   extract-PROFILE   its cold extract-only build of Debian 12 minbase from BENCH's mirror
 #   configured-PROFILE its cold configured build of minbase (maintainer scripts run)
 # The compiles run one after the other; the builds in RUNS interleaved rounds (default 3).
-# The minbase builds need ../shared/bench's signed mirror in BENCH (default /tmp/bench) and
+# The minbase builds need benches/make-mirror.sh's signed mirror in BENCH (default /tmp/bench) and
 # are skipped, saying so, without it. WORK (default: a folder under /tmp) is removed on exit.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)

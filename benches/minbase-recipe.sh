@@ -1,6 +1,6 @@
 # Sourced by the benchmark scripts: `minbase_recipe BENCH` prints the Debian 12 minbase
 # recipe (every `Priority: required` package and apt) over the signed mirror in BENCH
-# (../shared/bench's make-local-mirror.sh and make-signed-mirror.sh).
+# (benches/make-mirror.sh).
 minbase_recipe() {
   cat <<EOT
 [image]

@@ -9,7 +9,7 @@
 # Each round has a fresh registry (skopeo's blob info cache would mount blobs it saw in an
 # earlier round's repository). Our push also sends the candidate's own files (manifest, SBOMs, provenance) and the referrers;
 # each step's requests and uploaded blobs are counted from the registry's access log.
-# Needs the mirrors of ../shared/bench (default /tmp/bench, first argument) and docker-registry,
+# Needs the mirrors of benches/make-mirror.sh (default /tmp/bench, first argument) and docker-registry,
 # skopeo. Usage: benches/publish.sh [BENCH] ; RUNS=5, BIN (default target/release/candidate).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -17,7 +17,7 @@ BENCH=${1:-/tmp/bench}
 RUNS=${RUNS:-5}
 BIN=${BIN:-$HERE/../target/release/candidate}
 [ -x "$BIN" ] || { echo "build first: cargo build --release (or set BIN)" >&2; exit 1; }
-[ -d "$BENCH/mirror-signed/dists" ] || { echo "no $BENCH/mirror-signed: run ../shared/bench/make-local-mirror.sh and make-signed-mirror.sh" >&2; exit 1; }
+[ -d "$BENCH/mirror-signed/dists" ] || { echo "no $BENCH/mirror-signed: run benches/make-mirror.sh" >&2; exit 1; }
 WORK=$(mktemp -d /var/tmp/publish-bench.XXXXXX)
 REGISTRY_PID=
 cleanup() {

@@ -26,7 +26,7 @@
 # With OLD=BINARY, every round also times that binary's cold build (`old_cold`,
 # `old_app_layer`) beside this checkout's, to compare two versions in one run.
 #
-# Needs the local Debian 12 mirror (../shared/bench, + python3 via benches/extend-mirror.sh)
+# Needs the local Debian 12 mirror (benches/make-mirror.sh, + python3 via benches/extend-mirror.sh)
 # and network to pip's configured index once (the wheels are kept in BENCH_DIR/python-index).
 # Environment: BENCH_DIR (/tmp/candidate-bench), BENCH (/tmp/bench, holding mirror-signed),
 # CANDIDATE (default: this checkout's release binary, built first), OLD (none), RUNS (5).

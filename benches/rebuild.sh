@@ -8,7 +8,7 @@
 #   cold-B    B on a store that only holds the .debs
 # and checks that each binary's `change` outputs are byte for byte its `cold-B` ones. Prints
 # the medians (peak RSS from /usr/bin/time) and change/cold per binary.
-# Needs ../shared/bench's signed mirror; the server's .debs are added to its pool
+# Needs benches/make-mirror.sh's signed mirror; the server's .debs are added to its pool
 # (benches/extend-mirror.sh). Usage: OLD=path [NEW=path] [RUNS=1] benches/rebuild.sh [BENCH]
 set -euo pipefail
 BENCH=${1:-/tmp/bench}
@@ -16,7 +16,7 @@ RUNS=${RUNS:-1}
 MIRROR=$BENCH/mirror-signed
 . "$(dirname "$0")/old-new.sh"
 old_new_work rebuild-bench
-[ -d "$MIRROR/dists" ] || { echo "no $MIRROR: run ../shared/bench/make-local-mirror.sh and make-signed-mirror.sh" >&2; exit 1; }
+[ -d "$MIRROR/dists" ] || { echo "no $MIRROR: run benches/make-mirror.sh" >&2; exit 1; }
 "$REPO/benches/extend-mirror.sh" "$REPO/lockfiles/server.lock" "$MIRROR" >/dev/null
 export CANDIDATE_MIRROR_DEBIAN=file://$MIRROR
 cd "$WORK"

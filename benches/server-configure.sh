@@ -16,8 +16,8 @@
 #   mm-server     mmdebstrap --variant=minbase --include=<the same packages> from the same
 #                 local mirror, to .tar.zst (maintainer scripts run once, no guard)
 # Only rootfs.tar.zst is built (`--format`), the output mmdebstrap makes too.
-# Needs ../shared/bench's signed mirror with the server packages in its pool
-# (benches/extend-mirror.sh lockfiles/server.lock) and a release binary.
+# Needs benches/make-mirror.sh's signed mirror (the server packages are added to its pool
+# by benches/extend-mirror.sh lockfiles/server.lock) and a release binary.
 # Usage: benches/server-configure.sh [BENCH] ; RUNS=3 by default. Prints a table of medians.
 # On tmpfs: WORK=/a/tmpfs/dir TMPDIR=/a/tmpfs/tmp (mmdebstrap unpacks under TMPDIR).
 set -euo pipefail
@@ -28,7 +28,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$REPO/target/release/candidate}
 MIRROR=$BENCH/mirror-signed
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-[ -d "$MIRROR/dists" ] || { echo "no $MIRROR: run ../shared/bench/make-local-mirror.sh and make-signed-mirror.sh" >&2; exit 1; }
+[ -d "$MIRROR/dists" ] || { echo "no $MIRROR: run benches/make-mirror.sh" >&2; exit 1; }
 "$REPO/benches/extend-mirror.sh" "$REPO/lockfiles/server.lock" "$MIRROR" >/dev/null
 rm -rf "$WORK"; mkdir -p "$WORK/recipes" "$WORK/lockfiles"
 cp "$REPO/recipes/server.toml" "$WORK/recipes/server.toml"

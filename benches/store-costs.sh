@@ -4,7 +4,7 @@
 # minbase set with two binaries, interleaved: OLD (before) and NEW (after), each cold (no
 # action cache: every layer made again from its inputs, which are re-hashed) and warm (a
 # no-op rebuild into the same folder, whose outputs are re-hashed), RUNS times, and prints
-# the medians. Needs the mirror of ../shared/bench (see benches/debian-minbase.sh) for minbase.
+# the medians. Needs the mirror of benches/make-mirror.sh (see benches/debian-minbase.sh) for minbase.
 # Usage: OLD=path NEW=path benches/store-costs.sh [BENCH]
 set -euo pipefail
 BENCH=${1:-/tmp/bench}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the multi-threaded xz encoder gains an all-format build. Builds the configured Debian
-# minbase (the example without ../shared/bench's mirror) with two binaries, interleaved: OLD
+# minbase (the example without benches/make-mirror.sh's mirror) with two binaries, interleaved: OLD
 # (single-threaded xz) and NEW, each cold (no action cache) with every format, and cold with
 # every format but the xz ones (`rootfs.tar.xz`, `lxc`, `incus`): the difference is the xz
 # stage. Beside them, `xz -T0 -6` of the same rootfs tar, for throughput. Peak RSS from

@@ -1594,14 +1594,19 @@ Package: tzdata\nArchitecture: all\nPriority: required\n";
         }
     }
 
-    /// Resolves the essential, apt and minbase sets against a full Debian 12 amd64 index and
-    /// prints how they differ from mmdebstrap's (and debootstrap's) lists for the same archive.
+    /// Resolves the essential, apt and minbase sets against a full Debian 12 amd64 index (the
+    /// signed one `benches/make-mirror.sh` copies) and prints how they differ from lists of
+    /// mmdebstrap's (and debootstrap's) choices for the same archive, where such lists are in
+    /// `/tmp/bench/pkglists/` (`NAME.txt`, one `package version arch` or name per line).
+    /// `benches/apt-agreement.sh` is the check that runs apt itself; this is a diagnostic.
     /// Run with `cargo test --release --lib -- --ignored --nocapture full_index_minbase`.
     #[test]
-    #[ignore = "needs a full Packages index and mmdebstrap's package lists on this machine"]
+    #[ignore = "needs benches/make-mirror.sh's mirror on this machine"]
     fn full_index_minbase() {
-        let index_path = "/tmp/bench/mirror-full/dists/bookworm/main/binary-amd64/Packages";
-        let text = fs_err::read_to_string(index_path).unwrap();
+        let index_path = "/tmp/bench/mirror-signed/dists/bookworm/main/binary-amd64/Packages.xz";
+        let mut text = String::new();
+        let (_, mut decoded) = crate::compress::decoder(fs_err::File::open(index_path).unwrap()).unwrap();
+        std::io::Read::read_to_string(&mut decoded, &mut text).unwrap();
         let start = std::time::Instant::now();
         let packages = parse_index(&text).unwrap();
         let parsed = start.elapsed();

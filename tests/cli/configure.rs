@@ -1,11 +1,11 @@
 //! Configure mode (`[configure] maintainer-scripts = true`) end to end.
 //!
 //! The refusals run against the fixture archive (synthetic packages: no dpkg to run). The
-//! real runs need a local Debian 12 mirror made with `../shared/bench` (`make-local-mirror.sh`
-//! and `make-signed-mirror.sh`; `CANDIDATE_DEBIAN_MIRROR`, default `/tmp/bench/mirror-signed`)
+//! real runs need a local Debian 12 mirror made by `benches/make-mirror.sh`
+//! (`CANDIDATE_DEBIAN_MIRROR`, default `/tmp/bench/mirror-signed`)
 //! and are `#[ignore]`d: `.ci/run` makes the mirror and runs them with `--ignored real_`.
 //! The boot test also adds systemd-sysv's packages to that mirror's pool
-//! (`benches/extend-mirror.sh`, the machine's apt configuration).
+//! (`benches/extend-mirror.sh`, from the archive the machine's apt configuration names).
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -122,7 +122,7 @@ pub(super) fn mirror() -> PathBuf {
         PathBuf::from(std::env::var_os("CANDIDATE_DEBIAN_MIRROR").unwrap_or_else(|| "/tmp/bench/mirror-signed".into()));
     assert!(
         mirror.join("dists/bookworm/InRelease").is_file(),
-        "no signed Debian 12 mirror at {}: run ../shared/bench/make-local-mirror.sh and make-signed-mirror.sh",
+        "no signed Debian 12 mirror at {}: run benches/make-mirror.sh",
         mirror.display()
     );
     mirror
@@ -156,7 +156,7 @@ pub(super) fn extract(archive: &Path, into: &Path) {
 /// TZ and hostname — and checks the outputs are byte-identical and the image configured:
 /// every package `ii`, `dpkg --audit` silent, `apt-get check` passing.
 #[test]
-#[ignore = "needs a local Debian 12 mirror (../shared/bench); .ci/run runs it"]
+#[ignore = "needs a local Debian 12 mirror (benches/make-mirror.sh); .ci/run runs it"]
 fn real_configured_minbase_is_reproducible_and_fully_configured() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::Builder::new().prefix("elsewhere-").tempdir().unwrap();
@@ -306,7 +306,7 @@ pub(super) fn wait_running(mut probe: impl FnMut() -> String) -> String {
 /// candidate's own `lxc` format, `lxc-start`) and under `systemd-nspawn -b`, systemd reaching
 /// `running`, with `dpkg --audit` silent inside.
 #[test]
-#[ignore = "needs a local Debian 12 mirror (../shared/bench) and apt access to add systemd; .ci/run runs it"]
+#[ignore = "needs a local Debian 12 mirror (benches/make-mirror.sh) and the archive to add systemd; .ci/run runs it"]
 fn real_configured_image_with_systemd_boots_in_lxc_and_nspawn() {
     let t = tempfile::tempdir().unwrap();
     let path = real_recipe(t.path(), "boot", "\"apt\", \"systemd-sysv\"", "\"rootfs.tar.zst\", \"lxc\"");

@@ -193,7 +193,7 @@ fn server_project(dir: &Path) -> PathBuf {
 /// The server recipe: reproducible, keyless, and every node its own. One build pair covers
 /// reproducibility, the key scan and both boots (the configured build takes ~40 s).
 #[test]
-#[ignore = "needs a local Debian 12 mirror (../shared/bench), apt access to add the server packages, and systemd-nspawn; .ci/run runs it"]
+#[ignore = "needs a local Debian 12 mirror (benches/make-mirror.sh), the archive to add the server packages, and systemd-nspawn; .ci/run runs it"]
 fn real_server_is_reproducible_keyless_and_each_node_makes_its_own_keys() {
     ok(Command::new(repo().join("benches/extend-mirror.sh")).arg(repo().join("lockfiles/server.lock")).arg(mirror()));
     let a = tempfile::tempdir().unwrap();
@@ -354,7 +354,7 @@ fn token_recipe(dir: &Path, archive: &Path, declare: bool) -> PathBuf {
 }
 
 #[test]
-#[ignore = "needs a local Debian 12 mirror (../shared/bench), dpkg-deb and apt-ftparchive; .ci/run runs it"]
+#[ignore = "needs a local Debian 12 mirror (benches/make-mirror.sh), dpkg-deb and apt-ftparchive; .ci/run runs it"]
 fn real_random_postinst_fails_the_guard_until_declared() {
     let t = tempfile::tempdir().unwrap();
     let archive = t.path().join("archive");

@@ -1,5 +1,5 @@
 //! Python dependencies in a real image: Debian 12's `python3` from the local mirror
-//! (../shared/bench, `CANDIDATE_DEBIAN_MIRROR`) and real wheels — numpy, PyYAML and requests
+//! (benches/make-mirror.sh, `CANDIDATE_DEBIAN_MIRROR`) and real wheels — numpy, PyYAML and requests
 //! with their dependencies — from a local simple index `benches/python-index.sh` makes with
 //! `pip download` (pip's own configured index: nothing here names one).
 
@@ -83,7 +83,7 @@ PYTHON
 /// bit-identical outputs (`.pyc` included), the wheels listed in the manifest, the installed
 /// file set equal to `pip install --target`'s, and the venv working in `candidate test`.
 #[test]
-#[ignore = "needs a local Debian 12 mirror (../shared/bench) and pip download; .ci/run runs it"]
+#[ignore = "needs a local Debian 12 mirror (benches/make-mirror.sh) and pip download; .ci/run runs it"]
 fn real_python_venv_is_reproducible_and_works() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::Builder::new().prefix("elsewhere-").tempdir().unwrap();
