@@ -15,6 +15,7 @@ KEYRING=${3:-/usr/share/keyrings/debian-archive-keyring.gpg}
 ARCH=$(dpkg --print-architecture)
 BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/candidate}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+BIN=$(realpath "$BIN") # the script changes directory before it runs it
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 REQUESTS=(
   "apt"

@@ -21,6 +21,7 @@ RUNS=${RUNS:-5}
 WORK=${WORK:-$BENCH/candidate-bench}
 BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/candidate}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+BIN=$(realpath "$BIN") # the script changes directory before it runs it
 [ -d "$BENCH/mirror-signed/dists" ] || { echo "no $BENCH/mirror-signed: run benches/make-mirror.sh" >&2; exit 1; }
 rm -rf "$WORK"; mkdir -p "$WORK/recipes"
 . "$(dirname "$0")/minbase-recipe.sh"

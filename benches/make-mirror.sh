@@ -30,7 +30,7 @@ if [ -z "${BIN:-}" ]; then
   for BIN in "$REPO/target/release/candidate" "$REPO/target/debug/candidate"; do [ -x "$BIN" ] && break; done
 fi
 [ -x "$BIN" ] || { echo "no candidate binary: cargo build --release (or set BIN)" >&2; exit 1; }
-BIN=$(realpath "$BIN")
+BIN=$(realpath "$BIN") # it runs from the lock's folder
 missing=$(for t in curl gpgv xz gzip apt-ftparchive; do command -v "$t" >/dev/null || echo "$t"; done)
 [ -z "$missing" ] || { echo "make-mirror.sh: missing:" $missing >&2; exit 1; }
 [ -f "$KEYRING" ] || { echo "no archive keyring at $KEYRING (debian-archive-keyring)" >&2; exit 1; }
@@ -82,8 +82,10 @@ xz -k "$F/Packages"
     h && /^ / { if ($3 ~ /^Packages(\.gz|\.xz)?$/) print; next } { h = 0; print }' > "$new/Release.flat")
 mv "$new/Release.flat" "$F/Release"
 
-# 4. Both in place, each whole.
-rm -rf "$BENCH/mirror-signed" "$BENCH/mirror"
-mv "$S" "$BENCH/mirror-signed"
-mv "$F" "$BENCH/mirror"
+# 4. Both in place, each whole: the old one renamed aside (into $new, which the trap removes)
+#    and the new one renamed in, so each place is empty only between two renames.
+for m in mirror-signed mirror; do
+  [ -e "$BENCH/$m" ] && mv "$BENCH/$m" "$new/old-$m"
+  mv "$new/$m" "$BENCH/$m"
+done
 echo "mirrors in $BENCH: mirror-signed (the $SUITE index verified with $(basename "$KEYRING"), $(find "$BENCH/mirror-signed/pool" -name '*.deb' | wc -l) debs pooled), mirror ($(wc -l < "$new/files") packages: the minbase set)"

@@ -17,6 +17,7 @@ BENCH=${1:-/tmp/bench}
 RUNS=${RUNS:-5}
 BIN=${BIN:-$HERE/../target/release/candidate}
 [ -x "$BIN" ] || { echo "build first: cargo build --release (or set BIN)" >&2; exit 1; }
+BIN=$(realpath "$BIN") # the script changes directory before it runs it
 [ -d "$BENCH/mirror-signed/dists" ] || { echo "no $BENCH/mirror-signed: run benches/make-mirror.sh" >&2; exit 1; }
 WORK=$(mktemp -d /var/tmp/publish-bench.XXXXXX)
 REGISTRY_PID=

@@ -28,6 +28,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$REPO/target/release/candidate}
 MIRROR=$BENCH/mirror-signed
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+BIN=$(realpath "$BIN") # the script changes directory before it runs it
 [ -d "$MIRROR/dists" ] || { echo "no $MIRROR: run benches/make-mirror.sh" >&2; exit 1; }
 "$REPO/benches/extend-mirror.sh" "$REPO/lockfiles/server.lock" "$MIRROR" >/dev/null
 rm -rf "$WORK"; mkdir -p "$WORK/recipes" "$WORK/lockfiles"

@@ -10,6 +10,7 @@ RUNS=${RUNS:-3}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$REPO/target/release/candidate}
 [ -x "$BIN" ] || { echo "build first: cargo build --release (or set BIN)" >&2; exit 1; }
+BIN=$(realpath "$BIN") # the script changes directory before it runs it
 WORK=$(mktemp -d /var/tmp/store-verify.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 blobs=$WORK/store/v1/blobs/sha256

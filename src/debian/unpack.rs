@@ -553,9 +553,9 @@ pub fn member_decoder<'a>(compression: Compression, raw: impl Read + 'a) -> io::
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
         // xz's own integrity check (a CRC64 of each block, for Debian's packages) is not
         // computed: every package reaches here proven by its pinned sha256 (`deb_layer` opens
-        // it with `Store::open_verified`),
-        // which rules out the corruption an unkeyed checksum is for, and computing it was a
-        // tenth of decoding. The stream's structure (index, footer, sizes) is still checked.
+        // it with `Store::open_verified`), which rules out the corruption an unkeyed checksum
+        // is for, and computing it was a tenth of decoding. The stream's structure (index,
+        // footer, sizes) is still checked.
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new_stream(
             raw,
             liblzma::stream::Stream::new_stream_decoder(
