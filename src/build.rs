@@ -27,6 +27,7 @@ use crate::recipe::CONFIGURE_LAYER as LAYER_NAME;
 use crate::recipe::{Format, Origin};
 use crate::rootfs::{self, Assembled};
 use crate::sbom;
+use crate::tree::Tree;
 
 pub struct BuildOptions {
     /// Keys that sign the candidate's provenance (`manifest.intoto.json`); none: unsigned.
@@ -137,7 +138,12 @@ pub fn build(
     let archives = rootfs::archives(&formats, recipe);
 
     let built = build_layers(ctx, &resolved, &tarballs, &archives)?;
-    let assembled = assemble(ctx, recipe, &formats, &archives, &built.layers, built.streamed)?;
+    let merged = match built.below_configure {
+        Some(below) => rootfs::MergedLayers::over(&built.layers, sde, below),
+        None => rootfs::MergedLayers::new(&built.layers, sde),
+    };
+    let assembled = assemble(ctx, recipe, &formats, &archives, &merged, built.streamed)?;
+    drop(merged);
     // The layers' blobs were made durable while the outputs were compressed.
     let layers: Vec<(String, LayerInfo)> = built
         .layers
@@ -183,6 +189,9 @@ struct BuiltLayers {
     replaced: Vec<(String, String, String)>,
     /// In configure mode: what each node adds to the candidate.
     per_machine: Option<per_machine::Record>,
+    /// When the maintainer scripts ran now: the image they ran over, every layer below the
+    /// configure layer merged (the rootfs is that and the configure layer).
+    below_configure: Option<Tree>,
     /// The wheel trees installed now, still being made durable and named for later builds:
     /// nothing of this build waits for them but its end.
     caching: Vec<crate::python::layers::Caching>,
@@ -249,6 +258,7 @@ fn build_layers(
         layers.push((layer.name.to_string(), built));
     }
     let mut per_machine = None;
+    let mut below_configure = None;
     if recipe.configure.maintainer_scripts {
         let venvs = recipe
             .layers
@@ -256,7 +266,8 @@ fn build_layers(
             .map(|l| crate::python::layers::venv(&resolved.lockfile, recipe, l))
             .filter_map(Result::transpose)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let (built, record) = configure_layer(ctx, recipe, &layers, &venvs)?;
+        let (built, record, image) = configure_layer(ctx, recipe, &layers, &venvs)?;
+        below_configure = image;
         warn_per_machine(ctx, &record);
         per_machine = Some(record);
         let verb = if built.cached { "Fresh" } else { "Configured" };
@@ -264,7 +275,14 @@ fn build_layers(
         ctx.printer.status(verb, format_args!("layer {LAYER_NAME} {} ({} entries)", info.diff_id, info.entries));
         layers.push((LAYER_NAME.to_owned(), built));
     }
-    Ok(BuiltLayers { layers, streamed, replaced: packages.replaced, per_machine, caching: caching.into_inner() })
+    Ok(BuiltLayers {
+        layers,
+        streamed,
+        replaced: packages.replaced,
+        per_machine,
+        below_configure,
+        caching: caching.into_inner(),
+    })
 }
 
 /// What a configure run's per-machine record should make a user look at.
@@ -288,14 +306,14 @@ fn assemble(
     recipe: &crate::recipe::Recipe,
     formats: &[Format],
     archives: &[rootfs::Archive],
-    layers: &[(String, layer::Built)],
+    merged: &rootfs::MergedLayers<'_>,
     streamed: Option<Assembled>,
 ) -> anyhow::Result<Assembled> {
-    let sde = recipe.image.source_date_epoch.seconds();
+    let layers = merged.layers();
     let spinner = ctx.printer.spinner("root filesystem".into());
     let (mut assembled, cached) = match streamed {
         Some(done) => (done, false),
-        None => rootfs::assemble(&ctx.store, layers, archives, sde)?,
+        None => rootfs::assemble(&ctx.store, merged, archives)?,
     };
     spinner.finish_and_clear();
     ctx.printer.status(if cached { "Fresh" } else { "Assembled" }, format_args!("rootfs {}", assembled.rootfs.diff_id));
@@ -305,7 +323,7 @@ fn assemble(
     }
     for (format, flavour) in [(Format::Lxc, crate::lxc::Flavour::Lxc), (Format::Incus, crate::lxc::Flavour::Incus)] {
         if formats.contains(&format) {
-            assembled.outputs.extend(crate::lxc::write(&ctx.store, recipe, flavour, layers)?);
+            assembled.outputs.extend(crate::lxc::write(&ctx.store, recipe, flavour, merged)?);
         }
     }
     assembled.outputs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -343,13 +361,13 @@ fn documents(
 
 /// The `configure` layer over `layers`, and what the manifest says of its per-machine state:
 /// from the action cache, or by running the image's maintainer scripts in a sandbox (see
-/// [`crate::debian::configure`]).
+/// [`crate::debian::configure`]), then with the image they ran over (`layers` merged).
 fn configure_layer(
     ctx: &Context,
     recipe: &crate::recipe::Recipe,
     layers: &[(String, layer::Built)],
     venvs: &[crate::python::venv::Venv],
-) -> anyhow::Result<(layer::Built, per_machine::Record)> {
+) -> anyhow::Result<(layer::Built, per_machine::Record, Option<Tree>)> {
     let sde = recipe.image.source_date_epoch.seconds();
     let architecture = recipe.image.architecture.to_string();
     let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
@@ -360,7 +378,7 @@ fn configure_layer(
     // Both halves or neither: a layer without its record is configured again.
     let cached_record = ctx.store.action(&record_key).and_then(|bytes| serde_json::from_slice(&bytes).ok());
     if let (Some(built), Some(record)) = (layer::lookup(&ctx.store, &key), cached_record) {
-        return Ok((built, record));
+        return Ok((built, record, None));
     }
     let spinner = ctx.printer.spinner("maintainer scripts".into());
     let image = rootfs::merge(layers, sde)?;
@@ -403,7 +421,7 @@ fn configure_layer(
     // The layer's bytes are in the store now; the instance goes.
     instance.close().with_context(|| format!("cannot remove the configure instance under `{}`", scratch.display()))?;
     spinner.finish_and_clear();
-    Ok((built, record))
+    Ok((built, record, Some(image)))
 }
 
 /// Where a layer being written also streams: nowhere, or — when the rootfs is that one

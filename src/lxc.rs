@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::compress::Codec;
 use crate::digest::{Digest, Hasher};
-use crate::layer::{self, Built};
+use crate::layer;
 use crate::recipe::{ImagePath, Recipe};
 use crate::rootfs::{self, OutputFile, RootfsError};
 use crate::store::{Store, StoreError};
@@ -103,18 +103,19 @@ pub fn write(
     store: &Store,
     recipe: &Recipe,
     flavour: Flavour,
-    layers: &[(String, Built)],
+    merged: &rootfs::MergedLayers<'_>,
 ) -> Result<Vec<OutputFile>, LxcError> {
     let mut out = vec![metadata(store, recipe, flavour)?];
     if flavour == Flavour::Lxc {
-        out.push(lxc_rootfs(store, recipe, layers)?);
+        out.push(lxc_rootfs(store, recipe, merged)?);
     }
     Ok(out)
 }
 
 /// The merged layers with LXC's name templates written in, xz-compressed; from the action
 /// cache when these layers were templated the same way before.
-fn lxc_rootfs(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Result<OutputFile, LxcError> {
+fn lxc_rootfs(store: &Store, recipe: &Recipe, merged: &rootfs::MergedLayers<'_>) -> Result<OutputFile, LxcError> {
+    let layers = merged.layers();
     let sde = recipe.image.source_date_epoch.seconds();
     let templates = &recipe.lxc.templates;
     let mut h = Hasher::new();
@@ -133,7 +134,7 @@ fn lxc_rootfs(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Res
             return Ok(done);
         }
     }
-    let mut tree = rootfs::merge(layers, sde)?;
+    let mut tree = merged.tree()?.clone();
     template(&mut tree, templates, sde)?;
     let mut encoder = Codec::Xz.to_store(store)?;
     write_tree(&tree, &mut encoder)?;

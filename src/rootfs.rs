@@ -170,14 +170,14 @@ impl Write for Outputs {
     }
 }
 
-/// Merges `layers` and writes every format, or takes them from the action cache. `sde`
-/// dates the image root when no layer declares it.
+/// Writes every format of the merged layers (merged now unless they were already), or takes
+/// them from the action cache.
 pub fn assemble(
     store: &Store,
-    layers: &[(String, Built)],
+    merged: &MergedLayers<'_>,
     archives: &[Archive],
-    sde: u64,
 ) -> Result<(Assembled, bool), RootfsError> {
+    let layers = merged.layers;
     let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
     if let Some(done) = cached(store, &diff_ids, archives) {
         return Ok((done, true));
@@ -191,9 +191,9 @@ pub fn assemble(
             only.info.clone()
         }
         _ => {
-            let tree = merge(layers, sde)?;
+            let tree = merged.tree()?;
             let mut hashing = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &mut outputs));
-            let written = write_tree(&tree, &mut hashing).map_err(RootfsError::Write)?;
+            let written = write_tree(tree, &mut hashing).map_err(RootfsError::Write)?;
             let (diff_id, size, buffered) = hashing.finish();
             buffered.into_inner().map_err(|e| RootfsError::Write(e.into_error()))?;
             LayerInfo { diff_id, size, entries: written.entries, implicit: Vec::new() }
@@ -206,13 +206,67 @@ pub fn assemble(
 
 /// Merges layers in order into one tree, over an empty root dated `sde`.
 pub fn merge(layers: &[(String, Built)], sde: u64) -> Result<Tree, RootfsError> {
-    let mut tree = Tree::new(sde);
+    merge_onto(Tree::new(sde), layers, 0)
+}
+
+/// Merges `layers`, the recipe's layers from index `first` on, onto `tree` (the merge of
+/// those below `first`).
+fn merge_onto(mut tree: Tree, layers: &[(String, Built)], first: usize) -> Result<Tree, RootfsError> {
     for (i, (name, built)) in layers.iter().enumerate() {
         // Hard-link groups are numbered per layer; give each layer its own range.
-        let layer = layer::read(&built.info, &built.reader, (i as u64) << 40)?;
+        let layer = layer::read(&built.info, &built.reader, ((first + i) as u64) << 40)?;
         tree.merge(layer).map_err(|source| RootfsError::Merge { layer: name.clone(), source })?;
     }
     Ok(tree)
+}
+
+/// A build's layers merged into one tree, made at most once: the rootfs archives and LXC's
+/// own rootfs both start from it. In configure mode it starts from the image the maintainer
+/// scripts ran over (every layer but the configure layer, merged already), so the package
+/// layers are not read back from the store again.
+pub struct MergedLayers<'a> {
+    layers: &'a [(String, Built)],
+    sde: u64,
+    /// The merge of every layer but the last, when the build has it.
+    below: std::cell::Cell<Option<Tree>>,
+    tree: std::cell::OnceCell<Tree>,
+}
+
+impl<'a> MergedLayers<'a> {
+    /// Merged from the store when first asked for.
+    pub fn new(layers: &'a [(String, Built)], sde: u64) -> Self {
+        MergedLayers { layers, sde, below: std::cell::Cell::new(None), tree: std::cell::OnceCell::new() }
+    }
+
+    /// `below` is [`merge`] of every layer but the last: the last is merged onto it when the
+    /// tree is first asked for, which gives what [`merge`] of them all would.
+    pub fn over(layers: &'a [(String, Built)], sde: u64, below: Tree) -> Self {
+        let merged = MergedLayers::new(layers, sde);
+        if !layers.is_empty() {
+            merged.below.set(Some(below));
+        }
+        merged
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &'a [(String, Built)] {
+        self.layers
+    }
+
+    /// The merged tree.
+    pub fn tree(&self) -> Result<&Tree, RootfsError> {
+        if let Some(tree) = self.tree.get() {
+            return Ok(tree);
+        }
+        let tree = match self.below.take() {
+            Some(below) => {
+                let last = self.layers.len() - 1;
+                merge_onto(below, &self.layers[last..], last)?
+            }
+            None => merge(self.layers, self.sde)?,
+        };
+        Ok(self.tree.get_or_init(|| tree))
+    }
 }
 
 #[cfg(test)]

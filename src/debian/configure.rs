@@ -21,7 +21,7 @@
 //! fails the build, path by path: it is a bug to fix where it comes from, or per-machine state
 //! to declare, never a file to add to [`VARYING`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
@@ -39,7 +39,7 @@ use crate::sandbox::{self, Bind, Exit, Spec};
 use crate::tree::{Content, Kind, Node, Tree, WHITEOUT_PREFIX};
 
 /// Bumped whenever the configure run or its normalisation changes.
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 
 /// The hostname the scripts see.
 pub const HOSTNAME: &str = "candidate";
@@ -182,10 +182,24 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
     let mut driver = driver_script(&installed, image.get("usr/sbin/policy-rc.d").is_none());
     driver.push_str(&byte_compile_script(run.venvs));
     let systemd = init_is_systemd(image);
-    let finish = |layer: Tree| per_machine::apply(layer, run.rules, EMPTIED, systemd, run.guard, run.sde);
-    // What the scripts start from: the image, or the image with /usr merged already.
+    // What the scripts start from: the image, or the image with /usr merged already; with the
+    // stand-ins of per-machine state where the scripts would make it ([`per_machine::stand_ins`]).
     let merged = installed.iter().any(|p| p.name == "usrmerge").then(|| usrmerge::lay_out(image, run.sde)).flatten();
+    let packages: BTreeSet<&str> = installed.iter().map(|p| p.name.as_str()).collect();
+    let stand_ins = per_machine::stand_ins(run.rules, merged.as_ref().unwrap_or(image), |name| packages.contains(name));
+    let stood_in: BTreeSet<&str> = stand_ins.iter().map(|(rule, _)| *rule).collect();
+    let merged = match (merged, stand_ins.is_empty()) {
+        (merged, true) => merged,
+        (merged, false) => {
+            let mut tree = merged.unwrap_or_else(|| image.clone());
+            for (_, path) in &stand_ins {
+                tree.insert(path, per_machine::stand_in(run.sde)).context("cannot place a per-machine stand-in")?;
+            }
+            Some(tree)
+        }
+    };
     let start = Start { image, laid_out: merged.as_ref().unwrap_or(image) };
+    let finish = |layer: Tree| per_machine::apply(layer, run.rules, &stood_in, EMPTIED, systemd, run.guard, run.sde);
     if !run.guard {
         let (layer, timings) = run_scripts(&start, run, instance, &driver)?;
         let (layer, record) = finish(layer);

@@ -10,6 +10,8 @@
 //! 1. **leaves that state out** of the configure layer: every path matching an entry of
 //!    [`BUILTIN`] or of the recipe's `[[configure.per-machine]]` (a directory with all under
 //!    it), and every symlink the scripts made to such a path (ssl-cert's OpenSSL hash link);
+//!    where the scripts make it only when it is missing, it is not made at all: empty
+//!    [`stand_ins`] take its place before they run, and are left out the same way;
 //! 2. **makes it at first boot**: the layer gains `/usr/lib/candidate/first-boot`, a shell
 //!    script running the `first-boot` command of every entry that removed something, each
 //!    once (a stamp in `/var/lib/candidate/first-boot/`; a failed one is retried at the next
@@ -72,6 +74,9 @@ pub struct Builtin {
     pub paths: &'static [&'static str],
     /// Shell run at first boot to make them; `None` when the system makes them itself.
     pub first_boot: Option<&'static str>,
+    /// Empty files placed where the state would be made, before the scripts run, for scripts
+    /// that make it only where it is missing ([`stand_ins`]).
+    pub stand_ins: &'static [&'static str],
     /// Why it is per-machine, and who makes it otherwise (shown in the README).
     pub why: &'static str,
 }
@@ -84,12 +89,18 @@ pub const BUILTIN: &[Builtin] = &[
         name: "openssh-server",
         paths: &["etc/ssh/ssh_host_*_key", "etc/ssh/ssh_host_*_key.pub"],
         first_boot: Some("ssh-keygen -A"),
+        // The postinst makes each default host key only when `[ ! -f "$file" ]`: RSA 3072 alone
+        // takes 0.2 to 1.3 s, for keys the candidate would leave out.
+        stand_ins: &["etc/ssh/ssh_host_rsa_key", "etc/ssh/ssh_host_ecdsa_key", "etc/ssh/ssh_host_ed25519_key"],
         why: "the postinst makes the SSH host keys (RSA, ECDSA, Ed25519): a node's identity to every client",
     },
     Builtin {
         name: "ssl-cert",
         paths: &["etc/ssl/private/ssl-cert-snakeoil.key", "etc/ssl/certs/ssl-cert-snakeoil.pem"],
         first_boot: Some("make-ssl-cert generate-default-snakeoil --force-overwrite"),
+        // None: make-ssl-cert makes the pair again over one whose certificate does not pass its
+        // `check_min_algo`, as an empty one would not.
+        stand_ins: &[],
         why: "the postinst makes a self-signed TLS key and certificate (and its OpenSSL hash link), \
               used by nginx, PostgreSQL, postfix, dovecot … by default",
     },
@@ -97,6 +108,7 @@ pub const BUILTIN: &[Builtin] = &[
         name: "dbus",
         paths: &["var/lib/dbus/machine-id"],
         first_boot: None,
+        stand_ins: &[],
         why: "the postinst makes a random machine id; left in place, systemd copies it into the empty \
               /etc/machine-id at boot, so every node would share one. dbus reads /etc/machine-id when \
               it is missing",
@@ -105,6 +117,7 @@ pub const BUILTIN: &[Builtin] = &[
         name: "systemd",
         paths: &["var/lib/systemd/random-seed", "var/lib/systemd/credential.secret"],
         first_boot: None,
+        stand_ins: &[],
         why: "the random seed and the credential-encryption secret; systemd makes both at boot when \
               missing (/etc/machine-id is emptied, not removed: systemd fills it at first boot)",
     },
@@ -125,6 +138,10 @@ pub const BUILTIN: &[Builtin] = &[
              \x20   fi\n\
              done",
         ),
+        // None: the postinst skips the cluster where `/etc/postgresql/V/main/postgresql.conf`
+        // is, but `pg_createcluster` also makes `/etc/postgresql/V` and `/var/lib/postgresql/V`,
+        // which the image keeps; a stand-in would change them.
+        stand_ins: &[],
         why: "postgresql-NN's postinst creates the `main` cluster; its system identifier comes from the \
               clock and a PID, and initdb sizes it for the machine it runs on",
     },
@@ -132,6 +149,7 @@ pub const BUILTIN: &[Builtin] = &[
         name: "bind9",
         paths: &["etc/bind/rndc.key"],
         first_boot: Some("rndc-confgen -a\nchown root:bind /etc/bind/rndc.key\nchmod 0640 /etc/bind/rndc.key"),
+        stand_ins: &[],
         why: "the postinst makes the rndc control key (a shared secret) with rndc-confgen -a",
     },
 ];
@@ -143,6 +161,8 @@ pub struct Rule {
     /// Image paths without the leading `/`.
     pub paths: Vec<String>,
     pub first_boot: Option<String>,
+    /// Built-in only ([`Builtin::stand_ins`]).
+    pub stand_ins: Vec<String>,
     pub from_recipe: bool,
 }
 
@@ -152,12 +172,14 @@ pub fn rules(recipe: &[PerMachine]) -> Vec<Rule> {
         name: b.name.to_owned(),
         paths: b.paths.iter().map(|p| (*p).to_owned()).collect(),
         first_boot: b.first_boot.map(str::to_owned),
+        stand_ins: b.stand_ins.iter().map(|p| (*p).to_owned()).collect(),
         from_recipe: false,
     });
     let declared = recipe.iter().map(|p| Rule {
         name: p.name.as_str().to_owned(),
         paths: p.paths.iter().map(|p| p.as_rel().to_owned()).collect(),
         first_boot: p.first_boot.clone(),
+        stand_ins: Vec::new(),
         from_recipe: true,
     });
     builtin.chain(declared).collect()
@@ -173,6 +195,46 @@ pub fn hash_rules(h: &mut Hasher, rules: &[Rule]) {
             h.field(path);
         }
         h.field(rule.first_boot.as_deref().unwrap_or("\0none"));
+        h.field((rule.stand_ins.len() as u64).to_le_bytes());
+        for path in &rule.stand_ins {
+            h.field(path);
+        }
+    }
+}
+
+/// The stand-ins to place before the maintainer scripts run, with the entry each is for:
+/// those of every entry named after a package that is `installed`, where `image` has the
+/// folder and not the path.
+///
+/// Some scripts make per-machine state only where it is missing (`[ ! -f "$file" ]`). An empty
+/// file there makes them leave it alone, so a build does not make what the candidate would
+/// leave out: no private key is ever made in a build, and none of the time it takes. A stand-in
+/// is per-machine state like what it stands for, so it is left out by the same entry, and its
+/// entry's first-boot action is kept even if the scripts removed it.
+pub fn stand_ins<'r>(rules: &'r [Rule], image: &Tree, installed: impl Fn(&str) -> bool) -> Vec<(&'r str, &'r str)> {
+    let mut out = Vec::new();
+    for rule in rules.iter().filter(|r| !r.stand_ins.is_empty() && installed(&r.name)) {
+        for path in &rule.stand_ins {
+            let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);
+            let folder = parent.is_empty() || matches!(image.get(parent).map(|n| &n.kind), Some(Kind::Directory));
+            if folder && image.get(path).is_none() {
+                out.push((rule.name.as_str(), path.as_str()));
+            }
+        }
+    }
+    out
+}
+
+/// An empty file, root's, mode 0600 (what it stands for is secret), dated `sde`.
+pub fn stand_in(sde: u64) -> Node {
+    Node {
+        kind: Kind::File { size: 0, content: Content::Bytes(Arc::from(&[][..])), link_group: None },
+        mode: 0o600,
+        uid: 0,
+        gid: 0,
+        mtime: sde,
+        xattrs: BTreeMap::new(),
+        implicit: false,
     }
 }
 
@@ -236,9 +298,18 @@ pub struct Action {
 }
 
 /// Leaves the per-machine state out of `layer` (what the scripts changed) and adds the
-/// first-boot script, and unit when `systemd` is the image's init. `emptied` are the paths the
+/// first-boot script, and unit when `systemd` is the image's init. `stood_in` names the entries
+/// whose stand-ins were placed (each keeps its first-boot action); `emptied` are the paths the
 /// caller emptied.
-pub fn apply(layer: Tree, rules: &[Rule], emptied: &[&str], systemd: bool, guard: bool, sde: u64) -> (Tree, Record) {
+pub fn apply(
+    layer: Tree,
+    rules: &[Rule],
+    stood_in: &BTreeSet<&str>,
+    emptied: &[&str],
+    systemd: bool,
+    guard: bool,
+    sde: u64,
+) -> (Tree, Record) {
     let (mut kept, removed) = split(layer, rules);
     // A removed directory stands for everything under it (a cluster is ~1000 files).
     let topmost =
@@ -249,7 +320,7 @@ pub fn apply(layer: Tree, rules: &[Rule], emptied: &[&str], systemd: bool, guard
         guard,
         ..Record::default()
     };
-    let claimed: BTreeSet<&str> = removed.values().map(String::as_str).collect();
+    let claimed: BTreeSet<&str> = removed.values().map(String::as_str).chain(stood_in.iter().copied()).collect();
     for rule in rules {
         match &rule.first_boot {
             Some(command) if claimed.contains(rule.name.as_str()) => record.first_boot.push(Action {
@@ -517,7 +588,8 @@ mod tests {
         )
         .unwrap();
         let unused: PerMachine = toml::from_str("name = \"unused\"\npaths = [\"/nowhere\"]").unwrap();
-        let (kept, record) = apply(layer, &rules(&[declared, unused]), &["etc/machine-id"], true, true, 5);
+        let (kept, record) =
+            apply(layer, &rules(&[declared, unused]), &BTreeSet::new(), &["etc/machine-id"], true, true, 5);
         let paths: Vec<&str> = kept.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
             paths,
@@ -582,16 +654,51 @@ mod tests {
     }
 
     #[test]
+    fn stand_ins_go_where_their_package_would_make_the_state_and_keep_its_first_boot_action() {
+        let mut image = Tree::new(5);
+        image.insert("etc/ssh", node(Kind::Directory)).unwrap();
+        image.insert("etc/ssh/ssh_host_ecdsa_key", node(bytes(b"the image's own"))).unwrap();
+        let rules = rules(&[]);
+        // Only for an installed package, only in a folder the image has, never over a file.
+        assert!(stand_ins(&rules, &image, |_| false).is_empty());
+        assert_eq!(
+            stand_ins(&rules, &image, |name| name == "openssh-server"),
+            [("openssh-server", "etc/ssh/ssh_host_rsa_key"), ("openssh-server", "etc/ssh/ssh_host_ed25519_key")]
+        );
+        assert!(stand_ins(&rules, &Tree::new(5), |_| true).is_empty());
+        // The built-in entries that have none say why (the scripts would not skip, or the image
+        // would change): every stand-in is a path its entry leaves out.
+        for rule in &rules {
+            for path in &rule.stand_ins {
+                assert!(rule.paths.iter().any(|p| matches(p, path)), "{path} is not left out by {}", rule.name);
+            }
+        }
+        // The scripts left nothing (the stand-ins were removed, or stood): the action stays.
+        let stood_in = BTreeSet::from(["openssh-server"]);
+        let (kept, record) = apply(Tree::new(5), &rules, &stood_in, &[], true, true, 5);
+        assert_eq!(record.first_boot.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["openssh-server"]);
+        assert!(kept.get(SCRIPT).is_some());
+        let mut layer = Tree::new(5);
+        layer.insert("etc/ssh/ssh_host_rsa_key", stand_in(5)).unwrap();
+        let (kept, record) = apply(layer, &rules, &stood_in, &[], true, true, 5);
+        assert!(kept.get("etc/ssh/ssh_host_rsa_key").is_none());
+        assert_eq!(
+            record.removed,
+            [RemovedPath { path: "/etc/ssh/ssh_host_rsa_key".into(), by: "openssh-server".into() }]
+        );
+    }
+
+    #[test]
     fn an_image_without_systemd_gets_the_script_and_says_nothing_runs_it() {
         let mut layer = Tree::new(5);
         layer.insert("etc/ssh/ssh_host_ed25519_key", node(bytes(b"k"))).unwrap();
-        let (kept, record) = apply(layer, &rules(&[]), &[], false, false, 5);
+        let (kept, record) = apply(layer, &rules(&[]), &BTreeSet::new(), &[], false, false, 5);
         assert!(kept.get(SCRIPT).is_some() && kept.get(UNIT).is_none() && kept.get(UNIT_WANTS).is_none());
         assert!(record.runner.starts_with("none: the image's init is not systemd"), "{}", record.runner);
         // Nothing per-machine: nothing added.
         let mut plain = Tree::new(5);
         plain.insert("etc/hostname", node(bytes(b"x"))).unwrap();
-        let (kept, record) = apply(plain, &rules(&[]), &[], true, true, 5);
+        let (kept, record) = apply(plain, &rules(&[]), &BTreeSet::new(), &[], true, true, 5);
         assert_eq!(kept.len(), 3);
         assert!(record.first_boot.is_empty() && record.removed.is_empty());
     }

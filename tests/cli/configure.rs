@@ -210,6 +210,30 @@ fn real_configured_minbase_is_reproducible_and_fully_configured() {
     let warm = run(with_store(a.path(), &sa, ["build".as_ref(), ra.as_os_str()]));
     warm.assert_ok();
     assert!(warm.stderr.contains("Fresh layer configure"), "{}", warm.describe());
+    // A cold build merges the rootfs onto the image the scripts ran over; a warm one, with the
+    // configure layer from the cache, merges the layers read back from the store. The same
+    // bytes: the plain tar of this warm build is the cold build's rootfs.tar.zst, decompressed.
+    let plain = a.path().join("plain");
+    let warm_plain = run(with_store(
+        a.path(),
+        &sa,
+        [
+            "build".as_ref(),
+            "--format".as_ref(),
+            "rootfs.tar".as_ref(),
+            "--out".as_ref(),
+            plain.as_os_str(),
+            ra.as_os_str(),
+        ],
+    ));
+    warm_plain.assert_ok();
+    assert!(warm_plain.stderr.contains("Fresh layer configure"), "{}", warm_plain.describe());
+    let cold_tar = Command::new("zstd").args(["-d", "-c"]).arg(da.join("rootfs.tar.zst")).output().unwrap();
+    assert!(cold_tar.status.success());
+    assert!(
+        cold_tar.stdout == fs::read(plain.join("minbase_1_amd64/rootfs.tar")).unwrap(),
+        "the rootfs merged from the layers read back differs from the one merged over the configured image"
+    );
 
     // Qualified by deploying it fresh: the image's own tools, in the sandbox, signed.
     run(with_store(a.path(), &sa, ["key", "generate", "--out", "qa"])).assert_ok();
