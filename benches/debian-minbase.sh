@@ -25,6 +25,7 @@ BIN=$(realpath "$BIN") # the script changes directory before it runs it
 [ -d "$BENCH/mirror-signed/dists" ] || { echo "no $BENCH/mirror-signed: run benches/make-mirror.sh" >&2; exit 1; }
 rm -rf "$WORK"; mkdir -p "$WORK/recipes"
 . "$(dirname "$0")/minbase-recipe.sh"
+. "$(dirname "$0")/lockfile.sh"
 minbase_recipe "$BENCH" > "$WORK/recipes/minbase.toml"
 # The same set, configured (same lockfile content: the recipe differs only in [configure]).
 sed -e 's/^name = "minbase"/name = "configured"/' "$WORK/recipes/minbase.toml" > "$WORK/recipes/configured.toml"
@@ -36,8 +37,8 @@ for r in minbase configured; do
   "$BIN" -q --store "$STORE" fetch recipes/$r.toml
 done
 # the same .debs, in the lock's order, for the floor and for mmdebstrap --variant=extract
-awk -F' = ' '/^filename/{gsub(/"/,"",$2); print $2}' lockfiles/minbase.lock > debs.txt
-PKGS=$(awk -F' = ' '/^\[\[package/{p=1} p&&/^name/{gsub(/"/,"",$2); printf "%s,", $2; p=0}' lockfiles/minbase.lock)
+lock_files lockfiles/minbase.lock > debs.txt
+PKGS=$(lock_names lockfiles/minbase.lock | paste -sd, -)
 MIRROR="deb [trusted=yes] copy://$BENCH/mirror ./"
 HOOKS=/usr/share/mmdebstrap/hooks/file-mirror-automount
 

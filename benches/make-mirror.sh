@@ -36,6 +36,7 @@ missing=$(for t in curl gpgv xz gzip apt-ftparchive; do command -v "$t" >/dev/nu
 [ -f "$KEYRING" ] || { echo "no archive keyring at $KEYRING (debian-archive-keyring)" >&2; exit 1; }
 . "$HERE/upstream.sh"
 . "$HERE/minbase-recipe.sh"
+. "$HERE/lockfile.sh"
 UPSTREAM=$(upstream_url "$SUITE")
 BENCH=$(mkdir -p "$BENCH" && cd "$BENCH" && pwd)
 new=$(mktemp -d "$BENCH/.make-mirror.XXXXXX")
@@ -66,7 +67,7 @@ minbase_recipe "$BENCH" > "$new/lock/recipes/minbase.toml"
 # 3. The flat repository of the same set.
 F=$new/mirror
 mkdir -p "$F"
-awk -F' = ' '/^filename = /{ gsub(/"/, "", $2); print $2 }' "$new/lock/lockfiles/minbase.lock" > "$new/files"
+lock_files "$new/lock/lockfiles/minbase.lock" > "$new/files"
 while read -r f; do mkdir -p "$F/$(dirname "$f")"; ln "$S/$f" "$F/$f"; done < "$new/files"
 xz -dc "$S/dists/$SUITE/$INDEX" | awk -v list="$new/files" '
   BEGIN { while ((getline l < list) > 0) want[l] = 1; RS = ""; ORS = "\n\n" }

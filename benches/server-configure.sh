@@ -25,6 +25,7 @@ BENCH=${1:-/tmp/bench}
 RUNS=${RUNS:-3}
 WORK=${WORK:-$BENCH/server-bench}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+. "$REPO/benches/lockfile.sh"
 BIN=${BIN:-$REPO/target/release/candidate}
 MIRROR=$BENCH/mirror-signed
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
@@ -45,9 +46,9 @@ export CANDIDATE_MIRROR_DEBIAN=file://$MIRROR
 "$BIN" -q --store "$STORE" lock --check recipes/server.toml
 "$BIN" -q --store "$STORE" lock recipes/noguard.toml
 "$BIN" -q --store "$STORE" lock recipes/extract.toml
-awk -F' = ' '/^filename/{gsub(/"/,"",$2); print $2}' lockfiles/server.lock > debs.txt
+lock_files lockfiles/server.lock > debs.txt
 "$BIN" -q --store "$STORE" fetch recipes/server.toml
-PKGS=$(awk -F' = ' '/^\[\[package/{p=1} p&&/^name/{gsub(/"/,"",$2); printf "%s,", $2; p=0}' lockfiles/server.lock)
+PKGS=$(lock_names lockfiles/server.lock | paste -sd, -)
 HOOKS=/usr/share/mmdebstrap/hooks/file-mirror-automount
 
 t() { # name command...: runs, appends "name seconds maxrss_kb" to times.tsv
@@ -72,7 +73,7 @@ done
 # The same package set: what mmdebstrap installed against the lockfile.
 if [ -f mm-server.tar.zst ]; then
   tar --zstd -xOf mm-server.tar.zst ./var/lib/dpkg/status | awk '/^Package:/{print $2}' | sort > mm-packages.txt
-  awk -F' = ' '/^\[\[package/{p=1} p&&/^name/{gsub(/"/,"",$2); print $2; p=0}' lockfiles/server.lock | sort > our-packages.txt
+  lock_names lockfiles/server.lock | sort > our-packages.txt
   echo "package sets: $(wc -l < our-packages.txt) locked, $(wc -l < mm-packages.txt) installed by mmdebstrap; differences:"
   diff our-packages.txt mm-packages.txt || true
 fi
