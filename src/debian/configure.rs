@@ -188,15 +188,15 @@ pub fn configure(image: &Tree, run: &Run<'_>, instance: &Path) -> anyhow::Result
     let packages: BTreeSet<&str> = installed.iter().map(|p| p.name.as_str()).collect();
     let stand_ins = per_machine::stand_ins(run.rules, merged.as_ref().unwrap_or(image), |name| packages.contains(name));
     let stood_in: BTreeSet<&str> = stand_ins.iter().map(|(rule, _)| *rule).collect();
-    let merged = match (merged, stand_ins.is_empty()) {
-        (merged, true) => merged,
-        (merged, false) => {
-            let mut tree = merged.unwrap_or_else(|| image.clone());
-            for (_, path) in &stand_ins {
-                tree.insert(path, per_machine::stand_in(run.sde)).context("cannot place a per-machine stand-in")?;
-            }
-            Some(tree)
+    let merged = if stand_ins.is_empty() {
+        merged
+    } else {
+        let mut tree = merged.unwrap_or_else(|| image.clone());
+        for (_, path) in &stand_ins {
+            tree.insert(path, per_machine::stand_in(run.sde))
+                .with_context(|| format!("cannot place a per-machine stand-in at `/{path}`"))?;
         }
+        Some(tree)
     };
     let start = Start { image, laid_out: merged.as_ref().unwrap_or(image) };
     let finish = |layer: Tree| per_machine::apply(layer, run.rules, &stood_in, EMPTIED, systemd, run.guard, run.sde);

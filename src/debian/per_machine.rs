@@ -673,7 +673,7 @@ mod tests {
                 assert!(rule.paths.iter().any(|p| matches(p, path)), "{path} is not left out by {}", rule.name);
             }
         }
-        // The scripts left nothing (the stand-ins were removed, or stood): the action stays.
+        // Even where the scripts removed every stand-in, the entry's first-boot action stays.
         let stood_in = BTreeSet::from(["openssh-server"]);
         let (kept, record) = apply(Tree::new(5), &rules, &stood_in, &[], true, true, 5);
         assert_eq!(record.first_boot.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["openssh-server"]);
