@@ -16,6 +16,9 @@
 #   mm-server     mmdebstrap --variant=minbase --include=<the same packages> from the same
 #                 local mirror, to .tar.zst (maintainer scripts run once, no guard)
 # Only rootfs.tar.zst is built (`--format`), the output mmdebstrap makes too.
+# SCRIPT_TIMES=1 adds one more cold-noguard build under `perf record` (exec and fork events,
+# system-wide: root) and prints where its scripts' time goes, package by package, and the
+# programs they ran most (benches/script-times.py): how openssh-server's host keys were found.
 # Needs benches/make-mirror.sh's signed mirror (the server packages are added to its pool
 # by benches/extend-mirror.sh lockfiles/server.lock) and a release binary.
 # Usage: benches/server-configure.sh [BENCH] ; RUNS=3 by default. Prints a table of medians.
@@ -79,6 +82,14 @@ if [ -f mm-server.tar.zst ]; then
 fi
 sed -n 's/.*maintainer scripts ran in \([0-9.]*\) s.*/scripts-floor \1 0/p' log.txt >> times.tsv
 python3 "$REPO/benches/medians.py" "$WORK/times.tsv" --vs floor --faster mm-server | tee medians.txt
+if [ "${SCRIPT_TIMES:-0}" = 1 ]; then
+  command -v perf >/dev/null || { echo "SCRIPT_TIMES=1 needs perf (apt-get install linux-perf)" >&2; exit 1; }
+  cold
+  perf record -q -o perf.data -e sched:sched_process_exec -e sched:sched_process_fork -a -- \
+    "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/noguard.toml >/dev/null 2>>log.txt
+  perf script -i perf.data -F pid,time,event,trace > perf.txt 2>/dev/null
+  echo; python3 "$REPO/benches/script-times.py" perf.txt | tee script-times.txt
+fi
 # The guard's cost: cold with it against cold without.
 awk '/^median /{for (i = 2; i <= NF; i++) { split($i, kv, "="); m[kv[1]] = kv[2] }}
   END { if (m["cold"] && m["cold-noguard"]) printf "the guard costs %.1f s of a cold build (%.2fx); a warm build, nothing\n", m["cold"] - m["cold-noguard"], m["cold"] / m["cold-noguard"] }' medians.txt
