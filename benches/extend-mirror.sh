@@ -6,7 +6,8 @@
 # checked against the lockfile's sha256 before it is put there; a file already at that path is
 # kept only if it is the pinned package. A pool file is never partial, never anything else.
 # The signed index of such a mirror already lists every package of the suite; only the pool
-# is partial. Exits 75 (EX_TEMPFAIL) when the archive cannot be reached, 1 on any other failure.
+# is partial. Exits 75 (EX_TEMPFAIL) when the archive cannot be reached, 1 on any other failure
+# (an archive that answers without the file is one: curl's exit 22).
 # Usage: benches/extend-mirror.sh lockfiles/server.lock
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,8 +33,9 @@ while read -r name version filename sha256; do
   # Downloaded next to its place and renamed there once checked (one file system: atomic).
   mkdir -p "$MIRROR/$(dirname "$filename")"
   part=$MIRROR/$(dirname "$filename")/.$(basename "$filename").part
-  curl -fsS --retry 3 -o "$part" "$UPSTREAM/$filename" ||
-    { rm -f "$part"; echo "$name $version: could not download $filename from the machine's Debian archive" >&2; exit 75; }
+  curl -fsS --retry 3 -o "$part" "$UPSTREAM/$filename" || {
+    rc=$?; rm -f "$part"; echo "$name $version: could not download $filename from the machine's Debian archive" >&2
+    [ "$rc" = 22 ] && exit 1 || exit 75; }
   echo "$sha256  $part" | sha256sum -c --quiet - 2>/dev/null ||
     { rm -f "$part"; echo "$name $version: the downloaded $filename does not match the lockfile's sha256" >&2; exit 1; }
   mv "$part" "$MIRROR/$filename"

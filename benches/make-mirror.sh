@@ -18,7 +18,8 @@
 # if it is the pinned one), so a rerun downloads only what changed.
 # Needs: curl, gpgv, xz, gzip, apt-ftparchive (apt-utils), the archive keyring, and a candidate
 # binary (BIN; default target/release/candidate, else target/debug/candidate).
-# Exits 75 (EX_TEMPFAIL) when the archive cannot be reached, 1 on any other failure.
+# Exits 75 (EX_TEMPFAIL) when the archive cannot be reached, 1 on any other failure (an
+# archive that answers without the file is one: curl's exit 22).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -47,8 +48,9 @@ S=$new/mirror-signed
 INDEX=main/binary-$ARCH/Packages.xz
 mkdir -p "$S/dists/$SUITE/main/binary-$ARCH"
 for f in InRelease "$INDEX"; do
-  curl -fsS --retry 3 -o "$S/dists/$SUITE/$f" "$UPSTREAM/dists/$SUITE/$f" ||
-    { echo "cannot download dists/$SUITE/$f from $UPSTREAM (the machine's apt source; DEBIAN_MIRROR_URL overrides it)" >&2; exit 75; }
+  curl -fsS --retry 3 -o "$S/dists/$SUITE/$f" "$UPSTREAM/dists/$SUITE/$f" || {
+    rc=$?; echo "cannot download dists/$SUITE/$f from $UPSTREAM (the machine's apt source; DEBIAN_MIRROR_URL overrides it)" >&2
+    [ "$rc" = 22 ] && exit 1 || exit 75; }
 done
 gpgv --quiet --keyring "$KEYRING" --output "$new/Release" "$S/dists/$SUITE/InRelease" 2>/dev/null ||
   { echo "$SUITE's InRelease is not signed by a key in $KEYRING" >&2; exit 1; }

@@ -227,9 +227,15 @@ pub fn stand_ins<'r>(rules: &'r [Rule], image: &Tree, installed: impl Fn(&str) -
 
 /// An empty file, root's, mode 0600 (what it stands for is secret), dated `sde`.
 pub fn stand_in(sde: u64) -> Node {
+    ours(0o600, Vec::new(), sde)
+}
+
+/// A file we write into the configure layer: root's, dated `sde` (the candidate's own date,
+/// like every clamped entry).
+fn ours(mode: u32, bytes: Vec<u8>, sde: u64) -> Node {
     Node {
-        kind: Kind::File { size: 0, content: Content::Bytes(Arc::from(&[][..])), link_group: None },
-        mode: 0o600,
+        kind: Kind::File { size: bytes.len() as u64, content: Content::Bytes(Arc::from(bytes)), link_group: None },
+        mode,
         uid: 0,
         gid: 0,
         mtime: sde,
@@ -268,8 +274,9 @@ pub fn matches(pattern: &str, path: &str) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Record {
-    /// Paths the maintainer scripts made that the candidate leaves out, each with the entry
-    /// that claimed it (sorted by path; a directory stands for everything under it).
+    /// Paths the maintainer scripts made, or stand-ins kept them from making, that the
+    /// candidate leaves out, each with the entry that claimed it (sorted by path; a directory
+    /// stands for everything under it).
     pub removed: Vec<RemovedPath>,
     /// Emptied rather than removed (systemd fills an empty `/etc/machine-id` at first boot).
     pub emptied: Vec<String>,
@@ -338,20 +345,7 @@ pub fn apply(
         record.runner = "none needed".to_owned();
         return (kept, record);
     }
-    let file = |mode: u32, text: String| Node {
-        kind: Kind::File {
-            size: text.len() as u64,
-            content: Content::Bytes(Arc::from(text.into_bytes())),
-            link_group: None,
-        },
-        mode,
-        uid: 0,
-        gid: 0,
-        // Written by us: the candidate's own date, like every clamped entry.
-        mtime: sde,
-        xattrs: BTreeMap::new(),
-        implicit: false,
-    };
+    let file = |mode: u32, text: String| ours(mode, text.into_bytes(), sde);
     kept.insert(SCRIPT, file(0o755, script(&record.first_boot))).expect("a plain path in a layer without links there");
     if systemd {
         kept.insert(UNIT, file(0o644, unit())).expect("a plain path");

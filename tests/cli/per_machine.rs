@@ -254,7 +254,6 @@ fn real_server_is_reproducible_keyless_and_each_node_makes_its_own_keys() {
     for (path, by) in [
         ("/etc/ssl/private/ssl-cert-snakeoil.key", "ssl-cert"),
         ("/etc/ssl/certs/ssl-cert-snakeoil.pem", "ssl-cert"),
-        ("/etc/ssl/private/ssl-cert-snakeoil.key", "ssl-cert"),
         ("/var/lib/postgresql/15/main", "postgresql-common"),
         ("/etc/postgresql/15/main", "postgresql-common"),
     ] {
