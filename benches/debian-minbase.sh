@@ -13,9 +13,13 @@
 # Needs the mirrors benches/make-mirror.sh makes (mirror-signed and the flat mirror); their
 # location is the first argument (default /tmp/bench). WORK (default: $BENCH/candidate-bench)
 # is where builds run: put it on tmpfs to compare with the tmpfs figures.
+# SCRIPT_TIMES=1 adds one more cfg-cold build and one more mm-minbase run under `perf record`
+# (root): the maintainer scripts' own time in each, and each tool's time besides them
+# (benches/script-share.sh).
 # Usage: benches/debian-minbase.sh [BENCH] ; RUNS=5 by default. Prints a table of medians.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(dirname "$HERE")
 BENCH=${1:-/tmp/bench}
 RUNS=${RUNS:-5}
 WORK=${WORK:-$BENCH/candidate-bench}
@@ -65,3 +69,12 @@ done
 python3 "$HERE/medians.py" "$WORK/times.tsv" --vs floor --faster mm-minbase | tee medians.txt
 awk '/^median /{for (i = 2; i <= NF; i++) { split($i, kv, "="); m[kv[1]] = kv[2] }}
   END { if (m["mm-minbase"]) printf "cold build is %.1fx faster than mmdebstrap --variant=minbase\n", m["mm-minbase"] / m["cold"] }' medians.txt
+if [ "${SCRIPT_TIMES:-0}" = 1 ]; then
+  command -v mmdebstrap >/dev/null || { echo "SCRIPT_TIMES=1 compares with mmdebstrap: install it" >&2; exit 1; }
+  . "$HERE/script-share.sh"
+  rm -rf "$STORE/v1/actions" dist; mkdir -p "$STORE/v1/actions"; sync
+  trace perf "$BIN" -q --store "$STORE" build recipes/configured.toml
+  trace perf-mm mmdebstrap --quiet --mode=root --variant=minbase --hook-dir="$HOOKS" bookworm mm-traced.tar \
+    "deb [trusted=yes] file://$BENCH/mirror ./"
+  echo; script_share perf.txt perf-mm.txt cfg-cold mm-minbase | tee script-times.txt
+fi

@@ -16,9 +16,11 @@
 #   mm-server     mmdebstrap --variant=minbase --include=<the same packages> from the same
 #                 local mirror, to .tar.zst (maintainer scripts run once, no guard)
 # Only rootfs.tar.zst is built (`--format`), the output mmdebstrap makes too.
-# SCRIPT_TIMES=1 adds one more cold-noguard build under `perf record` (exec and fork events,
-# system-wide: root) and prints where its scripts' time goes, package by package, and the
+# SCRIPT_TIMES=1 adds one more cold-noguard build under `perf record` (exec, fork and exit
+# events, system-wide: root) and prints where its scripts' time goes, package by package, and the
 # programs they ran most (benches/script-times.py): how openssh-server's host keys were found.
+# Then one more mmdebstrap run the same way: the scripts' own time in each tool (the union of
+# their processes' lifetimes), and each tool's time besides them (median total minus that).
 # Needs benches/make-mirror.sh's signed mirror (the server packages are added to its pool
 # by benches/extend-mirror.sh lockfiles/server.lock) and a release binary.
 # Usage: benches/server-configure.sh [BENCH] ; RUNS=3 by default. Prints a table of medians.
@@ -83,12 +85,17 @@ fi
 sed -n 's/.*maintainer scripts ran in \([0-9.]*\) s.*/scripts-floor \1 0/p' log.txt >> times.tsv
 python3 "$REPO/benches/medians.py" "$WORK/times.tsv" --vs floor --faster mm-server | tee medians.txt
 if [ "${SCRIPT_TIMES:-0}" = 1 ]; then
-  command -v perf >/dev/null || { echo "SCRIPT_TIMES=1 needs perf (apt-get install linux-perf)" >&2; exit 1; }
+  . "$REPO/benches/script-share.sh"
   cold
-  perf record -q -o perf.data -e sched:sched_process_exec -e sched:sched_process_fork -a -- \
-    "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/noguard.toml >/dev/null 2>>log.txt
-  perf script -i perf.data -F pid,time,event,trace > perf.txt 2>/dev/null
+  trace perf "$BIN" -q --store "$STORE" build --format rootfs.tar.zst recipes/noguard.toml
   echo; python3 "$REPO/benches/script-times.py" perf.txt | tee script-times.txt
+  if command -v mmdebstrap >/dev/null; then
+    trace perf-mm mmdebstrap --quiet --mode=root --variant=minbase --include="$PKGS" --hook-dir="$HOOKS" \
+      bookworm mm-traced.tar.zst "deb [trusted=yes] file://$MIRROR bookworm main"
+    echo; script_share perf.txt perf-mm.txt cold-noguard mm-server | tee -a script-times.txt
+  else
+    echo "(no mmdebstrap: its scripts' own time is not compared)"
+  fi
 fi
 # The guard's cost: cold with it against cold without.
 awk '/^median /{for (i = 2; i <= NF; i++) { split($i, kv, "="); m[kv[1]] = kv[2] }}
