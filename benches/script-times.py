@@ -24,18 +24,20 @@ parser.add_argument("--seconds", action="store_true", help="print only the scrip
 args = parser.parse_args()
 
 line_re = re.compile(r"^\s*(\d+)\s+([\d.]+):\s+sched:sched_process_(exec|fork|exit):\s+(.*)$")
-parent, program, execs, exits = {}, {}, [], {}
+parent, program, execs, exits = {}, {}, [], collections.defaultdict(list)
+last = 0.0
 for line in open(args.perf_script):
     m = line_re.match(line)
     if not m:
         continue
     pid, time, event, rest = m.groups()
+    last = max(last, float(time))
     if event == "fork":
         child = re.search(r"child_pid=(\d+)", rest)
         if child:
             parent[child.group(1)] = pid
     elif event == "exit":
-        exits[pid] = float(time)
+        exits[pid].append(float(time))
     else:
         name = re.search(r"filename=(\S+)", rest).group(1)
         program[pid] = name
@@ -52,7 +54,12 @@ end = execs[-1][0]
 # The scripts' own time: each script's process from its exec to its exit (or the trace's end),
 # overlapping intervals merged.
 # (dpkg runs a package's preinst on its first unpack from its control archive, `tmp.ci`.)
-intervals = sorted((t, exits.get(pid, end)) for t, pid, name in execs if name.startswith((INFO, TMP_CI)))
+# (A PID may be used again later in the trace: a script's exit is its PID's first exit after it.)
+def exit_after(pid, t):
+    return next((e for e in exits.get(pid, []) if e >= t), last)
+
+
+intervals = sorted((t, exit_after(pid, t)) for t, pid, name in execs if name.startswith((INFO, TMP_CI)))
 own, reach = 0.0, None
 for start, stop in intervals:
     if reach is None or start > reach:
@@ -61,12 +68,15 @@ for start, stop in intervals:
     elif stop > reach:
         own += stop - reach
         reach = stop
+if not exits and args.seconds:
+    raise SystemExit(f"no exit events in {args.perf_script}: record sched:sched_process_exit too")
 if args.seconds:
     print(f"{own:.2f}")
     raise SystemExit(0)
-if not exits:
+if exits:
+    print(f"maintainer scripts' own time: {own:.2f} s ({len(intervals)} scripts run)")
+else:
     print("(no exit events: record sched:sched_process_exit too for the scripts' own time)")
-print(f"maintainer scripts' own time: {own:.2f} s ({len(intervals)} scripts run)")
 per_package = collections.Counter()
 for (t, script), (t_next, _) in zip(scripts, scripts[1:] + [(end, None)]):
     per_package[script.rsplit(".", 1)[0]] += t_next - t
