@@ -24,7 +24,23 @@ parser.add_argument("--seconds", action="store_true", help="print only the scrip
 args = parser.parse_args()
 
 line_re = re.compile(r"^\s*(\d+)\s+([\d.]+):\s+sched:sched_process_(exec|fork|exit):\s+(.*)$")
+INFO = "/var/lib/dpkg/info/"
+TMP_CI = "/var/lib/dpkg/tmp.ci/"
 parent, program, execs, exits = {}, {}, [], collections.defaultdict(list)
+
+
+def script_of(pid):
+    seen = set()
+    while pid in parent and pid not in seen:
+        seen.add(pid)
+        pid = parent[pid]
+        if program.get(pid, "").startswith(INFO):
+            return program[pid][len(INFO):]
+        if program.get(pid, "").startswith(TMP_CI):
+            return "a new package's preinst"
+    return "-"
+
+
 last = 0.0
 for line in open(args.perf_script):
     m = line_re.match(line)
@@ -35,19 +51,21 @@ for line in open(args.perf_script):
     if event == "fork":
         child = re.search(r"child_pid=(\d+)", rest)
         if child:
+            # Until it execs, the child runs its parent's program (a PID may have run another
+            # before: they wrap).
             parent[child.group(1)] = pid
+            program[child.group(1)] = program.get(pid, "")
     elif event == "exit":
         exits[pid].append(float(time))
     else:
         name = re.search(r"filename=(\S+)", rest).group(1)
+        # The script that ran it, found now: later, its PIDs may belong to other processes.
+        execs.append((float(time), pid, name, script_of(pid)))
         program[pid] = name
-        execs.append((float(time), pid, name))
 if not execs:
     raise SystemExit(f"no exec events in {args.perf_script}")
 
-INFO = "/var/lib/dpkg/info/"
-TMP_CI = "/var/lib/dpkg/tmp.ci/"
-scripts = [(t, name[len(INFO):]) for t, _, name in execs if name.startswith(INFO)]
+scripts = [(t, name[len(INFO):]) for t, _, name, _ in execs if name.startswith(INFO)]
 if not scripts:
     raise SystemExit("no maintainer script ran: was the build configured, and its layer not cached?")
 end = execs[-1][0]
@@ -59,7 +77,7 @@ def exit_after(pid, t):
     return next((e for e in exits.get(pid, []) if e >= t), last)
 
 
-intervals = sorted((t, exit_after(pid, t)) for t, pid, name in execs if name.startswith((INFO, TMP_CI)))
+intervals = sorted((t, exit_after(pid, t)) for t, pid, name, _ in execs if name.startswith((INFO, TMP_CI)))
 own, reach = 0.0, None
 for start, stop in intervals:
     if reach is None or start > reach:
@@ -87,17 +105,7 @@ for package, seconds in per_package.most_common(args.top):
     print(f"{package:<32}{seconds:>7.2f}{seconds / total:>8.0%}")
 
 
-def script_of(pid):
-    seen = set()
-    while pid in parent and pid not in seen:
-        seen.add(pid)
-        pid = parent[pid]
-        if program.get(pid, "").startswith(INFO):
-            return program[pid][len(INFO):]
-    return "-"
-
-
-runs = collections.Counter((name.rsplit("/", 1)[-1], script_of(pid)) for _, pid, name in execs)
+runs = collections.Counter((name.rsplit("/", 1)[-1], by) for _, _, name, by in execs)
 print(f"\n{'program':<28}{'runs':>6}  run by")
 for (name, by), n in runs.most_common(args.top):
     print(f"{name:<28}{n:>6}  {by}")

@@ -143,8 +143,9 @@ pub fn build(
         None => rootfs::MergedLayers::new(&built.layers, sde),
     };
     let assembled = assemble(ctx, recipe, &formats, &archives, &merged, built.streamed)?;
-    drop(merged); // the merged tree is done with: its memory goes before the documents are made
-                  // The layers' blobs were made durable while the outputs were compressed.
+    // The merged tree is done with: its memory goes before the documents are made.
+    drop(merged);
+    // The layers' blobs were made durable while the outputs were compressed.
     let layers: Vec<(String, LayerInfo)> = built
         .layers
         .into_iter()
