@@ -15,6 +15,9 @@
 #                 build of this set can go below, here or in mmdebstrap
 #   mm-server     mmdebstrap --variant=minbase --include=<the same packages> from the same
 #                 local mirror, to .tar.zst (maintainer scripts run once, no guard)
+# Each step's CPU seconds (user + sys of all its processes) are in the table too, and "at most":
+# mmdebstrap's time over that CPU spread over every core here, the best ratio any schedule of
+# the same work could reach on this machine.
 # Only rootfs.tar.zst is built (`--format`), the output mmdebstrap makes too.
 # SCRIPT_TIMES=1 adds one more cold-noguard build under `perf record` (exec, fork and exit
 # events, system-wide: root) and prints where its scripts' time goes, package by package, and the
@@ -56,9 +59,9 @@ lock_files lockfiles/server.lock > debs.txt
 PKGS=$(lock_names lockfiles/server.lock | paste -sd, -)
 HOOKS=/usr/share/mmdebstrap/hooks/file-mirror-automount
 
-t() { # name command...: runs, appends "name seconds maxrss_kb" to times.tsv
+t() { # name command...: runs, appends "name seconds maxrss_kb user_s sys_s" to times.tsv
   local name=$1; shift
-  /usr/bin/time -f "$name %e %M" -a -o times.tsv "$@" >/dev/null 2>>log.txt
+  /usr/bin/time -f "$name %e %M %U %S" -a -o times.tsv "$@" >/dev/null 2>>log.txt
 }
 cold() { rm -rf "$STORE/v1/actions" dist; mkdir -p "$STORE/v1/actions"; sync; }
 : > times.tsv
@@ -83,7 +86,7 @@ if [ -f mm-server.tar.zst ]; then
   diff our-packages.txt mm-packages.txt || true
 fi
 sed -n 's/.*maintainer scripts ran in \([0-9.]*\) s.*/scripts-floor \1 0/p' log.txt >> times.tsv
-python3 "$REPO/benches/medians.py" "$WORK/times.tsv" --vs floor --faster mm-server | tee medians.txt
+python3 "$REPO/benches/medians.py" "$WORK/times.tsv" --vs floor --faster mm-server --cores "$(nproc)" | tee medians.txt
 if [ "${SCRIPT_TIMES:-0}" = 1 ]; then
   . "$REPO/benches/script-share.sh"
   cold
