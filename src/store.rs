@@ -138,6 +138,18 @@ impl Store {
         Ok(bytes)
     }
 
+    /// Checks `file`, a reflink of the blob `digest` (the same extents), against the blob's
+    /// name, unless this process wrote the blob; a mismatch removes the blob, as
+    /// [`Store::open_verified`] does, and names it.
+    pub fn verify_clone(&self, digest: &Digest, file: &std::fs::File) -> Result<(), StoreError> {
+        if self.written_here(digest) {
+            return Ok(());
+        }
+        let path = self.blob_path(digest);
+        let (actual, size) = hash_file(file).map_err(|source| StoreError::Read { path, source })?;
+        self.prove(digest, actual, size)
+    }
+
     /// Whether this process (this handle or a clone) named the blob `digest` with bytes it
     /// hashed as it wrote them: proved already, and not worth reading again in this process
     /// (a fetch followed by its use; a rebuild's seeded inputs). A blob another process
@@ -671,6 +683,13 @@ pub fn hash_paths(paths: &[PathBuf]) -> Vec<io::Result<(Digest, u64)>> {
     results.into_inner().expect("no hashing thread panics").into_values().collect()
 }
 
+/// The mode for a file made with `tempfile` and renamed into place where people and other
+/// tools read it (a lockfile, a bundle, a pending promotion, a system's record): what any new
+/// file gets, 0666 less the umask, instead of a temporary file's 0600.
+pub fn public_mode() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(0o666)
+}
+
 /// The sha256 of a whole file and its length, read with positioned reads (the file's offset
 /// is left alone) in 1 MiB chunks.
 pub fn hash_file(file: &std::fs::File) -> io::Result<(Digest, u64)> {
@@ -694,10 +713,12 @@ pub fn hash_file(file: &std::fs::File) -> io::Result<(Digest, u64)> {
 
 /// Fsyncs the folder holding `path`, so that a rename into it is durable.
 pub fn sync_parent(path: &Path) -> io::Result<()> {
-    if let Some(parent) = path.parent() {
-        fs_err::File::open(parent)?.sync_all()?;
+    match path.parent() {
+        // A bare name (`out`) is in the working directory.
+        Some(parent) if parent.as_os_str().is_empty() => fs_err::File::open(".")?.sync_all(),
+        Some(parent) => fs_err::File::open(parent)?.sync_all(),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
