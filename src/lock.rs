@@ -498,7 +498,12 @@ fn write_lockfile(path: &Path, text: &str) -> anyhow::Result<()> {
         _ => PathBuf::from("."),
     };
     fs_err::create_dir_all(&dir)?;
-    let mut temp = tempfile::Builder::new().prefix(".lock-").tempfile_in(&dir)?;
+    // A new lockfile gets the mode any new file would, a relocked one keeps its own.
+    let mut temp =
+        tempfile::Builder::new().prefix(".lock-").permissions(crate::store::public_mode()).tempfile_in(&dir)?;
+    if let Ok(existing) = fs_err::metadata(path) {
+        temp.as_file().set_permissions(existing.permissions())?;
+    }
     std::io::Write::write_all(&mut temp, text.as_bytes())?;
     temp.as_file().sync_all()?;
     temp.persist(path)
@@ -510,6 +515,22 @@ fn write_lockfile(path: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lockfile is read by whoever builds from the checkout: it gets the mode any new file
+    /// gets (not a temporary file's 0600), and a relock keeps the one it has.
+    #[test]
+    fn a_lockfile_has_a_new_file_s_mode_and_keeps_its_own_when_relocked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs_err::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let (lock, plain) = (dir.path().join("a.lock"), dir.path().join("plain"));
+        write_lockfile(&lock, "one\n").unwrap();
+        fs_err::write(&plain, "x").unwrap();
+        assert_eq!(mode(&lock), mode(&plain));
+        fs_err::set_permissions(&lock, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_lockfile(&lock, "two\n").unwrap();
+        assert_eq!((mode(&lock), fs_err::read_to_string(&lock).unwrap().as_str()), (0o640, "two\n"));
+    }
 
     /// The requirements file of a python layer is an input: changing it makes the lockfile
     /// stale, and the check says which file of which layer changed (no network, no index).
