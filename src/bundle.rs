@@ -159,7 +159,11 @@ pub fn write(store: &Store, lockfile: &Lockfile, lockfile_digest: Digest, path: 
     };
     let target = dir.join(file_name);
     let name = file_name.to_string_lossy();
-    let temp = tempfile::Builder::new().prefix(&format!(".{name}.new-")).tempfile_in(dir).map_err(write_error)?;
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.new-"))
+        .permissions(crate::store::public_mode())
+        .tempfile_in(dir)
+        .map_err(write_error)?;
     let mut out = BufWriter::new(temp.as_file());
     crate::tar::writer::write_tree(&tree, &mut out).map_err(write_error)?;
     out.flush().map_err(write_error)?;

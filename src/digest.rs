@@ -51,7 +51,7 @@ impl Digest {
         &self.0
     }
 
-    /// Parses bare hex (as written in recipes' `sha256 = "…"`) or the prefixed form.
+    /// Parses bare hex, 64 digits; [`Digest::from_str`] takes the `sha256:` form as well.
     pub fn from_hex(s: &str) -> Result<Self, ParseDigestError> {
         let mut bytes = [0u8; 32];
         if s.len() != 64

@@ -111,14 +111,22 @@ pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&
     }
     let parent = dir.parent().expect("a candidate folder has a parent");
     let name = dir.file_name().expect("a candidate folder has a name").to_string_lossy().into_owned();
-    fs_err::create_dir_all(parent)?;
+    if !parent.exists() {
+        fs_err::create_dir_all(parent)?;
+        // Its own name durable too: the swap below syncs only `parent` itself.
+        crate::store::sync_parent(parent)?;
+    }
     let staging = tempfile::Builder::new().prefix(&sibling_prefix(&name, Sibling::New)).tempdir_in(parent)?;
     let mut stamps = Vec::with_capacity(assembled.outputs.len());
+    // The folders made inside the staging folder (`oci/blobs/sha256`): each is synced, deepest
+    // first, so that every file is durable at its name once the folder is swapped in.
+    let mut folders = std::collections::BTreeSet::new();
     for output in &assembled.outputs {
         let blob = ctx.store.blob_path(&output.sha256);
         let target = staging.path().join(&output.name);
-        if let Some(parent) = target.parent() {
+        if let Some(parent) = target.parent().filter(|p| *p != staging.path()) {
             fs_err::create_dir_all(parent)?;
+            folders.extend(parent.ancestors().take_while(|a| *a != staging.path()).map(Path::to_owned));
         }
         let stat = place_output(&ctx.store, &output.sha256, &blob, &target)?;
         stamps.push((output.name.clone(), stat, output.sha256));
@@ -127,6 +135,9 @@ pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&
         let path = staging.path().join(name);
         fs_err::write(&path, bytes)?;
         fs_err::File::open(&path)?.sync_all()?;
+    }
+    for folder in folders.iter().rev() {
+        fs_err::File::open(folder)?.sync_all()?;
     }
     fs_err::File::open(staging.path())?.sync_all()?;
     // A stamp vouches for its output only if a write after the swap is sure to change the
@@ -188,7 +199,15 @@ fn place_output(store: &Store, digest: &Digest, blob: &Path, target: &Path) -> a
     let mut out = fs_err::File::create(target)?;
     // SAFETY: FICLONE reads two descriptors, both owned by open files that outlive the call.
     let cloned = unsafe { libc::ioctl(out.as_raw_fd(), libc::FICLONE, source.as_raw_fd()) } == 0;
-    if !cloned {
+    if cloned {
+        // The same extents as the blob: proved unless this process wrote the blob, as a copy
+        // would be (a warm build takes a cached blob on its size alone).
+        if let Err(e) = store.verify_clone(digest, out.file()) {
+            drop(out);
+            let _ = fs_err::remove_file(target);
+            return Err(e).with_context(|| format!("cannot publish `{}`", target.display()));
+        }
+    } else {
         // No reflinks here (ext4, tmpfs, another filesystem): copy, proving the bytes on the way.
         let mut writer = crate::digest::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, &mut out));
         std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, source.file()), &mut writer)?;

@@ -15,11 +15,11 @@
 //! not move it. A hard-link group is one inode: its first name (in path order) is written,
 //! the others are `linkat`s to it. Needs root for the owners and `security.*` xattrs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::io::Write as _;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
-use std::os::unix::fs::FileExt as _;
+use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::tree::{Content, Kind, Node, Tree};
@@ -37,13 +37,16 @@ pub enum InstanceError {
 }
 
 /// What [`materialize`] wrote.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Written {
     pub directories: usize,
     pub files: usize,
     pub symlinks: usize,
     pub hard_links: usize,
     pub bytes: u64,
+    /// Each folder's inode (device, number), by path: a folder found at a path later with
+    /// another inode was moved or made there, whatever its contents' own times say.
+    pub folders: HashMap<String, (u64, u64)>,
 }
 
 fn check(ret: libc::c_int) -> std::io::Result<()> {
@@ -164,6 +167,8 @@ impl<'a> Writer<'a> {
             }
         };
         self.metadata(path, fd.as_raw_fd(), node)?;
+        let meta = std::fs::File::from(fd).metadata().map_err(io(self.dir, path, "read the folder's inode"))?;
+        self.written.folders.insert(path.to_owned(), (meta.dev(), meta.ino()));
         self.written.directories += 1;
         Ok(())
     }
@@ -336,7 +341,7 @@ fn copy_content(content: &Content, size: u64, out: &mut std::fs::File) -> std::i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    use std::os::unix::fs::PermissionsExt as _;
     use std::sync::Arc;
 
     fn node(kind: Kind, mode: u32, uid: u32, mtime: u64) -> Node {

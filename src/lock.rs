@@ -6,6 +6,7 @@
 //! change, so relocking never re-downloads); the check never touches the network: a remote
 //! input that the lockfile does not pin makes the lockfile stale.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
@@ -123,7 +124,97 @@ pub fn check(ctx: &Context, recipe_path: &Path, lockfile_path: &Path) -> anyhow:
         }
         .into());
     }
+    check_selection(&resolved.recipe, &existing, &text, lockfile_path)?;
     Ok((resolved, Digest::of(text.as_bytes())))
+}
+
+/// Why a package is locked, as `lock` writes it ([`crate::debian::pin`]'s `describe`).
+enum Why<'a> {
+    Requested(&'a str),
+    Essential,
+    Priority,
+    /// A dependency of the package of this name, locked in the same layer.
+    DependencyOf(&'a str),
+}
+
+impl<'a> Why<'a> {
+    fn parse(reason: &'a str) -> Option<Self> {
+        match reason {
+            "essential" => Some(Why::Essential),
+            "priority: required" => Some(Why::Priority),
+            _ => match reason.strip_prefix("requested: ") {
+                Some(text) => Some(Why::Requested(text)),
+                None => reason.split_once(" depends on ").map(|(of, _)| Why::DependencyOf(of)),
+            },
+        }
+    }
+}
+
+/// The packages of each layer are the ones its request selects, as far as the lockfile alone
+/// can tell: no excluded name, and every `reason` one the layer gives (a request it makes,
+/// the essential set or `priority: required` it takes, or a dependency of another package of
+/// the layer that is itself there for a reason, down to one of those), no request met twice.
+/// The recipe digest does not cover the packages, so without this a `[[package]]` added or
+/// removed by hand (a bad merge) was built as locked. That every request is met, and that the
+/// essential and required packages are, is [`crate::debian::pin::check_locked`]'s part: it
+/// needs the archive's entries (`Provides`, `Essential`, `Priority`).
+fn check_selection(recipe: &Recipe, lockfile: &Lockfile, text: &str, path: &Path) -> Result<(), LockError> {
+    let unasked = |i: usize, what: String| LockError::Unrequested {
+        path: path.to_owned(),
+        line: crate::lockfile::layer_line(text, Entries::Package, i),
+        what,
+        recipe: recipe.path.clone(),
+    };
+    for layer in recipe.layers.iter().filter(|l| l.has_packages()) {
+        let entries: Vec<(usize, &crate::lockfile::LockedPackage)> =
+            lockfile.packages.iter().enumerate().filter(|(_, p)| p.layer == layer.name).collect();
+        let by_name: HashMap<&str, &str> = entries.iter().map(|(_, p)| (p.name.as_str(), p.reason.as_str())).collect();
+        let requests: Vec<&str> = layer.packages.iter().map(|r| r.trim()).collect();
+        let mut met: HashMap<&str, usize> = HashMap::new();
+        for &(i, package) in &entries {
+            let entry = format!("`[[package]]` `{}` {} in layer `{}`", package.name, package.version, layer.name);
+            if layer.exclude.iter().any(|x| x == package.name.as_str()) {
+                return Err(unasked(i, format!("{entry}, which excludes it")));
+            }
+            // Up the chain of reasons to the layer's own: each link a package of the layer.
+            let mut seen = std::collections::HashSet::new();
+            let mut at = (package.name.as_str(), package.reason.as_str());
+            loop {
+                let why = Why::parse(at.1).ok_or_else(|| {
+                    unasked(i, format!("{entry} has the reason `{}`, which `lock` never writes", at.1))
+                })?;
+                let unsupported = match why {
+                    Why::Requested(request) if requests.contains(&request) => {
+                        if at.0 == package.name.as_str() {
+                            if let Some(first) = met.insert(request, i) {
+                                let other = &lockfile.packages[first].name;
+                                return Err(unasked(
+                                    i,
+                                    format!("{entry} and `{other}` both meet the request `{request}`"),
+                                ));
+                            }
+                        }
+                        break;
+                    }
+                    Why::Requested(request) => format!("the request `{request}`, which the layer does not make"),
+                    Why::Essential if layer.essential => break,
+                    Why::Essential => "the essential set, which the layer does not take".to_owned(),
+                    Why::Priority if layer.priority.is_some() => break,
+                    Why::Priority => "`priority: required`, which the layer does not take".to_owned(),
+                    Why::DependencyOf(of) => match by_name.get(of) {
+                        Some(reason) if seen.insert(of) => {
+                            at = (of, reason);
+                            continue;
+                        }
+                        Some(_) => format!("a dependency of `{of}`, whose own reasons come back to it"),
+                        None => format!("a dependency of `{of}`, which the layer does not lock"),
+                    },
+                };
+                return Err(unasked(i, format!("{entry} is there for {unsupported}")));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every locked entry lands where the recipe puts it: a layer the recipe has, which takes
@@ -498,7 +589,12 @@ fn write_lockfile(path: &Path, text: &str) -> anyhow::Result<()> {
         _ => PathBuf::from("."),
     };
     fs_err::create_dir_all(&dir)?;
-    let mut temp = tempfile::Builder::new().prefix(".lock-").tempfile_in(&dir)?;
+    // A new lockfile gets the mode any new file would, a relocked one keeps its own.
+    let mut temp =
+        tempfile::Builder::new().prefix(".lock-").permissions(crate::store::public_mode()).tempfile_in(&dir)?;
+    if let Ok(existing) = fs_err::metadata(path) {
+        temp.as_file().set_permissions(existing.permissions())?;
+    }
     std::io::Write::write_all(&mut temp, text.as_bytes())?;
     temp.as_file().sync_all()?;
     temp.persist(path)
@@ -510,6 +606,48 @@ fn write_lockfile(path: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The example's lockfile as `lock` wrote it passes; one that locks an excluded name, or
+    /// whose reasons go round in a circle instead of down to the layer's own, is refused,
+    /// naming the package and its line.
+    #[test]
+    fn the_locked_packages_are_the_ones_their_layer_asks_for() {
+        let recipe = Recipe::load(Path::new("recipes/example.toml")).unwrap();
+        let path = Path::new("lockfiles/example.lock");
+        let text = fs_err::read_to_string(path).unwrap();
+        let check = |recipe: &Recipe, text: &str| {
+            check_selection(recipe, &Lockfile::parse(path, text).unwrap(), text, path).map_err(|e| e.to_string())
+        };
+        check(&recipe, &text).unwrap();
+        let mut excluding = recipe.clone();
+        excluding.layers[0].exclude.push("data-all".into());
+        let err = check(&excluding, &text).unwrap_err();
+        assert!(err.contains("line 90: `[[package]]` `data-all` 2024a-1 in layer `base`, which excludes it"), "{err}");
+        let circle = text
+            .replace("reason = \"requested: web\"", "reason = \"data-all depends on web\"")
+            .replace("reason = \"web depends on data-all\"", "reason = \"web depends on data-all (>= 1)\"");
+        let err = check(&recipe, &circle).unwrap_err();
+        assert!(err.contains("`data-all` 2024a-1 in layer `base` is there for a dependency of `web`, whose own reasons come back to it"), "{err}");
+        let unknown = text.replace("reason = \"requested: web\"", "reason = \"wanted\"");
+        let err = check(&recipe, &unknown).unwrap_err();
+        assert!(err.contains("has the reason `wanted`, which `lock` never writes"), "{err}");
+    }
+
+    /// A lockfile is read by whoever builds from the checkout: it gets the mode any new file
+    /// gets (not a temporary file's 0600), and a relock keeps the one it has.
+    #[test]
+    fn a_lockfile_has_a_new_file_s_mode_and_keeps_its_own_when_relocked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs_err::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let (lock, plain) = (dir.path().join("a.lock"), dir.path().join("plain"));
+        write_lockfile(&lock, "one\n").unwrap();
+        fs_err::write(&plain, "x").unwrap();
+        assert_eq!(mode(&lock), mode(&plain));
+        fs_err::set_permissions(&lock, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_lockfile(&lock, "two\n").unwrap();
+        assert_eq!((mode(&lock), fs_err::read_to_string(&lock).unwrap().as_str()), (0o640, "two\n"));
+    }
 
     /// The requirements file of a python layer is an input: changing it makes the lockfile
     /// stale, and the check says which file of which layer changed (no network, no index).

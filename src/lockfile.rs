@@ -39,12 +39,18 @@ pub enum LockError {
     /// `edge`: "`[[package]]` `NAME` VERSION depends on `NAME:ARCH`".
     #[error("lockfile `{}` line {line}: {edge}, which the lockfile does not lock", path.display())]
     UnknownDependency { path: PathBuf, line: usize, edge: String, recipe: PathBuf },
+    /// A package its layer does not ask for (see `lock::check_selection`): an excluded name,
+    /// a reason the layer does not give, a dependency of a package it does not lock.
+    #[error("lockfile `{}` line {line}: {what}", path.display())]
+    Unrequested { path: PathBuf, line: usize, what: String, recipe: PathBuf },
 }
 
 impl crate::error::Hint for LockError {
     fn hints(&self) -> Vec<std::borrow::Cow<'_, str>> {
         match self {
-            LockError::Misplaced { recipe, .. } | LockError::UnknownDependency { recipe, .. } => vec![format!(
+            LockError::Misplaced { recipe, .. }
+            | LockError::UnknownDependency { recipe, .. }
+            | LockError::Unrequested { recipe, .. } => vec![format!(
                 "the lockfile does not match its recipe (edited by hand?): run `candidate lock {}` to write it again",
                 recipe.display()
             )

@@ -828,7 +828,7 @@ impl fmt::Display for Origin {
 
 fn optional_hex_digest<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Digest>, D::Error> {
     let s = String::deserialize(deserializer)?;
-    Digest::from_hex(&s).map(Some).map_err(serde::de::Error::custom)
+    s.parse::<Digest>().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// Displays a string newtype as its string.
@@ -1216,6 +1216,9 @@ tarballs = [{ url = "https://example.invalid/a.tar.gz", sha256 = "ba7816bf8f01cf
         assert_eq!(layer.directories[0].owner, Owner { uid: 0, gid: 0 });
         assert_eq!(layer.tarballs[0].to.as_rel(), "opt/a");
         assert_eq!(recipe.dir, Path::new("recipes"));
+        // A tarball's pin as the lockfile writes digests, `sha256:` first, is the same pin.
+        let prefixed = parse(&MINIMAL.replace("sha256 = \"ba78", "sha256 = \"sha256:ba78")).unwrap();
+        assert_eq!(prefixed.layers[0].tarballs[0].sha256, layer.tarballs[0].sha256);
     }
 
     #[test]
@@ -1235,6 +1238,7 @@ tarballs = [{ url = "https://example.invalid/a.tar.gz", sha256 = "ba7816bf8f01cf
             ("to = \"/opt/a\"", "to = \"/opt/../a\"", ".."),
             ("name = \"demo\"", "name = \"de mo\"", "de mo"),
             ("sha256 = \"ba78", "sha256 = \"zz78", "zz78"),
+            ("sha256 = \"ba78", "sha256 = \"md5:ba78", "md5"),
             ("https://example.invalid", "ftp://example.invalid", "ftp://"),
         ] {
             let err = parse(&MINIMAL.replace(from, to)).unwrap_err().to_string();

@@ -123,7 +123,10 @@ pub fn promote(
     let envelope = sign_record(&pending_path, channel_name, rules, &records, &id, image, note, extra, &key)?;
     let signed = envelope.verify(IN_TOTO_PAYLOAD_TYPE, &rules.keys, 1).map(|v| v.signers.len()).unwrap_or(0);
     if signed < rules.threshold {
-        let mut temp = tempfile::Builder::new().prefix(".pending-").tempfile_in(&log_dir)?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".pending-")
+            .permissions(crate::store::public_mode())
+            .tempfile_in(&log_dir)?;
         std::io::Write::write_all(&mut temp, &envelope.to_json())?;
         temp.as_file().sync_all()?;
         temp.persist(&pending_path).map_err(|e| e.error)?;

@@ -43,6 +43,8 @@ pub enum StoreError {
     Corrupt { path: PathBuf, expected: Digest, actual: Digest, size: u64 },
     #[error("cannot read store blob `{}`", path.display())]
     Read { path: PathBuf, source: io::Error },
+    #[error("cannot write `{}` in the store", path.display())]
+    Write { path: PathBuf, source: io::Error },
 }
 
 /// A handle on a store folder. It holds a shared `flock` on `STORE/v1/lock` for as long as
@@ -138,6 +140,18 @@ impl Store {
         Ok(bytes)
     }
 
+    /// Checks `file`, a reflink of the blob `digest` (the same extents), against the blob's
+    /// name, unless this process wrote the blob; a mismatch removes the blob, as
+    /// [`Store::open_verified`] does, and names it.
+    pub fn verify_clone(&self, digest: &Digest, file: &std::fs::File) -> Result<(), StoreError> {
+        if self.written_here(digest) {
+            return Ok(());
+        }
+        let path = self.blob_path(digest);
+        let (actual, size) = hash_file(file).map_err(|source| StoreError::Read { path, source })?;
+        self.prove(digest, actual, size)
+    }
+
     /// Whether this process (this handle or a clone) named the blob `digest` with bytes it
     /// hashed as it wrote them: proved already, and not worth reading again in this process
     /// (a fetch followed by its use; a rebuild's seeded inputs). A blob another process
@@ -202,8 +216,8 @@ impl Store {
     pub fn write_atomic(&self, path: &Path, value: &[u8]) -> Result<(), StoreError> {
         let mut temp = tempfile::Builder::new().prefix(&temp_prefix("meta")).tempfile_in(self.root.join("tmp"))?;
         temp.write_all(value).map_err(|e| disk_full(e, path))?;
-        temp.as_file().sync_all()?;
-        temp.persist(path).map_err(|e| e.error)?;
+        temp.as_file().sync_all().map_err(|e| write_error(path, e))?;
+        temp.persist(path).map_err(|e| write_error(path, e.error))?;
         sync_parent(path)?;
         Ok(())
     }
@@ -280,7 +294,8 @@ impl BlobWriter {
     /// fsync each. The returned handle reads the bytes before they are named.
     pub fn commit_batched(self) -> Result<BatchedBlob, StoreError> {
         let (staged, digest, size) = self.stage(None)?;
-        staged.file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
+        let read_only = std::os::unix::fs::PermissionsExt::from_mode(0o444);
+        staged.file.set_permissions(read_only).map_err(|e| write_error(staged.temp.path(), e))?;
         let reader = std::sync::Arc::new(staged.temp.reopen()?);
         Ok(BatchedBlob { digest, size, reader, staged })
     }
@@ -317,16 +332,17 @@ impl Staged {
     fn publish(self) -> Result<bool, StoreError> {
         // Objects are read-only: nothing may change an object in place, and a tool that
         // opens one for writing by mistake is refused (unless it runs as root).
-        self.file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
-        self.file.sync_all().map_err(|e| disk_full(e, self.temp.path()))?;
+        let read_only = std::os::unix::fs::PermissionsExt::from_mode(0o444);
+        self.file.set_permissions(read_only).map_err(|e| write_error(self.temp.path(), e))?;
+        self.file.sync_all().map_err(|e| write_error(self.temp.path(), e))?;
         // Objects are immutable: if another build already stored this one, keep it and let
         // our temporary file go — unless what is there cannot be it (another size: a
         // truncated blob), which our checked bytes replace in one atomic rename.
         if self.target_holds_same_size()? {
             return Ok(false);
         }
-        self.temp.persist(&self.target).map_err(|e| e.error)?;
-        sync_parent(&self.target)?;
+        self.temp.persist(&self.target).map_err(|e| write_error(&self.target, e.error))?;
+        sync_parent(&self.target).map_err(|e| write_error(&self.target, e))?;
         Ok(true)
     }
 
@@ -352,17 +368,19 @@ impl Store {
         if blobs.is_empty() {
             return Ok(());
         }
-        let dir = fs_err::File::open(self.root.join("blobs/sha256"))?;
+        let blobs_dir = self.root.join("blobs/sha256");
+        let dir = fs_err::File::open(&blobs_dir)?;
         // SAFETY: syncfs only reads the descriptor, which `dir` owns and keeps open.
         if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-            return Err(io::Error::last_os_error().into());
+            return Err(write_error(&blobs_dir, io::Error::last_os_error()));
         }
         for blob in blobs {
             if !blob.staged.target_holds_same_size()? {
-                blob.staged.temp.persist(&blob.staged.target).map_err(|e| e.error)?;
+                let target = &blob.staged.target;
+                blob.staged.temp.persist(target).map_err(|e| write_error(target, e.error))?;
             }
         }
-        dir.sync_all()?;
+        dir.sync_all().map_err(|e| write_error(&blobs_dir, e))?;
         Ok(())
     }
 }
@@ -583,6 +601,11 @@ pub struct DiskFull {
 }
 
 /// `error`, named as the store's full disk if it is one (`ENOSPC`, `EDQUOT`).
+/// A failed write, rename or sync of `path` in the store, named; a full disk says which store.
+fn write_error(path: &Path, error: io::Error) -> StoreError {
+    StoreError::Write { path: path.to_owned(), source: disk_full(error, path) }
+}
+
 fn disk_full(error: io::Error, path: &Path) -> io::Error {
     if !matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
         return error;
@@ -671,6 +694,13 @@ pub fn hash_paths(paths: &[PathBuf]) -> Vec<io::Result<(Digest, u64)>> {
     results.into_inner().expect("no hashing thread panics").into_values().collect()
 }
 
+/// The mode for a file made with `tempfile` and renamed into place where people and other
+/// tools read it (a lockfile, a bundle, a pending promotion, a system's record): what any new
+/// file gets, 0666 less the umask, instead of a temporary file's 0600.
+pub fn public_mode() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(0o666)
+}
+
 /// The sha256 of a whole file and its length, read with positioned reads (the file's offset
 /// is left alone) in 1 MiB chunks.
 pub fn hash_file(file: &std::fs::File) -> io::Result<(Digest, u64)> {
@@ -694,10 +724,12 @@ pub fn hash_file(file: &std::fs::File) -> io::Result<(Digest, u64)> {
 
 /// Fsyncs the folder holding `path`, so that a rename into it is durable.
 pub fn sync_parent(path: &Path) -> io::Result<()> {
-    if let Some(parent) = path.parent() {
-        fs_err::File::open(parent)?.sync_all()?;
+    match path.parent() {
+        // A bare name (`out`) is in the working directory.
+        Some(parent) if parent.as_os_str().is_empty() => fs_err::File::open(".")?.sync_all(),
+        Some(parent) => fs_err::File::open(parent)?.sync_all(),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -709,6 +741,19 @@ thread_local! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rename into the store that fails says which file, not only the system's error; and
+    /// leaves no temporary behind.
+    #[test]
+    fn a_failed_write_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let target = store.root().join("missing/record");
+        let err = store.write_atomic(&target, b"v").unwrap_err();
+        let shown = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(shown.starts_with(&format!("cannot write `{}` in the store: ", target.display())), "{shown}");
+        assert_eq!(fs_err::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    }
 
     #[test]
     fn blobs_are_named_by_content_and_idempotent() {

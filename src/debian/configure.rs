@@ -21,7 +21,7 @@
 //! fails the build, path by path: it is a bug to fix where it comes from, or per-machine state
 //! to declare, never a file to add to [`VARYING`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
@@ -39,7 +39,7 @@ use crate::sandbox::{self, Bind, Exit, Spec};
 use crate::tree::{Content, Kind, Node, Tree, WHITEOUT_PREFIX};
 
 /// Bumped whenever the configure run or its normalisation changes.
-const VERSION: u32 = 5;
+const VERSION: u32 = 6;
 
 /// The hostname the scripts see.
 pub const HOSTNAME: &str = "candidate";
@@ -250,7 +250,7 @@ struct Start<'a> {
 fn run_scripts(start: &Start<'_>, run: &Run<'_>, instance: &Path, driver: &str) -> anyhow::Result<(Tree, Timings)> {
     let mut timings = Timings::default();
     let started = std::time::Instant::now();
-    crate::instance::materialize(start.laid_out, instance)
+    let written = crate::instance::materialize(start.laid_out, instance)
         .with_context(|| format!("cannot write the image to `{}` for its maintainer scripts", instance.display()))?;
     timings.materialize = started.elapsed();
     let marker = change_marker(run.scratch)?;
@@ -287,7 +287,7 @@ fn run_scripts(start: &Start<'_>, run: &Run<'_>, instance: &Path, driver: &str) 
         ),
     }
     let started = std::time::Instant::now();
-    let layer = changes(start.image, instance, marker, run.sde)?;
+    let layer = changes(start.image, instance, marker, run.sde, &written.folders)?;
     timings.changes = started.elapsed();
     Ok((layer, timings))
 }
@@ -424,19 +424,31 @@ fn change_marker(dir: &Path) -> anyhow::Result<(i64, i64)> {
     Ok((meta.ctime(), meta.ctime_nsec()))
 }
 
-/// What the run changed under `root` relative to `before`, normalised, as a layer.
+/// What the run changed under `root` relative to `before`, normalised, as a layer. `folders`:
+/// each folder's inode as [`crate::instance::materialize`] made it.
 ///
 /// Long by design: one walk of the instance decides, per path, changed or not, normalises
 /// what it keeps and notes hard links, then whiteouts and link groups follow from what the
 /// walk saw.
-pub fn changes(before: &Tree, root: &Path, marker: (i64, i64), sde: u64) -> anyhow::Result<Tree> {
+pub fn changes(
+    before: &Tree,
+    root: &Path,
+    marker: (i64, i64),
+    sde: u64,
+    folders: &HashMap<String, (u64, u64)>,
+) -> anyhow::Result<Tree> {
     let mut layer = Tree::new(sde);
+    // Folders not the inode written at their path (moved there, or made): a rename changes
+    // the moved folder's ctime, not its contents', so everything under one is compared.
+    let mut moved: HashSet<String> = HashSet::new();
     // Every path there is now, and whether it is a directory.
     let mut seen: HashMap<String, bool> = HashMap::new();
-    // Regular files of the layer by inode, for hard links among them.
+    // Every regular file with more than one link, by inode, changed or not: a link the scripts
+    // add to an unchanged file puts that file in the layer too, in the new link's group.
     let mut inodes: HashMap<(u64, u64), Vec<String>> = HashMap::new();
     let mut pending = vec![String::new()];
     while let Some(dir) = pending.pop() {
+        let under_moved = moved.contains(&dir);
         let host_dir = if dir.is_empty() { root.to_owned() } else { root.join(&dir) };
         let mut names: Vec<_> =
             fs_err::read_dir(&host_dir)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
@@ -449,16 +461,22 @@ pub fn changes(before: &Tree, root: &Path, marker: (i64, i64), sde: u64) -> anyh
             let host = root.join(&path);
             let meta = fs_err::symlink_metadata(&host)?;
             if meta.is_dir() {
+                if under_moved || folders.get(&path) != Some(&(meta.dev(), meta.ino())) {
+                    moved.insert(path.clone());
+                }
                 pending.push(path.clone());
             }
             seen.insert(path.clone(), meta.is_dir());
             if varying(&path) {
                 continue;
             }
+            if meta.is_file() && meta.nlink() > 1 {
+                inodes.entry((meta.dev(), meta.ino())).or_default().push(path.clone());
+            }
             let old = before.get(&path);
             // Top-level entries are always compared: the instance may have been written
             // with `/bin` … already links ([`usrmerge::lay_out`]), before the marker.
-            let touched = !path.contains('/') || (meta.ctime(), meta.ctime_nsec()) > marker;
+            let touched = !path.contains('/') || under_moved || (meta.ctime(), meta.ctime_nsec()) > marker;
             if old.is_some() && !touched {
                 continue;
             }
@@ -472,21 +490,25 @@ pub fn changes(before: &Tree, root: &Path, marker: (i64, i64), sde: u64) -> anyh
             if old.is_some_and(|old| same(old, &node).unwrap_or(false)) {
                 continue;
             }
-            if matches!(node.kind, Kind::File { .. }) && meta.nlink() > 1 {
-                inodes.entry((meta.dev(), meta.ino())).or_default().push(path.clone());
-            }
             layer.insert(&path, node).with_context(|| format!("the maintainer scripts' change at `/{path}`"))?;
         }
     }
     // Groups numbered in path order, not the map's: the writer only needs them distinct, but
     // nothing that reaches a layer may depend on a HashMap's iteration order.
-    let mut groups: Vec<Vec<String>> = inodes.into_values().filter(|paths| paths.len() > 1).collect();
+    let in_layer = |layer: &Tree, path: &String| matches!(layer.get(path).map(|n| &n.kind), Some(Kind::File { .. }));
+    let mut groups: Vec<Vec<String>> =
+        inodes.into_values().filter(|paths| paths.len() > 1 && paths.iter().any(|p| in_layer(&layer, p))).collect();
     for paths in &mut groups {
         paths.sort();
     }
     groups.sort();
     for (group, paths) in groups.into_iter().enumerate() {
         for path in paths {
+            if !in_layer(&layer, &path) {
+                let host = root.join(&path);
+                let node = scan(&host, &path, &fs_err::symlink_metadata(&host)?, sde)?;
+                layer.insert(&path, node).with_context(|| format!("the maintainer scripts' link at `/{path}`"))?;
+            }
             if let Some(Node { kind: Kind::File { link_group, .. }, .. }) = layer.get_mut(&path) {
                 *link_group = Some(group as u64);
             }
@@ -748,15 +770,72 @@ Architecture: amd64\nVersion: 1\nDepends: libc6\n";
         assert!(!varying("var/lib/dpkg/info/x-old/y"));
     }
 
+    /// An entry of an image as the tests write it: root's, at time 50.
+    fn node(kind: Kind, mode: u32) -> Node {
+        Node { kind, mode, uid: 0, gid: 0, mtime: 50, xattrs: BTreeMap::new(), implicit: false }
+    }
+
+    fn bytes(b: &[u8]) -> Kind {
+        Kind::File { size: b.len() as u64, content: Content::Bytes(Arc::from(b)), link_group: None }
+    }
+
+    /// `rm -rf /etc/x && mv /etc/y /etc/x`: the moved folder's files keep their old ctimes,
+    /// and `etc/x/conf` is a path the image has, but what is there now is `y`'s.
+    #[test]
+    fn a_folder_moved_over_another_is_compared_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs_err::create_dir(&root).unwrap();
+        let mut before = Tree::new(100);
+        for (path, kind, mode) in [
+            ("etc", Kind::Directory, 0o755),
+            ("etc/x", Kind::Directory, 0o755),
+            ("etc/x/conf", bytes(b"A"), 0o644),
+            ("etc/x/same", bytes(b"S"), 0o644),
+            ("etc/y", Kind::Directory, 0o755),
+            ("etc/y/conf", bytes(b"B"), 0o644),
+            ("etc/y/same", bytes(b"S"), 0o644),
+        ] {
+            before.insert(path, node(kind, mode)).unwrap();
+        }
+        let written = crate::instance::materialize(&before, &root).unwrap();
+        let marker = change_marker(dir.path()).unwrap();
+        fs_err::remove_dir_all(root.join("etc/x")).unwrap();
+        fs_err::rename(root.join("etc/y"), root.join("etc/x")).unwrap();
+        let layer = changes(&before, &root, marker, 100, &written.folders).unwrap();
+        let paths: Vec<&str> = layer.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["", "etc", "etc/.wh.y", "etc/x", "etc/x/conf"], "{paths:?}");
+        match &layer.get("etc/x/conf").unwrap().kind {
+            Kind::File { size, content, .. } => assert_eq!(content.read_all(*size).unwrap(), b"B"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `ln /etc/a /etc/b` over an unchanged `/etc/a`: the layer holds both, as one file.
+    #[test]
+    fn a_link_added_to_an_unchanged_file_keeps_them_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs_err::create_dir(&root).unwrap();
+        let mut before = Tree::new(100);
+        before.insert("etc", node(Kind::Directory, 0o755)).unwrap();
+        before.insert("etc/a", node(bytes(b"A"), 0o644)).unwrap();
+        let written = crate::instance::materialize(&before, &root).unwrap();
+        let marker = change_marker(dir.path()).unwrap();
+        fs_err::hard_link(root.join("etc/a"), root.join("etc/b")).unwrap();
+        let layer = changes(&before, &root, marker, 100, &written.folders).unwrap();
+        let group = |path: &str| match &layer.get(path).map(|n| &n.kind) {
+            Some(Kind::File { link_group, .. }) => *link_group,
+            other => panic!("{path}: {other:?}"),
+        };
+        assert!(group("etc/a").is_some() && group("etc/a") == group("etc/b"));
+    }
+
     #[test]
     fn changes_finds_new_changed_and_deleted_entries() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let mut before = Tree::new(100);
-        let node =
-            |kind, mode| Node { kind, mode, uid: 0, gid: 0, mtime: 50, xattrs: BTreeMap::new(), implicit: false };
-        let bytes =
-            |b: &[u8]| Kind::File { size: b.len() as u64, content: Content::Bytes(Arc::from(b)), link_group: None };
         for (path, kind, mode) in [
             ("etc", Kind::Directory, 0o755),
             ("etc/keep", bytes(b"same"), 0o644),
@@ -784,7 +863,8 @@ Architecture: amd64\nVersion: 1\nDepends: libc6\n";
         fs_err::write(root.join("var/log/dpkg.log"), b"noise").unwrap();
         use std::os::unix::fs::PermissionsExt as _;
         fs_err::set_permissions(root.join("etc/chmod"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        let layer = changes(&before, root, marker, 100).unwrap();
+        // Folders made by hand, not by `materialize`: none is known, so all are compared.
+        let layer = changes(&before, root, marker, 100, &HashMap::new()).unwrap();
         let paths: Vec<(&str, &str)> = layer.iter().map(|(p, n)| (p.as_str(), n.kind.describe())).collect();
         assert_eq!(
             paths,

@@ -11,7 +11,7 @@ use crate::error::Hinted;
 use crate::context::Context;
 use crate::debian::archive::{self, Freshness, Snapshot, Source};
 use crate::debian::packages::Requested;
-use crate::debian::packages::{Architecture, PackageName};
+use crate::debian::packages::{Architecture, PackageName, Priority};
 use crate::debian::release::Keyring;
 use crate::debian::resolve::{self, Reason, Request, Universe};
 use crate::digest::{Digest, Hasher};
@@ -193,6 +193,61 @@ fn describe(reason: &Reason) -> String {
     }
 }
 
+/// Every request of every package layer is met by a package locked in it or below, by name
+/// or by what it provides, at a version the request allows; a package locked as `essential`
+/// is essential, one locked for `priority: required` is required, as the archive says. With
+/// `lock::check_selection` (no package the layer does not ask for), a `[[package]]` removed
+/// or added by hand is refused. `entries`: each locked package's archive entry.
+fn check_requests(
+    recipe: &Recipe,
+    lockfile: &Lockfile,
+    entries: &[Option<crate::debian::packages::Package>],
+) -> anyhow::Result<()> {
+    let hint = format!(
+        "the lockfile does not match its recipe (edited by hand?): run `candidate lock {}` to write it again",
+        recipe.path.display()
+    );
+    let mut available: Vec<&crate::debian::packages::Package> = Vec::new();
+    for layer in recipe.layers.iter().filter(|l| l.has_packages()) {
+        for (pinned, entry) in lockfile.packages.iter().zip(entries).filter(|(p, _)| p.layer == layer.name) {
+            let Some(entry) = entry else { continue };
+            let claimed = match pinned.reason.as_str() {
+                "essential" if !entry.essential => Some("essential"),
+                "priority: required" if entry.priority != Some(Priority::Required) => Some("`Priority: required`"),
+                _ => None,
+            };
+            if let Some(claimed) = claimed {
+                bail!(Hinted::new(
+                    format!(
+                        "package `{}` {} is locked in layer `{}` as {claimed}, which the archive does not say it is",
+                        pinned.name, pinned.version, layer.name
+                    ),
+                    hint.clone(),
+                ));
+            }
+            available.push(entry);
+        }
+        for text in &layer.packages {
+            let request = Requested::parse(text).map_err(|e| anyhow::anyhow!("layer `{}`: {e}", layer.name))?;
+            let relation = &request.relation;
+            let met = available.iter().any(|p| {
+                (p.name == relation.name && relation.version_satisfied_by(&p.version))
+                    || p.provides.iter().any(|provide| provide.satisfies(relation))
+            });
+            if !met {
+                bail!(Hinted::new(
+                    format!(
+                        "layer `{}` requests `{}`, and no package the lockfile locks in it or below meets that",
+                        layer.name, request.text
+                    ),
+                    hint.clone(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks a lockfile's archives and packages at build time, without resolving: every
 /// pinned `InRelease` verifies (as of its `Date`) with the recipe's keyring, every pinned
 /// index is the one it lists, and every pinned package is an entry of those indexes with the
@@ -214,6 +269,8 @@ pub fn check_locked(
     if ctx.store.action(&key).is_some() {
         return Ok(());
     }
+    // What the archives say of each pinned package, by its index in the lockfile.
+    let mut entries: Vec<Option<crate::debian::packages::Package>> = vec![None; lockfile.packages.len()];
     for locked in &lockfile.archives {
         let source = keyrings.source(ctx, recipe, &locked.name, Some(locked.date))?;
         let pinned: std::collections::BTreeSet<&str> =
@@ -223,7 +280,7 @@ pub fn check_locked(
         for p in &read.packages {
             index.insert((p.name.as_str(), p.architecture.as_str(), p.filename.as_str()), p);
         }
-        for pinned in lockfile.packages.iter().filter(|p| p.archive == locked.name) {
+        for (i, pinned) in lockfile.packages.iter().enumerate().filter(|(_, p)| p.archive == locked.name) {
             let found = index.get(&(pinned.name.as_str(), pinned.architecture.as_str(), pinned.filename.as_str()));
             let vouched = found.is_some_and(|p| {
                 p.version.as_str() == pinned.version.as_str() && p.size == pinned.size && p.sha256 == pinned.sha256
@@ -238,8 +295,10 @@ pub fn check_locked(
                     "run `candidate lock` to pin what the archive serves",
                 ));
             }
+            entries[i] = found.map(|p| (*p).clone());
         }
     }
+    check_requests(recipe, lockfile, &entries)?;
     ctx.store.put_action(&key, br#"{"verified":true}"#)?;
     Ok(())
 }

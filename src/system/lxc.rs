@@ -249,7 +249,8 @@ impl NodeRecord {
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new().prefix(".record-").tempfile_in(parent)?;
+    let mut temp =
+        tempfile::Builder::new().prefix(".record-").permissions(crate::store::public_mode()).tempfile_in(parent)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;

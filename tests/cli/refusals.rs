@@ -267,6 +267,33 @@ const ONE_EDIT: &[OneEdit] = &[
         args: BUILD,
         code: 2,
     },
+    // A `[[package]]` added or removed by hand (a bad merge) was built as locked: the recipe
+    // digest does not cover the packages. A reason the layer does not give, a reason the
+    // archive does not vouch for, a dependency of a package no longer locked.
+    OneEdit {
+        name: "build_package_for_a_request_the_layer_does_not_make",
+        file: LOCKFILE,
+        from: "reason = \"web depends on data-all\"",
+        to: "reason = \"requested: data-all\"",
+        args: BUILD,
+        code: 2,
+    },
+    OneEdit {
+        name: "build_package_claimed_required",
+        file: LOCKFILE,
+        from: "reason = \"web depends on data-all\"",
+        to: "reason = \"priority: required\"",
+        args: BUILD,
+        code: 2,
+    },
+    OneEdit {
+        name: "build_dependency_of_a_package_removed_by_hand",
+        file: LOCKFILE,
+        from: "\n[[package]]\nname = \"web\"\nversion = \"1.0-1\"\narchitecture = \"amd64\"\narchive = \"test\"\nlayer = \"base\"\nfilename = \"pool/main/w/web/web_1.0-1_amd64.deb\"\nsize = 1176\nsha256 = \"sha256:469ae3eccfb4bb7d7137e10e6ed01c4821eec55b87262bcad36bde294a299635\"\nreason = \"requested: web\"\ndepends = [\"base-files:amd64\", \"data-all:all\", \"libc6:amd64\", \"mawk:amd64\"]\n",
+        to: "",
+        args: BUILD,
+        code: 2,
+    },
     // The archive's secret key given as its keyring (the hint comes from `ReleaseError`).
     OneEdit {
         name: "lock_secret_keyring",
@@ -286,6 +313,16 @@ fn refusals_after_one_edit() {
         let run = p.cmd(edit.args);
         assert_refusal!(p, run, edit.code, edit.name);
     }
+}
+
+/// The requested package and what only it needed, both removed by hand: every entry left
+/// has a reason the layer gives, but the request is met by nothing locked.
+#[test]
+fn build_refuses_a_lockfile_that_meets_no_package_for_a_request() {
+    let p = Project::new();
+    p.edit(LOCKFILE, "\n[[package]]\nname = \"web\"\nversion = \"1.0-1\"\narchitecture = \"amd64\"\narchive = \"test\"\nlayer = \"base\"\nfilename = \"pool/main/w/web/web_1.0-1_amd64.deb\"\nsize = 1176\nsha256 = \"sha256:469ae3eccfb4bb7d7137e10e6ed01c4821eec55b87262bcad36bde294a299635\"\nreason = \"requested: web\"\ndepends = [\"base-files:amd64\", \"data-all:all\", \"libc6:amd64\", \"mawk:amd64\"]\n", "");
+    p.edit(LOCKFILE, "\n[[package]]\nname = \"data-all\"\nversion = \"2024a-1\"\narchitecture = \"all\"\narchive = \"test\"\nlayer = \"base\"\nfilename = \"pool/main/d/data-all/data-all_2024a-1_all.deb\"\nsize = 924\nsha256 = \"sha256:ac1628857a73071ff617d50313d88d66e1f173d34699c4da7b3ef5bc092902e1\"\nreason = \"web depends on data-all\"\ndepends = []\n", "");
+    assert_refusal!(p, p.cmd(BUILD), 2, "build_request_met_by_nothing_locked");
 }
 
 #[test]
