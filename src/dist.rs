@@ -202,7 +202,7 @@ fn place_output(store: &Store, digest: &Digest, blob: &Path, target: &Path) -> a
     if cloned {
         // The same extents as the blob: proved unless this process wrote the blob, as a copy
         // would be (a warm build takes a cached blob on its size alone).
-        if let Err(e) = store.verify_clone(digest, out.file()) {
+        if let Err(e) = store.verify_clone(digest, out.file(), source.file()) {
             drop(out);
             let _ = fs_err::remove_file(target);
             return Err(e).with_context(|| format!("cannot publish `{}`", target.display()));
@@ -214,7 +214,7 @@ fn place_output(store: &Store, digest: &Digest, blob: &Path, target: &Path) -> a
         let (actual, size, buffered) = writer.finish();
         buffered.into_inner().map_err(|e| e.into_error())?;
         if actual != *digest {
-            store.discard_corrupt(digest);
+            store.discard_corrupt(digest, source.file());
             return Err(crate::store::StoreError::Corrupt { path: blob.to_owned(), expected: *digest, actual, size })
                 .with_context(|| format!("cannot publish `{}`", target.display()));
         }
