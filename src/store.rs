@@ -732,6 +732,18 @@ pub fn hash_file(file: &std::fs::File) -> io::Result<(Digest, u64)> {
     Ok((digest, len))
 }
 
+/// Fsyncs every folder under `root`, deepest first, and `root` itself: every name made in a
+/// staging folder is durable before the folder is swapped in.
+pub fn sync_folders(root: &Path) -> io::Result<()> {
+    for entry in fs_err::read_dir(root)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_folders(&entry.path())?;
+        }
+    }
+    fs_err::File::open(root)?.sync_all()
+}
+
 /// Fsyncs the folder holding `path`, so that a rename into it is durable.
 pub fn sync_parent(path: &Path) -> io::Result<()> {
     match path.parent() {

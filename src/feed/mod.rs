@@ -230,10 +230,14 @@ pub fn publish(
     };
     let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &crate::document::to_canonical(&statement), keys);
     write_file(&root.join(STATEMENT), &envelope.to_json())?;
-    fs_err::File::open(root).and_then(|d| d.sync_all()).map_err(write_error(root))?;
+    // Every folder made in it too (`images/…/SERIAL`, `streams/v1`): every file durable at its name.
+    crate::store::sync_folders(root).map_err(write_error(root))?;
 
     let staging = staging.keep();
-    crate::dist::swap_in(&staging, to).map_err(write_error(to))?;
+    if let Err(e) = crate::dist::swap_in(&staging, to) {
+        let _ = fs_err::remove_dir_all(&staging);
+        return Err(write_error(to)(e));
+    }
     if staging.exists() {
         // After an exchange the staging path holds the previous feed.
         fs_err::remove_dir_all(&staging).map_err(write_error(&staging))?;
