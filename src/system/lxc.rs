@@ -368,7 +368,12 @@ pub fn teardown(dir: &Path) -> anyhow::Result<()> {
     for container in &containers {
         let config = lxcpath.join(container).join("config");
         if config.exists() {
-            note(tool(lxc("lxc-destroy", &lxcpath, container).arg("-f")).map(|_| ()));
+            if let Err(e) = tool(lxc("lxc-destroy", &lxcpath, container).arg("-f")) {
+                // Its folder stays, its config with it: the container may still run, and
+                // only with its config can a later `undeploy` stop it.
+                note(Err(e));
+                continue;
+            }
         }
         let leftover = lxcpath.join(container);
         if leftover.exists() {
