@@ -397,16 +397,30 @@ pub fn verify_channel(
 ) -> anyhow::Result<Vec<Record>> {
     let records = verified_log(ctx, channel_name, policy_path, channels)?;
     let seen_path = ctx.store.root().join("seen").join(channel_name);
-    let seen: u64 = fs_err::read_to_string(&seen_path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let seen = channel::Seen::open(&seen_path)
+        .with_context(|| format!("cannot read the head of channel `{channel_name}` verified before"))?;
     let head = records.last();
     let length = head.map_or(0, |r| r.sequence);
-    if length < seen {
-        return Err(refuse(format!(
-            "channel `{channel_name}` ends at record {length}, but record {seen} was verified before: the log was rolled back or truncated"
-        )));
+    if let Some((n, digest)) = seen.head {
+        if length < n {
+            return Err(refuse(format!(
+                "channel `{channel_name}` ends at record {length}, but record {n} was verified before: the log was rolled back or truncated"
+            )));
+        }
+        // Records chain by digest: the one verified before, unchanged, vouches for all below it.
+        let then = n.checked_sub(1).and_then(|i| records.get(i as usize)).map(|r| r.statement_digest);
+        if let (Some(before), Some(now)) = (digest, then) {
+            if before != now {
+                return Err(refuse(format!(
+                    "channel `{channel_name}` holds record {n} as {now}, but record {n} was verified before as {before}: the log was rewritten"
+                )));
+            }
+        }
     }
-    if length > seen {
-        ctx.store.write_atomic(&seen_path, length.to_string().as_bytes())?;
+    if let Some(head) = head.filter(|h| seen.head.is_none_or(|(n, d)| h.sequence > n || d.is_none())) {
+        seen.record(head.sequence, &head.statement_digest).with_context(|| {
+            format!("cannot record the head of channel `{channel_name}` in `{}`", seen_path.display())
+        })?;
     }
     if let Some(head) = head {
         if head.expires.is_some_and(|e| e < now()) {

@@ -507,14 +507,9 @@ pub fn verify(source: &Source, keys: &[PublicKey], threshold: usize) -> Result<V
 /// is a rollback; the same sequence with another record is a rewritten channel. Returns the
 /// refusal, or records the feed's head when it is the newest yet.
 pub fn check_fresh(seen: &Path, predicate: &Predicate) -> Result<Option<String>, FeedError> {
-    let text = match fs_err::read_to_string(seen) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(FeedError::Read { path: seen.to_owned(), source }),
-    };
-    let mut fields = text.split_whitespace();
-    let before: Option<(u64, Option<Digest>)> =
-        fields.next().and_then(|s| s.parse().ok()).map(|n| (n, fields.next().and_then(|d| d.parse().ok())));
+    let path = seen;
+    let seen = crate::channel::Seen::open(path).map_err(|source| FeedError::Read { path: path.to_owned(), source })?;
+    let before = seen.head;
     let channel = &predicate.channel;
     match before {
         Some((n, _)) if predicate.sequence < n => {
@@ -532,16 +527,7 @@ pub fn check_fresh(seen: &Path, predicate: &Predicate) -> Result<Option<String>,
         Some((n, _)) if predicate.sequence == n => return Ok(None),
         _ => {}
     }
-    if let Some(parent) = seen.parent() {
-        fs_err::create_dir_all(parent).map_err(write_error(parent))?;
-    }
-    let mut temp = tempfile::Builder::new()
-        .prefix(".seen-")
-        .tempfile_in(seen.parent().unwrap_or(Path::new(".")))
-        .map_err(write_error(seen))?;
-    std::io::Write::write_all(&mut temp, format!("{} {}\n", predicate.sequence, predicate.record).as_bytes())
-        .map_err(write_error(seen))?;
-    temp.persist(seen).map_err(|e| FeedError::Write { path: seen.to_owned(), source: e.error })?;
+    seen.record(predicate.sequence, &predicate.record).map_err(write_error(path))?;
     Ok(None)
 }
 

@@ -219,6 +219,17 @@ fn forged_removed_swapped_and_truncated_logs_are_detected() {
     let r = three_records();
     fs::remove_file(r.log("nightly").join("00000003.json")).unwrap();
     refused(&r.cmd(&["channel", "verify", "nightly"]), "ends at record 2, but record 3 was verified before");
+
+    // A rewritten log: the head removed and another record promoted in its place. Its length
+    // is what the verifier saw, but not its record 3.
+    r.cmd(&["promote", DIR, "--channel", "nightly", "--key", "keys/ci.key", "--note", "other"]).assert_ok();
+    refused(&r.cmd(&["channel", "verify", "nightly"]), "but record 3 was verified before as sha256:");
+
+    // What the verifier saw, garbled, is an error naming it, not a protection turned off.
+    let r = three_records();
+    fs::write(r.path().join("store/v1/seen/nightly"), "three\n").unwrap();
+    let garbled = r.cmd(&["channel", "verify", "nightly"]);
+    garbled.assert_code(2).assert_stderr_has("seen/nightly` is not `SEQUENCE DIGEST`");
 }
 
 #[test]
