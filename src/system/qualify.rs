@@ -98,6 +98,31 @@ impl SystemTested {
     }
 }
 
+/// Holds an exclusive `flock` on `REPORT.lock` beside the report folder until dropped (the
+/// kernel drops it if the process dies); refuses at once if another run holds it.
+fn lock_report(report: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd as _;
+    let mut name = report.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs_err::create_dir_all(parent)?;
+    }
+    let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?.into_parts().0;
+    // SAFETY: the descriptor is open for the whole call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            anyhow::bail!(crate::error::Hinted::new(
+                format!("another `test --system` is writing the report folder `{}` now", report.display()),
+                "give this run a folder of its own with `--report DIR`",
+            ));
+        }
+        return Err(e).with_context(|| format!("cannot lock `{}`", path.display()));
+    }
+    Ok(file)
+}
+
 /// The default report folder: `NAME_VERSION_ARCH.SYSTEM.test/` beside the candidate.
 pub fn default_report(dir: &Path, system: &System) -> PathBuf {
     sibling(dir, &format!("{}.test", system.name))
@@ -163,6 +188,9 @@ pub fn test_system(ctx: &Context, options: &SystemTestOptions<'_>) -> anyhow::Re
     }
     // Unique on the machine and in the store: a test deployment is never one an operator made.
     let name = format!("test-{}-{}", std::process::id(), &options.candidate.hex()[..8]);
+    // One run writes a report folder at a time: a second (the same candidate on another
+    // runtime, with the default folder) would wipe the first's and mix their files.
+    let _report_lock = lock_report(&options.report)?;
     if options.report.exists() {
         fs_err::remove_dir_all(&options.report)
             .with_context(|| format!("cannot replace the report folder `{}`", options.report.display()))?;
@@ -503,6 +531,19 @@ fn statement(candidate: Digest, system: &System, plan: &Digest, runs: &[NodeRun]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two runs on one report folder: the second is refused while the first holds it, and
+    /// takes it once the first is done.
+    #[test]
+    fn one_run_writes_a_report_folder_at_a_time() {
+        let t = tempfile::tempdir().unwrap();
+        let report = t.path().join("out/box.ground.test");
+        let first = lock_report(&report).unwrap();
+        let err = lock_report(&report).unwrap_err().to_string();
+        assert!(err.contains("another `test --system` is writing the report folder"), "{err}");
+        drop(first);
+        lock_report(&report).unwrap();
+    }
 
     /// A node's logs are read inside the node: its `/var/log` pointing at an absolute path,
     /// or a log that is a symlink, never reaches the host's file of that name; a fifo is
