@@ -435,23 +435,13 @@ impl Seen {
     /// not `SEQUENCE [DIGEST]` is an error naming the file: read as nothing, it would turn the
     /// protection off.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        use std::os::fd::AsRawFd as _;
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         fs_err::create_dir_all(parent)?;
         let mut lock_name = path.as_os_str().to_owned();
         lock_name.push(".lock");
         let lock = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_name)?;
         let lock = lock.into_parts().0;
-        loop {
-            // SAFETY: the descriptor is open for the whole call.
-            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                break;
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+        crate::store::flock(&lock, libc::LOCK_EX)?;
         let text = match fs_err::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

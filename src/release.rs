@@ -160,19 +160,10 @@ pub fn promote(
 /// file is dropped, or by the kernel if the process dies: a killed promote never wedges a
 /// channel). The file is not a record: [`channel::record_files`] lists only `NNNNNNNN.json`.
 fn take_turn(log_dir: &Path) -> anyhow::Result<fs_err::File> {
-    use std::os::fd::AsRawFd as _;
     let path = log_dir.join(".lock");
     let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-    loop {
-        // SAFETY: the descriptor is open for the whole call.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(file);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e).with_context(|| format!("cannot lock `{}`", path.display()));
-        }
-    }
+    crate::store::flock(file.file(), libc::LOCK_EX).with_context(|| format!("cannot lock `{}`", path.display()))?;
+    Ok(file)
 }
 
 /// The policy's admission rules for one channel, each unmet one a refusal naming it: the key

@@ -672,7 +672,8 @@ pub fn pid_alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
-fn flock(file: &std::fs::File, operation: libc::c_int) -> io::Result<()> {
+/// `flock(2)` on `file`, retried when a signal interrupts it (`LOCK_NB`: `WouldBlock` if held).
+pub fn flock(file: &std::fs::File, operation: libc::c_int) -> io::Result<()> {
     loop {
         // SAFETY: flock only reads its integer arguments; the descriptor is owned by `file`.
         if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {

@@ -101,7 +101,6 @@ impl SystemTested {
 /// Holds an exclusive `flock` on `REPORT.lock` beside the report folder until dropped (the
 /// kernel drops it if the process dies); refuses at once if another run holds it.
 fn lock_report(report: &Path) -> anyhow::Result<std::fs::File> {
-    use std::os::fd::AsRawFd as _;
     let mut name = report.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
@@ -109,9 +108,7 @@ fn lock_report(report: &Path) -> anyhow::Result<std::fs::File> {
         fs_err::create_dir_all(parent)?;
     }
     let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?.into_parts().0;
-    // SAFETY: the descriptor is open for the whole call.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = crate::store::flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
         if e.kind() == std::io::ErrorKind::WouldBlock {
             anyhow::bail!(crate::error::Hinted::new(
                 format!("another `test --system` is writing the report folder `{}` now", report.display()),
