@@ -417,3 +417,65 @@ pub fn parse_attestation(bytes: &[u8], candidate: &Digest, keys: &[PublicKey]) -
     }
     Ok(statement)
 }
+
+/// The highest head of a signed log this machine verified (a channel's records, a feed's
+/// statement), kept as `SEQUENCE DIGEST` in one file: a later check refuses an older head (a
+/// rollback) or another record at the same sequence (a rewrite). Held under an exclusive
+/// `flock` on `FILE.lock` from [`Seen::open`] until dropped, so two checks at once cannot
+/// move it back. A file of the older form, `SEQUENCE` alone, has no digest to compare.
+pub struct Seen {
+    path: PathBuf,
+    _lock: std::fs::File,
+    /// The sequence and record digest verified before, if any.
+    pub head: Option<(u64, Option<Digest>)>,
+}
+
+impl Seen {
+    /// Locks and reads the file at `path` (missing: nothing verified yet). Content that is
+    /// not `SEQUENCE [DIGEST]` is an error naming the file: read as nothing, it would turn the
+    /// protection off.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs_err::create_dir_all(parent)?;
+        let mut lock_name = path.as_os_str().to_owned();
+        lock_name.push(".lock");
+        let lock = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_name)?;
+        let lock = lock.into_parts().0;
+        crate::store::flock(&lock, libc::LOCK_EX)?;
+        let text = match fs_err::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        let garbled = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "`{}` is not `SEQUENCE DIGEST`: {text:?} (remove it to trust the log as it is now)",
+                    path.display()
+                ),
+            )
+        };
+        let mut fields = text.split_whitespace();
+        let head = match (fields.next(), fields.next(), fields.next()) {
+            (None, _, _) => None,
+            (Some(n), digest, None) => {
+                let n = n.parse().map_err(|_| garbled())?;
+                Some((n, digest.map(|d| d.parse().map_err(|_| garbled())).transpose()?))
+            }
+            _ => return Err(garbled()),
+        };
+        Ok(Seen { path: path.to_owned(), _lock: lock, head })
+    }
+
+    /// Records `sequence` and its `record` as the highest head verified: written whole and
+    /// synced beside the file, renamed over it, the folder synced.
+    pub fn record(&self, sequence: u64, record: &Digest) -> std::io::Result<()> {
+        let parent = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut temp = tempfile::Builder::new().prefix(".seen-").tempfile_in(parent)?;
+        std::io::Write::write_all(&mut temp, format!("{sequence} {record}\n").as_bytes())?;
+        temp.as_file().sync_all()?;
+        temp.persist(&self.path).map_err(|e| e.error)?;
+        crate::store::sync_parent(&self.path)
+    }
+}

@@ -118,15 +118,11 @@ pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&
     }
     let staging = tempfile::Builder::new().prefix(&sibling_prefix(&name, Sibling::New)).tempdir_in(parent)?;
     let mut stamps = Vec::with_capacity(assembled.outputs.len());
-    // The folders made inside the staging folder (`oci/blobs/sha256`): each is synced, deepest
-    // first, so that every file is durable at its name once the folder is swapped in.
-    let mut folders = std::collections::BTreeSet::new();
     for output in &assembled.outputs {
         let blob = ctx.store.blob_path(&output.sha256);
         let target = staging.path().join(&output.name);
-        if let Some(parent) = target.parent().filter(|p| *p != staging.path()) {
+        if let Some(parent) = target.parent() {
             fs_err::create_dir_all(parent)?;
-            folders.extend(parent.ancestors().take_while(|a| *a != staging.path()).map(Path::to_owned));
         }
         let stat = place_output(&ctx.store, &output.sha256, &blob, &target)?;
         stamps.push((output.name.clone(), stat, output.sha256));
@@ -136,10 +132,8 @@ pub fn publish(ctx: &Context, dir: &Path, assembled: &Assembled, documents: &[(&
         fs_err::write(&path, bytes)?;
         fs_err::File::open(&path)?.sync_all()?;
     }
-    for folder in folders.iter().rev() {
-        fs_err::File::open(folder)?.sync_all()?;
-    }
-    fs_err::File::open(staging.path())?.sync_all()?;
+    // The folders made in it too (`oci/blobs/sha256`): every file durable at its name.
+    crate::store::sync_folders(staging.path())?;
     // A stamp vouches for its output only if a write after the swap is sure to change the
     // output's ctime: wait the few milliseconds that takes, where that is all it takes.
     let written_by = unix_now_ns();
@@ -202,7 +196,7 @@ fn place_output(store: &Store, digest: &Digest, blob: &Path, target: &Path) -> a
     if cloned {
         // The same extents as the blob: proved unless this process wrote the blob, as a copy
         // would be (a warm build takes a cached blob on its size alone).
-        if let Err(e) = store.verify_clone(digest, out.file()) {
+        if let Err(e) = store.verify_clone(digest, out.file(), source.file()) {
             drop(out);
             let _ = fs_err::remove_file(target);
             return Err(e).with_context(|| format!("cannot publish `{}`", target.display()));
@@ -214,7 +208,7 @@ fn place_output(store: &Store, digest: &Digest, blob: &Path, target: &Path) -> a
         let (actual, size, buffered) = writer.finish();
         buffered.into_inner().map_err(|e| e.into_error())?;
         if actual != *digest {
-            store.discard_corrupt(digest);
+            store.discard_corrupt(digest, source.file());
             return Err(crate::store::StoreError::Corrupt { path: blob.to_owned(), expected: *digest, actual, size })
                 .with_context(|| format!("cannot publish `{}`", target.display()));
         }

@@ -285,7 +285,10 @@ pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Resu
     let sde = recipe.image.source_date_epoch.seconds();
     let mut key = Hasher::new();
     // v2: v1 entries of `layer-compression = "zstd"` layouts list gzip blobs labelled zstd.
-    key.field("candidate-oci-v2").field(layer::FORMAT_VERSION.to_le_bytes()).field(sde.to_le_bytes());
+    // v3: the architecture, which the config and the index's platform say, is in the key (an
+    // image of files only, built for another architecture, took the first one's layout).
+    key.field("candidate-oci-v3").field(layer::FORMAT_VERSION.to_le_bytes()).field(sde.to_le_bytes());
+    key.field(recipe.image.architecture.as_str());
     key.field(serde_json::to_vec(&recipe.oci).expect("the OCI config serialises"));
     key.field(document::to_canonical(&annotations(recipe)));
     for (name, built) in layers {

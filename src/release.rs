@@ -135,14 +135,22 @@ pub fn promote(
     let statement: Value = serde_json::from_slice(&decode(&envelope.payload)?)?;
     let sequence = statement["predicate"]["sequence"].as_u64().unwrap_or_default();
     let path = log_dir.join(channel::record_name(sequence));
-    // `create_new`: a record is never overwritten, even by a concurrent promotion.
-    let mut file = fs_err::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .with_context(|| format!("record {sequence} of channel `{channel_name}` already exists"))?;
-    std::io::Write::write_all(&mut file, &envelope.to_json())?;
-    file.sync_all()?;
+    // Written whole and synced beside it, then linked to its name: a record is never seen
+    // half-written (a killed promote or a full disk left one that wedged the channel), and
+    // never overwritten, even by a concurrent promotion (the link fails if the name exists).
+    let mut temp =
+        tempfile::Builder::new().prefix(".record-").permissions(crate::store::public_mode()).tempfile_in(&log_dir)?;
+    std::io::Write::write_all(&mut temp, &envelope.to_json()).and_then(|()| temp.as_file().sync_all()).with_context(
+        || format!("cannot write record {sequence} of channel `{channel_name}` in `{}`", log_dir.display()),
+    )?;
+    match fs_err::hard_link(temp.path(), &path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            anyhow::bail!("record {sequence} of channel `{channel_name}` already exists (`{}`)", path.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot write record {sequence} of channel `{channel_name}`")),
+    }
+    drop(temp);
     crate::store::sync_parent(&path)?;
     let _ = fs_err::remove_file(&pending_path);
     Ok((id, Promotion::Promoted { sequence }))
@@ -152,19 +160,10 @@ pub fn promote(
 /// file is dropped, or by the kernel if the process dies: a killed promote never wedges a
 /// channel). The file is not a record: [`channel::record_files`] lists only `NNNNNNNN.json`.
 fn take_turn(log_dir: &Path) -> anyhow::Result<fs_err::File> {
-    use std::os::fd::AsRawFd as _;
     let path = log_dir.join(".lock");
     let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-    loop {
-        // SAFETY: the descriptor is open for the whole call.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(file);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e).with_context(|| format!("cannot lock `{}`", path.display()));
-        }
-    }
+    crate::store::flock(file.file(), libc::LOCK_EX).with_context(|| format!("cannot lock `{}`", path.display()))?;
+    Ok(file)
 }
 
 /// The policy's admission rules for one channel, each unmet one a refusal naming it: the key
@@ -273,10 +272,38 @@ fn sign_record(
     extra: serde_json::Map<String, Value>,
     key: &PrivateKey,
 ) -> anyhow::Result<Envelope> {
-    match fs_err::read(pending_path) {
+    let head = records.last();
+    let pending = match fs_err::read(pending_path) {
         Ok(bytes) => {
-            let mut pending = Envelope::parse(&bytes)?;
+            let pending = Envelope::parse(&bytes)?;
             let statement: Value = serde_json::from_slice(&decode(&pending.payload)?)?;
+            let sequence = statement["predicate"]["sequence"].as_u64();
+            let previous = statement["predicate"]["previous"].as_str().map(str::to_owned);
+            if sequence.is_some_and(|s| head.is_some_and(|h| s <= h.sequence)) {
+                // Its record was written, and the promote ended before removing it: the
+                // record is the promotion, the pending statement a leftover.
+                fs_err::remove_file(pending_path)?;
+                None
+            } else if sequence != Some(head.map_or(1, |h| h.sequence + 1))
+                || previous != head.map(|h| h.statement_digest.to_string())
+            {
+                return Err(refuse(format!(
+                    "the pending promotion `{}` of channel `{channel_name}` does not follow the log's head \
+                     (it is for sequence {}, after {}; the head is {}): remove it, or restore the log",
+                    pending_path.display(),
+                    sequence.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                    previous.as_deref().unwrap_or("nothing"),
+                    head.map_or_else(|| "empty".to_owned(), |h| format!("{} ({})", h.sequence, h.statement_digest)),
+                )));
+            } else {
+                Some((pending, statement))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    match pending {
+        Some((mut pending, statement)) => {
             if statement["predicate"]["candidate"] != id.to_string() {
                 return Err(refuse(format!(
                     "channel `{channel_name}` has a pending promotion of {} awaiting signatures",
@@ -289,8 +316,8 @@ fn sign_record(
             }
             Ok(pending)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let previous: Option<&Record> = records.last();
+        None => {
+            let previous: Option<&Record> = head;
             let time = now();
             let expires = rules.expires_after_days.map(|d| time + d * 86_400);
             let statement = channel::statement(
@@ -307,7 +334,6 @@ fn sign_record(
             );
             Ok(Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &statement, std::slice::from_ref(key)))
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -362,16 +388,30 @@ pub fn verify_channel(
 ) -> anyhow::Result<Vec<Record>> {
     let records = verified_log(ctx, channel_name, policy_path, channels)?;
     let seen_path = ctx.store.root().join("seen").join(channel_name);
-    let seen: u64 = fs_err::read_to_string(&seen_path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let seen = channel::Seen::open(&seen_path)
+        .with_context(|| format!("cannot read the head of channel `{channel_name}` verified before"))?;
     let head = records.last();
     let length = head.map_or(0, |r| r.sequence);
-    if length < seen {
-        return Err(refuse(format!(
-            "channel `{channel_name}` ends at record {length}, but record {seen} was verified before: the log was rolled back or truncated"
-        )));
+    if let Some((n, digest)) = seen.head {
+        if length < n {
+            return Err(refuse(format!(
+                "channel `{channel_name}` ends at record {length}, but record {n} was verified before: the log was rolled back or truncated"
+            )));
+        }
+        // Records chain by digest: the one verified before, unchanged, vouches for all below it.
+        let then = n.checked_sub(1).and_then(|i| records.get(i as usize)).map(|r| r.statement_digest);
+        if let (Some(before), Some(now)) = (digest, then) {
+            if before != now {
+                return Err(refuse(format!(
+                    "channel `{channel_name}` holds record {n} as {now}, but record {n} was verified before as {before}: the log was rewritten"
+                )));
+            }
+        }
     }
-    if length > seen {
-        ctx.store.write_atomic(&seen_path, length.to_string().as_bytes())?;
+    if let Some(head) = head.filter(|h| seen.head.is_none_or(|(n, d)| h.sequence > n || d.is_none())) {
+        seen.record(head.sequence, &head.statement_digest).with_context(|| {
+            format!("cannot record the head of channel `{channel_name}` in `{}`", seen_path.display())
+        })?;
     }
     if let Some(head) = head {
         if head.expires.is_some_and(|e| e < now()) {

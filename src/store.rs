@@ -125,7 +125,7 @@ impl Store {
         let file = fs_err::File::open(&path).map_err(read_error)?.into_parts().0;
         if !self.written_here(digest) {
             let (actual, size) = hash_file(&file).map_err(read_error)?;
-            self.prove(digest, actual, size)?;
+            self.prove(digest, actual, size, &file)?;
         }
         Ok(file)
     }
@@ -133,23 +133,26 @@ impl Store {
     /// Reads all of the blob `digest`, checked against its name like [`Store::open_verified`].
     pub fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
         let path = self.blob_path(digest);
-        let bytes = fs_err::read(&path).map_err(|source| StoreError::Read { path, source })?;
+        let read_error = |source| StoreError::Read { path: path.clone(), source };
+        let mut file = fs_err::File::open(&path).map_err(read_error)?.into_parts().0;
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes).map_err(read_error)?;
         if !self.written_here(digest) {
-            self.prove(digest, Digest::of(&bytes), bytes.len() as u64)?;
+            self.prove(digest, Digest::of(&bytes), bytes.len() as u64, &file)?;
         }
         Ok(bytes)
     }
 
-    /// Checks `file`, a reflink of the blob `digest` (the same extents), against the blob's
-    /// name, unless this process wrote the blob; a mismatch removes the blob, as
+    /// Checks `clone`, a reflink of `blob` (the blob `digest`, open: the same extents), against
+    /// the blob's name, unless this process wrote the blob; a mismatch removes the blob, as
     /// [`Store::open_verified`] does, and names it.
-    pub fn verify_clone(&self, digest: &Digest, file: &std::fs::File) -> Result<(), StoreError> {
+    pub fn verify_clone(&self, digest: &Digest, clone: &std::fs::File, blob: &std::fs::File) -> Result<(), StoreError> {
         if self.written_here(digest) {
             return Ok(());
         }
         let path = self.blob_path(digest);
-        let (actual, size) = hash_file(file).map_err(|source| StoreError::Read { path, source })?;
-        self.prove(digest, actual, size)
+        let (actual, size) = hash_file(clone).map_err(|source| StoreError::Read { path, source })?;
+        self.prove(digest, actual, size, blob)
     }
 
     /// Whether this process (this handle or a clone) named the blob `digest` with bytes it
@@ -160,23 +163,30 @@ impl Store {
         self.written.lock().expect("no thread panics holding the set").contains(digest)
     }
 
-    /// `Ok` if the blob `digest` hashes to `actual`; else removes it (see
+    /// `Ok` if the blob `digest`, open as `hashed`, hashes to `actual`; else removes it (see
     /// [`Store::open_verified`]) and names it.
-    fn prove(&self, digest: &Digest, actual: Digest, size: u64) -> Result<(), StoreError> {
+    fn prove(&self, digest: &Digest, actual: Digest, size: u64, hashed: &std::fs::File) -> Result<(), StoreError> {
         #[cfg(test)]
         BLOBS_PROVED.set(BLOBS_PROVED.get() + 1);
         if actual == *digest {
             return Ok(());
         }
-        self.discard_corrupt(digest);
+        self.discard_corrupt(digest, hashed);
         Err(StoreError::Corrupt { path: self.blob_path(digest), expected: *digest, actual, size })
     }
 
-    /// Removes a blob found not to match its name. Failing to remove it (a read-only store)
-    /// changes nothing for the caller, who reports the corruption either way.
-    pub fn discard_corrupt(&self, digest: &Digest) {
-        let _ = fs_err::remove_file(self.blob_path(digest));
-        let _ = sync_parent(&self.blob_path(digest));
+    /// Removes the blob `digest` found not to match its name, open as `hashed`: only if its
+    /// name still holds that file. Another build may have stored the right bytes there since
+    /// (a blob of the wrong size is replaced), and those stay. Failing to remove it (a
+    /// read-only store) changes nothing for the caller, who reports the corruption either way.
+    pub fn discard_corrupt(&self, digest: &Digest, hashed: &std::fs::File) {
+        use std::os::unix::fs::MetadataExt as _;
+        let path = self.blob_path(digest);
+        let (Ok(hashed), Ok(named)) = (hashed.metadata(), fs_err::symlink_metadata(&path)) else { return };
+        if (hashed.dev(), hashed.ino()) == (named.dev(), named.ino()) {
+            let _ = fs_err::remove_file(&path);
+            let _ = sync_parent(&path);
+        }
     }
 
     /// A new object being written.
@@ -662,7 +672,8 @@ pub fn pid_alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
-fn flock(file: &std::fs::File, operation: libc::c_int) -> io::Result<()> {
+/// `flock(2)` on `file`, retried when a signal interrupts it (`LOCK_NB`: `WouldBlock` if held).
+pub fn flock(file: &std::fs::File, operation: libc::c_int) -> io::Result<()> {
     loop {
         // SAFETY: flock only reads its integer arguments; the descriptor is owned by `file`.
         if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
@@ -722,6 +733,18 @@ pub fn hash_file(file: &std::fs::File) -> io::Result<(Digest, u64)> {
     Ok((digest, len))
 }
 
+/// Fsyncs every folder under `root`, deepest first, and `root` itself: every name made in a
+/// staging folder is durable before the folder is swapped in.
+pub fn sync_folders(root: &Path) -> io::Result<()> {
+    for entry in fs_err::read_dir(root)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_folders(&entry.path())?;
+        }
+    }
+    fs_err::File::open(root)?.sync_all()
+}
+
 /// Fsyncs the folder holding `path`, so that a rename into it is durable.
 pub fn sync_parent(path: &Path) -> io::Result<()> {
     match path.parent() {
@@ -753,6 +776,29 @@ mod tests {
         let shown = format!("{err}: {}", std::error::Error::source(&err).unwrap());
         assert!(shown.starts_with(&format!("cannot write `{}` in the store: ", target.display())), "{shown}");
         assert_eq!(fs_err::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    /// A blob found corrupt is removed only while its name holds the file that was hashed:
+    /// another build may have stored the right bytes there since.
+    #[test]
+    fn a_corrupt_blob_is_removed_only_while_its_name_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = store.put_bytes(b"right").unwrap();
+        let path = store.blob_path(&digest);
+        let replace = |bytes: &[u8]| {
+            fs_err::remove_file(&path).unwrap();
+            fs_err::write(&path, bytes).unwrap();
+        };
+        replace(b"wrong");
+        let hashed = fs_err::File::open(&path).unwrap().into_parts().0;
+        replace(b"right");
+        store.discard_corrupt(&digest, &hashed);
+        assert_eq!(fs_err::read(&path).unwrap(), b"right");
+        replace(b"wrong");
+        let hashed = fs_err::File::open(&path).unwrap().into_parts().0;
+        store.discard_corrupt(&digest, &hashed);
+        assert!(!path.exists());
     }
 
     #[test]

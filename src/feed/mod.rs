@@ -230,10 +230,14 @@ pub fn publish(
     };
     let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &crate::document::to_canonical(&statement), keys);
     write_file(&root.join(STATEMENT), &envelope.to_json())?;
-    fs_err::File::open(root).and_then(|d| d.sync_all()).map_err(write_error(root))?;
+    // Every folder made in it too (`images/…/SERIAL`, `streams/v1`): every file durable at its name.
+    crate::store::sync_folders(root).map_err(write_error(root))?;
 
     let staging = staging.keep();
-    crate::dist::swap_in(&staging, to).map_err(write_error(to))?;
+    if let Err(e) = crate::dist::swap_in(&staging, to) {
+        let _ = fs_err::remove_dir_all(&staging);
+        return Err(write_error(to)(e));
+    }
     if staging.exists() {
         // After an exchange the staging path holds the previous feed.
         fs_err::remove_dir_all(&staging).map_err(write_error(&staging))?;
@@ -503,14 +507,9 @@ pub fn verify(source: &Source, keys: &[PublicKey], threshold: usize) -> Result<V
 /// is a rollback; the same sequence with another record is a rewritten channel. Returns the
 /// refusal, or records the feed's head when it is the newest yet.
 pub fn check_fresh(seen: &Path, predicate: &Predicate) -> Result<Option<String>, FeedError> {
-    let text = match fs_err::read_to_string(seen) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(FeedError::Read { path: seen.to_owned(), source }),
-    };
-    let mut fields = text.split_whitespace();
-    let before: Option<(u64, Option<Digest>)> =
-        fields.next().and_then(|s| s.parse().ok()).map(|n| (n, fields.next().and_then(|d| d.parse().ok())));
+    let path = seen;
+    let seen = crate::channel::Seen::open(path).map_err(|source| FeedError::Read { path: path.to_owned(), source })?;
+    let before = seen.head;
     let channel = &predicate.channel;
     match before {
         Some((n, _)) if predicate.sequence < n => {
@@ -528,16 +527,7 @@ pub fn check_fresh(seen: &Path, predicate: &Predicate) -> Result<Option<String>,
         Some((n, _)) if predicate.sequence == n => return Ok(None),
         _ => {}
     }
-    if let Some(parent) = seen.parent() {
-        fs_err::create_dir_all(parent).map_err(write_error(parent))?;
-    }
-    let mut temp = tempfile::Builder::new()
-        .prefix(".seen-")
-        .tempfile_in(seen.parent().unwrap_or(Path::new(".")))
-        .map_err(write_error(seen))?;
-    std::io::Write::write_all(&mut temp, format!("{} {}\n", predicate.sequence, predicate.record).as_bytes())
-        .map_err(write_error(seen))?;
-    temp.persist(seen).map_err(|e| FeedError::Write { path: seen.to_owned(), source: e.error })?;
+    seen.record(predicate.sequence, &predicate.record).map_err(write_error(path))?;
     Ok(None)
 }
 

@@ -141,6 +141,13 @@ impl Client {
         }
     }
 
+    /// Whether `url` is on the registry itself (same scheme, host and port): only there does a
+    /// request carry the registry's `Authorization`. A `Location` or `Link` may point
+    /// elsewhere (blob storage with its own signed URL, or a proxy's plain-HTTP address).
+    fn on_registry(&self, url: &str) -> bool {
+        url.strip_prefix(self.base.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+    }
+
     /// One request, sent again once with the `Authorization` a `401` challenge calls for.
     fn call(
         &self,
@@ -151,7 +158,7 @@ impl Client {
     ) -> Result<Response, RemoteError> {
         let send = || -> Result<Response, RemoteError> {
             self.count(|s| s.requests += 1);
-            let authorization = self.authorization.borrow().clone();
+            let authorization = self.authorization.borrow().clone().filter(|_| self.on_registry(url));
             macro_rules! with_headers {
                 ($builder:expr) => {{
                     let mut b = $builder;
@@ -195,7 +202,7 @@ impl Client {
             }
             let challenge = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("");
             if answered || !self.authenticate(challenge)? {
-                return Err(RemoteError::Unauthorized { host: self.host.clone() });
+                return Err(RemoteError::Unauthorized { host: self.host.clone(), url: url.to_owned() });
             }
             answered = true;
         }
@@ -223,7 +230,7 @@ impl Client {
                 let mut response =
                     request.call().map_err(|e| RemoteError::Connect { url: realm.clone(), source: Box::new(e) })?;
                 if response.status() == 401 || response.status() == 403 {
-                    return Err(RemoteError::Unauthorized { host: self.host.clone() });
+                    return Err(RemoteError::Unauthorized { host: self.host.clone(), url: realm.clone() });
                 }
                 if !response.status().is_success() {
                     return Err(status(Method::Get, &realm, &mut response));
@@ -437,7 +444,15 @@ impl Client {
         }
         let mut url = self.url(&format!("/v2/{repository}/tags/list"));
         let mut all = Vec::new();
+        // A registry (or a proxy) that ignores `last=` sends the same page, or the same next
+        // link, for ever: a page with no tag ends the listing, and one asked for twice, or
+        // more pages than any registry serves, is an error.
+        const MAX_PAGES: usize = 10_000;
+        let mut asked = std::collections::HashSet::new();
         loop {
+            if asked.len() == MAX_PAGES || !asked.insert(url.clone()) {
+                return Err(RemoteError::Paging { url });
+            }
             let mut response = self.call(Method::Get, &url, &[], &Body::Empty)?;
             if response.status() == 404 {
                 return Ok(all);
@@ -452,10 +467,12 @@ impl Client {
                 url: url.clone(),
                 source,
             })?;
-            all.extend(tags.tags.unwrap_or_default());
+            let page = tags.tags.unwrap_or_default();
+            let empty = page.is_empty();
+            all.extend(page);
             match next {
-                Some(n) => url = self.url(&n),
-                None => break,
+                Some(n) if !empty => url = self.url(&n),
+                _ => break,
             }
         }
         all.sort();
@@ -554,4 +571,60 @@ fn load_ca(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, RemoteEr
         return Err(RemoteError::CaEmpty { path: shown });
     }
     Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry that ignores `last=` links every page to the same next page: the listing
+    /// ends with an error naming it instead of asking for ever. (A loopback server that
+    /// answers every request the same, stopped with the test.)
+    #[test]
+    fn a_tag_list_that_never_ends_is_an_error() {
+        use std::io::{BufRead as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            for stream in listener.incoming().take(2) {
+                let mut stream = stream.unwrap();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let body = r#"{"name":"app","tags":["a"]}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nLink: </v2/app/tags/list?last=a>; rel=\"next\"\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let options = ClientOptions { plain_http: true, ca: None, credentials: None, chunk_size: DEFAULT_CHUNK_SIZE };
+        let client = Client::new(&format!("127.0.0.1:{port}"), &options).unwrap();
+        let err = client.tags("app").unwrap_err().to_string();
+        assert!(err.contains(&format!("`http://127.0.0.1:{port}/v2/app/tags/list?last=a` was read already")), "{err}");
+        server.join().unwrap();
+    }
+
+    /// The registry's `Authorization` goes to the registry only: not to another host, another
+    /// port, plain HTTP when the registry is HTTPS, or a host whose name merely starts alike.
+    #[test]
+    fn credentials_stay_on_the_registry() {
+        let options = ClientOptions { plain_http: false, ca: None, credentials: None, chunk_size: DEFAULT_CHUNK_SIZE };
+        let client = Client::new("registry.test:5000", &options).unwrap();
+        assert!(client.on_registry("https://registry.test:5000/v2/app/blobs/uploads/1?state=x"));
+        assert!(client.on_registry(&client.url("/v2/app/tags/list?last=b")));
+        for elsewhere in [
+            "http://registry.test:5000/v2/app/blobs/uploads/1",
+            "https://registry.test:5001/v2/",
+            "https://registry.test:50001/v2/",
+            "https://storage.test/blob?signature=s",
+            "https://registry.test:5000.evil.test/v2/",
+        ] {
+            assert!(!client.on_registry(elsewhere), "{elsewhere}");
+        }
+    }
 }

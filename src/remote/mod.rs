@@ -68,12 +68,14 @@ pub enum RemoteError {
     Connect { url: String, source: Box<ureq::Error> },
     #[error("the registry answered `{method} {url}` with http status {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Status { method: &'static str, url: String, status: u16, detail: Option<String> },
-    #[error("the registry refused the credentials for `{host}` (http status 401)")]
-    Unauthorized { host: String },
+    #[error("the registry `{host}` refused the credentials for `{url}` (http status 401): they are not valid, or give no access to that repository")]
+    Unauthorized { host: String, url: String },
     #[error("cannot read the registry's answer to `{url}`")]
     Body { url: String, source: Box<ureq::Error> },
     #[error("the registry's `{what}` at `{url}` is not valid JSON of its kind")]
     Document { what: &'static str, url: String, source: serde_json::Error },
+    #[error("the registry's tag list does not end: its next page `{url}` was read already, or is one past 10,000")]
+    Paging { url: String },
     #[error("the token server at `{realm}` gave no token")]
     Token { realm: String },
     #[error("the registry stored manifest `{reference}` under digest {actual}, not {expected}")]
@@ -97,7 +99,7 @@ pub enum RemoteError {
 impl crate::error::Hint for RemoteError {
     fn hints(&self) -> Vec<std::borrow::Cow<'_, str>> {
         match self {
-            RemoteError::Unauthorized { host } => vec![format!(
+            RemoteError::Unauthorized { host, .. } => vec![format!(
                 "log in with `podman login {host}` (auth.json) or set `CANDIDATE_REGISTRY_USERNAME` and `CANDIDATE_REGISTRY_PASSWORD`"
             )
             .into()],

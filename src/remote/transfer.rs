@@ -58,16 +58,18 @@ pub fn push(client: &Client, dir: &Path, repository: &str, tag: &str, mount_from
         Ok(())
     };
 
-    // The image first: its blobs, then its manifest, byte for byte, under the tag.
-    let image = match image_of(dir)? {
+    // The image first: its blobs, then its manifest, byte for byte, by its digest. The tag
+    // moves last, once the candidate's artifact and statements are all there: a push that
+    // fails half way leaves the tag on the candidate it named before, still whole.
+    let (image, image_bytes) = match image_of(dir)? {
         Some(Image { descriptor, bytes, blobs }) => {
             for (digest, size) in blobs {
                 ensure(&digest, size, &dir.join(format!("oci/blobs/sha256/{}", digest.hex())))?;
             }
-            client.put_manifest(repository, tag, MANIFEST_MEDIA_TYPE, &bytes)?;
-            Some(descriptor)
+            client.put_manifest(repository, &descriptor.digest.to_string(), MANIFEST_MEDIA_TYPE, &bytes)?;
+            (Some(descriptor), Some(bytes))
         }
-        None => None,
+        None => (None, None),
     };
     for f in &files {
         ensure(&f.digest, f.size, &f.path)?;
@@ -110,11 +112,8 @@ pub fn push(client: &Client, dir: &Path, repository: &str, tag: &str, mount_from
     let artifact_descriptor = descriptor_of(&artifact, &artifact_bytes);
     let subject = match &image {
         Some(image) => image.clone(),
-        None => {
-            // No image: the artifact is what the tag names, and what the statements refer to.
-            client.put_manifest(repository, tag, MANIFEST_MEDIA_TYPE, &artifact_bytes)?;
-            Descriptor { artifact_type: None, annotations: BTreeMap::new(), ..artifact_descriptor.clone() }
-        }
+        // No image: the artifact is what the tag names, and what the statements refer to.
+        None => Descriptor { artifact_type: None, annotations: BTreeMap::new(), ..artifact_descriptor.clone() },
     };
 
     // One referrer per statement: the provenance, each SBOM, each attestation beside the folder.
@@ -163,6 +162,8 @@ pub fn push(client: &Client, dir: &Path, repository: &str, tag: &str, mount_from
         client.put_manifest(repository, &tag, INDEX_MEDIA_TYPE, &crate::document::to_canonical(&index))?;
         Some(tag)
     };
+    // Everything is there: the tag names the image (or, without one, the artifact).
+    client.put_manifest(repository, tag, MANIFEST_MEDIA_TYPE, image_bytes.as_deref().unwrap_or(&artifact_bytes))?;
     Ok(Pushed {
         image: image.map(|d| d.digest),
         artifact: artifact_digest,

@@ -368,7 +368,12 @@ pub fn teardown(dir: &Path) -> anyhow::Result<()> {
     for container in &containers {
         let config = lxcpath.join(container).join("config");
         if config.exists() {
-            note(tool(lxc("lxc-destroy", &lxcpath, container).arg("-f")).map(|_| ()));
+            if let Err(e) = tool(lxc("lxc-destroy", &lxcpath, container).arg("-f")) {
+                // Its folder stays, its config with it: the container may still run, and
+                // only with its config can a later `undeploy` stop it.
+                note(Err(e));
+                continue;
+            }
         }
         let leftover = lxcpath.join(container);
         if leftover.exists() {
@@ -669,7 +674,15 @@ fn wait_ready(runtime: &dyn Nodes, node: &NodeRecord, timeout: Duration, logs: &
     let mut reported: Option<Attached> = None;
     loop {
         let left = timeout.saturating_sub(started.elapsed());
-        let attempt = runtime.exec(node, &["/bin/sh", "-c", probe], left.min(PROBE_ATTEMPT))?;
+        let attempt = match runtime.exec(node, &["/bin/sh", "-c", probe], left.min(PROBE_ATTEMPT)) {
+            Ok(attempt) => attempt,
+            // LXD refuses to run a command in a stopped instance: that is the node stopping,
+            // the failure a qualification reports as the node's, not an error of the tool.
+            Err(_) if runtime.state(node).is_none_or(|s| s != "RUNNING") => {
+                return Err(DeployError::Stopped { node: node.name.clone() }.into());
+            }
+            Err(e) => return Err(e.context(format!("node `{}`: cannot run its readiness probe", node.name))),
+        };
         fs_err::write(&probe_log, &attempt.output)?;
         if attempt.exit == Exit::Code(0) {
             return Ok(now_ms());

@@ -98,6 +98,28 @@ impl SystemTested {
     }
 }
 
+/// Holds an exclusive `flock` on `REPORT.lock` beside the report folder until dropped (the
+/// kernel drops it if the process dies); refuses at once if another run holds it.
+fn lock_report(report: &Path) -> anyhow::Result<std::fs::File> {
+    let mut name = report.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs_err::create_dir_all(parent)?;
+    }
+    let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?.into_parts().0;
+    if let Err(e) = crate::store::flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            anyhow::bail!(crate::error::Hinted::new(
+                format!("another `test --system` is writing the report folder `{}` now", report.display()),
+                "give this run a folder of its own with `--report DIR`",
+            ));
+        }
+        return Err(e).with_context(|| format!("cannot lock `{}`", path.display()));
+    }
+    Ok(file)
+}
+
 /// The default report folder: `NAME_VERSION_ARCH.SYSTEM.test/` beside the candidate.
 pub fn default_report(dir: &Path, system: &System) -> PathBuf {
     sibling(dir, &format!("{}.test", system.name))
@@ -163,6 +185,9 @@ pub fn test_system(ctx: &Context, options: &SystemTestOptions<'_>) -> anyhow::Re
     }
     // Unique on the machine and in the store: a test deployment is never one an operator made.
     let name = format!("test-{}-{}", std::process::id(), &options.candidate.hex()[..8]);
+    // One run writes a report folder at a time: a second (the same candidate on another
+    // runtime, with the default folder) would wipe the first's and mix their files.
+    let _report_lock = lock_report(&options.report)?;
     if options.report.exists() {
         fs_err::remove_dir_all(&options.report)
             .with_context(|| format!("cannot replace the report folder `{}`", options.report.display()))?;
@@ -185,7 +210,7 @@ pub fn test_system(ctx: &Context, options: &SystemTestOptions<'_>) -> anyhow::Re
         None
     } else {
         let path = attestation_path(options.candidate_dir, system);
-        let payload = statement(options.candidate, system, &plan, &runs);
+        let payload = statement(options.candidate, system, &plan, &runs, &deployment.runtime);
         crate::qualify::write_envelope(&path, &payload, options.sign)?;
         Some(path)
     };
@@ -308,25 +333,65 @@ fn collect_reports(options: &SystemTestOptions<'_>, deployment: &Deployment, run
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         if let Some(pid) = pid {
-            copy_regular_files(&PathBuf::from(format!("/proc/{pid}/root/var/log")), &dir.join("var-log"))?;
+            copy_node_logs(Path::new(&format!("/proc/{pid}/root")), &dir.join("var-log"))?;
         }
     }
     Ok(())
 }
 
-/// Copies the regular files under `from` (symlinks are not followed: they are the node's,
-/// and could point at the host's paths).
-fn copy_regular_files(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let Ok(entries) = fs_err::read_dir(from) else { return Ok(()) };
+/// Copies the regular files under the node's `/var/log`, its root at `root` (its init's
+/// `/proc/PID/root`). Every name is resolved inside the node: `/var/log` itself with
+/// `RESOLVE_IN_ROOT` (a node's `/var -> /root` is its own `/root`; walked as a host path it
+/// was the host's), then each entry by its descriptor, never through a symlink, and only
+/// regular files are opened (not a node's fifo or device node). No `/var/log`: nothing.
+fn copy_node_logs(root: &Path, to: &Path) -> anyhow::Result<()> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let Ok(root) = fs_err::File::open(root) else { return Ok(()) };
+    let log = std::ffi::CString::new("var/log").expect("no NUL");
+    // SAFETY: `open_how` is plain old data; zeroed is a valid value to fill in.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: valid descriptor, C string and struct; the result is a descriptor we own.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_openat2, root.as_raw_fd(), log.as_ptr(), &how, std::mem::size_of::<libc::open_how>())
+    };
+    if fd < 0 {
+        return Ok(());
+    }
+    // SAFETY: a fresh descriptor, closed on drop.
+    copy_regular_files_at(&std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) }), to)
+}
+
+/// [`copy_node_logs`] below its `/var/log`: the folder open as `dir` (`O_PATH`).
+fn copy_regular_files_at(dir: &std::fs::File, to: &Path) -> anyhow::Result<()> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let listing = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let Ok(entries) = fs_err::read_dir(&listing) else { return Ok(()) };
     for entry in entries {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let target = to.join(entry.file_name());
-        if kind.is_dir() {
-            copy_regular_files(&entry.path(), &target)?;
-        } else if kind.is_file() {
+        let name = entry?.file_name();
+        let c_name = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()))?;
+        // SAFETY: a live descriptor and C string; O_NOFOLLOW|O_PATH opens no symlink's target
+        // and no device; the result is a descriptor we own.
+        let fd = unsafe {
+            libc::openat(dir.as_raw_fd(), c_name.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        };
+        if fd < 0 {
+            continue;
+        }
+        // SAFETY: as above.
+        let entry = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        // The entry itself (a symlink is a symlink here), by its descriptor.
+        let meta = entry.metadata()?;
+        let reopen = format!("/proc/self/fd/{}", entry.as_raw_fd());
+        let target = to.join(&name);
+        if meta.is_dir() {
+            copy_regular_files_at(&entry, &target)?;
+        } else if meta.is_file() {
             fs_err::create_dir_all(to)?;
-            fs_err::copy(entry.path(), &target)?;
+            // The very inode just looked at, reopened for reading through its descriptor.
+            let mut from = fs_err::File::open(&reopen)?;
+            std::io::copy(&mut from, &mut fs_err::File::create(&target)?)?;
         }
     }
     Ok(())
@@ -426,8 +491,9 @@ fn kind_name(kind: TestKind) -> &'static str {
     }
 }
 
-/// The test-result statement: about the candidate and the plan, results per node and role.
-fn statement(candidate: Digest, system: &System, plan: &Digest, runs: &[NodeRun]) -> Vec<u8> {
+/// The test-result statement: about the candidate and the plan, results per node and role,
+/// and the runtime the nodes ran on (`lxc` or `lxd`, as the deployment records it).
+fn statement(candidate: Digest, system: &System, plan: &Digest, runs: &[NodeRun], runtime: &str) -> Vec<u8> {
     let configuration: Vec<Value> = runs
         .iter()
         .map(|r| {
@@ -436,7 +502,7 @@ fn statement(candidate: Digest, system: &System, plan: &Digest, runs: &[NodeRun]
                 "name": r.id(),
                 "digest": { "sha256": r.script.sha256.hex() },
                 "annotations": {
-                    "runtime": "lxc",
+                    "runtime": runtime,
                     "node": r.node,
                     "role": r.role,
                     "kind": kind_name(r.kind),
@@ -462,6 +528,64 @@ fn statement(candidate: Digest, system: &System, plan: &Digest, runs: &[NodeRun]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two runs on one report folder: the second is refused while the first holds it, and
+    /// takes it once the first is done.
+    #[test]
+    fn one_run_writes_a_report_folder_at_a_time() {
+        let t = tempfile::tempdir().unwrap();
+        let report = t.path().join("out/box.ground.test");
+        let first = lock_report(&report).unwrap();
+        let err = lock_report(&report).unwrap_err().to_string();
+        assert!(err.contains("another `test --system` is writing the report folder"), "{err}");
+        drop(first);
+        lock_report(&report).unwrap();
+    }
+
+    /// A node's logs are read inside the node: its `/var/log` pointing at an absolute path,
+    /// or a log that is a symlink, never reaches the host's file of that name; a fifo is
+    /// left alone (not opened, so nothing blocks); regular files and folders are copied.
+    #[test]
+    fn node_logs_never_lead_out_of_the_node() {
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join("host");
+        fs_err::create_dir_all(&host).unwrap();
+        fs_err::write(host.join("secret"), "the host's").unwrap();
+        let node = t.path().join("node");
+        fs_err::create_dir_all(node.join("var")).unwrap();
+        std::os::unix::fs::symlink(&host, node.join("var/log")).unwrap();
+        copy_node_logs(&node, &t.path().join("report-a")).unwrap();
+        assert!(!t.path().join("report-a").exists(), "the host's folder was copied");
+
+        fs_err::remove_file(node.join("var/log")).unwrap();
+        fs_err::create_dir_all(node.join("var/log/sub")).unwrap();
+        fs_err::write(node.join("var/log/a.log"), "a").unwrap();
+        fs_err::write(node.join("var/log/sub/b.log"), "b").unwrap();
+        std::os::unix::fs::symlink(host.join("secret"), node.join("var/log/secret")).unwrap();
+        std::os::unix::fs::symlink(&host, node.join("var/log/hostdir")).unwrap();
+        let fifo = std::ffi::CString::new(node.join("var/log/fifo").into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let report = t.path().join("report-b");
+        copy_node_logs(&node, &report).unwrap();
+        let mut copied: Vec<String> = walkdir(&report);
+        copied.sort();
+        assert_eq!(copied, ["a.log", "sub/b.log"]);
+    }
+
+    fn walkdir(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in fs_err::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                out.extend(walkdir(&entry.path()).into_iter().map(|n| format!("{name}/{n}")));
+            } else {
+                out.push(name);
+            }
+        }
+        out
+    }
 
     #[test]
     fn xml_escapes_everything_a_script_may_print() {

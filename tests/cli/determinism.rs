@@ -228,3 +228,30 @@ fn declared_directories_survive_later_layers() {
         );
     }
 }
+
+/// The same files-only recipe built for arm64 and then for amd64 on one store: the second OCI
+/// layout says amd64 (its cache key once left the architecture out, and the arm64 layout,
+/// config and platform, came back for the amd64 candidate).
+#[test]
+fn an_oci_layout_is_for_its_own_architecture() {
+    let t = tempfile::tempdir().unwrap();
+    fs_err::create_dir_all(t.path().join("recipes")).unwrap();
+    let recipe = |arch: &str| {
+        format!(
+            "[image]\nname = \"files\"\nversion = \"1\"\narchitecture = \"{arch}\"\nos = \"debian\"\n\
+             release = \"bookworm\"\nsource-date-epoch = 1700000000\n\
+             [[layer]]\nname = \"base\"\ndirectories = [{{ path = \"/srv\" }}]\n"
+        )
+    };
+    let store = t.path().join("store");
+    let run = |args: &[&str]| {
+        super::run(super::with_store(t.path(), &store, args)).assert_ok();
+    };
+    for arch in ["arm64", "amd64"] {
+        fs_err::write(t.path().join("recipes/files.toml"), recipe(arch)).unwrap();
+        run(&["lock", "recipes/files.toml"]);
+        run(&["build", "recipes/files.toml", "--out", "out", "--format", "oci"]);
+        let index = fs_err::read_to_string(t.path().join(format!("out/files_1_{arch}/oci/index.json"))).unwrap();
+        assert!(index.contains(&format!("\"architecture\":\"{arch}\"")), "{arch}: {index}");
+    }
+}

@@ -73,11 +73,26 @@ fn two_of_three_promotion_copies_nothing_and_lists_channels() {
     pending.assert_ok();
     assert!(pending.stderr.contains("1 of 2 signatures"), "{}", pending.describe());
     assert!(r.log("qualified").join("pending.json").exists());
+    let first_pending = fs::read(r.log("qualified").join("pending.json")).unwrap();
     // The same key twice is still one signature.
     r.promote(DIR, "qualified", "rm1").assert_ok();
     assert!(!r.log("qualified").join("00000001.json").exists());
     r.promote(DIR, "qualified", "rm3").assert_ok();
     assert!(r.log("qualified").join("00000001.json").exists() && !r.log("qualified").join("pending.json").exists());
+    // A promote killed after writing its record but before removing the pending statement
+    // left that statement behind: it is the record's, and the next promote sets it aside
+    // instead of refusing every candidate for a promotion already made.
+    fs::write(r.log("qualified").join("pending.json"), &first_pending).unwrap();
+    let again = r.promote(DIR, "qualified", "rm2");
+    again.assert_ok();
+    assert!(again.stderr.contains("1 of 2 signatures"), "{}", again.describe());
+    let pending: serde_json::Value =
+        serde_json::from_slice(&fs::read(r.log("qualified").join("pending.json")).unwrap()).unwrap();
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD.decode(pending["payload"].as_str().unwrap()).unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(statement["predicate"]["sequence"], 2, "{statement}");
+    fs::remove_file(r.log("qualified").join("pending.json")).unwrap();
 
     let verify = r.cmd(&["channel", "verify", "qualified"]);
     verify.assert_ok();
@@ -204,6 +219,17 @@ fn forged_removed_swapped_and_truncated_logs_are_detected() {
     let r = three_records();
     fs::remove_file(r.log("nightly").join("00000003.json")).unwrap();
     refused(&r.cmd(&["channel", "verify", "nightly"]), "ends at record 2, but record 3 was verified before");
+
+    // A rewritten log: the head removed and another record promoted in its place. Its length
+    // is what the verifier saw, but not its record 3.
+    r.cmd(&["promote", DIR, "--channel", "nightly", "--key", "keys/ci.key", "--note", "other"]).assert_ok();
+    refused(&r.cmd(&["channel", "verify", "nightly"]), "but record 3 was verified before as sha256:");
+
+    // What the verifier saw, garbled, is an error naming it, not a protection turned off.
+    let r = three_records();
+    fs::write(r.path().join("store/v1/seen/nightly"), "three\n").unwrap();
+    let garbled = r.cmd(&["channel", "verify", "nightly"]);
+    garbled.assert_code(2).assert_stderr_has("seen/nightly` is not `SEQUENCE DIGEST`");
 }
 
 #[test]

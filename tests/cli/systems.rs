@@ -581,6 +581,7 @@ fn system_qualification_reports_per_node_attests_the_plan_and_gates_promotion() 
     assert_eq!(statement["predicate"]["result"], "PASSED");
     assert_eq!(statement["predicate"]["configuration"][2]["annotations"]["node"], "client1");
     assert_eq!(statement["predicate"]["configuration"][2]["annotations"]["kind"], "system-test");
+    assert_eq!(statement["predicate"]["configuration"][2]["annotations"]["runtime"], "lxc");
     let verify = p.cmd(&["verify", DIR, "--key", "keys/ci.pub"]);
     verify.assert_ok();
     assert!(verify.stdout.contains("ground.system-test.intoto.json: test result PASSED"), "{}", verify.describe());
@@ -846,8 +847,23 @@ fn the_example_system_deploys_and_qualifies_on_lxd_through_its_api() {
 
     // `test --system --runtime lxd`: a fresh deployment, every test, torn down.
     let report = "out/ground-lxd.test";
-    let tested = on_lxd(&["test", DIR, "--system", "systems/ground.toml", "--runtime", "lxd", "--report", report]);
+    let tested = on_lxd(&[
+        "test",
+        DIR,
+        "--system",
+        "systems/ground.toml",
+        "--runtime",
+        "lxd",
+        "--report",
+        report,
+        "--sign",
+        "keys/ci.key",
+    ]);
     tested.assert_ok();
+    // Its attestation says the nodes ran on LXD (it once said `lxc` whatever ran them).
+    let attestation = p.root.join("out/ground_1.0_amd64.ground.system-test.intoto.json");
+    let statement = statement_of(&attestation);
+    assert_eq!(statement["predicate"]["configuration"][0]["annotations"]["runtime"], "lxd");
     assert!(tested.stdout.contains("PASSED  3 of 3 test(s) of system ground"), "{}", tested.describe());
     assert!(tested.stdout.contains("PASSED  client1/reaches-prime.sh"), "{}", tested.describe());
     let junit = fs::read_to_string(p.root.join(report).join("junit.xml")).unwrap();
