@@ -221,6 +221,10 @@ pub fn fetch_pinned(
 
 /// Fetches `InRelease` (the current one, or the pinned one), verifies it against the
 /// keyring — key validity at the signature's time and, given `now`, today — and parses it.
+/// The largest `InRelease` read unpinned: Debian's is ~150 KB, one listing every index of a
+/// large archive a few megabytes.
+const MAX_INRELEASE_BYTES: u64 = 64 << 20;
+
 fn read_inrelease(
     store: &Store,
     source: &Source<'_>,
@@ -234,7 +238,7 @@ fn read_inrelease(
     let (digest, size) = match pin {
         // The pinned one may be gone from the mirror (replaced by a newer one): the snapshot's.
         Some(pin) => source.fetch(store, &path, pin, network),
-        None => Ok(fetch::fetch(store, &origin, pin, network, &|_| {})?),
+        None => Ok(fetch::fetch_small(store, &origin, network, MAX_INRELEASE_BYTES)?),
     }
     .with_context(|| context("cannot be fetched"))?;
     let bytes = store.read_verified(&digest).with_context(|| context("cannot be read from the store"))?;
