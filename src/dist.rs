@@ -49,6 +49,12 @@ pub fn subjects(dir: &Path) -> anyhow::Result<Vec<Subject>> {
         }
         let rel = entry.path().strip_prefix(dir).expect("walkdir stays under its root");
         let name = rel.to_str().ok_or_else(|| anyhow::anyhow!("`{}`: file names must be UTF-8", rel.display()))?;
+        // Hashed through a symlink, the signed bytes would live outside the folder, where
+        // they can change after the check (and a link to a fifo or `/dev/zero` never ends).
+        if !entry.file_type().is_file() {
+            let what = if entry.file_type().is_symlink() { "a symlink" } else { "not a regular file" };
+            anyhow::bail!("`{name}` in `{}` is {what}: a candidate folder holds only files", dir.display());
+        }
         if name != ENVELOPE {
             names.push(name.to_owned());
         }
@@ -59,9 +65,13 @@ pub fn subjects(dir: &Path) -> anyhow::Result<Vec<Subject>> {
     Ok(names.into_iter().zip(digests).map(|(name, sha256)| Subject { name, sha256 }).collect())
 }
 
-/// Hashes files on every core, results in input order.
+/// Hashes files on every core, results in input order; an error names its file.
 pub fn hash_files(paths: &[PathBuf]) -> anyhow::Result<Vec<Digest>> {
-    crate::store::hash_paths(paths).into_iter().map(|r| Ok(r?.0)).collect()
+    crate::store::hash_paths(paths)
+        .into_iter()
+        .zip(paths)
+        .map(|(r, path)| Ok(r.with_context(|| format!("cannot hash `{}`", path.display()))?.0))
+        .collect()
 }
 
 /// The attestation envelopes beside a candidate folder: `NAME_VERSION_ARCH.*.intoto.json`,

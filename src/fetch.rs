@@ -132,6 +132,13 @@ pub fn fetch(
     fetch_capped(store, origin, pin, network, progress, MAX_UNPINNED_BYTES, &NetPolicy::default())
 }
 
+/// [`fetch`] of an input without a pin that is small by nature (an archive's `InRelease`: a few
+/// hundred kilobytes), refused past `cap` bytes instead of [`MAX_UNPINNED_BYTES`] (a server
+/// could otherwise make a lock write gigabytes, and with gzip transfer send few of them).
+pub fn fetch_small(store: &Store, origin: &Origin, network: Network, cap: u64) -> Result<(Digest, u64), FetchError> {
+    fetch_capped(store, origin, None, network, &|_| {}, cap, &NetPolicy::default())
+}
+
 /// [`fetch`], with the cap on an input without a pinned size and the network policy given
 /// (tests make them small).
 fn fetch_capped(

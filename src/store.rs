@@ -697,7 +697,13 @@ pub fn hash_paths(paths: &[PathBuf]) -> Vec<io::Result<(Digest, u64)>> {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = paths.get(i) else { break };
-                let result = fs_err::File::open(path).and_then(|f| hash_file(f.file()));
+                // Never through a symlink: what is hashed is the file at that name.
+                use fs_err::os::unix::fs::OpenOptionsExt as _;
+                let result = fs_err::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(path)
+                    .and_then(|f| hash_file(f.file()));
                 results.lock().expect("no hashing thread panics").insert(i, result);
             });
         }

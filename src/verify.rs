@@ -225,7 +225,11 @@ pub fn check(
     let mut claimed: BTreeMap<String, Option<Digest>> = BTreeMap::new();
     for s in statement["subject"].as_array().into_iter().flatten() {
         let digest = s["digest"]["sha256"].as_str().and_then(|h| Digest::from_hex(h).ok());
-        claimed.insert(s["name"].as_str().unwrap_or_default().to_owned(), digest);
+        let name = s["name"].as_str().unwrap_or_default().to_owned();
+        // A second claim about one file would go unchecked behind the first.
+        if claimed.insert(name.clone(), digest).is_some() {
+            report.check(false, format_args!("{name}: listed twice in the signed statement"));
+        }
     }
 
     let actual: BTreeMap<String, Digest> = subjects(dir)?.into_iter().map(|s| (s.name, s.sha256)).collect();

@@ -221,6 +221,10 @@ pub fn fetch_pinned(
 
 /// Fetches `InRelease` (the current one, or the pinned one), verifies it against the
 /// keyring — key validity at the signature's time and, given `now`, today — and parses it.
+/// The largest `InRelease` read unpinned: Debian's is ~150 KB, one listing every index of a
+/// large archive a few megabytes.
+const MAX_INRELEASE_BYTES: u64 = 64 << 20;
+
 fn read_inrelease(
     store: &Store,
     source: &Source<'_>,
@@ -234,12 +238,24 @@ fn read_inrelease(
     let (digest, size) = match pin {
         // The pinned one may be gone from the mirror (replaced by a newer one): the snapshot's.
         Some(pin) => source.fetch(store, &path, pin, network),
-        None => Ok(fetch::fetch(store, &origin, pin, network, &|_| {})?),
+        None => Ok(fetch::fetch_small(store, &origin, network, MAX_INRELEASE_BYTES)?),
     }
     .with_context(|| context("cannot be fetched"))?;
     let bytes = store.read_verified(&digest).with_context(|| context("cannot be read from the store"))?;
     let verified = verify_inrelease(&bytes, source.keyring, now).with_context(|| context("is not trustworthy"))?;
     let release = verified.release().with_context(|| context("is not a valid `Release`"))?;
+    // The archive's keys sign every suite: a mirror (or anyone on a plain-http path to it)
+    // could serve sid's valid `InRelease` as bookworm's. One that names its suite must name
+    // the recipe's, as `Suite` or `Codename`.
+    let wanted = source.spec.suite.as_str();
+    let named: Vec<&str> = [&release.suite, &release.codename].into_iter().flatten().map(String::as_str).collect();
+    if !named.is_empty() && !named.contains(&wanted) {
+        bail!(
+            "{}: it is signed for suite {}, not the recipe's `{wanted}`: the mirror serves another suite under this name",
+            context("is not the suite asked for"),
+            named.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" (codename ") + if named.len() > 1 { ")" } else { "" }
+        );
+    }
     Ok((digest, size, release))
 }
 
@@ -500,7 +516,26 @@ fn check_rollback(
     allow: bool,
 ) -> anyhow::Result<()> {
     let path = seen_path(store, source);
-    let seen: Option<Seen> = fs_err::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    // Read, compared and written under an exclusive lock: two locks at once (two recipes of
+    // one archive in CI) could otherwise write the older date last.
+    let mut lock_name = path.as_os_str().to_owned();
+    lock_name.push(".lock");
+    let lock = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_name)?;
+    crate::store::flock(lock.file(), libc::LOCK_EX)
+        .with_context(|| format!("cannot lock `{}`", lock_name.display()))?;
+    // A record that cannot be read or parsed is an error, not "never seen": that would turn
+    // the check off and overwrite it.
+    let seen: Option<Seen> = match fs_err::read(&path) {
+        Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "archive `{}`: its rollback record `{}` is not valid; remove it to trust the archive as it is now",
+                source.name,
+                path.display()
+            )
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
     if let Some(seen) = &seen {
         if release.date < seen.date && !allow {
             bail!(Hinted::new(

@@ -305,7 +305,9 @@ pub fn check_locked(
 
 fn check_key(keyrings: &Keyrings, lockfile: &Lockfile) -> Digest {
     let mut h = Hasher::new();
-    h.field("candidate-archive-check-v1");
+    // v2: what `check_requests` reads is in the key too: the recipe (its requests), and each
+    // package's layer and reason.
+    h.field("candidate-archive-check-v2").field(lockfile.recipe.as_bytes());
     keyrings.digest_into(&mut h);
     for a in &lockfile.archives {
         h.field(a.name.as_str()).field(a.inrelease.as_bytes()).field(a.date.to_le_bytes());
@@ -318,7 +320,9 @@ fn check_key(keyrings: &Keyrings, lockfile: &Lockfile) -> Digest {
             .field(p.name.as_str())
             .field(p.version.as_str())
             .field(p.architecture.as_str())
-            .field(&p.filename);
+            .field(&p.filename)
+            .field(p.layer.as_str())
+            .field(&p.reason);
         h.field(p.size.to_le_bytes()).field(p.sha256.as_bytes());
     }
     h.finish()

@@ -272,7 +272,7 @@ fn wants_from_pylock(
         return Err(WheelLockError::Environments { path: path.to_owned() });
     }
     if let Some(spec) = &lock.requires_python {
-        let python: Version = target.python_full.parse().expect("a Debian upstream version of Python is PEP 440");
+        let python: Version = target.python_full.parse().expect("Target::from_lockfile proved it PEP 440");
         if !spec.contains(&python) {
             return Err(WheelLockError::Pylock(PylockError::Parse {
                 path: path.to_owned(),
@@ -336,7 +336,11 @@ fn choose(want: &Want, tags: &Tags, target: &Target) -> Result<Listed, WheelLock
             sdists: sdists.join(", "),
         });
     }
-    let mut best: Option<(usize, &Listed)> = None;
+    // pip's order among files of one version: the best tag, then the highest build tag (none
+    // lowest; compared as its number, then the rest), then, for a choice that does not depend
+    // on the index's order, the smaller file name.
+    type Key<'a> = (usize, std::cmp::Reverse<Option<(u64, String)>>, &'a str);
+    let mut best: Option<(Key<'_>, &Listed)> = None;
     let mut available = BTreeSet::new();
     for file in wheels {
         // A file name that is not a wheel's is no candidate, but it is shown with the others.
@@ -351,10 +355,13 @@ fn choose(want: &Want, tags: &Tags, target: &Target) -> Result<Listed, WheelLock
             .collect();
         available.extend(file_tags.iter().map(|t| format!("`{t}`")));
         if let Some(rank) = tags.best(&file_tags) {
-            // Ties (one tag in two files) go to the smaller file name: stable, whatever order
-            // the index lists them in.
-            if best.is_none_or(|(r, f)| (rank, &file.filename) < (r, &f.filename)) {
-                best = Some((rank, file));
+            let build = parsed.build.as_deref().map(|b| {
+                let digits = b.len() - b.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                (b[..digits].parse().unwrap_or(u64::MAX), b[digits..].to_owned())
+            });
+            let key = (rank, std::cmp::Reverse(build), file.filename.as_str());
+            if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                best = Some((key, file));
             }
         }
     }
@@ -694,6 +701,21 @@ mod tests {
         // The same through a `file://` URL.
         let url = format!("file://{}/simple/", f.dir.path().display());
         assert_eq!(lock(&f, &requests_requirements(&f, &all[1..]), &url).unwrap().wheels[0].filename, all[1]);
+    }
+
+    /// Files of one version with the same best tag: pip takes the highest build tag, compared
+    /// as a number (10 over 2, where the smallest name would take 1 and text order 2; none is
+    /// lowest), and so does the lock.
+    #[test]
+    fn among_equal_tags_the_highest_build_tag_is_chosen() {
+        let mut f = requests_fixture();
+        let builds = ["idna-3.6-1-py3-none-any.whl", "idna-3.6-2-py3-none-any.whl", "idna-3.6-10-py3-none-any.whl"];
+        for file in builds {
+            f.add("idna", file, &wheel(file, "idna", "3.6", &[], None));
+        }
+        let offered = ["idna-3.6-py3-none-any.whl", builds[0], builds[1], builds[2]];
+        let locked = lock(&f, &requests_requirements(&f, &offered), "simple").unwrap();
+        assert_eq!(locked.wheels[0].filename, builds[2]);
     }
 
     #[test]

@@ -86,8 +86,11 @@ impl Target {
                 }
             }
         };
-        let python_full = package.version.upstream().to_owned();
-        if major_minor(&python_full) != Some(python_minor) {
+        // Debian writes a pre-release `3.14.0~rc3` (sorting before `3.14.0`), PEP 440 `3.14.0rc3`.
+        let python_full = package.version.upstream().replace('~', "");
+        if major_minor(&python_full) != Some(python_minor)
+            || python_full.parse::<crate::python::version::Version>().is_err()
+        {
             return Err(TargetError::BadVersion {
                 package: package.name.to_string(),
                 version: package.version.as_str().to_owned(),
@@ -175,6 +178,15 @@ mod tests {
             t,
             Target { python_minor: (3, 11), python_full: "3.11.2".into(), glibc: (2, 36), machine: "x86_64" }
         );
+    }
+
+    /// Debian's pre-release `3.14.0~rc3` is PEP 440's `3.14.0rc3` (it once panicked the lock).
+    #[test]
+    fn a_pre_release_interpreter_has_its_pep_440_version() {
+        let lock = lockfile(vec![package("libc6", "2.41-6", "amd64"), package("python3.14", "3.14.0~rc3-1", "amd64")]);
+        let t = Target::from_lockfile(&lock, &"amd64".parse().unwrap()).unwrap();
+        assert_eq!(t.python_full, "3.14.0rc3");
+        assert!(t.python_full.parse::<crate::python::version::Version>().is_ok());
     }
 
     #[test]

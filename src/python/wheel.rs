@@ -521,7 +521,14 @@ impl Wheel {
 
     /// Refuses a wheel whose content is not the distribution its file name says.
     pub fn check_name(&self, name: &WheelName) -> Result<(), WheelError> {
-        if name.name != self.metadata.name || name.version != self.metadata.version {
+        // Versions are equal as PEP 440 versions (`1.0rc1` is `1.0-rc1`), as the lock and pip
+        // compare them; text that is no version must match as written.
+        let version = |v: &str| v.parse::<crate::python::version::Version>().ok();
+        let same_version = match (version(&name.version), version(&self.metadata.version)) {
+            (Some(a), Some(b)) => a == b,
+            _ => name.version == self.metadata.version,
+        };
+        if name.name != self.metadata.name || !same_version {
             return Err(WheelError::Layout {
                 what: self.what().to_owned(),
                 message: format!(
@@ -703,6 +710,10 @@ mod tests {
         assert_eq!(wheel.dist_info(), "demo-1.0.dist-info");
         wheel.check_name(&WheelName::parse("demo-1.0-py3-none-any.whl").unwrap()).unwrap();
         assert!(wheel.check_name(&WheelName::parse("demo-2.0-py3-none-any.whl").unwrap()).is_err());
+        // One PEP 440 version, two spellings: the name's `1.0rc1`, METADATA's `1.0-rc1`.
+        let bytes = testing::make("demo", "1.0-rc1", true, &[("demo/__init__.py", b"x = 1\n", false)], None);
+        let wheel = Wheel::from_bytes(bytes, "demo-1.0rc1-py3-none-any.whl").unwrap();
+        wheel.check_name(&WheelName::parse("demo-1.0rc1-py3-none-any.whl").unwrap()).unwrap();
     }
 
     #[test]

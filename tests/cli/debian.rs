@@ -215,7 +215,9 @@ impl Sandbox {
         let text = self.release_text();
         let prefix = format!("{name}: ");
         let mut out = String::new();
+        // Replaced where it is; added after `Date:` only if it is nowhere (`Suite` comes after).
         let mut done = false;
+        let present = text.lines().any(|l| l.starts_with(&prefix));
         for line in text.lines() {
             if line.starts_with(&prefix) {
                 out.push_str(&format!("{prefix}{value}\n"));
@@ -223,7 +225,7 @@ impl Sandbox {
             } else {
                 out.push_str(line);
                 out.push('\n');
-                if !done && line.starts_with("Date: ") {
+                if !present && !done && line.starts_with("Date: ") {
                     out.push_str(&format!("{prefix}{value}\n"));
                     done = true;
                 }
@@ -599,6 +601,40 @@ fn lock_refuses_expired_valid_until() {
     let recipe = sb.recipe("r", FOUR);
     let run = sb.assert_lock_refused(&recipe, &["Valid-Until"]);
     assert!(run.stderr.to_lowercase().contains("expire"), "not called expired\n{}", run.describe());
+}
+
+/// The record of the newest `InRelease` seen, garbled: an error naming it, not a rollback
+/// check turned off (and the record overwritten).
+#[test]
+fn a_garbled_rollback_record_is_an_error() {
+    let sb = Sandbox::new();
+    let recipe = sb.recipe("r", FOUR);
+    sb.lock(&recipe).assert_ok();
+    let records: Vec<PathBuf> = fs::read_dir(sb.store().join("v1/archives"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    fs::write(&records[0], "garbage").unwrap();
+    fs::remove_file(sb.lockfile("r")).unwrap();
+    let run = sb.lock(&recipe);
+    run.assert_code(2).assert_stderr_has("its rollback record").assert_stderr_has("is not valid");
+    assert_eq!(fs::read(&records[0]).unwrap(), b"garbage");
+}
+
+/// A validly signed `InRelease` of another suite, served under the recipe's suite (a mirror
+/// answering `dists/stable/` with sid's): refused, naming both.
+#[test]
+fn lock_refuses_another_suite_s_inrelease() {
+    let sb = Sandbox::new();
+    sb.set_release_field("Suite", "unstable");
+    sb.set_release_field("Codename", "sid");
+    sb.resign();
+    let recipe = sb.recipe("r", FOUR);
+    let run =
+        sb.assert_lock_refused(&recipe, &["signed for suite `unstable` (codename `sid`), not the recipe's `stable`"]);
+    assert!(!sb.lockfile("r").exists(), "{}", run.describe());
 }
 
 #[test]

@@ -292,3 +292,13 @@ fn a_bundle_rebuilds_the_candidate_bit_for_bit_with_no_network() {
     }
     assert!(!p.root().join("out-corrupted").join(CANDIDATE).exists(), "a refused build published a candidate");
 }
+
+/// An `InRelease` far larger than any archive's (a hostile or broken server): the lock stops
+/// reading it at 64 MiB and names it, instead of storing gigabytes before the signature check.
+#[test]
+fn an_oversized_inrelease_is_refused_unread() {
+    let p = Project::new();
+    p.server.route("/debian/dists/stable/InRelease", Route::Full(vec![b'x'; (64 << 20) + 1]));
+    let lock = run(p.cmd("store-a", &["lock".as_ref(), p.recipe().as_os_str()]));
+    lock.assert_code(2).assert_stderr_has("InRelease` is larger than the 67108864 bytes");
+}

@@ -402,6 +402,45 @@ fn materialize_reproduces_what_gnu_tar_extracts() {
     assert_eq!(meta("opt/caps/bin/ping").uid(), 1000);
 }
 
+/// `test --runtime lxc` killed (SIGINT from a terminal, or SIGKILL) while its script runs:
+/// the container, its processes and its folder go with it (no `Drop` runs on a signal, and
+/// `lxc-start -d` puts the container in a session Ctrl-C does not reach).
+#[test]
+fn a_killed_lxc_test_leaves_no_container() {
+    if !super::formats::lxc_available() {
+        return;
+    }
+    let Some(q) = Qualify::new() else { return };
+    let hang = q.script("lxc-killed.sh", "sleep 1021\n");
+    for signal in [libc::SIGINT, libc::SIGKILL] {
+        let mut builder =
+            with_store(q.path(), &q.path().join("store"), ["test", DIR, "--script", &hang, "--runtime", "lxc"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+        let waited = std::time::Instant::now();
+        while processes(&["sleep", "1021"]).is_empty() {
+            assert!(waited.elapsed() < std::time::Duration::from_secs(60), "the script never started");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // SAFETY: a plain signal to our own child.
+        unsafe { libc::kill(builder.id() as i32, signal) };
+        builder.wait().unwrap();
+        let killed = std::time::Instant::now();
+        while !processes(&["sleep", "1021"]).is_empty()
+            || fs::read_dir(q.path().join("store/v1/tmp")).unwrap().any(|e| e.unwrap().path().is_dir())
+        {
+            assert!(
+                killed.elapsed() < std::time::Duration::from_secs(30),
+                "signal {signal}: the container outlived its builder"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        q.assert_torn_down();
+    }
+}
+
 #[test]
 fn scripts_run_in_a_real_lxc_container_too() {
     if !super::formats::lxc_available() {

@@ -362,6 +362,20 @@ fn build_refuses_a_layer_that_writes_through_its_own_symlink() {
     assert_refusal!(p, p.cmd(BUILD), 2, "build_layer_tree_conflict");
 }
 
+/// A signed file replaced by a symlink to a copy of it outside the folder: the bytes hash
+/// the same, but they live where the check does not reach (and may change after it).
+#[test]
+fn verify_refuses_a_symlink_in_the_folder() {
+    let p = Project::signed();
+    let copy = p.copy_candidate("linked/example_1.0_amd64");
+    let outside = p.path().join("elsewhere.tar.gz");
+    fs::copy(copy.join("rootfs.tar.gz"), &outside).unwrap();
+    fs::remove_file(copy.join("rootfs.tar.gz")).unwrap();
+    std::os::unix::fs::symlink(&outside, copy.join("rootfs.tar.gz")).unwrap();
+    let run = p.cmd(&["verify", "linked/example_1.0_amd64", "--key", "keys/ci.pub"]);
+    run.assert_code(2).assert_stderr_has("`rootfs.tar.gz` in `linked/example_1.0_amd64` is a symlink");
+}
+
 #[test]
 fn verify_refuses_a_tampered_file_and_an_untrusted_signer() {
     let p = Project::signed();
