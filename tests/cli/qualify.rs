@@ -413,12 +413,13 @@ fn a_killed_lxc_test_leaves_no_container() {
     let Some(q) = Qualify::new() else { return };
     let hang = q.script("lxc-killed.sh", "sleep 1033\n");
     for signal in [libc::SIGINT, libc::SIGKILL] {
-        let mut builder =
-            with_store(q.path(), &q.path().join("store"), ["test", DIR, "--script", &hang, "--runtime", "lxc"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
+        let mut command =
+            with_store(q.path(), &q.path().join("store"), ["test", DIR, "--script", &hang, "--runtime", "lxc"]);
+        let mut builder = super::interruptible(&mut command)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         let waited = std::time::Instant::now();
         while processes(&["sleep", "1033"]).is_empty() {
             assert!(waited.elapsed() < std::time::Duration::from_secs(60), "the script never started");
