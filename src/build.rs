@@ -371,7 +371,7 @@ fn configure_layer(
 ) -> anyhow::Result<(layer::Built, per_machine::Record, Option<Tree>)> {
     let sde = recipe.image.source_date_epoch.seconds();
     let architecture = recipe.image.architecture.to_string();
-    let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
+    let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.merge_id()).collect();
     let rules = per_machine::rules(&recipe.configure.per_machine);
     let guard = recipe.configure.guard;
     let key = configure::action_key(&diff_ids, sde, &architecture, &rules, guard);
@@ -445,7 +445,7 @@ impl Streaming<'_> {
         let mut outputs = rootfs::Outputs::new(&self.ctx.store, self.archives, true)?;
         let built = write_layer(&mut outputs)?;
         let done = outputs.finish(built.info.clone())?;
-        rootfs::record(&self.ctx.store, &[built.info.diff_id], self.archives, &done)?;
+        rootfs::record(&self.ctx.store, &[built.info.merge_id()], self.archives, &done)?;
         *self.streamed = Some(done);
         Ok(built)
     }

@@ -70,6 +70,21 @@ pub struct LayerInfo {
     pub implicit: Vec<String>,
 }
 
+impl LayerInfo {
+    /// What a merge over this layer depends on: its tar and which of its folders are implicit
+    /// (one over an existing folder leaves it alone; an explicit one replaces its metadata).
+    /// The keys of the steps that merge layers (rootfs archives, OCI, LXC, configure) hash this,
+    /// not the `diff_id` alone: two layers with one tar can merge differently.
+    pub fn merge_id(&self) -> Digest {
+        let mut h = Hasher::new();
+        h.field("candidate-merge").field(self.diff_id.as_bytes()).field((self.implicit.len() as u64).to_le_bytes());
+        for path in &self.implicit {
+            h.field(path);
+        }
+        h.finish()
+    }
+}
+
 /// A local `files` input, scanned and digested.
 pub struct FilesInput<'a> {
     pub tree: &'a LocalTree,

@@ -122,7 +122,7 @@ fn lxc_rootfs(store: &Store, recipe: &Recipe, merged: &rootfs::MergedLayers<'_>)
     h.field("candidate-lxc-rootfs").field(layer::FORMAT_VERSION.to_le_bytes());
     h.field(TEMPLATING_VERSION.to_le_bytes()).field(sde.to_le_bytes());
     for (_, built) in layers {
-        h.field(built.info.diff_id.as_bytes());
+        h.field(built.info.merge_id().as_bytes());
     }
     for path in templates {
         h.field(path.as_rel());

@@ -290,9 +290,11 @@ pub fn write(store: &Store, recipe: &Recipe, layers: &[(String, Built)]) -> Resu
     key.field("candidate-oci-v3").field(layer::FORMAT_VERSION.to_le_bytes()).field(sde.to_le_bytes());
     key.field(recipe.image.architecture.as_str());
     key.field(serde_json::to_vec(&recipe.oci).expect("the OCI config serialises"));
+    // What the codec does (levels, crate versions, pieces), which the manifest describes too.
+    key.field(codec(recipe.oci.layer_compression).canonical());
     key.field(document::to_canonical(&annotations(recipe)));
     for (name, built) in layers {
-        key.field(name).field(built.info.diff_id.as_bytes());
+        key.field(name).field(built.info.merge_id().as_bytes());
     }
     let key = key.finish();
     if let Some(cached) = store.action(&key).and_then(|b| serde_json::from_slice::<Cached>(&b).ok()) {

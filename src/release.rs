@@ -105,6 +105,8 @@ pub fn promote(
     let _turn = take_turn(&log_dir)?;
     let records = channel::verify_log(&log_dir, channel_name, rules)
         .map_err(|e| refuse(format!("channel `{channel_name}` does not verify: {e}")))?;
+    // Never a record on top of a log older than, or other than, one this store verified.
+    not_rolled_back(ctx, channel_name, &records)?;
     let pending_path = log_dir.join("pending.json");
     // A pending record's statement (its override and release note with it) was made by its
     // first signer: later signers co-sign it as it is.
@@ -194,6 +196,7 @@ fn admit(
         let rules = policy.channel(required)?;
         let records = channel::verify_log(&root.join(required), required, rules)
             .map_err(|e| refuse(format!("prerequisite channel `{required}` does not verify: {e}")))?;
+        not_rolled_back(ctx, required, &records)?;
         if !records.iter().any(|r| r.candidate == *id) {
             return Err(refuse(format!("candidate {id} is not in the prerequisite channel `{required}`")));
         }
@@ -364,7 +367,7 @@ fn check_required_attestation(
 }
 
 /// A channel's records, verified against the policy (a bad log is a refusal naming the
-/// first bad record): `candidate channel show`.
+/// first bad record) and against what this store verified before ([`not_rolled_back`]).
 pub fn verified_log(
     ctx: &Context,
     channel_name: &str,
@@ -374,19 +377,18 @@ pub fn verified_log(
     let policy = Policy::load(policy_path)?;
     let rules = policy.channel(channel_name)?;
     let dir = channels_dir(ctx, channels).join(channel_name);
-    channel::verify_log(&dir, channel_name, rules).map_err(|e| refuse(format!("channel `{channel_name}`: {e}")))
+    let records =
+        channel::verify_log(&dir, channel_name, rules).map_err(|e| refuse(format!("channel `{channel_name}`: {e}")))?;
+    not_rolled_back(ctx, channel_name, &records)?;
+    Ok(records)
 }
 
-/// A channel's records, verified against the policy, also against rollback: a log shorter
-/// than one this store verified before, or whose head has expired, is a refusal
-/// (`candidate channel verify`).
-pub fn verify_channel(
-    ctx: &Context,
-    channel_name: &str,
-    policy_path: &Path,
-    channels: Option<&Path>,
-) -> anyhow::Result<Vec<Record>> {
-    let records = verified_log(ctx, channel_name, policy_path, channels)?;
+/// Refuses a channel log shorter than one this store verified before (rolled back or
+/// truncated), or holding another record at the sequence it verified (rewritten: its length
+/// can be the same), then remembers a newer head. Every reader of a log goes through it —
+/// `channel verify` and `show`, promote, publish, deploy from a channel — so that an older or
+/// rewritten log is refused wherever this store meets it.
+fn not_rolled_back(ctx: &Context, channel_name: &str, records: &[Record]) -> anyhow::Result<()> {
     let seen_path = ctx.store.root().join("seen").join(channel_name);
     let seen = channel::Seen::open(&seen_path)
         .with_context(|| format!("cannot read the head of channel `{channel_name}` verified before"))?;
@@ -413,7 +415,19 @@ pub fn verify_channel(
             format!("cannot record the head of channel `{channel_name}` in `{}`", seen_path.display())
         })?;
     }
-    if let Some(head) = head {
+    Ok(())
+}
+
+/// A channel's records, verified against the policy and against rollback
+/// ([`verified_log`]); a head that has expired is a refusal too (`candidate channel verify`).
+pub fn verify_channel(
+    ctx: &Context,
+    channel_name: &str,
+    policy_path: &Path,
+    channels: Option<&Path>,
+) -> anyhow::Result<Vec<Record>> {
+    let records = verified_log(ctx, channel_name, policy_path, channels)?;
+    if let Some(head) = records.last() {
         if head.expires.is_some_and(|e| e < now()) {
             return Err(refuse(format!("channel `{channel_name}`: its head, record {}, has expired", head.sequence)));
         }

@@ -178,7 +178,7 @@ pub fn assemble(
     archives: &[Archive],
 ) -> Result<(Assembled, bool), RootfsError> {
     let layers = merged.layers;
-    let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.diff_id).collect();
+    let diff_ids: Vec<Digest> = layers.iter().map(|(_, l)| l.info.merge_id()).collect();
     if let Some(done) = cached(store, &diff_ids, archives) {
         return Ok((done, true));
     }

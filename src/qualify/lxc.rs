@@ -65,36 +65,14 @@ impl Drop for Container {
 
 /// Destroys the container and removes its folder if this process ends without doing so: on
 /// a signal no `Drop` runs, and `lxc-start -d` put the container in a session of its own,
-/// where Ctrl-C does not reach it. A `sh` out of the terminal's process group reads its
-/// stdin, which only this process holds (the pipe is close-on-exec), until it closes, then
-/// destroys; dropped, the guard closes it and waits (the container already gone then).
-struct Guard {
-    child: std::process::Child,
-}
-
-impl Guard {
-    fn start(work: &Path, lxcpath: &Path, name: &str) -> anyhow::Result<Self> {
-        use std::os::unix::process::CommandExt as _;
-        let child = Command::new("sh")
-            .args(["-c", r#"read -r _; lxc-destroy -P "$1" -n "$2" -f; rm -rf -- "$3""#, "sh"])
-            .arg(lxcpath)
-            .arg(name)
-            .arg(work)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .context("cannot start the container's guard (`sh`)")?;
-        Ok(Guard { child })
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
+/// where Ctrl-C does not reach it.
+fn guard(work: &Path, lxcpath: &Path, name: &str) -> anyhow::Result<super::Watchdog> {
+    let mut sh = Command::new("sh");
+    sh.args(["-c", r#"read -r _; lxc-destroy -P "$1" -n "$2" -f; rm -rf -- "$3""#, "sh"])
+        .arg(lxcpath)
+        .arg(name)
+        .arg(work);
+    super::Watchdog::start(sh, "the container's guard (`sh`)")
 }
 
 /// Whether `path` exists in the image at `rootfs`, its symlinks resolved inside the image.
@@ -169,7 +147,7 @@ pub fn run(
     let name =
         format!("{HOSTNAME}-{}-{}", std::process::id(), work.path().file_name().unwrap_or_default().to_string_lossy());
     // Dropped after the container (declared before it): destroys it if this process is killed.
-    let _guard = Guard::start(work.path(), &lxcpath, &name)?;
+    let _guard = guard(work.path(), &lxcpath, &name)?;
     let container = Container { lxcpath: lxcpath.clone(), name: name.clone() };
     let (meta, rootfs) = (work.path().join("meta.tar.xz"), work.path().join(crate::lxc::ROOTFS));
     container.run(

@@ -365,6 +365,37 @@ pub fn write_attestation(
     Ok(path)
 }
 
+/// A process that cleans up after this one if it ends without doing so (a signal: no `Drop`
+/// runs): it reads its stdin, which only this process holds (the pipe is close-on-exec), and
+/// when that closes does its work. Out of the terminal's process group, so Ctrl-C stops this
+/// process, not it. Dropped, its stdin is closed and it is waited for (with nothing left to
+/// clean by then, it ends at once).
+pub struct Watchdog {
+    child: std::process::Child,
+}
+
+impl Watchdog {
+    /// Starts `command` as the watchdog; `what` names it in an error.
+    pub fn start(mut command: std::process::Command, what: &str) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt as _;
+        let child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {what}"))?;
+        Ok(Watchdog { child })
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

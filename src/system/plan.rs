@@ -226,6 +226,7 @@ fn generated_layer(store: &Store, system: &System, node: &NodeSpec, sde: u64) ->
     let files = system.generated_files(node);
     let mut h = Hasher::new();
     h.field("candidate-system-generated").field(PLAN_VERSION.to_le_bytes()).field(sde.to_le_bytes());
+    h.field(layer::FORMAT_VERSION.to_le_bytes());
     for (path, bytes) in &files {
         h.field(path.as_rel()).field(bytes);
     }

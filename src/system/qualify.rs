@@ -25,7 +25,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -145,34 +145,15 @@ fn load(system: &System, paths: &[PathBuf]) -> anyhow::Result<Vec<Script>> {
 }
 
 /// The watchdog: removes deployment `name` when this process ends, however it ends.
-struct Watchdog {
-    child: std::process::Child,
-}
-
-impl Watchdog {
-    fn start(ctx: &Context, name: &str) -> anyhow::Result<Self> {
-        use std::os::unix::process::CommandExt as _;
-        let exe = std::env::current_exe().context("cannot find the running `candidate` for its watchdog")?;
-        let child = Command::new(exe)
-            .arg("--quiet")
-            .arg("--store")
-            .arg(ctx.store.root().parent().unwrap_or(ctx.store.root()))
-            .args(["undeploy", name, "--when-stdin-closes"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Out of the terminal's process group: Ctrl-C stops the builder, not its watchdog.
-            .process_group(0)
-            .spawn()
-            .context("cannot start the deployment's watchdog")?;
-        Ok(Watchdog { child })
-    }
-
-    /// Closes the pipe and waits for the watchdog to find nothing left to remove.
-    fn finish(mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
+fn watchdog(ctx: &Context, name: &str) -> anyhow::Result<crate::qualify::Watchdog> {
+    let exe = std::env::current_exe().context("cannot find the running `candidate` for its watchdog")?;
+    let mut undeploy = Command::new(exe);
+    undeploy.arg("--quiet").arg("--store").arg(ctx.store.root().parent().unwrap_or(ctx.store.root())).args([
+        "undeploy",
+        name,
+        "--when-stdin-closes",
+    ]);
+    crate::qualify::Watchdog::start(undeploy, "the deployment's watchdog")
 }
 
 /// Deploys the system fresh, runs its tests, collects the report, tears down, writes JUnit
@@ -193,14 +174,15 @@ pub fn test_system(ctx: &Context, options: &SystemTestOptions<'_>) -> anyhow::Re
             .with_context(|| format!("cannot replace the report folder `{}`", options.report.display()))?;
     }
     fs_err::create_dir_all(&options.report)?;
-    let watchdog = Watchdog::start(ctx, &name)?;
+    let watchdog = watchdog(ctx, &name)?;
     let result = deploy_and_run(ctx, options, &name, &scripts);
     // Always torn down here; the watchdog covers the builder's end by signal.
     let teardown = match lxc::folder(ctx, &name) {
         Ok(dir) if dir.exists() => lxc::teardown(&dir),
         _ => Ok(()),
     };
-    watchdog.finish();
+    // Closed and waited for: it finds nothing left to remove.
+    drop(watchdog);
     let (deployment, plan, runs) = result?;
     teardown?;
 

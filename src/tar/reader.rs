@@ -276,16 +276,21 @@ impl<R: Read> TarReader<R> {
                 match pax.get(key) {
                     None => Ok(fallback),
                     Some(v) => {
-                        // PAX times may carry a fraction (`1700000000.5`): keep whole seconds.
                         let text = String::from_utf8_lossy(v);
-                        let whole = text.split('.').next().unwrap_or_default();
-                        if whole.starts_with('-') {
+                        let bad =
+                            || ReadError::BadHeader { offset, message: format!("bad PAX `{key}` value `{text}`") };
+                        // Only a time may carry a fraction (`1700000000.5`: whole seconds kept)
+                        // or be negative (before 1970: clamped to 0). A size, uid or gid is
+                        // digits alone: read as 0, `size=-1` made an empty file of a member
+                        // whose data GNU tar skips, and those bytes were read as entries.
+                        let whole = if key == "mtime" { text.split('.').next().unwrap_or_default() } else { &*text };
+                        if key == "mtime" && whole.starts_with('-') {
                             return Ok(0);
                         }
-                        whole.parse().map_err(|_| ReadError::BadHeader {
-                            offset,
-                            message: format!("bad PAX `{key}` value `{text}`"),
-                        })
+                        if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+                            return Err(bad());
+                        }
+                        whole.parse().map_err(|_| bad())
                     }
                 }
             };
@@ -319,9 +324,9 @@ impl<R: Read> TarReader<R> {
                 kind,
                 link,
             };
-            // Only regular files are followed by data.
-            self.pending = padded(size);
+            // Only regular files are followed by data; counted (and so capped) before padded.
             self.count(size)?;
+            self.pending = padded(size);
             self.current.clone_from(&entry.path);
             return Ok(Some(entry));
         }
@@ -453,7 +458,7 @@ impl io::Seek for ReadAt {
 }
 
 fn padded(n: u64) -> u64 {
-    n.div_ceil(BLOCK as u64) * BLOCK as u64
+    n.div_ceil(BLOCK as u64).saturating_mul(BLOCK as u64)
 }
 
 fn trim_nul(data: &[u8]) -> &[u8] {
@@ -621,6 +626,32 @@ mod tests {
     fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
         let records = records.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect();
         crate::tar::writer::pax_records(&records)
+    }
+
+    /// A PAX size, uid or gid that is not plain digits is refused: `size=-1` once read as 0,
+    /// an empty file whose 1024 data bytes (a header GNU tar skips as data) were then read as
+    /// a member of their own, and `uid=-1` as root. A time keeps its whole seconds; a size near
+    /// 2^64 is refused by the caps (its padding once overflowed first).
+    #[test]
+    fn pax_numbers_are_digits_and_huge_sizes_are_capped() {
+        let with = |key: &str, value: &[u8], size: usize| {
+            let mut tar = Vec::new();
+            member(&mut tar, "PaxHeaders/f", b'x', &pax(&[(key, value)]));
+            let mut hidden = Vec::new();
+            member(&mut hidden, "etc/cron.d/x", b'0', b"* * * * * root true\n");
+            let data: Vec<u8> = hidden.iter().copied().chain(std::iter::repeat(0)).take(size).collect();
+            member(&mut tar, "f", b'0', &data);
+            tar.extend_from_slice(&[0; 2 * BLOCK]);
+            read_all(&tar).map_err(|e| e.to_string())
+        };
+        for (key, value) in [("size", &b"-1"[..]), ("uid", b"-1"), ("gid", b"+5"), ("size", b"5.9"), ("uid", b"")] {
+            let err = with(key, value, 1024).unwrap_err();
+            assert!(err.contains(&format!("bad PAX `{key}` value")), "{key}={value:?}: {err}");
+        }
+        let entries = with("mtime", b"1700000000.5", 1024).unwrap();
+        assert_eq!(entries.iter().map(|(e, _)| (e.path.as_str(), e.mtime)).collect::<Vec<_>>(), [("f", 1_700_000_000)]);
+        let err = with("size", b"18446744073709551615", 0).unwrap_err();
+        assert!(err.contains("exceeds") || err.contains("larger"), "{err}");
     }
 
     /// #16: GNU and PAX metadata records escaped the entry and size caps (an endless run of

@@ -255,3 +255,58 @@ fn an_oci_layout_is_for_its_own_architecture() {
         assert!(index.contains(&format!("\"architecture\":\"{arch}\"")), "{arch}: {index}");
     }
 }
+
+/// A layer that declares a folder another layer below made (an explicit `/srv` over base's
+/// `0700 1000:1000` one) writes the same tar as one that only holds files in it, but merges
+/// differently: the warm build gives what a cold one does (the merge keys once held only the
+/// layers' tars, and the rootfs of the first build came back).
+#[test]
+fn declaring_a_folder_changes_the_merge_whatever_the_tar() {
+    let t = tempfile::tempdir().unwrap();
+    fs_err::create_dir_all(t.path().join("recipes")).unwrap();
+    fs_err::write(t.path().join("app"), "x").unwrap();
+    let recipe = |declared: &str| {
+        format!(
+            "[image]\nname = \"srv\"\nversion = \"1\"\narchitecture = \"amd64\"\nos = \"debian\"\n\
+             release = \"bookworm\"\nsource-date-epoch = 1700000000\n\
+             [[layer]]\nname = \"base\"\ndirectories = [{{ path = \"/srv\", mode = \"0700\", owner = \"1000:1000\" }}]\n\
+             [[layer]]\nname = \"app\"\nfiles = [{{ from = \"../app\", to = \"/srv/app\" }}]\n{declared}"
+        )
+    };
+    let store = t.path().join("store");
+    let run = |args: &[&str]| {
+        super::run(super::with_store(t.path(), &store, args)).assert_ok();
+    };
+    let srv = |out: &str| {
+        let listing = std::process::Command::new("tar")
+            .args(["--numeric-owner", "-tvf", &format!("{out}/srv_1_amd64/rootfs.tar")])
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        let listing = String::from_utf8(listing.stdout).unwrap();
+        listing
+            .lines()
+            .find(|l| l.ends_with(" ./srv/"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    fs_err::write(t.path().join("recipes/srv.toml"), recipe("")).unwrap();
+    run(&["lock", "recipes/srv.toml"]);
+    run(&["build", "recipes/srv.toml", "--out", "a", "--format", "rootfs.tar"]);
+    assert_eq!(srv("a"), "drwx------ 1000/1000");
+    fs_err::write(t.path().join("recipes/srv.toml"), recipe("directories = [{ path = \"/srv\" }]\n")).unwrap();
+    run(&["lock", "recipes/srv.toml"]);
+    run(&["build", "recipes/srv.toml", "--out", "b", "--format", "rootfs.tar"]);
+    let cold = t.path().join("cold-store");
+    super::run(super::with_store(
+        t.path(),
+        &cold,
+        ["build", "recipes/srv.toml", "--out", "c", "--format", "rootfs.tar"],
+    ))
+    .assert_ok();
+    assert_eq!(srv("b"), srv("c"), "warm and cold builds of one recipe differ");
+    assert_eq!(srv("c"), "drwxr-xr-x 0/0");
+}

@@ -173,6 +173,21 @@ pub fn candidate(dir: &Path) -> Command {
 }
 
 /// `candidate --store STORE ARGS…` in `dir`.
+/// `cmd` as a terminal starts it, with SIGINT and SIGQUIT at their defaults: a test suite run
+/// from a background job (`cargo test &`, a CI runner) inherits them ignored, and then a
+/// Ctrl-C a test sends to the builder does nothing.
+pub fn interruptible(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: `signal` is async-signal-safe, the only call between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            Ok(())
+        })
+    }
+}
+
 pub fn with_store<I, S>(dir: &Path, store: &Path, args: I) -> Command
 where
     I: IntoIterator<Item = S>,

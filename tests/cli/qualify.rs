@@ -411,16 +411,17 @@ fn a_killed_lxc_test_leaves_no_container() {
         return;
     }
     let Some(q) = Qualify::new() else { return };
-    let hang = q.script("lxc-killed.sh", "sleep 1021\n");
+    let hang = q.script("lxc-killed.sh", "sleep 1033\n");
     for signal in [libc::SIGINT, libc::SIGKILL] {
-        let mut builder =
-            with_store(q.path(), &q.path().join("store"), ["test", DIR, "--script", &hang, "--runtime", "lxc"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
+        let mut command =
+            with_store(q.path(), &q.path().join("store"), ["test", DIR, "--script", &hang, "--runtime", "lxc"]);
+        let mut builder = super::interruptible(&mut command)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         let waited = std::time::Instant::now();
-        while processes(&["sleep", "1021"]).is_empty() {
+        while processes(&["sleep", "1033"]).is_empty() {
             assert!(waited.elapsed() < std::time::Duration::from_secs(60), "the script never started");
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
@@ -428,7 +429,7 @@ fn a_killed_lxc_test_leaves_no_container() {
         unsafe { libc::kill(builder.id() as i32, signal) };
         builder.wait().unwrap();
         let killed = std::time::Instant::now();
-        while !processes(&["sleep", "1021"]).is_empty()
+        while !processes(&["sleep", "1033"]).is_empty()
             || fs::read_dir(q.path().join("store/v1/tmp")).unwrap().any(|e| e.unwrap().path().is_dir())
         {
             assert!(

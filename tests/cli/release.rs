@@ -220,9 +220,19 @@ fn forged_removed_swapped_and_truncated_logs_are_detected() {
     fs::remove_file(r.log("nightly").join("00000003.json")).unwrap();
     refused(&r.cmd(&["channel", "verify", "nightly"]), "ends at record 2, but record 3 was verified before");
 
-    // A rewritten log: the head removed and another record promoted in its place. Its length
-    // is what the verifier saw, but not its record 3.
-    r.cmd(&["promote", DIR, "--channel", "nightly", "--key", "keys/ci.key", "--note", "other"]).assert_ok();
+    // No record goes on top of it from this store either, nor does `channel show` take it.
+    let promote = ["promote", DIR, "--channel", "nightly", "--key", "keys/ci.key", "--note", "other"];
+    refused(&r.cmd(&promote), "ends at record 2, but record 3 was verified before");
+    refused(&r.cmd(&["channel", "show", "nightly"]), "ends at record 2, but record 3 was verified before");
+
+    // A rewritten log: another record 3 promoted in its place by a promoter that never saw the
+    // first (here, this store with what it saw set aside, then put back). Its length is what
+    // this store verified, but not its record 3.
+    let seen = r.path().join("store/v1/seen/nightly");
+    let saw = fs::read(&seen).unwrap();
+    fs::remove_file(&seen).unwrap();
+    r.cmd(&promote).assert_ok();
+    fs::write(&seen, saw).unwrap();
     refused(&r.cmd(&["channel", "verify", "nightly"]), "but record 3 was verified before as sha256:");
 
     // What the verifier saw, garbled, is an error naming it, not a protection turned off.

@@ -652,11 +652,9 @@ fn an_interrupted_or_killed_system_test_leaves_nothing_running() {
     p.write("systems/ground/tests/hangs.sh", "sleep 1009\n");
     let file = p.write("systems/hanging.toml", &hanging);
     for signal in [libc::SIGINT, libc::SIGKILL] {
-        let mut builder = with_store(&p.root, &p.store(), ["test", DIR, "--system", &file, "--report", "report-hang"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut command = with_store(&p.root, &p.store(), ["test", DIR, "--system", &file, "--report", "report-hang"]);
+        let mut builder =
+            super::interruptible(&mut command).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let name = format!("test-{}-", builder.id());
         let deployments = p.store().join("v1/deployments");
         let find = || -> Option<PathBuf> {
