@@ -230,7 +230,21 @@ impl<R: Read> TarReader<R> {
                     let data = self.read_data(header.size)?;
                     match header.typeflag {
                         b'x' => parse_pax(&data, offset, &mut pax)?,
-                        b'g' => {} // global records (git's `comment=`) carry nothing we keep.
+                        b'g' => {
+                            // Global records (git archive's `comment=`) carry nothing we keep;
+                            // any other key GNU tar applies to every later member, so a reader
+                            // ignoring it would read another archive than GNU tar does.
+                            let mut global = std::collections::BTreeMap::new();
+                            parse_pax(&data, offset, &mut global)?;
+                            if let Some(key) = global.keys().find(|k| k.as_str() != "comment") {
+                                return Err(ReadError::Unsupported {
+                                    path: self.current.clone(),
+                                    message: format!(
+                                        "a global PAX record sets `{key}`, which would apply to every later member"
+                                    ),
+                                });
+                            }
+                        }
                         b'L' => gnu_name = Some(trim_nul(&data).to_vec()),
                         _ => gnu_link = Some(trim_nul(&data).to_vec()),
                     }
@@ -252,6 +266,14 @@ impl<R: Read> TarReader<R> {
                 crate::tree::check_link_target(&path, &link).map_err(limit)?;
             }
             let kind = match header.typeflag {
+                // An old-style entry named `dir/` is a folder to GNU tar (when it has no data).
+                b'0' | b'\0' | b'7' if path.ends_with('/') && header.size == 0 => EntryType::Directory,
+                b'0' | b'\0' | b'7' if path.ends_with('/') => {
+                    return Err(ReadError::BadHeader {
+                        offset,
+                        message: format!("`{path}` is a regular file named like a folder, with {} bytes", header.size),
+                    });
+                }
                 b'0' | b'\0' | b'7' => EntryType::File,
                 b'1' => EntryType::HardLink,
                 b'2' => EntryType::Symlink,
@@ -298,6 +320,19 @@ impl<R: Read> TarReader<R> {
                 // Links, directories and devices have no content, whatever the header says
                 // (a hard link's size field may repeat its target's size).
                 EntryType::File => num("size", header.size)?,
+                // But GNU tar skips the size a symlink, device or fifo claims as data, where we
+                // would read it as members: the two would read two archives.
+                EntryType::Symlink | EntryType::CharDevice | EntryType::BlockDevice | EntryType::Fifo
+                    if num("size", header.size)? != 0 =>
+                {
+                    return Err(ReadError::BadHeader {
+                        offset,
+                        message: format!(
+                            "`{path}`, a link, device or fifo, claims {} bytes of data",
+                            num("size", header.size)?
+                        ),
+                    });
+                }
                 _ => 0,
             };
             let as_u32 = |v: u64, what: &str| {
@@ -626,6 +661,31 @@ mod tests {
     fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
         let records = records.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect();
         crate::tar::writer::pax_records(&records)
+    }
+
+    /// Where GNU tar would read another archive than we do, the archive is refused: a symlink,
+    /// device or fifo claiming data (GNU tar skips it), a global PAX record setting anything
+    /// but a comment (GNU tar applies it to every later member); an old-style regular entry
+    /// named `dir/` is the folder GNU tar makes of it.
+    #[test]
+    fn what_gnu_tar_reads_otherwise_is_refused_or_read_its_way() {
+        let one = |name: &str, typeflag: u8, data: &[u8]| {
+            let mut tar = Vec::new();
+            member(&mut tar, name, typeflag, data);
+            member(&mut tar, "f", b'0', b"x");
+            tar.extend_from_slice(&[0; 2 * BLOCK]);
+            read_all(&tar).map_err(|e| e.to_string())
+        };
+        for typeflag in [b'2', b'3', b'4', b'6'] {
+            let err = one("l", typeflag, &[b'h'; BLOCK]).unwrap_err();
+            assert!(err.contains("a link, device or fifo, claims 512 bytes of data"), "{err}");
+        }
+        let err = one("PaxHeaders/global", b'g', &pax(&[("uid", b"0")])).unwrap_err();
+        assert!(err.contains("a global PAX record sets `uid`"), "{err}");
+        assert_eq!(one("PaxHeaders/global", b'g', &pax(&[("comment", b"c0ffee")])).unwrap().len(), 1);
+        let entries = one("opt/app/", b'\0', b"").unwrap();
+        assert_eq!(entries[0].0.kind, EntryType::Directory);
+        assert!(one("opt/app/", b'0', b"data").unwrap_err().contains("a regular file named like a folder"));
     }
 
     /// A PAX size, uid or gid that is not plain digits is refused: `size=-1` once read as 0,
