@@ -437,11 +437,7 @@ impl Seen {
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         fs_err::create_dir_all(parent)?;
-        let mut lock_name = path.as_os_str().to_owned();
-        lock_name.push(".lock");
-        let lock = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_name)?;
-        let lock = lock.into_parts().0;
-        crate::store::flock(&lock, libc::LOCK_EX)?;
+        let lock = crate::store::lock_beside(path, libc::LOCK_EX)?;
         let text = match fs_err::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

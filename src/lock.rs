@@ -128,28 +128,6 @@ pub fn check(ctx: &Context, recipe_path: &Path, lockfile_path: &Path) -> anyhow:
     Ok((resolved, Digest::of(text.as_bytes())))
 }
 
-/// Why a package is locked, as `lock` writes it ([`crate::debian::pin`]'s `describe`).
-enum Why<'a> {
-    Requested(&'a str),
-    Essential,
-    Priority,
-    /// A dependency of the package of this name, locked in the same layer.
-    DependencyOf(&'a str),
-}
-
-impl<'a> Why<'a> {
-    fn parse(reason: &'a str) -> Option<Self> {
-        match reason {
-            "essential" => Some(Why::Essential),
-            "priority: required" => Some(Why::Priority),
-            _ => match reason.strip_prefix("requested: ") {
-                Some(text) => Some(Why::Requested(text)),
-                None => reason.split_once(" depends on ").map(|(of, _)| Why::DependencyOf(of)),
-            },
-        }
-    }
-}
-
 /// The packages of each layer are the ones its request selects, as far as the lockfile alone
 /// can tell: no excluded name, and every `reason` one the layer gives (a request it makes,
 /// the essential set or `priority: required` it takes, or a dependency of another package of
@@ -180,9 +158,10 @@ fn check_selection(recipe: &Recipe, lockfile: &Lockfile, text: &str, path: &Path
             let mut seen = std::collections::HashSet::new();
             let mut at = (package.name.as_str(), package.reason.as_str());
             loop {
-                let why = Why::parse(at.1).ok_or_else(|| {
+                let why = crate::debian::pin::Why::parse(at.1).ok_or_else(|| {
                     unasked(i, format!("{entry} has the reason `{}`, which `lock` never writes", at.1))
                 })?;
+                use crate::debian::pin::Why;
                 let unsupported = match why {
                     Why::Requested(request) if requests.contains(&request) => {
                         if at.0 == package.name.as_str() {

@@ -672,6 +672,17 @@ pub fn pid_alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
+/// Holds `flock` `operation` on `PATH.lock` beside `path` (made if missing) until the returned
+/// file is dropped (or the process dies): for a file read, compared and written in turn.
+pub fn lock_beside(path: &Path, operation: libc::c_int) -> io::Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(PathBuf::from(name))?;
+    let file = file.into_parts().0;
+    flock(&file, operation)?;
+    Ok(file)
+}
+
 /// `flock(2)` on `file`, retried when a signal interrupts it (`LOCK_NB`: `WouldBlock` if held).
 pub fn flock(file: &std::fs::File, operation: libc::c_int) -> io::Result<()> {
     loop {

@@ -518,11 +518,8 @@ fn check_rollback(
     let path = seen_path(store, source);
     // Read, compared and written under an exclusive lock: two locks at once (two recipes of
     // one archive in CI) could otherwise write the older date last.
-    let mut lock_name = path.as_os_str().to_owned();
-    lock_name.push(".lock");
-    let lock = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_name)?;
-    crate::store::flock(lock.file(), libc::LOCK_EX)
-        .with_context(|| format!("cannot lock `{}`", lock_name.display()))?;
+    let _lock = crate::store::lock_beside(&path, libc::LOCK_EX)
+        .with_context(|| format!("cannot lock the rollback record `{}`", path.display()))?;
     // A record that cannot be read or parsed is an error, not "never seen": that would turn
     // the check off and overwrite it.
     let seen: Option<Seen> = match fs_err::read(&path) {

@@ -779,6 +779,15 @@ Architecture: amd64\nVersion: 1\nDepends: libc6\n";
         Kind::File { size: b.len() as u64, content: Content::Bytes(Arc::from(b)), link_group: None }
     }
 
+    /// An image of these entries, at time 100.
+    fn image(entries: Vec<(&str, Kind, u32)>) -> Tree {
+        let mut tree = Tree::new(100);
+        for (path, kind, mode) in entries {
+            tree.insert(path, node(kind, mode)).unwrap();
+        }
+        tree
+    }
+
     /// `rm -rf /etc/x && mv /etc/y /etc/x`: the moved folder's files keep their old ctimes,
     /// and `etc/x/conf` is a path the image has, but what is there now is `y`'s.
     #[test]
@@ -786,8 +795,7 @@ Architecture: amd64\nVersion: 1\nDepends: libc6\n";
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         fs_err::create_dir(&root).unwrap();
-        let mut before = Tree::new(100);
-        for (path, kind, mode) in [
+        let before = image(vec![
             ("etc", Kind::Directory, 0o755),
             ("etc/x", Kind::Directory, 0o755),
             ("etc/x/conf", bytes(b"A"), 0o644),
@@ -795,9 +803,7 @@ Architecture: amd64\nVersion: 1\nDepends: libc6\n";
             ("etc/y", Kind::Directory, 0o755),
             ("etc/y/conf", bytes(b"B"), 0o644),
             ("etc/y/same", bytes(b"S"), 0o644),
-        ] {
-            before.insert(path, node(kind, mode)).unwrap();
-        }
+        ]);
         let written = crate::instance::materialize(&before, &root).unwrap();
         let marker = change_marker(dir.path()).unwrap();
         fs_err::remove_dir_all(root.join("etc/x")).unwrap();
@@ -817,9 +823,7 @@ Architecture: amd64\nVersion: 1\nDepends: libc6\n";
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         fs_err::create_dir(&root).unwrap();
-        let mut before = Tree::new(100);
-        before.insert("etc", node(Kind::Directory, 0o755)).unwrap();
-        before.insert("etc/a", node(bytes(b"A"), 0o644)).unwrap();
+        let before = image(vec![("etc", Kind::Directory, 0o755), ("etc/a", bytes(b"A"), 0o644)]);
         let written = crate::instance::materialize(&before, &root).unwrap();
         let marker = change_marker(dir.path()).unwrap();
         fs_err::hard_link(root.join("etc/a"), root.join("etc/b")).unwrap();
@@ -834,27 +838,18 @@ Architecture: amd64\nVersion: 1\nDepends: libc6\n";
     #[test]
     fn changes_finds_new_changed_and_deleted_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let mut before = Tree::new(100);
-        for (path, kind, mode) in [
+        let root = &dir.path().join("root");
+        fs_err::create_dir(root).unwrap();
+        let before = image(vec![
             ("etc", Kind::Directory, 0o755),
             ("etc/keep", bytes(b"same"), 0o644),
             ("etc/edit", bytes(b"old"), 0o644),
             ("etc/gone", Kind::Directory, 0o755),
             ("etc/gone/inner", bytes(b"x"), 0o644),
             ("etc/chmod", bytes(b"c"), 0o644),
-        ] {
-            before.insert(path, node(kind, mode)).unwrap();
-            let host = root.join(path);
-            match &before.get(path).unwrap().kind {
-                Kind::Directory => fs_err::create_dir(&host).unwrap(),
-                Kind::File { content: Content::Bytes(b), .. } => fs_err::write(&host, b).unwrap(),
-                _ => unreachable!(),
-            }
-            use std::os::unix::fs::PermissionsExt as _;
-            fs_err::set_permissions(&host, std::fs::Permissions::from_mode(mode)).unwrap();
-        }
-        let marker = change_marker(dir.path().parent().unwrap()).unwrap();
+        ]);
+        let written = crate::instance::materialize(&before, root).unwrap();
+        let marker = change_marker(dir.path()).unwrap();
         fs_err::write(root.join("etc/edit"), b"new").unwrap();
         fs_err::write(root.join("etc/keep"), b"same").unwrap(); // rewritten, unchanged
         fs_err::remove_dir_all(root.join("etc/gone")).unwrap();
@@ -863,8 +858,7 @@ Architecture: amd64\nVersion: 1\nDepends: libc6\n";
         fs_err::write(root.join("var/log/dpkg.log"), b"noise").unwrap();
         use std::os::unix::fs::PermissionsExt as _;
         fs_err::set_permissions(root.join("etc/chmod"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        // Folders made by hand, not by `materialize`: none is known, so all are compared.
-        let layer = changes(&before, root, marker, 100, &HashMap::new()).unwrap();
+        let layer = changes(&before, root, marker, 100, &written.folders).unwrap();
         let paths: Vec<(&str, &str)> = layer.iter().map(|(p, n)| (p.as_str(), n.kind.describe())).collect();
         assert_eq!(
             paths,

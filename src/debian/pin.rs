@@ -184,6 +184,28 @@ fn references(universe: &Universe, ids: &[resolve::PackageId]) -> Vec<PackageRef
     refs
 }
 
+/// Why a package is locked, read back from its lockfile `reason` ([`describe`] writes it).
+pub enum Why<'a> {
+    Requested(&'a str),
+    Essential,
+    Priority,
+    /// A dependency of the package of this name (locked in the same layer).
+    DependencyOf(&'a str),
+}
+
+impl<'a> Why<'a> {
+    pub fn parse(reason: &'a str) -> Option<Self> {
+        match reason {
+            "essential" => Some(Why::Essential),
+            "priority: required" => Some(Why::Priority),
+            _ => match reason.strip_prefix("requested: ") {
+                Some(text) => Some(Why::Requested(text)),
+                None => reason.split_once(" depends on ").map(|(of, _)| Why::DependencyOf(of)),
+            },
+        }
+    }
+}
+
 fn describe(reason: &Reason) -> String {
     match reason {
         Reason::Requested(text) => format!("requested: {text}"),
@@ -211,9 +233,9 @@ fn check_requests(
     for layer in recipe.layers.iter().filter(|l| l.has_packages()) {
         for (pinned, entry) in lockfile.packages.iter().zip(entries).filter(|(p, _)| p.layer == layer.name) {
             let Some(entry) = entry else { continue };
-            let claimed = match pinned.reason.as_str() {
-                "essential" if !entry.essential => Some("essential"),
-                "priority: required" if entry.priority != Some(Priority::Required) => Some("`Priority: required`"),
+            let claimed = match Why::parse(&pinned.reason) {
+                Some(Why::Essential) if !entry.essential => Some("essential"),
+                Some(Why::Priority) if entry.priority != Some(Priority::Required) => Some("`Priority: required`"),
                 _ => None,
             };
             if let Some(claimed) = claimed {
@@ -358,4 +380,32 @@ pub fn fetch_packages(ctx: &Context, recipe: &Recipe, lockfile: &Lockfile, netwo
 /// recipe says `source-date-epoch = "archive"`.
 pub fn newest_date(archives: &[LockedArchive]) -> u64 {
     archives.iter().map(|a| a.date.max(0) as u64).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `describe` writes into a lockfile, `Why::parse` reads back as the same reason: the
+    /// format lives here, on both sides.
+    #[test]
+    fn reasons_read_back_as_written() {
+        let of: PackageName = "web".parse().unwrap();
+        let cases = [
+            (Reason::Requested("web (>= 1)".into()), "requested web (>= 1)"),
+            (Reason::Essential, "essential"),
+            (Reason::Priority, "priority"),
+            (Reason::Dependency { of, relation: "libc6 (>= 2.36)".into() }, "dependency of web"),
+        ];
+        for (reason, expected) in cases {
+            let read = match Why::parse(&describe(&reason)) {
+                Some(Why::Requested(text)) => format!("requested {text}"),
+                Some(Why::Essential) => "essential".into(),
+                Some(Why::Priority) => "priority".into(),
+                Some(Why::DependencyOf(of)) => format!("dependency of {of}"),
+                None => "nothing".into(),
+            };
+            assert_eq!(read, expected);
+        }
+    }
 }

@@ -101,23 +101,17 @@ impl SystemTested {
 /// Holds an exclusive `flock` on `REPORT.lock` beside the report folder until dropped (the
 /// kernel drops it if the process dies); refuses at once if another run holds it.
 fn lock_report(report: &Path) -> anyhow::Result<std::fs::File> {
-    let mut name = report.as_os_str().to_owned();
-    name.push(".lock");
-    let path = PathBuf::from(name);
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = report.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs_err::create_dir_all(parent)?;
     }
-    let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?.into_parts().0;
-    if let Err(e) = crate::store::flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            anyhow::bail!(crate::error::Hinted::new(
-                format!("another `test --system` is writing the report folder `{}` now", report.display()),
-                "give this run a folder of its own with `--report DIR`",
-            ));
-        }
-        return Err(e).with_context(|| format!("cannot lock `{}`", path.display()));
+    match crate::store::lock_beside(report, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(file) => Ok(file),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => anyhow::bail!(crate::error::Hinted::new(
+            format!("another `test --system` is writing the report folder `{}` now", report.display()),
+            "give this run a folder of its own with `--report DIR`",
+        )),
+        Err(e) => Err(e).with_context(|| format!("cannot lock the report folder `{}`", report.display())),
     }
-    Ok(file)
 }
 
 /// The default report folder: `NAME_VERSION_ARCH.SYSTEM.test/` beside the candidate.
